@@ -1,0 +1,39 @@
+/*
+ * log: OpenBSD log.c style logging for every daemon and tool.
+ * One JSON object per line on stderr when stderr is not a TTY, readable text
+ * on a TTY. The module prefix names where a line comes from.
+ */
+#ifndef CLOUD_LOG_H
+#define CLOUD_LOG_H
+
+#include <stdarg.h>
+
+enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
+
+/* Sets the program name and minimum level; json < 0 means "auto" (not a TTY). */
+void log_init(const char *progname, enum log_level min, int json);
+void log_set_level(enum log_level min);
+
+#define CLOUD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+void log_msg(enum log_level lvl, const char *module, int errnum,
+             const char *fmt, ...) CLOUD_PRINTF(4, 5);
+void log_vmsg(enum log_level lvl, const char *module, int errnum,
+              const char *fmt, va_list ap) CLOUD_PRINTF(4, 0);
+_Noreturn void log_fatal(const char *module, int errnum, const char *fmt, ...)
+    CLOUD_PRINTF(3, 4);
+
+#ifndef LOG_MODULE
+#define LOG_MODULE "main"
+#endif
+
+/* log_warn appends strerror(errno); log_warnx does not. */
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, LOG_MODULE, 0, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, LOG_MODULE, 0, __VA_ARGS__)
+#define log_warnx(...) log_msg(LOG_LVL_WARN, LOG_MODULE, 0, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LVL_WARN, LOG_MODULE, errno, __VA_ARGS__)
+#define log_errx(...) log_msg(LOG_LVL_ERR, LOG_MODULE, 0, __VA_ARGS__)
+#define fatal(...) log_fatal(LOG_MODULE, errno, __VA_ARGS__)
+#define fatalx(...) log_fatal(LOG_MODULE, 0, __VA_ARGS__)
+
+#endif
