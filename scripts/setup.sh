@@ -10,7 +10,7 @@ PKGS=(
   postgresql postgresql-contrib
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
   linux-image-amd64 busybox-static cpio
-  wrk clang libclang-rt-14-dev
+  wrk clang libclang-rt-14-dev python3 jq
 )
 # Node.js may come from elsewhere on a developer machine; Debian's npm only
 # where there is no npm at all.
