@@ -1,0 +1,492 @@
+"""Black-box harness: a throwaway PostgreSQL plus the real cloud-controller.
+
+Like Redis's start_server or memcached's new_memcached: every test module
+gets its own cluster in a temp dir and its own controller on free ports, and
+both are torn down (controller SIGTERM, `pg_ctl stop -m fast`, temp dir
+removed) even when a test fails.
+
+We run as root in CI and initdb refuses root, so every PostgreSQL binary runs
+as the `postgres` system user through runuser, in a temp dir owned by it.
+Unix sockets go to the temp dir so a system cluster on 5432 never conflicts.
+
+Environment:
+  CLOUD_CONTROLLER   path of the cloud-controller binary (set by ctest)
+  PG_BINDIR          PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+  CLOUD_ITEST_KEEP=1 keep the temp dir (logs, data) after the run
+"""
+
+import atexit
+import http.client
+import json
+import os
+import pwd
+import queue
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+PG_BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+PG_USER = "postgres"
+READY_TIMEOUT = 20.0
+HTTP_TIMEOUT = 10.0
+
+
+class HarnessError(Exception):
+    pass
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hex_id(nbytes=8):
+    return secrets.token_hex(nbytes)
+
+
+def unique_name(prefix="t"):
+    """A fresh name that matches ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$."""
+    return "%s-%s" % (prefix, secrets.token_hex(4))
+
+
+def poll(fn, timeout, interval=0.1, what="condition"):
+    """Call fn() until it returns a truthy value or the deadline passes.
+
+    Returns that value; raises AssertionError naming `what` on timeout, with
+    the last value or exception seen, so a failure says what was observed.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - reported on timeout
+            last = e
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s; last: %r"
+                                 % (timeout, what, last))
+        time.sleep(interval)
+
+
+class Cluster:
+    """One PostgreSQL cluster and one controller, both on free ports."""
+
+    def __init__(self, controller=None):
+        self.controller_bin = controller or os.environ.get("CLOUD_CONTROLLER")
+        self.tmp = None
+        self.pg_port = None
+        self.http_port = None
+        self.proc = None
+        self.ctl_log = None
+        self._ctl_log_fh = None
+        self._pg_running = False
+        self._stopped = False
+
+    # -- paths -----------------------------------------------------------
+    @property
+    def pgdata(self):
+        return os.path.join(self.tmp, "pgdata")
+
+    @property
+    def pg_log(self):
+        return os.path.join(self.tmp, "postgres.log")
+
+    @property
+    def db_url(self):
+        return "postgresql://postgres@127.0.0.1:%d/cloud" % self.pg_port
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self, with_controller=True):
+        try:
+            self.tmp = tempfile.mkdtemp(prefix="cloud-itest-")
+            pw = pwd.getpwnam(PG_USER)
+            os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.tmp, 0o755)
+            self._init_pg()
+            self.start_pg()
+            self.psql("CREATE DATABASE cloud", db="postgres")
+            if with_controller:
+                self.start_controller()
+        except BaseException:
+            self.stop()
+            raise
+        atexit.register(self.stop)
+        return self
+
+    def _as_pg(self, argv, check=True, timeout=60):
+        """Run a PostgreSQL binary as the postgres user (initdb refuses root)."""
+        cmd = ["runuser", "-u", PG_USER, "--"] + argv
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=timeout, cwd=self.tmp)
+        if check and r.returncode != 0:
+            raise HarnessError("%s failed (%d):\n%s" % (" ".join(argv), r.returncode, r.stdout))
+        return r
+
+    def _init_pg(self):
+        self.pg_port = free_port()
+        self._as_pg([os.path.join(PG_BINDIR, "initdb"), "-D", self.pgdata, "-U", PG_USER,
+                     "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+        # Settings live in postgresql.conf so a restart (start_pg) reuses the
+        # same port and socket directory.
+        conf = (
+            "\n# cloud integration harness\n"
+            "listen_addresses = '127.0.0.1'\n"
+            "port = %d\n"
+            "unix_socket_directories = '%s'\n"
+            "fsync = off\n"
+            "synchronous_commit = off\n"
+            "full_page_writes = off\n"
+            "max_connections = 100\n"
+            "log_min_messages = warning\n"
+        ) % (self.pg_port, self.tmp)
+        with open(os.path.join(self.pgdata, "postgresql.conf"), "a") as f:
+            f.write(conf)
+
+    def start_pg(self):
+        """Start (or restart after stop_pg) the cluster on the same port and data dir."""
+        self._as_pg([os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.pgdata, "-l", self.pg_log,
+                     "-w", "-t", "30", "start"])
+        self._pg_running = True
+
+    def stop_pg(self):
+        """Stop PostgreSQL (fast: disconnects every session) under the running controller."""
+        if not self._pg_running:
+            return
+        self._as_pg([os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.pgdata, "-m", "fast",
+                     "-w", "-t", "30", "stop"])
+        self._pg_running = False
+
+    def start_controller(self):
+        if not self.controller_bin:
+            raise HarnessError("CLOUD_CONTROLLER is not set (path of the cloud-controller binary)")
+        if not os.access(self.controller_bin, os.X_OK):
+            raise HarnessError("CLOUD_CONTROLLER=%s is not an executable" % self.controller_bin)
+        data_dir = os.path.join(self.tmp, "ctl")
+        os.makedirs(data_dir, exist_ok=True)
+        self.http_port = free_port()
+        self.ctl_log = os.path.join(self.tmp, "controller.log")
+        self._ctl_log_fh = open(self.ctl_log, "ab")
+        argv = [self.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
+                "--db", self.db_url, "--data-dir", data_dir]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._ctl_log_fh,
+                                     stderr=subprocess.STDOUT, cwd=self.tmp)
+        deadline = time.monotonic() + READY_TIMEOUT
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise HarnessError("cloud-controller exited with %d during start-up:\n%s"
+                                   % (self.proc.returncode, self.controller_log_tail()))
+            try:
+                status, _, body = self.request("GET", "/readyz", timeout=2)
+                last = (status, body)
+                if status == 200:
+                    return
+            except OSError as e:
+                last = e
+            time.sleep(0.1)
+        raise HarnessError("cloud-controller not ready within %.0fs (last /readyz: %r):\n%s"
+                           % (READY_TIMEOUT, last, self.controller_log_tail()))
+
+    def stop_controller(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sys.stderr.write("harness: cloud-controller ignored SIGTERM for 10s; killing\n")
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._ctl_log_fh:
+            self._ctl_log_fh.close()
+            self._ctl_log_fh = None
+
+    def stop(self):
+        """Tear everything down; safe to call twice and after a failed start."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.stop_controller()
+        finally:
+            try:
+                if self._pg_running:
+                    self.stop_pg()
+            except Exception as e:  # noqa: BLE001 - teardown must go on
+                sys.stderr.write("harness: pg_ctl stop failed: %s\n" % e)
+                self._kill_postmaster()
+            finally:
+                if self.tmp and os.environ.get("CLOUD_ITEST_KEEP") != "1":
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                elif self.tmp:
+                    sys.stderr.write("harness: kept %s\n" % self.tmp)
+
+    def _kill_postmaster(self):
+        try:
+            with open(os.path.join(self.pgdata, "postmaster.pid")) as f:
+                pid = int(f.readline())
+            os.kill(pid, signal.SIGQUIT)
+        except (OSError, ValueError):
+            pass
+
+    def controller_log_tail(self, lines=60):
+        if not self.ctl_log or not os.path.exists(self.ctl_log):
+            return "(no controller log)"
+        with open(self.ctl_log, "rb") as f:
+            data = f.read().decode("utf-8", "replace").splitlines()
+        return "\n".join(data[-lines:])
+
+    # -- clients ---------------------------------------------------------
+    def psql(self, sql, db="cloud"):
+        """Run SQL through psql over TCP; returns stdout (unaligned, tuples only)."""
+        argv = [os.path.join(PG_BINDIR, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", PG_USER, "-d", db, "-c", sql]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=30, env=env)
+        if r.returncode != 0:
+            raise HarnessError("psql failed (%d) on %r:\n%s" % (r.returncode, sql, r.stderr))
+        return r.stdout.strip()
+
+    def request(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT, raw=None):
+        """One HTTP request on a fresh connection.
+
+        body: dict/list -> JSON with Content-Type application/json; str/bytes
+        -> sent as is (set Content-Type yourself through headers if wanted).
+        raw: bytes sent instead of body, also without a content type.
+        Returns (status, headers, payload): headers is an http.client.HTTPMessage
+        (case-insensitive .get), payload the parsed JSON when the body parses
+        as JSON, else the text.
+        """
+        hdrs = dict(headers or {})
+        data = None
+        if raw is not None:
+            data = raw
+        elif isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            data = body.encode()
+        elif isinstance(body, bytes):
+            data = body
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            payload = resp.read()
+            status, rhdrs = resp.status, resp.msg
+        finally:
+            conn.close()
+        text = payload.decode("utf-8", "replace")
+        try:
+            parsed = json.loads(text) if text.strip() else None
+        except ValueError:
+            parsed = text
+        return status, rhdrs, parsed
+
+    def sse(self, path, headers=None, timeout=HTTP_TIMEOUT):
+        return SSEStream(self.http_port, path, headers, timeout)
+
+    # -- fixtures through SQL (agents and uploads come later) ------------
+    def add_image(self, name, tag="latest", kind="kernel", size=1000):
+        """Insert a blob and an image row; returns (image id, kernel digest)."""
+        image_id = hex_id(8)
+        digest = "sha256:" + secrets.token_hex(32)
+        self.psql("INSERT INTO blobs (digest, size) VALUES ('%s', %d);" % (digest, size))
+        self.psql("INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, size) "
+                  "VALUES ('%s', '%s', '%s', '%s', '%s', NULL, 'console=ttyS0', %d);"
+                  % (image_id, name, tag, kind, digest, size))
+        return image_id, digest
+
+    def add_host(self, name, host_id=None, labels=None, vcpus=8, memory_mib=16384, disk_gib=100):
+        host_id = host_id or "h-" + secrets.token_hex(4)
+        self.psql("INSERT INTO hosts (id, name, address, labels, cap_vcpus, cap_memory_mib, "
+                  "cap_disk_gib, hypervisor, arch, last_seen) VALUES ('%s', '%s', '127.0.0.1', "
+                  "'%s', %d, %d, %d, 'qemu', 'x86_64', now());"
+                  % (host_id, name, json.dumps(labels or {"zone": "a"}), vcpus, memory_mib, disk_gib))
+        return host_id
+
+
+class SSEStream:
+    """A Server-Sent Events reader on its own connection.
+
+    A thread reads lines and queues parsed events, so the test can wait for
+    the next event with a deadline without poisoning the socket on timeout.
+    """
+
+    def __init__(self, port, path, headers=None, timeout=HTTP_TIMEOUT):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.conn.request("GET", path, headers=dict(headers or {}))
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.headers = self.resp.msg
+        self.comments = []
+        self._q = queue.Queue()
+        self._closed = False
+        if self.status == 200:
+            # The stream is long-lived: no read timeout once it is open.
+            if self.conn.sock is not None:
+                self.conn.sock.settimeout(None)
+            self._t = threading.Thread(target=self._reader, daemon=True)
+            self._t.start()
+        else:
+            self.body = self.resp.read().decode("utf-8", "replace")
+
+    def _reader(self):
+        ev = {}
+        data = []
+        try:
+            while True:
+                line = self.resp.readline()
+                if not line:
+                    break
+                line = line.decode("utf-8", "replace").rstrip("\r\n")
+                if line == "":
+                    if data or ev:
+                        ev["data"] = "\n".join(data)
+                        try:
+                            ev["json"] = json.loads(ev["data"]) if data else None
+                        except ValueError:
+                            ev["json"] = None
+                        self._q.put(ev)
+                    ev, data = {}, []
+                elif line.startswith(":"):
+                    self.comments.append(line)
+                else:
+                    field, _, value = line.partition(":")
+                    if value.startswith(" "):
+                        value = value[1:]
+                    if field == "data":
+                        data.append(value)
+                    elif field in ("id", "event", "retry"):
+                        ev[field] = value
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+        self._q.put(None)  # end of stream
+
+    def next_event(self, timeout):
+        """The next event dict (id, event, data, json), or None at end of stream or timeout."""
+        if self._closed:
+            return None
+        try:
+            ev = self._q.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+        if ev is None:
+            self._closed = True
+        return ev
+
+    def wait_for(self, pred, timeout):
+        """Read events until pred(event) is true; returns (match or None, events read)."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None, seen
+            ev = self.next_event(left)
+            if ev is None:
+                return None, seen
+            seen.append(ev)
+            if pred(ev):
+                return ev, seen
+
+    def close(self):
+        self._closed = True
+        try:
+            if self.conn.sock is not None:
+                self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.conn.close()
+
+
+# -- module-level convenience: one cluster per test module ----------------
+_cluster = None
+
+
+def start(with_controller=True):
+    global _cluster
+    _cluster = Cluster().start(with_controller=with_controller)
+    return _cluster
+
+
+def stop():
+    global _cluster
+    if _cluster is not None:
+        _cluster.stop()
+        _cluster = None
+
+
+def cluster():
+    if _cluster is None:
+        raise HarnessError("harness.start() was not called")
+    return _cluster
+
+
+def request(method, path, body=None, headers=None, **kw):
+    return cluster().request(method, path, body=body, headers=headers, **kw)
+
+
+def psql(sql):
+    return cluster().psql(sql)
+
+
+def stop_pg():
+    cluster().stop_pg()
+
+
+def start_pg():
+    cluster().start_pg()
+
+
+class TestCase(unittest.TestCase):
+    """Base class: on a failure, prints the controller log tail once."""
+
+    _dumped = False
+
+    def run(self, result=None):
+        if result is None:
+            return super().run(result)
+        before = len(result.failures) + len(result.errors)
+        out = super().run(result)
+        after = len(result.failures) + len(result.errors)
+        if after > before and _cluster is not None and not TestCase._dumped:
+            TestCase._dumped = True
+            sys.stderr.write("\n--- controller log (tail) after failure in %s ---\n%s\n---\n"
+                             % (self.id(), _cluster.controller_log_tail()))
+        return out
+
+    # Shared assertions ---------------------------------------------------
+    def assertError(self, resp, status, code, field=None):
+        st, hdrs, body = resp
+        self.assertEqual(st, status, "expected %d %s, got %d: %r" % (status, code, st, body))
+        self.assertIsInstance(body, dict, "error body is not JSON: %r" % (body,))
+        self.assertIn("error", body, body)
+        err = body["error"]
+        self.assertEqual(err.get("code"), code, body)
+        self.assertIsInstance(err.get("message"), str, body)
+        self.assertTrue(err["message"], body)
+        if field is not None:
+            self.assertEqual(err.get("field"), field, body)
+        ctype = hdrs.get("Content-Type", "")
+        self.assertTrue(ctype.startswith("application/json"), "error Content-Type %r" % ctype)
+        return err
+
+    def assertStatus(self, resp, status):
+        st, _, body = resp
+        self.assertEqual(st, status, "expected %d, got %d: %r" % (status, st, body))
+        return body
