@@ -284,7 +284,19 @@ class Cluster:
             data = body
         conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
         try:
-            conn.request(method, path, body=data, headers=hdrs)
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            if data is not None:
+                hdrs.setdefault("Content-Length", str(len(data)))
+            for k, v in hdrs.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            if data is not None:
+                # A server may answer (413) and close before reading a big
+                # body; the answer is still there to read.
+                try:
+                    conn.send(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
             resp = conn.getresponse()
             payload = resp.read()
             status, rhdrs = resp.status, resp.msg
