@@ -1,0 +1,721 @@
+/*
+ * api: the REST handlers of docs/api.md and the route table.
+ *
+ * A handler validates its input, names a store statement, and answers from
+ * the database's result. Writes return (status, body) from the SQL function;
+ * reads return the object's JSON as PostgreSQL built it. Nothing here speaks
+ * SQL or waits on the database.
+ */
+#define LOG_MODULE "api"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "app.h"
+#include "log.h"
+#include "mem.h"
+#include "metrics.h"
+#include "store.h"
+#include "validate.h"
+
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+#define ACTOR "api"
+
+static struct app *
+app_of(struct http_req *r)
+{
+    return http_app(r);
+}
+
+static void
+reply_db_error(struct http_req *r, const struct db_error *err)
+{
+    http_reply_error(r, err->status, err->code, err->field, "%s",
+                     err->message);
+}
+
+/* Drops a request whose client left while the database worked. */
+static int
+gone(struct http_req *r)
+{
+    if (r->cancelled) {
+        http_req_release(r);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- generic result handlers ----------------------------------------- */
+
+/* Rows of (status, body) from a write function. */
+static void
+on_write(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct http_req *r = arg;
+    long status;
+
+    if (gone(r))
+        return;
+    if (err) {
+        reply_db_error(r, err);
+        return;
+    }
+    status = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    http_reply_json_text(r, (int)status, PQgetvalue(res, 0, 1));
+}
+
+/* One row (json, version) or none; r->data names the object kind. */
+static void
+on_get(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct http_req *r = arg;
+
+    if (gone(r))
+        return;
+    if (err) {
+        reply_db_error(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        http_reply_error(r, 404, "not_found", NULL, "%s %s not found",
+                         (const char *)r->data, http_param(r, 0));
+        return;
+    }
+    if (PQnfields(res) > 1) {
+        char etag[40];
+        snprintf(etag, sizeof(etag), "\"%s\"", PQgetvalue(res, 0, 1));
+        http_add_header(r, "ETag", etag);
+    }
+    http_reply_json_text(r, 200, PQgetvalue(res, 0, 0));
+}
+
+struct list_ctx {
+    int limit;
+    int json_col; /* column of the item's JSON; column 0 is the cursor */
+};
+
+static void
+on_list(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct http_req *r = arg;
+    struct list_ctx *lc = r->data;
+    struct evbuffer *b;
+    int n, more;
+    size_t len;
+    char *body;
+
+    if (gone(r)) {
+        free(lc);
+        return;
+    }
+    if (err) {
+        free(lc);
+        reply_db_error(r, err);
+        return;
+    }
+    n = PQntuples(res);
+    more = n > lc->limit;
+    if (more)
+        n = lc->limit;
+    b = evbuffer_new();
+    if (b == NULL)
+        fatalx("cannot allocate an evbuffer");
+    evbuffer_add_printf(b, "{\"items\":[");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            evbuffer_add(b, ",", 1);
+        evbuffer_add_printf(b, "%s", PQgetvalue(res, i, lc->json_col));
+    }
+    if (more) {
+        json_t *cur = json_string(PQgetvalue(res, n - 1, 0));
+        char *s = json_dumps(cur, JSON_ENCODE_ANY);
+        evbuffer_add_printf(b, "],\"next\":%s}", s);
+        free(s);
+        json_decref(cur);
+    } else {
+        evbuffer_add_printf(b, "],\"next\":null}");
+    }
+    len = evbuffer_get_length(b);
+    body = xmalloc(len + 1);
+    evbuffer_remove(b, body, len);
+    body[len] = '\0';
+    evbuffer_free(b);
+    free(lc);
+    http_reply_json_text(r, 200, body);
+    free(body);
+}
+
+/* ---- query parameters ------------------------------------------------- */
+
+/* Parses ?limit= (default LIST_DEFAULT); replies 400 and returns -1. */
+static int
+query_limit(struct http_req *r, int *limit)
+{
+    const char *s = http_query(r, "limit");
+    char *end;
+    long v;
+
+    *limit = LIST_DEFAULT;
+    if (s == NULL)
+        return 0;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < 1 || v > LIST_MAX) {
+        http_reply_error(r, 400, "bad_request", "limit",
+                         "limit must be an integer from 1 to %d", LIST_MAX);
+        return -1;
+    }
+    *limit = (int)v;
+    return 0;
+}
+
+/* A filter value from a fixed set (NULL-terminated), or absent. */
+static int
+query_enum(struct http_req *r, const char *key, const char *const *allowed,
+           const char **out)
+{
+    const char *s = http_query(r, key);
+    char list[200] = "";
+
+    *out = NULL;
+    if (s == NULL)
+        return 0;
+    for (const char *const *a = allowed; *a; a++) {
+        if (strcmp(*a, s) == 0) {
+            *out = *a;
+            return 0;
+        }
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                 a == allowed ? "" : ", ", *a);
+    }
+    http_reply_error(r, 400, "bad_request", key,
+                     "%s must be one of %s, not \"%.40s\"", key, list, s);
+    return -1;
+}
+
+/* A free-form filter (name or cursor) of bounded length. */
+static int
+query_str(struct http_req *r, const char *key, const char **out)
+{
+    const char *s = http_query(r, key);
+
+    *out = s;
+    if (s != NULL && (strlen(s) == 0 || strlen(s) > 256)) {
+        http_reply_error(r, 400, "bad_request", key,
+                         "%s must be 1 to 256 characters", key);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *const instance_states[] = {
+    "pending", "scheduled", "starting", "running",
+    "stopping", "exited", "failed", "lost", NULL};
+static const char *const desired_states[] = {"running", "stopped",
+                                             "deleted", NULL};
+static const char *const host_states[] = {"ready", "cordoned", "draining",
+                                          "drained", "down", NULL};
+static const char *const service_states[] = {"active", "deleting", NULL};
+static const char *const event_objects[] = {"service", "instance", "host",
+                                            "image", "token", "config",
+                                            "controller", NULL};
+
+static void
+run_list(struct http_req *r, enum store_stmt st, const char **vals,
+         int limit, int json_col)
+{
+    struct list_ctx *lc = xcalloc(1, sizeof(*lc));
+
+    lc->limit = limit;
+    lc->json_col = json_col;
+    r->data = lc;
+    db_query(app_of(r)->db, store_stmt(st), vals, on_list, r);
+}
+
+static void
+limit_plus_one(char *buf, size_t cap, int limit)
+{
+    snprintf(buf, cap, "%d", limit + 1);
+}
+
+static void
+version_str(char *buf, size_t cap, long long v)
+{
+    if (v > 0)
+        snprintf(buf, cap, "%lld", v);
+    else
+        buf[0] = '\0';
+}
+
+/* ---- health ---------------------------------------------------------- */
+
+static void
+h_healthz(struct http_req *r)
+{
+    http_reply_json_text(r, 200, "{\"status\":\"ok\"}");
+}
+
+static void
+on_ready(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct http_req *r = arg;
+    long v;
+
+    if (gone(r))
+        return;
+    if (err) {
+        http_reply_error(r, 503, "unavailable", NULL, "not ready: %s",
+                         err->message);
+        return;
+    }
+    v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    if (v < app_of(r)->schema_version) {
+        http_reply_error(r, 503, "unavailable", NULL,
+                         "not ready: database schema is at version %ld, "
+                         "this controller needs %d",
+                         v, app_of(r)->schema_version);
+        return;
+    }
+    http_reply_json_text(r, 200, "{\"status\":\"ready\"}");
+}
+
+static void
+h_readyz(struct http_req *r)
+{
+    db_query(app_of(r)->db, store_stmt(ST_READY), NULL, on_ready, r);
+}
+
+static void
+on_counts(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct http_req *r = arg;
+    struct app *app;
+    struct evbuffer *b;
+    struct db_pool_stats st;
+    size_t len;
+    char *body;
+
+    if (gone(r))
+        return;
+    app = app_of(r);
+    b = evbuffer_new();
+    if (b == NULL)
+        fatalx("cannot allocate an evbuffer");
+    metrics_render_http(b);
+    db_pool_stats(app->db, &st);
+    evbuffer_add_printf(
+        b,
+        "# HELP cloud_db_pool_connections Database pool connections by "
+        "state.\n# TYPE cloud_db_pool_connections gauge\n"
+        "cloud_db_pool_connections{state=\"configured\"} %d\n"
+        "cloud_db_pool_connections{state=\"up\"} %d\n"
+        "cloud_db_pool_connections{state=\"busy\"} %d\n"
+        "# HELP cloud_db_queue_length Queries waiting for a connection.\n"
+        "# TYPE cloud_db_queue_length gauge\ncloud_db_queue_length %d\n"
+        "# TYPE cloud_db_queries_total counter\ncloud_db_queries_total %llu\n"
+        "# TYPE cloud_db_errors_total counter\ncloud_db_errors_total %llu\n"
+        "# TYPE cloud_db_reconnects_total counter\n"
+        "cloud_db_reconnects_total %llu\n"
+        "# HELP cloud_db_up Whether the database answered this scrape.\n"
+        "# TYPE cloud_db_up gauge\ncloud_db_up %d\n"
+        "# TYPE cloud_watch_clients gauge\ncloud_watch_clients %d\n",
+        st.size, st.up, st.busy, st.queued, st.queries, st.errors,
+        st.reconnects, err == NULL, watch_clients(app->watch));
+    if (err == NULL) {
+        const char *kinds[] = {"instances", "hosts", "services"};
+        const char *const *states[] = {instance_states, host_states,
+                                       service_states};
+        for (int k = 0; k < 3; k++) {
+            evbuffer_add_printf(b, "# TYPE cloud_%s gauge\n", kinds[k]);
+            /* Every state, zero included, so dashboards see the series. */
+            for (const char *const *s = states[k]; *s; s++) {
+                const char *count = "0";
+                for (int i = 0; i < PQntuples(res); i++)
+                    if (strcmp(PQgetvalue(res, i, 0), kinds[k]) == 0 &&
+                        strcmp(PQgetvalue(res, i, 1), *s) == 0)
+                        count = PQgetvalue(res, i, 2);
+                evbuffer_add_printf(b, "cloud_%s{state=\"%s\"} %s\n",
+                                    kinds[k], *s, count);
+            }
+        }
+    }
+    len = evbuffer_get_length(b);
+    body = xmalloc(len + 1);
+    evbuffer_remove(b, body, len);
+    evbuffer_free(b);
+    http_reply_raw(r, 200, "text/plain; version=0.0.4", body, len);
+    free(body);
+}
+
+static void
+h_metrics(struct http_req *r)
+{
+    db_query(app_of(r)->db, store_stmt(ST_OBJECT_COUNTS), NULL, on_counts, r);
+}
+
+/* ---- services -------------------------------------------------------- */
+
+static void
+h_services_list(struct http_req *r)
+{
+    const char *after, *state, *vals[3];
+    int limit;
+    char lim[16];
+
+    if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
+        query_enum(r, "state", service_states, &state) < 0)
+        return;
+    limit_plus_one(lim, sizeof(lim), limit);
+    vals[0] = after;
+    vals[1] = state;
+    vals[2] = lim;
+    run_list(r, ST_SERVICE_LIST, vals, limit, 1);
+}
+
+static int
+idem_key(struct http_req *r, const char **key)
+{
+    *key = http_header(r, "Idempotency-Key");
+    if (*key && (strlen(*key) == 0 || strlen(*key) > 128)) {
+        http_reply_error(r, 400, "bad_request", NULL,
+                         "Idempotency-Key must be 1 to 128 characters");
+        return -1;
+    }
+    return 0;
+}
+
+/* Validates a body with fn and runs the write statement st with it. */
+static void
+create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
+            enum store_stmt st)
+{
+    int empty;
+    json_t *in = http_body_json(r, &empty), *norm;
+    struct verr e;
+    const char *key, *vals[3];
+    char *body;
+
+    if (in == NULL) {
+        if (empty)
+            http_reply_error(r, 400, "bad_request", NULL,
+                             "a JSON body is required");
+        return;
+    }
+    if (idem_key(r, &key) < 0) {
+        json_decref(in);
+        return;
+    }
+    norm = fn(in, &e);
+    json_decref(in);
+    if (norm == NULL) {
+        http_reply_error(r, 422, "invalid", e.field, "%s", e.message);
+        return;
+    }
+    body = json_dumps(norm, JSON_COMPACT);
+    json_decref(norm);
+    vals[0] = body;
+    vals[1] = key;
+    vals[2] = ACTOR;
+    db_query(app_of(r)->db, store_stmt(st), vals, on_write, r);
+    free(body);
+}
+
+static void
+h_services_create(struct http_req *r)
+{
+    create_with(r, validate_service_create, ST_SERVICE_CREATE);
+}
+
+static void
+h_service_get(struct http_req *r)
+{
+    const char *vals[1] = {http_param(r, 0)};
+
+    r->data = "service";
+    db_query(app_of(r)->db, store_stmt(ST_SERVICE_GET), vals, on_get, r);
+}
+
+static void
+h_service_patch(struct http_req *r)
+{
+    int empty;
+    json_t *in, *norm;
+    struct verr e;
+    long long ver;
+    char vs[24], *body;
+    const char *vals[4];
+
+    if (http_if_match(r, &ver) < 0)
+        return;
+    in = http_body_json(r, &empty);
+    if (in == NULL) {
+        if (empty)
+            http_reply_error(r, 400, "bad_request", NULL,
+                             "a JSON body is required");
+        return;
+    }
+    norm = validate_service_patch(in, &e);
+    json_decref(in);
+    if (norm == NULL) {
+        http_reply_error(r, 422, "invalid", e.field, "%s", e.message);
+        return;
+    }
+    body = json_dumps(norm, JSON_COMPACT);
+    json_decref(norm);
+    version_str(vs, sizeof(vs), ver);
+    vals[0] = http_param(r, 0);
+    vals[1] = body;
+    vals[2] = ver ? vs : NULL;
+    vals[3] = ACTOR;
+    db_query(app_of(r)->db, store_stmt(ST_SERVICE_PATCH), vals, on_write, r);
+    free(body);
+}
+
+/* DELETE and the POST actions: a reference, an optional If-Match. */
+static void
+ref_action(struct http_req *r, enum store_stmt st, const char *arg)
+{
+    long long ver;
+    char vs[24];
+    const char *vals[4];
+    int n = 0;
+
+    if (http_if_match(r, &ver) < 0)
+        return;
+    version_str(vs, sizeof(vs), ver);
+    vals[n++] = http_param(r, 0);
+    if (arg)
+        vals[n++] = arg;
+    vals[n++] = ver ? vs : NULL;
+    vals[n++] = ACTOR;
+    db_query(app_of(r)->db, store_stmt(st), vals, on_write, r);
+}
+
+static void
+h_service_delete(struct http_req *r)
+{
+    ref_action(r, ST_SERVICE_DELETE, NULL);
+}
+
+/* ---- instances ------------------------------------------------------- */
+
+static void
+h_instances_list(struct http_req *r)
+{
+    const char *after, *service, *state, *host, *desired, *vals[6];
+    int limit;
+    char lim[16];
+
+    if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
+        query_str(r, "service", &service) < 0 ||
+        query_enum(r, "state", instance_states, &state) < 0 ||
+        query_str(r, "host", &host) < 0 ||
+        query_enum(r, "desired_state", desired_states, &desired) < 0)
+        return;
+    limit_plus_one(lim, sizeof(lim), limit);
+    vals[0] = after;
+    vals[1] = service;
+    vals[2] = state;
+    vals[3] = host;
+    vals[4] = desired;
+    vals[5] = lim;
+    run_list(r, ST_INSTANCE_LIST, vals, limit, 1);
+}
+
+static void
+h_instances_create(struct http_req *r)
+{
+    create_with(r, validate_instance_create, ST_INSTANCE_CREATE);
+}
+
+static void
+h_instance_get(struct http_req *r)
+{
+    const char *vals[1] = {http_param(r, 0)};
+
+    r->data = "instance";
+    db_query(app_of(r)->db, store_stmt(ST_INSTANCE_GET), vals, on_get, r);
+}
+
+static void
+h_instance_delete(struct http_req *r)
+{
+    ref_action(r, ST_INSTANCE_DELETE, NULL);
+}
+
+static void
+h_instance_kill(struct http_req *r)
+{
+    int empty;
+    json_t *in = http_body_json(r, &empty);
+    const char *sig;
+    struct verr e;
+
+    if (in == NULL && !empty)
+        return;
+    if (validate_kill(in, &sig, &e) < 0) {
+        json_decref(in);
+        http_reply_error(r, 422, "invalid", e.field, "%s", e.message);
+        return;
+    }
+    json_decref(in);
+    ref_action(r, ST_INSTANCE_KILL, sig);
+}
+
+/* ---- hosts ----------------------------------------------------------- */
+
+static void
+h_hosts_list(struct http_req *r)
+{
+    const char *after, *state, *vals[3];
+    int limit;
+    char lim[16];
+
+    if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
+        query_enum(r, "state", host_states, &state) < 0)
+        return;
+    limit_plus_one(lim, sizeof(lim), limit);
+    vals[0] = after;
+    vals[1] = state;
+    vals[2] = lim;
+    run_list(r, ST_HOST_LIST, vals, limit, 1);
+}
+
+static void
+h_host_get(struct http_req *r)
+{
+    const char *vals[1] = {http_param(r, 0)};
+
+    r->data = "host";
+    db_query(app_of(r)->db, store_stmt(ST_HOST_GET), vals, on_get, r);
+}
+
+static void
+h_host_cordon(struct http_req *r)
+{
+    ref_action(r, ST_HOST_ACTION, "cordon");
+}
+
+static void
+h_host_uncordon(struct http_req *r)
+{
+    ref_action(r, ST_HOST_ACTION, "uncordon");
+}
+
+static void
+h_host_drain(struct http_req *r)
+{
+    ref_action(r, ST_HOST_ACTION, "drain");
+}
+
+/* ---- events ---------------------------------------------------------- */
+
+static int
+parse_since(struct http_req *r, const char *s, long long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoll(s, &end, 10);
+    if (errno || *end || end == s || *out < 0) {
+        http_reply_error(r, 400, "bad_request", "since",
+                         "since must be an event id (an integer >= 0)");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+h_events(struct http_req *r)
+{
+    const char *object, *type, *since_s, *watch, *vals[4];
+    long long since = -1;
+    int limit;
+    char lim[16], ss[24];
+
+    if (query_limit(r, &limit) < 0 ||
+        query_enum(r, "object", event_objects, &object) < 0 ||
+        query_str(r, "type", &type) < 0)
+        return;
+    since_s = http_query(r, "since");
+    if (since_s == NULL)
+        since_s = http_header(r, "Last-Event-ID");
+    if (since_s && parse_since(r, since_s, &since) < 0)
+        return;
+    watch = http_query(r, "watch");
+    if (watch && (strcmp(watch, "true") == 0 || strcmp(watch, "1") == 0)) {
+        watch_add(app_of(r)->watch, r, since, object, type);
+        return;
+    }
+    if (watch && strcmp(watch, "false") != 0 && strcmp(watch, "0") != 0) {
+        http_reply_error(r, 400, "bad_request", "watch",
+                         "watch must be true or false");
+        return;
+    }
+    snprintf(ss, sizeof(ss), "%lld", since < 0 ? 0 : since);
+    limit_plus_one(lim, sizeof(lim), limit);
+    vals[0] = ss;
+    vals[1] = object;
+    vals[2] = type;
+    vals[3] = lim;
+    run_list(r, ST_EVENT_LIST, vals, limit, 3);
+}
+
+/* ---- images ---------------------------------------------------------- */
+
+static void
+h_images_list(struct http_req *r)
+{
+    const char *after, *vals[2];
+    int limit;
+    char lim[16];
+
+    if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0)
+        return;
+    limit_plus_one(lim, sizeof(lim), limit);
+    vals[0] = after;
+    vals[1] = lim;
+    run_list(r, ST_IMAGE_LIST, vals, limit, 1);
+}
+
+static void
+h_image_get(struct http_req *r)
+{
+    const char *vals[1] = {http_param(r, 0)};
+
+    r->data = "image";
+    db_query(app_of(r)->db, store_stmt(ST_IMAGE_GET), vals, on_get, r);
+}
+
+/* ---- the table ------------------------------------------------------- */
+
+const struct http_route api_routes[] = {
+    {.path = "/healthz", .get = h_healthz},
+    {.path = "/readyz", .get = h_readyz},
+    {.path = "/metrics", .get = h_metrics},
+    {.path = "/v1/services", .get = h_services_list, .post = h_services_create},
+    {.path = "/v1/services/:name",
+     .get = h_service_get,
+     .patch = h_service_patch,
+     .delete = h_service_delete},
+    {.path = "/v1/instances",
+     .get = h_instances_list,
+     .post = h_instances_create},
+    {.path = "/v1/instances/:id",
+     .get = h_instance_get,
+     .delete = h_instance_delete},
+    {.path = "/v1/instances/:id/kill", .post = h_instance_kill},
+    {.path = "/v1/hosts", .get = h_hosts_list},
+    {.path = "/v1/hosts/:name", .get = h_host_get},
+    {.path = "/v1/hosts/:name/cordon", .post = h_host_cordon},
+    {.path = "/v1/hosts/:name/uncordon", .post = h_host_uncordon},
+    {.path = "/v1/hosts/:name/drain", .post = h_host_drain},
+    {.path = "/v1/events", .get = h_events},
+    {.path = "/v1/images", .get = h_images_list},
+    {.path = "/v1/images/:ref", .get = h_image_get},
+};
+const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -1,0 +1,24 @@
+/*
+ * app: the controller process's shared state, handed to every HTTP handler
+ * through http_app(). Owned by main.c.
+ */
+#ifndef CLOUD_APP_H
+#define CLOUD_APP_H
+
+#include <stddef.h>
+
+#include "db.h"
+#include "http.h"
+#include "watch.h"
+
+struct app {
+    struct event_base *base;
+    struct db_pool *db;
+    struct watch *watch;
+    int schema_version; /* the newest migration embedded in this binary */
+};
+
+extern const struct http_route api_routes[];
+extern const size_t api_nroutes;
+
+#endif

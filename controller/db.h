@@ -1,0 +1,80 @@
+/*
+ * db: asynchronous PostgreSQL on the controller's libevent loop.
+ *
+ * A pool of libpq connections in non-blocking mode, each an explicit state
+ * machine (connecting -> preparing -> idle <-> busy -> broken -> connecting).
+ * Every statement the controller runs is registered up front and prepared on
+ * each connection when it connects. A listener connection delivers NOTIFY
+ * wake-ups. The loop never waits on the database.
+ */
+#ifndef CLOUD_DB_H
+#define CLOUD_DB_H
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+/* A prepared statement: name and SQL; registered with db_pool_new(). */
+struct db_stmt {
+    const char *name;
+    const char *sql;
+    int nparams;
+};
+
+/* What went wrong with a query, already translated for the API edge. */
+struct db_error {
+    int status;          /* HTTP status: 404, 409, 412, 422, 503, 500 */
+    const char *code;    /* "not_found", "conflict", ... */
+    char sqlstate[6];
+    char field[64];      /* offending JSON field for 422, or "" */
+    char message[512];   /* one sentence */
+};
+
+/*
+ * Called exactly once per query: res is the (single) result on success and
+ * err NULL; on failure res is NULL and err says why. res is freed by db
+ * after the callback returns.
+ */
+typedef void (*db_cb)(const PGresult *res, const struct db_error *err,
+                      void *arg);
+
+struct db_pool;
+
+struct db_pool *db_pool_new(struct event_base *base, const char *conninfo,
+                            int size, const struct db_stmt *stmts, int nstmts);
+void db_pool_free(struct db_pool *pool);
+
+/*
+ * Queues a prepared statement. values[i] NULL means SQL NULL. Fails at once
+ * (callback with a 503 error) when no connection is up.
+ */
+void db_query(struct db_pool *pool, const struct db_stmt *stmt,
+              const char *const *values, db_cb cb, void *arg);
+
+/* Pool state for /metrics and /readyz. */
+struct db_pool_stats {
+    int size, up, busy, queued;
+    unsigned long long queries, errors, reconnects;
+};
+void db_pool_stats(const struct db_pool *pool, struct db_pool_stats *st);
+
+/*
+ * A LISTEN session. on_notify runs for every notification; on_connect runs
+ * after each (re)connection, once LISTEN is in effect, so the owner can
+ * re-read everything it may have missed.
+ */
+typedef void (*db_notify_cb)(const char *channel, const char *payload,
+                             void *arg);
+typedef void (*db_connect_cb)(void *arg);
+struct db_listener;
+struct db_listener *db_listener_new(struct event_base *base,
+                                    const char *conninfo, const char *channel,
+                                    db_notify_cb on_notify,
+                                    db_connect_cb on_connect, void *arg);
+void db_listener_free(struct db_listener *l);
+int db_listener_up(const struct db_listener *l);
+
+/* Fills err from a failed PGresult or connection (used by migrate too). */
+void db_error_from_result(const PGresult *res, PGconn *conn,
+                          struct db_error *err);
+
+#endif

@@ -1,0 +1,625 @@
+/*
+ * http: evhttp server, routing, limits and reply helpers (see http.h).
+ *
+ * libevent 2.1 has no connection limit of its own, so connections are
+ * counted here: each connection that sends a request gets a record (found
+ * through a small pointer hash) and a close callback. Over the limit a
+ * request is answered 503 and the connection closed.
+ */
+#define LOG_MODULE "http"
+#include "http.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/http_struct.h>
+
+#include "log.h"
+#include "mem.h"
+#include "metrics.h"
+#include "validate.h"
+
+TAILQ_HEAD(http_req_list, http_req);
+
+struct http_conn {
+    struct evhttp_connection *evcon;
+    struct http_server *srv;
+    struct http_req_list reqs;
+};
+
+struct http_server {
+    struct event_base *base;
+    struct evhttp *http;
+    const struct http_route *routes;
+    size_t nroutes;
+    int max_conns;
+    void *app;
+    /* open-addressing map evcon -> http_conn */
+    struct http_conn **slots;
+    size_t nslots, nconns;
+};
+
+static const char *const unmatched_route = "unmatched";
+
+/* ---- connection records ---------------------------------------------- */
+
+static size_t
+slot_of(const struct http_server *srv, const void *p)
+{
+    uintptr_t h = (uintptr_t)p;
+    h ^= h >> 17;
+    h *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 7) & (srv->nslots - 1);
+}
+
+static struct http_conn *
+conn_find(struct http_server *srv, struct evhttp_connection *evcon)
+{
+    for (size_t i = slot_of(srv, evcon);; i = (i + 1) & (srv->nslots - 1)) {
+        if (srv->slots[i] == NULL)
+            return NULL;
+        if (srv->slots[i]->evcon == evcon)
+            return srv->slots[i];
+    }
+}
+
+static void
+conn_insert(struct http_server *srv, struct http_conn *c)
+{
+    size_t i = slot_of(srv, c->evcon);
+
+    while (srv->slots[i] != NULL)
+        i = (i + 1) & (srv->nslots - 1);
+    srv->slots[i] = c;
+    srv->nconns++;
+}
+
+static void
+conn_remove(struct http_server *srv, struct http_conn *c)
+{
+    size_t i = slot_of(srv, c->evcon), j;
+
+    while (srv->slots[i] != c)
+        i = (i + 1) & (srv->nslots - 1);
+    srv->slots[i] = NULL;
+    srv->nconns--;
+    /* Re-insert the rest of the cluster (linear probing deletion). */
+    for (j = (i + 1) & (srv->nslots - 1); srv->slots[j] != NULL;
+         j = (j + 1) & (srv->nslots - 1)) {
+        struct http_conn *m = srv->slots[j];
+        srv->slots[j] = NULL;
+        srv->nconns--;
+        conn_insert(srv, m);
+    }
+}
+
+static void
+conn_on_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct http_conn *c = arg;
+    struct http_req *r;
+
+    (void)evcon;
+    /* evhttp frees the pending requests right after this callback. */
+    while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
+        TAILQ_REMOVE(&c->reqs, r, link);
+        r->conn = NULL;
+        r->req = NULL;
+        r->cancelled = 1;
+        if (r->on_cancel)
+            r->on_cancel(r);
+    }
+    conn_remove(c->srv, c);
+    free(c);
+}
+
+/* ---- request contexts ------------------------------------------------ */
+
+static void
+req_free(struct http_req *r)
+{
+    if (r->conn)
+        TAILQ_REMOVE(&r->conn->reqs, r, link);
+    for (int i = 0; i < HTTP_MAX_PARAMS; i++)
+        free(r->params[i]);
+    evhttp_clear_headers(&r->query);
+    free(r);
+}
+
+void
+http_req_release(struct http_req *r)
+{
+    if (r != NULL)
+        req_free(r);
+}
+
+void *
+http_app(struct http_req *r)
+{
+    return r->srv->app;
+}
+
+const char *
+http_param(struct http_req *r, int i)
+{
+    return i >= 0 && i < HTTP_MAX_PARAMS ? r->params[i] : NULL;
+}
+
+const char *
+http_query(struct http_req *r, const char *key)
+{
+    return evhttp_find_header(&r->query, key);
+}
+
+const char *
+http_header(struct http_req *r, const char *key)
+{
+    if (r->req == NULL)
+        return NULL;
+    return evhttp_find_header(evhttp_request_get_input_headers(r->req), key);
+}
+
+void
+http_add_header(struct http_req *r, const char *key, const char *value)
+{
+    if (r->req)
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), key,
+                          value);
+}
+
+static void
+observe(struct http_req *r, int status)
+{
+    struct timespec now;
+    double secs;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    secs = (double)(now.tv_sec - r->start.tv_sec) +
+           (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
+    metrics_http_observe(r->route ? r->route->path : unmatched_route,
+                         r->method, status, secs);
+}
+
+static const char *
+reason_of(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+void
+http_reply_raw(struct http_req *r, int status, const char *ctype,
+               const char *body, size_t len)
+{
+    if (r->req != NULL && !r->cancelled) {
+        struct evbuffer *buf = evbuffer_new();
+        evhttp_add_header(evhttp_request_get_output_headers(r->req),
+                          "Content-Type", ctype);
+        if (buf == NULL)
+            fatalx("cannot allocate an evbuffer");
+        evbuffer_add(buf, body, len);
+        evhttp_send_reply(r->req, status, reason_of(status), buf);
+        evbuffer_free(buf);
+        observe(r, status);
+    }
+    req_free(r);
+}
+
+void
+http_reply_json_text(struct http_req *r, int status, const char *json)
+{
+    size_t n = strlen(json);
+    char *body = xmalloc(n + 2);
+
+    memcpy(body, json, n);
+    body[n] = '\n';
+    body[n + 1] = '\0';
+    http_reply_raw(r, status, "application/json", body, n + 1);
+    free(body);
+}
+
+void
+http_reply_json(struct http_req *r, int status, json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+
+    if (s == NULL)
+        fatalx("cannot serialise a JSON reply");
+    http_reply_json_text(r, status, s);
+    free(s);
+}
+
+void
+http_reply_error(struct http_req *r, int status, const char *code,
+                 const char *field, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    json_t *err, *body;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    err = json_pack("{s:s,s:s}", "code", code, "message", msg);
+    if (field && *field)
+        json_object_set_new(err, "field", json_string(field));
+    body = json_pack("{s:o}", "error", err);
+    if (status >= 500)
+        log_warnx("%s %s: %d %s", r->method,
+                  r->req ? evhttp_request_get_uri(r->req) : "?", status, msg);
+    http_reply_json(r, status, body);
+    json_decref(body);
+}
+
+void
+http_stream_start(struct http_req *r, int status, const char *ctype)
+{
+    r->streaming = 1;
+    if (r->req == NULL)
+        return;
+    evhttp_add_header(evhttp_request_get_output_headers(r->req),
+                      "Content-Type", ctype);
+    evhttp_add_header(evhttp_request_get_output_headers(r->req),
+                      "Cache-Control", "no-cache");
+    evhttp_send_reply_start(r->req, status, reason_of(status));
+    observe(r, status);
+}
+
+void
+http_stream_chunk(struct http_req *r, const char *data, size_t len)
+{
+    struct evbuffer *buf;
+
+    if (r->req == NULL || r->cancelled)
+        return;
+    buf = evbuffer_new();
+    if (buf == NULL)
+        fatalx("cannot allocate an evbuffer");
+    evbuffer_add(buf, data, len);
+    evhttp_send_reply_chunk(r->req, buf);
+    evbuffer_free(buf);
+}
+
+void
+http_stream_end(struct http_req *r)
+{
+    if (r->req != NULL && !r->cancelled)
+        evhttp_send_reply_end(r->req);
+    req_free(r);
+}
+
+/* ---- body ------------------------------------------------------------ */
+
+json_t *
+http_body_json(struct http_req *r, int *empty)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+    size_t len = evbuffer_get_length(in);
+    const char *ctype = http_header(r, "Content-Type");
+    json_error_t jerr;
+    json_t *j;
+    char *buf;
+
+    *empty = 0;
+    if (len == 0) {
+        *empty = 1;
+        return NULL;
+    }
+    if (len > HTTP_MAX_BODY) {
+        http_reply_error(r, 413, "too_large", NULL,
+                         "request body of %zu bytes is over the limit of %d",
+                         len, HTTP_MAX_BODY);
+        return NULL;
+    }
+    /* curl -d sends form-urlencoded unless told otherwise; a JSON body
+     * under that label is taken as JSON (docs/api.md). */
+    if (ctype && strncasecmp(ctype, "application/json", 16) != 0 &&
+        strncasecmp(ctype, "application/x-www-form-urlencoded", 33) != 0) {
+        http_reply_error(r, 415, "unsupported_media_type", NULL,
+                         "request body must be application/json, not %.80s",
+                         ctype);
+        return NULL;
+    }
+    buf = (char *)evbuffer_pullup(in, -1);
+    if (validate_json_depth(buf, len, VALIDATE_JSON_MAX_DEPTH) < 0) {
+        http_reply_error(r, 400, "bad_request", NULL,
+                         "request body nests deeper than %d levels",
+                         VALIDATE_JSON_MAX_DEPTH);
+        return NULL;
+    }
+    j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (j == NULL) {
+        http_reply_error(r, 400, "bad_request", NULL,
+                         "request body is not valid JSON: %s at line %d "
+                         "column %d",
+                         jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_reply_error(r, 400, "bad_request", NULL,
+                         "request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+int
+http_if_match(struct http_req *r, long long *version)
+{
+    const char *h = http_header(r, "If-Match");
+    char *end;
+    long long v;
+
+    *version = 0;
+    if (h == NULL)
+        return 0;
+    while (*h == ' ' || *h == '"' || (h[0] == 'W' && h[1] == '/'))
+        h += (h[0] == 'W') ? 2 : 1;
+    errno = 0;
+    v = strtoll(h, &end, 10);
+    while (*end == '"' || *end == ' ')
+        end++;
+    if (errno != 0 || *end != '\0' || v < 1) {
+        http_reply_error(r, 400, "bad_request", NULL,
+                         "If-Match must be an object version such as \"3\"");
+        return -1;
+    }
+    *version = v;
+    return 0;
+}
+
+/* ---- routing --------------------------------------------------------- */
+
+static const char *
+method_name(enum evhttp_cmd_type t)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    default: return "OTHER";
+    }
+}
+
+/* Matches path against pattern, collecting decoded ":param" segments. */
+static int
+route_match(const char *pattern, const char *path, char **params)
+{
+    int np = 0;
+
+    while (*pattern && *path) {
+        const char *pe, *se;
+        if (*pattern != '/' || *path != '/')
+            return 0;
+        pattern++;
+        path++;
+        pe = pattern + strcspn(pattern, "/");
+        se = path + strcspn(path, "/");
+        if (*pattern == ':') {
+            char *raw, *dec;
+            if (se == path || np >= HTTP_MAX_PARAMS)
+                return 0;
+            raw = xstrndup(path, (size_t)(se - path));
+            dec = evhttp_uridecode(raw, 0, NULL);
+            free(raw);
+            if (dec == NULL)
+                return 0;
+            params[np] = xstrdup(dec);
+            free(dec);
+            np++;
+        } else if ((size_t)(pe - pattern) != (size_t)(se - path) ||
+                   strncmp(pattern, path, (size_t)(pe - pattern)) != 0) {
+            return 0;
+        }
+        pattern = pe;
+        path = se;
+    }
+    return *pattern == '\0' && (*path == '\0' || strcmp(path, "/") == 0);
+}
+
+static http_handler
+route_handler(const struct http_route *rt, enum evhttp_cmd_type t)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET: return rt->get;
+    case EVHTTP_REQ_POST: return rt->post;
+    case EVHTTP_REQ_PUT: return rt->put;
+    case EVHTTP_REQ_PATCH: return rt->patch;
+    case EVHTTP_REQ_DELETE: return rt->delete;
+    default: return NULL;
+    }
+}
+
+static void
+allow_header(const struct http_route *rt, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    snprintf(buf, cap, "%s%s%s%s%s", rt->get ? "GET, " : "",
+             rt->post ? "POST, " : "", rt->put ? "PUT, " : "",
+             rt->patch ? "PATCH, " : "", rt->delete ? "DELETE, " : "");
+    if (strlen(buf) >= 2)
+        buf[strlen(buf) - 2] = '\0';
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+    struct http_server *srv = arg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct http_conn *c = conn_find(srv, evcon);
+    struct http_req *r = xcalloc(1, sizeof(*r));
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = evhttp_uri_get_path(uri);
+    const char *qs = evhttp_uri_get_query(uri);
+    enum evhttp_cmd_type t = evhttp_request_get_command(req);
+
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    r->req = req;
+    r->srv = srv;
+    r->method = method_name(t);
+    TAILQ_INIT(&r->query);
+
+    if (c == NULL) {
+        c = xcalloc(1, sizeof(*c));
+        c->evcon = evcon;
+        c->srv = srv;
+        TAILQ_INIT(&c->reqs);
+        if ((srv->nconns + 1) * 2 > srv->nslots) {
+            /* Grow the map; rehash every record. */
+            struct http_conn **old = srv->slots;
+            size_t oldn = srv->nslots;
+            srv->nslots *= 2;
+            srv->slots = xcalloc(srv->nslots, sizeof(*srv->slots));
+            srv->nconns = 0;
+            for (size_t i = 0; i < oldn; i++)
+                if (old[i])
+                    conn_insert(srv, old[i]);
+            free(old);
+        }
+        conn_insert(srv, c);
+        evhttp_connection_set_closecb(evcon, conn_on_close, c);
+    }
+    r->conn = c;
+    TAILQ_INSERT_TAIL(&c->reqs, r, link);
+
+    if ((int)srv->nconns > srv->max_conns) {
+        evhttp_add_header(evhttp_request_get_output_headers(req),
+                          "Connection", "close");
+        http_reply_error(r, 503, "unavailable", NULL,
+                         "too many connections (limit %d); retry later",
+                         srv->max_conns);
+        return;
+    }
+    if (path == NULL || *path == '\0')
+        path = "/";
+    if (qs && evhttp_parse_query_str(qs, &r->query) < 0) {
+        http_reply_error(r, 400, "bad_request", NULL,
+                         "the query string is malformed");
+        return;
+    }
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const struct http_route *rt = &srv->routes[i];
+        http_handler h;
+        char *params[HTTP_MAX_PARAMS] = {NULL};
+
+        if (!route_match(rt->path, path, params)) {
+            for (int k = 0; k < HTTP_MAX_PARAMS; k++)
+                free(params[k]);
+            continue;
+        }
+        memcpy(r->params, params, sizeof(params));
+        r->route = rt;
+        h = route_handler(rt, t);
+        if (h == NULL) {
+            char allow[64];
+            allow_header(rt, allow, sizeof(allow));
+            evhttp_add_header(evhttp_request_get_output_headers(req),
+                              "Allow", allow);
+            http_reply_error(r, 405, "method_not_allowed", NULL,
+                             "%s is not allowed on %s; allowed: %s",
+                             r->method, rt->path, allow);
+            return;
+        }
+        h(r);
+        return;
+    }
+    http_reply_error(r, 404, "not_found", NULL, "no route for %s %.200s",
+                     r->method, path);
+}
+
+struct http_server *
+http_server_new(struct event_base *base, const struct http_route *routes,
+                size_t nroutes, int max_conns, void *app)
+{
+    struct http_server *srv = xcalloc(1, sizeof(*srv));
+    struct timeval tv = {60, 0};
+
+    srv->base = base;
+    srv->routes = routes;
+    srv->nroutes = nroutes;
+    srv->max_conns = max_conns;
+    srv->app = app;
+    srv->nslots = 256;
+    srv->slots = xcalloc(srv->nslots, sizeof(*srv->slots));
+    srv->http = evhttp_new(base);
+    if (srv->http == NULL)
+        fatalx("cannot create the HTTP server");
+    /* libevent's defaults are unlimited: set every limit explicitly. */
+    evhttp_set_max_headers_size(srv->http, HTTP_MAX_HEADERS);
+    /* Bodies up to twice the API limit reach the handler, which answers
+     * 413 as JSON; larger ones are refused by evhttp before buffering. */
+    evhttp_set_max_body_size(srv->http, 2 * HTTP_MAX_BODY);
+    evhttp_set_timeout_tv(srv->http, &tv);
+    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+                                              EVHTTP_REQ_PUT |
+                                              EVHTTP_REQ_PATCH |
+                                              EVHTTP_REQ_DELETE);
+    evhttp_set_default_content_type(srv->http, "application/json");
+    evhttp_set_gencb(srv->http, on_request, srv);
+    return srv;
+}
+
+int
+http_server_listen(struct http_server *srv, const char *addr,
+                   unsigned short port, unsigned short *bound)
+{
+    struct evhttp_bound_socket *sock =
+        evhttp_bind_socket_with_handle(srv->http, addr, port);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+
+    if (sock == NULL) {
+        log_warn("cannot listen on %s:%u", addr, port);
+        return -1;
+    }
+    if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss,
+                    &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            *bound = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            *bound = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return 0;
+}
+
+void
+http_server_free(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    /* evhttp_free closes connections: their close callbacks free records. */
+    evhttp_free(srv->http);
+    free(srv->slots);
+    free(srv);
+}

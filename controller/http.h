@@ -1,0 +1,95 @@
+/*
+ * http: the controller's HTTP server on libevent's evhttp.
+ *
+ * Owns the listener, the explicit limits (headers, body, timeouts,
+ * connections), the route table dispatch (404 / 405 with Allow), request
+ * contexts that survive asynchronous work, and JSON replies and errors in the
+ * shape of docs/api.md. A client that goes away while its request waits on
+ * the database or streams events marks the context cancelled; the context is
+ * freed when its owner next looks (never inside libevent's callback).
+ */
+#ifndef CLOUD_HTTP_H
+#define CLOUD_HTTP_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#define HTTP_MAX_BODY (1024 * 1024)
+#define HTTP_MAX_HEADERS (16 * 1024)
+#define HTTP_MAX_PARAMS 3
+
+struct http_server;
+struct http_conn;
+struct http_req;
+
+typedef void (*http_handler)(struct http_req *r);
+
+/* A route: a path pattern with ":param" segments and a handler per method. */
+struct http_route {
+    const char *path;
+    http_handler get, post, put, patch, delete;
+};
+
+struct http_req {
+    struct evhttp_request *req; /* NULL once the client is gone */
+    struct http_server *srv;
+    struct http_conn *conn;
+    TAILQ_ENTRY(http_req) link;
+    const struct http_route *route;
+    const char *method;
+    char *params[HTTP_MAX_PARAMS];
+    struct evkeyvalq query;
+    struct timespec start;
+    int cancelled;
+    int streaming; /* replying in chunks (SSE, logs) */
+    /* Called once if the client goes away; the owner must stop using r. */
+    void (*on_cancel)(struct http_req *r);
+    void *data;
+};
+
+struct http_server *http_server_new(struct event_base *base,
+                                    const struct http_route *routes,
+                                    size_t nroutes, int max_conns,
+                                    void *app);
+int http_server_listen(struct http_server *srv, const char *addr,
+                       unsigned short port, unsigned short *bound);
+void http_server_free(struct http_server *srv);
+void *http_app(struct http_req *r);
+
+/* Request accessors. */
+const char *http_param(struct http_req *r, int i);
+const char *http_query(struct http_req *r, const char *key);
+const char *http_header(struct http_req *r, const char *key);
+/*
+ * Parses the body as a JSON object within the limits; on failure replies
+ * with 400/413/415 itself and returns NULL. *empty is set when there is no
+ * body (then NULL is returned without a reply).
+ */
+json_t *http_body_json(struct http_req *r, int *empty);
+/* If-Match as a version; 0 = absent, -1 = malformed (400 sent). */
+int http_if_match(struct http_req *r, long long *version);
+
+/* Replies; each finishes (and frees) r. */
+void http_reply_raw(struct http_req *r, int status, const char *ctype,
+                    const char *body, size_t len);
+void http_reply_json_text(struct http_req *r, int status, const char *json);
+void http_reply_json(struct http_req *r, int status, json_t *obj);
+void http_reply_error(struct http_req *r, int status, const char *code,
+                      const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void http_add_header(struct http_req *r, const char *key, const char *value);
+
+/* Streaming: start, send chunks, end (frees r). */
+void http_stream_start(struct http_req *r, int status, const char *ctype);
+void http_stream_chunk(struct http_req *r, const char *data, size_t len);
+void http_stream_end(struct http_req *r);
+
+/* Frees a context whose client went away (after on_cancel or a callback). */
+void http_req_release(struct http_req *r);
+
+#endif

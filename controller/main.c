@@ -1,0 +1,344 @@
+/*
+ * cloud-controller: the cluster's "kernel". Parses options, migrates the
+ * schema, and runs one libevent loop for the REST API, the database pool and
+ * the event watch. `--dev` brings its own PostgreSQL (devpg.c).
+ */
+#define LOG_MODULE "main"
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "app.h"
+#include "devpg.h"
+#include "log.h"
+#include "mem.h"
+#include "migrate.h"
+#include "store.h"
+
+#define CLOUD_VERSION "0.1.0"
+#define DEFAULT_LISTEN "127.0.0.1:7070"
+
+struct opts {
+    int dev;
+    const char *listen;
+    const char *db;
+    const char *data_dir;
+    int pool;
+    int max_conns;
+    int db_wait;
+    int verbose;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cloud-controller [options]            run the controller\n"
+            "       cloud-controller --dev [options]      all-in-one dev "
+            "cluster with its own PostgreSQL\n"
+            "       cloud-controller migrate --db URL     apply schema "
+            "migrations and exit\n"
+            "       cloud-controller version\n"
+            "\n"
+            "options:\n"
+            "  --listen ADDR:PORT   API address (default %s)\n"
+            "  --db URL             PostgreSQL URL (or CLOUD_DB_URL)\n"
+            "  --data-dir DIR       state directory (dev default: "
+            "/var/lib/cloud/dev as root, ~/.local/share/cloud/dev otherwise)\n"
+            "  --db-pool N          database connections (default 4)\n"
+            "  --max-conns N        concurrent HTTP connections (default "
+            "1024)\n"
+            "  --db-wait SECONDS    how long to wait for PostgreSQL at start "
+            "(default 30)\n"
+            "  -v, --verbose        debug logging\n"
+            "  -h, --help           this text\n",
+            DEFAULT_LISTEN);
+}
+
+static int
+int_opt(const char *name, const char *s, int min, int max)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < min || v > max) {
+        fprintf(stderr, "cloud-controller: %s must be an integer from %d to "
+                        "%d, not \"%s\"\n",
+                name, min, max, s);
+        exit(2);
+    }
+    return (int)v;
+}
+
+static void
+parse_opts(int argc, char **argv, struct opts *o)
+{
+    static const struct option longopts[] = {
+        {"dev", no_argument, NULL, 'D'},
+        {"listen", required_argument, NULL, 'l'},
+        {"db", required_argument, NULL, 'd'},
+        {"data-dir", required_argument, NULL, 'r'},
+        {"db-pool", required_argument, NULL, 'p'},
+        {"max-conns", required_argument, NULL, 'm'},
+        {"db-wait", required_argument, NULL, 'w'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->listen = DEFAULT_LISTEN;
+    o->db = getenv("CLOUD_DB_URL");
+    o->pool = 4;
+    o->max_conns = 1024;
+    o->db_wait = 30;
+    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'D': o->dev = 1; break;
+        case 'l': o->listen = optarg; break;
+        case 'd': o->db = optarg; break;
+        case 'r': o->data_dir = optarg; break;
+        case 'p': o->pool = int_opt("--db-pool", optarg, 1, 64); break;
+        case 'm': o->max_conns = int_opt("--max-conns", optarg, 1, 100000); break;
+        case 'w': o->db_wait = int_opt("--db-wait", optarg, 0, 3600); break;
+        case 'v': o->verbose = 1; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+}
+
+static int
+split_listen(const char *s, char **host, unsigned short *port)
+{
+    const char *colon = strrchr(s, ':');
+    char *end;
+    long p;
+
+    if (colon == NULL || colon == s)
+        return -1;
+    p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    *host = xstrndup(s, (size_t)(colon - s));
+    *port = (unsigned short)p;
+    return 0;
+}
+
+static int
+mkdir_p(const char *path, mode_t mode)
+{
+    char *p = xstrdup(path);
+    int rc = 0;
+
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+            rc = -1;
+        *s = '/';
+    }
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+        rc = -1;
+    if (rc < 0)
+        log_warn("cannot create %s", path);
+    free(p);
+    return rc;
+}
+
+static char *
+dev_data_dir(void)
+{
+    const char *home = getenv("HOME");
+
+    if (geteuid() == 0 || home == NULL)
+        return xstrdup("/var/lib/cloud/dev");
+    return xasprintf("%s/.local/share/cloud/dev", home);
+}
+
+/* Writes the CLI context so cloudctl needs no flags (cli reads it). */
+static void
+write_context(const char *url)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    char *dir, *path, *tmp;
+    FILE *f;
+
+    if (xdg && *xdg)
+        dir = xasprintf("%s/cloud", xdg);
+    else if (home && *home)
+        dir = xasprintf("%s/.config/cloud", home);
+    else
+        return;
+    if (mkdir_p(dir, 0700) < 0) {
+        free(dir);
+        return;
+    }
+    path = xasprintf("%s/context.json", dir);
+    tmp = xasprintf("%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL) {
+        log_warn("cannot write %s", tmp);
+    } else {
+        fprintf(f, "{\"url\":\"%s\",\"token\":\"\"}\n", url);
+        if (fclose(f) != 0 || rename(tmp, path) != 0)
+            log_warn("cannot write %s", path);
+    }
+    free(tmp);
+    free(path);
+    free(dir);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    log_info("signal %d: shutting down", (int)sig);
+    event_base_loopexit(arg, NULL);
+}
+
+static int
+cmd_migrate(int argc, char **argv)
+{
+    struct opts o;
+
+    parse_opts(argc, argv, &o);
+    if (o.db == NULL) {
+        fprintf(stderr, "cloud-controller: migrate needs --db URL or "
+                        "CLOUD_DB_URL\n");
+        return 2;
+    }
+    return migrate_run(o.db, o.db_wait) < 0 ? 1 : 0;
+}
+
+static int
+run(struct opts *o)
+{
+    struct app app;
+    struct devpg pg;
+    struct http_server *srv = NULL;
+    struct event *sigint = NULL, *sigterm = NULL;
+    char *host = NULL, *data_dir = NULL, *url = NULL;
+    unsigned short port = 0, bound = 0;
+    int rc = 1;
+
+    memset(&app, 0, sizeof(app));
+    memset(&pg, 0, sizeof(pg));
+    if (split_listen(o->listen, &host, &port) < 0) {
+        fprintf(stderr, "cloud-controller: --listen must be ADDR:PORT, not "
+                        "\"%s\"\n",
+                o->listen);
+        return 2;
+    }
+    if (o->dev) {
+        data_dir = o->data_dir ? xstrdup(o->data_dir) : dev_data_dir();
+        if (mkdir_p(data_dir, 0755) < 0)
+            goto out;
+        if (o->db == NULL) {
+            if (devpg_start(&pg, data_dir) < 0)
+                goto out;
+            o->db = pg.conninfo;
+        }
+    } else if (o->db == NULL) {
+        fprintf(stderr, "cloud-controller: give --db URL (or CLOUD_DB_URL), "
+                        "or run --dev for an all-in-one cluster\n");
+        rc = 2;
+        goto out;
+    }
+    if (migrate_run(o->db, o->db_wait) < 0)
+        goto out;
+
+    app.schema_version = migrate_latest();
+    app.base = event_base_new();
+    if (app.base == NULL)
+        fatalx("cannot create the event loop");
+    app.db = db_pool_new(app.base, o->db, o->pool, store_stmts, ST__COUNT);
+    app.watch = watch_new(app.base, app.db, o->db);
+    srv = http_server_new(app.base, api_routes, api_nroutes, o->max_conns,
+                          &app);
+    if (http_server_listen(srv, host, port, &bound) < 0)
+        goto out;
+    url = xasprintf("http://%s:%u", host, bound);
+    log_info("listening on %s", url);
+
+    sigint = evsignal_new(app.base, SIGINT, on_signal, app.base);
+    sigterm = evsignal_new(app.base, SIGTERM, on_signal, app.base);
+    if (sigint == NULL || sigterm == NULL || evsignal_add(sigint, NULL) < 0 ||
+        evsignal_add(sigterm, NULL) < 0)
+        fatalx("cannot install signal handlers");
+
+    if (o->dev) {
+        write_context(url);
+        printf("\n"
+               "  cloud dev cluster is up\n"
+               "  API:      %s\n"
+               "  data:     %s\n"
+               "  token:    none needed in dev mode (API on loopback only)\n"
+               "\n"
+               "  try:\n"
+               "    curl -s %s/v1/hosts\n"
+               "    curl -s -X POST %s/v1/services -H 'Content-Type: "
+               "application/json' -d '{\"name\":\"web\",\"image\":\"...\"}'\n"
+               "    curl -sN '%s/v1/events?watch=true'\n"
+               "\n"
+               "  no local agent yet: instances stay pending until agents "
+               "join (see README, Status).\n"
+               "  Ctrl-C stops the controller and its PostgreSQL.\n\n",
+               url, data_dir, url, url, url);
+        fflush(stdout);
+    }
+    event_base_dispatch(app.base);
+    rc = 0;
+out:
+    if (sigint)
+        event_free(sigint);
+    if (sigterm)
+        event_free(sigterm);
+    http_server_free(srv);
+    /* The pool first: its pending callbacks may still touch watch clients. */
+    db_pool_free(app.db);
+    watch_free(app.watch);
+    if (app.base)
+        event_base_free(app.base);
+    devpg_stop(&pg);
+    free(host);
+    free(data_dir);
+    free(url);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct opts o;
+
+    log_init("cloud-controller", LOG_LVL_INFO, -1);
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "version") == 0) {
+        printf("cloud-controller %s (schema %d)\n", CLOUD_VERSION,
+               migrate_latest());
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+        return cmd_migrate(argc - 1, argv + 1);
+    parse_opts(argc, argv, &o);
+    if (optind < argc) {
+        fprintf(stderr, "cloud-controller: unknown command \"%s\"\n",
+                argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (o.verbose)
+        log_set_level(LOG_LVL_DEBUG);
+    return run(&o);
+}

@@ -1,0 +1,104 @@
+/*
+ * store: the statement table. The API and every later module name a
+ * statement by its enum; the SQL lives here only. Lists fetch limit+1 rows so
+ * the caller knows whether a next page exists.
+ */
+#include "store.h"
+
+const struct db_stmt store_stmts[ST__COUNT] = {
+    [ST_READY] = {"ready",
+                  "SELECT coalesce(max(version), 0) FROM schema_migrations", 0},
+    [ST_SERVICE_CREATE] = {"service_create",
+                           "SELECT status, body FROM "
+                           "cloud_service_create($1::jsonb, $2, $3)",
+                           3},
+    [ST_SERVICE_PATCH] = {"service_patch",
+                          "SELECT status, body FROM "
+                          "cloud_service_patch($1, $2::jsonb, $3::bigint, $4)",
+                          4},
+    [ST_SERVICE_DELETE] = {"service_delete",
+                           "SELECT status, body FROM "
+                           "cloud_service_delete($1, $2::bigint, $3)",
+                           3},
+    [ST_SERVICE_GET] = {"service_get",
+                        "SELECT cloud_service_json(s), s.version "
+                        "FROM services s WHERE s.name = $1",
+                        1},
+    [ST_SERVICE_LIST] = {"service_list",
+                         "SELECT s.name, cloud_service_json(s) FROM services s "
+                         "WHERE ($1::text IS NULL OR s.name > $1) "
+                         "AND ($2::text IS NULL OR s.state = $2) "
+                         "ORDER BY s.name LIMIT $3::integer",
+                         3},
+    [ST_INSTANCE_CREATE] = {"instance_create",
+                            "SELECT status, body FROM "
+                            "cloud_instance_create($1::jsonb, $2, $3)",
+                            3},
+    [ST_INSTANCE_GET] = {"instance_get",
+                         "SELECT cloud_instance_json(i), i.version "
+                         "FROM instances i "
+                         "WHERE i.id = cloud_instance_resolve($1)",
+                         1},
+    [ST_INSTANCE_LIST] =
+        {"instance_list",
+         "SELECT i.id, cloud_instance_json(i) FROM instances i "
+         "WHERE ($1::text IS NULL OR i.id > $1) "
+         "AND ($2::text IS NULL OR i.service_id = "
+         "(SELECT id FROM services WHERE name = $2)) "
+         "AND ($3::text IS NULL OR i.state = $3) "
+         "AND ($4::text IS NULL OR i.host_id = "
+         "(SELECT id FROM hosts WHERE name = $4)) "
+         "AND ($5::text IS NULL OR i.desired_state = $5) "
+         "ORDER BY i.id LIMIT $6::integer",
+         6},
+    [ST_INSTANCE_KILL] = {"instance_kill",
+                          "SELECT status, body FROM "
+                          "cloud_instance_kill($1, $2, $3::bigint, $4)",
+                          4},
+    [ST_INSTANCE_DELETE] = {"instance_delete",
+                            "SELECT status, body FROM "
+                            "cloud_instance_delete($1, $2::bigint, $3)",
+                            3},
+    [ST_HOST_GET] = {"host_get",
+                     "SELECT cloud_host_json(h), h.version FROM hosts h "
+                     "WHERE h.name = $1",
+                     1},
+    [ST_HOST_LIST] = {"host_list",
+                      "SELECT h.name, cloud_host_json(h) FROM hosts h "
+                      "WHERE ($1::text IS NULL OR h.name > $1) "
+                      "AND ($2::text IS NULL OR h.state = $2) "
+                      "ORDER BY h.name LIMIT $3::integer",
+                      3},
+    [ST_HOST_ACTION] = {"host_action",
+                        "SELECT status, body FROM "
+                        "cloud_host_action($1, $2, $3::bigint, $4)",
+                        4},
+    [ST_EVENT_LIST] = {"event_list",
+                       "SELECT e.id, e.type, e.object, cloud_event_json(e) "
+                       "FROM events e "
+                       "WHERE e.id > $1::bigint "
+                       "AND ($2::text IS NULL OR e.object = $2) "
+                       "AND ($3::text IS NULL OR e.type = $3) "
+                       "ORDER BY e.id LIMIT $4::integer",
+                       4},
+    [ST_EVENT_MAX] = {"event_max",
+                      "SELECT coalesce(max(id), 0) FROM events", 0},
+    [ST_IMAGE_GET] = {"image_get",
+                      "SELECT cloud_image_json(i) FROM cloud_image_find($1) i "
+                      "WHERE i.id IS NOT NULL",
+                      1},
+    [ST_IMAGE_LIST] = {"image_list",
+                       "SELECT i.name || ':' || i.tag, cloud_image_json(i) "
+                       "FROM images i "
+                       "WHERE ($1::text IS NULL OR i.name || ':' || i.tag > $1) "
+                       "ORDER BY 1 LIMIT $2::integer",
+                       2},
+    [ST_OBJECT_COUNTS] = {"object_counts",
+                          "SELECT 'instances', state, count(*) FROM instances "
+                          "GROUP BY state UNION ALL "
+                          "SELECT 'hosts', state, count(*) FROM hosts "
+                          "GROUP BY state UNION ALL "
+                          "SELECT 'services', state, count(*) FROM services "
+                          "GROUP BY state",
+                          0},
+};

@@ -1,0 +1,44 @@
+/*
+ * store: every SQL statement the controller runs, and nothing else speaks
+ * SQL. Statements are parameterised and prepared on every pool connection.
+ * Writes call the functions of migrations/0002_api.sql (one round trip, one
+ * transaction, event appended and NOTIFY sent inside it).
+ */
+#ifndef CLOUD_STORE_H
+#define CLOUD_STORE_H
+
+#include "db.h"
+
+enum store_stmt {
+    ST_READY = 0,
+    ST_SERVICE_CREATE,
+    ST_SERVICE_PATCH,
+    ST_SERVICE_DELETE,
+    ST_SERVICE_GET,
+    ST_SERVICE_LIST,
+    ST_INSTANCE_CREATE,
+    ST_INSTANCE_GET,
+    ST_INSTANCE_LIST,
+    ST_INSTANCE_KILL,
+    ST_INSTANCE_DELETE,
+    ST_HOST_GET,
+    ST_HOST_LIST,
+    ST_HOST_ACTION,
+    ST_EVENT_LIST,
+    ST_EVENT_MAX,
+    ST_IMAGE_GET,
+    ST_IMAGE_LIST,
+    ST_OBJECT_COUNTS,
+    ST__COUNT
+};
+
+/* The statement table handed to db_pool_new(). */
+extern const struct db_stmt store_stmts[ST__COUNT];
+
+static inline const struct db_stmt *
+store_stmt(enum store_stmt s)
+{
+    return &store_stmts[s];
+}
+
+#endif

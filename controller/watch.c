@@ -1,0 +1,403 @@
+/*
+ * watch: the SSE hub (see watch.h). Owns the listener session, the live and
+ * catching-up clients, and the keepalive timer.
+ */
+#define LOG_MODULE "watch"
+#include "watch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+
+#include "log.h"
+#include "mem.h"
+#include "store.h"
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                            \
+    for ((var) = TAILQ_FIRST((head));                                         \
+         (var) && ((tvar) = TAILQ_NEXT((var), field), 1); (var) = (tvar))
+#endif
+
+#define WATCH_BATCH 500
+#define WATCH_BATCH_S "500"
+#define WATCH_KEEPALIVE_S 15
+/* A client this far behind is cut off; it resumes with Last-Event-ID. */
+#define WATCH_MAX_BUFFERED (8 * 1024 * 1024)
+
+enum client_state { CL_NEED_MAX, CL_CATCHUP, CL_LIVE };
+
+struct watch_client {
+    TAILQ_ENTRY(watch_client) link;
+    struct watch *w;
+    struct http_req *r;
+    enum client_state state;
+    long long cursor;
+    char *object, *type;
+    int inflight;
+    int dead;
+};
+TAILQ_HEAD(client_list, watch_client);
+
+struct watch {
+    struct event_base *base;
+    struct db_pool *db;
+    struct db_listener *listener;
+    struct event *keepalive;
+    struct event *retry;
+    struct client_list clients;
+    int nclients;
+    long long last_id; /* -1 until known */
+    int fetching, again;
+};
+
+static void client_step(struct watch_client *c);
+
+static long long
+ll_of(const char *s)
+{
+    return strtoll(s, NULL, 10);
+}
+
+static void
+client_free(struct watch_client *c)
+{
+    free(c->object);
+    free(c->type);
+    free(c);
+}
+
+static void
+client_drop(struct watch_client *c)
+{
+    struct watch *w = c->w;
+
+    if (!c->dead) {
+        TAILQ_REMOVE(&w->clients, c, link);
+        w->nclients--;
+        c->dead = 1;
+    }
+    if (c->inflight)
+        return; /* the query callback finishes the job */
+    if (c->r) {
+        if (c->r->cancelled)
+            http_req_release(c->r);
+        else
+            http_stream_end(c->r);
+        c->r = NULL;
+    }
+    client_free(c);
+}
+
+static void
+client_on_cancel(struct http_req *r)
+{
+    struct watch_client *c = r->data;
+
+    r->on_cancel = NULL;
+    client_drop(c);
+}
+
+static int
+client_matches(const struct watch_client *c, const char *object,
+               const char *type)
+{
+    if (c->object && strcmp(c->object, object) != 0)
+        return 0;
+    if (c->type && strcmp(c->type, type) != 0)
+        return 0;
+    return 1;
+}
+
+static size_t
+client_backlog(const struct watch_client *c)
+{
+    struct evhttp_connection *evcon;
+    struct bufferevent *bev;
+
+    if (c->r == NULL || c->r->req == NULL)
+        return 0;
+    evcon = evhttp_request_get_connection(c->r->req);
+    bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+static void
+client_send(struct watch_client *c, const char *id, const char *type,
+            const char *object, const char *json)
+{
+    char *msg;
+
+    c->cursor = ll_of(id);
+    if (!client_matches(c, object, type))
+        return;
+    msg = xasprintf("id: %s\nevent: %s\ndata: %s\n\n", id, type, json);
+    http_stream_chunk(c->r, msg, strlen(msg));
+    free(msg);
+}
+
+/* A row set from ST_EVENT_LIST: id, type, object, json. */
+static int
+rows_send(struct watch_client *c, const PGresult *res)
+{
+    int n = PQntuples(res);
+
+    for (int i = 0; i < n; i++)
+        client_send(c, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                    PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+    return n;
+}
+
+static void
+client_on_rows(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct watch_client *c = arg;
+    struct watch *w = c->w;
+
+    c->inflight = 0;
+    if (c->dead) {
+        client_drop(c);
+        return;
+    }
+    if (err) {
+        /* The client reconnects and resumes from its last id. */
+        log_warnx("watch client catch-up failed: %s", err->message);
+        client_drop(c);
+        return;
+    }
+    if (c->state == CL_NEED_MAX) {
+        c->cursor = ll_of(PQgetvalue(res, 0, 0));
+        c->state = CL_CATCHUP;
+    } else if (rows_send(c, res) == WATCH_BATCH) {
+        client_step(c);
+        return;
+    }
+    if (w->last_id >= 0 && c->cursor >= w->last_id) {
+        c->state = CL_LIVE;
+        return;
+    }
+    if (w->last_id < 0) {
+        /* The hub does not know where the log ends yet; it will put us
+         * live once it does (see hub_on_rows). */
+        return;
+    }
+    client_step(c);
+}
+
+static void
+client_step(struct watch_client *c)
+{
+    char since[32];
+    const char *vals[4];
+
+    c->inflight = 1;
+    if (c->state == CL_NEED_MAX) {
+        db_query(c->w->db, store_stmt(ST_EVENT_MAX), NULL, client_on_rows, c);
+        return;
+    }
+    snprintf(since, sizeof(since), "%lld", c->cursor);
+    vals[0] = since;
+    vals[1] = c->object;
+    vals[2] = c->type;
+    vals[3] = WATCH_BATCH_S;
+    db_query(c->w->db, store_stmt(ST_EVENT_LIST), vals, client_on_rows, c);
+}
+
+void
+watch_add(struct watch *w, struct http_req *r, long long since,
+          const char *object, const char *type)
+{
+    struct watch_client *c = xcalloc(1, sizeof(*c));
+
+    c->w = w;
+    c->r = r;
+    c->object = object ? xstrdup(object) : NULL;
+    c->type = type ? xstrdup(type) : NULL;
+    r->data = c;
+    r->on_cancel = client_on_cancel;
+    TAILQ_INSERT_TAIL(&w->clients, c, link);
+    w->nclients++;
+    http_stream_start(r, 200, "text/event-stream");
+    http_stream_chunk(r, ": watching events\n\n", 20);
+    if (since < 0) {
+        if (w->last_id >= 0) {
+            c->cursor = w->last_id;
+            c->state = CL_LIVE;
+            return;
+        }
+        c->state = CL_NEED_MAX;
+    } else {
+        c->cursor = since;
+        c->state = CL_CATCHUP;
+        if (w->last_id >= 0 && since >= w->last_id) {
+            c->state = CL_LIVE;
+            return;
+        }
+    }
+    client_step(c);
+}
+
+/* ---- the hub --------------------------------------------------------- */
+
+static void hub_fetch(struct watch *w);
+
+static void
+hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct watch *w = arg;
+    struct watch_client *c, *next;
+    int n;
+
+    w->fetching = 0;
+    if (err) {
+        struct timeval tv = {1, 0};
+        log_warnx("cannot read new events, retrying: %s", err->message);
+        evtimer_add(w->retry, &tv);
+        return;
+    }
+    if (w->last_id < 0) {
+        w->last_id = ll_of(PQgetvalue(res, 0, 0));
+        n = 0;
+    } else {
+        n = PQntuples(res);
+        for (int i = 0; i < n; i++) {
+            const char *id = PQgetvalue(res, i, 0);
+            long long eid = ll_of(id);
+            TAILQ_FOREACH_SAFE(c, &w->clients, link, next) {
+                if (c->state != CL_LIVE || c->cursor >= eid)
+                    continue;
+                client_send(c, id, PQgetvalue(res, i, 1),
+                            PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+                if (client_backlog(c) > WATCH_MAX_BUFFERED) {
+                    log_warnx("watch client fell %d bytes behind; closing "
+                              "its stream so it resumes",
+                              WATCH_MAX_BUFFERED);
+                    client_drop(c);
+                }
+            }
+            w->last_id = eid;
+        }
+    }
+    /* Clients that caught up while the hub did not know the end. */
+    TAILQ_FOREACH_SAFE(c, &w->clients, link, next) {
+        if (c->state == CL_CATCHUP && !c->inflight)
+            client_step(c);
+    }
+    if (n == WATCH_BATCH || w->again) {
+        w->again = 0;
+        hub_fetch(w);
+    }
+}
+
+static void
+hub_fetch(struct watch *w)
+{
+    char since[32];
+    const char *vals[4];
+
+    if (w->fetching) {
+        w->again = 1;
+        return;
+    }
+    w->fetching = 1;
+    if (w->last_id < 0) {
+        db_query(w->db, store_stmt(ST_EVENT_MAX), NULL, hub_on_rows, w);
+        return;
+    }
+    snprintf(since, sizeof(since), "%lld", w->last_id);
+    vals[0] = since;
+    vals[1] = NULL;
+    vals[2] = NULL;
+    vals[3] = WATCH_BATCH_S;
+    db_query(w->db, store_stmt(ST_EVENT_LIST), vals, hub_on_rows, w);
+}
+
+static void
+hub_on_notify(const char *channel, const char *payload, void *arg)
+{
+    (void)channel;
+    (void)payload;
+    hub_fetch(arg);
+}
+
+static void
+hub_on_connect(void *arg)
+{
+    /* Whatever happened while the session was down is in the table. */
+    hub_fetch(arg);
+}
+
+static void
+hub_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hub_fetch(arg);
+}
+
+static void
+hub_on_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+    struct watch *w = arg;
+    struct watch_client *c;
+
+    (void)fd;
+    (void)what;
+    TAILQ_FOREACH(c, &w->clients, link)
+        http_stream_chunk(c->r, ": keepalive\n\n", 13);
+}
+
+struct watch *
+watch_new(struct event_base *base, struct db_pool *db, const char *conninfo)
+{
+    struct watch *w = xcalloc(1, sizeof(*w));
+    struct timeval tv = {WATCH_KEEPALIVE_S, 0};
+
+    w->base = base;
+    w->db = db;
+    w->last_id = -1;
+    TAILQ_INIT(&w->clients);
+    w->keepalive = event_new(base, -1, EV_PERSIST, hub_on_keepalive, w);
+    if (w->keepalive == NULL || event_add(w->keepalive, &tv) < 0)
+        fatalx("cannot start the watch keepalive timer");
+    w->retry = evtimer_new(base, hub_on_retry, w);
+    if (w->retry == NULL)
+        fatalx("cannot allocate the watch retry timer");
+    w->listener = db_listener_new(base, conninfo, "cloud_events",
+                                  hub_on_notify, hub_on_connect, w);
+    return w;
+}
+
+void
+watch_free(struct watch *w)
+{
+    struct watch_client *c;
+
+    if (w == NULL)
+        return;
+    while ((c = TAILQ_FIRST(&w->clients)) != NULL) {
+        c->inflight = 0;
+        client_drop(c);
+    }
+    db_listener_free(w->listener);
+    event_free(w->keepalive);
+    event_free(w->retry);
+    free(w);
+}
+
+int
+watch_listening(const struct watch *w)
+{
+    return db_listener_up(w->listener);
+}
+
+int
+watch_clients(const struct watch *w)
+{
+    return w->nclients;
+}

@@ -1,0 +1,31 @@
+/*
+ * watch: Server-Sent Events fan-out of the event log.
+ *
+ * One LISTEN session wakes the hub; the hub re-reads the events table from
+ * the highest id it has sent and fans each event out to the live clients.
+ * A client that joins behind (since=<id> or Last-Event-ID) first catches up
+ * with its own queries, then joins the live set. After any reconnect of the
+ * listener the hub re-reads from its last id, so nothing is lost.
+ */
+#ifndef CLOUD_WATCH_H
+#define CLOUD_WATCH_H
+
+#include "db.h"
+#include "http.h"
+
+struct watch;
+
+struct watch *watch_new(struct event_base *base, struct db_pool *db,
+                        const char *conninfo);
+void watch_free(struct watch *w);
+int watch_listening(const struct watch *w);
+int watch_clients(const struct watch *w);
+
+/*
+ * Streams events with id > since (since < 0: from now on) matching the
+ * optional object and type filters. Takes over r.
+ */
+void watch_add(struct watch *w, struct http_req *r, long long since,
+               const char *object, const char *type);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's second command: installs what the project needs, builds with
+# warnings as errors, runs the unit and integration tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, then the whole suite (unit,
+# integration, lint, e2e, benchmark smoke runs) in the normal build. The
+# output ends with ctest's summary line.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=$(nproc 2>/dev/null || echo 2)
+
+bash scripts/setup.sh || exit 1
+bash scripts/checksrc.sh || exit 1
+
+echo "== build: ASan+UBSan (build-asan/)"
+cmake -S . -B build-asan -DCLOUD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null &&
+  cmake --build build-asan -j"$jobs" >build-asan.log 2>&1 || {
+    tail -50 build-asan.log; echo "test.sh: the sanitizer build failed"; exit 1; }
+echo "== build: release (build/)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+  cmake --build build -j"$jobs" >build.log 2>&1 || {
+    tail -50 build.log; echo "test.sh: the build failed"; exit 1; }
+
+echo "== tests under ASan+UBSan: unit and integration"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+ctest --test-dir build-asan -L 'unit|integration' --output-on-failure -j1
+asan_rc=$?
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== all tests: release build"
+ctest --test-dir build --output-on-failure -j1
+rc=$?
+if [ "$asan_rc" -ne 0 ]; then
+  echo "(the ASan+UBSan run above failed)"
+  rc=$asan_rc
+fi
+exit $rc
