@@ -108,6 +108,8 @@ class Cluster:
 
     # -- lifecycle -------------------------------------------------------
     def start(self, with_controller=True):
+        if with_controller:
+            self._check_controller_bin()
         try:
             self.tmp = tempfile.mkdtemp(prefix="cloud-itest-")
             pw = pwd.getpwnam(PG_USER)
@@ -167,11 +169,14 @@ class Cluster:
                      "-w", "-t", "30", "stop"])
         self._pg_running = False
 
-    def start_controller(self):
+    def _check_controller_bin(self):
         if not self.controller_bin:
             raise HarnessError("CLOUD_CONTROLLER is not set (path of the cloud-controller binary)")
         if not os.access(self.controller_bin, os.X_OK):
             raise HarnessError("CLOUD_CONTROLLER=%s is not an executable" % self.controller_bin)
+
+    def start_controller(self):
+        self._check_controller_bin()
         data_dir = os.path.join(self.tmp, "ctl")
         os.makedirs(data_dir, exist_ok=True)
         self.http_port = free_port()
@@ -385,7 +390,11 @@ class SSEStream:
                         data.append(value)
                     elif field in ("id", "event", "retry"):
                         ev[field] = value
-        except (OSError, ValueError, http.client.HTTPException):
+                    else:
+                        # Unknown fields are ignored (as EventSource does);
+                        # kept so a failure can show what came.
+                        ev.setdefault("unknown", []).append(line)
+        except Exception:  # noqa: BLE001 - closed under us, or a broken stream
             pass
         self._q.put(None)  # end of stream
 
@@ -424,6 +433,10 @@ class SSEStream:
         except OSError:
             pass
         self.conn.close()
+        try:
+            self.resp.close()
+        except Exception:  # noqa: BLE001 - the reader may be inside it
+            pass
 
 
 # -- module-level convenience: one cluster per test module ----------------

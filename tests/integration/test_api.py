@@ -60,9 +60,9 @@ def create_instance(tc, **fields):
     return inst
 
 
-def walk(tc, path, limit, max_pages=10000):
+def walk(tc, path, limit, max_pages=1000):
     """Follows `next` cursors from the first page; returns (items, pages)."""
-    items, pages = [], []
+    items, pages, cursors = [], [], set()
     sep = "&" if "?" in path else "?"
     url = "%s%slimit=%d" % (path, sep, limit)
     for _ in range(max_pages):
@@ -75,6 +75,8 @@ def walk(tc, path, limit, max_pages=10000):
         if page["next"] is None:
             return items, pages
         tc.assertIsInstance(page["next"], str)
+        tc.assertNotIn(page["next"], cursors, "%s: cursor %r came back; `after` is ignored" % (url, page["next"]))
+        cursors.add(page["next"])
         tc.assertEqual(len(page["items"]), limit, "a page before the last is not full")
         url = "%s%slimit=%d&after=%s" % (path, sep, limit, quote(page["next"], safe=""))
     tc.fail("more than %d pages at %s" % (max_pages, path))
@@ -454,7 +456,7 @@ class ServiceTests(harness.TestCase):
         self.assertError(request("PATCH", path, {"replicas": 2}, headers={"If-Match": "7"}),
                          412, "precondition_failed")
         st, _, got = request("GET", path)
-        self.assertEqual((got["replicas"], got["version"]), (1, 1), "a 412 PATCH changed the service")
+        self.assertEqual((got["replicas"], got["version"]), (0, 1), "a 412 PATCH changed the service")
         # Quotes are optional.
         st, _, p = request("PATCH", path, {"replicas": 2}, headers={"If-Match": "1"})
         self.assertEqual((st, p["version"]), (200, 2), p)
@@ -972,6 +974,8 @@ class EventTests(harness.TestCase):
                                   (e.get("json") or {}).get("object_id") == svc["id"], SSE_DEADLINE)
             self.assertIsNotNone(ev, "no service.created for %s within %.0fs; saw %r"
                                  % (svc["name"], SSE_DEADLINE, seen))
+            for e in seen:
+                self.assertIn("id", e, "event without an id: line: %r" % e)
             self.assertEqual(ev["id"], str(ev["json"]["id"]))
             self.assertEqual(ev["json"]["type"], "service.created")
             self.assertEqual(ev["json"]["name"], svc["name"])
@@ -998,6 +1002,8 @@ class EventTests(harness.TestCase):
             ev, seen = stream.wait_for(lambda e: (e.get("json") or {}).get("object_id") == svcs[2]["id"],
                                        SSE_DEADLINE)
             self.assertIsNotNone(ev, "resumed stream did not replay %s; saw %r" % (svcs[2]["name"], seen))
+            for e in seen:
+                self.assertIn("id", e, "event without an id: line: %r" % e)
             got = [int(e["id"]) for e in seen]
             self.assertTrue(all(i > ids[0] for i in got), "resume after %d sent %r" % (ids[0], got))
             self.assertEqual(got, sorted(set(got)))
