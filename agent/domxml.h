@@ -1,0 +1,73 @@
+/*
+ * domxml: libvirt domain XML for one instance, built with libxml2's tree API
+ * so that every value is escaped by the library, never by hand. Also reads
+ * back the instance metadata element the agent uses to re-adopt domains
+ * after a restart. Covered by golden files in tests/golden/domxml/.
+ */
+#ifndef CLOUD_AGENT_DOMXML_H
+#define CLOUD_AGENT_DOMXML_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hv.h"
+
+/* Namespace of the <metadata> child carrying instance id and generation. */
+#define DOMXML_METADATA_NS "https://cloud.example/xmlns/instance/1"
+#define DOMXML_METADATA_PREFIX "cloud"
+#define DOMXML_NAME_PREFIX "cloud-"
+/* Guest channel carrying JSON lines of config down and exit codes up. */
+#define DOMXML_CHANNEL_NAME "org.cloud.config.0"
+/* fw_cfg key with the boot-time config, for guests without virtio-serial. */
+#define DOMXML_FWCFG_NAME "opt/org.cloud/config"
+/* Instance ids become domain names and file names: keep them tame. */
+#define DOMXML_ID_MAX 64
+
+struct domxml_spec {
+    const char *instance_id; /* [A-Za-z0-9_-], 1..DOMXML_ID_MAX */
+    uint64_t generation;
+    enum hv_type type;       /* qemu, kvm or test */
+    unsigned vcpus;          /* >= 1 */
+    uint64_t memory_mib;     /* >= 1 */
+    const char *arch;        /* optional, e.g. "x86_64" */
+
+    /* Kernel images: direct kernel boot. Exactly one of kernel and disk. */
+    const char *kernel;
+    const char *initrd;      /* optional */
+    const char *cmdline;     /* optional */
+    /* Disk images: the instance's qcow2 overlay. */
+    const char *disk;
+
+    const char *console_log;  /* optional: serial console written to file */
+    const char *channel_path; /* optional: unix socket of the config channel */
+    const char *boot_config;  /* optional: fw_cfg opt/org.cloud/config */
+};
+
+/* 0 if id is a valid instance id, -1 (logged) if not. */
+int domxml_id_valid(const char *id);
+
+/* "cloud-<id>" in a new string. */
+char *domxml_domain_name(const char *instance_id);
+
+/*
+ * The domain UUID of an instance, derived from its id (SHA-256 based), as a
+ * new string. libvirt refuses to redefine a name under a different UUID, so
+ * a stable one lets a new generation redefine the domain, and lets a
+ * restarted agent produce the same definition, without storing anything.
+ */
+char *domxml_uuid(const char *instance_id);
+
+/*
+ * Builds the domain XML for spec. Returns a new NUL-terminated string, or
+ * NULL (logged) when the spec is invalid.
+ */
+char *domxml_build(const struct domxml_spec *spec);
+
+/*
+ * Parses the metadata element (as returned by virDomainGetMetadata for
+ * DOMXML_METADATA_NS) into a new id string and generation. Returns 0, or -1
+ * (logged) if it is malformed or the id is invalid.
+ */
+int domxml_metadata_parse(const char *xml, char **idp, uint64_t *genp);
+
+#endif

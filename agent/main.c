@@ -1,0 +1,480 @@
+/*
+ * cloud-agent: the per-host agent. For now it offers the pieces that exist:
+ *   cloud-agent facts       host facts as JSON (what Hello will carry)
+ *   cloud-agent boot-once   boot one kernel image through the driver, wait
+ *                           for a marker on its console, tear it down
+ * The controller link (daemon mode) is not written yet.
+ */
+#define LOG_MODULE "agent"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "domxml.h"
+#include "hv.h"
+#include "log.h"
+#include "mem.h"
+#include "virt.h"
+
+#ifndef CLOUD_VERSION
+#define CLOUD_VERSION "0"
+#endif
+
+struct agent_opts {
+    const char *uri;
+    const char *name;
+    enum hv_type hypervisor;
+    /* boot-once */
+    const char *id;
+    const char *kernel;
+    const char *initrd;
+    const char *cmdline;
+    const char *log;
+    const char *channel;
+    const char *boot_config;
+    const char *send;
+    const char *marker;
+    unsigned timeout_s;
+    unsigned vcpus;
+    uint64_t memory_mib;
+    long expect_exit; /* -1: do not wait for an exit report */
+};
+
+static const struct virt_driver *drv = &virt_libvirt_driver;
+
+static void
+usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: cloud-agent [--connect URI] [--hypervisor qemu|kvm|test] [--name NAME] COMMAND\n"
+            "commands:\n"
+            "  facts      print host facts as JSON\n"
+            "  boot-once  --kernel PATH [--initrd PATH] [--cmdline STR] --log FILE\n"
+            "             [--channel SOCK] [--config JSON] [--send LINE] [--expect-exit N]\n"
+            "             [--marker STR] [--timeout SEC] [--id ID] [--vcpus N] [--memory MIB]\n");
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+parse_ulong(const char *opt, const char *s, unsigned long max,
+            unsigned long *out)
+{
+    unsigned long v;
+    char *end;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > max) {
+        log_warnx("option --%s needs a number up to %lu, not %s", opt, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Opens libvirt and probes the host; both outputs are cleared on failure. */
+static struct virt_conn *
+agent_probe(const struct agent_opts *o, struct virt_host_info *info,
+            struct hv_facts *facts)
+{
+    struct hv_probe_opts popts = {.override = o->hypervisor};
+    struct virt_conn *c;
+
+    memset(facts, 0, sizeof(*facts));
+    memset(info, 0, sizeof(*info));
+    c = drv->open(o->uri);
+    if (c == NULL)
+        return NULL;
+    if (drv->host_info(c, info) < 0 || hv_probe(info->caps_xml, &popts, facts) < 0) {
+        hv_facts_clear(facts);
+        virt_host_info_clear(info);
+        drv->close(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int
+cmd_facts(const struct agent_opts *o)
+{
+    struct virt_host_info info;
+    struct hv_facts facts;
+    struct virt_conn *c;
+    json_t *root, *types;
+    char *out;
+    size_t i;
+
+    c = agent_probe(o, &info, &facts);
+    if (c == NULL)
+        return 1;
+    types = json_array();
+    for (i = 0; i < facts.ntypes; i++)
+        json_array_append_new(types, json_string(facts.types[i]));
+    root = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:b, s:b, s:b, s:b, s:s}",
+                     "name", o->name ? o->name : info.hostname,
+                     "hostname", info.hostname,
+                     "agent_version", CLOUD_VERSION,
+                     "libvirt_uri", o->uri,
+                     "vcpus", (json_int_t)info.cpus,
+                     "memory_mib", (json_int_t)info.memory_mib,
+                     "arch", facts.arch,
+                     "hypervisor_types", types,
+                     "kvm_listed", facts.kvm_listed,
+                     "kvm_device", facts.kvm_dev,
+                     "cpu_virt_flags", facts.cpu_virt,
+                     "kvm_usable", facts.kvm_usable,
+                     "domain_type", hv_type_name(facts.chosen));
+    if (root == NULL)
+        fatalx("cannot build the facts JSON");
+    json_object_set_new(root, "libvirt_version", json_string(info.libvirt_version));
+    out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (out == NULL)
+        fatalx("cannot serialise the facts JSON");
+    printf("%s\n", out);
+    free(out);
+    json_decref(root);
+    hv_facts_clear(&facts);
+    virt_host_info_clear(&info);
+    drv->close(c);
+    return 0;
+}
+
+/* Waits until the file at path contains marker. 0 if found, -1 on timeout. */
+static int
+wait_for_marker(const char *path, const char *marker, double deadline)
+{
+    char *buf = NULL;
+    size_t len;
+    FILE *fp;
+
+    while (now_s() < deadline) {
+        fp = fopen(path, "r");
+        if (fp != NULL) {
+            /* Console logs of a boot are small; the whole file is fine. */
+            buf = xmalloc(1 << 20);
+            len = fread(buf, 1, (1 << 20) - 1, fp);
+            buf[len] = '\0';
+            fclose(fp);
+            if (memmem(buf, len, marker, strlen(marker)) != NULL) {
+                free(buf);
+                return 0;
+            }
+            free(buf);
+        }
+        usleep(200 * 1000);
+    }
+    log_warnx("marker %s did not appear in %s in time", marker, path);
+    return -1;
+}
+
+static int
+channel_connect(const char *path, double deadline)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        log_warnx("channel socket path %s is too long", path);
+        return -1;
+    }
+    xstrlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+    while (now_s() < deadline) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            log_warn("socket");
+            return -1;
+        }
+        if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+            return fd;
+        close(fd);
+        usleep(200 * 1000);
+    }
+    log_warnx("cannot connect to guest channel %s in time", path);
+    return -1;
+}
+
+/*
+ * Reads JSON lines from the guest channel until one is {"exit":N}; returns
+ * N, or -1 on timeout or a closed channel.
+ */
+static long
+channel_wait_exit(int fd, double deadline)
+{
+    char buf[4096];
+    size_t have = 0;
+
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        double left = deadline - now_s();
+        char *nl;
+        ssize_t r;
+        int pr;
+
+        if (left <= 0)
+            break;
+        pr = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (pr < 0 && errno != EINTR) {
+            log_warn("poll on the guest channel");
+            return -1;
+        }
+        if (pr <= 0)
+            continue;
+        r = read(fd, buf + have, sizeof(buf) - 1 - have);
+        if (r <= 0) {
+            log_warnx("guest channel closed before an exit report");
+            return -1;
+        }
+        have += (size_t)r;
+        buf[have] = '\0';
+        while ((nl = strchr(buf, '\n')) != NULL) {
+            json_error_t jerr;
+            json_t *msg, *ex;
+            size_t linelen = (size_t)(nl - buf) + 1;
+            long code = -1;
+
+            *nl = '\0';
+            log_info("guest channel: %s", buf);
+            msg = json_loads(buf, 0, &jerr);
+            if (msg != NULL && (ex = json_object_get(msg, "exit")) != NULL &&
+                json_is_integer(ex))
+                code = (long)json_integer_value(ex);
+            json_decref(msg);
+            memmove(buf, buf + linelen, have - linelen + 1);
+            have -= linelen;
+            if (code >= 0)
+                return code;
+        }
+        if (have == sizeof(buf) - 1) {
+            log_warnx("guest channel line longer than %zu bytes", sizeof(buf));
+            return -1;
+        }
+    }
+    log_warnx("no exit report on the guest channel in time");
+    return -1;
+}
+
+static int
+wait_for_stop(struct virt_conn *c, const char *id, double deadline)
+{
+    enum virt_state st = VIRT_STATE_UNKNOWN;
+
+    while (now_s() < deadline) {
+        if (drv->state(c, id, &st) < 0)
+            return -1;
+        if (st == VIRT_STATE_SHUTOFF || st == VIRT_STATE_ABSENT)
+            return 0;
+        usleep(200 * 1000);
+    }
+    log_warnx("instance %s still %s after its exit report", id,
+              virt_state_name(st));
+    return -1;
+}
+
+static int
+cmd_boot_once(const struct agent_opts *o)
+{
+    struct domxml_spec spec = {0};
+    struct virt_host_info info;
+    struct hv_facts facts;
+    struct virt_conn *c;
+    char *xml = NULL;
+    double deadline;
+    bool defined = false;
+    int fd = -1, rc = 1;
+
+    if (o->kernel == NULL || o->log == NULL) {
+        log_warnx("boot-once needs --kernel and --log");
+        return 2;
+    }
+    c = agent_probe(o, &info, &facts);
+    if (c == NULL)
+        return 1;
+    spec.instance_id = o->id;
+    spec.generation = 1;
+    spec.type = facts.chosen;
+    spec.vcpus = o->vcpus;
+    spec.memory_mib = o->memory_mib;
+    spec.kernel = o->kernel;
+    spec.initrd = o->initrd;
+    spec.cmdline = o->cmdline;
+    spec.console_log = o->log;
+    spec.channel_path = o->channel;
+    spec.boot_config = o->boot_config;
+    xml = domxml_build(&spec);
+    if (xml == NULL)
+        goto cleanup;
+    log_info("instance %s: booting %s as domain type %s", o->id, o->kernel,
+             hv_type_name(facts.chosen));
+    deadline = now_s() + o->timeout_s;
+    if (drv->define_start(c, o->id, xml) < 0)
+        goto cleanup;
+    defined = true;
+    if (wait_for_marker(o->log, o->marker, deadline) < 0)
+        goto cleanup;
+    log_info("instance %s: marker %s seen on the console", o->id, o->marker);
+    if (o->channel != NULL && (o->send != NULL || o->expect_exit >= 0)) {
+        fd = channel_connect(o->channel, deadline);
+        if (fd < 0)
+            goto cleanup;
+        if (o->send != NULL) {
+            char *line = xasprintf("%s\n", o->send);
+            ssize_t w = write(fd, line, strlen(line));
+
+            free(line);
+            if (w < 0) {
+                log_warn("write to guest channel %s", o->channel);
+                goto cleanup;
+            }
+        }
+        if (o->expect_exit >= 0) {
+            long code = channel_wait_exit(fd, deadline);
+
+            if (code < 0)
+                goto cleanup;
+            if (code != o->expect_exit) {
+                log_warnx("instance %s: guest reported exit %ld, expected %ld",
+                          o->id, code, o->expect_exit);
+                goto cleanup;
+            }
+            if (wait_for_stop(c, o->id, deadline) < 0)
+                goto cleanup;
+            log_info("instance %s: guest exited with %ld and powered off",
+                     o->id, code);
+        }
+    }
+    rc = 0;
+
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    if (defined && (drv->destroy(c, o->id) < 0 || drv->undefine(c, o->id) < 0))
+        rc = 1;
+    free(xml);
+    hv_facts_clear(&facts);
+    virt_host_info_clear(&info);
+    drv->close(c);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    enum {
+        OPT_CONNECT = 256, OPT_HYPERVISOR, OPT_NAME, OPT_ID, OPT_KERNEL,
+        OPT_INITRD, OPT_CMDLINE, OPT_LOG, OPT_CHANNEL, OPT_CONFIG, OPT_SEND,
+        OPT_MARKER, OPT_TIMEOUT, OPT_VCPUS, OPT_MEMORY, OPT_EXPECT_EXIT,
+    };
+    static const struct option longopts[] = {
+        {"connect", required_argument, NULL, OPT_CONNECT},
+        {"hypervisor", required_argument, NULL, OPT_HYPERVISOR},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"id", required_argument, NULL, OPT_ID},
+        {"kernel", required_argument, NULL, OPT_KERNEL},
+        {"initrd", required_argument, NULL, OPT_INITRD},
+        {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"log", required_argument, NULL, OPT_LOG},
+        {"channel", required_argument, NULL, OPT_CHANNEL},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"send", required_argument, NULL, OPT_SEND},
+        {"marker", required_argument, NULL, OPT_MARKER},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"vcpus", required_argument, NULL, OPT_VCPUS},
+        {"memory", required_argument, NULL, OPT_MEMORY},
+        {"expect-exit", required_argument, NULL, OPT_EXPECT_EXIT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct agent_opts o = {
+        .uri = "qemu:///system",
+        .id = "bootonce",
+        .marker = "CLOUD-SAMPLE-BOOTED",
+        .timeout_s = 60,
+        .vcpus = 1,
+        .memory_mib = 256,
+        .expect_exit = -1,
+    };
+    unsigned long v;
+    const char *cmd;
+    int ch;
+
+    log_init("cloud-agent", LOG_LVL_INFO, -1);
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_CONNECT: o.uri = optarg; break;
+        case OPT_HYPERVISOR:
+            if (hv_type_parse(optarg, &o.hypervisor) < 0) {
+                log_warnx("--hypervisor must be qemu, kvm or test, not %s", optarg);
+                return 2;
+            }
+            break;
+        case OPT_NAME: o.name = optarg; break;
+        case OPT_ID: o.id = optarg; break;
+        case OPT_KERNEL: o.kernel = optarg; break;
+        case OPT_INITRD: o.initrd = optarg; break;
+        case OPT_CMDLINE: o.cmdline = optarg; break;
+        case OPT_LOG: o.log = optarg; break;
+        case OPT_CHANNEL: o.channel = optarg; break;
+        case OPT_CONFIG: o.boot_config = optarg; break;
+        case OPT_SEND: o.send = optarg; break;
+        case OPT_MARKER: o.marker = optarg; break;
+        case OPT_TIMEOUT:
+            if (parse_ulong("timeout", optarg, 3600, &v) < 0)
+                return 2;
+            o.timeout_s = (unsigned)v;
+            break;
+        case OPT_VCPUS:
+            if (parse_ulong("vcpus", optarg, 1024, &v) < 0)
+                return 2;
+            o.vcpus = (unsigned)v;
+            break;
+        case OPT_MEMORY:
+            if (parse_ulong("memory", optarg, 1UL << 30, &v) < 0)
+                return 2;
+            o.memory_mib = v;
+            break;
+        case OPT_EXPECT_EXIT:
+            if (parse_ulong("expect-exit", optarg, 255, &v) < 0)
+                return 2;
+            o.expect_exit = (long)v;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    cmd = argv[optind];
+    if (strcmp(cmd, "facts") == 0)
+        return cmd_facts(&o);
+    if (strcmp(cmd, "boot-once") == 0)
+        return cmd_boot_once(&o);
+    log_warnx("unknown command %s", cmd);
+    usage(stderr);
+    return 2;
+}

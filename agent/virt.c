@@ -1,0 +1,481 @@
+/*
+ * virt: the libvirt backend of the hypervisor driver (see virt.h). Owns the
+ * libvirt connection and the copy of the last libvirt error text. Every
+ * libvirt return value is checked; failures are logged here, once, with
+ * libvirt's own message appended.
+ */
+#define LOG_MODULE "virt"
+
+#include "virt.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "domxml.h"
+#include "log.h"
+#include "mem.h"
+
+struct virt_conn {
+    virConnectPtr conn;
+    char *uri;
+    char err[1024];
+};
+
+static const char *const virt_state_names[] = {
+    [VIRT_STATE_UNKNOWN] = "unknown",   [VIRT_STATE_RUNNING] = "running",
+    [VIRT_STATE_PAUSED] = "paused",     [VIRT_STATE_STOPPING] = "stopping",
+    [VIRT_STATE_SHUTOFF] = "shutoff",   [VIRT_STATE_CRASHED] = "crashed",
+    [VIRT_STATE_ABSENT] = "absent",
+};
+
+const char *
+virt_state_name(enum virt_state s)
+{
+    if ((size_t)s >= sizeof(virt_state_names) / sizeof(virt_state_names[0]))
+        return "unknown";
+    return virt_state_names[s];
+}
+
+/* libvirt prints every error to stderr by default; we log them ourselves. */
+static void
+virt_silent_error(void *data, virErrorPtr err)
+{
+    (void)data;
+    (void)err;
+}
+
+static pthread_once_t virt_once = PTHREAD_ONCE_INIT;
+static int virt_init_rc;
+
+static void
+virt_global_init(void)
+{
+    virt_init_rc = virInitialize();
+    virSetErrorFunc(NULL, virt_silent_error);
+}
+
+/*
+ * Records "<what>: <libvirt's last error>" as the connection's last error
+ * and logs it. Call right after the failing libvirt call, before any other.
+ */
+static void virt_fail(struct virt_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+virt_fail(struct virt_conn *c, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    snprintf(c->err, sizeof(c->err), "%s: %s", what, virGetLastErrorMessage());
+    log_warnx("%s", c->err);
+}
+
+static struct virt_conn *
+virt_lv_open(const char *uri)
+{
+    struct virt_conn *c;
+
+    pthread_once(&virt_once, virt_global_init);
+    if (virt_init_rc < 0) {
+        log_warnx("cannot initialise libvirt: %s", virGetLastErrorMessage());
+        return NULL;
+    }
+    c = xcalloc(1, sizeof(*c));
+    c->uri = xstrdup(uri);
+    c->conn = virConnectOpen(uri);
+    if (c->conn == NULL) {
+        log_warnx("cannot connect to libvirt at %s: %s", uri,
+                  virGetLastErrorMessage());
+        free(c->uri);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void
+virt_lv_close(struct virt_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->conn != NULL && virConnectClose(c->conn) < 0)
+        log_warnx("closing libvirt connection %s: %s", c->uri,
+                  virGetLastErrorMessage());
+    free(c->uri);
+    free(c);
+}
+
+static const char *
+virt_lv_last_error(struct virt_conn *c)
+{
+    return c->err;
+}
+
+static int
+virt_lv_host_info(struct virt_conn *c, struct virt_host_info *info)
+{
+    virNodeInfo node;
+    unsigned long ver;
+    int ret = -1;
+
+    memset(info, 0, sizeof(*info));
+    info->hostname = virConnectGetHostname(c->conn);
+    if (info->hostname == NULL) {
+        virt_fail(c, "cannot read the host name from libvirt");
+        goto cleanup;
+    }
+    info->caps_xml = virConnectGetCapabilities(c->conn);
+    if (info->caps_xml == NULL) {
+        virt_fail(c, "cannot read libvirt capabilities");
+        goto cleanup;
+    }
+    if (virNodeGetInfo(c->conn, &node) < 0) {
+        virt_fail(c, "cannot read node info from libvirt");
+        goto cleanup;
+    }
+    info->cpus = node.cpus;
+    info->memory_mib = node.memory / 1024; /* libvirt reports KiB */
+    if (virConnectGetLibVersion(c->conn, &ver) < 0) {
+        virt_fail(c, "cannot read the libvirt version");
+        goto cleanup;
+    }
+    info->libvirt_version = xasprintf("%lu.%lu.%lu", ver / 1000000,
+                                      ver / 1000 % 1000, ver % 1000);
+    ret = 0;
+
+cleanup:
+    if (ret < 0)
+        virt_host_info_clear(info);
+    return ret;
+}
+
+/*
+ * Looks up the domain of an instance. Returns 1 with *domp set, 0 if there
+ * is no such domain, -1 on failure (recorded).
+ */
+static int
+virt_lookup(struct virt_conn *c, const char *instance_id, virDomainPtr *domp)
+{
+    char *name = domxml_domain_name(instance_id);
+    int ret = 1;
+
+    *domp = virDomainLookupByName(c->conn, name);
+    if (*domp == NULL) {
+        if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
+            ret = 0;
+        } else {
+            virt_fail(c, "instance %s: cannot look up domain %s", instance_id,
+                      name);
+            ret = -1;
+        }
+    }
+    free(name);
+    return ret;
+}
+
+static int
+virt_lv_define_start(struct virt_conn *c, const char *instance_id,
+                     const char *xml)
+{
+    virDomainPtr dom;
+    int active, ret = -1;
+
+    dom = virDomainDefineXML(c->conn, xml);
+    if (dom == NULL) {
+        virt_fail(c, "instance %s: cannot define the domain", instance_id);
+        return -1;
+    }
+    active = virDomainIsActive(dom);
+    if (active < 0) {
+        virt_fail(c, "instance %s: cannot tell whether the domain runs",
+                  instance_id);
+        goto cleanup;
+    }
+    if (active) {
+        /* Already running: the new definition applies at the next start. */
+        ret = 0;
+        goto cleanup;
+    }
+    if (virDomainCreate(dom) < 0) {
+        virt_fail(c, "instance %s: cannot start the domain", instance_id);
+        /* Keep the start error as the reason; an undefine failure only
+         * gets logged, and a later undefine retries. */
+        if (virDomainUndefine(dom) < 0)
+            log_warnx("instance %s: cannot undefine the domain after a failed start: %s",
+                      instance_id, virGetLastErrorMessage());
+        goto cleanup;
+    }
+    ret = 0;
+
+cleanup:
+    virDomainFree(dom);
+    return ret;
+}
+
+static int
+virt_lv_shutdown(struct virt_conn *c, const char *instance_id)
+{
+    virDomainPtr dom;
+    int found, ret = -1;
+
+    found = virt_lookup(c, instance_id, &dom);
+    if (found < 0)
+        return -1;
+    if (found == 0) {
+        snprintf(c->err, sizeof(c->err), "instance %s: no domain to shut down",
+                 instance_id);
+        log_warnx("%s", c->err);
+        return -1;
+    }
+    if (virDomainShutdown(dom) < 0) {
+        virt_fail(c, "instance %s: cannot request an ACPI shutdown", instance_id);
+        goto cleanup;
+    }
+    ret = 0;
+
+cleanup:
+    virDomainFree(dom);
+    return ret;
+}
+
+static int
+virt_lv_destroy(struct virt_conn *c, const char *instance_id)
+{
+    virDomainPtr dom;
+    int found, active, ret = -1;
+
+    found = virt_lookup(c, instance_id, &dom);
+    if (found <= 0)
+        return found;
+    active = virDomainIsActive(dom);
+    if (active < 0) {
+        virt_fail(c, "instance %s: cannot tell whether the domain runs",
+                  instance_id);
+        goto cleanup;
+    }
+    if (active && virDomainDestroy(dom) < 0) {
+        /* It may have stopped on its own between the two calls. */
+        if (virGetLastErrorCode() != VIR_ERR_OPERATION_INVALID) {
+            virt_fail(c, "instance %s: cannot destroy the domain", instance_id);
+            goto cleanup;
+        }
+    }
+    ret = 0;
+
+cleanup:
+    virDomainFree(dom);
+    return ret;
+}
+
+static int
+virt_lv_undefine(struct virt_conn *c, const char *instance_id)
+{
+    virDomainPtr dom;
+    int found, ret = -1;
+
+    found = virt_lookup(c, instance_id, &dom);
+    if (found <= 0)
+        return found;
+    /* A running domain stays running as a transient one; callers destroy
+     * first when they mean "gone". */
+    if (virDomainUndefine(dom) < 0) {
+        virt_fail(c, "instance %s: cannot undefine the domain", instance_id);
+        goto cleanup;
+    }
+    ret = 0;
+
+cleanup:
+    virDomainFree(dom);
+    return ret;
+}
+
+static enum virt_state
+virt_map_state(int st)
+{
+    switch (st) {
+    case VIR_DOMAIN_RUNNING:
+    case VIR_DOMAIN_BLOCKED:
+        return VIRT_STATE_RUNNING;
+    case VIR_DOMAIN_PAUSED:
+    case VIR_DOMAIN_PMSUSPENDED:
+        return VIRT_STATE_PAUSED;
+    case VIR_DOMAIN_SHUTDOWN:
+        return VIRT_STATE_STOPPING;
+    case VIR_DOMAIN_SHUTOFF:
+        return VIRT_STATE_SHUTOFF;
+    case VIR_DOMAIN_CRASHED:
+        return VIRT_STATE_CRASHED;
+    default:
+        return VIRT_STATE_UNKNOWN;
+    }
+}
+
+static int
+virt_dom_state(struct virt_conn *c, virDomainPtr dom, const char *instance_id,
+               enum virt_state *statep)
+{
+    int st, reason;
+
+    if (virDomainGetState(dom, &st, &reason, 0) < 0) {
+        virt_fail(c, "instance %s: cannot read the domain state", instance_id);
+        return -1;
+    }
+    *statep = virt_map_state(st);
+    return 0;
+}
+
+static int
+virt_lv_state(struct virt_conn *c, const char *instance_id,
+              enum virt_state *statep)
+{
+    virDomainPtr dom;
+    int found, ret;
+
+    found = virt_lookup(c, instance_id, &dom);
+    if (found < 0)
+        return -1;
+    if (found == 0) {
+        *statep = VIRT_STATE_ABSENT;
+        return 0;
+    }
+    ret = virt_dom_state(c, dom, instance_id, statep);
+    virDomainFree(dom);
+    return ret;
+}
+
+/*
+ * Reads one domain's metadata into d. Returns 1 if it is ours and valid,
+ * 0 to skip it (logged), -1 on a libvirt failure.
+ */
+static int
+virt_adopt(struct virt_conn *c, virDomainPtr dom, const char *name,
+           struct virt_domain *d)
+{
+    char *md, *id = NULL, *want = NULL;
+    uint64_t gen;
+    int ret = 0;
+
+    md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+                              DOMXML_METADATA_NS, 0);
+    if (md == NULL) {
+        if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN_METADATA) {
+            log_warnx("domain %s has no instance metadata; leaving it alone", name);
+            return 0;
+        }
+        virt_fail(c, "cannot read the metadata of domain %s", name);
+        return -1;
+    }
+    if (domxml_metadata_parse(md, &id, &gen) < 0) {
+        log_warnx("domain %s has unusable instance metadata; leaving it alone", name);
+        goto cleanup;
+    }
+    want = domxml_domain_name(id);
+    if (strcmp(want, name) != 0) {
+        log_warnx("domain %s carries the metadata of instance %s; leaving it alone",
+                  name, id);
+        goto cleanup;
+    }
+    if (virt_dom_state(c, dom, id, &d->state) < 0) {
+        ret = -1;
+        goto cleanup;
+    }
+    d->instance_id = id;
+    d->generation = gen;
+    id = NULL;
+    ret = 1;
+
+cleanup:
+    free(md);
+    free(id);
+    free(want);
+    return ret;
+}
+
+static int
+virt_lv_list(struct virt_conn *c, struct virt_domain **domsp, size_t *ndomsp)
+{
+    virDomainPtr *all = NULL;
+    struct virt_domain *doms = NULL;
+    size_t n = 0;
+    int i, nall, ret = -1;
+
+    nall = virConnectListAllDomains(c->conn, &all, 0);
+    if (nall < 0) {
+        virt_fail(c, "cannot list domains");
+        return -1;
+    }
+    doms = xcalloc((size_t)nall + 1, sizeof(*doms));
+    for (i = 0; i < nall; i++) {
+        const char *name = virDomainGetName(all[i]);
+        int r;
+
+        if (name == NULL) {
+            virt_fail(c, "cannot read a domain name");
+            goto cleanup;
+        }
+        if (strncmp(name, DOMXML_NAME_PREFIX, strlen(DOMXML_NAME_PREFIX)) != 0)
+            continue; /* not ours */
+        r = virt_adopt(c, all[i], name, &doms[n]);
+        if (r < 0)
+            goto cleanup;
+        if (r > 0)
+            n++;
+    }
+    *domsp = doms;
+    *ndomsp = n;
+    doms = NULL;
+    ret = 0;
+
+cleanup:
+    virt_domains_free(doms, n);
+    for (i = 0; i < nall; i++)
+        virDomainFree(all[i]);
+    free(all);
+    return ret;
+}
+
+void
+virt_domains_free(struct virt_domain *doms, size_t n)
+{
+    size_t i;
+
+    if (doms == NULL)
+        return;
+    for (i = 0; i < n; i++)
+        free(doms[i].instance_id);
+    free(doms);
+}
+
+void
+virt_host_info_clear(struct virt_host_info *info)
+{
+    if (info == NULL)
+        return;
+    free(info->hostname);
+    free(info->caps_xml);
+    free(info->libvirt_version);
+    memset(info, 0, sizeof(*info));
+}
+
+const struct virt_driver virt_libvirt_driver = {
+    .name = "libvirt",
+    .open = virt_lv_open,
+    .close = virt_lv_close,
+    .last_error = virt_lv_last_error,
+    .host_info = virt_lv_host_info,
+    .define_start = virt_lv_define_start,
+    .shutdown = virt_lv_shutdown,
+    .destroy = virt_lv_destroy,
+    .undefine = virt_lv_undefine,
+    .state = virt_lv_state,
+    .list = virt_lv_list,
+};

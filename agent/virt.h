@@ -1,0 +1,83 @@
+/*
+ * virt: the agent's hypervisor driver, a function table with one backend per
+ * hypervisor API (libvirt's virHypervisorDriver pattern). The libvirt backend
+ * lives in virt.c; tests may plug fakes in through the same table.
+ *
+ * Every call blocks (libvirt RPC): the agent runs them on a worker thread,
+ * never on the event loop. Domains are addressed by instance id; the driver
+ * maps that to the domain name "cloud-<id>". Failures are logged once by the
+ * driver, and the last error text stays readable through .last_error so it
+ * can become an InstanceStatus reason.
+ */
+#ifndef CLOUD_AGENT_VIRT_H
+#define CLOUD_AGENT_VIRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum virt_state {
+    VIRT_STATE_UNKNOWN = 0,
+    VIRT_STATE_RUNNING,  /* running, blocked, or being started */
+    VIRT_STATE_PAUSED,
+    VIRT_STATE_STOPPING, /* ACPI shutdown in progress */
+    VIRT_STATE_SHUTOFF,  /* defined, not running */
+    VIRT_STATE_CRASHED,
+    VIRT_STATE_ABSENT,   /* no such domain */
+};
+
+/* A domain found on the host, re-adopted from its metadata. */
+struct virt_domain {
+    char *instance_id;
+    uint64_t generation;
+    enum virt_state state;
+};
+
+struct virt_host_info {
+    char *hostname;
+    char *caps_xml;      /* libvirt capabilities, for hv_probe() */
+    char *libvirt_version;
+    unsigned cpus;
+    uint64_t memory_mib;
+};
+
+struct virt_conn;
+
+struct virt_driver {
+    const char *name;
+    /* Opens a connection to uri (e.g. "qemu:///system"); NULL on failure. */
+    struct virt_conn *(*open)(const char *uri);
+    void (*close)(struct virt_conn *conn); /* accepts NULL */
+    /* Text of the last failure on conn, "" if none. Valid until next call. */
+    const char *(*last_error)(struct virt_conn *conn);
+    int (*host_info)(struct virt_conn *conn, struct virt_host_info *info);
+    /*
+     * Defines (or redefines) the persistent domain from xml and starts it.
+     * Starting a domain that already runs is not an error. If the start
+     * fails the definition is removed again, so nothing half-made lingers.
+     */
+    int (*define_start)(struct virt_conn *conn, const char *instance_id,
+                        const char *xml);
+    /* ACPI shutdown request; returns at once. */
+    int (*shutdown)(struct virt_conn *conn, const char *instance_id);
+    /* Hard stop. A domain that is not running or not there is success. */
+    int (*destroy)(struct virt_conn *conn, const char *instance_id);
+    /* Removes the definition. A missing domain is success. */
+    int (*undefine)(struct virt_conn *conn, const char *instance_id);
+    /* A missing domain is VIRT_STATE_ABSENT, not an error. */
+    int (*state)(struct virt_conn *conn, const char *instance_id,
+                 enum virt_state *statep);
+    /*
+     * Lists the domains named cloud-* that carry valid instance metadata
+     * (others are logged and skipped). Free with virt_domains_free().
+     */
+    int (*list)(struct virt_conn *conn, struct virt_domain **domsp,
+                size_t *ndomsp);
+};
+
+extern const struct virt_driver virt_libvirt_driver;
+
+const char *virt_state_name(enum virt_state s);
+void virt_domains_free(struct virt_domain *doms, size_t n);
+void virt_host_info_clear(struct virt_host_info *info);
+
+#endif

@@ -1,0 +1,404 @@
+/*
+ * test_domxml: domain XML golden files (tests/golden/domxml/<case>.xml),
+ * validation against libvirt's own domain schema, escaping of XML
+ * metacharacters, spec validation and the metadata round trip.
+ *
+ * UPDATE_GOLDEN=1 rewrites the golden files (target update-golden-domxml);
+ * review the diff before committing it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <libxml/parser.h>
+#include <libxml/relaxng.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+
+#include "domxml.h"
+#include "mem.h"
+
+static char *
+slurp(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    char *buf;
+    long n;
+
+    if (fp == NULL)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    buf = xmalloc((size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, fp) != (size_t)n) {
+        fclose(fp);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static void
+check_golden(const char *name, const char *xml)
+{
+    char *path = xasprintf("%s/%s.xml", GOLDEN_DIR, name);
+    const char *upd = getenv("UPDATE_GOLDEN");
+    char *want;
+
+    if (upd != NULL && strcmp(upd, "1") == 0) {
+        FILE *fp = fopen(path, "w");
+        assert_non_null(fp);
+        assert_int_equal(fputs(xml, fp) >= 0, 1);
+        assert_int_equal(fclose(fp), 0);
+        fprintf(stderr, "updated %s\n", path);
+    } else {
+        want = slurp(path);
+        if (want == NULL)
+            fail_msg("golden file %s is missing; run with UPDATE_GOLDEN=1", path);
+        if (strcmp(want, xml) != 0) {
+            fprintf(stderr, "--- expected %s\n%s--- got\n%s", path, want, xml);
+            fail_msg("domain XML differs from %s", path);
+        }
+        free(want);
+    }
+    free(path);
+}
+
+/* Validates xml against libvirt's RELAX NG domain schema, if installed. */
+static void
+check_schema(const char *xml)
+{
+    xmlRelaxNGParserCtxtPtr pctx;
+    xmlRelaxNGValidCtxtPtr vctx;
+    xmlRelaxNGPtr schema;
+    xmlDocPtr doc;
+    FILE *fp;
+
+    fp = fopen(LIBVIRT_DOMAIN_RNG, "r");
+    if (fp == NULL) {
+        fprintf(stderr, "note: %s missing, schema check skipped\n",
+                LIBVIRT_DOMAIN_RNG);
+        return;
+    }
+    fclose(fp);
+    pctx = xmlRelaxNGNewParserCtxt(LIBVIRT_DOMAIN_RNG);
+    schema = xmlRelaxNGParse(pctx);
+    assert_non_null(schema);
+    vctx = xmlRelaxNGNewValidCtxt(schema);
+    doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
+    assert_non_null(doc);
+    assert_int_equal(xmlRelaxNGValidateDoc(vctx, doc), 0);
+    xmlFreeDoc(doc);
+    xmlRelaxNGFreeValidCtxt(vctx);
+    xmlRelaxNGFree(schema);
+    xmlRelaxNGFreeParserCtxt(pctx);
+}
+
+/* The string value of an XPath expression over xml (new string). */
+static char *
+xpath_string(const char *xml, const char *expr)
+{
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "d.xml", NULL, 0);
+    xmlXPathContextPtr ctx;
+    xmlXPathObjectPtr obj;
+    char *out;
+
+    assert_non_null(doc);
+    ctx = xmlXPathNewContext(doc);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"c",
+                       (const xmlChar *)DOMXML_METADATA_NS);
+    obj = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
+    assert_non_null(obj);
+    out = xstrdup((const char *)obj->stringval);
+    xmlXPathFreeObject(obj);
+    xmlXPathFreeContext(ctx);
+    xmlFreeDoc(doc);
+    return out;
+}
+
+static struct domxml_spec
+kernel_spec(void)
+{
+    struct domxml_spec s = {
+        .instance_id = "7f3a9c",
+        .generation = 3,
+        .type = HV_TYPE_QEMU,
+        .vcpus = 2,
+        .memory_mib = 256,
+        .arch = "x86_64",
+        .kernel = "/var/lib/cloud-agent/images/sha256-aa/vmlinuz",
+        .initrd = "/var/lib/cloud-agent/images/sha256-bb/initrd.img",
+        .cmdline = "console=ttyS0 quiet cloud.role=web",
+        .console_log = "/var/log/cloud-agent/console/7f3a9c.log",
+        .channel_path = "/run/cloud-agent/7f3a9c/config.sock",
+        .boot_config = "{\"port\":\"8080\"}",
+    };
+    return s;
+}
+
+static void
+golden_case(const char *name, const struct domxml_spec *s)
+{
+    char *xml = domxml_build(s);
+
+    assert_non_null(xml);
+    check_golden(name, xml);
+    check_schema(xml);
+    free(xml);
+}
+
+static void
+test_kernel_full(void **state)
+{
+    struct domxml_spec s = kernel_spec();
+
+    (void)state;
+    golden_case("kernel_full", &s);
+}
+
+static void
+test_kernel_minimal(void **state)
+{
+    struct domxml_spec s = {
+        .instance_id = "min-1",
+        .generation = 1,
+        .type = HV_TYPE_KVM,
+        .vcpus = 1,
+        .memory_mib = 64,
+        .kernel = "/images/unikernel.bin",
+    };
+
+    (void)state;
+    golden_case("kernel_minimal", &s);
+}
+
+static void
+test_disk(void **state)
+{
+    struct domxml_spec s = {
+        .instance_id = "db_0",
+        .generation = 12,
+        .type = HV_TYPE_KVM,
+        .vcpus = 4,
+        .memory_mib = 4096,
+        .disk = "/var/lib/cloud-agent/instances/db_0/root.qcow2",
+        .console_log = "/var/log/cloud-agent/console/db_0.log",
+        .channel_path = "/run/cloud-agent/db_0/config.sock",
+    };
+
+    (void)state;
+    golden_case("disk", &s);
+}
+
+static void
+test_test_driver(void **state)
+{
+    struct domxml_spec s = kernel_spec();
+
+    (void)state;
+    s.type = HV_TYPE_TEST;
+    s.arch = NULL;
+    s.boot_config = NULL;
+    golden_case("test_driver", &s);
+}
+
+/* Metacharacters are escaped by libxml2 and come back intact. */
+static void
+test_escaping(void **state)
+{
+    const char *cmdline =
+        "console=ttyS0 cloud.msg=\"a<b && c>d\" cloud.q='x' cloud.e=&amp; </cmdline><evil/>";
+    const char *config = "{\"k\":\"<v & \\\"w\\\">\"}\n";
+    struct domxml_spec s = kernel_spec();
+    char *xml, *got;
+
+    (void)state;
+    s.instance_id = "esc";
+    s.cmdline = cmdline;
+    s.boot_config = config;
+    s.console_log = "/var/log/a&b/<c>.log";
+    xml = domxml_build(&s);
+    assert_non_null(xml);
+    check_golden("escaping", xml);
+    check_schema(xml);
+    assert_null(strstr(xml, "<evil/>"));
+    got = xpath_string(xml, "string(/domain/os/cmdline)");
+    assert_string_equal(got, cmdline);
+    free(got);
+    got = xpath_string(xml, "string(/domain/sysinfo/entry[@name='opt/org.cloud/config'])");
+    assert_string_equal(got, config);
+    free(got);
+    got = xpath_string(xml, "string(/domain/devices/serial/source/@path)");
+    assert_string_equal(got, "/var/log/a&b/<c>.log");
+    free(got);
+    got = xpath_string(xml, "string(/domain/metadata/c:instance/c:id)");
+    assert_string_equal(got, "esc");
+    free(got);
+    free(xml);
+}
+
+static void
+test_invalid_specs(void **state)
+{
+    struct domxml_spec s;
+
+    (void)state;
+    s = kernel_spec();
+    s.instance_id = "../etc";
+    assert_null(domxml_build(&s));
+    s.instance_id = "";
+    assert_null(domxml_build(&s));
+    s.instance_id = "a-very-long-id-a-very-long-id-a-very-long-id-a-very-long-id-xxxxx";
+    assert_null(domxml_build(&s));
+
+    s = kernel_spec();
+    s.disk = "/x.qcow2"; /* both kernel and disk */
+    assert_null(domxml_build(&s));
+    s.kernel = NULL; /* disk with initrd/cmdline */
+    assert_null(domxml_build(&s));
+    s = kernel_spec();
+    s.kernel = NULL; /* neither */
+    assert_null(domxml_build(&s));
+
+    s = kernel_spec();
+    s.kernel = "relative/vmlinuz";
+    assert_null(domxml_build(&s));
+    s = kernel_spec();
+    s.cmdline = "console=ttyS0\x01";
+    assert_null(domxml_build(&s));
+    s = kernel_spec();
+    s.cmdline = "bad utf8 \xff\xfe";
+    assert_null(domxml_build(&s));
+    s = kernel_spec();
+    s.vcpus = 0;
+    assert_null(domxml_build(&s));
+    s = kernel_spec();
+    s.type = HV_TYPE_NONE;
+    assert_null(domxml_build(&s));
+    s = kernel_spec();
+    s.arch = "x86'64";
+    assert_null(domxml_build(&s));
+}
+
+static void
+test_metadata_roundtrip(void **state)
+{
+    struct domxml_spec s = kernel_spec();
+    char *xml, *md, *id = NULL;
+    uint64_t gen = 0;
+
+    (void)state;
+    s.generation = UINT64_MAX;
+    xml = domxml_build(&s);
+    assert_non_null(xml);
+    /* What virDomainGetMetadata hands back: the element alone, possibly with
+     * another prefix. Cut ours out of the document. */
+    md = xstrndup(strstr(xml, "<cloud:instance"),
+                  (size_t)(strstr(xml, "</cloud:instance>") + 17 -
+                           strstr(xml, "<cloud:instance")));
+    assert_int_equal(domxml_metadata_parse(md, &id, &gen), 0);
+    assert_string_equal(id, "7f3a9c");
+    assert_true(gen == UINT64_MAX);
+    free(id);
+    free(md);
+    free(xml);
+
+    assert_int_equal(domxml_metadata_parse(
+                         "<x:instance xmlns:x='" DOMXML_METADATA_NS "'><x:id>abc</x:id>"
+                         "<x:generation>42</x:generation></x:instance>",
+                         &id, &gen),
+                     0);
+    assert_string_equal(id, "abc");
+    assert_int_equal(gen, 42);
+    free(id);
+
+    /* The shape virDomainGetMetadata really returns: namespace stripped. */
+    assert_int_equal(domxml_metadata_parse("<instance>\n  <id>a</id>\n"
+                                           "  <generation>3</generation>\n</instance>",
+                                           &id, &gen),
+                     0);
+    assert_string_equal(id, "a");
+    assert_int_equal(gen, 3);
+    free(id);
+}
+
+static void
+test_metadata_malformed(void **state)
+{
+    static const char *const bad[] = {
+        "not xml",
+        "<inst><id>a</id><generation>1</generation></inst>",
+        "<c:instance xmlns:c='urn:other'><c:id>a</c:id><c:generation>1</c:generation></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a</c:id></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a/b</c:id><c:generation>1</c:generation></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a</c:id><c:generation>-1</c:generation></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a</c:id><c:generation>1x</c:generation></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a</c:id><c:generation>99999999999999999999</c:generation></c:instance>",
+    };
+    char *id = NULL;
+    uint64_t gen;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(domxml_metadata_parse(bad[i], &id, &gen), -1);
+        assert_null(id);
+    }
+}
+
+static void
+test_domain_name(void **state)
+{
+    char *n = domxml_domain_name("abc");
+
+    (void)state;
+    assert_string_equal(n, "cloud-abc");
+    free(n);
+}
+
+/* Stable per id, distinct across ids, shaped like a UUID. */
+static void
+test_uuid(void **state)
+{
+    char *a = domxml_uuid("abc"), *a2 = domxml_uuid("abc"), *b = domxml_uuid("abd");
+
+    (void)state;
+    assert_string_equal(a, a2);
+    assert_string_not_equal(a, b);
+    assert_int_equal(strlen(a), 36);
+    assert_int_equal(a[8], '-');
+    assert_int_equal(a[14], '8'); /* version nibble */
+    assert_non_null(strchr("89ab", a[19]));
+    free(a);
+    free(a2);
+    free(b);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_full),
+        cmocka_unit_test(test_kernel_minimal),
+        cmocka_unit_test(test_disk),
+        cmocka_unit_test(test_test_driver),
+        cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_invalid_specs),
+        cmocka_unit_test(test_metadata_roundtrip),
+        cmocka_unit_test(test_metadata_malformed),
+        cmocka_unit_test(test_domain_name),
+        cmocka_unit_test(test_uuid),
+    };
+    int rc;
+
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    xmlCleanupParser();
+    return rc;
+}

@@ -1,0 +1,234 @@
+/*
+ * test_virt: the libvirt driver against libvirt's test driver
+ * (test:///default, in-process, no daemon): define and start from generated
+ * domain XML, re-adopt from metadata, shutdown, destroy, undefine, and the
+ * error paths carrying libvirt's own message.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "domxml.h"
+#include "hv.h"
+#include "mem.h"
+#include "virt.h"
+
+static const struct virt_driver *drv = &virt_libvirt_driver;
+
+static int
+setup(void **state)
+{
+    struct virt_conn *c = drv->open("test:///default");
+
+    if (c == NULL)
+        return -1;
+    *state = c;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    drv->close(*state);
+    return 0;
+}
+
+static char *
+xml_for(const char *id, uint64_t gen)
+{
+    struct domxml_spec s = {
+        .instance_id = id,
+        .generation = gen,
+        .type = HV_TYPE_TEST,
+        .vcpus = 1,
+        .memory_mib = 128,
+        .kernel = "/images/vmlinuz",
+        .initrd = "/images/initrd.img",
+        .cmdline = "console=ttyS0 cloud.x=<&>",
+        .console_log = "/tmp/console.log",
+        .channel_path = "/tmp/config.sock",
+        .boot_config = "{\"a\":1}",
+    };
+
+    return domxml_build(&s);
+}
+
+/* Finds id in a list; returns its index or -1. */
+static int
+find(const struct virt_domain *d, size_t n, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(d[i].instance_id, id) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void
+test_host_info(void **state)
+{
+    struct virt_conn *c = *state;
+    struct virt_host_info info;
+    struct hv_facts f;
+
+    assert_int_equal(drv->host_info(c, &info), 0);
+    assert_true(info.cpus > 0);
+    assert_true(info.memory_mib > 0);
+    assert_non_null(strstr(info.caps_xml, "<capabilities>"));
+    assert_non_null(info.hostname);
+    assert_non_null(info.libvirt_version);
+    assert_int_equal(hv_probe(info.caps_xml, NULL, &f), 0);
+    assert_int_equal(f.chosen, HV_TYPE_TEST);
+    hv_facts_clear(&f);
+    virt_host_info_clear(&info);
+}
+
+static void
+test_lifecycle(void **state)
+{
+    struct virt_conn *c = *state;
+    struct virt_domain *doms = NULL;
+    enum virt_state st;
+    size_t n = 0;
+    char *xml;
+    int i;
+
+    xml = xml_for("life1", 7);
+    assert_non_null(xml);
+    assert_int_equal(drv->state(c, "life1", &st), 0);
+    assert_int_equal(st, VIRT_STATE_ABSENT);
+    assert_int_equal(drv->define_start(c, "life1", xml), 0);
+    assert_int_equal(drv->state(c, "life1", &st), 0);
+    assert_int_equal(st, VIRT_STATE_RUNNING);
+    /* Starting what runs is not an error (level-triggered callers). */
+    assert_int_equal(drv->define_start(c, "life1", xml), 0);
+
+    /* Re-adoption: the list comes from the metadata, not from memory. */
+    assert_int_equal(drv->list(c, &doms, &n), 0);
+    i = find(doms, n, "life1");
+    assert_true(i >= 0);
+    assert_int_equal(doms[i].generation, 7);
+    assert_int_equal(doms[i].state, VIRT_STATE_RUNNING);
+    /* The test driver's own domain "test" is not ours. */
+    assert_int_equal(find(doms, n, "test"), -1);
+    virt_domains_free(doms, n);
+
+    /* The test driver powers off at once on an ACPI shutdown. */
+    assert_int_equal(drv->shutdown(c, "life1"), 0);
+    assert_int_equal(drv->state(c, "life1", &st), 0);
+    assert_int_equal(st, VIRT_STATE_SHUTOFF);
+
+    /* A defined, stopped domain is still adopted, with its state. */
+    assert_int_equal(drv->list(c, &doms, &n), 0);
+    i = find(doms, n, "life1");
+    assert_true(i >= 0);
+    assert_int_equal(doms[i].state, VIRT_STATE_SHUTOFF);
+    virt_domains_free(doms, n);
+
+    assert_int_equal(drv->define_start(c, "life1", xml), 0);
+    assert_int_equal(drv->destroy(c, "life1"), 0);
+    assert_int_equal(drv->state(c, "life1", &st), 0);
+    assert_int_equal(st, VIRT_STATE_SHUTOFF);
+    assert_int_equal(drv->destroy(c, "life1"), 0); /* idempotent */
+    assert_int_equal(drv->undefine(c, "life1"), 0);
+    assert_int_equal(drv->state(c, "life1", &st), 0);
+    assert_int_equal(st, VIRT_STATE_ABSENT);
+    assert_int_equal(drv->undefine(c, "life1"), 0); /* idempotent */
+    assert_int_equal(drv->destroy(c, "life1"), 0);
+    free(xml);
+}
+
+/* A new generation redefines the domain; adoption reports it. */
+static void
+test_redefine_generation(void **state)
+{
+    struct virt_conn *c = *state;
+    struct virt_domain *doms = NULL;
+    size_t n = 0;
+    char *x1 = xml_for("gen1", 1), *x2 = xml_for("gen1", 2);
+    int i;
+
+    assert_int_equal(drv->define_start(c, "gen1", x1), 0);
+    assert_int_equal(drv->destroy(c, "gen1"), 0);
+    assert_int_equal(drv->define_start(c, "gen1", x2), 0);
+    assert_int_equal(drv->list(c, &doms, &n), 0);
+    i = find(doms, n, "gen1");
+    assert_true(i >= 0);
+    assert_int_equal(doms[i].generation, 2);
+    virt_domains_free(doms, n);
+    assert_int_equal(drv->destroy(c, "gen1"), 0);
+    assert_int_equal(drv->undefine(c, "gen1"), 0);
+    free(x1);
+    free(x2);
+}
+
+/* cloud-* domains without (matching) metadata are left alone. */
+static void
+test_list_skips_foreign(void **state)
+{
+    struct virt_conn *c = *state;
+    struct virt_domain *doms = NULL;
+    size_t n = 0;
+    char *xml = xml_for("real", 5), *p;
+    static const char bare[] =
+        "<domain type='test'><name>cloud-bare</name><memory unit='MiB'>64</memory>"
+        "<os><type>hvm</type></os></domain>";
+
+    /* Same metadata (id "real"), but under another cloud-* name. */
+    assert_non_null(xml);
+    p = strstr(xml, "<name>cloud-real</name>");
+    assert_non_null(p);
+    memcpy(p, "<name>cloud-fake</name>", strlen("<name>cloud-fake</name>"));
+    assert_int_equal(drv->define_start(c, "fake", xml), 0);
+    assert_int_equal(drv->define_start(c, "bare", bare), 0);
+
+    assert_int_equal(drv->list(c, &doms, &n), 0);
+    assert_int_equal(find(doms, n, "real"), -1);
+    assert_int_equal(find(doms, n, "fake"), -1);
+    assert_int_equal(find(doms, n, "bare"), -1);
+    virt_domains_free(doms, n);
+
+    assert_int_equal(drv->destroy(c, "fake"), 0);
+    assert_int_equal(drv->undefine(c, "fake"), 0);
+    assert_int_equal(drv->destroy(c, "bare"), 0);
+    assert_int_equal(drv->undefine(c, "bare"), 0);
+    free(xml);
+}
+
+static void
+test_errors_carry_libvirt_text(void **state)
+{
+    struct virt_conn *c = *state;
+
+    assert_int_equal(drv->define_start(c, "broken", "<domain type='test'><name>"), -1);
+    assert_non_null(strstr(drv->last_error(c), "instance broken: cannot define the domain: "));
+    /* libvirt's own words follow our prefix. */
+    assert_true(strlen(drv->last_error(c)) >
+                strlen("instance broken: cannot define the domain: ") + 5);
+
+    assert_int_equal(drv->shutdown(c, "nosuch"), -1);
+    assert_non_null(strstr(drv->last_error(c), "nosuch"));
+
+    assert_null(drv->open("nosuchdriver:///x"));
+    drv->close(NULL);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_host_info),
+        cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_redefine_generation),
+        cmocka_unit_test(test_list_skips_foreign),
+        cmocka_unit_test(test_errors_carry_libvirt_text),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
