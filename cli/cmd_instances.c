@@ -1,0 +1,619 @@
+/*
+ * cmd_instances: the process-like commands on instances: ps, inspect, logs,
+ * kill, rm, stop, start, restart and wait. Instances are addressed by id,
+ * unique id prefix or name; the server resolves those, so the CLI passes
+ * what the user typed, escaped, and shows the server's answer.
+ */
+#include "cli.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "cmd_priv.h"
+#include "http.h"
+#include "mem.h"
+
+enum {
+    OPT_ALL = 1,
+    OPT_SERVICE,
+    OPT_HOST,
+    OPT_STATE,
+    OPT_QUIET,
+    OPT_FOLLOW,
+    OPT_TAIL,
+    OPT_SIGNAL,
+    OPT_TIMEOUT,
+};
+
+static const char *
+jstr(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static char *
+instance_path(const char *id, const char *suffix)
+{
+    char *esc = cli_escape(id);
+    char *p = xasprintf("/v1/instances/%s%s", esc, suffix ? suffix : "");
+    free(esc);
+    return p;
+}
+
+/* ---- ps -------------------------------------------------------------- */
+
+struct ps_opts {
+    bool all;
+    bool quiet;
+    const char *service;
+    const char *host;
+    const char *state;
+};
+
+static int
+ps_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
+{
+    struct ps_opts *o = st;
+    (void)ctx;
+    switch (id) {
+    case OPT_ALL:
+        o->all = true;
+        break;
+    case OPT_QUIET:
+        o->quiet = true;
+        break;
+    case OPT_SERVICE:
+        o->service = val;
+        break;
+    case OPT_HOST:
+        o->host = val;
+        break;
+    case OPT_STATE:
+        o->state = val;
+        break;
+    }
+    return 0;
+}
+
+/* Newest first, like docker ps; ties by id for a stable order. */
+static int
+cmp_created_desc(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    const char *cx = jstr(x, "created_at"), *cy = jstr(y, "created_at");
+    int c = strcmp(cy ? cy : "", cx ? cx : "");
+    if (c != 0)
+        return c;
+    const char *ix = jstr(x, "id"), *iy = jstr(y, "id");
+    return strcmp(ix ? ix : "", iy ? iy : "");
+}
+
+int
+cli_ps_filter(json_t *items, bool all, json_t **out)
+{
+    size_t n = json_array_size(items), kept = 0, i;
+    json_t **v = xcalloc(n + 1, sizeof(*v));
+    json_t *it;
+
+    json_array_foreach(items, i, it)
+    {
+        if (!all && fmt_state_is_final(jstr(it, "state")))
+            continue;
+        v[kept++] = it;
+    }
+    qsort(v, kept, sizeof(*v), cmp_created_desc);
+    *out = json_array();
+    for (i = 0; i < kept; i++)
+        json_array_append(*out, v[i]);
+    free(v);
+    return 0;
+}
+
+int
+cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct arg_spec specs[] = {
+        {"all", 'a', false, OPT_ALL},
+        {"quiet", 'q', false, OPT_QUIET},
+        {"service", 0, true, OPT_SERVICE},
+        {"host", 0, true, OPT_HOST},
+        {"state", 0, true, OPT_STATE},
+        {NULL, 0, false, 0},
+    };
+    struct ps_opts o = {0};
+    char **pos = NULL;
+    int npos, rc;
+    json_t *items = NULL, *shown = NULL;
+    char *path = NULL;
+
+    rc = cli_parse(ctx, "ps", specs, 0, argc, argv, ps_opt, &o, &pos, &npos);
+    if (rc != 0)
+        goto out;
+    if (npos > 0) {
+        rc = cli_usage(ctx, "ps", "unexpected argument \"%s\"", pos[0]);
+        goto out;
+    }
+    path = xstrdup("/v1/instances");
+    const struct {
+        const char *key, *val;
+    } filters[] = {{"service", o.service}, {"host", o.host},
+                   {"state", o.state}};
+    for (size_t i = 0; i < sizeof(filters) / sizeof(filters[0]); i++) {
+        if (filters[i].val == NULL)
+            continue;
+        char *esc = cli_escape(filters[i].val);
+        char *p = xasprintf("%s%c%s=%s", path, strchr(path, '?') ? '&' : '?',
+                            filters[i].key, esc);
+        free(esc);
+        free(path);
+        path = p;
+    }
+    rc = cli_api_list(ctx, path, &items);
+    if (rc != 0)
+        goto out;
+    /* An explicit --state is honoured even for final states. */
+    cli_ps_filter(items, o.all || o.state != NULL, &shown);
+    if (o.quiet) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(shown, i, it)
+        {
+            char *s = fmt_sanitize(jstr(it, "id") ? jstr(it, "id") : "", 0);
+            fprintf(ctx->out, "%s\n", s);
+            free(s);
+        }
+    } else if (ctx->output == FMT_JSON) {
+        json_t *wrap = json_pack("{s:O,s:n}", "items", shown, "next");
+        cli_print_json(ctx, wrap);
+        json_decref(wrap);
+    } else {
+        fmt_instances(ctx->out, shown, ctx->output, time(NULL), ctx->color);
+    }
+out:
+    free(path);
+    free(pos);
+    json_decref(items);
+    json_decref(shown);
+    return rc;
+}
+
+/* ---- inspect --------------------------------------------------------- */
+
+int
+cmd_inspect(struct cli_ctx *ctx, int argc, char **argv)
+{
+    char **pos = NULL;
+    int npos, rc;
+    json_t *all = json_array();
+
+    rc = cli_parse(ctx, "inspect", NULL, 0, argc, argv, NULL, NULL, &pos,
+                   &npos);
+    if (rc != 0)
+        goto out;
+    if (npos < 1) {
+        rc = cli_usage(ctx, "inspect", "an instance ID or NAME is required");
+        goto out;
+    }
+    for (int i = 0; i < npos; i++) {
+        json_t *obj = NULL;
+        int status;
+        char *path = instance_path(pos[i], NULL);
+        rc = cli_api(ctx, "GET", path, NULL, &obj, &status);
+        if (rc != 0 && status == 404) {
+            /* Not an instance: a service of that name is the next best
+             * guess, as `docker inspect` looks at every object type. */
+            char *esc = cli_escape(pos[i]);
+            char *spath = xasprintf("/v1/services/%s", esc);
+            json_t *svc = NULL;
+            int sstatus;
+            free(esc);
+            if (cli_api(ctx, "GET", spath, NULL, &svc, &sstatus) == 0) {
+                json_decref(obj);
+                obj = svc;
+                rc = 0;
+            } else {
+                json_decref(svc);
+            }
+            free(spath);
+        }
+        if (rc != 0) {
+            if (status != 0)
+                cli_print_api_error(ctx, status, obj, "GET", path);
+            json_decref(obj);
+            free(path);
+            goto out;
+        }
+        free(path);
+        json_array_append_new(all, obj);
+    }
+    cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
+out:
+    free(pos);
+    json_decref(all);
+    return rc;
+}
+
+/* ---- logs ------------------------------------------------------------ */
+
+struct logs_opts {
+    bool follow;
+    const char *tail;
+};
+
+static int
+logs_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
+{
+    struct logs_opts *o = st;
+    long long n;
+
+    if (id == OPT_FOLLOW) {
+        o->follow = true;
+    } else if (id == OPT_TAIL) {
+        if (cli_parse_int(val, 0, 100000000, &n) < 0)
+            return cli_usage(ctx, "logs", "--tail \"%s\" is not a number",
+                             val);
+        o->tail = val;
+    }
+    return 0;
+}
+
+static int
+logs_write(void *arg, const char *data, size_t len)
+{
+    struct cli_ctx *ctx = arg;
+    /* Console bytes pass through as they are: they are the guest's. */
+    if (fwrite(data, 1, len, ctx->out) != len)
+        return 1;
+    fflush(ctx->out);
+    return 0;
+}
+
+int
+cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct arg_spec specs[] = {
+        {"follow", 'f', false, OPT_FOLLOW},
+        {"tail", 'n', true, OPT_TAIL},
+        {NULL, 0, false, 0},
+    };
+    struct logs_opts o = {0};
+    struct cli_http_resp r = {0};
+    char **pos = NULL, *path = NULL;
+    int npos, rc;
+
+    rc = cli_parse(ctx, "logs", specs, 0, argc, argv, logs_opt, &o, &pos,
+                   &npos);
+    if (rc != 0)
+        goto out;
+    if (npos != 1) {
+        rc = cli_usage(ctx, "logs", "exactly one instance ID or NAME is "
+                                    "required");
+        goto out;
+    }
+    if (cli_connect(ctx) != 0) {
+        rc = CLI_EXIT_FAIL;
+        goto out;
+    }
+    char *base = instance_path(pos[0], "/logs");
+    path = xasprintf("%s%s%s%s%s", base, o.follow || o.tail ? "?" : "",
+                     o.follow ? "follow=true" : "",
+                     o.follow && o.tail ? "&" : "",
+                     o.tail ? "tail=" : "");
+    free(base);
+    if (o.tail) {
+        char *p = xasprintf("%s%s", path, o.tail);
+        free(path);
+        path = p;
+    }
+    /* A followed log may be silent for long: no idle limit then. */
+    int got = cli_http_stream(ctx->http, path, NULL, o.follow ? 0 : 30,
+                              logs_write, ctx, &r);
+    if (got < 0) {
+        rc = cli_fail(ctx, "%s", r.error);
+    } else if (got == 0 && (r.status < 200 || r.status >= 300)) {
+        char *line = fmt_error_line(r.status, r.body, r.len, "GET", path);
+        fprintf(ctx->err, "%s\n", line);
+        free(line);
+        rc = CLI_EXIT_FAIL;
+    }
+out:
+    cli_http_resp_clear(&r);
+    free(path);
+    free(pos);
+    return rc;
+}
+
+/* ---- kill, stop, rm, start, restart ---------------------------------- */
+
+/* Accepts TERM, SIGTERM, term, 15 and the same for KILL. */
+static const char *
+parse_signal(const char *s)
+{
+    if (strncasecmp(s, "SIG", 3) == 0)
+        s += 3;
+    if (strcasecmp(s, "TERM") == 0 || strcmp(s, "15") == 0)
+        return "TERM";
+    if (strcasecmp(s, "KILL") == 0 || strcmp(s, "9") == 0)
+        return "KILL";
+    return NULL;
+}
+
+static int
+kill_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
+{
+    const char **sig = st;
+    if (id == OPT_SIGNAL) {
+        *sig = parse_signal(val);
+        if (*sig == NULL)
+            return cli_usage(ctx, "kill",
+                             "signal \"%s\" is not TERM or KILL", val);
+    }
+    return 0;
+}
+
+/* Kills every live instance of service name; the service's own 404 is
+ * what the user sees when neither an instance nor a service matched. */
+static int
+kill_service(struct cli_ctx *ctx, const char *name, json_t *body,
+             bool *found)
+{
+    char *esc = cli_escape(name);
+    char *spath = xasprintf("/v1/services/%s", esc);
+    char *ipath = xasprintf("/v1/instances?service=%s", esc);
+    json_t *svc = NULL, *items = NULL;
+    int status, rc = CLI_EXIT_FAIL;
+    size_t i;
+    json_t *it;
+
+    *found = false;
+    if (cli_api(ctx, "GET", spath, NULL, &svc, &status) != 0)
+        goto out;
+    *found = true;
+    if (cli_api_list(ctx, ipath, &items) != 0)
+        goto out;
+    rc = 0;
+    json_array_foreach(items, i, it)
+    {
+        const char *id = jstr(it, "id");
+        json_t *ans = NULL;
+        if (id == NULL || fmt_state_is_final(jstr(it, "state")))
+            continue;
+        char *kpath = instance_path(id, "/kill");
+        if (cli_api(ctx, "POST", kpath, body, &ans, NULL) == 0) {
+            char *s = fmt_sanitize(jstr(it, "name") ? jstr(it, "name") : id,
+                                   0);
+            fprintf(ctx->out, "%s\n", s);
+            free(s);
+        } else {
+            rc = CLI_EXIT_FAIL;
+        }
+        json_decref(ans);
+        free(kpath);
+    }
+out:
+    json_decref(svc);
+    json_decref(items);
+    free(esc);
+    free(spath);
+    free(ipath);
+    return rc;
+}
+
+static int
+signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
+                 bool services_too, int npos, char **pos)
+{
+    json_t *body = json_pack("{s:s}", "signal", sig);
+    int rc = 0;
+
+    for (int i = 0; i < npos; i++) {
+        json_t *ans = NULL;
+        int status;
+        char *path = instance_path(pos[i], "/kill");
+        int r = cli_api(ctx, "POST", path, body, &ans, &status);
+        if (r == 0) {
+            char *s = fmt_sanitize(pos[i], 0);
+            fprintf(ctx->out, "%s\n", s);
+            free(s);
+        } else if (status == 404 && services_too) {
+            bool found;
+            if (kill_service(ctx, pos[i], body, &found) != 0) {
+                if (!found)
+                    cli_print_api_error(ctx, status, ans, "POST", path);
+                rc = CLI_EXIT_FAIL;
+            }
+        } else {
+            if (status != 0)
+                cli_print_api_error(ctx, status, ans, "POST", path);
+            rc = CLI_EXIT_FAIL;
+        }
+        json_decref(ans);
+        free(path);
+    }
+    (void)cmd;
+    json_decref(body);
+    return rc;
+}
+
+int
+cmd_kill(struct cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct arg_spec specs[] = {
+        {"signal", 's', true, OPT_SIGNAL},
+        {NULL, 0, false, 0},
+    };
+    const char *sig = "TERM";
+    char **pos = NULL;
+    int npos, rc;
+
+    rc = cli_parse(ctx, "kill", specs, 0, argc, argv, kill_opt, &sig, &pos,
+                   &npos);
+    if (rc == 0 && npos < 1)
+        rc = cli_usage(ctx, "kill", "an instance ID, NAME or SERVICE is "
+                                    "required");
+    if (rc == 0)
+        rc = signal_instances(ctx, "kill", sig, true, npos, pos);
+    free(pos);
+    return rc;
+}
+
+int
+cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
+{
+    char **pos = NULL;
+    int npos, rc;
+
+    /* The API's kill TERM is docker's stop: ACPI shutdown, then destroy
+     * after the grace period. */
+    rc = cli_parse(ctx, "stop", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
+    if (rc == 0 && npos < 1)
+        rc = cli_usage(ctx, "stop", "an instance ID or NAME is required");
+    if (rc == 0)
+        rc = signal_instances(ctx, "stop", "TERM", false, npos, pos);
+    free(pos);
+    return rc;
+}
+
+/* One request per argument; prints each argument that succeeded. */
+static int
+each_instance(struct cli_ctx *ctx, const char *cmd, const char *method,
+              const char *suffix, int argc, char **argv)
+{
+    char **pos = NULL;
+    int npos, rc;
+
+    rc = cli_parse(ctx, cmd, NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
+    if (rc == 0 && npos < 1)
+        rc = cli_usage(ctx, cmd, "an instance ID or NAME is required");
+    for (int i = 0; rc != CLI_EXIT_USAGE && rc != CLI_HELP_SHOWN && i < npos;
+         i++) {
+        json_t *ans = NULL;
+        char *path = instance_path(pos[i], suffix);
+        if (cli_api(ctx, method, path, NULL, &ans, NULL) == 0) {
+            char *s = fmt_sanitize(pos[i], 0);
+            fprintf(ctx->out, "%s\n", s);
+            free(s);
+        } else {
+            rc = CLI_EXIT_FAIL;
+        }
+        json_decref(ans);
+        free(path);
+    }
+    free(pos);
+    return rc;
+}
+
+int
+cmd_rm(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return each_instance(ctx, "rm", "DELETE", NULL, argc, argv);
+}
+
+int
+cmd_start(struct cli_ctx *ctx, int argc, char **argv)
+{
+    /* Not in docs/api.md yet: the server's answer says so. */
+    return each_instance(ctx, "start", "POST", "/start", argc, argv);
+}
+
+int
+cmd_restart(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return each_instance(ctx, "restart", "POST", "/restart", argc, argv);
+}
+
+/* ---- wait ------------------------------------------------------------ */
+
+static int
+wait_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
+{
+    long *timeout = st;
+    if (id == OPT_TIMEOUT) {
+        *timeout = cli_parse_duration(val);
+        if (*timeout < 0)
+            return cli_usage(ctx, "wait",
+                             "--timeout \"%s\" is not a duration like 90s, "
+                             "5m or 1h", val);
+    }
+    return 0;
+}
+
+/* Polls until final and prints the exit code. Returns 0 with *status set
+ * to the exit status to use, or -1 after printing why it failed. */
+static int
+wait_one(struct cli_ctx *ctx, const char *id, long timeout_s, int *status)
+{
+    double start = cli_now_mono();
+    long delay = 250;
+    char *path = instance_path(id, NULL);
+    int rc = -1;
+
+    for (;;) {
+        json_t *inst = NULL;
+        if (cli_api(ctx, "GET", path, NULL, &inst, NULL) != 0)
+            break;
+        const char *state = jstr(inst, "state");
+        const char *name = jstr(inst, "name") ? jstr(inst, "name") : id;
+        json_t *code = json_object_get(inst, "exit_code");
+        if (fmt_state_is_final(state)) {
+            cli_progress_done(ctx);
+            if (json_is_integer(code)) {
+                json_int_t c = json_integer_value(code);
+                fprintf(ctx->out, "%" JSON_INTEGER_FORMAT "\n", c);
+                /* Exit with the code, as docker wait's callers expect;
+                 * the shell only sees 8 bits. */
+                *status = c >= 0 && c <= 255 ? (int)c : CLI_EXIT_FAIL;
+                rc = 0;
+            } else {
+                const char *reason = jstr(inst, "reason");
+                cli_fail(ctx, "instance %s %s without an exit code%s%s", name,
+                         state, reason ? ": " : "", reason ? reason : "");
+            }
+            json_decref(inst);
+            break;
+        }
+        double elapsed = cli_now_mono() - start;
+        if (timeout_s > 0 && elapsed >= (double)timeout_s) {
+            cli_progress_done(ctx);
+            cli_fail(ctx, "instance %s is still %s after %lds", name,
+                     state ? state : "unknown", timeout_s);
+            json_decref(inst);
+            break;
+        }
+        cli_progress(ctx, "waiting for %s: %s (%.0fs)", name,
+                     state ? state : "unknown", elapsed);
+        json_decref(inst);
+        cli_sleep_ms(delay);
+        delay = cli_next_poll(delay);
+    }
+    free(path);
+    return rc;
+}
+
+int
+cmd_wait(struct cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct arg_spec specs[] = {
+        {"timeout", 0, true, OPT_TIMEOUT},
+        {NULL, 0, false, 0},
+    };
+    long timeout = 0;
+    char **pos = NULL;
+    int npos, rc;
+
+    rc = cli_parse(ctx, "wait", specs, 0, argc, argv, wait_opt, &timeout,
+                   &pos, &npos);
+    if (rc == 0 && npos < 1)
+        rc = cli_usage(ctx, "wait", "an instance ID or NAME is required");
+    /* Several instances: every code is printed, the last one is the
+     * exit status (docker wait does the same). */
+    for (int i = 0; rc == 0 && i < npos; i++) {
+        int status = CLI_EXIT_FAIL;
+        if (wait_one(ctx, pos[i], timeout, &status) < 0)
+            rc = CLI_EXIT_FAIL;
+        else if (i + 1 == npos)
+            rc = status;
+    }
+    free(pos);
+    return rc;
+}

@@ -1,0 +1,86 @@
+/*
+ * cmd_priv: helpers the command modules share and the unit tests reach:
+ * number and size parsing, the spec options common to `run` and
+ * `services update`, progress lines and the --wait polling loops.
+ */
+#ifndef CLOUD_CLI_CMD_PRIV_H
+#define CLOUD_CLI_CMD_PRIV_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+
+/* Parses a base-10 integer within [min, max]; -1 when it is not one. */
+int cli_parse_int(const char *s, long long min, long long max,
+                  long long *out);
+/* "256", "256M", "2G", "1Ti"... into MiB (bare numbers are MiB). */
+int cli_parse_size_mib(const char *s, long long *mib);
+/* Adds "K=V" (or K from the environment) to a JSON object. */
+int cli_add_env(struct cli_ctx *ctx, const char *cmd, json_t *obj,
+                const char *kv);
+
+/* Options that shape an instance spec, shared by run and services update. */
+enum {
+    CLI_SPEC_CPUS = 1,
+    CLI_SPEC_MEMORY,
+    CLI_SPEC_DISK,
+    CLI_SPEC_RESTART,
+    CLI_SPEC_CONSTRAINT,
+    CLI_SPEC_SPREAD,
+    CLI_SPEC_BINPACK,
+    CLI_SPEC_ENV,
+    CLI_SPEC_MAX_PER_HOST,
+};
+
+struct cli_spec {
+    json_t *body;        /* the request being built */
+    json_t *resources;
+    json_t *constraints;
+    json_t *env;
+    bool env_set;
+    const char *strategy;
+    long long max_per_host; /* -1: not given */
+};
+
+void cli_spec_init(struct cli_spec *sp);
+int cli_spec_opt(struct cli_ctx *ctx, const char *cmd, struct cli_spec *sp,
+                 int id, const char *val);
+/* Moves resources/placement/env into body; fill_defaults completes a
+ * partial resources object with the API's documented defaults. */
+void cli_spec_finish(struct cli_spec *sp, bool fill_defaults);
+void cli_spec_free(struct cli_spec *sp);
+
+/*
+ * Parses `run` arguments into the request body. Returns 0, CLI_EXIT_USAGE
+ * or CLI_HELP_SHOWN; no network.
+ */
+int cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
+                  bool *is_service, bool *wait, long *timeout);
+
+/* One rewritable progress line on stderr, only on a terminal. */
+void cli_progress(struct cli_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cli_progress_done(struct cli_ctx *ctx);
+/* Next poll delay: doubles up to a ceiling. */
+long cli_next_poll(long ms);
+
+/* Polls an instance until running (or exited 0); a failure prints why.
+ * *final gets the last object seen (may be NULL). timeout_s 0 = none. */
+int cli_wait_instance_running(struct cli_ctx *ctx, const char *id,
+                              long timeout_s, json_t **final);
+
+/* Parses `services update NAME ...` into a PATCH body; no network. */
+int cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
+                              json_t **body, char **name, bool *wait,
+                              long *timeout);
+
+/* Follows a Server-Sent Events route until the server fails; raw prints
+ * each event's data as it is instead of as an API event. */
+int cli_watch(struct cli_ctx *ctx, const char *path, bool raw);
+
+/* Keeps live instances (all of them with all), newest first. */
+int cli_ps_filter(json_t *items, bool all, json_t **out);
+
+#endif

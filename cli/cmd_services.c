@@ -1,0 +1,376 @@
+/*
+ * cmd_services: `services` (ls, inspect, update, rm) and `scale`. Services
+ * are addressed by name. Updates are PATCHes of the fields given, so a
+ * concurrent change of another field is never overwritten.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+#include "cmd_priv.h"
+#include "mem.h"
+
+enum {
+    OPT_WAIT = 100,
+    OPT_TIMEOUT,
+    OPT_IMAGE,
+    OPT_REPLICAS,
+    OPT_STATE,
+    OPT_ARG,
+};
+
+static const char *
+jstr(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static char *
+service_path(const char *name)
+{
+    char *esc = cli_escape(name);
+    char *p = xasprintf("/v1/services/%s", esc);
+    free(esc);
+    return p;
+}
+
+/* ---- scale ----------------------------------------------------------- */
+
+struct wait_opts {
+    bool wait;
+    long timeout;
+};
+
+static int
+wait_opt(struct cli_ctx *ctx, const char *cmd, struct wait_opts *o, int id,
+         const char *val)
+{
+    if (id == OPT_WAIT) {
+        o->wait = true;
+    } else if (id == OPT_TIMEOUT) {
+        o->timeout = cli_parse_duration(val);
+        if (o->timeout < 0)
+            return cli_usage(ctx, cmd,
+                             "--timeout \"%s\" is not a duration like 90s, "
+                             "5m or 1h", val);
+    }
+    return 0;
+}
+
+static int
+scale_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
+{
+    return wait_opt(ctx, "scale", st, id, val);
+}
+
+int
+cmd_scale(struct cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct arg_spec specs[] = {
+        {"wait", 'w', false, OPT_WAIT},
+        {"timeout", 0, true, OPT_TIMEOUT},
+        {NULL, 0, false, 0},
+    };
+    struct wait_opts o = {0};
+    char **pos = NULL;
+    int npos, rc;
+    long long *counts = NULL;
+
+    rc = cli_parse(ctx, "scale", specs, 0, argc, argv, scale_opt, &o, &pos,
+                   &npos);
+    if (rc != 0)
+        goto out;
+    if (npos < 1) {
+        rc = cli_usage(ctx, "scale", "SERVICE=REPLICAS is required");
+        goto out;
+    }
+    /* Check every argument before changing anything. */
+    counts = xcalloc((size_t)npos, sizeof(*counts));
+    for (int i = 0; i < npos; i++) {
+        char *eq = strchr(pos[i], '=');
+        if (eq == NULL || eq == pos[i] ||
+            cli_parse_int(eq + 1, 0, 1000000, &counts[i]) < 0) {
+            rc = cli_usage(ctx, "scale",
+                           "\"%s\" is not SERVICE=REPLICAS (like web=3)",
+                           pos[i]);
+            goto out;
+        }
+    }
+    for (int i = 0; i < npos; i++) {
+        char *name = xstrndup(pos[i], (size_t)(strchr(pos[i], '=') - pos[i]));
+        char *path = service_path(name);
+        json_t *body = json_pack("{s:I}", "replicas", (json_int_t)counts[i]);
+        json_t *svc = NULL;
+        if (cli_api(ctx, "PATCH", path, body, &svc, NULL) == 0) {
+            if (ctx->output == FMT_JSON) {
+                cli_print_json(ctx, svc);
+            } else {
+                char *s = fmt_sanitize(name, 0);
+                fprintf(ctx->out, "%s scaled to %lld\n", s, counts[i]);
+                free(s);
+            }
+            fflush(ctx->out);
+        } else {
+            rc = CLI_EXIT_FAIL;
+        }
+        json_decref(body);
+        json_decref(svc);
+        free(path);
+        free(name);
+    }
+    for (int i = 0; rc == 0 && o.wait && i < npos; i++) {
+        char *name = xstrndup(pos[i], (size_t)(strchr(pos[i], '=') - pos[i]));
+        rc = cli_wait_service(ctx, name, o.timeout);
+        free(name);
+    }
+out:
+    free(counts);
+    free(pos);
+    return rc;
+}
+
+/* ---- services ls / inspect / rm -------------------------------------- */
+
+static int
+ls_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
+{
+    (void)ctx;
+    if (id == OPT_STATE)
+        *(const char **)st = val;
+    return 0;
+}
+
+static int
+services_ls(struct cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct arg_spec specs[] = {
+        {"state", 0, true, OPT_STATE},
+        {NULL, 0, false, 0},
+    };
+    const char *state = NULL;
+    char **pos = NULL;
+    int npos, rc;
+    json_t *items = NULL;
+    char *path = NULL;
+
+    rc = cli_parse(ctx, "services", specs, 0, argc, argv, ls_opt, &state,
+                   &pos, &npos);
+    if (rc != 0)
+        goto out;
+    if (npos > 0) {
+        rc = cli_usage(ctx, "services", "unexpected argument \"%s\"", pos[0]);
+        goto out;
+    }
+    if (state != NULL) {
+        char *esc = cli_escape(state);
+        path = xasprintf("/v1/services?state=%s", esc);
+        free(esc);
+    } else {
+        path = xstrdup("/v1/services");
+    }
+    rc = cli_api_list(ctx, path, &items);
+    if (rc != 0)
+        goto out;
+    if (ctx->output == FMT_JSON) {
+        json_t *wrap = json_pack("{s:O,s:n}", "items", items, "next");
+        cli_print_json(ctx, wrap);
+        json_decref(wrap);
+    } else {
+        fmt_services(ctx->out, items, ctx->output, time(NULL), ctx->color);
+    }
+out:
+    free(path);
+    free(pos);
+    json_decref(items);
+    return rc;
+}
+
+/* GET or DELETE each named service. */
+static int
+services_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
+{
+    char **pos = NULL;
+    int npos, rc;
+    json_t *all = json_array();
+
+    rc = cli_parse(ctx, "services", NULL, 0, argc, argv, NULL, NULL, &pos,
+                   &npos);
+    if (rc == 0 && npos < 1)
+        rc = cli_usage(ctx, "services", "a service NAME is required");
+    for (int i = 0; rc == 0 && i < npos; i++) {
+        json_t *obj = NULL;
+        char *path = service_path(pos[i]);
+        if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0) {
+            rc = CLI_EXIT_FAIL;
+        } else if (strcmp(method, "GET") == 0) {
+            json_array_append(all, obj);
+        } else if (ctx->output == FMT_JSON) {
+            cli_print_json(ctx, obj);
+        } else {
+            /* 202 with state deleting: instances are still going away. */
+            const char *st = jstr(obj, "state");
+            char *s = fmt_sanitize(pos[i], 0);
+            fprintf(ctx->out, "%s%s\n", s,
+                    st && strcmp(st, "deleting") == 0 ? " (deleting)" : "");
+            free(s);
+        }
+        json_decref(obj);
+        free(path);
+    }
+    if (rc == 0 && strcmp(method, "GET") == 0)
+        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
+    json_decref(all);
+    free(pos);
+    return rc;
+}
+
+/* ---- services update ------------------------------------------------- */
+
+struct update_opts {
+    struct cli_spec spec;
+    struct wait_opts wait;
+    json_t *args;
+};
+
+static const struct arg_spec update_specs[] = {
+    {"image", 0, true, OPT_IMAGE},
+    {"replicas", 0, true, OPT_REPLICAS},
+    {"arg", 0, true, OPT_ARG},
+    {"wait", 'w', false, OPT_WAIT},
+    {"timeout", 0, true, OPT_TIMEOUT},
+    {"cpus", 0, true, CLI_SPEC_CPUS},
+    {"memory", 'm', true, CLI_SPEC_MEMORY},
+    {"disk", 0, true, CLI_SPEC_DISK},
+    {"restart", 0, true, CLI_SPEC_RESTART},
+    {"constraint", 0, true, CLI_SPEC_CONSTRAINT},
+    {"spread", 0, false, CLI_SPEC_SPREAD},
+    {"binpack", 0, false, CLI_SPEC_BINPACK},
+    {"env", 'e', true, CLI_SPEC_ENV},
+    {"max-per-host", 0, true, CLI_SPEC_MAX_PER_HOST},
+    {NULL, 0, false, 0},
+};
+
+static int
+update_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
+{
+    struct update_opts *o = st;
+    long long n;
+
+    switch (id) {
+    case OPT_IMAGE:
+        json_object_set_new(o->spec.body, "image", json_string(val));
+        return 0;
+    case OPT_REPLICAS:
+        if (cli_parse_int(val, 0, 1000000, &n) < 0)
+            return cli_usage(ctx, "services", "--replicas \"%s\" is not a "
+                                              "number", val);
+        json_object_set_new(o->spec.body, "replicas", json_integer(n));
+        return 0;
+    case OPT_ARG:
+        json_array_append_new(o->args, json_string(val));
+        return 0;
+    case OPT_WAIT:
+    case OPT_TIMEOUT:
+        return wait_opt(ctx, "services", &o->wait, id, val);
+    }
+    return cli_spec_opt(ctx, "services", &o->spec, id, val);
+}
+
+int
+cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
+                          json_t **body, char **name, bool *wait,
+                          long *timeout)
+{
+    struct update_opts o = {0};
+    char **pos = NULL;
+    int npos, rc;
+
+    *body = NULL;
+    *name = NULL;
+    cli_spec_init(&o.spec);
+    o.args = json_array();
+    rc = cli_parse(ctx, "services", update_specs, 0, argc, argv, update_opt,
+                   &o, &pos, &npos);
+    if (rc != 0)
+        goto out;
+    if (npos != 1) {
+        rc = cli_usage(ctx, "services",
+                       "update needs exactly one service NAME");
+        goto out;
+    }
+    if (json_array_size(o.args) > 0)
+        json_object_set(o.spec.body, "args", o.args);
+    /* Resources replace the whole object on PATCH; without the current
+     * values at hand, the documented defaults fill the gaps. */
+    cli_spec_finish(&o.spec, true);
+    if (json_object_size(o.spec.body) == 0) {
+        rc = cli_usage(ctx, "services", "update needs at least one change "
+                                        "(--image, --replicas, --cpus...)");
+        goto out;
+    }
+    *body = json_incref(o.spec.body);
+    *name = xstrdup(pos[0]);
+    *wait = o.wait.wait;
+    *timeout = o.wait.timeout;
+out:
+    json_decref(o.args);
+    cli_spec_free(&o.spec);
+    free(pos);
+    return rc;
+}
+
+static int
+services_update(struct cli_ctx *ctx, int argc, char **argv)
+{
+    json_t *body = NULL, *svc = NULL;
+    char *name = NULL;
+    bool wait;
+    long timeout;
+    int rc;
+
+    rc = cli_services_update_build(ctx, argc, argv, &body, &name, &wait,
+                                   &timeout);
+    if (rc != 0)
+        return rc;
+    char *path = service_path(name);
+    rc = cli_api(ctx, "PATCH", path, body, &svc, NULL);
+    if (rc == 0) {
+        if (ctx->output == FMT_JSON) {
+            cli_print_json(ctx, svc);
+        } else {
+            char *s = fmt_sanitize(name, 0);
+            fprintf(ctx->out, "%s updated (generation %" JSON_INTEGER_FORMAT
+                              ")\n", s,
+                    json_integer_value(json_object_get(svc, "generation")));
+            free(s);
+        }
+        fflush(ctx->out);
+        if (wait)
+            rc = cli_wait_service(ctx, name, timeout);
+    }
+    free(path);
+    free(name);
+    json_decref(body);
+    json_decref(svc);
+    return rc;
+}
+
+int
+cmd_services(struct cli_ctx *ctx, int argc, char **argv)
+{
+    /* `services` alone, or followed by flags, lists (like `docker ps`). */
+    if (argc < 2 || argv[1][0] == '-')
+        return services_ls(ctx, argc, argv);
+    const char *sub = argv[1];
+    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
+        return services_ls(ctx, argc - 1, argv + 1);
+    if (strcmp(sub, "inspect") == 0 || strcmp(sub, "get") == 0)
+        return services_each(ctx, "GET", argc - 1, argv + 1);
+    if (strcmp(sub, "rm") == 0 || strcmp(sub, "delete") == 0)
+        return services_each(ctx, "DELETE", argc - 1, argv + 1);
+    if (strcmp(sub, "update") == 0)
+        return services_update(ctx, argc - 1, argv + 1);
+    return cli_usage(ctx, "services",
+                     "unknown subcommand \"%s\" (ls, inspect, update, rm)",
+                     sub);
+}

@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# test_cli: cloudctl against the real cloud-controller and a throwaway
+# PostgreSQL, checking what a user sees: output, exit codes, error lines.
+#
+# Environment:
+#   CLOUD_CONTROLLER   the cloud-controller binary (set by ctest)
+#   CLOUDCTL           the cloudctl binary (set by ctest)
+#   PG_BINDIR          PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+#   CLOUD_ITEST_KEEP=1 keep the temp dir (logs, data) after the run
+set -euo pipefail
+
+CTL=${CLOUD_CONTROLLER:?CLOUD_CONTROLLER must name the cloud-controller binary}
+CLOUDCTL=${CLOUDCTL:?CLOUDCTL must name the cloudctl binary}
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+[ -x "$CTL" ] || { echo "test_cli: $CTL is not executable" >&2; exit 1; }
+[ -x "$CLOUDCTL" ] || { echo "test_cli: $CLOUDCTL is not executable" >&2; exit 1; }
+command -v jq >/dev/null || { echo "test_cli: jq is required" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/cloud-cli-test.XXXXXX)
+ctl_pid=
+pg_started=
+failures=0
+checks=0
+
+cleanup() {
+    local rc=$?
+    if [ -n "$ctl_pid" ]; then
+        kill -TERM "$ctl_pid" 2>/dev/null || true
+        wait "$ctl_pid" 2>/dev/null || true
+    fi
+    if [ -n "$pg_started" ]; then
+        runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$tmp/pgdata" -m fast \
+            -w -t 30 stop >/dev/null 2>&1 || true
+    fi
+    if [ "${CLOUD_ITEST_KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then
+        echo "test_cli: logs kept in $tmp" >&2
+        [ "$rc" != 0 ] && [ -f "$tmp/controller.log" ] &&
+            tail -n 30 "$tmp/controller.log" >&2
+    else
+        rm -rf "$tmp"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# ---- PostgreSQL (as the postgres user: initdb refuses root) ------------
+chown postgres: "$tmp"
+chmod 755 "$tmp"
+pg_port=$(free_port)
+runuser -u postgres -- "$PG_BINDIR/initdb" -D "$tmp/pgdata" -U postgres \
+    -A trust -E UTF8 --locale=C --no-sync >"$tmp/initdb.log" 2>&1
+cat >>"$tmp/pgdata/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$tmp'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$tmp/pgdata" -l "$tmp/postgres.log" \
+    -w -t 30 start >/dev/null
+pg_started=1
+psql_do() {
+    psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres "$@"
+}
+psql_do -d postgres -c "CREATE DATABASE cloud"
+
+# ---- controller ----------------------------------------------------------
+http_port=$(free_port)
+mkdir -p "$tmp/ctl"
+"$CTL" --listen "127.0.0.1:$http_port" \
+    --db "postgresql://postgres@127.0.0.1:$pg_port/cloud" \
+    --data-dir "$tmp/ctl" >"$tmp/controller.log" 2>&1 &
+ctl_pid=$!
+for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1; then
+        break
+    fi
+    kill -0 "$ctl_pid" 2>/dev/null || { echo "test_cli: controller died" >&2; exit 1; }
+    sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null
+
+digest="sha256:$(printf 'hello' | sha256sum | cut -d' ' -f1)"
+psql_do -d cloud <<EOF
+INSERT INTO blobs (digest, size) VALUES ('$digest', 1000);
+INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, size)
+  VALUES ('c0ffee0123456789', 'hello', 'latest', 'kernel', '$digest', NULL, 'console=ttyS0', 1000);
+INSERT INTO hosts (id, name, address, labels, cap_vcpus, cap_memory_mib, cap_disk_gib,
+                   hypervisor, arch, last_seen)
+  VALUES ('h-0001', 'hv1', '127.0.0.1', '{"zone":"a"}', 8, 16384, 100, 'qemu', 'x86_64', now());
+EOF
+
+# ---- helpers -------------------------------------------------------------
+# Nothing of the developer's own set-up may leak in: no context file, no env.
+export XDG_CONFIG_HOME="$tmp/config"
+export HOME="$tmp/home"
+unset CLOUD_TOKEN NO_COLOR
+export CLOUD_URL="http://127.0.0.1:$http_port"
+
+# cli ARGS...: runs cloudctl, leaves $out, $err and $rc.
+cli() {
+    set +e
+    "$CLOUDCTL" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    set -e
+    out=$(cat "$tmp/out")
+    err=$(cat "$tmp/err")
+}
+
+fail() {
+    failures=$((failures + 1))
+    echo "FAIL: $*" >&2
+    echo "  stdout: $out" >&2
+    echo "  stderr: $err" >&2
+}
+
+check() { # check DESCRIPTION CONDITION...
+    local what=$1
+    shift
+    checks=$((checks + 1))
+    if "$@"; then echo "ok - $what"; else fail "$what"; fi
+}
+
+rc_is() { [ "$rc" = "$1" ]; }
+out_has() { grep -qE -- "$1" <<<"$out"; }
+out_lacks() { ! grep -qE -- "$1" <<<"$out"; }
+# An error is exactly one line, "cloudctl: ...", and nothing on stdout.
+one_error_line() {
+    [ "$(printf '%s\n' "$err" | wc -l)" = 1 ] && [[ "$err" == cloudctl:\ * ]] &&
+        [ -z "$out" ] && { [ -z "${1:-}" ] || grep -qE -- "$1" <<<"$err"; }
+}
+
+# ---- one-off instance ------------------------------------------------------
+cli run hello:latest
+check "run prints the new instance id" eval 'rc_is 0 && [[ "$out" =~ ^[0-9a-f]{16}$ ]]'
+id=$out
+short=${id:0:12}
+
+cli ps
+check "ps has the header" out_has '^ID +NAME +SERVICE +STATE +HOST +AGE$'
+check "ps shows the instance pending" out_has "^$short +run-${id:0:8} +- +pending +- +[0-9]+s$"
+
+cli inspect "${id:0:6}"
+check "inspect by prefix gives the JSON object" \
+    eval 'rc_is 0 && [ "$(jq -r .id <<<"$out")" = "$id" ]'
+cli inspect "run-${id:0:8}"
+check "inspect by name" eval 'rc_is 0 && [ "$(jq -r .state <<<"$out")" = pending ]'
+
+cli kill -s KILL "${id:0:8}"
+check "kill -s KILL by prefix" eval 'rc_is 0 && [ "$out" = "${id:0:8}" ]'
+
+cli ps
+check "ps hides the exited instance" eval 'rc_is 0 && out_lacks "$short"'
+cli ps -a
+check "ps -a shows exited (137)" out_has "^$short +run-${id:0:8} +- +exited \\(137\\) "
+
+cli wait "$id"
+check "wait prints 137 and exits 137" eval 'rc_is 137 && [ "$out" = 137 ]'
+
+cli kill "$id"
+check "kill of an exited instance: one line, exit 1" eval 'rc_is 1 && one_error_line'
+
+cli ps -a -o json
+check "ps -o json is the API list" \
+    eval 'rc_is 0 && [ "$(jq -r ".items[] | select(.id == \"$id\") | .exit_code" <<<"$out")" = 137 ]'
+cli ps -a -o name
+check "ps -o name prints names" eval 'rc_is 0 && out_has "^run-${id:0:8}$"'
+cli ps -a -o wide
+check "ps -o wide has IMAGE and DESIRED" \
+    out_has '^ID +NAME +SERVICE +IMAGE +STATE +DESIRED +HOST +RESTARTS +ADDRESSES +AGE +REASON$'
+cli ps -q -a
+check "ps -q prints full ids" out_has "^$id$"
+
+cli run --name job1 --cpus 2 --memory 512M --env MODE=test --constraint zone=a \
+    --binpack --restart on-failure:3 hello -- --flag value
+check "run with flags" eval 'rc_is 0 && [[ "$out" =~ ^[0-9a-f]{16}$ ]]'
+id2=$out
+cli inspect job1
+check "run flags reach the API" eval 'rc_is 0 &&
+    [ "$(jq -c "[.resources.vcpus, .resources.memory_mib, .env.MODE, .restart, .args]" <<<"$out")" = \
+      "[2,512,\"test\",\"on-failure:3\",[\"--flag\",\"value\"]]" ]'
+
+cli run --wait --timeout 1s hello
+check "run --wait gives up with the state" \
+    eval 'rc_is 1 && grep -q "is still pending after 1s" <<<"$err"'
+
+cli rm "$id2"
+check "rm of a pending instance" eval 'rc_is 0 && [ "$out" = "$id2" ]'
+cli inspect "$id2"
+check "rm'd instance is gone" eval 'rc_is 1 && one_error_line'
+
+# ---- services --------------------------------------------------------------
+cli run --name web --replicas 2 --memory 128M hello:latest
+check "run --replicas creates a service" eval 'rc_is 0 && [ "$out" = web ]'
+cli services
+check "services lists it" out_has '^web +hello:latest +2 +'
+cli services ls -o json
+check "services -o json" eval '[ "$(jq -r ".items[0].name" <<<"$out")" = web ]'
+cli scale web=3
+check "scale" eval 'rc_is 0 && [ "$out" = "web scaled to 3" ]'
+cli services inspect web
+check "scale reached the API" eval '[ "$(jq .replicas <<<"$out")" = 3 ]'
+cli services update web --image hello --memory 256M
+check "services update bumps the generation" \
+    eval 'rc_is 0 && [ "$out" = "web updated (generation 2)" ]'
+cli scale web=abc
+check "scale with a bad count: usage error" eval 'rc_is 2 && one_error_line'
+cli scale nosuch=1
+check "scale of an unknown service: server error" eval 'rc_is 1 && one_error_line nosuch'
+cli run --name web --replicas 1 hello
+check "duplicate service name: conflict" eval 'rc_is 1 && one_error_line'
+
+# ---- hosts -------------------------------------------------------------------
+cli hosts
+check "hosts ls" out_has '^hv1 +ready +127\.0\.0\.1 +[0-9]+/8 +[0-9.]+[MG]i/16Gi +'
+cli hosts cordon hv1
+check "cordon" eval 'rc_is 0 && [ "$out" = "hv1 cordoned" ]'
+cli hosts ls
+check "hosts ls shows cordoned" out_has '^hv1 +cordoned '
+cli hosts uncordon hv1
+check "uncordon" eval 'rc_is 0 && [ "$out" = "hv1 ready" ]'
+cli hosts -o wide
+check "hosts -o wide has labels" out_has 'zone=a'
+cli hosts cordon nosuch
+check "cordon an unknown host" eval 'rc_is 1 && one_error_line nosuch'
+
+# ---- images ------------------------------------------------------------------
+cli images
+check "images ls" out_has '^hello:latest +c0ffee012345 +kernel +1000B +'
+cli images inspect hello
+check "images inspect name = name:latest" eval '[ "$(jq -r .kind <<<"$out")" = kernel ]'
+
+# ---- events ------------------------------------------------------------------
+cli events
+check "events lists instance.killed" out_has ' instance\.killed +run-'
+cli events -o json --type host.cordoned
+check "events -o json with a type filter" \
+    eval '[ "$(jq -r "[.items[].type] | unique | join(\",\")" <<<"$out")" = host.cordoned ]'
+
+"$CLOUDCTL" events -f >"$tmp/follow.out" 2>"$tmp/follow.err" &
+follow_pid=$!
+sleep 1
+"$CLOUDCTL" hosts cordon hv1 >/dev/null
+for _ in $(seq 1 50); do
+    grep -q 'host\.cordoned' "$tmp/follow.out" && break
+    sleep 0.1
+done
+kill "$follow_pid" 2>/dev/null || true
+wait "$follow_pid" 2>/dev/null || true
+out=$(cat "$tmp/follow.out")
+err=$(cat "$tmp/follow.err")
+check "events -f prints new events as they happen" out_has ' host\.cordoned +hv1 '
+"$CLOUDCTL" hosts uncordon hv1 >/dev/null
+
+# ---- what the server does not do yet answers with its error ----------------
+cli logs "$id"
+check "logs: the server's answer, one line" eval 'rc_is 1 && one_error_line'
+cli config get web
+check "config get: the server's answer, one line" eval 'rc_is 1 && one_error_line'
+cli start "$id"
+check "start: the server's answer, one line" eval 'rc_is 1 && one_error_line'
+cli images rm hello
+check "images rm: the server's answer, one line" eval 'rc_is 1 && one_error_line'
+
+# ---- errors ------------------------------------------------------------------
+cli inspect nosuchinstance
+check "unknown instance: exit 1, one line naming it" \
+    eval 'rc_is 1 && one_error_line nosuchinstance'
+cli ps --bogus
+check "bad flag: exit 2, one line" eval 'rc_is 2 && one_error_line "unknown flag --bogus"'
+cli frobnicate
+check "unknown command: exit 2" eval 'rc_is 2 && one_error_line'
+cli run --memory 12Q hello
+check "bad size: exit 2" eval 'rc_is 2 && one_error_line'
+cli --server "http://127.0.0.1:$(free_port)" ps
+check "no server: exit 1, one line" eval 'rc_is 1 && one_error_line "connection refused"'
+cli --help
+check "--help lists the commands" eval 'rc_is 0 && out_has "^  scale " && [ -z "$err" ]'
+cli kill --help
+check "kill --help" eval 'rc_is 0 && out_has "^Usage: cloudctl kill"'
+
+# ---- where the server comes from ----------------------------------------------
+mkdir -p "$XDG_CONFIG_HOME/cloud"
+printf '{"url":"http://127.0.0.1:%s","token":"secret"}\n' "$http_port" \
+    >"$XDG_CONFIG_HOME/cloud/context.json"
+(
+    unset CLOUD_URL
+    failures=0
+    cli hosts -o name
+    check "the context file gives the server" eval 'rc_is 0 && [ "$out" = hv1 ]'
+    exit "$failures"
+) || failures=$((failures + $?))
+
+cli services rm web
+check "services rm" eval 'rc_is 0 && out_has "^web"'
+
+cli version
+check "version" eval 'rc_is 0 && out_has "^Client: cloudctl " && out_has "healthz: ok"'
+
+echo "test_cli: $checks checks, $failures failed"
+[ "$failures" = 0 ]
