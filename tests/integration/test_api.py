@@ -93,6 +93,15 @@ def events_since(tc, since, **filters):
     return items
 
 
+def sse_id(ev):
+    """An event's id for ordering checks. The `id:` framing itself is asserted
+    in test_watch_streams_new_events; other watch tests fall back to the id
+    in the JSON so each failure is reported once, by the test about it."""
+    if "id" in ev:
+        return int(ev["id"])
+    return int((ev.get("json") or {}).get("id", -1))
+
+
 def etag_version(hdrs):
     tag = hdrs.get("ETag")
     m = re.fullmatch(r'"(\d+)"', tag or "")
@@ -427,6 +436,18 @@ class ServiceTests(harness.TestCase):
         self.assertEqual((p["image"], p["args"], p["replicas"], p["generation"], p["version"]),
                          (IMAGE_V2, ["x"], 2, 2, 2))
 
+    def test_empty_patch(self):
+        # "any subset" includes the empty one; if the controller refuses it
+        # anyway, it is a validation error and must say so like one.
+        svc = create_service(self)
+        resp = request("PATCH", "/v1/services/%s" % svc["name"], {})
+        st, _, body = resp
+        if st == 200:
+            self.assertEqual((body["generation"], body["replicas"]), (1, 1))
+        else:
+            err = self.assertError(resp, 422, "invalid")
+            self.assertIn("field", err, "a 422 without `field`: %r" % body)
+
     def test_patch_errors(self):
         svc = create_service(self)
         path = "/v1/services/%s" % svc["name"]
@@ -691,6 +712,28 @@ class InstanceTests(harness.TestCase):
         self.assertError(request("GET", "/v1/instances/%s" % inst["id"][:3]), 404, "not_found")
         self.assertError(request("GET", "/v1/instances/%s" % unique_name("nope")), 404, "not_found")
         self.assertError(request("GET", "/v1/instances/ffffffffffffffff"), 404, "not_found")
+
+    def test_ambiguous_prefix_is_409(self):
+        # Ids are random, so two instances are given a common prefix through
+        # SQL; the controller keeps no cache of ids.
+        a, b = create_instance(self), create_instance(self)
+        prefix = secrets.token_hex(3)
+        for inst in (a, b):
+            harness.psql("UPDATE instances SET id = '%s' || substr(id, 7) WHERE id = '%s'"
+                         % (prefix, inst["id"]))
+            inst["id"] = prefix + inst["id"][6:]
+        for ref in (prefix[:4], prefix):
+            with self.subTest(ref=ref):
+                self.assertError(request("GET", "/v1/instances/%s" % ref), 409, "conflict")
+                self.assertError(request("POST", "/v1/instances/%s/kill" % ref, {"signal": "TERM"}),
+                                 409, "conflict")
+                self.assertError(request("DELETE", "/v1/instances/%s" % ref), 409, "conflict")
+        if a["id"][:7] != b["id"][:7]:
+            st, _, got = request("GET", "/v1/instances/%s" % a["id"][:7])
+            self.assertEqual((st, got["id"]), (200, a["id"]), got)
+        for inst in (a, b):
+            st, _, got = request("GET", "/v1/instances/%s" % inst["id"])
+            self.assertEqual((st, got["state"]), (200, "pending"), "a 409 kill or delete changed it")
 
     def _prefix_unique(self, prefix):
         items, _ = walk(self, "/v1/instances", 1000)
@@ -974,19 +1017,41 @@ class EventTests(harness.TestCase):
                                   (e.get("json") or {}).get("object_id") == svc["id"], SSE_DEADLINE)
             self.assertIsNotNone(ev, "no service.created for %s within %.0fs; saw %r"
                                  % (svc["name"], SSE_DEADLINE, seen))
-            for e in seen:
-                self.assertIn("id", e, "event without an id: line: %r" % e)
-            self.assertEqual(ev["id"], str(ev["json"]["id"]))
             self.assertEqual(ev["json"]["type"], "service.created")
             self.assertEqual(ev["json"]["name"], svc["name"])
-            ids = [int(e["id"]) for e in seen if "id" in e]
+            ids = [sse_id(e) for e in seen]
             self.assertEqual(ids, sorted(set(ids)))
             # The stream stays open and follows further changes.
             request("PATCH", "/v1/services/%s" % svc["name"], {"replicas": 4})
             ev2, seen2 = s.wait_for(lambda e: e.get("event") == "service.updated" and
                                     (e.get("json") or {}).get("object_id") == svc["id"], SSE_DEADLINE)
             self.assertIsNotNone(ev2, "no service.updated within %.0fs; saw %r" % (SSE_DEADLINE, seen2))
-            self.assertGreater(int(ev2["id"]), int(ev["id"]))
+            self.assertGreater(sse_id(ev2), sse_id(ev))
+            # Framing: every event has `id:` (= its JSON id) and `event:`
+            # (= its type) and no other field.
+            for e in seen + seen2:
+                self.assertIn("id", e, "event %s without an `id:` line; unknown lines %r"
+                              % ((e.get("json") or {}).get("id"), e.get("unknown")))
+                self.assertEqual(e["id"], str(e["json"]["id"]))
+                self.assertEqual(e.get("event"), e["json"]["type"])
+                self.assertNotIn("unknown", e)
+        finally:
+            s.close()
+
+    def test_watch_keepalive(self):
+        # docs/api.md: a comment line `: keepalive` every 15 s.
+        s = harness.cluster().sse("/v1/events?watch=true")
+        try:
+            self.assertEqual(s.status, 200)
+            deadline = time.monotonic() + 20
+            seen = []
+            while ": keepalive" not in s.comments and time.monotonic() < deadline:
+                ev = s.next_event(0.25)
+                if ev is not None:
+                    seen.append(ev)
+            self.assertIn(": keepalive", s.comments,
+                          "no ': keepalive' comment within 20 s; comments %r, other lines %r"
+                          % (s.comments, seen))
         finally:
             s.close()
 
@@ -1002,9 +1067,7 @@ class EventTests(harness.TestCase):
             ev, seen = stream.wait_for(lambda e: (e.get("json") or {}).get("object_id") == svcs[2]["id"],
                                        SSE_DEADLINE)
             self.assertIsNotNone(ev, "resumed stream did not replay %s; saw %r" % (svcs[2]["name"], seen))
-            for e in seen:
-                self.assertIn("id", e, "event without an id: line: %r" % e)
-            got = [int(e["id"]) for e in seen]
+            got = [sse_id(e) for e in seen]
             self.assertTrue(all(i > ids[0] for i in got), "resume after %d sent %r" % (ids[0], got))
             self.assertEqual(got, sorted(set(got)))
             self.assertIn(ids[1], got)
