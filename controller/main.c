@@ -264,6 +264,7 @@ run(struct opts *o)
         fatalx("cannot create the event loop");
     app.db = db_pool_new(app.base, o->db, o->pool, store_stmts, ST__COUNT);
     app.watch = watch_new(app.base, app.db, o->db);
+    /* [reconciler start-up goes here] */
     srv = http_server_new(app.base, api_routes, api_nroutes, o->max_conns,
                           &app);
     if (http_server_listen(srv, host, port, &bound) < 0)
@@ -305,6 +306,7 @@ out:
     if (sigterm)
         event_free(sigterm);
     http_server_free(srv);
+    /* [reconciler shutdown goes here] */
     /* The pool first: its pending callbacks may still touch watch clients. */
     db_pool_free(app.db);
     watch_free(app.watch);

@@ -74,7 +74,8 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                         "cloud_host_action($1, $2, $3::bigint, $4)",
                         4},
     [ST_EVENT_LIST] = {"event_list",
-                       "SELECT e.id, e.type, e.object, cloud_event_json(e) "
+                       "SELECT e.id, e.type, e.object, cloud_event_json(e), "
+                       "e.object_id "
                        "FROM events e "
                        "WHERE e.id > $1::bigint "
                        "AND ($2::text IS NULL OR e.object = $2) "
@@ -101,4 +102,23 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                           "SELECT 'services', state, count(*) FROM services "
                           "GROUP BY state",
                           0},
+    [ST_CACHE_INSTANCES] =
+        {"cache_instances",
+         "SELECT i.id, i.name, s.name, h.name, i.state, i.desired_state, "
+         "i.version, cloud_instance_json(i) FROM instances i "
+         "LEFT JOIN services s ON s.id = i.service_id "
+         "LEFT JOIN hosts h ON h.id = i.host_id "
+         "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
+         1},
+    [ST_CACHE_SERVICES] = {"cache_services",
+                           "SELECT s.id, s.name, s.state, s.version, "
+                           "cloud_service_json(s) FROM services s "
+                           "WHERE $1::text[] IS NULL "
+                           "OR s.id = ANY($1::text[])",
+                           1},
+    [ST_BATCH] = {"batch",
+                  "SELECT idx, status, body, err_state, err_message, "
+                  "err_field FROM cloud_batch($1::jsonb)",
+                  1},
+    /* reconciler statements below this line */
 };

@@ -29,6 +29,10 @@ enum store_stmt {
     ST_IMAGE_GET,
     ST_IMAGE_LIST,
     ST_OBJECT_COUNTS,
+    ST_CACHE_INSTANCES,
+    ST_CACHE_SERVICES,
+    ST_BATCH,
+    /* reconciler statements (reconcile.c, leader.c) below this line */
     ST__COUNT
 };
 

@@ -54,6 +54,8 @@ struct watch {
     int nclients;
     long long last_id; /* -1 until known */
     int fetching, again;
+    struct watch_observer obs[WATCH_MAX_OBSERVERS];
+    int nobs;
 };
 
 static void client_step(struct watch_client *c);
@@ -223,7 +225,7 @@ watch_add(struct watch *w, struct http_req *r, long long since,
     TAILQ_INSERT_TAIL(&w->clients, c, link);
     w->nclients++;
     http_stream_start(r, 200, "text/event-stream");
-    http_stream_chunk(r, ": watching events\n\n", 20);
+    http_stream_chunk(r, ": watching events\n\n", 19);
     if (since < 0) {
         if (w->last_id >= 0) {
             c->cursor = w->last_id;
@@ -281,7 +283,18 @@ hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
                 }
             }
             w->last_id = eid;
+            for (int o = 0; o < w->nobs; o++)
+                if (w->obs[o].on_event)
+                    w->obs[o].on_event(w->obs[o].arg, eid,
+                                       PQgetvalue(res, i, 1),
+                                       PQgetvalue(res, i, 2),
+                                       PQgetisnull(res, i, 4)
+                                           ? NULL
+                                           : PQgetvalue(res, i, 4));
         }
+        for (int o = 0; o < w->nobs; o++)
+            if (n > 0 && w->obs[o].on_batch)
+                w->obs[o].on_batch(w->obs[o].arg);
     }
     /* Clients that caught up while the hub did not know the end. */
     TAILQ_FOREACH_SAFE(c, &w->clients, link, next) {
@@ -328,8 +341,21 @@ hub_on_notify(const char *channel, const char *payload, void *arg)
 static void
 hub_on_connect(void *arg)
 {
+    struct watch *w = arg;
+
     /* Whatever happened while the session was down is in the table. */
-    hub_fetch(arg);
+    for (int o = 0; o < w->nobs; o++)
+        if (w->obs[o].on_reconnect)
+            w->obs[o].on_reconnect(w->obs[o].arg);
+    hub_fetch(w);
+}
+
+void
+watch_observe(struct watch *w, const struct watch_observer *obs)
+{
+    if (w->nobs == WATCH_MAX_OBSERVERS)
+        fatalx("too many watch observers");
+    w->obs[w->nobs++] = *obs;
 }
 
 static void

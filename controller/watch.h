@@ -15,9 +15,25 @@
 
 struct watch;
 
+/*
+ * Observers of the event stream inside the controller (the read cache, the
+ * reconciler). on_event runs for each new event in id order; on_batch after
+ * each batch; on_reconnect after every (re)connect of the LISTEN session,
+ * when anything may have been missed. Any callback may be NULL.
+ */
+struct watch_observer {
+    void (*on_event)(void *arg, long long id, const char *type,
+                     const char *object, const char *object_id);
+    void (*on_batch)(void *arg);
+    void (*on_reconnect)(void *arg);
+    void *arg;
+};
+#define WATCH_MAX_OBSERVERS 4
+
 struct watch *watch_new(struct event_base *base, struct db_pool *db,
                         const char *conninfo);
 void watch_free(struct watch *w);
+void watch_observe(struct watch *w, const struct watch_observer *obs);
 int watch_listening(const struct watch *w);
 int watch_clients(const struct watch *w);
 
