@@ -219,6 +219,15 @@ class Cluster:
             self._ctl_log_fh.close()
             self._ctl_log_fh = None
 
+    def restart_controller(self):
+        """Stop and start the controller on the same database (new HTTP port).
+
+        For tests that change rows behind the controller's back: a fresh
+        process loads everything from the database.
+        """
+        self.stop_controller()
+        self.start_controller()
+
     def stop(self):
         """Tear everything down; safe to call twice and after a failed start."""
         if self._stopped:

@@ -715,13 +715,15 @@ class InstanceTests(harness.TestCase):
 
     def test_ambiguous_prefix_is_409(self):
         # Ids are random, so two instances are given a common prefix through
-        # SQL; the controller keeps no cache of ids.
+        # SQL, then the controller is restarted so that no cache of it holds
+        # the old ids.
         a, b = create_instance(self), create_instance(self)
         prefix = secrets.token_hex(3)
         for inst in (a, b):
             harness.psql("UPDATE instances SET id = '%s' || substr(id, 7) WHERE id = '%s'"
                          % (prefix, inst["id"]))
             inst["id"] = prefix + inst["id"][6:]
+        harness.cluster().restart_controller()
         for ref in (prefix[:4], prefix):
             with self.subTest(ref=ref):
                 self.assertError(request("GET", "/v1/instances/%s" % ref), 409, "conflict")
