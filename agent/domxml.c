@@ -131,9 +131,17 @@ domxml_spec_check(const struct domxml_spec *s)
         domxml_path_ok(id, "disk", s->disk) < 0 ||
         domxml_path_ok(id, "console log", s->console_log) < 0 ||
         domxml_path_ok(id, "channel socket", s->channel_path) < 0 ||
-        domxml_text_ok(id, "cmdline", s->cmdline) < 0 ||
-        domxml_text_ok(id, "boot config", s->boot_config) < 0)
+        domxml_path_ok(id, "boot config", s->boot_config_file) < 0 ||
+        domxml_text_ok(id, "cmdline", s->cmdline) < 0)
         return -1;
+    /* libvirt may escape this path the way it escapes inline fw_cfg values,
+     * and a comma would split QEMU's option: refuse rather than guess. */
+    if (s->boot_config_file != NULL &&
+        strpbrk(s->boot_config_file, "&<>\"',") != NULL) {
+        log_warnx("instance %s: boot config path %s has a character libvirt or QEMU would mangle",
+                  id, s->boot_config_file);
+        return -1;
+    }
     return 0;
 }
 
@@ -284,11 +292,12 @@ domxml_build(const struct domxml_spec *s)
     domxml_prop(domxml_text(dom, "memory", num), "unit", "MiB");
     snprintf(num, sizeof(num), "%u", s->vcpus);
     domxml_text(dom, "vcpu", num);
-    if (s->boot_config != NULL) {
+    if (s->boot_config_file != NULL) {
         n = domxml_elem(dom, "sysinfo");
         domxml_prop(n, "type", "fwcfg");
-        domxml_prop(domxml_text(n, "entry", s->boot_config), "name",
-                    DOMXML_FWCFG_NAME);
+        n = domxml_elem(n, "entry");
+        domxml_prop(n, "name", DOMXML_FWCFG_NAME);
+        domxml_prop(n, "file", s->boot_config_file);
     }
     domxml_add_os(dom, s);
     /* ACPI, so that a graceful stop (virDomainShutdown) reaches the guest. */

@@ -40,7 +40,13 @@ struct domxml_spec {
 
     const char *console_log;  /* optional: serial console written to file */
     const char *channel_path; /* optional: unix socket of the config channel */
-    const char *boot_config;  /* optional: fw_cfg opt/org.cloud/config */
+    /*
+     * Optional: file whose bytes become fw_cfg opt/org.cloud/config. A file,
+     * not an inline value: libvirt 9.0 XML-escapes inline values on the
+     * QEMU command line (the guest reads &quot;), and a file also keeps the
+     * config out of `ps`. QEMU opens it, so it must be readable by QEMU's user.
+     */
+    const char *boot_config_file;
 };
 
 /* 0 if id is a valid instance id, -1 (logged) if not. */

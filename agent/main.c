@@ -43,7 +43,7 @@ struct agent_opts {
     const char *cmdline;
     const char *log;
     const char *channel;
-    const char *boot_config;
+    const char *boot_config_file;
     const char *send;
     const char *marker;
     unsigned timeout_s;
@@ -62,7 +62,7 @@ usage(FILE *fp)
             "commands:\n"
             "  facts      print host facts as JSON\n"
             "  boot-once  --kernel PATH [--initrd PATH] [--cmdline STR] --log FILE\n"
-            "             [--channel SOCK] [--config JSON] [--send LINE] [--expect-exit N]\n"
+            "             [--channel SOCK] [--config-file PATH] [--send LINE] [--expect-exit N]\n"
             "             [--marker STR] [--timeout SEC] [--id ID] [--vcpus N] [--memory MIB]\n");
 }
 
@@ -319,7 +319,7 @@ cmd_boot_once(const struct agent_opts *o)
     spec.cmdline = o->cmdline;
     spec.console_log = o->log;
     spec.channel_path = o->channel;
-    spec.boot_config = o->boot_config;
+    spec.boot_config_file = o->boot_config_file;
     xml = domxml_build(&spec);
     if (xml == NULL)
         goto cleanup;
@@ -381,7 +381,7 @@ main(int argc, char **argv)
 {
     enum {
         OPT_CONNECT = 256, OPT_HYPERVISOR, OPT_NAME, OPT_ID, OPT_KERNEL,
-        OPT_INITRD, OPT_CMDLINE, OPT_LOG, OPT_CHANNEL, OPT_CONFIG, OPT_SEND,
+        OPT_INITRD, OPT_CMDLINE, OPT_LOG, OPT_CHANNEL, OPT_CONFIG_FILE, OPT_SEND,
         OPT_MARKER, OPT_TIMEOUT, OPT_VCPUS, OPT_MEMORY, OPT_EXPECT_EXIT,
     };
     static const struct option longopts[] = {
@@ -394,7 +394,7 @@ main(int argc, char **argv)
         {"cmdline", required_argument, NULL, OPT_CMDLINE},
         {"log", required_argument, NULL, OPT_LOG},
         {"channel", required_argument, NULL, OPT_CHANNEL},
-        {"config", required_argument, NULL, OPT_CONFIG},
+        {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
         {"send", required_argument, NULL, OPT_SEND},
         {"marker", required_argument, NULL, OPT_MARKER},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -434,7 +434,7 @@ main(int argc, char **argv)
         case OPT_CMDLINE: o.cmdline = optarg; break;
         case OPT_LOG: o.log = optarg; break;
         case OPT_CHANNEL: o.channel = optarg; break;
-        case OPT_CONFIG: o.boot_config = optarg; break;
+        case OPT_CONFIG_FILE: o.boot_config_file = optarg; break;
         case OPT_SEND: o.send = optarg; break;
         case OPT_MARKER: o.marker = optarg; break;
         case OPT_TIMEOUT:

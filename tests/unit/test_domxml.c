@@ -138,7 +138,7 @@ kernel_spec(void)
         .cmdline = "console=ttyS0 quiet cloud.role=web",
         .console_log = "/var/log/cloud-agent/console/7f3a9c.log",
         .channel_path = "/run/cloud-agent/7f3a9c/config.sock",
-        .boot_config = "{\"port\":\"8080\"}",
+        .boot_config_file = "/run/cloud-agent/7f3a9c/boot-config.json",
     };
     return s;
 }
@@ -205,7 +205,7 @@ test_test_driver(void **state)
     (void)state;
     s.type = HV_TYPE_TEST;
     s.arch = NULL;
-    s.boot_config = NULL;
+    s.boot_config_file = NULL;
     golden_case("test_driver", &s);
 }
 
@@ -215,14 +215,12 @@ test_escaping(void **state)
 {
     const char *cmdline =
         "console=ttyS0 cloud.msg=\"a<b && c>d\" cloud.q='x' cloud.e=&amp; </cmdline><evil/>";
-    const char *config = "{\"k\":\"<v & \\\"w\\\">\"}\n";
     struct domxml_spec s = kernel_spec();
     char *xml, *got;
 
     (void)state;
     s.instance_id = "esc";
     s.cmdline = cmdline;
-    s.boot_config = config;
     s.console_log = "/var/log/a&b/<c>.log";
     xml = domxml_build(&s);
     assert_non_null(xml);
@@ -231,9 +229,6 @@ test_escaping(void **state)
     assert_null(strstr(xml, "<evil/>"));
     got = xpath_string(xml, "string(/domain/os/cmdline)");
     assert_string_equal(got, cmdline);
-    free(got);
-    got = xpath_string(xml, "string(/domain/sysinfo/entry[@name='opt/org.cloud/config'])");
-    assert_string_equal(got, config);
     free(got);
     got = xpath_string(xml, "string(/domain/devices/serial/source/@path)");
     assert_string_equal(got, "/var/log/a&b/<c>.log");
@@ -284,6 +279,14 @@ test_invalid_specs(void **state)
     assert_null(domxml_build(&s));
     s = kernel_spec();
     s.arch = "x86'64";
+    assert_null(domxml_build(&s));
+    /* Paths libvirt or QEMU would mangle on the fw_cfg option. */
+    s = kernel_spec();
+    s.boot_config_file = "/run/a,b.json";
+    assert_null(domxml_build(&s));
+    s.boot_config_file = "/run/a&b.json";
+    assert_null(domxml_build(&s));
+    s.boot_config_file = "relative.json";
     assert_null(domxml_build(&s));
 }
 

@@ -52,7 +52,7 @@ xml_for(const char *id, uint64_t gen)
         .cmdline = "console=ttyS0 cloud.x=<&>",
         .console_log = "/tmp/console.log",
         .channel_path = "/tmp/config.sock",
-        .boot_config = "{\"a\":1}",
+        .boot_config_file = "/tmp/boot-config.json",
     };
 
     return domxml_build(&s);

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# build-sample.sh OUTDIR: builds the sample "kernel" image used by the demo
+# and the e2e tests, from Debian packages only (linux-image-amd64,
+# busybox-static, cpio):
+#   OUTDIR/vmlinuz      the host's Debian kernel
+#   OUTDIR/initrd.img   busybox initramfs whose /init speaks the guest
+#                       contract of DESIGN.md ("Guest channel")
+#   OUTDIR/cmdline      default kernel command line
+#
+# The guest prints CLOUD-SAMPLE-BOOTED on ttyS0, prints its boot config
+# (cmdline cloud.* and fw_cfg opt/org.cloud/config), echoes each JSON line
+# it reads from virtio-serial port org.cloud.config.0 as "CLOUD-CONFIG: ...",
+# and on an exit request (cmdline cloud.exit=N, or a line with "exit_code":N)
+# writes {"exit":N} on the port and powers off.
+#
+# Idempotent: does nothing when OUTDIR already holds a build from the same
+# kernel, busybox and script. Environment: KVER picks a kernel version
+# (default: the newest /boot/vmlinuz-*).
+set -euo pipefail
+
+out=${1:?usage: build-sample.sh OUTDIR}
+kver=${KVER:-$(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -V | tail -n1)}
+kernel=/boot/vmlinuz-$kver
+moddir=/lib/modules/$kver
+busybox=/bin/busybox
+# Guest drivers the contract needs: the console port and fw_cfg.
+want_modules="virtio_pci virtio_console qemu_fw_cfg"
+
+die() { echo "build-sample: $*" >&2; exit 1; }
+
+[ -n "$kver" ] && [ -r "$kernel" ] || die "no kernel in /boot (install linux-image-amd64)"
+[ -d "$moddir" ] || die "no modules for kernel $kver in $moddir"
+[ -x "$busybox" ] || die "no $busybox (install busybox-static)"
+if ! file "$busybox" 2>/dev/null | grep -q 'statically linked'; then
+  # Without file(1), trust ldd: a static binary is "not a dynamic executable".
+  if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is not statically linked (install busybox-static)"; fi
+fi
+command -v cpio >/dev/null || die "no cpio (install cpio)"
+
+stamp="kver=$kver script=$(sha256sum "$0" | cut -c1-16) busybox=$(sha256sum "$busybox" | cut -c1-16)"
+if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$stamp" ] &&
+   [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ] && [ -f "$out/cmdline" ]; then
+  echo "build-sample: $out is up to date ($kver)"
+  exit 0
+fi
+
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/build-sample.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
+cp "$busybox" "$root/bin/busybox"
+
+# Modules, dependencies first, skipping drivers built into this kernel.
+declare -A seen=()
+order=()
+add_module() {
+  local name=$1 path deps d
+  [ -n "${seen[$name]:-}" ] && return 0
+  seen[$name]=1
+  if grep -qE "/$name\.ko$" "$moddir/modules.builtin" 2>/dev/null; then
+    return 0
+  fi
+  path=$(grep -E "(^|/)$name\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -n1 | cut -d: -f1) ||
+    true
+  [ -n "$path" ] || die "module $name is neither built in nor in $moddir/modules.dep"
+  case "$path" in *.ko) ;; *) die "module $path is compressed; busybox insmod needs plain .ko" ;; esac
+  deps=$(grep -E "^$path:" "$moddir/modules.dep" | cut -d: -f2)
+  for d in $deps; do
+    d=${d##*/}
+    add_module "${d%.ko}"
+  done
+  cp "$moddir/$path" "$root/lib/modules/$name.ko"
+  order+=("$name")
+}
+for m in $want_modules; do add_module "$m"; done
+printf '%s\n' "${order[@]}" > "$root/lib/modules/load.order"
+
+cat > "$root/init" <<'EOF'
+#!/bin/busybox sh
+# Sample guest init: the guest side of the cloud guest contract.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
+
+while read -r m; do
+  [ -n "$m" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
+done < /lib/modules/load.order
+
+echo "CLOUD-SAMPLE-BOOTED kernel=$(uname -r)"
+
+exit_req=
+for w in $(cat /proc/cmdline); do
+  case "$w" in
+    cloud.exit=*) exit_req=${w#cloud.exit=}; echo "CLOUD-CMDLINE: $w" ;;
+    cloud.*) echo "CLOUD-CMDLINE: $w" ;;
+  esac
+done
+fwcfg=/sys/firmware/qemu_fw_cfg/by_name/opt/org.cloud/config/raw
+if [ -r "$fwcfg" ]; then
+  echo "CLOUD-FWCFG: $(cat "$fwcfg")"
+fi
+
+# Find the config port; udev would make the by-name link, we have no udev.
+port=/dev/virtio-ports/org.cloud.config.0
+i=0
+while [ ! -e "$port" ] && [ $i -lt 50 ]; do
+  for p in /sys/class/virtio-ports/*; do
+    [ -r "$p/name" ] || continue
+    [ "$(cat "$p/name")" = org.cloud.config.0 ] || continue
+    dev=/dev/${p##*/}
+    if [ ! -e "$dev" ]; then
+      mm=$(cat "$p/dev")
+      mknod "$dev" c "${mm%%:*}" "${mm##*:}"
+    fi
+    mkdir -p /dev/virtio-ports
+    ln -sf "$dev" "$port"
+  done
+  [ -e "$port" ] || { usleep 100000; i=$((i + 1)); }
+done
+
+report_exit() {
+  echo "CLOUD-EXIT: $1"
+  if [ -e "$port" ]; then
+    # A write blocks until the host side is connected: give it 10 s.
+    ( echo "{\"exit\":$1}" >&3 ) &
+    w=$!
+    i=0
+    while kill -0 $w 2>/dev/null && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+    usleep 300000
+  fi
+  sync
+  poweroff -f
+}
+
+if [ ! -e "$port" ]; then
+  echo "CLOUD-CHANNEL: none"
+  [ -n "$exit_req" ] && report_exit "$exit_req"
+  while true; do sleep 3600; done
+fi
+echo "CLOUD-CHANNEL: $port"
+exec 3<>"$port"
+[ -n "$exit_req" ] && report_exit "$exit_req"
+while true; do
+  # Reads return EOF while no host is connected: poll.
+  if read -r line <&3; then
+    echo "CLOUD-CONFIG: $line"
+    code=$(echo "$line" | sed -n 's/.*"exit_code"[[:space:]]*:[[:space:]]*"\{0,1\}\([0-9][0-9]*\).*/\1/p')
+    [ -n "$code" ] && report_exit "$code"
+  else
+    usleep 200000
+  fi
+done
+EOF
+chmod 755 "$root/init"
+
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 > "$work/initrd.img"
+cp "$kernel" "$work/vmlinuz"
+echo "console=ttyS0 quiet cloud.sample=1" > "$work/cmdline"
+chmod 644 "$work/vmlinuz" "$work/initrd.img" "$work/cmdline"
+for f in vmlinuz initrd.img cmdline; do mv -f "$work/$f" "$out/$f"; done
+echo "$stamp" > "$out/.stamp"
+echo "build-sample: built $out (kernel $kver, modules: ${order[*]:-none})"
