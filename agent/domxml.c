@@ -75,8 +75,8 @@ domxml_text_ok(const char *id, const char *what, const char *s)
     }
     for (p = (const unsigned char *)s; *p; p++) {
         if (*p < 0x20 && *p != '\t' && *p != '\n') {
-            log_warnx("instance %s: %s contains control character 0x%02x",
-                      id, what, *p);
+            log_warnx("instance %s: %s contains control character 0x%02x", id,
+                      what, *p);
             return -1;
         }
     }
@@ -109,8 +109,10 @@ domxml_spec_check(const struct domxml_spec *s)
         return -1;
     }
     if (s->vcpus == 0 || s->memory_mib == 0) {
-        log_warnx("instance %s: needs at least 1 vcpu and 1 MiB of memory (got %u, %" PRIu64 ")",
-                  id, s->vcpus, s->memory_mib);
+        log_warnx(
+            "instance %s: needs at least 1 vcpu and 1 MiB of memory (got %u, %" PRIu64
+            ")",
+            id, s->vcpus, s->memory_mib);
         return -1;
     }
     if ((s->kernel == NULL) == (s->disk == NULL)) {
@@ -118,7 +120,8 @@ domxml_spec_check(const struct domxml_spec *s)
         return -1;
     }
     if (s->disk != NULL && (s->initrd != NULL || s->cmdline != NULL)) {
-        log_warnx("instance %s: initrd and cmdline apply only to kernel images", id);
+        log_warnx("instance %s: initrd and cmdline apply only to kernel images",
+                  id);
         return -1;
     }
     if (s->arch != NULL && !domxml_word_ok(s->arch)) {
@@ -138,8 +141,9 @@ domxml_spec_check(const struct domxml_spec *s)
      * and a comma would split QEMU's option: refuse rather than guess. */
     if (s->boot_config_file != NULL &&
         strpbrk(s->boot_config_file, "&<>\"',") != NULL) {
-        log_warnx("instance %s: boot config path %s has a character libvirt or QEMU would mangle",
-                  id, s->boot_config_file);
+        log_warnx(
+            "instance %s: boot config path %s has a character libvirt or QEMU would mangle",
+            id, s->boot_config_file);
         return -1;
     }
     return 0;
@@ -313,7 +317,8 @@ domxml_build(const struct domxml_spec *s)
     if (buf == NULL)
         fatalx("cannot allocate an XML buffer");
     if (xmlNodeDump(buf, doc, dom, 0, 1) < 0) {
-        log_warnx("instance %s: cannot serialise the domain XML", s->instance_id);
+        log_warnx("instance %s: cannot serialise the domain XML",
+                  s->instance_id);
         goto cleanup;
     }
     out = xasprintf("%s\n", (const char *)xmlBufferContent(buf));
@@ -369,7 +374,8 @@ domxml_metadata_parse(const char *xml, char **idp, uint64_t *genp)
         goto cleanup;
     }
     if (!domxml_md_is(root, "instance")) {
-        log_warnx("instance metadata root is not {%s}instance", DOMXML_METADATA_NS);
+        log_warnx("instance metadata root is not {%s}instance",
+                  DOMXML_METADATA_NS);
         goto cleanup;
     }
     idn = domxml_md_child(root, "id");

@@ -26,15 +26,15 @@
 struct domxml_spec {
     const char *instance_id; /* [A-Za-z0-9_-], 1..DOMXML_ID_MAX */
     uint64_t generation;
-    enum hv_type type;       /* qemu, kvm or test */
-    unsigned vcpus;          /* >= 1 */
-    uint64_t memory_mib;     /* >= 1 */
-    const char *arch;        /* optional, e.g. "x86_64" */
+    enum hv_type type;   /* qemu, kvm or test */
+    unsigned vcpus;      /* >= 1 */
+    uint64_t memory_mib; /* >= 1 */
+    const char *arch;    /* optional, e.g. "x86_64" */
 
     /* Kernel images: direct kernel boot. Exactly one of kernel and disk. */
     const char *kernel;
-    const char *initrd;      /* optional */
-    const char *cmdline;     /* optional */
+    const char *initrd;  /* optional */
+    const char *cmdline; /* optional */
     /* Disk images: the instance's qcow2 overlay. */
     const char *disk;
 

@@ -56,8 +56,8 @@ hv_has_word(const char *s, const char *word)
 
     while ((p = strstr(p, word)) != NULL) {
         int start = p == s || p[-1] == ' ' || p[-1] == '\t';
-        int end = p[wl] == '\0' || p[wl] == ' ' || p[wl] == '\t' ||
-                  p[wl] == '\n';
+        int end =
+            p[wl] == '\0' || p[wl] == ' ' || p[wl] == '\t' || p[wl] == '\n';
         if (start && end)
             return 1;
         p += wl;
@@ -82,7 +82,8 @@ hv_cpuinfo_has_virt(const char *path)
         const char *colon;
 
         /* x86 lists CPU features on "flags" lines. */
-        if (strncmp(line, "flags", 5) != 0 || (colon = strchr(line, ':')) == NULL)
+        if (strncmp(line, "flags", 5) != 0 ||
+            (colon = strchr(line, ':')) == NULL)
             continue;
         if (hv_has_word(colon + 1, "vmx") || hv_has_word(colon + 1, "svm")) {
             found = 1;
@@ -158,9 +159,9 @@ hv_parse_caps(const char *caps_xml, struct hv_facts *f)
     char *expr = NULL;
     int ret = -1;
 
-    doc = xmlReadMemory(caps_xml, (int)strlen(caps_xml), "capabilities.xml",
-                        NULL, XML_PARSE_NONET | XML_PARSE_NOERROR |
-                                  XML_PARSE_NOWARNING);
+    doc = xmlReadMemory(
+        caps_xml, (int)strlen(caps_xml), "capabilities.xml", NULL,
+        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
     if (doc == NULL) {
         log_warnx("libvirt capabilities are not well-formed XML");
         goto cleanup;
@@ -206,10 +207,10 @@ int
 hv_probe(const char *caps_xml, const struct hv_probe_opts *opts,
          struct hv_facts *f)
 {
-    const char *cpuinfo = opts && opts->cpuinfo_path ? opts->cpuinfo_path
-                                                     : HV_CPUINFO_PATH;
-    const char *kvmdev = opts && opts->kvm_dev_path ? opts->kvm_dev_path
-                                                    : HV_KVM_DEV_PATH;
+    const char *cpuinfo =
+        opts && opts->cpuinfo_path ? opts->cpuinfo_path : HV_CPUINFO_PATH;
+    const char *kvmdev =
+        opts && opts->kvm_dev_path ? opts->kvm_dev_path : HV_KVM_DEV_PATH;
     enum hv_type override = opts ? opts->override : HV_TYPE_NONE;
 
     memset(f, 0, sizeof(*f));
@@ -223,14 +224,16 @@ hv_probe(const char *caps_xml, const struct hv_probe_opts *opts,
 
     if (override != HV_TYPE_NONE) {
         if (!hv_offers(f, override)) {
-            log_warnx("hypervisor %s was requested but libvirt does not offer it on this host",
-                      hv_type_name(override));
+            log_warnx(
+                "hypervisor %s was requested but libvirt does not offer it on this host",
+                hv_type_name(override));
             return -1;
         }
         if (override == HV_TYPE_KVM && !f->kvm_usable)
-            log_warnx("hypervisor kvm forced although it looks unusable (/dev/kvm %s, vmx/svm %s)",
-                      f->kvm_dev ? "opens" : "does not open",
-                      f->cpu_virt ? "present" : "absent");
+            log_warnx(
+                "hypervisor kvm forced although it looks unusable (/dev/kvm %s, vmx/svm %s)",
+                f->kvm_dev ? "opens" : "does not open",
+                f->cpu_virt ? "present" : "absent");
         f->chosen = override;
     } else if (hv_offers(f, HV_TYPE_TEST)) {
         f->chosen = HV_TYPE_TEST;
@@ -239,8 +242,9 @@ hv_probe(const char *caps_xml, const struct hv_probe_opts *opts,
     } else if (hv_offers(f, HV_TYPE_QEMU)) {
         f->chosen = HV_TYPE_QEMU;
     } else {
-        log_warnx("libvirt offers no usable domain type for arch %s (need kvm, qemu or test)",
-                  f->arch);
+        log_warnx(
+            "libvirt offers no usable domain type for arch %s (need kvm, qemu or test)",
+            f->arch);
         return -1;
     }
     return 0;

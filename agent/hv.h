@@ -18,7 +18,7 @@ enum hv_type {
     HV_TYPE_NONE = 0, /* nothing usable / no override */
     HV_TYPE_QEMU,     /* QEMU with TCG: slow, works everywhere */
     HV_TYPE_KVM,
-    HV_TYPE_TEST,     /* libvirt's test driver: simulation, no guests run */
+    HV_TYPE_TEST, /* libvirt's test driver: simulation, no guests run */
 };
 
 #define HV_CPUINFO_PATH "/proc/cpuinfo"
@@ -31,13 +31,13 @@ struct hv_probe_opts {
 };
 
 struct hv_facts {
-    char *arch;       /* host arch from capabilities, e.g. "x86_64" */
-    char **types;     /* domain types libvirt offers for the host arch */
+    char *arch;   /* host arch from capabilities, e.g. "x86_64" */
+    char **types; /* domain types libvirt offers for the host arch */
     size_t ntypes;
-    bool kvm_listed;  /* libvirt's capabilities offer kvm */
-    bool kvm_dev;     /* /dev/kvm opened read-write */
-    bool cpu_virt;    /* cpuinfo flags include vmx or svm */
-    bool kvm_usable;  /* all three above */
+    bool kvm_listed; /* libvirt's capabilities offer kvm */
+    bool kvm_dev;    /* /dev/kvm opened read-write */
+    bool cpu_virt;   /* cpuinfo flags include vmx or svm */
+    bool kvm_usable; /* all three above */
     enum hv_type chosen;
 };
 
@@ -46,7 +46,8 @@ const char *hv_type_name(enum hv_type t);
 /* Parses "qemu", "kvm" or "test"; -1 for anything else. */
 int hv_type_parse(const char *s, enum hv_type *tp);
 
-/* 1 if the cpuinfo file at path has a vmx or svm flag, 0 if not, -1 on error. */
+/* 1 if the cpuinfo file at path has a vmx or svm flag, 0 if not, -1 on error.
+ */
 int hv_cpuinfo_has_virt(const char *path);
 
 /*

@@ -57,13 +57,14 @@ static const struct virt_driver *drv = &virt_libvirt_driver;
 static void
 usage(FILE *fp)
 {
-    fprintf(fp,
-            "usage: cloud-agent [--connect URI] [--hypervisor qemu|kvm|test] [--name NAME] COMMAND\n"
-            "commands:\n"
-            "  facts      print host facts as JSON\n"
-            "  boot-once  --kernel PATH [--initrd PATH] [--cmdline STR] --log FILE\n"
-            "             [--channel SOCK] [--config-file PATH] [--send LINE] [--expect-exit N]\n"
-            "             [--marker STR] [--timeout SEC] [--id ID] [--vcpus N] [--memory MIB]\n");
+    fprintf(
+        fp,
+        "usage: cloud-agent [--connect URI] [--hypervisor qemu|kvm|test] [--name NAME] COMMAND\n"
+        "commands:\n"
+        "  facts      print host facts as JSON\n"
+        "  boot-once  --kernel PATH [--initrd PATH] [--cmdline STR] --log FILE\n"
+        "             [--channel SOCK] [--config-file PATH] [--send LINE] [--expect-exit N]\n"
+        "             [--marker STR] [--timeout SEC] [--id ID] [--vcpus N] [--memory MIB]\n");
 }
 
 static double
@@ -105,7 +106,8 @@ agent_probe(const struct agent_opts *o, struct virt_host_info *info,
     c = drv->open(o->uri);
     if (c == NULL)
         return NULL;
-    if (drv->host_info(c, info) < 0 || hv_probe(info->caps_xml, &popts, facts) < 0) {
+    if (drv->host_info(c, info) < 0 ||
+        hv_probe(info->caps_xml, &popts, facts) < 0) {
         hv_facts_clear(facts);
         virt_host_info_clear(info);
         drv->close(c);
@@ -130,6 +132,8 @@ cmd_facts(const struct agent_opts *o)
     types = json_array();
     for (i = 0; i < facts.ntypes; i++)
         json_array_append_new(types, json_string(facts.types[i]));
+    /* One key per line reads better than what clang-format packs. */
+    // clang-format off
     root = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:b, s:b, s:b, s:b, s:s}",
                      "name", o->name ? o->name : info.hostname,
                      "hostname", info.hostname,
@@ -144,9 +148,11 @@ cmd_facts(const struct agent_opts *o)
                      "cpu_virt_flags", facts.cpu_virt,
                      "kvm_usable", facts.kvm_usable,
                      "domain_type", hv_type_name(facts.chosen));
+    // clang-format on
     if (root == NULL)
         fatalx("cannot build the facts JSON");
-    json_object_set_new(root, "libvirt_version", json_string(info.libvirt_version));
+    json_object_set_new(root, "libvirt_version",
+                        json_string(info.libvirt_version));
     out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (out == NULL)
         fatalx("cannot serialise the facts JSON");
@@ -380,9 +386,22 @@ int
 main(int argc, char **argv)
 {
     enum {
-        OPT_CONNECT = 256, OPT_HYPERVISOR, OPT_NAME, OPT_ID, OPT_KERNEL,
-        OPT_INITRD, OPT_CMDLINE, OPT_LOG, OPT_CHANNEL, OPT_CONFIG_FILE, OPT_SEND,
-        OPT_MARKER, OPT_TIMEOUT, OPT_VCPUS, OPT_MEMORY, OPT_EXPECT_EXIT,
+        OPT_CONNECT = 256,
+        OPT_HYPERVISOR,
+        OPT_NAME,
+        OPT_ID,
+        OPT_KERNEL,
+        OPT_INITRD,
+        OPT_CMDLINE,
+        OPT_LOG,
+        OPT_CHANNEL,
+        OPT_CONFIG_FILE,
+        OPT_SEND,
+        OPT_MARKER,
+        OPT_TIMEOUT,
+        OPT_VCPUS,
+        OPT_MEMORY,
+        OPT_EXPECT_EXIT,
     };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -420,23 +439,46 @@ main(int argc, char **argv)
     log_init("cloud-agent", LOG_LVL_INFO, -1);
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
-        case OPT_CONNECT: o.uri = optarg; break;
+        case OPT_CONNECT:
+            o.uri = optarg;
+            break;
         case OPT_HYPERVISOR:
             if (hv_type_parse(optarg, &o.hypervisor) < 0) {
-                log_warnx("--hypervisor must be qemu, kvm or test, not %s", optarg);
+                log_warnx("--hypervisor must be qemu, kvm or test, not %s",
+                          optarg);
                 return 2;
             }
             break;
-        case OPT_NAME: o.name = optarg; break;
-        case OPT_ID: o.id = optarg; break;
-        case OPT_KERNEL: o.kernel = optarg; break;
-        case OPT_INITRD: o.initrd = optarg; break;
-        case OPT_CMDLINE: o.cmdline = optarg; break;
-        case OPT_LOG: o.log = optarg; break;
-        case OPT_CHANNEL: o.channel = optarg; break;
-        case OPT_CONFIG_FILE: o.boot_config_file = optarg; break;
-        case OPT_SEND: o.send = optarg; break;
-        case OPT_MARKER: o.marker = optarg; break;
+        case OPT_NAME:
+            o.name = optarg;
+            break;
+        case OPT_ID:
+            o.id = optarg;
+            break;
+        case OPT_KERNEL:
+            o.kernel = optarg;
+            break;
+        case OPT_INITRD:
+            o.initrd = optarg;
+            break;
+        case OPT_CMDLINE:
+            o.cmdline = optarg;
+            break;
+        case OPT_LOG:
+            o.log = optarg;
+            break;
+        case OPT_CHANNEL:
+            o.channel = optarg;
+            break;
+        case OPT_CONFIG_FILE:
+            o.boot_config_file = optarg;
+            break;
+        case OPT_SEND:
+            o.send = optarg;
+            break;
+        case OPT_MARKER:
+            o.marker = optarg;
+            break;
         case OPT_TIMEOUT:
             if (parse_ulong("timeout", optarg, 3600, &v) < 0)
                 return 2;

@@ -27,9 +27,9 @@ struct virt_conn {
 };
 
 static const char *const virt_state_names[] = {
-    [VIRT_STATE_UNKNOWN] = "unknown",   [VIRT_STATE_RUNNING] = "running",
-    [VIRT_STATE_PAUSED] = "paused",     [VIRT_STATE_STOPPING] = "stopping",
-    [VIRT_STATE_SHUTOFF] = "shutoff",   [VIRT_STATE_CRASHED] = "crashed",
+    [VIRT_STATE_UNKNOWN] = "unknown", [VIRT_STATE_RUNNING] = "running",
+    [VIRT_STATE_PAUSED] = "paused",   [VIRT_STATE_STOPPING] = "stopping",
+    [VIRT_STATE_SHUTOFF] = "shutoff", [VIRT_STATE_CRASHED] = "crashed",
     [VIRT_STATE_ABSENT] = "absent",
 };
 
@@ -148,8 +148,8 @@ virt_lv_host_info(struct virt_conn *c, struct virt_host_info *info)
         virt_fail(c, "cannot read the libvirt version");
         goto cleanup;
     }
-    info->libvirt_version = xasprintf("%lu.%lu.%lu", ver / 1000000,
-                                      ver / 1000 % 1000, ver % 1000);
+    info->libvirt_version =
+        xasprintf("%lu.%lu.%lu", ver / 1000000, ver / 1000 % 1000, ver % 1000);
     ret = 0;
 
 cleanup:
@@ -210,8 +210,9 @@ virt_lv_define_start(struct virt_conn *c, const char *instance_id,
         /* Keep the start error as the reason; an undefine failure only
          * gets logged, and a later undefine retries. */
         if (virDomainUndefine(dom) < 0)
-            log_warnx("instance %s: cannot undefine the domain after a failed start: %s",
-                      instance_id, virGetLastErrorMessage());
+            log_warnx(
+                "instance %s: cannot undefine the domain after a failed start: %s",
+                instance_id, virGetLastErrorMessage());
         goto cleanup;
     }
     ret = 0;
@@ -237,7 +238,8 @@ virt_lv_shutdown(struct virt_conn *c, const char *instance_id)
         return -1;
     }
     if (virDomainShutdown(dom) < 0) {
-        virt_fail(c, "instance %s: cannot request an ACPI shutdown", instance_id);
+        virt_fail(c, "instance %s: cannot request an ACPI shutdown",
+                  instance_id);
         goto cleanup;
     }
     ret = 0;
@@ -368,20 +370,23 @@ virt_adopt(struct virt_conn *c, virDomainPtr dom, const char *name,
                               DOMXML_METADATA_NS, 0);
     if (md == NULL) {
         if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN_METADATA) {
-            log_warnx("domain %s has no instance metadata; leaving it alone", name);
+            log_warnx("domain %s has no instance metadata; leaving it alone",
+                      name);
             return 0;
         }
         virt_fail(c, "cannot read the metadata of domain %s", name);
         return -1;
     }
     if (domxml_metadata_parse(md, &id, &gen) < 0) {
-        log_warnx("domain %s has unusable instance metadata; leaving it alone", name);
+        log_warnx("domain %s has unusable instance metadata; leaving it alone",
+                  name);
         goto cleanup;
     }
     want = domxml_domain_name(id);
     if (strcmp(want, name) != 0) {
-        log_warnx("domain %s carries the metadata of instance %s; leaving it alone",
-                  name, id);
+        log_warnx(
+            "domain %s carries the metadata of instance %s; leaving it alone",
+            name, id);
         goto cleanup;
     }
     if (virt_dom_state(c, dom, id, &d->state) < 0) {

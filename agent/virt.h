@@ -17,12 +17,12 @@
 
 enum virt_state {
     VIRT_STATE_UNKNOWN = 0,
-    VIRT_STATE_RUNNING,  /* running, blocked, or being started */
+    VIRT_STATE_RUNNING, /* running, blocked, or being started */
     VIRT_STATE_PAUSED,
     VIRT_STATE_STOPPING, /* ACPI shutdown in progress */
     VIRT_STATE_SHUTOFF,  /* defined, not running */
     VIRT_STATE_CRASHED,
-    VIRT_STATE_ABSENT,   /* no such domain */
+    VIRT_STATE_ABSENT, /* no such domain */
 };
 
 /* A domain found on the host, re-adopted from its metadata. */
@@ -34,7 +34,7 @@ struct virt_domain {
 
 struct virt_host_info {
     char *hostname;
-    char *caps_xml;      /* libvirt capabilities, for hv_probe() */
+    char *caps_xml; /* libvirt capabilities, for hv_probe() */
     char *libvirt_version;
     unsigned cpus;
     uint64_t memory_mib;

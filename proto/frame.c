@@ -151,9 +151,10 @@ frame_unpack(const uint8_t *payload, size_t n, size_t alloc_budget,
     env = cloud__agent__envelope__unpack(&alloc, n, payload);
     if (env == NULL) {
         if (budget.exceeded)
-            snprintf(errbuf, errlen,
-                     "frame of %zu bytes needs more than the allocation budget of %zu bytes",
-                     n, alloc_budget);
+            snprintf(
+                errbuf, errlen,
+                "frame of %zu bytes needs more than the allocation budget of %zu bytes",
+                n, alloc_budget);
         else
             snprintf(errbuf, errlen,
                      "frame of %zu bytes is not a valid Envelope", n);

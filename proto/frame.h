@@ -21,7 +21,8 @@
 
 struct evbuffer;
 
-/* Largest Envelope (excluding the 4-byte header) either side sends or accepts. */
+/* Largest Envelope (excluding the 4-byte header) either side sends or accepts.
+ */
 #define FRAME_MAX (4u * 1024u * 1024u)
 #define FRAME_HEADER_LEN 4u
 /*

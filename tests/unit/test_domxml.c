@@ -61,7 +61,8 @@ check_golden(const char *name, const char *xml)
     } else {
         want = slurp(path);
         if (want == NULL)
-            fail_msg("golden file %s is missing; run with UPDATE_GOLDEN=1", path);
+            fail_msg("golden file %s is missing; run with UPDATE_GOLDEN=1",
+                     path);
         if (strcmp(want, xml) != 0) {
             fprintf(stderr, "--- expected %s\n%s--- got\n%s", path, want, xml);
             fail_msg("domain XML differs from %s", path);
@@ -92,7 +93,8 @@ check_schema(const char *xml)
     schema = xmlRelaxNGParse(pctx);
     assert_non_null(schema);
     vctx = xmlRelaxNGNewValidCtxt(schema);
-    doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
+    doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+                        XML_PARSE_NONET);
     assert_non_null(doc);
     assert_int_equal(xmlRelaxNGValidateDoc(vctx, doc), 0);
     xmlFreeDoc(doc);
@@ -250,7 +252,8 @@ test_invalid_specs(void **state)
     assert_null(domxml_build(&s));
     s.instance_id = "";
     assert_null(domxml_build(&s));
-    s.instance_id = "a-very-long-id-a-very-long-id-a-very-long-id-a-very-long-id-xxxxx";
+    s.instance_id =
+        "a-very-long-id-a-very-long-id-a-very-long-id-a-very-long-id-xxxxx";
     assert_null(domxml_build(&s));
 
     s = kernel_spec();
@@ -313,20 +316,22 @@ test_metadata_roundtrip(void **state)
     free(md);
     free(xml);
 
-    assert_int_equal(domxml_metadata_parse(
-                         "<x:instance xmlns:x='" DOMXML_METADATA_NS "'><x:id>abc</x:id>"
-                         "<x:generation>42</x:generation></x:instance>",
-                         &id, &gen),
-                     0);
+    assert_int_equal(
+        domxml_metadata_parse("<x:instance xmlns:x='" DOMXML_METADATA_NS
+                              "'><x:id>abc</x:id>"
+                              "<x:generation>42</x:generation></x:instance>",
+                              &id, &gen),
+        0);
     assert_string_equal(id, "abc");
     assert_int_equal(gen, 42);
     free(id);
 
     /* The shape virDomainGetMetadata really returns: namespace stripped. */
-    assert_int_equal(domxml_metadata_parse("<instance>\n  <id>a</id>\n"
-                                           "  <generation>3</generation>\n</instance>",
-                                           &id, &gen),
-                     0);
+    assert_int_equal(
+        domxml_metadata_parse("<instance>\n  <id>a</id>\n"
+                              "  <generation>3</generation>\n</instance>",
+                              &id, &gen),
+        0);
     assert_string_equal(id, "a");
     assert_int_equal(gen, 3);
     free(id);
@@ -339,11 +344,16 @@ test_metadata_malformed(void **state)
         "not xml",
         "<inst><id>a</id><generation>1</generation></inst>",
         "<c:instance xmlns:c='urn:other'><c:id>a</c:id><c:generation>1</c:generation></c:instance>",
-        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a</c:id></c:instance>",
-        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a/b</c:id><c:generation>1</c:generation></c:instance>",
-        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a</c:id><c:generation>-1</c:generation></c:instance>",
-        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a</c:id><c:generation>1x</c:generation></c:instance>",
-        "<c:instance xmlns:c='" DOMXML_METADATA_NS "'><c:id>a</c:id><c:generation>99999999999999999999</c:generation></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS
+        "'><c:id>a</c:id></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS
+        "'><c:id>a/b</c:id><c:generation>1</c:generation></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS
+        "'><c:id>a</c:id><c:generation>-1</c:generation></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS
+        "'><c:id>a</c:id><c:generation>1x</c:generation></c:instance>",
+        "<c:instance xmlns:c='" DOMXML_METADATA_NS
+        "'><c:id>a</c:id><c:generation>99999999999999999999</c:generation></c:instance>",
     };
     char *id = NULL;
     uint64_t gen;
@@ -370,7 +380,8 @@ test_domain_name(void **state)
 static void
 test_uuid(void **state)
 {
-    char *a = domxml_uuid("abc"), *a2 = domxml_uuid("abc"), *b = domxml_uuid("abd");
+    char *a = domxml_uuid("abc"), *a2 = domxml_uuid("abc"),
+         *b = domxml_uuid("abd");
 
     (void)state;
     assert_string_equal(a, a2);

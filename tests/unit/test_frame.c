@@ -41,7 +41,8 @@ make_hello(void)
     l0.value = "r17";
     r0.id = "7f3a";
     r0.generation = 3;
-    r0.state = CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_RUNNING;
+    r0.state =
+        CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_RUNNING;
     hello.host_name = "hv-0001";
     hello.agent_version = "0.1.0";
     hello.capacity = &cap;
@@ -89,8 +90,8 @@ test_roundtrip_evbuffer(void **state)
     n = evbuffer_get_length(buf);
     evbuffer_copyout(buf, hdr, 4);
     /* Big-endian length of the payload that follows. */
-    assert_int_equal((size_t)(hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 | hdr[3]),
-                     n - 4);
+    assert_int_equal(
+        (size_t)(hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 | hdr[3]), n - 4);
     assert_int_equal(frame_decode_evbuffer(buf, NULL, &out, err, sizeof(err)),
                      FRAME_OK);
     check_hello(out);
@@ -130,7 +131,8 @@ test_partial_then_two_frames(void **state)
         if (frames == 0) {
             check_hello(out);
         } else {
-            assert_int_equal(out->msg_case, CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT);
+            assert_int_equal(out->msg_case,
+                             CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT);
             assert_int_equal(out->heartbeat->seq, 42);
             assert_int_equal(out->heartbeat->session_epoch, 9);
         }
@@ -187,23 +189,23 @@ test_custom_max(void **state)
     (void)state;
     assert_int_equal(frame_encode_buf(make_hello(), &buf, &len), 0);
     assert_true(len > 20);
-    assert_int_equal(frame_decode_buf(buf, len, &lim, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_ERROR);
+    assert_int_equal(
+        frame_decode_buf(buf, len, &lim, &out, &used, err, sizeof(err)),
+        FRAME_ERROR);
     assert_non_null(strstr(err, "exceeds the maximum of 16 bytes"));
-    assert_int_equal(frame_decode_buf(buf, len, NULL, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_OK);
+    assert_int_equal(
+        frame_decode_buf(buf, len, NULL, &out, &used, err, sizeof(err)),
+        FRAME_OK);
     assert_int_equal(used, len);
     check_hello(out);
     frame_envelope_free(out);
     /* A truncated buffer is "need more", never an error. */
-    assert_int_equal(frame_decode_buf(buf, len - 1, NULL, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_NEED_MORE);
-    assert_int_equal(frame_decode_buf(buf, 3, NULL, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_NEED_MORE);
+    assert_int_equal(
+        frame_decode_buf(buf, len - 1, NULL, &out, &used, err, sizeof(err)),
+        FRAME_NEED_MORE);
+    assert_int_equal(
+        frame_decode_buf(buf, 3, NULL, &out, &used, err, sizeof(err)),
+        FRAME_NEED_MORE);
     free(buf);
 }
 
@@ -240,15 +242,15 @@ test_alloc_budget(void **state)
     assert_true(len < 64 * 1024); /* small on the wire ... */
     assert_true(N * sizeof(Cloud__Agent__InstanceSpec) > small.alloc_budget);
 
-    assert_int_equal(frame_decode_buf(buf, len, &small, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_ERROR);
+    assert_int_equal(
+        frame_decode_buf(buf, len, &small, &out, &used, err, sizeof(err)),
+        FRAME_ERROR);
     assert_null(out);
     assert_non_null(strstr(err, "allocation budget of 262144 bytes"));
 
-    assert_int_equal(frame_decode_buf(buf, len, NULL, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_OK);
+    assert_int_equal(
+        frame_decode_buf(buf, len, NULL, &out, &used, err, sizeof(err)),
+        FRAME_OK);
     assert_int_equal(out->desired_state->n_instances, N);
     frame_envelope_free(out);
     free(buf);
@@ -259,16 +261,17 @@ test_alloc_budget(void **state)
 static void
 test_garbage_refused(void **state)
 {
-    /* Length 3, then field 1 as a length-delimited value running past the end. */
+    /* Length 3, then field 1 as a length-delimited value running past the end.
+     */
     const uint8_t bad[] = {0, 0, 0, 3, 0x0a, 0x7f, 0x01};
     frame_envelope *out = NULL;
     size_t used = 0;
     char err[256] = "";
 
     (void)state;
-    assert_int_equal(frame_decode_buf(bad, sizeof(bad), NULL, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_ERROR);
+    assert_int_equal(
+        frame_decode_buf(bad, sizeof(bad), NULL, &out, &used, err, sizeof(err)),
+        FRAME_ERROR);
     assert_null(out);
     assert_non_null(strstr(err, "not a valid Envelope"));
 }
@@ -285,9 +288,9 @@ test_unknown_message_passes(void **state)
     char err[256] = "";
 
     (void)state;
-    assert_int_equal(frame_decode_buf(fut, sizeof(fut), NULL, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_OK);
+    assert_int_equal(
+        frame_decode_buf(fut, sizeof(fut), NULL, &out, &used, err, sizeof(err)),
+        FRAME_OK);
     assert_int_equal(out->msg_case, CLOUD__AGENT__ENVELOPE__MSG__NOT_SET);
     assert_string_equal(frame_msg_name(out), "unknown");
     assert_int_equal(used, sizeof(fut));

@@ -63,16 +63,18 @@ setup(void **state)
     xstrlcpy(f->dir, "/tmp/test_hv.XXXXXX", sizeof(f->dir));
     if (mkdtemp(f->dir) == NULL)
         return -1;
-    f->vmx = write_file(f->dir, "vmx",
-                        "processor\t: 0\nflags\t\t: fpu vme de pse msr vmx sse2\n\n"
-                        "processor\t: 1\nflags\t\t: fpu vme de pse msr vmx sse2\n");
+    f->vmx =
+        write_file(f->dir, "vmx",
+                   "processor\t: 0\nflags\t\t: fpu vme de pse msr vmx sse2\n\n"
+                   "processor\t: 1\nflags\t\t: fpu vme de pse msr vmx sse2\n");
     f->svm = write_file(f->dir, "svm", "processor\t: 0\nflags\t\t: fpu svm\n");
     f->none = write_file(f->dir, "none",
                          "processor\t: 0\nmodel name\t: vmx svm in a name\n"
                          "flags\t\t: fpu vme de pse hypervisor\n"
                          "vmx flags\t: this line is not a flags line\n");
     /* Substrings of other flags must not count. */
-    f->tricky = write_file(f->dir, "tricky", "flags\t\t: fpu vmxe xsvm svm_lock\n");
+    f->tricky =
+        write_file(f->dir, "tricky", "flags\t\t: fpu vmxe xsvm svm_lock\n");
     f->missing = xasprintf("%s/does-not-exist", f->dir);
     *state = f;
     return 0;
@@ -132,7 +134,8 @@ static void
 test_kvm_when_everything_agrees(void **state)
 {
     struct fixture *f = *state;
-    struct hv_probe_opts o = {.cpuinfo_path = f->vmx, .kvm_dev_path = "/dev/null"};
+    struct hv_probe_opts o = {.cpuinfo_path = f->vmx,
+                              .kvm_dev_path = "/dev/null"};
     struct hv_facts h;
 
     assert_int_equal(hv_probe(caps_qemu_kvm, &o, &h), 0);
@@ -150,7 +153,8 @@ static void
 test_qemu_without_cpu_flags(void **state)
 {
     struct fixture *f = *state;
-    struct hv_probe_opts o = {.cpuinfo_path = f->none, .kvm_dev_path = "/dev/null"};
+    struct hv_probe_opts o = {.cpuinfo_path = f->none,
+                              .kvm_dev_path = "/dev/null"};
     struct hv_facts h;
 
     assert_int_equal(hv_probe(caps_qemu_kvm, &o, &h), 0);
@@ -172,7 +176,8 @@ static void
 test_qemu_without_kvm_device(void **state)
 {
     struct fixture *f = *state;
-    struct hv_probe_opts o = {.cpuinfo_path = f->svm, .kvm_dev_path = f->missing};
+    struct hv_probe_opts o = {.cpuinfo_path = f->svm,
+                              .kvm_dev_path = f->missing};
     struct hv_facts h;
 
     assert_int_equal(hv_probe(caps_qemu_kvm, &o, &h), 0);
@@ -193,7 +198,8 @@ static void
 test_test_driver(void **state)
 {
     struct fixture *f = *state;
-    struct hv_probe_opts o = {.cpuinfo_path = f->vmx, .kvm_dev_path = "/dev/null"};
+    struct hv_probe_opts o = {.cpuinfo_path = f->vmx,
+                              .kvm_dev_path = "/dev/null"};
     struct hv_facts h;
 
     assert_int_equal(hv_probe(caps_test, &o, &h), 0);
@@ -208,7 +214,8 @@ static void
 test_override(void **state)
 {
     struct fixture *f = *state;
-    struct hv_probe_opts o = {.cpuinfo_path = f->vmx, .kvm_dev_path = "/dev/null",
+    struct hv_probe_opts o = {.cpuinfo_path = f->vmx,
+                              .kvm_dev_path = "/dev/null",
                               .override = HV_TYPE_QEMU};
     struct hv_facts h;
 
@@ -238,7 +245,8 @@ static void
 test_unusable_caps(void **state)
 {
     struct fixture *f = *state;
-    struct hv_probe_opts o = {.cpuinfo_path = f->vmx, .kvm_dev_path = "/dev/null"};
+    struct hv_probe_opts o = {.cpuinfo_path = f->vmx,
+                              .kvm_dev_path = "/dev/null"};
     struct hv_facts h;
 
     assert_int_equal(hv_probe(caps_xen, &o, &h), -1);

@@ -206,8 +206,10 @@ test_errors_carry_libvirt_text(void **state)
 {
     struct virt_conn *c = *state;
 
-    assert_int_equal(drv->define_start(c, "broken", "<domain type='test'><name>"), -1);
-    assert_non_null(strstr(drv->last_error(c), "instance broken: cannot define the domain: "));
+    assert_int_equal(
+        drv->define_start(c, "broken", "<domain type='test'><name>"), -1);
+    assert_non_null(strstr(drv->last_error(c),
+                           "instance broken: cannot define the domain: "));
     /* libvirt's own words follow our prefix. */
     assert_true(strlen(drv->last_error(c)) >
                 strlen("instance broken: cannot define the domain: ") + 5);
