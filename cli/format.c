@@ -338,13 +338,17 @@ host_color(const char *state)
     return FMT_YELLOW;
 }
 
-/* One decimal below 10 units, none above: "1.5Gi", "12Gi". */
+/* One decimal below 100 units ("1.5Gi", "15.5Gi"), none above, and none
+ * when it would be ".0": allocations near capacity must not round up to
+ * look full. */
 static char *
 scaled(long long v, long long unit, const char *suffix)
 {
-    if (v % unit == 0 || v / unit >= 10)
-        return xasprintf("%lld%s", (v + unit / 2) / unit, suffix);
-    long long tenths = (v * 10 + unit / 2) / unit;
+    if (v / unit >= 100)
+        return xasprintf("%lld%s", v / unit, suffix);
+    long long tenths = (v * 10) / unit;
+    if (tenths % 10 == 0)
+        return xasprintf("%lld%s", tenths / 10, suffix);
     return xasprintf("%lld.%lld%s", tenths / 10, tenths % 10, suffix);
 }
 
@@ -440,6 +444,18 @@ int_str(const json_t *o, const char *key)
     return xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
 }
 
+/* An image's name:tag, from "ref" or built from name and tag. */
+static char *
+image_ref(const json_t *img)
+{
+    if (jstr(img, "ref") != NULL)
+        return xstrdup(jstr(img, "ref"));
+    if (jstr(img, "name") == NULL)
+        return xstrdup(jstr(img, "id") ? jstr(img, "id") : "-");
+    return xasprintf("%s:%s", jstr(img, "name"),
+                     jstr(img, "tag") ? jstr(img, "tag") : "latest");
+}
+
 static void
 print_names(FILE *out, const json_t *items, const char *key)
 {
@@ -447,14 +463,16 @@ print_names(FILE *out, const json_t *items, const char *key)
     json_t *it;
     json_array_foreach((json_t *)items, i, it)
     {
-        const char *v = jstr(it, key);
-        if (v == NULL)
-            v = jstr(it, "id");
+        char *v = key == NULL ? image_ref(it)
+                  : jstr(it, key) ? xstrdup(jstr(it, key))
+                  : jstr(it, "id") ? xstrdup(jstr(it, "id"))
+                                   : NULL;
         if (v != NULL) {
             char *s = fmt_sanitize(v, 0);
             fprintf(out, "%s\n", s);
             free(s);
         }
+        free(v);
     }
 }
 
@@ -701,7 +719,7 @@ fmt_images(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
     json_t *it;
 
     if (mode == FMT_NAME) {
-        print_names(out, items, "ref");
+        print_names(out, items, NULL);
         return;
     }
     t = mode == FMT_WIDE ? fmt_table_new(9, whead) : fmt_table_new(5, head);
@@ -710,10 +728,7 @@ fmt_images(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
         const char *id = jstr(it, "id");
         char shortid[13] = "";
         char *c[5];
-        char *ref = jstr(it, "ref") ? xstrdup(jstr(it, "ref"))
-                                    : xasprintf("%s:%s",
-                                                jstr(it, "name") ? jstr(it, "name") : "-",
-                                                jstr(it, "tag") ? jstr(it, "tag") : "latest");
+        char *ref = image_ref(it);
         if (id != NULL)
             xstrlcpy(shortid, id, sizeof(shortid));
         c[0] = json_is_integer(json_object_get(it, "size"))
@@ -845,11 +860,6 @@ fmt_error_line(int status, const char *body, size_t len, const char *method,
             char *f = fmt_sanitize(field, 128);
             line = xasprintf("cloudctl: %s (field %s)", m, f);
             free(f);
-        } else if (status == 405) {
-            /* A route this server has, without this method: usually a
-             * feature the controller does not implement yet. */
-            line = xasprintf("cloudctl: %s (%s %s is not supported by this "
-                             "server)", m, method, path);
         } else {
             line = xasprintf("cloudctl: %s", m);
         }
