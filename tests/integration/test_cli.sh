@@ -186,6 +186,13 @@ check "run flags reach the API" eval 'rc_is 0 &&
     [ "$(jq -c "[.resources.vcpus, .resources.memory_mib, .env.MODE, .restart, .args]" <<<"$out")" = \
       "[2,512,\"test\",\"on-failure:3\",[\"--flag\",\"value\"]]" ]'
 
+cli run hello
+id3=$out
+cli stop "${id3:0:10}"
+check "stop is kill -s TERM" eval 'rc_is 0 && [ "$out" = "${id3:0:10}" ]'
+cli ps -a --state exited
+check "a stopped pending instance exited (143)" out_has "^${id3:0:12} .* exited \\(143\\) "
+
 cli run --wait --timeout 1s hello
 check "run --wait gives up with the state" \
     eval 'rc_is 1 && grep -q "is still pending after 1s" <<<"$err"'
@@ -227,6 +234,9 @@ cli hosts uncordon hv1
 check "uncordon" eval 'rc_is 0 && [ "$out" = "hv1 ready" ]'
 cli hosts -o wide
 check "hosts -o wide has labels" out_has 'zone=a'
+cli hosts drain hv1
+check "drain answers with the host draining (or drained: nothing to move)" eval 'rc_is 0 && [[ "$out" =~ ^hv1\ drain(ing|ed)$ ]]'
+cli hosts uncordon hv1
 cli hosts cordon nosuch
 check "cordon an unknown host" eval 'rc_is 1 && one_error_line nosuch'
 
