@@ -114,8 +114,8 @@ args_next(struct args_iter *it, const char **val)
     }
     if (!s->takes_value) {
         if (eq != NULL) {
-            snprintf(it->error, sizeof(it->error),
-                     "flag --%s takes no value", s->long_name);
+            snprintf(it->error, sizeof(it->error), "flag --%s takes no value",
+                     s->long_name);
             return ARGS_ERROR;
         }
         return s->id;

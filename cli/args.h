@@ -15,7 +15,7 @@ struct arg_spec {
     const char *long_name; /* without "--"; NULL ends the table */
     char short_name;       /* 0 when none */
     bool takes_value;
-    int id;                /* > 0 */
+    int id; /* > 0 */
 };
 
 /* args_next() results besides an option id. */
@@ -34,11 +34,11 @@ enum {
 struct args_iter {
     int argc;
     char **argv;
-    int i;                 /* next argv index */
-    const char *shortp;    /* rest of a bundle like -af, or NULL */
+    int i;              /* next argv index */
+    const char *shortp; /* rest of a bundle like -af, or NULL */
     const struct arg_spec *specs[2];
     unsigned flags;
-    bool only_positional;  /* after "--" or the first positional */
+    bool only_positional; /* after "--" or the first positional */
     char error[256];
 };
 

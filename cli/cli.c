@@ -28,9 +28,12 @@ enum {
 };
 
 const struct arg_spec cli_global_specs[] = {
-    {"server", 0, true, G_SERVER},   {"token", 0, true, G_TOKEN},
-    {"output", 'o', true, G_OUTPUT}, {"help", 'h', false, G_HELP},
-    {"insecure", 0, false, G_INSECURE}, {"cacert", 0, true, G_CACERT},
+    {"server", 0, true, G_SERVER},
+    {"token", 0, true, G_TOKEN},
+    {"output", 'o', true, G_OUTPUT},
+    {"help", 'h', false, G_HELP},
+    {"insecure", 0, false, G_INSECURE},
+    {"cacert", 0, true, G_CACERT},
     {NULL, 0, false, 0},
 };
 
@@ -61,8 +64,8 @@ cli_usage(struct cli_ctx *ctx, const char *cmd, const char *fmt, ...)
     va_end(ap);
     char *clean = fmt_sanitize(msg, 0);
     if (cmd != NULL)
-        fprintf(ctx->err, "cloudctl: %s: %s (see 'cloudctl %s --help')\n",
-                cmd, clean, cmd);
+        fprintf(ctx->err, "cloudctl: %s: %s (see 'cloudctl %s --help')\n", cmd,
+                clean, cmd);
     else
         fprintf(ctx->err, "cloudctl: %s (see 'cloudctl --help')\n", clean);
     free(clean);
@@ -87,9 +90,10 @@ cli_global_opt(struct cli_ctx *ctx, const char *cmd, int id, const char *val)
     case G_OUTPUT:
         m = fmt_mode_parse(val);
         if (m < 0)
-            return cli_usage(ctx, cmd,
-                             "output format \"%s\" is not one of table, "
-                             "wide, json, name", val);
+            return cli_usage(
+                ctx, cmd,
+                "output format \"%s\" is not one of table, wide, json, name",
+                val);
         ctx->output = (enum fmt_mode)m;
         ctx->output_set = true;
         return 0;
@@ -203,8 +207,8 @@ cli_connect(struct cli_ctx *ctx)
 
     ctx->server = xstrdup(url);
     ctx->token = token ? xstrdup(token) : NULL;
-    ctx->http = cli_http_new(ctx->server, ctx->token, ctx->cacert,
-                             ctx->insecure, &err);
+    ctx->http =
+        cli_http_new(ctx->server, ctx->token, ctx->cacert, ctx->insecure, &err);
     if (ctx->http == NULL) {
         cli_fail(ctx, "%s", err);
         goto out;
@@ -220,8 +224,8 @@ out:
 /* ---- API calls ------------------------------------------------------- */
 
 int
-cli_api(struct cli_ctx *ctx, const char *method, const char *path,
-        json_t *body, json_t **out, int *status)
+cli_api(struct cli_ctx *ctx, const char *method, const char *path, json_t *body,
+        json_t **out, int *status)
 {
     struct cli_http_resp r;
     char *b = NULL;
@@ -281,9 +285,9 @@ cli_api_list(struct cli_ctx *ctx, const char *path, json_t **items)
     for (int page = 0; page < CLI_MAX_PAGES; page++) {
         json_t *ans = NULL;
         char *esc = cursor ? cli_escape(cursor) : NULL;
-        char *p = xasprintf("%s%climit=1000%s%s", path,
-                            strchr(path, '?') ? '&' : '?',
-                            esc ? "&after=" : "", esc ? esc : "");
+        char *p =
+            xasprintf("%s%climit=1000%s%s", path, strchr(path, '?') ? '&' : '?',
+                      esc ? "&after=" : "", esc ? esc : "");
         free(esc);
         rc = cli_api(ctx, "GET", p, NULL, &ans, NULL);
         free(p);
@@ -355,8 +359,8 @@ cli_escape(const char *s)
 void
 cli_print_json(struct cli_ctx *ctx, json_t *v)
 {
-    char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY |
-                                JSON_PRESERVE_ORDER);
+    char *s =
+        json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     if (s != NULL)
         fprintf(ctx->out, "%s\n", s);
     free(s);
@@ -390,7 +394,8 @@ cli_parse_duration(const char *s)
 void
 cli_sleep_ms(long ms)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    struct timespec ts = {.tv_sec = ms / 1000,
+                          .tv_nsec = (ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }

@@ -42,11 +42,11 @@ struct cli_ctx {
     bool insecure;
     enum fmt_mode output;
     bool output_set;
-    bool color;      /* ANSI colours on out: a TTY and no NO_COLOR */
-    bool progress;   /* progress lines on err: a TTY */
-    bool help;       /* --help seen while parsing */
-    char *server;    /* resolved base URL */
-    char *token;     /* resolved bearer token, or NULL */
+    bool color;    /* ANSI colours on out: a TTY and no NO_COLOR */
+    bool progress; /* progress lines on err: a TTY */
+    bool help;     /* --help seen while parsing */
+    char *server;  /* resolved base URL */
+    char *token;   /* resolved bearer token, or NULL */
     struct cli_http *http;
 };
 

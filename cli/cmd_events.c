@@ -124,8 +124,9 @@ cli_watch(struct cli_ctx *ctx, const char *path, bool raw)
         }
         if (got < 0 && !warned) {
             /* Said once per outage; the watch goes on by itself. */
-            fprintf(ctx->err, "cloudctl: watch interrupted (%s); "
-                              "reconnecting\n", r.error);
+            fprintf(ctx->err,
+                    "cloudctl: watch interrupted (%s); reconnecting\n",
+                    r.error);
             warned = true;
         }
         cli_http_resp_clear(&r);
@@ -155,8 +156,8 @@ events_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         break;
     case OPT_SINCE:
         if (cli_parse_int(val, 0, (1LL << 62), &n) < 0)
-            return cli_usage(ctx, "events",
-                             "--since \"%s\" is not an event id", val);
+            return cli_usage(ctx, "events", "--since \"%s\" is not an event id",
+                             val);
         o->since = val;
         break;
     case OPT_TYPE:
@@ -175,8 +176,8 @@ add_query(char *path, const char *key, const char *val)
     if (val == NULL)
         return path;
     char *esc = cli_escape(val);
-    char *p = xasprintf("%s%c%s=%s", path, strchr(path, '?') ? '&' : '?', key,
-                        esc);
+    char *p =
+        xasprintf("%s%c%s=%s", path, strchr(path, '?') ? '&' : '?', key, esc);
     free(esc);
     free(path);
     return p;
@@ -186,12 +187,9 @@ int
 cmd_events(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct arg_spec specs[] = {
-        {"follow", 'f', false, OPT_FOLLOW},
-        {"watch", 'w', false, OPT_FOLLOW},
-        {"since", 0, true, OPT_SINCE},
-        {"type", 0, true, OPT_TYPE},
-        {"object", 0, true, OPT_OBJECT},
-        {NULL, 0, false, 0},
+        {"follow", 'f', false, OPT_FOLLOW}, {"watch", 'w', false, OPT_FOLLOW},
+        {"since", 0, true, OPT_SINCE},      {"type", 0, true, OPT_TYPE},
+        {"object", 0, true, OPT_OBJECT},    {NULL, 0, false, 0},
     };
     struct events_opts o = {0};
     char **pos = NULL, *path = NULL;
@@ -265,12 +263,11 @@ cmd_config(struct cli_ctx *ctx, int argc, char **argv)
                        &npos);
         if (rc == 0)
             rc = cli_usage(ctx, "config",
-                           "a subcommand is required (get, set, unset, "
-                           "watch)");
+                           "a subcommand is required (get, set, unset, watch)");
         goto out;
     }
-    rc = cli_parse(ctx, "config", NULL, 0, argc - 1, argv + 1, NULL, NULL,
-                   &pos, &npos);
+    rc = cli_parse(ctx, "config", NULL, 0, argc - 1, argv + 1, NULL, NULL, &pos,
+                   &npos);
     if (rc != 0)
         goto out;
     if (npos < 1) {
@@ -293,8 +290,9 @@ cmd_config(struct cli_ctx *ctx, int argc, char **argv)
     } else if (strcmp(sub, "set") == 0 || strcmp(sub, "unset") == 0) {
         bool set = strcmp(sub, "set") == 0;
         if (npos < 2) {
-            rc = cli_usage(ctx, "config", set ? "set takes SERVICE KEY=VALUE..."
-                                              : "unset takes SERVICE KEY...");
+            rc = cli_usage(ctx, "config",
+                           set ? "set takes SERVICE KEY=VALUE..."
+                               : "unset takes SERVICE KEY...");
             goto out;
         }
         body = json_object();
@@ -306,8 +304,8 @@ cmd_config(struct cli_ctx *ctx, int argc, char **argv)
             }
             const char *eq = strchr(pos[i], '=');
             if (eq == NULL || eq == pos[i]) {
-                rc = cli_usage(ctx, "config", "\"%s\" is not KEY=VALUE",
-                               pos[i]);
+                rc =
+                    cli_usage(ctx, "config", "\"%s\" is not KEY=VALUE", pos[i]);
                 goto out;
             }
             char *k = xstrndup(pos[i], (size_t)(eq - pos[i]));

@@ -82,8 +82,7 @@ hosts_each(struct cli_ctx *ctx, const char *action, int argc, char **argv)
     json_t *all = json_array();
     bool get = action == NULL;
 
-    rc = cli_parse(ctx, "hosts", NULL, 0, argc, argv, NULL, NULL, &pos,
-                   &npos);
+    rc = cli_parse(ctx, "hosts", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
     if (rc == 0 && npos < 1)
         rc = cli_usage(ctx, "hosts", "a host NAME is required");
     for (int i = 0; rc == 0 && i < npos; i++) {
@@ -128,7 +127,8 @@ cmd_hosts(struct cli_ctx *ctx, int argc, char **argv)
     if (strcmp(sub, "cordon") == 0 || strcmp(sub, "uncordon") == 0 ||
         strcmp(sub, "drain") == 0)
         return hosts_each(ctx, sub, argc - 1, argv + 1);
-    return cli_usage(ctx, "hosts",
-                     "unknown subcommand \"%s\" (ls, inspect, cordon, "
-                     "uncordon, drain)", sub);
+    return cli_usage(
+        ctx, "hosts",
+        "unknown subcommand \"%s\" (ls, inspect, cordon, uncordon, drain)",
+        sub);
 }

@@ -34,8 +34,7 @@ images_ls(struct cli_ctx *ctx, int argc, char **argv)
     int npos, rc;
     json_t *items = NULL;
 
-    rc = cli_parse(ctx, "images", NULL, 0, argc, argv, NULL, NULL, &pos,
-                   &npos);
+    rc = cli_parse(ctx, "images", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
     if (rc == 0 && npos > 0)
         rc = cli_usage(ctx, "images", "unexpected argument \"%s\"", pos[0]);
     if (rc == 0)
@@ -62,8 +61,7 @@ images_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
     json_t *all = json_array();
     bool get = strcmp(method, "GET") == 0;
 
-    rc = cli_parse(ctx, "images", NULL, 0, argc, argv, NULL, NULL, &pos,
-                   &npos);
+    rc = cli_parse(ctx, "images", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
     if (rc == 0 && npos < 1)
         rc = cli_usage(ctx, "images", "an image REF or ID is required");
     for (int i = 0; rc == 0 && i < npos; i++) {
@@ -138,9 +136,9 @@ images_push(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if ((o.kernel == NULL) == (o.disk == NULL)) {
-        rc = cli_usage(ctx, "images",
-                       "push needs --kernel FILE (with optional --initrd) or "
-                       "--disk FILE");
+        rc = cli_usage(
+            ctx, "images",
+            "push needs --kernel FILE (with optional --initrd) or --disk FILE");
         goto out;
     }
     const char *files[] = {o.kernel, o.initrd, o.disk};
@@ -187,6 +185,5 @@ cmd_images(struct cli_ctx *ctx, int argc, char **argv)
     if (strcmp(sub, "push") == 0)
         return images_push(ctx, argc - 1, argv + 1);
     return cli_usage(ctx, "images",
-                     "unknown subcommand \"%s\" (ls, inspect, push, rm)",
-                     sub);
+                     "unknown subcommand \"%s\" (ls, inspect, push, rm)", sub);
 }

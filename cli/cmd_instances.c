@@ -113,12 +113,9 @@ int
 cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct arg_spec specs[] = {
-        {"all", 'a', false, OPT_ALL},
-        {"quiet", 'q', false, OPT_QUIET},
-        {"service", 0, true, OPT_SERVICE},
-        {"host", 0, true, OPT_HOST},
-        {"state", 0, true, OPT_STATE},
-        {NULL, 0, false, 0},
+        {"all", 'a', false, OPT_ALL},      {"quiet", 'q', false, OPT_QUIET},
+        {"service", 0, true, OPT_SERVICE}, {"host", 0, true, OPT_HOST},
+        {"state", 0, true, OPT_STATE},     {NULL, 0, false, 0},
     };
     struct ps_opts o = {0};
     char **pos = NULL;
@@ -136,8 +133,8 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
     path = xstrdup("/v1/instances");
     const struct {
         const char *key, *val;
-    } filters[] = {{"service", o.service}, {"host", o.host},
-                   {"state", o.state}};
+    } filters[] = {
+        {"service", o.service}, {"host", o.host}, {"state", o.state}};
     for (size_t i = 0; i < sizeof(filters) / sizeof(filters[0]); i++) {
         if (filters[i].val == NULL)
             continue;
@@ -186,8 +183,8 @@ cmd_inspect(struct cli_ctx *ctx, int argc, char **argv)
     int npos, rc;
     json_t *all = json_array();
 
-    rc = cli_parse(ctx, "inspect", NULL, 0, argc, argv, NULL, NULL, &pos,
-                   &npos);
+    rc =
+        cli_parse(ctx, "inspect", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
     if (rc != 0)
         goto out;
     if (npos < 1) {
@@ -250,8 +247,7 @@ logs_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         o->follow = true;
     } else if (id == OPT_TAIL) {
         if (cli_parse_int(val, 0, 100000000, &n) < 0)
-            return cli_usage(ctx, "logs", "--tail \"%s\" is not a number",
-                             val);
+            return cli_usage(ctx, "logs", "--tail \"%s\" is not a number", val);
         o->tail = val;
     }
     return 0;
@@ -281,13 +277,13 @@ cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
     char **pos = NULL, *path = NULL;
     int npos, rc;
 
-    rc = cli_parse(ctx, "logs", specs, 0, argc, argv, logs_opt, &o, &pos,
-                   &npos);
+    rc =
+        cli_parse(ctx, "logs", specs, 0, argc, argv, logs_opt, &o, &pos, &npos);
     if (rc != 0)
         goto out;
     if (npos != 1) {
-        rc = cli_usage(ctx, "logs", "exactly one instance ID or NAME is "
-                                    "required");
+        rc = cli_usage(ctx, "logs",
+                       "exactly one instance ID or NAME is required");
         goto out;
     }
     if (cli_connect(ctx) != 0) {
@@ -297,8 +293,7 @@ cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
     char *base = instance_path(pos[0], "/logs");
     path = xasprintf("%s%s%s%s%s", base, o.follow || o.tail ? "?" : "",
                      o.follow ? "follow=true" : "",
-                     o.follow && o.tail ? "&" : "",
-                     o.tail ? "tail=" : "");
+                     o.follow && o.tail ? "&" : "", o.tail ? "tail=" : "");
     free(base);
     if (o.tail) {
         char *p = xasprintf("%s%s", path, o.tail);
@@ -345,8 +340,8 @@ kill_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
     if (id == OPT_SIGNAL) {
         *sig = parse_signal(val);
         if (*sig == NULL)
-            return cli_usage(ctx, "kill",
-                             "signal \"%s\" is not TERM or KILL", val);
+            return cli_usage(ctx, "kill", "signal \"%s\" is not TERM or KILL",
+                             val);
     }
     return 0;
 }
@@ -354,8 +349,7 @@ kill_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 /* Kills every live instance of service name; the service's own 404 is
  * what the user sees when neither an instance nor a service matched. */
 static int
-kill_service(struct cli_ctx *ctx, const char *name, json_t *body,
-             bool *found)
+kill_service(struct cli_ctx *ctx, const char *name, json_t *body, bool *found)
 {
     char *esc = cli_escape(name);
     char *spath = xasprintf("/v1/services/%s", esc);
@@ -380,8 +374,7 @@ kill_service(struct cli_ctx *ctx, const char *name, json_t *body,
             continue;
         char *kpath = instance_path(id, "/kill");
         if (cli_api(ctx, "POST", kpath, body, &ans, NULL) == 0) {
-            char *s = fmt_sanitize(jstr(it, "name") ? jstr(it, "name") : id,
-                                   0);
+            char *s = fmt_sanitize(jstr(it, "name") ? jstr(it, "name") : id, 0);
             fprintf(ctx->out, "%s\n", s);
             free(s);
         } else {
@@ -449,8 +442,8 @@ cmd_kill(struct cli_ctx *ctx, int argc, char **argv)
     rc = cli_parse(ctx, "kill", specs, 0, argc, argv, kill_opt, &sig, &pos,
                    &npos);
     if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "kill", "an instance ID, NAME or SERVICE is "
-                                    "required");
+        rc = cli_usage(ctx, "kill",
+                       "an instance ID, NAME or SERVICE is required");
     if (rc == 0)
         rc = signal_instances(ctx, "kill", sig, true, npos, pos);
     free(pos);
@@ -531,9 +524,9 @@ wait_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
     if (id == OPT_TIMEOUT) {
         *timeout = cli_parse_duration(val);
         if (*timeout < 0)
-            return cli_usage(ctx, "wait",
-                             "--timeout \"%s\" is not a duration like 90s, "
-                             "5m or 1h", val);
+            return cli_usage(
+                ctx, "wait",
+                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
     }
     return 0;
 }
@@ -601,8 +594,8 @@ cmd_wait(struct cli_ctx *ctx, int argc, char **argv)
     char **pos = NULL;
     int npos, rc;
 
-    rc = cli_parse(ctx, "wait", specs, 0, argc, argv, wait_opt, &timeout,
-                   &pos, &npos);
+    rc = cli_parse(ctx, "wait", specs, 0, argc, argv, wait_opt, &timeout, &pos,
+                   &npos);
     if (rc == 0 && npos < 1)
         rc = cli_usage(ctx, "wait", "an instance ID or NAME is required");
     /* Several instances: every code is printed, the last one is the

@@ -13,8 +13,7 @@
 #include "cli.h"
 
 /* Parses a base-10 integer within [min, max]; -1 when it is not one. */
-int cli_parse_int(const char *s, long long min, long long max,
-                  long long *out);
+int cli_parse_int(const char *s, long long min, long long max, long long *out);
 /* "256", "256M", "2G", "1Ti"... into MiB (bare numbers are MiB). */
 int cli_parse_size_mib(const char *s, long long *mib);
 /* Adds "K=V" (or K from the environment) to a JSON object. */
@@ -35,7 +34,7 @@ enum {
 };
 
 struct cli_spec {
-    json_t *body;        /* the request being built */
+    json_t *body; /* the request being built */
     json_t *resources;
     json_t *constraints;
     json_t *env;

@@ -113,9 +113,10 @@ cli_add_env(struct cli_ctx *ctx, const char *cmd, json_t *obj, const char *kv)
     if (eq == NULL) {
         const char *v = getenv(kv);
         if (v == NULL)
-            return cli_usage(ctx, cmd,
-                             "--env %s: not set in this environment (use "
-                             "--env %s=VALUE)", kv, kv);
+            return cli_usage(
+                ctx, cmd,
+                "--env %s: not set in this environment (use --env %s=VALUE)",
+                kv, kv);
         json_object_set_new(obj, kv, json_string(v));
         return 0;
     }
@@ -126,31 +127,29 @@ cli_add_env(struct cli_ctx *ctx, const char *cmd, json_t *obj, const char *kv)
 }
 
 int
-cli_spec_opt(struct cli_ctx *ctx, const char *cmd, struct cli_spec *sp,
-             int id, const char *val)
+cli_spec_opt(struct cli_ctx *ctx, const char *cmd, struct cli_spec *sp, int id,
+             const char *val)
 {
     long long n;
 
     switch (id) {
     case CLI_SPEC_CPUS:
         if (cli_parse_int(val, 1, 1000000, &n) < 0)
-            return cli_usage(ctx, cmd,
-                             "--cpus \"%s\" is not a whole number of vCPUs",
-                             val);
+            return cli_usage(
+                ctx, cmd, "--cpus \"%s\" is not a whole number of vCPUs", val);
         json_object_set_new(sp->resources, "vcpus", json_integer(n));
         return 0;
     case CLI_SPEC_MEMORY:
         if (cli_parse_size_mib(val, &n) < 0)
-            return cli_usage(ctx, cmd,
-                             "--memory \"%s\" is not a size like 256M or "
-                             "2G", val);
+            return cli_usage(
+                ctx, cmd, "--memory \"%s\" is not a size like 256M or 2G", val);
         json_object_set_new(sp->resources, "memory_mib", json_integer(n));
         return 0;
     case CLI_SPEC_DISK:
         if (cli_parse_size_mib(val, &n) < 0 || n % 1024 != 0)
-            return cli_usage(ctx, cmd,
-                             "--disk \"%s\" is not a whole number of GiB "
-                             "like 10G", val);
+            return cli_usage(
+                ctx, cmd, "--disk \"%s\" is not a whole number of GiB like 10G",
+                val);
         json_object_set_new(sp->resources, "disk_gib", json_integer(n / 1024));
         return 0;
     case CLI_SPEC_RESTART:
@@ -163,8 +162,8 @@ cli_spec_opt(struct cli_ctx *ctx, const char *cmd, struct cli_spec *sp,
     case CLI_SPEC_BINPACK: {
         const char *s = id == CLI_SPEC_SPREAD ? "spread" : "binpack";
         if (sp->strategy != NULL && strcmp(sp->strategy, s) != 0)
-            return cli_usage(ctx, cmd, "--spread and --binpack exclude each "
-                                       "other");
+            return cli_usage(ctx, cmd,
+                             "--spread and --binpack exclude each other");
         sp->strategy = s;
         return 0;
     }
@@ -205,8 +204,7 @@ cli_spec_finish(struct cli_spec *sp, bool fill_defaults)
                 json_object_set_new(sp->resources, "memory_mib",
                                     json_integer(256));
             if (!json_object_get(sp->resources, "disk_gib"))
-                json_object_set_new(sp->resources, "disk_gib",
-                                    json_integer(0));
+                json_object_set_new(sp->resources, "disk_gib", json_integer(0));
         }
         json_object_set(sp->body, "resources", sp->resources);
     }
@@ -214,13 +212,12 @@ cli_spec_finish(struct cli_spec *sp, bool fill_defaults)
         sp->max_per_host >= 0) {
         json_t *pl = json_object();
         json_object_set(pl, "constraints", sp->constraints);
-        json_object_set_new(pl, "strategy",
-                            json_string(sp->strategy ? sp->strategy
-                                                     : "spread"));
-        json_object_set_new(pl, "max_per_host",
-                            json_integer(sp->max_per_host > 0
-                                             ? sp->max_per_host
-                                             : 0));
+        json_object_set_new(
+            pl, "strategy",
+            json_string(sp->strategy ? sp->strategy : "spread"));
+        json_object_set_new(
+            pl, "max_per_host",
+            json_integer(sp->max_per_host > 0 ? sp->max_per_host : 0));
         json_object_set_new(sp->body, "placement", pl);
     }
     if (sp->env_set)
@@ -313,8 +310,10 @@ cli_wait_instance_running(struct cli_ctx *ctx, const char *id, long timeout_s,
         if (fmt_state_is_final(state)) {
             cli_progress_done(ctx);
             if (json_is_integer(code))
-                cli_fail(ctx, "instance %s %s with code %" JSON_INTEGER_FORMAT
-                              "%s%s", name, state, json_integer_value(code),
+                cli_fail(ctx,
+                         "instance %s %s with code %" JSON_INTEGER_FORMAT
+                         "%s%s",
+                         name, state, json_integer_value(code),
                          reason ? ": " : "", reason ? reason : "");
             else
                 cli_fail(ctx, "instance %s %s%s%s", name, state,
@@ -325,9 +324,8 @@ cli_wait_instance_running(struct cli_ctx *ctx, const char *id, long timeout_s,
         double elapsed = cli_now_mono() - start;
         if (timeout_s > 0 && elapsed >= (double)timeout_s) {
             cli_progress_done(ctx);
-            cli_fail(ctx, "instance %s is still %s after %lds%s%s", name,
-                     state, timeout_s, pending ? ": " : "",
-                     pending ? pending : "");
+            cli_fail(ctx, "instance %s is still %s after %lds%s%s", name, state,
+                     timeout_s, pending ? ": " : "", pending ? pending : "");
             json_decref(inst);
             break;
         }
@@ -385,18 +383,18 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
                 running++;
             else if (strcmp(st, "failed") == 0 && failure == NULL &&
                      strcmp(desired, "running") == 0)
-                failure = xasprintf("instance %s failed%s%s", jstr(it, "name"),
-                                    jstr(it, "reason") ? ": " : "",
-                                    jstr(it, "reason") ? jstr(it, "reason")
-                                                       : "");
+                failure =
+                    xasprintf("instance %s failed%s%s", jstr(it, "name"),
+                              jstr(it, "reason") ? ": " : "",
+                              jstr(it, "reason") ? jstr(it, "reason") : "");
             else if (pending == NULL && jstr(it, "pending_reason") != NULL)
                 pending = jstr(it, "pending_reason");
         }
         double elapsed = cli_now_mono() - start;
         bool done = running >= want && live <= want;
-        char *line = xasprintf("service %s: %lld/%lld running%s%s", name,
-                               running, want, pending ? "; " : "",
-                               pending ? pending : "");
+        char *line =
+            xasprintf("service %s: %lld/%lld running%s%s", name, running, want,
+                      pending ? "; " : "", pending ? pending : "");
         if (done) {
             cli_progress_done(ctx);
             rc = 0;
@@ -470,9 +468,9 @@ run_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
     case OPT_TIMEOUT:
         o->timeout = cli_parse_duration(val);
         if (o->timeout < 0)
-            return cli_usage(ctx, "run",
-                             "--timeout \"%s\" is not a duration like 90s, "
-                             "5m or 1h", val);
+            return cli_usage(
+                ctx, "run",
+                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
         return 0;
     case OPT_CPUS:
         return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_CPUS, val);
@@ -533,8 +531,7 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
         json_object_set_new(o.spec.body, "args", args);
     }
     if (o.replicas >= 0)
-        json_object_set_new(o.spec.body, "replicas",
-                            json_integer(o.replicas));
+        json_object_set_new(o.spec.body, "replicas", json_integer(o.replicas));
     /* The API has no labels yet; sending them lets the server say so
      * (422 unknown field) rather than dropping the user's intent. */
     if (json_object_size(o.labels) > 0)
@@ -562,8 +559,8 @@ cmd_run(struct cli_ctx *ctx, int argc, char **argv)
     rc = cli_run_build(ctx, argc, argv, &body, &service, &wait, &timeout);
     if (rc != 0)
         return rc;
-    rc = cli_api(ctx, "POST", service ? "/v1/services" : "/v1/instances",
-                 body, &obj, NULL);
+    rc = cli_api(ctx, "POST", service ? "/v1/services" : "/v1/instances", body,
+                 &obj, NULL);
     if (rc != 0)
         goto out;
     const char *id = jstr(obj, "id");

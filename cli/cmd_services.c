@@ -50,9 +50,9 @@ wait_opt(struct cli_ctx *ctx, const char *cmd, struct wait_opts *o, int id,
     } else if (id == OPT_TIMEOUT) {
         o->timeout = cli_parse_duration(val);
         if (o->timeout < 0)
-            return cli_usage(ctx, cmd,
-                             "--timeout \"%s\" is not a duration like 90s, "
-                             "5m or 1h", val);
+            return cli_usage(
+                ctx, cmd,
+                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
     }
     return 0;
 }
@@ -153,8 +153,8 @@ services_ls(struct cli_ctx *ctx, int argc, char **argv)
     json_t *items = NULL;
     char *path = NULL;
 
-    rc = cli_parse(ctx, "services", specs, 0, argc, argv, ls_opt, &state,
-                   &pos, &npos);
+    rc = cli_parse(ctx, "services", specs, 0, argc, argv, ls_opt, &state, &pos,
+                   &npos);
     if (rc != 0)
         goto out;
     if (npos > 0) {
@@ -262,8 +262,8 @@ update_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         return 0;
     case OPT_REPLICAS:
         if (cli_parse_int(val, 0, 1000000, &n) < 0)
-            return cli_usage(ctx, "services", "--replicas \"%s\" is not a "
-                                              "number", val);
+            return cli_usage(ctx, "services",
+                             "--replicas \"%s\" is not a number", val);
         json_object_set_new(o->spec.body, "replicas", json_integer(n));
         return 0;
     case OPT_ARG:
@@ -278,8 +278,7 @@ update_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 
 int
 cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
-                          json_t **body, char **name, bool *wait,
-                          long *timeout)
+                          json_t **body, char **name, bool *wait, long *timeout)
 {
     struct update_opts o = {0};
     char **pos = NULL;
@@ -289,13 +288,13 @@ cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
     *name = NULL;
     cli_spec_init(&o.spec);
     o.args = json_array();
-    rc = cli_parse(ctx, "services", update_specs, 0, argc, argv, update_opt,
-                   &o, &pos, &npos);
+    rc = cli_parse(ctx, "services", update_specs, 0, argc, argv, update_opt, &o,
+                   &pos, &npos);
     if (rc != 0)
         goto out;
     if (npos != 1) {
-        rc = cli_usage(ctx, "services",
-                       "update needs exactly one service NAME");
+        rc =
+            cli_usage(ctx, "services", "update needs exactly one service NAME");
         goto out;
     }
     if (json_array_size(o.args) > 0)
@@ -304,8 +303,9 @@ cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
      * values at hand, the documented defaults fill the gaps. */
     cli_spec_finish(&o.spec, true);
     if (json_object_size(o.spec.body) == 0) {
-        rc = cli_usage(ctx, "services", "update needs at least one change "
-                                        "(--image, --replicas, --cpus...)");
+        rc = cli_usage(
+            ctx, "services",
+            "update needs at least one change (--image, --replicas, --cpus...)");
         goto out;
     }
     *body = json_incref(o.spec.body);
@@ -339,8 +339,8 @@ services_update(struct cli_ctx *ctx, int argc, char **argv)
             cli_print_json(ctx, svc);
         } else {
             char *s = fmt_sanitize(name, 0);
-            fprintf(ctx->out, "%s updated (generation %" JSON_INTEGER_FORMAT
-                              ")\n", s,
+            fprintf(ctx->out,
+                    "%s updated (generation %" JSON_INTEGER_FORMAT ")\n", s,
                     json_integer_value(json_object_get(svc, "generation")));
             free(s);
         }

@@ -141,8 +141,8 @@ fmt_table_print(const struct fmt_table *t, FILE *out, bool color)
                     paint ? "\033[0m" : "");
             /* No trailing blanks: golden files and `cut` stay clean. */
             if (c + 1 < t->ncols)
-                fprintf(out, "%*s", (int)(width[c] - text_width(cell) + FMT_GAP),
-                        "");
+                fprintf(out, "%*s",
+                        (int)(width[c] - text_width(cell) + FMT_GAP), "");
         }
         fputc('\n', out);
     }
@@ -197,8 +197,8 @@ fmt_parse_time(const char *s, time_t *out)
         parse_digits(&p, 2, &min) < 0 || *p++ != ':' ||
         parse_digits(&p, 2, &sec) < 0)
         return -1;
-    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 ||
-        min > 59 || sec > 60)
+    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
+        sec > 60)
         return -1;
     if (*p == '.')
         for (p++; *p >= '0' && *p <= '9'; p++)
@@ -397,8 +397,8 @@ join_labels(const json_t *obj)
         }
     for (i = 0; i < n; i++) {
         const char *sv = jstr(obj, keys[i]);
-        char *next = xasprintf("%s%s%s=%s", r, i ? "," : "", keys[i],
-                               sv ? sv : "");
+        char *next =
+            xasprintf("%s%s%s=%s", r, i ? "," : "", keys[i], sv ? sv : "");
         free(r);
         r = next;
     }
@@ -420,9 +420,10 @@ join_array(const json_t *arr)
         if (json_is_string(v))
             item = xstrdup(json_string_value(v));
         else if (json_is_object(v) && json_object_get(v, "port"))
-            item = xasprintf("%s%s%lld/%s", jstr(v, "name") ? jstr(v, "name") : "",
-                             jstr(v, "name") ? ":" : "", jint(v, "port"),
-                             jstr(v, "protocol") ? jstr(v, "protocol") : "tcp");
+            item =
+                xasprintf("%s%s%lld/%s", jstr(v, "name") ? jstr(v, "name") : "",
+                          jstr(v, "name") ? ":" : "", jint(v, "port"),
+                          jstr(v, "protocol") ? jstr(v, "protocol") : "tcp");
         else if (json_is_object(v) && jstr(v, "address"))
             item = xstrdup(jstr(v, "address"));
         else
@@ -463,8 +464,8 @@ print_names(FILE *out, const json_t *items, const char *key)
     json_t *it;
     json_array_foreach((json_t *)items, i, it)
     {
-        char *v = key == NULL ? image_ref(it)
-                  : jstr(it, key) ? xstrdup(jstr(it, key))
+        char *v = key == NULL      ? image_ref(it)
+                  : jstr(it, key)  ? xstrdup(jstr(it, key))
                   : jstr(it, "id") ? xstrdup(jstr(it, "id"))
                                    : NULL;
         if (v != NULL) {
@@ -490,7 +491,7 @@ void
 fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
               bool color)
 {
-    static const char *const head[] = {"ID",   "NAME", "SERVICE",
+    static const char *const head[] = {"ID",    "NAME", "SERVICE",
                                        "STATE", "HOST", "AGE"};
     static const char *const whead[] = {
         "ID",   "NAME",     "SERVICE",   "IMAGE", "STATE", "DESIRED",
@@ -537,9 +538,8 @@ fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
             char shortid[13] = "";
             if (id != NULL)
                 xstrlcpy(shortid, id, sizeof(shortid));
-            const char *row[] = {shortid,           jstr(it, "name"),
-                                 jstr(it, "service"), state,
-                                 jstr(it, "host"),  age};
+            const char *row[] = {shortid, jstr(it, "name"), jstr(it, "service"),
+                                 state,   jstr(it, "host"), age};
             enum fmt_color cols[6] = {[3] = sc};
             fmt_table_row(t, row, cols);
         }
@@ -556,12 +556,12 @@ void
 fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
              bool color)
 {
-    static const char *const head[] = {"NAME",    "IMAGE", "REPLICAS",
-                                       "RESTART", "GEN",   "STATE", "AGE"};
+    static const char *const head[] = {"NAME", "IMAGE", "REPLICAS", "RESTART",
+                                       "GEN",  "STATE", "AGE"};
     static const char *const whead[] = {
-        "NAME", "ID",     "IMAGE",    "REPLICAS",    "RESTART", "GEN",
-        "CPUS", "MEMORY", "STRATEGY", "CONSTRAINTS", "PORTS",   "STATE",
-        "AGE"};
+        "NAME",  "ID",    "IMAGE",  "REPLICAS", "RESTART",
+        "GEN",   "CPUS",  "MEMORY", "STRATEGY", "CONSTRAINTS",
+        "PORTS", "STATE", "AGE"};
     struct fmt_table *t;
     size_t i;
     json_t *it;
@@ -589,20 +589,29 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
                        : xstrdup("-");
             c[5] = join_array(json_object_get(pl, "constraints"));
             c[6] = join_array(json_object_get(it, "ports"));
-            const char *row[] = {jstr(it, "name"), jstr(it, "id"),
-                                 jstr(it, "image"), c[0],
-                                 jstr(it, "restart"), c[1],
-                                 c[3], c[4],
-                                 jstr(pl, "strategy"), c[5],
-                                 c[6], state,
+            const char *row[] = {jstr(it, "name"),
+                                 jstr(it, "id"),
+                                 jstr(it, "image"),
+                                 c[0],
+                                 jstr(it, "restart"),
+                                 c[1],
+                                 c[3],
+                                 c[4],
+                                 jstr(pl, "strategy"),
+                                 c[5],
+                                 c[6],
+                                 state,
                                  c[2]};
             enum fmt_color cols[13] = {[11] = sc};
             fmt_table_row(t, row, cols);
             free_cells(c, 7);
         } else {
-            const char *row[] = {jstr(it, "name"), jstr(it, "image"),
-                                 c[0],             jstr(it, "restart"),
-                                 c[1],             state,
+            const char *row[] = {jstr(it, "name"),
+                                 jstr(it, "image"),
+                                 c[0],
+                                 jstr(it, "restart"),
+                                 c[1],
+                                 state,
                                  c[2]};
             enum fmt_color cols[7] = {[5] = sc};
             fmt_table_row(t, row, cols);
@@ -643,13 +652,12 @@ void
 fmt_hosts(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
           bool color)
 {
-    static const char *const head[] = {"NAME",   "STATE",     "ADDRESS",
-                                       "CPUS",   "MEMORY",    "INSTANCES",
-                                       "LAST SEEN"};
+    static const char *const head[] = {
+        "NAME", "STATE", "ADDRESS", "CPUS", "MEMORY", "INSTANCES", "LAST SEEN"};
     static const char *const whead[] = {
-        "NAME",      "ID",        "STATE",  "ADDRESS", "CPUS",
-        "MEMORY",    "DISK",      "INSTANCES", "LABELS", "HYPERVISOR",
-        "ARCH",      "EPOCH",     "LAST SEEN"};
+        "NAME",   "ID",    "STATE",     "ADDRESS", "CPUS",
+        "MEMORY", "DISK",  "INSTANCES", "LABELS",  "HYPERVISOR",
+        "ARCH",   "EPOCH", "LAST SEEN"};
     struct fmt_table *t;
     size_t i;
     json_t *it;
@@ -673,19 +681,30 @@ fmt_hosts(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
             free(disk);
             c[5] = join_labels(json_object_get(it, "labels"));
             c[6] = int_str(it, "session_epoch");
-            const char *row[] = {jstr(it, "name"), jstr(it, "id"),
-                                 state,            jstr(it, "address"),
-                                 c[0],             c[1],
-                                 c[4],             c[2],
-                                 c[5],             jstr(it, "hypervisor"),
-                                 jstr(it, "arch"), c[6],
+            const char *row[] = {jstr(it, "name"),
+                                 jstr(it, "id"),
+                                 state,
+                                 jstr(it, "address"),
+                                 c[0],
+                                 c[1],
+                                 c[4],
+                                 c[2],
+                                 c[5],
+                                 jstr(it, "hypervisor"),
+                                 jstr(it, "arch"),
+                                 c[6],
                                  c[3]};
             enum fmt_color cols[13] = {[2] = host_color(state)};
             fmt_table_row(t, row, cols);
             free_cells(c, 7);
         } else {
-            const char *row[] = {jstr(it, "name"), state, jstr(it, "address"),
-                                 c[0], c[1], c[2], c[3]};
+            const char *row[] = {jstr(it, "name"),
+                                 state,
+                                 jstr(it, "address"),
+                                 c[0],
+                                 c[1],
+                                 c[2],
+                                 c[3]};
             enum fmt_color cols[7] = {[1] = host_color(state)};
             fmt_table_row(t, row, cols);
             free_cells(c, 4);
@@ -711,9 +730,9 @@ fmt_images(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
            bool color)
 {
     static const char *const head[] = {"REF", "ID", "KIND", "SIZE", "AGE"};
-    static const char *const whead[] = {"REF",    "ID",     "KIND",
-                                        "SIZE",   "KERNEL", "INITRD",
-                                        "DISK",   "CMDLINE", "AGE"};
+    static const char *const whead[] = {"REF",  "ID",      "KIND",
+                                        "SIZE", "KERNEL",  "INITRD",
+                                        "DISK", "CMDLINE", "AGE"};
     struct fmt_table *t;
     size_t i;
     json_t *it;
@@ -739,9 +758,8 @@ fmt_images(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
             c[2] = short_digest(jstr(it, "kernel_digest"));
             c[3] = short_digest(jstr(it, "initrd_digest"));
             c[4] = short_digest(jstr(it, "disk_digest"));
-            const char *row[] = {ref,  shortid, jstr(it, "kind"),
-                                 c[0], c[2],    c[3],
-                                 c[4], jstr(it, "cmdline"), c[1]};
+            const char *row[] = {ref,  shortid, jstr(it, "kind"),    c[0], c[2],
+                                 c[3], c[4],    jstr(it, "cmdline"), c[1]};
             fmt_table_row(t, row, NULL);
             free_cells(c, 5);
         } else {
@@ -783,10 +801,9 @@ fmt_event_line(FILE *out, const json_t *ev, bool color)
     char *msg = fmt_sanitize(jstr(ev, "message") ? jstr(ev, "message") : "",
                              FMT_MESSAGE_MAX);
     char *stype = fmt_sanitize(type ? type : "-", 64);
-    char *sname = fmt_sanitize(name ? name : (jstr(ev, "object_id")
-                                                  ? jstr(ev, "object_id")
-                                                  : "-"),
-                               128);
+    char *sname = fmt_sanitize(
+        name ? name : (jstr(ev, "object_id") ? jstr(ev, "object_id") : "-"),
+        128);
     char *stime = fmt_sanitize(jstr(ev, "time") ? jstr(ev, "time") : "-", 64);
     enum fmt_color c = color ? event_color(type) : FMT_PLAIN;
 
@@ -820,22 +837,38 @@ static const char *
 status_text(int status)
 {
     switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "";
     }
 }
 
@@ -874,10 +907,10 @@ fmt_error_line(int status, const char *body, size_t len, const char *method,
             first = fmt_sanitize(b, 200);
             free(b);
         }
-        line = xasprintf("cloudctl: %s %s: server answered %d%s%s%s%s",
-                         method, path, status, *status_text(status) ? " " : "",
-                         status_text(status),
-                         first && *first ? ": " : "", first ? first : "");
+        line = xasprintf("cloudctl: %s %s: server answered %d%s%s%s%s", method,
+                         path, status, *status_text(status) ? " " : "",
+                         status_text(status), first && *first ? ": " : "",
+                         first ? first : "");
         free(first);
     }
     json_decref(root);

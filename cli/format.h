@@ -53,14 +53,13 @@ void fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode,
                    time_t now, bool color);
 void fmt_services(FILE *out, const json_t *items, enum fmt_mode mode,
                   time_t now, bool color);
-void fmt_hosts(FILE *out, const json_t *items, enum fmt_mode mode,
-               time_t now, bool color);
-void fmt_images(FILE *out, const json_t *items, enum fmt_mode mode,
-                time_t now, bool color);
+void fmt_hosts(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
+               bool color);
+void fmt_images(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
+                bool color);
 /* One line per event: TIME TYPE NAME MESSAGE. */
 void fmt_event_line(FILE *out, const json_t *ev, bool color);
-void fmt_events(FILE *out, const json_t *items, enum fmt_mode mode,
-                bool color);
+void fmt_events(FILE *out, const json_t *items, enum fmt_mode mode, bool color);
 
 /*
  * The one error line for a non-2xx answer: "cloudctl: <message>" using the

@@ -31,12 +31,12 @@
 
 struct cli_http {
     struct event_base *base;
-    SSL_CTX *ssl_ctx; /* NULL for http:// */
-    char *url;        /* as given, for messages */
+    SSL_CTX *ssl_ctx;   /* NULL for http:// */
+    char *url;          /* as given, for messages */
     char *connect_host; /* without IPv6 brackets */
     char *host_header;
-    char *prefix;     /* path prefix without trailing '/' */
-    char *auth;       /* "Bearer <token>" or NULL */
+    char *prefix; /* path prefix without trailing '/' */
+    char *auth;   /* "Bearer <token>" or NULL */
     int port;
     int timeout_s;
 };
@@ -86,10 +86,10 @@ cli_http_new(const char *url, const char *token, const char *cacert,
     }
     scheme = evhttp_uri_get_scheme(uri);
     host = evhttp_uri_get_host(uri);
-    if (scheme == NULL || (strcmp(scheme, "http") != 0 &&
-                           strcmp(scheme, "https") != 0)) {
-        *err = xasprintf("server URL %s must start with http:// or https://",
-                         url);
+    if (scheme == NULL ||
+        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+        *err =
+            xasprintf("server URL %s must start with http:// or https://", url);
         goto out;
     }
     if (host == NULL || *host == '\0') {
@@ -201,8 +201,8 @@ method_type(const char *m, enum evhttp_cmd_type *t)
         const char *name;
         enum evhttp_cmd_type type;
     } methods[] = {
-        {"GET", EVHTTP_REQ_GET},     {"POST", EVHTTP_REQ_POST},
-        {"PUT", EVHTTP_REQ_PUT},     {"PATCH", EVHTTP_REQ_PATCH},
+        {"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST},
+        {"PUT", EVHTTP_REQ_PUT},       {"PATCH", EVHTTP_REQ_PATCH},
         {"DELETE", EVHTTP_REQ_DELETE}, {"HEAD", EVHTTP_REQ_HEAD},
     };
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
@@ -311,9 +311,9 @@ describe_failure(struct req_state *st, struct bufferevent *bev)
         }
     }
     if (bev != NULL && bufferevent_socket_get_dns_error(bev) != 0) {
-        r = xasprintf("cannot resolve %s: %s", h->connect_host,
-                      evutil_gai_strerror(
-                          bufferevent_socket_get_dns_error(bev)));
+        r = xasprintf(
+            "cannot resolve %s: %s", h->connect_host,
+            evutil_gai_strerror(bufferevent_socket_get_dns_error(bev)));
         free(ssl);
         return r;
     }
@@ -352,8 +352,8 @@ run_request(struct cli_http *h, const char *method, const char *path,
             int timeout_s, cli_http_data_fn fn, void *arg,
             struct cli_http_resp *resp)
 {
-    struct req_state st = {.h = h, .resp = resp, .fn = fn, .fn_arg = arg,
-                           .is_stream = stream};
+    struct req_state st = {
+        .h = h, .resp = resp, .fn = fn, .fn_arg = arg, .is_stream = stream};
     struct bufferevent *bev = NULL;
     struct evhttp_request *req;
     struct evkeyvalq *hdr;
@@ -377,8 +377,7 @@ run_request(struct cli_http *h, const char *method, const char *path,
         /* Verify the name we dialled; IP literals are matched as IPs. */
         if (inet_pton(AF_INET, h->connect_host, &a4) == 1 ||
             inet_pton(AF_INET6, h->connect_host, &a6) == 1) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-                                          h->connect_host);
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), h->connect_host);
         } else {
             SSL_set_tlsext_host_name(ssl, h->connect_host);
             SSL_set1_host(ssl, h->connect_host);
@@ -394,9 +393,8 @@ run_request(struct cli_http *h, const char *method, const char *path,
         /* Servers commonly close without close_notify after the body. */
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     }
-    st.conn = evhttp_connection_base_bufferevent_new(h->base, NULL, bev,
-                                                     h->connect_host,
-                                                     (unsigned short)h->port);
+    st.conn = evhttp_connection_base_bufferevent_new(
+        h->base, NULL, bev, h->connect_host, (unsigned short)h->port);
     if (st.conn == NULL) {
         if (bev != NULL)
             bufferevent_free(bev);
@@ -444,8 +442,7 @@ run_request(struct cli_http *h, const char *method, const char *path,
         snprintf(len, sizeof(len), "%zu", strlen(body));
         evhttp_add_header(hdr, "Content-Length", len);
         evhttp_add_header(hdr, "Content-Type", "application/json");
-        evbuffer_add(evhttp_request_get_output_buffer(req), body,
-                     strlen(body));
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
     }
     uri = xasprintf("%s%s", h->prefix, path);
     if (evhttp_make_request(st.conn, req, type, uri) != 0) {
@@ -465,8 +462,8 @@ run_request(struct cli_http *h, const char *method, const char *path,
         goto out;
     }
     if (st.too_large) {
-        resp->error = xasprintf("%s sent an answer over the size limit",
-                                h->url);
+        resp->error =
+            xasprintf("%s sent an answer over the size limit", h->url);
         resp->status = 0;
         goto out;
     }
@@ -498,6 +495,6 @@ cli_http_stream(struct cli_http *h, const char *path,
                 const char *const *headers, int idle_timeout_s,
                 cli_http_data_fn fn, void *arg, struct cli_http_resp *resp)
 {
-    return run_request(h, "GET", path, NULL, headers, true, idle_timeout_s,
-                       fn, arg, resp);
+    return run_request(h, "GET", path, NULL, headers, true, idle_timeout_s, fn,
+                       arg, resp);
 }

@@ -18,8 +18,8 @@
 struct cli_http;
 
 struct cli_http_resp {
-    int status;  /* HTTP status; 0 when no answer came */
-    char *body;  /* NUL-terminated copy of the body (non-streamed answers) */
+    int status; /* HTTP status; 0 when no answer came */
+    char *body; /* NUL-terminated copy of the body (non-streamed answers) */
     size_t len;
     char *etag;  /* ETag header, or NULL */
     char *error; /* transport failure as a sentence, or NULL */
@@ -57,8 +57,7 @@ int cli_http_request(struct cli_http *h, const char *method, const char *path,
 typedef int (*cli_http_data_fn)(void *arg, const char *data, size_t len);
 int cli_http_stream(struct cli_http *h, const char *path,
                     const char *const *headers, int idle_timeout_s,
-                    cli_http_data_fn fn, void *arg,
-                    struct cli_http_resp *resp);
+                    cli_http_data_fn fn, void *arg, struct cli_http_resp *resp);
 
 void cli_http_resp_clear(struct cli_http_resp *r);
 

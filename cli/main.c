@@ -13,15 +13,15 @@
 #include "http.h"
 #include "mem.h"
 
-#define GLOBAL_FLAGS                                                          \
-    "Global flags:\n"                                                         \
-    "  --server URL      controller URL (env CLOUD_URL, then the context\n"   \
-    "                    file, then http://127.0.0.1:7070)\n"                 \
-    "  --token TOKEN     bearer token (env CLOUD_TOKEN, then the context "    \
-    "file)\n"                                                                 \
-    "  -o, --output FMT  table (default), wide, json or name\n"               \
-    "  --cacert FILE     trust the CA certificates in FILE for https\n"       \
-    "  --insecure        do not verify the server's certificate\n"            \
+#define GLOBAL_FLAGS                                                           \
+    "Global flags:\n"                                                          \
+    "  --server URL      controller URL (env CLOUD_URL, then the context\n"    \
+    "                    file, then http://127.0.0.1:7070)\n"                  \
+    "  --token TOKEN     bearer token (env CLOUD_TOKEN, then the context\n"    \
+    "                    file)\n"                                              \
+    "  -o, --output FMT  table (default), wide, json or name\n"                \
+    "  --cacert FILE     trust the CA certificates in FILE for https\n"        \
+    "  --insecure        do not verify the server's certificate\n"             \
     "  -h, --help        show help\n"
 
 static const char help_run[] =
@@ -35,18 +35,15 @@ static const char help_run[] =
     "Flags:\n"
     "  --name NAME            instance or service name (a service needs one)\n"
     "  --cpus N               vCPUs (default 1)\n"
-    "  -m, --memory SIZE      memory: 256M, 2G, or a number of MiB (default "
-    "256M)\n"
+    "  -m, --memory SIZE      memory: 256M, 2G, or a number of MiB (default 256M)\n"
     "  --disk SIZE            disk in whole GiB, e.g. 10G (default 0)\n"
     "  --replicas N           create a service with N instances\n"
     "  --restart POLICY       never, always, on-failure or on-failure:N\n"
-    "  -e, --env K=V          environment variable (repeatable; K alone "
-    "copies\n"
+    "  -e, --env K=V          environment variable (repeatable; K alone copies\n"
     "                         it from this environment)\n"
     "  -l, --label K=V        label (repeatable; not in the API yet, the\n"
     "                         server refuses it)\n"
-    "  --constraint EXPR      placement constraint: k=v, k!=v, \"k in "
-    "(a,b)\"\n"
+    "  --constraint EXPR      placement constraint: k=v, k!=v, \"k in (a,b)\"\n"
     "                         (repeatable)\n"
     "  --spread | --binpack   placement strategy (default spread)\n"
     "  --max-per-host N       at most N instances of a service per host\n"
@@ -56,8 +53,7 @@ static const char help_run[] =
     "\n"
     "Examples:\n"
     "  cloudctl run hello:latest\n"
-    "  cloudctl run --name web --replicas 3 --memory 512M web:1.2 -- --port "
-    "8080\n";
+    "  cloudctl run --name web --replicas 3 --memory 512M web:1.2 -- --port 8080\n";
 
 static const char help_ps[] =
     "Usage: cloudctl ps [flags]\n"
@@ -105,8 +101,7 @@ static const char help_kill[] =
     "then replaces them as its restart policy says).\n"
     "\n"
     "Flags:\n"
-    "  -s, --signal SIG   TERM (default) or KILL; SIGTERM, 15, SIGKILL, 9 "
-    "too\n";
+    "  -s, --signal SIG   TERM (default) or KILL; SIGTERM, 15, SIGKILL, 9 too\n";
 
 static const char help_rm[] =
     "Usage: cloudctl rm ID|NAME...\n"
@@ -224,10 +219,9 @@ static const char help_version[] =
     "Flags:\n"
     "  --client   do not contact the server\n";
 
-static const char help_help[] =
-    "Usage: cloudctl help [COMMAND]\n"
-    "\n"
-    "Shows help for cloudctl or for one command.\n";
+static const char help_help[] = "Usage: cloudctl help [COMMAND]\n"
+                                "\n"
+                                "Shows help for cloudctl or for one command.\n";
 
 static int cmd_help(struct cli_ctx *ctx, int argc, char **argv);
 
@@ -276,25 +270,26 @@ cli_find_command(const char *name)
 static void
 main_help(FILE *out)
 {
-    fprintf(out,
-            "Usage: cloudctl [global flags] COMMAND [flags] [ARGS...]\n"
-            "\n"
-            "cloudctl manages the instances (\"processes\") of a warehouse-"
-            "scale cluster\nthrough its controller's REST API.\n"
-            "\n"
-            "Commands:\n");
+    fprintf(
+        out,
+        "Usage: cloudctl [global flags] COMMAND [flags] [ARGS...]\n"
+        "\n"
+        "cloudctl manages the instances (\"processes\") of a warehouse-scale cluster\n"
+        "through its controller's REST API.\n"
+        "\n"
+        "Commands:\n");
     for (const struct cli_cmd *c = cli_commands; c->name != NULL; c++)
         fprintf(out, "  %-10s %s\n", c->name, c->summary);
-    fprintf(out,
-            "\n" GLOBAL_FLAGS
-            "\n"
-            "The context file $XDG_CONFIG_HOME/cloud/context.json (or\n"
-            "~/.config/cloud/context.json) holds {\"url\":...,\"token\":...};"
-            " its token is\nonly sent to its own url.\n"
-            "\n"
-            "Exit status: 0 on success, 1 when the operation failed, 2 for a "
-            "usage error;\n`cloudctl wait` exits with the instance's code.\n"
-            "Run 'cloudctl COMMAND --help' for a command's flags.\n");
+    fprintf(
+        out,
+        "\n" GLOBAL_FLAGS "\n"
+        "The context file $XDG_CONFIG_HOME/cloud/context.json (or\n"
+        "~/.config/cloud/context.json) holds {\"url\":...,\"token\":...}; its token is\n"
+        "only sent to its own url.\n"
+        "\n"
+        "Exit status: 0 on success, 1 when the operation failed, 2 for a usage error;\n"
+        "`cloudctl wait` exits with the instance's code.\n"
+        "Run 'cloudctl COMMAND --help' for a command's flags.\n");
 }
 
 int
@@ -324,8 +319,8 @@ cmd_help(struct cli_ctx *ctx, int argc, char **argv)
 {
     char **pos = NULL;
     int npos;
-    int rc = cli_parse(ctx, "help", NULL, 0, argc, argv, NULL, NULL, &pos,
-                       &npos);
+    int rc =
+        cli_parse(ctx, "help", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
     if (rc == 0) {
         if (npos > 0 && cli_find_command(pos[0]) == NULL)
             rc = cli_usage(ctx, NULL, "unknown command \"%s\"", pos[0]);
@@ -373,16 +368,16 @@ cmd_version(struct cli_ctx *ctx, int argc, char **argv)
     if (ctx->output == FMT_JSON) {
         json_t *v = json_pack("{s:{s:s}}", "client", "version", CLOUD_VERSION);
         if (!client_only && ctx->server != NULL)
-            json_object_set_new(
-                v, "server",
-                json_pack("{s:s,s:i,s:O?}", "url", ctx->server, "status",
-                          status, "healthz", health));
+            json_object_set_new(v, "server",
+                                json_pack("{s:s,s:i,s:O?}", "url", ctx->server,
+                                          "status", status, "healthz", health));
         cli_print_json(ctx, v);
         json_decref(v);
     } else {
         fprintf(ctx->out, "Client: cloudctl %s\n", CLOUD_VERSION);
         if (!client_only && ctx->server != NULL && status != 0) {
-            const char *hs = json_string_value(json_object_get(health, "status"));
+            const char *hs =
+                json_string_value(json_object_get(health, "status"));
             char *s = fmt_sanitize(ctx->server, 0);
             fprintf(ctx->out, "Server: %s (healthz: %s)\n", s,
                     rc == 0 ? (hs ? hs : "ok") : "error");

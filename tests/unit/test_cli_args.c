@@ -78,8 +78,7 @@ assert_one_error(const struct result *r, int rc, const char *needle)
 {
     if (r->rc != rc || count_lines(r->err) != 1 ||
         strncmp(r->err, "cloudctl: ", 10) != 0 || r->out[0] != '\0')
-        print_message("rc=%d stdout=[%s] stderr=[%s]\n", r->rc, r->out,
-                      r->err);
+        print_message("rc=%d stdout=[%s] stderr=[%s]\n", r->rc, r->out, r->err);
     assert_int_equal(r->rc, rc);
     assert_int_equal(count_lines(r->err), 1);
     assert_memory_equal(r->err, "cloudctl: ", 10);
@@ -88,11 +87,11 @@ assert_one_error(const struct result *r, int rc, const char *needle)
         fail_msg("stderr [%s] lacks [%s]", r->err, needle);
 }
 
-#define USAGE(needle, ...)                                                    \
-    do {                                                                      \
-        struct result r_ = run(__VA_ARGS__, NULL);                            \
-        assert_one_error(&r_, CLI_EXIT_USAGE, needle);                        \
-        result_free(&r_);                                                     \
+#define USAGE(needle, ...)                                                     \
+    do {                                                                       \
+        struct result r_ = run(__VA_ARGS__, NULL);                             \
+        assert_one_error(&r_, CLI_EXIT_USAGE, needle);                         \
+        result_free(&r_);                                                      \
     } while (0)
 
 static int
@@ -307,43 +306,52 @@ test_run_body(void **state)
         assert_run_body("{\"image\":\"hello\"}", false, 2, argv);
     }
     {
-        char *argv[] = {"run",          "--name",      "web",
-                        "--replicas",   "3",           "-m",
-                        "1G",           "--cpus=2",    "-e",
-                        "A=1",          "--env",       "CLOUDCTL_TEST_B",
-                        "--constraint", "zone=a",      "--constraint",
-                        "rack in (r1,r2)", "--binpack", "--restart",
-                        "on-failure:3", "hello:latest", "--",
-                        "--port",       "80",          NULL};
+        char *argv[] = {"run",
+                        "--name",
+                        "web",
+                        "--replicas",
+                        "3",
+                        "-m",
+                        "1G",
+                        "--cpus=2",
+                        "-e",
+                        "A=1",
+                        "--env",
+                        "CLOUDCTL_TEST_B",
+                        "--constraint",
+                        "zone=a",
+                        "--constraint",
+                        "rack in (r1,r2)",
+                        "--binpack",
+                        "--restart",
+                        "on-failure:3",
+                        "hello:latest",
+                        "--",
+                        "--port",
+                        "80",
+                        NULL};
         assert_run_body(
-            "{\"image\":\"hello:latest\",\"name\":\"web\",\"replicas\":3,"
-            "\"resources\":{\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":0},"
-            "\"env\":{\"A\":\"1\",\"CLOUDCTL_TEST_B\":\"from-env\"},"
-            "\"restart\":\"on-failure:3\",\"args\":[\"--port\",\"80\"],"
-            "\"placement\":{\"constraints\":[\"zone=a\",\"rack in (r1,r2)\"],"
-            "\"strategy\":\"binpack\",\"max_per_host\":0}}",
+            "{\"image\":\"hello:latest\",\"name\":\"web\",\"replicas\":3,\"resources\":{\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":0},\"env\":{\"A\":\"1\",\"CLOUDCTL_TEST_B\":\"from-env\"},\"restart\":\"on-failure:3\",\"args\":[\"--port\",\"80\"],\"placement\":{\"constraints\":[\"zone=a\",\"rack in (r1,r2)\"],\"strategy\":\"binpack\",\"max_per_host\":0}}",
             true, 23, argv);
     }
     {
         /* After IMAGE everything is the guest's, flags included. */
-        char *argv[] = {"run", "--memory", "300", "img", "ls", "-l", "--all",
-                        NULL};
-        assert_run_body("{\"image\":\"img\",\"args\":[\"ls\",\"-l\",\"--all\"],"
-                        "\"resources\":{\"vcpus\":1,\"memory_mib\":300,"
-                        "\"disk_gib\":0}}",
-                        false, 7, argv);
+        char *argv[] = {"run", "--memory", "300",   "img",
+                        "ls",  "-l",       "--all", NULL};
+        assert_run_body(
+            "{\"image\":\"img\",\"args\":[\"ls\",\"-l\",\"--all\"],\"resources\":{\"vcpus\":1,\"memory_mib\":300,\"disk_gib\":0}}",
+            false, 7, argv);
     }
     {
         char *argv[] = {"run", "img", "--", "--", "x", NULL};
-        assert_run_body("{\"image\":\"img\",\"args\":[\"--\",\"x\"]}", false,
-                        5, argv);
+        assert_run_body("{\"image\":\"img\",\"args\":[\"--\",\"x\"]}", false, 5,
+                        argv);
     }
     {
         char *argv[] = {"run", "-l", "team=a", "--disk", "10G", "img", NULL};
-        assert_run_body("{\"image\":\"img\",\"labels\":{\"team\":\"a\"},"
-                        "\"resources\":{\"vcpus\":1,\"memory_mib\":256,"
-                        "\"disk_gib\":10}}",
-                        false, 6, argv);
+        assert_run_body(
+            "{\"image\":\"img\",\"labels\":{\"team\":\"a\"},\"resources\":{\"vcpus\":1,\"memory_mib\":256,\"disk_gib\":10}}",
+            false, 6, argv);
     }
 }
 
@@ -351,10 +359,10 @@ static void
 test_update_body(void **state)
 {
     struct cli_ctx ctx = {.out = stdout, .err = stderr};
-    char *argv[] = {"update",   "web", "--image", "hello:2",  "--replicas",
-                    "4",        "-m",  "512M",    "--arg",    "a",
-                    "--arg",    "b",   "--wait",  "--timeout", "2m",
-                    NULL};
+    char *argv[] = {"update",     "web",       "--image", "hello:2",
+                    "--replicas", "4",         "-m",      "512M",
+                    "--arg",      "a",         "--arg",   "b",
+                    "--wait",     "--timeout", "2m",      NULL};
     json_t *body = NULL;
     char *name = NULL;
     bool wait = false;
@@ -365,8 +373,7 @@ test_update_body(void **state)
                                                &wait, &timeout),
                      0);
     json_t *want = json_loads(
-        "{\"image\":\"hello:2\",\"replicas\":4,\"args\":[\"a\",\"b\"],"
-        "\"resources\":{\"vcpus\":1,\"memory_mib\":512,\"disk_gib\":0}}",
+        "{\"image\":\"hello:2\",\"replicas\":4,\"args\":[\"a\",\"b\"],\"resources\":{\"vcpus\":1,\"memory_mib\":512,\"disk_gib\":0}}",
         0, NULL);
     assert_true(json_equal(body, want));
     assert_string_equal(name, "web");
@@ -384,17 +391,17 @@ test_parsers(void **state)
         const char *in;
         long long mib; /* -1: invalid */
     } sizes[] = {
-        {"256", 256},    {"256M", 256},   {"256mi", 256}, {"256MiB", 256},
-        {"2G", 2048},    {"2gb", 2048},   {"1T", 1048576}, {"0", 0},
-        {"", -1},        {"M", -1},       {"12Q", -1},    {"-5", -1},
-        {"1.5G", -1},    {"256 M", -1},
+        {"256", 256}, {"256M", 256}, {"256mi", 256},  {"256MiB", 256},
+        {"2G", 2048}, {"2gb", 2048}, {"1T", 1048576}, {"0", 0},
+        {"", -1},     {"M", -1},     {"12Q", -1},     {"-5", -1},
+        {"1.5G", -1}, {"256 M", -1},
     };
     static const struct {
         const char *in;
         long secs;
     } durations[] = {
-        {"90", 90},  {"90s", 90}, {"5m", 300}, {"1h", 3600}, {"0", 0},
-        {"x", -1},   {"5d", -1},  {"-1", -1},  {"", -1},     {"1.5h", -1},
+        {"90", 90}, {"90s", 90}, {"5m", 300}, {"1h", 3600}, {"0", 0},
+        {"x", -1},  {"5d", -1},  {"-1", -1},  {"", -1},     {"1.5h", -1},
     };
     long long v;
     (void)state;
@@ -425,14 +432,12 @@ static void
 test_args_iter(void **state)
 {
     static const struct arg_spec specs[] = {
-        {"all", 'a', false, 1},
-        {"follow", 'f', false, 2},
-        {"signal", 's', true, 3},
-        {"name", 0, true, 4},
+        {"all", 'a', false, 1},   {"follow", 'f', false, 2},
+        {"signal", 's', true, 3}, {"name", 0, true, 4},
         {NULL, 0, false, 0},
     };
-    char *argv[] = {"cmd", "-af",   "-sKILL", "x", "--name=n1", "--name",
-                    "n2",  "-",     "--",     "-a", NULL};
+    char *argv[] = {"cmd", "-af", "-sKILL", "x",  "--name=n1", "--name",
+                    "n2",  "-",   "--",     "-a", NULL};
     struct args_iter it;
     const char *val;
     (void)state;

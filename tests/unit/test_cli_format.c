@@ -1,8 +1,8 @@
 /*
  * test_cli_format: golden-file tests of what cloudctl prints. Fixture JSON
- * in the tests/golden/cli JSON files is rendered with a fixed "now" and compared
- * byte for byte with the .out files next to it; UPDATE_GOLDEN=1 rewrites
- * them (review the diff before committing). Plus the small formatters.
+ * in the tests/golden/cli JSON files is rendered with a fixed "now" and
+ * compared byte for byte with the .out files next to it; UPDATE_GOLDEN=1
+ * rewrites them (review the diff before committing). Plus the small formatters.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,14 +109,13 @@ static void
 test_instances(void **state)
 {
     (void)state;
-    check_table("instances.json", "instances", fmt_instances, FMT_TABLE,
-                false);
+    check_table("instances.json", "instances", fmt_instances, FMT_TABLE, false);
     check_table("instances.json", "instances_wide", fmt_instances, FMT_WIDE,
                 false);
     check_table("instances.json", "instances_name", fmt_instances, FMT_NAME,
                 false);
-    check_table("instances.json", "instances_color", fmt_instances,
-                FMT_TABLE, true);
+    check_table("instances.json", "instances_color", fmt_instances, FMT_TABLE,
+                true);
 }
 
 static void
@@ -199,12 +198,22 @@ test_duration(void **state)
         long long s;
         const char *want;
     } cases[] = {
-        {-5, "0s"},        {0, "0s"},          {59, "59s"},
-        {119, "119s"},     {120, "2m"},        {192, "3m12s"},
-        {599, "9m59s"},    {600, "10m"},       {3 * 3600 - 1, "179m"},
-        {3 * 3600, "3h"},  {5 * 3600 + 600, "5h10m"},
-        {47 * 3600, "47h"}, {48 * 3600, "2d"}, {3 * 86400 + 7200, "3d2h"},
-        {8 * 86400, "8d"}, {730 * 86400LL, "2y"},
+        {-5, "0s"},
+        {0, "0s"},
+        {59, "59s"},
+        {119, "119s"},
+        {120, "2m"},
+        {192, "3m12s"},
+        {599, "9m59s"},
+        {600, "10m"},
+        {3 * 3600 - 1, "179m"},
+        {3 * 3600, "3h"},
+        {5 * 3600 + 600, "5h10m"},
+        {47 * 3600, "47h"},
+        {48 * 3600, "2d"},
+        {3 * 86400 + 7200, "3d2h"},
+        {8 * 86400, "8d"},
+        {730 * 86400LL, "2y"},
     };
     char buf[32];
     (void)state;
@@ -343,13 +352,19 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_instances),   cmocka_unit_test(test_services),
-        cmocka_unit_test(test_hosts),       cmocka_unit_test(test_images),
-        cmocka_unit_test(test_events),      cmocka_unit_test(test_error_lines),
-        cmocka_unit_test(test_duration),    cmocka_unit_test(test_parse_time),
-        cmocka_unit_test(test_sizes),       cmocka_unit_test(test_state_column),
+        cmocka_unit_test(test_instances),
+        cmocka_unit_test(test_services),
+        cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_images),
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_error_lines),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_parse_time),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_state_column),
         cmocka_unit_test(test_table_alignment),
-        cmocka_unit_test(test_sanitize),    cmocka_unit_test(test_mode_parse),
+        cmocka_unit_test(test_sanitize),
+        cmocka_unit_test(test_mode_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
