@@ -42,6 +42,17 @@ class HarnessError(Exception):
     pass
 
 
+def _die_with_parent():
+    """In the child: SIGTERM when the test process dies, even by SIGKILL
+    (a ctest timeout), so no controller outlives its test."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort, Linux only
+        pass
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -185,7 +196,8 @@ class Cluster:
         argv = [self.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
                 "--db", self.db_url, "--data-dir", data_dir]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._ctl_log_fh,
-                                     stderr=subprocess.STDOUT, cwd=self.tmp)
+                                     stderr=subprocess.STDOUT, cwd=self.tmp,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + READY_TIMEOUT
         last = None
         while time.monotonic() < deadline:

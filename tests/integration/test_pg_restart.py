@@ -167,6 +167,24 @@ class PgRestartTests(harness.TestCase):
         finally:
             stream.close()
 
+        # A client that reconnects after the outage resumes where it was.
+        fresh = harness.cluster().sse("/v1/events?watch=true", headers={"Last-Event-ID": str(before_restart)})
+        try:
+            self.assertEqual(fresh.status, 200)
+            ev, seen = fresh.wait_for(match, SSE_DEADLINE)
+            self.assertIsNotNone(ev, "a stream resumed after %d did not replay %s; saw %r"
+                                 % (before_restart, after["name"], seen))
+            got = [event_id(e) for e in seen]
+            self.assertTrue(all(i > before_restart for i in got), got)
+            self.assertEqual(got, sorted(set(got)))
+            # ... and follows what happens next.
+            later = self.create_service()
+            ev, seen = fresh.wait_for(lambda e: (e.get("json") or {}).get("object_id") == later["id"],
+                                      SSE_DEADLINE)
+            self.assertIsNotNone(ev, "no live event on a stream opened after the restart; saw %r" % seen)
+        finally:
+            fresh.close()
+
         # A second outage recovers the same way.
         lost2 = self.outage(services, instances)
         self.recover()
