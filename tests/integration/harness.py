@@ -358,6 +358,24 @@ class Cluster:
         return host_id
 
 
+    def add_placed_instance(self, name, host_id, service_id=None, ordinal=None, state="running",
+                            image="hello:latest", vcpus=1, memory_mib=256, disk_gib=0):
+        """Insert an instance that an agent runs on a host (agents come later).
+
+        This couples to more of the lead's schema than the other fixtures;
+        it is the one place to change when the instances table changes. The
+        controller caches instances: call restart_controller() afterwards.
+        """
+        inst_id = hex_id(8)
+        self.psql("INSERT INTO instances (id, name, service_id, ordinal, image, vcpus, memory_mib, "
+                  "disk_gib, state, host_id, started_at) VALUES ('%s', '%s', %s, %s, '%s', %d, %d, %d, "
+                  "'%s', '%s', now());"
+                  % (inst_id, name, "'%s'" % service_id if service_id else "NULL",
+                     ordinal if ordinal is not None else "NULL", image, vcpus, memory_mib, disk_gib,
+                     state, host_id))
+        return inst_id
+
+
 class SSEStream:
     """A Server-Sent Events reader on its own connection.
 

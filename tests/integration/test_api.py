@@ -866,6 +866,85 @@ class InstanceTests(harness.TestCase):
         self.assertEqual([i["id"] for i in one["items"]], got)
 
 
+class PlacedInstanceTests(harness.TestCase):
+    """Instances that run on a host: the 202 paths of kill and delete.
+
+    Agents and the scheduler come later, so the running instances are
+    inserted through SQL and the controller restarted to load them.
+    """
+
+    def setUp(self):
+        c = harness.cluster()
+        self.host = unique_name("hv")
+        self.host_id = c.add_host(self.host)
+        self.svc = create_service(self, replicas=1)
+        self.member = c.add_placed_instance(self.svc["name"] + "-1", self.host_id,
+                                            service_id=self.svc["id"], ordinal=1, vcpus=2, memory_mib=512)
+        self.oneoff = c.add_placed_instance(unique_name("run"), self.host_id)
+        c.restart_controller()
+
+    def test_host_counts_and_filters(self):
+        st, _, h = request("GET", "/v1/hosts/%s" % self.host)
+        self.assertEqual(st, 200, h)
+        self.assertEqual(h["instances"], 2)
+        self.assertEqual(h["allocated"], {"vcpus": 3, "memory_mib": 768, "disk_gib": 0})
+        items, _ = walk(self, "/v1/instances?host=%s" % self.host, 1)
+        self.assertEqual([i["id"] for i in items], sorted([self.member, self.oneoff]))
+        self.assertTrue(all(i["host"] == self.host for i in items))
+        items, _ = walk(self, "/v1/instances?service=%s" % self.svc["name"], 1000)
+        self.assertEqual([i["id"] for i in items], [self.member])
+        self.assertEqual(items[0]["service"], self.svc["name"])
+        items, _ = walk(self, "/v1/instances?service=%s&state=running" % self.svc["name"], 1000)
+        self.assertEqual([i["id"] for i in items], [self.member])
+        items, _ = walk(self, "/v1/instances?service=%s&state=pending" % self.svc["name"], 1000)
+        self.assertEqual(items, [])
+
+    def test_kill_running_is_202_and_keeps_running(self):
+        st, _, k = request("POST", "/v1/instances/%s/kill" % self.oneoff, {"signal": "TERM"})
+        self.assertEqual(st, 202, k)
+        self.assertEqual((k["state"], k["desired_state"], k["stop_signal"], k["exit_code"]),
+                         ("running", "stopped", "TERM", None))
+        # Not ended yet, so a second kill (escalation) is accepted too.
+        st, _, k = request("POST", "/v1/instances/%s/kill" % self.oneoff, {"signal": "KILL"})
+        self.assertEqual(st, 202, k)
+        self.assertEqual((k["state"], k["desired_state"], k["stop_signal"]), ("running", "stopped", "KILL"))
+
+    def test_delete_running_instance_is_202(self):
+        st, _, body = request("DELETE", "/v1/instances/%s" % self.oneoff)
+        self.assertEqual(st, 202, body)
+        self.assertEqual((body["id"], body["desired_state"], body["state"]), (self.oneoff, "deleted", "running"))
+        st, _, got = request("GET", "/v1/instances/%s" % self.oneoff)
+        self.assertEqual((st, got["desired_state"]), (200, "deleted"))
+
+    def test_delete_service_with_instances_is_202_deleting(self):
+        path = "/v1/services/%s" % self.svc["name"]
+        st, _, body = request("DELETE", path)
+        self.assertEqual(st, 202, body)
+        self.assertEqual((body["id"], body["state"]), (self.svc["id"], "deleting"))
+        st, _, got = request("GET", path)
+        self.assertEqual((st, got["state"]), (200, "deleting"))
+        items, _ = walk(self, "/v1/services?state=deleting", 1000)
+        self.assertIn(self.svc["name"], [x["name"] for x in items])
+        # Its instances get desired `deleted` (allow a moment for a cache).
+        def member_deleted():
+            st, _, inst = request("GET", "/v1/instances/%s" % self.member)
+            self.assertEqual(st, 200, inst)
+            return inst["desired_state"] == "deleted"
+        harness.poll(member_deleted, 3, what="GET /v1/instances/%s to show desired_state deleted "
+                     "(database: %s)" % (self.member, harness.psql(
+                         "SELECT desired_state FROM instances WHERE id = '%s'" % self.member)))
+        items, _ = walk(self, "/v1/instances?service=%s" % self.svc["name"], 1000)
+        self.assertEqual([(i["id"], i["desired_state"]) for i in items], [(self.member, "deleted")])
+        st, _, other = request("GET", "/v1/instances/%s" % self.oneoff)
+        self.assertEqual(other["desired_state"], "running", "a one-off instance is no member of the service")
+
+    def test_drain_with_service_instances_is_draining(self):
+        st, _, h = request("POST", "/v1/hosts/%s/drain" % self.host)
+        self.assertEqual((st, h["state"]), (202, "draining"), h)
+        st, _, got = request("GET", "/v1/hosts/%s" % self.host)
+        self.assertEqual(got["state"], "draining")
+
+
 # -- hosts --------------------------------------------------------------------
 
 class HostTests(harness.TestCase):

@@ -117,6 +117,24 @@ class ContractTests(harness.TestCase):
         self.call("DELETE", "/v1/instances/%s" % inst["id"], t, 200)
         self.call("DELETE", "/v1/instances/%s" % inst["id"], t, 404)
 
+    def test_placed_instance_answers(self):
+        # The 202 answers need an instance on a host (see test_api.PlacedInstanceTests).
+        c = harness.cluster()
+        host = unique_name("hv")
+        hid = c.add_host(host)
+        svc = self.call("POST", "/v1/services", "/v1/services", 201,
+                        {"name": unique_name("c"), "image": IMAGE, "replicas": 1})
+        a = c.add_placed_instance(svc["name"] + "-1", hid, service_id=svc["id"], ordinal=1)
+        b = c.add_placed_instance(unique_name("run"), hid)
+        c.restart_controller()
+        self.call("GET", "/v1/instances?host=%s" % host, "/v1/instances", 200)
+        self.call("GET", "/v1/hosts/%s" % host, "/v1/hosts/{name}", 200)
+        self.call("POST", "/v1/instances/%s/kill" % a, "/v1/instances/{id}/kill", 202)
+        self.call("DELETE", "/v1/instances/%s" % b, "/v1/instances/{id}", 202)
+        self.call("POST", "/v1/hosts/%s/drain" % host, "/v1/hosts/{name}/drain", 202)
+        self.call("DELETE", "/v1/services/%s" % svc["name"], "/v1/services/{name}", 202)
+        self.call("GET", "/v1/services?state=deleting", "/v1/services", 200)
+
     def test_hosts(self):
         self.call("GET", "/v1/hosts", "/v1/hosts", 200)
         self.call("GET", "/v1/hosts?state=cordoned", "/v1/hosts", 200)
