@@ -51,12 +51,11 @@ gone(struct http_req *r)
 
 /* ---- generic result handlers ----------------------------------------- */
 
-/* Rows of (status, body) from a write function. */
+/* The answer of a write (writer.c). */
 static void
-on_write(const PGresult *res, const struct db_error *err, void *arg)
+on_write(int status, const char *body, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
-    long status;
 
     if (gone(r))
         return;
@@ -64,8 +63,37 @@ on_write(const PGresult *res, const struct db_error *err, void *arg)
         reply_db_error(r, err);
         return;
     }
-    status = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    http_reply_json_text(r, (int)status, PQgetvalue(res, 0, 1));
+    http_reply_json_text(r, status, body);
+}
+
+static void
+write_op(struct http_req *r, const char *op, int nargs, const char **args)
+{
+    writer_submit(app_of(r)->writer, op, nargs, args, on_write, r);
+}
+
+/* A cached object's JSON with its version as ETag. */
+static void
+reply_cached(struct http_req *r, const struct cache_obj *o)
+{
+    char etag[40];
+
+    snprintf(etag, sizeof(etag), "\"%lld\"", o->version);
+    http_add_header(r, "ETag", etag);
+    http_reply_json_text(r, 200, o->json);
+}
+
+static void
+reply_buffer(struct http_req *r, struct evbuffer *b)
+{
+    size_t len = evbuffer_get_length(b);
+    char *body = xmalloc(len + 1);
+
+    evbuffer_remove(b, body, len);
+    body[len] = '\0';
+    evbuffer_free(b);
+    http_reply_json_text(r, 200, body);
+    free(body);
 }
 
 /* One row (json, version) or none; r->data names the object kind. */
@@ -325,6 +353,23 @@ on_counts(const PGresult *res, const struct db_error *err, void *arg)
         "# TYPE cloud_watch_clients gauge\ncloud_watch_clients %d\n",
         st.size, st.up, st.busy, st.queued, st.queries, st.errors,
         st.reconnects, err == NULL, watch_clients(app->watch));
+    {
+        unsigned long long batches, writes;
+        writer_stats(app->writer, &batches, &writes);
+        evbuffer_add_printf(
+            b,
+            "# HELP cloud_write_batches_total Group commits sent.\n"
+            "# TYPE cloud_write_batches_total counter\n"
+            "cloud_write_batches_total %llu\n"
+            "# TYPE cloud_writes_total counter\ncloud_writes_total %llu\n"
+            "# HELP cloud_cache_ready Whether reads are served from memory.\n"
+            "# TYPE cloud_cache_ready gauge\ncloud_cache_ready %d\n"
+            "# TYPE cloud_cache_objects gauge\n"
+            "cloud_cache_objects{kind=\"instances\"} %zu\n"
+            "cloud_cache_objects{kind=\"services\"} %zu\n",
+            batches, writes, cache_ready(app->cache),
+            cache_count(app->cache, 0), cache_count(app->cache, 1));
+    }
     if (err == NULL) {
         const char *kinds[] = {"instances", "hosts", "services"};
         const char *const *states[] = {instance_states, host_states,
@@ -369,6 +414,14 @@ h_services_list(struct http_req *r)
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
         query_enum(r, "state", service_states, &state) < 0)
         return;
+    if (cache_ready(app_of(r)->cache)) {
+        struct evbuffer *b = evbuffer_new();
+        if (b == NULL)
+            fatalx("cannot allocate an evbuffer");
+        cache_service_list(app_of(r)->cache, after, state, limit, b);
+        reply_buffer(r, b);
+        return;
+    }
     limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
     vals[1] = state;
@@ -391,7 +444,7 @@ idem_key(struct http_req *r, const char **key)
 /* Validates a body with fn and runs the write statement st with it. */
 static void
 create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
-            enum store_stmt st)
+            const char *op)
 {
     int empty;
     json_t *in = http_body_json(r, &empty), *norm;
@@ -420,14 +473,14 @@ create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
     vals[0] = body;
     vals[1] = key;
     vals[2] = ACTOR;
-    db_query(app_of(r)->db, store_stmt(st), vals, on_write, r);
+    write_op(r, op, 3, vals);
     free(body);
 }
 
 static void
 h_services_create(struct http_req *r)
 {
-    create_with(r, validate_service_create, ST_SERVICE_CREATE);
+    create_with(r, validate_service_create, "service_create");
 }
 
 static void
@@ -435,6 +488,16 @@ h_service_get(struct http_req *r)
 {
     const char *vals[1] = {http_param(r, 0)};
 
+    if (cache_ready(app_of(r)->cache)) {
+        const struct cache_obj *o =
+            cache_service_get(app_of(r)->cache, http_param(r, 0));
+        if (o == NULL)
+            http_reply_error(r, 404, "not_found", NULL,
+                             "service %s not found", http_param(r, 0));
+        else
+            reply_cached(r, o);
+        return;
+    }
     r->data = "service";
     db_query(app_of(r)->db, store_stmt(ST_SERVICE_GET), vals, on_get, r);
 }
@@ -471,13 +534,13 @@ h_service_patch(struct http_req *r)
     vals[1] = body;
     vals[2] = ver ? vs : NULL;
     vals[3] = ACTOR;
-    db_query(app_of(r)->db, store_stmt(ST_SERVICE_PATCH), vals, on_write, r);
+    write_op(r, "service_patch", 4, vals);
     free(body);
 }
 
 /* DELETE and the POST actions: a reference, an optional If-Match. */
 static void
-ref_action(struct http_req *r, enum store_stmt st, const char *arg)
+ref_action(struct http_req *r, const char *op, const char *arg)
 {
     long long ver;
     char vs[24];
@@ -492,13 +555,13 @@ ref_action(struct http_req *r, enum store_stmt st, const char *arg)
         vals[n++] = arg;
     vals[n++] = ver ? vs : NULL;
     vals[n++] = ACTOR;
-    db_query(app_of(r)->db, store_stmt(st), vals, on_write, r);
+    write_op(r, op, n, vals);
 }
 
 static void
 h_service_delete(struct http_req *r)
 {
-    ref_action(r, ST_SERVICE_DELETE, NULL);
+    ref_action(r, "service_delete", NULL);
 }
 
 /* ---- instances ------------------------------------------------------- */
@@ -516,6 +579,15 @@ h_instances_list(struct http_req *r)
         query_str(r, "host", &host) < 0 ||
         query_enum(r, "desired_state", desired_states, &desired) < 0)
         return;
+    if (cache_ready(app_of(r)->cache)) {
+        struct evbuffer *b = evbuffer_new();
+        if (b == NULL)
+            fatalx("cannot allocate an evbuffer");
+        cache_instance_list(app_of(r)->cache, after, service, state, host,
+                            desired, limit, b);
+        reply_buffer(r, b);
+        return;
+    }
     limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
     vals[1] = service;
@@ -529,7 +601,7 @@ h_instances_list(struct http_req *r)
 static void
 h_instances_create(struct http_req *r)
 {
-    create_with(r, validate_instance_create, ST_INSTANCE_CREATE);
+    create_with(r, validate_instance_create, "instance_create");
 }
 
 static void
@@ -537,6 +609,19 @@ h_instance_get(struct http_req *r)
 {
     const char *vals[1] = {http_param(r, 0)};
 
+    if (cache_ready(app_of(r)->cache)) {
+        int status = 404;
+        char msg[200];
+        const struct cache_obj *o = cache_instance_find(
+            app_of(r)->cache, http_param(r, 0), &status, msg, sizeof(msg));
+        if (o == NULL)
+            http_reply_error(r, status,
+                             status == 409 ? "conflict" : "not_found", NULL,
+                             "%s", msg);
+        else
+            reply_cached(r, o);
+        return;
+    }
     r->data = "instance";
     db_query(app_of(r)->db, store_stmt(ST_INSTANCE_GET), vals, on_get, r);
 }
@@ -544,7 +629,7 @@ h_instance_get(struct http_req *r)
 static void
 h_instance_delete(struct http_req *r)
 {
-    ref_action(r, ST_INSTANCE_DELETE, NULL);
+    ref_action(r, "instance_delete", NULL);
 }
 
 static void
@@ -563,7 +648,7 @@ h_instance_kill(struct http_req *r)
         return;
     }
     json_decref(in);
-    ref_action(r, ST_INSTANCE_KILL, sig);
+    ref_action(r, "instance_kill", sig);
 }
 
 /* ---- hosts ----------------------------------------------------------- */
@@ -597,19 +682,19 @@ h_host_get(struct http_req *r)
 static void
 h_host_cordon(struct http_req *r)
 {
-    ref_action(r, ST_HOST_ACTION, "cordon");
+    ref_action(r, "host_action", "cordon");
 }
 
 static void
 h_host_uncordon(struct http_req *r)
 {
-    ref_action(r, ST_HOST_ACTION, "uncordon");
+    ref_action(r, "host_action", "uncordon");
 }
 
 static void
 h_host_drain(struct http_req *r)
 {
-    ref_action(r, ST_HOST_ACTION, "drain");
+    ref_action(r, "host_action", "drain");
 }
 
 /* ---- events ---------------------------------------------------------- */
@@ -641,7 +726,11 @@ h_events(struct http_req *r)
         query_enum(r, "object", event_objects, &object) < 0 ||
         query_str(r, "type", &type) < 0)
         return;
-    since_s = http_query(r, "since");
+    /* The list cursor (after) and since are the same thing for events:
+     * the id of the last event seen. */
+    since_s = http_query(r, "after");
+    if (since_s == NULL)
+        since_s = http_query(r, "since");
     if (since_s == NULL)
         since_s = http_header(r, "Last-Event-ID");
     if (since_s && parse_since(r, since_s, &since) < 0)

@@ -7,14 +7,18 @@
 
 #include <stddef.h>
 
+#include "cache.h"
 #include "db.h"
 #include "http.h"
 #include "watch.h"
+#include "writer.h"
 
 struct app {
     struct event_base *base;
     struct db_pool *db;
     struct watch *watch;
+    struct cache *cache;
+    struct writer *writer;
     int schema_version; /* the newest migration embedded in this binary */
 };
 

@@ -65,6 +65,7 @@ struct db_pool {
     struct db_conn *conns;
     struct db_req_queue queue;
     int queued;
+    int ever_up; /* until the first connection is up, queries wait */
     unsigned long long queries, errors, reconnects;
 };
 
@@ -93,28 +94,15 @@ err_set(struct db_error *err, int status, const char *code, const char *msg)
 }
 
 void
-db_error_from_result(const PGresult *res, PGconn *conn, struct db_error *err)
+db_error_from_fields(const char *state, const char *primary,
+                     const char *column, struct db_error *err)
 {
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary =
-        res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *column =
-        res ? PQresultErrorField(res, PG_DIAG_COLUMN_NAME) : NULL;
     char buf[512];
 
     memset(err, 0, sizeof(*err));
     xstrlcpy(err->sqlstate, state ? state : "", sizeof(err->sqlstate));
     if (column)
         xstrlcpy(err->field, column, sizeof(err->field));
-    if (primary == NULL) {
-        const char *m = conn ? PQerrorMessage(conn) : "";
-        snprintf(buf, sizeof(buf), "database unavailable: %s",
-                 m && *m ? m : "connection lost");
-        /* libpq messages end with a newline. */
-        buf[strcspn(buf, "\n")] = '\0';
-        err_set(err, 503, "unavailable", buf);
-        return;
-    }
     if (state && strncmp(state, "CL", 2) == 0) {
         if (strcmp(state, "CL404") == 0)
             err_set(err, 404, "not_found", primary);
@@ -146,6 +134,30 @@ db_error_from_result(const PGresult *res, PGconn *conn, struct db_error *err)
                  state ? state : "?", primary);
         err_set(err, 500, "internal", buf);
     }
+}
+
+void
+db_error_from_result(const PGresult *res, PGconn *conn, struct db_error *err)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary =
+        res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *column =
+        res ? PQresultErrorField(res, PG_DIAG_COLUMN_NAME) : NULL;
+    char buf[512];
+
+    if (primary == NULL) {
+        const char *m = conn ? PQerrorMessage(conn) : "";
+        memset(err, 0, sizeof(*err));
+        snprintf(buf, sizeof(buf), "database unavailable: %s",
+                 m && *m ? m : "connection lost");
+        /* libpq messages end with a newline. */
+        buf[strcspn(buf, "\n")] = '\0';
+        err_set(err, 503, "unavailable", buf);
+        return;
+    }
+    db_error_from_fields(state, primary, column && *column ? column : NULL,
+                         err);
 }
 
 /* ---- requests -------------------------------------------------------- */
@@ -212,7 +224,7 @@ db_query(struct db_pool *pool, const struct db_stmt *stmt,
             r->values[i] = values[i] ? xstrdup(values[i]) : NULL;
     }
     pool->queries++;
-    if (!pool_up(pool)) {
+    if (!pool_up(pool) && pool->ever_up) {
         pool->errors++;
         req_fail(r, 503, "unavailable",
                  "database unavailable: no connection to PostgreSQL");
@@ -337,6 +349,7 @@ conn_connected(struct db_conn *c)
     }
     if (c->pool->nstmts == 0) {
         c->state = CONN_IDLE;
+        c->pool->ever_up = 1;
         pool_kick(c->pool);
         return;
     }
@@ -449,7 +462,7 @@ conn_broken(struct db_conn *c, const char *why)
     }
     if (c->pool) {
         c->pool->reconnects++;
-        if (!pool_up(c->pool))
+        if (!pool_up(c->pool) && c->pool->ever_up)
             pool_fail_queue(c->pool,
                             "database unavailable: no connection to "
                             "PostgreSQL");
@@ -490,6 +503,7 @@ conn_op_done(struct db_conn *c)
         c->state = CONN_IDLE;
         if (c->pool->reconnects > 0)
             log_info("connection to PostgreSQL is up");
+        c->pool->ever_up = 1;
         pool_kick(c->pool);
         return;
     case CONN_LISTENING:
@@ -619,14 +633,17 @@ db_pool_free(struct db_pool *pool)
 {
     if (pool == NULL)
         return;
+    for (int i = 0; i < pool->size; i++)
+        pool->conns[i].state = CONN_DOWN; /* callbacks below see no pool */
     for (int i = 0; i < pool->size; i++) {
         struct db_conn *c = &pool->conns[i];
-        if (c->req) {
-            req_fail(c->req, 503, "unavailable", "controller shutting down");
-            c->req = NULL;
-        }
-        conn_fini(c);
+        struct db_req *r = c->req;
+        c->req = NULL;
+        if (r)
+            req_fail(r, 503, "unavailable", "controller shutting down");
     }
+    for (int i = 0; i < pool->size; i++)
+        conn_fini(&pool->conns[i]);
     /* conns are down now, so the queue fails as unavailable */
     pool_fail_queue(pool, "controller shutting down");
     free(pool->conns);

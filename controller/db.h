@@ -73,6 +73,10 @@ struct db_listener *db_listener_new(struct event_base *base,
 void db_listener_free(struct db_listener *l);
 int db_listener_up(const struct db_listener *l);
 
+/* Fills err from an SQLSTATE, message and field (a batch item's error). */
+void db_error_from_fields(const char *sqlstate, const char *primary,
+                          const char *field, struct db_error *err);
+
 /* Fills err from a failed PGresult or connection (used by migrate too). */
 void db_error_from_result(const PGresult *res, PGconn *conn,
                           struct db_error *err);

@@ -19,7 +19,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <netinet/tcp.h>
+
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http_struct.h>
 
 #include "log.h"
@@ -99,6 +102,20 @@ conn_remove(struct http_server *srv, struct http_conn *c)
         srv->nconns--;
         conn_insert(srv, m);
     }
+}
+
+/* Replies leave in one go: without TCP_NODELAY a reply larger than one
+ * segment waits on the client's delayed ACK (40 ms per response). */
+static void
+conn_nodelay(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+
+    if (fd >= 0 &&
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        log_warn("cannot set TCP_NODELAY");
 }
 
 static void
@@ -472,6 +489,18 @@ allow_header(const struct http_route *rt, char *buf, size_t cap)
         buf[strlen(buf) - 2] = '\0';
 }
 
+static size_t
+headers_size(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    struct evkeyval *kv;
+    size_t n = 0;
+
+    TAILQ_FOREACH(kv, h, next)
+        n += strlen(kv->key) + strlen(kv->value) + 4;
+    return n;
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -509,6 +538,7 @@ on_request(struct evhttp_request *req, void *arg)
         }
         conn_insert(srv, c);
         evhttp_connection_set_closecb(evcon, conn_on_close, c);
+        conn_nodelay(evcon);
     }
     r->conn = c;
     TAILQ_INSERT_TAIL(&c->reqs, r, link);
@@ -519,6 +549,12 @@ on_request(struct evhttp_request *req, void *arg)
         http_reply_error(r, 503, "unavailable", NULL,
                          "too many connections (limit %d); retry later",
                          srv->max_conns);
+        return;
+    }
+    if (headers_size(req) > HTTP_MAX_HEADERS) {
+        http_reply_error(r, 413, "too_large", NULL,
+                         "request headers are over the limit of %d bytes",
+                         HTTP_MAX_HEADERS);
         return;
     }
     if (path == NULL || *path == '\0')
@@ -576,7 +612,9 @@ http_server_new(struct event_base *base, const struct http_route *routes,
     if (srv->http == NULL)
         fatalx("cannot create the HTTP server");
     /* libevent's defaults are unlimited: set every limit explicitly. */
-    evhttp_set_max_headers_size(srv->http, HTTP_MAX_HEADERS);
+    /* Headers up to four times the limit reach the handler, which answers
+     * 413 as JSON; larger ones are refused by evhttp (400). */
+    evhttp_set_max_headers_size(srv->http, 4 * HTTP_MAX_HEADERS);
     /* Bodies up to twice the API limit reach the handler, which answers
      * 413 as JSON; larger ones are refused by evhttp before buffering. */
     evhttp_set_max_body_size(srv->http, 2 * HTTP_MAX_BODY);

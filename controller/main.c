@@ -264,6 +264,17 @@ run(struct opts *o)
         fatalx("cannot create the event loop");
     app.db = db_pool_new(app.base, o->db, o->pool, store_stmts, ST__COUNT);
     app.watch = watch_new(app.base, app.db, o->db);
+    app.cache = cache_new(app.base, app.db);
+    app.writer = writer_new(app.db, app.cache);
+    {
+        struct watch_observer obs = {
+            .on_event = cache_on_event,
+            .on_batch = cache_on_batch,
+            .on_reconnect = cache_on_reconnect,
+            .arg = app.cache,
+        };
+        watch_observe(app.watch, &obs);
+    }
     /* [reconciler start-up goes here] */
     srv = http_server_new(app.base, api_routes, api_nroutes, o->max_conns,
                           &app);
@@ -307,9 +318,12 @@ out:
         event_free(sigterm);
     http_server_free(srv);
     /* [reconciler shutdown goes here] */
-    /* The pool first: its pending callbacks may still touch watch clients. */
+    /* Writers fail what waits; then the pool fails what is in flight (its
+     * callbacks may still touch watch clients, the cache and the writer). */
+    writer_free(app.writer);
     db_pool_free(app.db);
     watch_free(app.watch);
+    cache_free(app.cache);
     if (app.base)
         event_base_free(app.base);
     devpg_stop(&pg);

@@ -8,18 +8,6 @@
 const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_READY] = {"ready",
                   "SELECT coalesce(max(version), 0) FROM schema_migrations", 0},
-    [ST_SERVICE_CREATE] = {"service_create",
-                           "SELECT status, body FROM "
-                           "cloud_service_create($1::jsonb, $2, $3)",
-                           3},
-    [ST_SERVICE_PATCH] = {"service_patch",
-                          "SELECT status, body FROM "
-                          "cloud_service_patch($1, $2::jsonb, $3::bigint, $4)",
-                          4},
-    [ST_SERVICE_DELETE] = {"service_delete",
-                           "SELECT status, body FROM "
-                           "cloud_service_delete($1, $2::bigint, $3)",
-                           3},
     [ST_SERVICE_GET] = {"service_get",
                         "SELECT cloud_service_json(s), s.version "
                         "FROM services s WHERE s.name = $1",
@@ -30,10 +18,6 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                          "AND ($2::text IS NULL OR s.state = $2) "
                          "ORDER BY s.name LIMIT $3::integer",
                          3},
-    [ST_INSTANCE_CREATE] = {"instance_create",
-                            "SELECT status, body FROM "
-                            "cloud_instance_create($1::jsonb, $2, $3)",
-                            3},
     [ST_INSTANCE_GET] = {"instance_get",
                          "SELECT cloud_instance_json(i), i.version "
                          "FROM instances i "
@@ -51,14 +35,6 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "AND ($5::text IS NULL OR i.desired_state = $5) "
          "ORDER BY i.id LIMIT $6::integer",
          6},
-    [ST_INSTANCE_KILL] = {"instance_kill",
-                          "SELECT status, body FROM "
-                          "cloud_instance_kill($1, $2, $3::bigint, $4)",
-                          4},
-    [ST_INSTANCE_DELETE] = {"instance_delete",
-                            "SELECT status, body FROM "
-                            "cloud_instance_delete($1, $2::bigint, $3)",
-                            3},
     [ST_HOST_GET] = {"host_get",
                      "SELECT cloud_host_json(h), h.version FROM hosts h "
                      "WHERE h.name = $1",
@@ -69,10 +45,6 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                       "AND ($2::text IS NULL OR h.state = $2) "
                       "ORDER BY h.name LIMIT $3::integer",
                       3},
-    [ST_HOST_ACTION] = {"host_action",
-                        "SELECT status, body FROM "
-                        "cloud_host_action($1, $2, $3::bigint, $4)",
-                        4},
     [ST_EVENT_LIST] = {"event_list",
                        "SELECT e.id, e.type, e.object, cloud_event_json(e), "
                        "e.object_id "
@@ -82,6 +54,12 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                        "AND ($3::text IS NULL OR e.type = $3) "
                        "ORDER BY e.id LIMIT $4::integer",
                        4},
+    [ST_EVENT_LIST_LIGHT] = {"event_list_light",
+                             "SELECT e.id, e.type, e.object, NULL, "
+                             "e.object_id FROM events e "
+                             "WHERE e.id > $1::bigint "
+                             "ORDER BY e.id LIMIT $2::integer",
+                             2},
     [ST_EVENT_MAX] = {"event_max",
                       "SELECT coalesce(max(id), 0) FROM events", 0},
     [ST_IMAGE_GET] = {"image_get",
@@ -118,7 +96,8 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            1},
     [ST_BATCH] = {"batch",
                   "SELECT idx, status, body, err_state, err_message, "
-                  "err_field FROM cloud_batch($1::jsonb)",
-                  1},
+                  "err_field, event_id "
+                  "FROM cloud_batch($1::jsonb, $2::boolean)",
+                  2},
     /* reconciler statements below this line */
 };

@@ -1,8 +1,9 @@
 /*
  * store: every SQL statement the controller runs, and nothing else speaks
  * SQL. Statements are parameterised and prepared on every pool connection.
- * Writes call the functions of migrations/0002_api.sql (one round trip, one
- * transaction, event appended and NOTIFY sent inside it).
+ * API writes go through ST_BATCH (writer.c: group commit) to the functions
+ * of migrations/0002_api.sql, which append the event (and so NOTIFY) inside
+ * the same transaction.
  */
 #ifndef CLOUD_STORE_H
 #define CLOUD_STORE_H
@@ -11,20 +12,14 @@
 
 enum store_stmt {
     ST_READY = 0,
-    ST_SERVICE_CREATE,
-    ST_SERVICE_PATCH,
-    ST_SERVICE_DELETE,
     ST_SERVICE_GET,
     ST_SERVICE_LIST,
-    ST_INSTANCE_CREATE,
     ST_INSTANCE_GET,
     ST_INSTANCE_LIST,
-    ST_INSTANCE_KILL,
-    ST_INSTANCE_DELETE,
     ST_HOST_GET,
     ST_HOST_LIST,
-    ST_HOST_ACTION,
     ST_EVENT_LIST,
+    ST_EVENT_LIST_LIGHT,
     ST_EVENT_MAX,
     ST_IMAGE_GET,
     ST_IMAGE_LIST,

@@ -691,10 +691,6 @@ service_common(json_t *in, int create, struct verr *e)
         goto bad;
     if (rc == 0 || create)
         json_object_set_new(out, "replicas", json_integer(replicas));
-    if (!create && json_object_size(out) == 0) {
-        fail(e, "", "the patch changes nothing: give at least one field");
-        goto bad;
-    }
     return out;
 bad:
     json_decref(out);

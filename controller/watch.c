@@ -273,6 +273,12 @@ hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
             TAILQ_FOREACH_SAFE(c, &w->clients, link, next) {
                 if (c->state != CL_LIVE || c->cursor >= eid)
                     continue;
+                if (PQgetisnull(res, i, 3)) {
+                    /* Read without JSON (no client was connected when the
+                     * read began): this client catches up on its own. */
+                    c->state = CL_CATCHUP;
+                    continue;
+                }
                 client_send(c, id, PQgetvalue(res, i, 1),
                             PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
                 if (client_backlog(c) > WATCH_MAX_BUFFERED) {
@@ -324,6 +330,13 @@ hub_fetch(struct watch *w)
     }
     snprintf(since, sizeof(since), "%lld", w->last_id);
     vals[0] = since;
+    if (w->nclients == 0) {
+        /* Only in-process observers: they need no JSON. */
+        vals[1] = WATCH_BATCH_S;
+        db_query(w->db, store_stmt(ST_EVENT_LIST_LIGHT), vals, hub_on_rows,
+                 w);
+        return;
+    }
     vals[1] = NULL;
     vals[2] = NULL;
     vals[3] = WATCH_BATCH_S;

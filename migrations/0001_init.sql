@@ -1,3 +1,7 @@
+-- Identifiers and names use the "C" collation: byte order, the same order
+-- the controller's cache sorts in, so list pages agree whichever serves them,
+-- and prefix lookups use the primary key index.
+--
 -- 0001: the objects of DESIGN.md "Objects": hosts, images (blobs and refs),
 -- services, instances, config, events, tokens, the leader lease, and the
 -- idempotency keys of POST requests. schema_migrations is created by the
@@ -10,7 +14,7 @@ CREATE TABLE blobs (
 );
 
 CREATE TABLE images (
-    id             text PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
+    id             text COLLATE "C" PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
     name           text NOT NULL CHECK (name ~ '^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$'),
     tag            text NOT NULL DEFAULT 'latest'
                    CHECK (tag ~ '^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$'),
@@ -27,8 +31,8 @@ CREATE TABLE images (
 );
 
 CREATE TABLE hosts (
-    id             text PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
-    name           text NOT NULL UNIQUE
+    id             text COLLATE "C" PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+    name           text COLLATE "C" NOT NULL UNIQUE
                    CHECK (name ~ '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$'),
     address        text NOT NULL DEFAULT '' CHECK (length(address) <= 255),
     state          text NOT NULL DEFAULT 'ready'
@@ -49,8 +53,8 @@ CREATE TABLE hosts (
 CREATE INDEX hosts_state ON hosts (state, name);
 
 CREATE TABLE services (
-    id               text PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
-    name             text NOT NULL UNIQUE
+    id               text COLLATE "C" PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
+    name             text COLLATE "C" NOT NULL UNIQUE
                      CHECK (name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
     image            text NOT NULL CHECK (length(image) BETWEEN 1 AND 256),
     vcpus            integer NOT NULL CHECK (vcpus BETWEEN 1 AND 256),
@@ -78,10 +82,10 @@ CREATE TABLE services (
 CREATE INDEX services_state ON services (state, name);
 
 CREATE TABLE instances (
-    id              text PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
-    name            text NOT NULL
+    id              text COLLATE "C" PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
+    name            text COLLATE "C" NOT NULL
                     CHECK (name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
-    service_id      text REFERENCES services (id),
+    service_id      text COLLATE "C" REFERENCES services (id),
     ordinal         integer CHECK (ordinal >= 1),
     generation      bigint NOT NULL DEFAULT 1,
     image           text NOT NULL CHECK (length(image) BETWEEN 1 AND 256),
@@ -101,7 +105,7 @@ CREATE TABLE instances (
                     CHECK (state IN ('pending', 'scheduled', 'starting', 'running',
                                      'stopping', 'exited', 'failed', 'lost')),
     stop_signal     text CHECK (stop_signal IN ('TERM', 'KILL')),
-    host_id         text REFERENCES hosts (id),
+    host_id         text COLLATE "C" REFERENCES hosts (id),
     exit_code       integer CHECK (exit_code BETWEEN 0 AND 255),
     reason          text CHECK (length(reason) <= 4096),
     pending_reason  text CHECK (length(pending_reason) <= 4096),
@@ -121,7 +125,6 @@ CREATE TABLE instances (
 CREATE UNIQUE INDEX instances_live_name ON instances (name) WHERE desired_state <> 'deleted';
 CREATE UNIQUE INDEX instances_service_ordinal ON instances (service_id, ordinal)
     WHERE desired_state <> 'deleted';
-CREATE INDEX instances_id_prefix ON instances (id text_pattern_ops);
 CREATE INDEX instances_service ON instances (service_id, id);
 CREATE INDEX instances_state ON instances (state, id);
 CREATE INDEX instances_desired ON instances (desired_state, id);
@@ -150,8 +153,8 @@ CREATE INDEX events_object ON events (object, id);
 CREATE INDEX events_type ON events (type, id);
 
 CREATE TABLE tokens (
-    id             text PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
-    name           text NOT NULL UNIQUE
+    id             text COLLATE "C" PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
+    name           text COLLATE "C" NOT NULL UNIQUE
                    CHECK (name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
     secret_sha256  bytea NOT NULL UNIQUE CHECK (length(secret_sha256) = 32),
     role           text NOT NULL CHECK (role IN ('admin', 'operator', 'viewer', 'join')),

@@ -37,6 +37,9 @@ BEGIN
     INSERT INTO events (type, object, object_id, name, message, actor)
     VALUES (p_type, p_object, p_object_id, p_name, p_message, coalesce(p_actor, 'api'))
     RETURNING id INTO eid;
+    -- The batch reports each item's last event id, so the controller's
+    -- cache can skip re-reading what it just wrote (cache.c).
+    PERFORM set_config('cloud.last_event', eid::text, true);
     RETURN eid;
 END $$;
 
@@ -192,6 +195,9 @@ BEGIN
         RETURN;
     END IF;
     PERFORM cloud_image_require(p->>'image');
+    IF EXISTS (SELECT 1 FROM services WHERE name = p->>'name') THEN
+        PERFORM cloud_raise('CL409', format('service %s already exists', p->>'name'), 'name');
+    END IF;
     BEGIN
         INSERT INTO services (id, name, image, vcpus, memory_mib, disk_gib, args, env,
                               ports, restart, constraints, strategy, max_per_host,
@@ -238,6 +244,12 @@ DECLARE
     changes text[] := '{}';
 BEGIN
     s := cloud_service_lock(p_name, p_if_match);
+    IF p = '{}'::jsonb THEN
+        -- An empty merge patch changes nothing: no new version, no event.
+        status := 200;
+        body := cloud_service_json(s);
+        RETURN;
+    END IF;
     IF s.state = 'deleting' THEN
         PERFORM cloud_raise('CL409', format('service %s is being deleted', p_name));
     END IF;
@@ -291,14 +303,26 @@ CREATE FUNCTION cloud_service_delete(p_name text, p_if_match bigint, p_actor tex
 LANGUAGE plpgsql AS $$
 DECLARE
     s services;
+    i instances;
 BEGIN
     s := cloud_service_lock(p_name, p_if_match);
-    UPDATE instances SET desired_state = 'deleted', stop_signal = coalesce(stop_signal, 'TERM'),
-                         version = version + 1, updated_at = now()
-     WHERE service_id = s.id AND desired_state <> 'deleted';
-    -- Instances that never reached a host, or have finished, hold nothing.
-    DELETE FROM instances
-     WHERE service_id = s.id AND (host_id IS NULL OR state IN ('exited', 'failed', 'lost'));
+    -- Instances that never reached a host, or have finished, hold nothing
+    -- and go now; the others are asked to stop. Each change is an event.
+    FOR i IN DELETE FROM instances
+              WHERE service_id = s.id
+                AND (host_id IS NULL OR state IN ('exited', 'failed', 'lost'))
+              RETURNING * LOOP
+        PERFORM cloud_event('instance.deleted', 'instance', i.id, i.name,
+            format('instance %s deleted with service %s', i.name, s.name), p_actor);
+    END LOOP;
+    FOR i IN UPDATE instances SET desired_state = 'deleted',
+                                  stop_signal = coalesce(stop_signal, 'TERM'),
+                                  version = version + 1, updated_at = now()
+              WHERE service_id = s.id AND desired_state <> 'deleted'
+              RETURNING * LOOP
+        PERFORM cloud_event('instance.deleting', 'instance', i.id, i.name,
+            format('instance %s: deleting with service %s', i.name, s.name), p_actor);
+    END LOOP;
     IF EXISTS (SELECT 1 FROM instances WHERE service_id = s.id) THEN
         UPDATE services SET state = 'deleting', version = version + 1, updated_at = now()
          WHERE id = s.id RETURNING * INTO s;
@@ -333,11 +357,11 @@ BEGIN
         RETURN r;
     END IF;
     IF length(p_ref) >= 4 AND p_ref ~ '^[0-9a-f]{4,15}$' THEN
-        -- Ids are lower-case hex, so every id with this prefix sorts below
-        -- prefix || 'g'; text_pattern_ops compares bytes.
+        -- Ids are lower-case hex in the "C" collation, so every id with
+        -- this prefix sorts in [prefix, prefix || 'g').
         SELECT count(*), min(id) INTO n, r
           FROM (SELECT id FROM instances
-                 WHERE id ~>=~ p_ref AND id ~<~ (p_ref || 'g') LIMIT 2) x;
+                 WHERE id >= p_ref AND id < (p_ref || 'g') LIMIT 2) x;
         IF n = 1 THEN
             RETURN r;
         ELSIF n > 1 THEN
@@ -384,18 +408,20 @@ BEGIN
     END IF;
     PERFORM cloud_image_require(p->>'image');
     nm := coalesce(p->>'name', 'run-' || substr(nid, 1, 8));
-    BEGIN
-        INSERT INTO instances (id, name, image, vcpus, memory_mib, disk_gib, args, env,
-                               restart, constraints, strategy, max_per_host)
-        VALUES (nid, nm, p->>'image',
-                (p#>>'{resources,vcpus}')::integer, (p#>>'{resources,memory_mib}')::integer,
-                (p#>>'{resources,disk_gib}')::integer, p->'args', p->'env', p->>'restart',
-                p#>'{placement,constraints}', p#>>'{placement,strategy}',
-                (p#>>'{placement,max_per_host}')::integer)
-        RETURNING * INTO i;
-    EXCEPTION WHEN unique_violation THEN
+    -- A check, not an exception block: a subtransaction per create costs
+    -- more than the whole insert. A concurrent twin still hits the unique
+    -- index (23505, answered 409).
+    IF EXISTS (SELECT 1 FROM instances WHERE name = nm AND desired_state <> 'deleted') THEN
         PERFORM cloud_raise('CL409', format('instance %s already exists', nm), 'name');
-    END;
+    END IF;
+    INSERT INTO instances (id, name, image, vcpus, memory_mib, disk_gib, args, env,
+                           restart, constraints, strategy, max_per_host)
+    VALUES (nid, nm, p->>'image',
+            (p#>>'{resources,vcpus}')::integer, (p#>>'{resources,memory_mib}')::integer,
+            (p#>>'{resources,disk_gib}')::integer, p->'args', p->'env', p->>'restart',
+            p#>'{placement,constraints}', p#>>'{placement,strategy}',
+            (p#>>'{placement,max_per_host}')::integer)
+    RETURNING * INTO i;
     PERFORM cloud_event('instance.created', 'instance', i.id, i.name,
         format('instance %s created from %s', i.name, i.image), p_actor);
     status := 201;
@@ -495,8 +521,95 @@ BEGIN
     IF next_state <> h.state THEN
         UPDATE hosts SET state = next_state, version = version + 1, updated_at = now()
          WHERE id = h.id RETURNING * INTO h;
-        PERFORM cloud_event('host.' || next_state, 'host', h.id, h.name,
-            format('host %s %s', h.name, next_state), p_actor);
+        PERFORM cloud_event(CASE p_action WHEN 'cordon' THEN 'host.cordoned'
+                                          WHEN 'uncordon' THEN 'host.uncordoned'
+                                          ELSE 'host.' || next_state END,
+            'host', h.id, h.name,
+            format('host %s %s', h.name,
+                   CASE p_action WHEN 'uncordon' THEN 'uncordoned: ready'
+                                 ELSE next_state END), p_actor);
     END IF;
     body := cloud_host_json(h);
+END $$;
+
+-- Group commit: many API writes in one transaction and so one NOTIFY
+-- (DESIGN.md "Flows"). The fast path runs the items one after another; any
+-- failure aborts the call and the controller sends the batch again with
+-- p_safe, where each item runs in its own subtransaction so an item's
+-- failure fails that item only and comes back as a row. (Subtransactions
+-- are kept off the fast path: past 64 in one transaction PostgreSQL's
+-- snapshots slow down sharply.)
+CREATE FUNCTION cloud_batch_one(op text, a jsonb, OUT st integer, OUT bd json)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    CASE op
+    WHEN 'service_create' THEN
+        SELECT f.status, f.body INTO st, bd
+          FROM cloud_service_create((a->>0)::jsonb, a->>1, a->>2) f;
+    WHEN 'service_patch' THEN
+        SELECT f.status, f.body INTO st, bd
+          FROM cloud_service_patch(a->>0, (a->>1)::jsonb, (a->>2)::bigint, a->>3) f;
+    WHEN 'service_delete' THEN
+        SELECT f.status, f.body INTO st, bd
+          FROM cloud_service_delete(a->>0, (a->>1)::bigint, a->>2) f;
+    WHEN 'instance_create' THEN
+        SELECT f.status, f.body INTO st, bd
+          FROM cloud_instance_create((a->>0)::jsonb, a->>1, a->>2) f;
+    WHEN 'instance_kill' THEN
+        SELECT f.status, f.body INTO st, bd
+          FROM cloud_instance_kill(a->>0, a->>1, (a->>2)::bigint, a->>3) f;
+    WHEN 'instance_delete' THEN
+        SELECT f.status, f.body INTO st, bd
+          FROM cloud_instance_delete(a->>0, (a->>1)::bigint, a->>2) f;
+    WHEN 'host_action' THEN
+        SELECT f.status, f.body INTO st, bd
+          FROM cloud_host_action(a->>0, a->>1, (a->>2)::bigint, a->>3) f;
+    ELSE
+        PERFORM cloud_raise('CL422', format('unknown batch operation %s', op));
+    END CASE;
+END $$;
+
+CREATE FUNCTION cloud_batch(p jsonb, p_safe boolean)
+RETURNS TABLE (idx integer, status integer, body json, err_state text,
+               err_message text, err_field text, event_id bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    item jsonb;
+    i integer := 0;
+    r record;
+    e_state text;
+    e_msg text;
+    e_col text;
+BEGIN
+    FOR item IN SELECT value FROM jsonb_array_elements(p) LOOP
+        idx := i;
+        err_state := NULL;
+        err_message := NULL;
+        err_field := NULL;
+        IF NOT p_safe THEN
+            r := cloud_batch_one(item->>'op', item->'args');
+            status := r.st;
+            body := r.bd;
+        ELSE
+            BEGIN
+                r := cloud_batch_one(item->>'op', item->'args');
+                status := r.st;
+                body := r.bd;
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE,
+                                        e_msg = MESSAGE_TEXT,
+                                        e_col = COLUMN_NAME;
+                status := NULL;
+                body := NULL;
+                err_state := e_state;
+                err_message := e_msg;
+                err_field := nullif(e_col, '');
+            END;
+        END IF;
+        event_id := nullif(current_setting('cloud.last_event', true), '')::bigint;
+        RETURN NEXT;
+        i := i + 1;
+    END LOOP;
 END $$;

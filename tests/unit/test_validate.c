@@ -173,7 +173,6 @@ test_service_invalid(void **state)
     expect_invalid(validate_service_create, "{\"name\":\"web\",\"image\":\"hello\",\"links\":[\"Bad\"]}", "links[0]");
     expect_invalid(validate_service_create, "{\"name\":\"web\",\"image\":\"hello\",\"args\":[1]}", "args[0]");
     expect_invalid(validate_service_create, "{\"name\":\"web\",\"image\":\"hello\",\"partition_policy\":\"maybe\"}", "partition_policy");
-    expect_invalid(validate_service_patch, "{}", "");
     expect_invalid(validate_service_patch, "{\"name\":\"other\"}", "name");
     expect_invalid(validate_instance_create, "{\"image\":\"hello\",\"replicas\":2}", "replicas");
 }

@@ -1,0 +1,729 @@
+/*
+ * cache: in-memory instances and services (see cache.h). Owns the objects,
+ * their indexes (ordered by key for pages, hashed by id and name), the
+ * tombstones of deleted objects, and the re-read queries.
+ */
+#define LOG_MODULE "cache"
+#include "cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "mem.h"
+#include "omap.h"
+#include "store.h"
+#include "strmap.h"
+
+/* A deleted id stays refused this long: longer than any re-read in flight. */
+#define TOMBSTONE_SECS 300
+/* Objects re-read per query. */
+#define FETCH_MAX 1000
+
+struct kind {
+    int is_service;
+    struct omap order;   /* instances by id, services by name */
+    struct strmap by_id; /* id -> obj */
+    struct strmap names; /* instances: name -> obj */
+    struct strmap pending;
+    struct strmap tomb; /* id -> (time_t expiry cast to pointer) */
+    int fetching;
+    int loading;
+    unsigned long long reload_seq;
+};
+
+struct cache {
+    struct db_pool *db;
+    struct event *retry; /* reload after a failed full load */
+    struct kind inst, svc;
+    unsigned long long seq;
+    int ready;
+    int reload_again;
+};
+
+static int kind_fetch(struct cache *c, struct kind *k);
+
+/* ---- objects --------------------------------------------------------- */
+
+static char *
+dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void
+obj_free(struct cache_obj *o)
+{
+    if (o == NULL)
+        return;
+    free(o->id);
+    free(o->name);
+    free(o->service);
+    free(o->host);
+    free(o->state);
+    free(o->desired);
+    free(o->json);
+    free(o);
+}
+
+static const char *
+obj_key(const struct kind *k, const struct cache_obj *o)
+{
+    return k->is_service ? o->name : o->id;
+}
+
+static int
+is_live(const struct cache_obj *o)
+{
+    return o->desired == NULL || strcmp(o->desired, "deleted") != 0;
+}
+
+static void
+kind_unlink(struct kind *k, struct cache_obj *o)
+{
+    omap_del(&k->order, obj_key(k, o));
+    strmap_del(&k->by_id, o->id);
+    if (!k->is_service && strmap_get(&k->names, o->name) == o)
+        strmap_del(&k->names, o->name);
+}
+
+static void
+kind_link(struct kind *k, struct cache_obj *o)
+{
+    struct cache_obj *other;
+
+    omap_put(&k->order, obj_key(k, o), o);
+    strmap_put(&k->by_id, o->id, o);
+    if (k->is_service)
+        return;
+    /* The name names the live instance; a deleted one only while no live
+     * one carries it. */
+    other = strmap_get(&k->names, o->name);
+    if (other == NULL || other == o || is_live(o) || !is_live(other))
+        strmap_put(&k->names, o->name, o);
+}
+
+static void
+kind_remove(struct kind *k, const char *id)
+{
+    struct cache_obj *o = strmap_get(&k->by_id, id);
+
+    if (o == NULL)
+        return;
+    kind_unlink(k, o);
+    obj_free(o);
+}
+
+static int
+tombstoned(struct kind *k, const char *id)
+{
+    void *v = strmap_get(&k->tomb, id);
+    return v != NULL && (time_t)(intptr_t)v > time(NULL);
+}
+
+static void
+tombstone(struct kind *k, const char *id)
+{
+    char *key;
+    time_t expiry = time(NULL) + TOMBSTONE_SECS;
+
+    if (strmap_get(&k->tomb, id) != NULL) {
+        /* Keep the key string that is already in the map. */
+        for (size_t i = 0; i < k->tomb.cap; i++)
+            if (k->tomb.keys[i] && strcmp(k->tomb.keys[i], id) == 0)
+                k->tomb.vals[i] = (void *)(intptr_t)expiry;
+        return;
+    }
+    key = xstrdup(id);
+    strmap_put(&k->tomb, key, (void *)(intptr_t)expiry);
+}
+
+static void
+tombs_purge(struct kind *k)
+{
+    time_t now = time(NULL);
+    int again = 1;
+
+    /* Deleting while scanning shifts entries: rescan until clean. */
+    while (again) {
+        again = 0;
+        for (size_t i = 0; i < k->tomb.cap; i++) {
+            const char *key = k->tomb.keys[i];
+            if (key && (time_t)(intptr_t)k->tomb.vals[i] <= now) {
+                strmap_del(&k->tomb, key);
+                free((char *)key);
+                again = 1;
+                break;
+            }
+        }
+    }
+}
+
+/* Applies o (owned) unless older than what is held or deleted. */
+static void
+kind_apply(struct cache *c, struct kind *k, struct cache_obj *o)
+{
+    struct cache_obj *old;
+
+    if (tombstoned(k, o->id)) {
+        obj_free(o);
+        return;
+    }
+    old = strmap_get(&k->by_id, o->id);
+    if (old && old->version > o->version) {
+        obj_free(o);
+        return;
+    }
+    o->seq = ++c->seq;
+    if (old) {
+        kind_unlink(k, old);
+        obj_free(old);
+    }
+    kind_link(k, o);
+}
+
+static void
+kind_init(struct kind *k, int is_service)
+{
+    memset(k, 0, sizeof(*k));
+    k->is_service = is_service;
+    omap_init(&k->order);
+    strmap_init(&k->by_id);
+    strmap_init(&k->names);
+    strmap_init(&k->pending);
+    strmap_init(&k->tomb);
+}
+
+static void
+free_keys(struct strmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        free((char *)m->keys[i]);
+}
+
+static void
+kind_fini(struct kind *k)
+{
+    for (struct omap_node *n = omap_after(&k->order, NULL); n;
+         n = omap_next(n))
+        obj_free(n->val);
+    omap_fini(&k->order);
+    strmap_fini(&k->by_id);
+    strmap_fini(&k->names);
+    free_keys(&k->pending);
+    strmap_fini(&k->pending);
+    free_keys(&k->tomb);
+    strmap_fini(&k->tomb);
+}
+
+/* ---- rows from the database ------------------------------------------ */
+
+static const char *
+val(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* ST_CACHE_INSTANCES: id, name, service, host, state, desired, version, json
+ * ST_CACHE_SERVICES:  id, name, state, version, json */
+static struct cache_obj *
+obj_from_row(const struct kind *k, const PGresult *res, int i)
+{
+    struct cache_obj *o = xcalloc(1, sizeof(*o));
+
+    o->id = xstrdup(val(res, i, 0));
+    o->name = xstrdup(val(res, i, 1));
+    if (k->is_service) {
+        o->state = xstrdup(val(res, i, 2));
+        o->version = strtoll(val(res, i, 3), NULL, 10);
+        o->json = xstrdup(val(res, i, 4));
+    } else {
+        o->service = dup_or_null(val(res, i, 2));
+        o->host = dup_or_null(val(res, i, 3));
+        o->state = xstrdup(val(res, i, 4));
+        o->desired = xstrdup(val(res, i, 5));
+        o->version = strtoll(val(res, i, 6), NULL, 10);
+        o->json = xstrdup(val(res, i, 7));
+    }
+    return o;
+}
+
+struct fetch {
+    struct cache *c;
+    struct kind *k;
+    char **ids; /* NULL for a full load */
+    int nids;
+};
+
+static void
+fetch_free(struct fetch *f)
+{
+    for (int i = 0; i < f->nids; i++)
+        free(f->ids[i]);
+    free(f->ids);
+    free(f);
+}
+
+static void
+update_ready(struct cache *c)
+{
+    int was = c->ready;
+
+    c->ready = !c->inst.loading && !c->svc.loading && c->inst.reload_seq &&
+               c->svc.reload_seq;
+    if (c->ready && !was)
+        log_info("read cache loaded: %zu instances, %zu services",
+                 c->inst.order.len, c->svc.order.len);
+}
+
+static void
+on_fetch(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct fetch *f = arg;
+    struct cache *c = f->c;
+    struct kind *k = f->k;
+    int n;
+
+    k->fetching = 0;
+    if (err) {
+        /* Names stay pending for the next flush; a full load failing
+         * leaves the cache not ready until the next reconnect. */
+        log_warnx("cannot re-read %s: %s",
+                  k->is_service ? "services" : "instances", err->message);
+        if (f->ids)
+            for (int i = 0; i < f->nids; i++)
+                if (strmap_get(&k->pending, f->ids[i]) == NULL) {
+                    strmap_put(&k->pending, f->ids[i], (void *)1);
+                    f->ids[i] = NULL;
+                }
+        if (!f->ids) {
+            struct timeval tv = {1, 0};
+            k->loading = 0;
+            evtimer_add(c->retry, &tv);
+        }
+        fetch_free(f);
+        return;
+    }
+    n = PQntuples(res);
+    if (f->ids == NULL) {
+        /* Full load: merge under the version guard, then drop what is gone
+         * unless something newer than the load touched it since. */
+        unsigned long long start = k->reload_seq;
+        struct strmap seen;
+        strmap_init(&seen);
+        for (int i = 0; i < n; i++) {
+            struct cache_obj *o = obj_from_row(k, res, i);
+            char *id = xstrdup(o->id);
+            strmap_put(&seen, id, id);
+            kind_apply(c, k, o);
+        }
+        for (struct omap_node *x = omap_after(&k->order, NULL), *nx; x;
+             x = nx) {
+            struct cache_obj *o = x->val;
+            nx = omap_next(x);
+            if (strmap_get(&seen, o->id) == NULL && o->seq <= start)
+                kind_remove(k, o->id);
+        }
+        free_keys(&seen);
+        strmap_fini(&seen);
+        k->loading = 0;
+        update_ready(c);
+    } else {
+        struct strmap found;
+        strmap_init(&found);
+        for (int i = 0; i < n; i++) {
+            struct cache_obj *o = obj_from_row(k, res, i);
+            for (int j = 0; j < f->nids; j++)
+                if (f->ids[j] && strcmp(f->ids[j], o->id) == 0)
+                    strmap_put(&found, f->ids[j], (void *)1);
+            kind_apply(c, k, o);
+        }
+        /* Named by an event but gone: deleted. */
+        for (int j = 0; j < f->nids; j++)
+            if (strmap_get(&found, f->ids[j]) == NULL) {
+                kind_remove(k, f->ids[j]);
+                tombstone(k, f->ids[j]);
+            }
+        strmap_fini(&found);
+    }
+    fetch_free(f);
+    if (c->reload_again) {
+        c->reload_again = 0;
+        cache_reload(c);
+        return;
+    }
+    if (k->pending.len > 0)
+        kind_fetch(c, k);
+}
+
+/* Ids are [a-z0-9-] (checked by the schema), so an array literal of them
+ * needs no quoting; anything else is skipped defensively. */
+static int
+id_safe(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '-'))
+            return 0;
+    return 1;
+}
+
+static int
+kind_fetch(struct cache *c, struct kind *k)
+{
+    struct fetch *f;
+    struct evbuffer *b;
+    const char *vals[1];
+    char *arr;
+    size_t len;
+
+    if (k->fetching || k->loading || k->pending.len == 0)
+        return 0;
+    f = xcalloc(1, sizeof(*f));
+    f->c = c;
+    f->k = k;
+    f->ids = xcalloc(FETCH_MAX, sizeof(char *));
+    b = evbuffer_new();
+    if (b == NULL)
+        fatalx("cannot allocate an evbuffer");
+    evbuffer_add(b, "{", 1);
+    for (size_t i = 0; i < k->pending.cap && f->nids < FETCH_MAX; i++) {
+        char *id = (char *)k->pending.keys[i];
+        if (id == NULL)
+            continue;
+        if (id_safe(id)) {
+            evbuffer_add_printf(b, "%s%s", f->nids ? "," : "", id);
+            f->ids[f->nids++] = id;
+        } else {
+            free(id);
+        }
+        k->pending.keys[i] = NULL; /* taken; the map is rebuilt below */
+    }
+    {
+        /* Re-insert whatever was not taken (bounded batch). */
+        struct strmap rest;
+        strmap_init(&rest);
+        for (size_t i = 0; i < k->pending.cap; i++)
+            if (k->pending.keys[i])
+                strmap_put(&rest, k->pending.keys[i], (void *)1);
+        strmap_fini(&k->pending);
+        k->pending = rest;
+    }
+    evbuffer_add(b, "}", 1);
+    len = evbuffer_get_length(b);
+    arr = xmalloc(len + 1);
+    evbuffer_remove(b, arr, len);
+    arr[len] = '\0';
+    evbuffer_free(b);
+    if (f->nids == 0) {
+        free(arr);
+        fetch_free(f);
+        return 0;
+    }
+    vals[0] = arr;
+    k->fetching = 1;
+    db_query(c->db,
+             store_stmt(k->is_service ? ST_CACHE_SERVICES
+                                      : ST_CACHE_INSTANCES),
+             vals, on_fetch, f);
+    free(arr);
+    return 1;
+}
+
+/* ---- public ---------------------------------------------------------- */
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    cache_reload(arg);
+}
+
+struct cache *
+cache_new(struct event_base *base, struct db_pool *db)
+{
+    struct cache *c = xcalloc(1, sizeof(*c));
+
+    c->db = db;
+    c->retry = evtimer_new(base, on_retry, c);
+    if (c->retry == NULL)
+        fatalx("cannot allocate the cache retry timer");
+    kind_init(&c->inst, 0);
+    kind_init(&c->svc, 1);
+    return c;
+}
+
+void
+cache_free(struct cache *c)
+{
+    if (c == NULL)
+        return;
+    kind_fini(&c->inst);
+    kind_fini(&c->svc);
+    event_free(c->retry);
+    free(c);
+}
+
+int
+cache_ready(const struct cache *c)
+{
+    return c->ready;
+}
+
+size_t
+cache_count(const struct cache *c, int services)
+{
+    return services ? c->svc.order.len : c->inst.order.len;
+}
+
+static void
+kind_load(struct cache *c, struct kind *k)
+{
+    struct fetch *f = xcalloc(1, sizeof(*f));
+    const char *vals[1] = {NULL};
+
+    f->c = c;
+    f->k = k;
+    k->loading = 1;
+    k->reload_seq = ++c->seq;
+    /* What events named so far is covered by the load. */
+    free_keys(&k->pending);
+    strmap_fini(&k->pending);
+    strmap_init(&k->pending);
+    db_query(c->db,
+             store_stmt(k->is_service ? ST_CACHE_SERVICES
+                                      : ST_CACHE_INSTANCES),
+             vals, on_fetch, f);
+}
+
+void
+cache_reload(struct cache *c)
+{
+    if (c->inst.loading || c->svc.loading || c->inst.fetching ||
+        c->svc.fetching) {
+        c->reload_again = 1;
+        c->ready = 0;
+        return;
+    }
+    c->ready = 0;
+    tombs_purge(&c->inst);
+    tombs_purge(&c->svc);
+    kind_load(c, &c->inst);
+    kind_load(c, &c->svc);
+}
+
+void
+cache_note(struct cache *c, const char *object, const char *object_id,
+           long long event_id)
+{
+    struct kind *k;
+    struct cache_obj *o;
+
+    if (object_id == NULL)
+        return;
+    if (strcmp(object, "instance") == 0)
+        k = &c->inst;
+    else if (strcmp(object, "service") == 0)
+        k = &c->svc;
+    else
+        return;
+    /* This controller wrote it and already holds what the event says. */
+    o = strmap_get(&k->by_id, object_id);
+    if (o != NULL && event_id > 0 && o->event_id >= event_id)
+        return;
+    if (strmap_get(&k->pending, object_id) == NULL)
+        strmap_put(&k->pending, xstrdup(object_id), (void *)1);
+}
+
+void
+cache_flush(struct cache *c)
+{
+    kind_fetch(c, &c->inst);
+    kind_fetch(c, &c->svc);
+}
+
+static char *
+jstr(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
+}
+
+void
+cache_apply_write(struct cache *c, const char *op, const char *body,
+                  long long event_id)
+{
+    int svc = strncmp(op, "service_", 8) == 0;
+    struct kind *k = svc ? &c->svc : &c->inst;
+    json_error_t e;
+    json_t *j;
+    struct cache_obj *o;
+
+    if (!svc && strncmp(op, "instance_", 9) != 0)
+        return;
+    j = json_loads(body, 0, &e);
+    if (j == NULL) {
+        log_warnx("cannot read back a written %s: %s", op, e.text);
+        return;
+    }
+    if (json_is_true(json_object_get(j, "deleted"))) {
+        json_t *id = json_object_get(j, "id");
+        if (json_is_string(id)) {
+            kind_remove(k, json_string_value(id));
+            tombstone(k, json_string_value(id));
+        }
+        json_decref(j);
+        return;
+    }
+    o = xcalloc(1, sizeof(*o));
+    o->id = jstr(j, "id");
+    o->name = jstr(j, "name");
+    o->state = jstr(j, "state");
+    o->version = json_integer_value(json_object_get(j, "version"));
+    if (!svc) {
+        o->service = jstr(j, "service");
+        o->host = jstr(j, "host");
+        o->desired = jstr(j, "desired_state");
+    }
+    o->json = xstrdup(body);
+    o->event_id = event_id;
+    json_decref(j);
+    if (o->id == NULL || o->name == NULL || o->state == NULL) {
+        log_warnx("a written %s lacks id, name or state", op);
+        obj_free(o);
+        return;
+    }
+    kind_apply(c, k, o);
+}
+
+void
+cache_on_event(void *arg, long long id, const char *type, const char *object,
+               const char *object_id)
+{
+    (void)type;
+    cache_note(arg, object, object_id, id);
+}
+
+void
+cache_on_batch(void *arg)
+{
+    cache_flush(arg);
+}
+
+void
+cache_on_reconnect(void *arg)
+{
+    cache_reload(arg);
+}
+
+/* ---- reads ----------------------------------------------------------- */
+
+static int
+hex_prefix(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 4 || n > 15)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return 0;
+    return 1;
+}
+
+const struct cache_obj *
+cache_instance_find(struct cache *c, const char *ref, int *status, char *msg,
+                    size_t msglen)
+{
+    struct cache_obj *o = strmap_get(&c->inst.by_id, ref);
+    struct omap_node *n;
+    size_t plen = strlen(ref);
+
+    if (o)
+        return o;
+    o = strmap_get(&c->inst.names, ref);
+    if (o)
+        return o;
+    if (hex_prefix(ref)) {
+        n = omap_ceil(&c->inst.order, ref);
+        if (n && strncmp(n->key, ref, plen) == 0) {
+            struct omap_node *m = omap_next(n);
+            if (m && strncmp(m->key, ref, plen) == 0) {
+                *status = 409;
+                snprintf(msg, msglen,
+                         "instance prefix %s is ambiguous; give more "
+                         "characters",
+                         ref);
+                return NULL;
+            }
+            return n->val;
+        }
+    }
+    *status = 404;
+    snprintf(msg, msglen, "instance %s not found", ref);
+    return NULL;
+}
+
+const struct cache_obj *
+cache_service_get(struct cache *c, const char *name)
+{
+    return omap_get(&c->svc.order, name);
+}
+
+static int
+eq_or_any(const char *want, const char *have)
+{
+    return want == NULL || (have != NULL && strcmp(want, have) == 0);
+}
+
+static void
+page(struct kind *k, const char *after, int limit, struct evbuffer *out,
+     const char *service, const char *state, const char *host,
+     const char *desired)
+{
+    int n = 0;
+    const char *last = NULL;
+    struct omap_node *x;
+
+    evbuffer_add(out, "{\"items\":[", 10);
+    for (x = omap_after(&k->order, after); x; x = omap_next(x)) {
+        struct cache_obj *o = x->val;
+        if (!eq_or_any(state, o->state) || !eq_or_any(service, o->service) ||
+            !eq_or_any(host, o->host) || !eq_or_any(desired, o->desired))
+            continue;
+        if (n == limit)
+            break;
+        if (n)
+            evbuffer_add(out, ",", 1);
+        evbuffer_add(out, o->json, strlen(o->json));
+        last = x->key;
+        n++;
+    }
+    if (x != NULL && last != NULL) {
+        /* Keys are [a-z0-9-]: no JSON escaping needed. */
+        evbuffer_add_printf(out, "],\"next\":\"%s\"}", last);
+    } else {
+        evbuffer_add_printf(out, "],\"next\":null}");
+    }
+}
+
+void
+cache_instance_list(struct cache *c, const char *after, const char *service,
+                    const char *state, const char *host, const char *desired,
+                    int limit, struct evbuffer *out)
+{
+    page(&c->inst, after, limit, out, service, state, host, desired);
+}
+
+void
+cache_service_list(struct cache *c, const char *after, const char *state,
+                   int limit, struct evbuffer *out)
+{
+    page(&c->svc, after, limit, out, NULL, state, NULL, NULL);
+}
