@@ -181,6 +181,10 @@ class ProtocolTests(harness.TestCase):
         for path in ("/v1/nothing", "/nope", "/v1/services/x/y/z", "/v2/services"):
             with self.subTest(path=path):
                 self.assertError(request("GET", path), 404, "not_found")
+        # Any method on an unknown route is 404, not 405.
+        for method, path in (("POST", "/v1/nothing"), ("DELETE", "/nope"), ("PUT", "/v1/hosts/x/reboot")):
+            with self.subTest(method=method, path=path):
+                self.assertError(request(method, path), 404, "not_found")
 
     def test_wrong_method_is_405_with_allow(self):
         cases = [
