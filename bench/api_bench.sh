@@ -65,12 +65,16 @@ run() { # name, wrk args...
   out=$(REPORT_LUA=$root/bench/wrk/report.lua wrk --latency -t2 -c"$conns" -d"${secs}s" "$@" 2>&1)
   local line
   line=$(printf '%s\n' "$out" | grep '^RESULT' || true)
+  [ -n "$line" ] || { printf '%s\n' "$out"; echo "api_bench: wrk failed for $name"; exit 1; }
   printf '%-22s %s\n' "$name" "${line#RESULT }"
+  case "$line" in *" errors=0 "*) ;; *) echo "api_bench: $name had errors"; exit 1;; esac
 }
 
 echo "api_bench: $(nproc) cores, wrk -t2 -c$conns -d${secs}s, 10,000 seeded instances, db pool ${DB_POOL:-4}"
 IDS_FILE=$tmp/ids run "GET one instance" -s "$root/bench/wrk/get_one.lua" "$url"
 run "GET list of 100" -s "$root/bench/wrk/report.lua" "$url/v1/instances?limit=100"
 run "POST create" -s "$root/bench/wrk/create.lua" "$url/v1/instances"
-echo "instances now: $(psql_ -At -c 'SELECT count(*) FROM instances')"
+n=$(psql_ -At -c 'SELECT count(*) FROM instances')
+echo "instances now: $n"
+[ "$n" -gt 10000 ] || { echo "api_bench: the create run created nothing"; exit 1; }
 curl -s "$url/metrics" | grep -E '^cloud_(write_batches|writes)_total' | tr '\n' ' '; echo
