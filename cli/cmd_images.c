@@ -1,15 +1,21 @@
 /*
- * cmd_images: `images` ls, inspect, push and rm. The API has list and get
- * only; push and rm send the natural request (POST /v1/images, DELETE
- * /v1/images/{ref}) and report what the server answers, so they start to
- * work the day the controller grows the routes, and never pretend before.
+ * cmd_images: `images` ls, inspect, push and rm. push uploads each file as
+ * a blob in 1 MiB chunks (POST/PATCH/PUT /v1/blobs/uploads, the SHA-256
+ * computed while reading), then registers the image (POST /v1/images).
  */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
+#include "http.h"
 #include "mem.h"
+
+#define PUSH_CHUNK (1024 * 1024)
 
 enum {
     OPT_KERNEL = 1,
@@ -112,6 +118,102 @@ push_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
     return 0;
 }
 
+/* One API call with a binary body; 0 and *out on 2xx, else prints. */
+static int
+api_bin(struct cli_ctx *ctx, const char *method, const char *path,
+        const void *data, size_t len, const char *const *headers,
+        json_t **out)
+{
+    struct cli_http_resp r;
+    int rc = CLI_EXIT_FAIL;
+
+    *out = NULL;
+    if (cli_http_request_bin(ctx->http, method, path, data, len,
+                             "application/octet-stream", headers, &r) < 0) {
+        cli_fail(ctx, "%s", r.error);
+        cli_http_resp_clear(&r);
+        return CLI_EXIT_FAIL;
+    }
+    if (r.status >= 200 && r.status < 300) {
+        *out = json_loadb(r.body, r.len, 0, NULL);
+        rc = *out ? 0 : cli_fail(ctx, "%s %s: the answer is not JSON",
+                                 method, path);
+    } else {
+        char *line = fmt_error_line(r.status, r.body, r.len, method, path);
+        fprintf(ctx->err, "%s\n", line);
+        free(line);
+    }
+    cli_http_resp_clear(&r);
+    return rc;
+}
+
+/* Uploads file as a blob; digest gets "sha256:<hex>". */
+static int
+push_blob(struct cli_ctx *ctx, const char *file, char *digest)
+{
+    json_t *ans = NULL;
+    char *buf = NULL, *path = NULL, *fin = NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    unsigned long long off = 0;
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    int fd = open(file, O_RDONLY | O_CLOEXEC), rc = CLI_EXIT_FAIL;
+
+    if (fd < 0 || sha == NULL || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+        rc = cli_fail(ctx, "images push: cannot read %s: %s", file,
+                      strerror(errno));
+        goto out;
+    }
+    if (cli_connect(ctx) != 0 ||
+        cli_api(ctx, "POST", "/v1/blobs/uploads", NULL, &ans, NULL) != 0)
+        goto out;
+    path = xasprintf("/v1/blobs/uploads/%s",
+                     json_string_value(json_object_get(ans, "id")));
+    json_decref(ans);
+    ans = NULL;
+    buf = xmalloc(PUSH_CHUNK);
+    for (;;) {
+        ssize_t n = read(fd, buf, PUSH_CHUNK);
+        char hdr[64];
+        const char *headers[2] = {hdr, NULL};
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = cli_fail(ctx, "images push: cannot read %s: %s", file,
+                          strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(sha, buf, (size_t)n);
+        snprintf(hdr, sizeof(hdr), "Upload-Offset: %llu", off);
+        if (api_bin(ctx, "PATCH", path, buf, (size_t)n, headers, &ans) != 0)
+            goto out;
+        json_decref(ans);
+        ans = NULL;
+        off += (unsigned long long)n;
+        if (ctx->progress)
+            fprintf(ctx->err, "\r%s: %llu bytes", file, off);
+    }
+    if (ctx->progress)
+        fprintf(ctx->err, "\n");
+    EVP_DigestFinal_ex(sha, md, &mdlen);
+    memcpy(digest, "sha256:", 7);
+    for (unsigned i = 0; i < mdlen; i++)
+        snprintf(digest + 7 + 2 * i, 3, "%02x", md[i]);
+    fin = xasprintf("%s?digest=%s", path, digest);
+    rc = cli_api(ctx, "PUT", fin, NULL, &ans, NULL);
+out:
+    json_decref(ans);
+    EVP_MD_CTX_free(sha);
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    free(path);
+    free(fin);
+    return rc;
+}
+
 static int
 images_push(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -147,10 +249,25 @@ images_push(struct cli_ctx *ctx, int argc, char **argv)
             rc = cli_fail(ctx, "images push: cannot read %s", files[i]);
             goto out;
         }
-    /* The upload protocol is not in the API yet: announce the image and
-     * let the server's answer decide, without sending any blob. */
-    body = json_pack("{s:s,s:s}", "ref", pos[0], "kind",
-                     o.kernel ? "kernel" : "disk");
+    {
+        const char *ref = pos[0], *colon = strrchr(ref, ':');
+        char *name = colon ? xstrndup(ref, (size_t)(colon - ref)) : xstrdup(ref);
+        char digests[3][72];
+        static const char *const keys[] = {"kernel", "initrd", "disk"};
+
+        body = json_pack("{s:s,s:s,s:s}", "name", name, "tag",
+                         colon ? colon + 1 : "latest", "kind",
+                         o.kernel ? "kernel" : "disk");
+        free(name);
+        for (size_t i = 0; i < 3; i++) {
+            if (files[i] == NULL)
+                continue;
+            rc = push_blob(ctx, files[i], digests[i]);
+            if (rc != 0)
+                goto out;
+            json_object_set_new(body, keys[i], json_string(digests[i]));
+        }
+    }
     if (o.cmdline != NULL)
         json_object_set_new(body, "cmdline", json_string(o.cmdline));
     rc = cli_api(ctx, "POST", "/v1/images", body, &ans, NULL);

@@ -348,9 +348,9 @@ describe_failure(struct req_state *st, struct bufferevent *bev)
 
 static int
 run_request(struct cli_http *h, const char *method, const char *path,
-            const char *body, const char *const *headers, bool stream,
-            int timeout_s, cli_http_data_fn fn, void *arg,
-            struct cli_http_resp *resp)
+            const char *body, size_t body_len, const char *ctype,
+            const char *const *headers, bool stream, int timeout_s,
+            cli_http_data_fn fn, void *arg, struct cli_http_resp *resp)
 {
     struct req_state st = {
         .h = h, .resp = resp, .fn = fn, .fn_arg = arg, .is_stream = stream};
@@ -439,10 +439,10 @@ run_request(struct cli_http *h, const char *method, const char *path,
         /* libevent adds Content-Length for POST and PUT only; a PATCH
          * without it arrives with no body. */
         char len[32];
-        snprintf(len, sizeof(len), "%zu", strlen(body));
+        snprintf(len, sizeof(len), "%zu", body_len);
         evhttp_add_header(hdr, "Content-Length", len);
-        evhttp_add_header(hdr, "Content-Type", "application/json");
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+        evhttp_add_header(hdr, "Content-Type", ctype);
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, body_len);
     }
     uri = xasprintf("%s%s", h->prefix, path);
     if (evhttp_make_request(st.conn, req, type, uri) != 0) {
@@ -486,8 +486,18 @@ cli_http_request(struct cli_http *h, const char *method, const char *path,
                  const char *body, const char *const *headers,
                  struct cli_http_resp *resp)
 {
-    return run_request(h, method, path, body, headers, false, h->timeout_s,
-                       NULL, NULL, resp);
+    return run_request(h, method, path, body, body ? strlen(body) : 0,
+                       "application/json", headers, false, h->timeout_s, NULL,
+                       NULL, resp);
+}
+
+int
+cli_http_request_bin(struct cli_http *h, const char *method, const char *path,
+                     const void *data, size_t len, const char *ctype,
+                     const char *const *headers, struct cli_http_resp *resp)
+{
+    return run_request(h, method, path, data, len, ctype, headers, false,
+                       h->timeout_s, NULL, NULL, resp);
 }
 
 int
@@ -495,6 +505,6 @@ cli_http_stream(struct cli_http *h, const char *path,
                 const char *const *headers, int idle_timeout_s,
                 cli_http_data_fn fn, void *arg, struct cli_http_resp *resp)
 {
-    return run_request(h, "GET", path, NULL, headers, true, idle_timeout_s, fn,
-                       arg, resp);
+    return run_request(h, "GET", path, NULL, 0, NULL, headers, true,
+                       idle_timeout_s, fn, arg, resp);
 }

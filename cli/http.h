@@ -47,6 +47,12 @@ int cli_http_request(struct cli_http *h, const char *method, const char *path,
                      const char *body, const char *const *headers,
                      struct cli_http_resp *resp);
 
+/* The same with a binary body of len bytes and the given Content-Type. */
+int cli_http_request_bin(struct cli_http *h, const char *method,
+                         const char *path, const void *data, size_t len,
+                         const char *ctype, const char *const *headers,
+                         struct cli_http_resp *resp);
+
 /*
  * Streams a GET: on a 2xx answer each piece of body goes to fn as it
  * arrives; fn returns non-zero to stop. Non-2xx bodies are collected in

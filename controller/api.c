@@ -31,6 +31,15 @@ app_of(struct http_req *r)
     return http_app(r);
 }
 
+/* Reads come from memory while the cache is loaded and the LISTEN session
+ * keeps it current; otherwise from PostgreSQL (503 when it is down). */
+static int
+use_cache(struct http_req *r)
+{
+    struct app *a = app_of(r);
+    return cache_ready(a->cache) && watch_listening(a->watch);
+}
+
 static void
 reply_db_error(struct http_req *r, const struct db_error *err)
 {
@@ -414,7 +423,7 @@ h_services_list(struct http_req *r)
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
         query_enum(r, "state", service_states, &state) < 0)
         return;
-    if (cache_ready(app_of(r)->cache)) {
+    if (use_cache(r)) {
         struct evbuffer *b = evbuffer_new();
         if (b == NULL)
             fatalx("cannot allocate an evbuffer");
@@ -488,7 +497,7 @@ h_service_get(struct http_req *r)
 {
     const char *vals[1] = {http_param(r, 0)};
 
-    if (cache_ready(app_of(r)->cache)) {
+    if (use_cache(r)) {
         const struct cache_obj *o =
             cache_service_get(app_of(r)->cache, http_param(r, 0));
         if (o == NULL)
@@ -579,7 +588,7 @@ h_instances_list(struct http_req *r)
         query_str(r, "host", &host) < 0 ||
         query_enum(r, "desired_state", desired_states, &desired) < 0)
         return;
-    if (cache_ready(app_of(r)->cache)) {
+    if (use_cache(r)) {
         struct evbuffer *b = evbuffer_new();
         if (b == NULL)
             fatalx("cannot allocate an evbuffer");
@@ -609,7 +618,7 @@ h_instance_get(struct http_req *r)
 {
     const char *vals[1] = {http_param(r, 0)};
 
-    if (cache_ready(app_of(r)->cache)) {
+    if (use_cache(r)) {
         int status = 404;
         char msg[200];
         const struct cache_obj *o = cache_instance_find(
@@ -772,6 +781,43 @@ h_images_list(struct http_req *r)
 }
 
 static void
+h_images_create(struct http_req *r)
+{
+    int empty;
+    json_t *in = http_body_json(r, &empty), *norm;
+    struct verr e;
+    const char *vals[2];
+    char *body;
+
+    if (in == NULL) {
+        if (empty)
+            http_reply_error(r, 400, "bad_request", NULL,
+                             "a JSON body is required");
+        return;
+    }
+    norm = validate_image_create(in, &e);
+    json_decref(in);
+    if (norm == NULL) {
+        http_reply_error(r, 422, "invalid", e.field, "%s", e.message);
+        return;
+    }
+    body = json_dumps(norm, JSON_COMPACT);
+    json_decref(norm);
+    vals[0] = body;
+    vals[1] = ACTOR;
+    write_op(r, "image_create", 2, vals);
+    free(body);
+}
+
+static void
+h_image_delete(struct http_req *r)
+{
+    const char *vals[2] = {http_param(r, 0), ACTOR};
+
+    write_op(r, "image_delete", 2, vals);
+}
+
+static void
 h_image_get(struct http_req *r)
 {
     const char *vals[1] = {http_param(r, 0)};
@@ -804,7 +850,13 @@ const struct http_route api_routes[] = {
     {.path = "/v1/hosts/:name/uncordon", .post = h_host_uncordon},
     {.path = "/v1/hosts/:name/drain", .post = h_host_drain},
     {.path = "/v1/events", .get = h_events},
-    {.path = "/v1/images", .get = h_images_list},
-    {.path = "/v1/images/:ref", .get = h_image_get},
+    {.path = "/v1/images", .get = h_images_list, .post = h_images_create},
+    {.path = "/v1/images/:ref", .get = h_image_get, .delete = h_image_delete},
+    {.path = "/v1/blobs/uploads", .post = blobs_h_upload_start},
+    {.path = "/v1/blobs/uploads/:id",
+     .patch = blobs_h_upload_chunk,
+     .put = blobs_h_upload_finish,
+     .delete = blobs_h_upload_cancel},
+    {.path = "/v1/blobs/:digest", .get = blobs_h_get},
 };
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

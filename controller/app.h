@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "blobs.h"
 #include "cache.h"
 #include "db.h"
 #include "http.h"
@@ -19,6 +20,7 @@ struct app {
     struct watch *watch;
     struct cache *cache;
     struct writer *writer;
+    struct blobs *blobs;
     int schema_version; /* the newest migration embedded in this binary */
 };
 

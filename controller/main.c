@@ -33,6 +33,7 @@ struct opts {
     int pool;
     int max_conns;
     int db_wait;
+    unsigned long long max_blob;
     int verbose;
 };
 
@@ -57,6 +58,8 @@ usage(FILE *f)
             "1024)\n"
             "  --db-wait SECONDS    how long to wait for PostgreSQL at start "
             "(default 30)\n"
+            "  --max-blob-mib N     largest image blob accepted (default "
+            "8192)\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
             DEFAULT_LISTEN);
@@ -90,6 +93,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"db-pool", required_argument, NULL, 'p'},
         {"max-conns", required_argument, NULL, 'm'},
         {"db-wait", required_argument, NULL, 'w'},
+        {"max-blob-mib", required_argument, NULL, 'B'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -101,6 +105,7 @@ parse_opts(int argc, char **argv, struct opts *o)
     o->pool = 4;
     o->max_conns = 1024;
     o->db_wait = 30;
+    o->max_blob = 8ull << 30;
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'D': o->dev = 1; break;
@@ -110,6 +115,10 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'p': o->pool = int_opt("--db-pool", optarg, 1, 64); break;
         case 'm': o->max_conns = int_opt("--max-conns", optarg, 1, 100000); break;
         case 'w': o->db_wait = int_opt("--db-wait", optarg, 0, 3600); break;
+        case 'B':
+            o->max_blob = (unsigned long long)int_opt("--max-blob-mib", optarg,
+                                                      1, 1048576) << 20;
+            break;
         case 'v': o->verbose = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
@@ -157,13 +166,14 @@ mkdir_p(const char *path, mode_t mode)
 }
 
 static char *
-dev_data_dir(void)
+default_data_dir(int dev)
 {
     const char *home = getenv("HOME");
+    const char *leaf = dev ? "dev" : "controller";
 
     if (geteuid() == 0 || home == NULL)
-        return xstrdup("/var/lib/cloud/dev");
-    return xasprintf("%s/.local/share/cloud/dev", home);
+        return xasprintf("/var/lib/cloud/%s", leaf);
+    return xasprintf("%s/.local/share/cloud/%s", home, leaf);
 }
 
 /* Writes the CLI context so cloudctl needs no flags (cli reads it). */
@@ -241,7 +251,7 @@ run(struct opts *o)
         return 2;
     }
     if (o->dev) {
-        data_dir = o->data_dir ? xstrdup(o->data_dir) : dev_data_dir();
+        data_dir = o->data_dir ? xstrdup(o->data_dir) : default_data_dir(1);
         if (mkdir_p(data_dir, 0755) < 0)
             goto out;
         if (o->db == NULL) {
@@ -249,7 +259,12 @@ run(struct opts *o)
                 goto out;
             o->db = pg.conninfo;
         }
-    } else if (o->db == NULL) {
+    } else if (o->data_dir != NULL) {
+        data_dir = xstrdup(o->data_dir);
+    }
+    if (data_dir && mkdir_p(data_dir, 0755) < 0)
+        goto out;
+    if (!o->dev && o->db == NULL) {
         fprintf(stderr, "cloud-controller: give --db URL (or CLOUD_DB_URL), "
                         "or run --dev for an all-in-one cluster\n");
         rc = 2;
@@ -266,6 +281,11 @@ run(struct opts *o)
     app.watch = watch_new(app.base, app.db, o->db);
     app.cache = cache_new(app.base, app.db);
     app.writer = writer_new(app.db, app.cache);
+    if (data_dir == NULL)
+        data_dir = default_data_dir(o->dev);
+    app.blobs = blobs_new(app.base, data_dir, o->max_blob);
+    if (app.blobs == NULL)
+        goto out;
     {
         struct watch_observer obs = {
             .on_event = cache_on_event,
@@ -321,6 +341,7 @@ out:
     /* Writers fail what waits; then the pool fails what is in flight (its
      * callbacks may still touch watch clients, the cache and the writer). */
     writer_free(app.writer);
+    blobs_free(app.blobs);
     db_pool_free(app.db);
     watch_free(app.watch);
     cache_free(app.cache);

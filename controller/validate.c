@@ -773,3 +773,94 @@ validate_kill(json_t *in, const char **signal, struct verr *e)
     }
     return fail(e, "signal", "signal must be TERM or KILL");
 }
+
+static int
+image_token_ok(const char *s, size_t max, int tag)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '-' || c == '_' ||
+                 (tag && c >= 'A' && c <= 'Z');
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+digest_field(json_t *in, json_t *out, const char *key, struct verr *e)
+{
+    json_t *v = json_object_get(in, key);
+
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v) || validate_image_ref(json_string_value(v)) < 0 ||
+        strncmp(json_string_value(v), "sha256:", 7) != 0)
+        return fail(e, key, "%s must be a blob digest sha256:<64 hex>", key);
+    json_object_set(out, key, v);
+    return 0;
+}
+
+json_t *
+validate_image_create(json_t *in, struct verr *e)
+{
+    static const char *const keys[] = {"name",   "tag",  "kind", "kernel",
+                                       "initrd", "disk", "cmdline", NULL};
+    json_t *out = json_object();
+    const char *name = NULL, *tag = "latest", *kind = NULL, *cmdline = "";
+    int rc;
+
+    memset(e, 0, sizeof(*e));
+    if (check_body(in, e) < 0 || check_keys(in, "", keys, e) < 0)
+        goto bad;
+    rc = get_str(in, "name", 128, &name, e);
+    if (rc < 0)
+        goto bad;
+    if (rc == 1 || !image_token_ok(name, 128, 0)) {
+        fail(e, "name",
+             "name must be 1-128 lower-case letters, digits, '.', '-' or "
+             "'_'");
+        goto bad;
+    }
+    rc = get_str(in, "tag", 128, &tag, e);
+    if (rc < 0 || (rc == 0 && !image_token_ok(tag, 128, 1))) {
+        fail(e, "tag", "tag must be 1-128 letters, digits, '.', '-' or '_'");
+        goto bad;
+    }
+    rc = get_str(in, "kind", 16, &kind, e);
+    if (rc < 0)
+        goto bad;
+    if (rc == 1 ||
+        (strcmp(kind, "kernel") != 0 && strcmp(kind, "disk") != 0)) {
+        fail(e, "kind", "kind must be kernel or disk");
+        goto bad;
+    }
+    if (digest_field(in, out, "kernel", e) < 0 ||
+        digest_field(in, out, "initrd", e) < 0 ||
+        digest_field(in, out, "disk", e) < 0)
+        goto bad;
+    if (strcmp(kind, "kernel") == 0 && !json_object_get(out, "kernel")) {
+        fail(e, "kernel", "a kernel image needs a kernel blob");
+        goto bad;
+    }
+    if (strcmp(kind, "disk") == 0 && !json_object_get(out, "disk")) {
+        fail(e, "disk", "a disk image needs a disk blob");
+        goto bad;
+    }
+    rc = get_str(in, "cmdline", 4096, &cmdline, e);
+    if (rc < 0)
+        goto bad;
+    json_object_set_new(out, "name", json_string(name));
+    json_object_set_new(out, "tag", json_string(tag));
+    json_object_set_new(out, "kind", json_string(kind));
+    json_object_set_new(out, "cmdline", json_string(cmdline));
+    return out;
+bad:
+    json_decref(out);
+    return NULL;
+}

@@ -35,6 +35,9 @@ json_t *validate_service_create(json_t *in, struct verr *err);
 json_t *validate_service_patch(json_t *in, struct verr *err);
 json_t *validate_instance_create(json_t *in, struct verr *err);
 
+/* {"name","tag","kind","kernel","initrd","disk","cmdline"} */
+json_t *validate_image_create(json_t *in, struct verr *err);
+
 /* {"signal":"TERM"|"KILL"}; an empty or absent body means TERM. */
 int validate_kill(json_t *in, const char **signal, struct verr *err);
 

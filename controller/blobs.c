@@ -1,0 +1,505 @@
+/*
+ * blobs: blob store and chunked uploads (see blobs.h). Owns the upload
+ * sessions (in memory, with their open file and running SHA-256), their idle
+ * timer, and the blob files. A session lives on the controller replica that
+ * started it; the blobs directory is the one in --data-dir.
+ *
+ * File writes of at most one chunk (1 MiB) happen on the loop: they land in
+ * the page cache. Blob downloads are paced by the client (the next piece is
+ * read when the previous one has left), so a large blob is never in memory.
+ */
+#define LOG_MODULE "blobs"
+#include "blobs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "app.h"
+#include "log.h"
+#include "mem.h"
+#include "strmap.h"
+#include "writer.h"
+
+#define MAX_SESSIONS 64
+#define SESSION_IDLE_SECS 600
+#define PIECE (256 * 1024)
+
+struct upload {
+    char id[33];
+    char *path;
+    int fd;
+    EVP_MD_CTX *md;
+    unsigned long long offset;
+    time_t touched;
+};
+
+struct blobs {
+    struct event_base *base;
+    char *dir;     /* <data>/blobs/sha256 */
+    char *updir;   /* <data>/uploads */
+    unsigned long long max_blob;
+    struct strmap sessions;
+    struct event *sweep;
+};
+
+/* ---- helpers --------------------------------------------------------- */
+
+static int
+mkdirs(const char *path)
+{
+    char *p = xstrdup(path);
+    int rc = 0;
+
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            rc = -1;
+        *s = '/';
+    }
+    if (mkdir(p, 0755) < 0 && errno != EEXIST)
+        rc = -1;
+    if (rc < 0)
+        log_warn("cannot create %s", path);
+    free(p);
+    return rc;
+}
+
+static int
+digest_ok(const char *d)
+{
+    if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 71)
+        return 0;
+    for (const char *p = d + 7; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return 0;
+    return 1;
+}
+
+static struct blobs *
+blobs_of(struct http_req *r)
+{
+    return ((struct app *)http_app(r))->blobs;
+}
+
+static void
+upload_free(struct upload *u)
+{
+    if (u == NULL)
+        return;
+    if (u->fd >= 0)
+        close(u->fd);
+    if (u->path) {
+        unlink(u->path);
+        free(u->path);
+    }
+    EVP_MD_CTX_free(u->md);
+    free(u);
+}
+
+static void
+reply_upload(struct http_req *r, int status, const struct upload *u)
+{
+    char *loc = xasprintf("/v1/blobs/uploads/%s", u->id);
+    char off[24];
+
+    snprintf(off, sizeof(off), "%llu", u->offset);
+    http_add_header(r, "Location", loc);
+    http_add_header(r, "Upload-Offset", off);
+    free(loc);
+    {
+        json_t *j = json_pack("{s:s,s:I}", "id", u->id, "offset",
+                              (json_int_t)u->offset);
+        http_reply_json(r, status, j);
+        json_decref(j);
+    }
+}
+
+static struct upload *
+session(struct http_req *r)
+{
+    struct upload *u = strmap_get(&blobs_of(r)->sessions, http_param(r, 0));
+
+    if (u == NULL)
+        http_reply_error(r, 404, "not_found", NULL,
+                         "upload %.64s not found (sessions live on the "
+                         "controller that started them and end after %d s "
+                         "idle)",
+                         http_param(r, 0), SESSION_IDLE_SECS);
+    return u;
+}
+
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct blobs *b = arg;
+    time_t now = time(NULL);
+    int again = 1;
+
+    (void)fd;
+    (void)what;
+    while (again) {
+        again = 0;
+        for (size_t i = 0; i < b->sessions.cap; i++) {
+            struct upload *u = b->sessions.vals[i];
+            if (u && now - u->touched > SESSION_IDLE_SECS) {
+                log_info("upload %s abandoned after %llu bytes", u->id,
+                         u->offset);
+                strmap_del(&b->sessions, u->id);
+                upload_free(u);
+                again = 1;
+                break;
+            }
+        }
+    }
+}
+
+/* ---- handlers -------------------------------------------------------- */
+
+void
+blobs_h_upload_start(struct http_req *r)
+{
+    struct blobs *b = blobs_of(r);
+    struct upload *u;
+    unsigned char rnd[16];
+
+    if (b->sessions.len >= MAX_SESSIONS) {
+        http_reply_error(r, 429, "too_many", NULL,
+                         "%d uploads are in progress; retry later",
+                         MAX_SESSIONS);
+        return;
+    }
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        http_reply_error(r, 500, "internal", NULL,
+                         "cannot draw a random upload id");
+        return;
+    }
+    u = xcalloc(1, sizeof(*u));
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(u->id + 2 * i, 3, "%02x", rnd[i]);
+    u->path = xasprintf("%s/%s", b->updir, u->id);
+    u->fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    u->md = EVP_MD_CTX_new();
+    u->touched = time(NULL);
+    if (u->fd < 0 || u->md == NULL ||
+        EVP_DigestInit_ex(u->md, EVP_sha256(), NULL) != 1) {
+        log_warn("cannot start an upload in %s", b->updir);
+        upload_free(u);
+        http_reply_error(r, 500, "internal", NULL,
+                         "cannot start an upload: %s", strerror(errno));
+        return;
+    }
+    strmap_put(&b->sessions, u->id, u);
+    reply_upload(r, 202, u);
+}
+
+void
+blobs_h_upload_chunk(struct http_req *r)
+{
+    struct blobs *b = blobs_of(r);
+    struct upload *u = session(r);
+    struct evbuffer *in;
+    const char *ctype, *off;
+    size_t len;
+    unsigned char *data;
+
+    if (u == NULL)
+        return;
+    in = evhttp_request_get_input_buffer(r->req);
+    len = evbuffer_get_length(in);
+    ctype = http_header(r, "Content-Type");
+    off = http_header(r, "Upload-Offset");
+    if (ctype && strcmp(ctype, "application/octet-stream") != 0) {
+        http_reply_error(r, 415, "unsupported_media_type", NULL,
+                         "chunks are application/octet-stream, not %.60s",
+                         ctype);
+        return;
+    }
+    if (len > HTTP_MAX_BODY) {
+        http_reply_error(r, 413, "too_large", NULL,
+                         "a chunk is at most %d bytes, not %zu",
+                         HTTP_MAX_BODY, len);
+        return;
+    }
+    if (off) {
+        char *end;
+        unsigned long long want = strtoull(off, &end, 10);
+        if (*end != '\0' || end == off || want != u->offset) {
+            http_reply_error(r, 409, "conflict", "Upload-Offset",
+                             "upload %s is at offset %llu, not %.30s",
+                             u->id, u->offset, off);
+            return;
+        }
+    }
+    if (u->offset + len > b->max_blob) {
+        http_reply_error(r, 413, "too_large", NULL,
+                         "blobs are at most %llu bytes", b->max_blob);
+        return;
+    }
+    data = evbuffer_pullup(in, -1);
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(u->fd, data + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            log_warn("upload %s: write", u->id);
+            http_reply_error(r, 500, "internal", NULL,
+                             "cannot store the chunk: %s", strerror(errno));
+            return;
+        }
+        done += (size_t)n;
+    }
+    if (EVP_DigestUpdate(u->md, data, len) != 1) {
+        http_reply_error(r, 500, "internal", NULL, "SHA-256 update failed");
+        return;
+    }
+    u->offset += len;
+    u->touched = time(NULL);
+    reply_upload(r, 202, u);
+}
+
+static void
+on_blob_registered(int status, const char *body, const struct db_error *err,
+                   void *arg)
+{
+    struct http_req *r = arg;
+
+    if (r->cancelled) {
+        http_req_release(r);
+        return;
+    }
+    if (err) {
+        http_reply_error(r, err->status, err->code, err->field, "%s",
+                         err->message);
+        return;
+    }
+    http_reply_json_text(r, status, body);
+}
+
+void
+blobs_h_upload_finish(struct http_req *r)
+{
+    struct blobs *b = blobs_of(r);
+    struct upload *u = session(r);
+    const char *want = http_query(r, "digest");
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char got[72], *final = NULL, size[24];
+    const char *args[3];
+
+    if (u == NULL)
+        return;
+    if (want == NULL || !digest_ok(want)) {
+        http_reply_error(r, 400, "bad_request", "digest",
+                         "finish an upload with ?digest=sha256:<64 hex>");
+        return;
+    }
+    if (EVP_DigestFinal_ex(u->md, md, &mdlen) != 1 || mdlen != 32) {
+        http_reply_error(r, 500, "internal", NULL, "SHA-256 final failed");
+        return;
+    }
+    memcpy(got, "sha256:", 7);
+    for (unsigned i = 0; i < mdlen; i++)
+        snprintf(got + 7 + 2 * i, 3, "%02x", md[i]);
+    strmap_del(&b->sessions, u->id);
+    if (strcmp(got, want) != 0) {
+        http_reply_error(r, 422, "invalid", "digest",
+                         "upload %s has digest %s, not the declared %s; it "
+                         "was discarded",
+                         u->id, got, want);
+        upload_free(u);
+        return;
+    }
+    if (fsync(u->fd) < 0) {
+        log_warn("upload %s: fsync", u->id);
+        http_reply_error(r, 500, "internal", NULL, "cannot store the blob");
+        upload_free(u);
+        return;
+    }
+    final = xasprintf("%s/%s", b->dir, got + 7);
+    if (rename(u->path, final) < 0) {
+        log_warn("cannot move upload %s to %s", u->id, final);
+        http_reply_error(r, 500, "internal", NULL, "cannot store the blob");
+        free(final);
+        upload_free(u);
+        return;
+    }
+    free(u->path);
+    u->path = NULL; /* it is the blob now */
+    snprintf(size, sizeof(size), "%llu", u->offset);
+    upload_free(u);
+    free(final);
+    args[0] = got;
+    args[1] = size;
+    args[2] = "api";
+    writer_submit(((struct app *)http_app(r))->writer, "blob_add", 3, args,
+                  on_blob_registered, r);
+}
+
+void
+blobs_h_upload_cancel(struct http_req *r)
+{
+    struct upload *u = session(r);
+
+    if (u == NULL)
+        return;
+    strmap_del(&blobs_of(r)->sessions, u->id);
+    upload_free(u);
+    http_reply_json_text(r, 200, "{\"deleted\":true}");
+}
+
+/* A download in progress: the file and where it is. */
+struct download {
+    struct http_req *r;
+    int fd;
+};
+
+static void download_next(struct evhttp_connection *evcon, void *arg);
+
+static void
+download_end(struct download *d)
+{
+    close(d->fd);
+    if (d->r->cancelled)
+        http_req_release(d->r);
+    else
+        http_stream_end(d->r);
+    free(d);
+}
+
+static void
+download_cancel(struct http_req *r)
+{
+    struct download *d = r->data;
+
+    /* No chunk callback will come: finish here. */
+    r->on_cancel = NULL;
+    close(d->fd);
+    http_req_release(r);
+    free(d);
+}
+
+static void
+download_next(struct evhttp_connection *evcon, void *arg)
+{
+    struct download *d = arg;
+    char *buf;
+    ssize_t n;
+    struct evbuffer *out;
+
+    (void)evcon;
+    if (d->r->cancelled || d->r->req == NULL) {
+        download_end(d);
+        return;
+    }
+    buf = xmalloc(PIECE);
+    n = read(d->fd, buf, PIECE);
+    if (n <= 0) {
+        if (n < 0)
+            log_warn("blob read");
+        free(buf);
+        download_end(d);
+        return;
+    }
+    out = evbuffer_new();
+    if (out == NULL)
+        fatalx("cannot allocate an evbuffer");
+    evbuffer_add(out, buf, (size_t)n);
+    free(buf);
+    evhttp_send_reply_chunk_with_cb(d->r->req, out, download_next, d);
+    evbuffer_free(out);
+}
+
+void
+blobs_h_get(struct http_req *r)
+{
+    struct blobs *b = blobs_of(r);
+    const char *digest = http_param(r, 0);
+    struct download *d;
+    char *path, len[24];
+    struct stat st;
+    int fd;
+
+    if (!digest_ok(digest)) {
+        http_reply_error(r, 400, "bad_request", "digest",
+                         "a blob is named sha256:<64 hex>, not %.80s",
+                         digest);
+        return;
+    }
+    path = xasprintf("%s/%s", b->dir, digest + 7);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        http_reply_error(r, 404, "not_found", NULL, "blob %s not found",
+                         digest);
+        return;
+    }
+    d = xcalloc(1, sizeof(*d));
+    d->r = r;
+    d->fd = fd;
+    r->data = d;
+    r->on_cancel = download_cancel;
+    snprintf(len, sizeof(len), "%lld", (long long)st.st_size);
+    http_add_header(r, "X-Blob-Size", len);
+    http_add_header(r, "Docker-Content-Digest", digest);
+    http_stream_start(r, 200, "application/octet-stream");
+    download_next(NULL, d);
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+struct blobs *
+blobs_new(struct event_base *base, const char *data_dir,
+          unsigned long long max_blob)
+{
+    struct blobs *b = xcalloc(1, sizeof(*b));
+    struct timeval tv = {60, 0};
+
+    b->base = base;
+    b->dir = xasprintf("%s/blobs/sha256", data_dir);
+    b->updir = xasprintf("%s/uploads", data_dir);
+    b->max_blob = max_blob;
+    strmap_init(&b->sessions);
+    if (mkdirs(b->dir) < 0 || mkdirs(b->updir) < 0) {
+        blobs_free(b);
+        return NULL;
+    }
+    b->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, b);
+    if (b->sweep == NULL || event_add(b->sweep, &tv) < 0)
+        fatalx("cannot start the upload sweep timer");
+    return b;
+}
+
+void
+blobs_free(struct blobs *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->sessions.cap; i++)
+        upload_free(b->sessions.vals[i]);
+    strmap_fini(&b->sessions);
+    if (b->sweep)
+        event_free(b->sweep);
+    free(b->dir);
+    free(b->updir);
+    free(b);
+}
+
+const char *
+blobs_dir(const struct blobs *b)
+{
+    return b->dir;
+}

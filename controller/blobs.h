@@ -1,0 +1,40 @@
+/*
+ * blobs: the content-addressed blob store under <data-dir>/blobs and the
+ * chunked upload sessions that fill it, with their HTTP handlers:
+ *
+ *   POST   /v1/blobs/uploads            start a session -> {"id","offset"}
+ *   PATCH  /v1/blobs/uploads/{id}       append one chunk (<= 1 MiB,
+ *                                       application/octet-stream,
+ *                                       Upload-Offset must match)
+ *   PUT    /v1/blobs/uploads/{id}?digest=sha256:<hex>
+ *                                       finish: the SHA-256 computed while
+ *                                       the chunks arrived must match, then
+ *                                       the blob is renamed into place and
+ *                                       registered in PostgreSQL
+ *   DELETE /v1/blobs/uploads/{id}       abandon
+ *   GET    /v1/blobs/{digest}           stream a blob (agents fetch these)
+ *
+ * Every request body stays within the API's 1 MiB limit, as the Docker
+ * registry's chunked uploads do, so nothing large is ever buffered.
+ */
+#ifndef CLOUD_BLOBS_H
+#define CLOUD_BLOBS_H
+
+#include <event2/event.h>
+
+#include "http.h"
+
+struct blobs;
+
+struct blobs *blobs_new(struct event_base *base, const char *data_dir,
+                        unsigned long long max_blob);
+void blobs_free(struct blobs *b);
+const char *blobs_dir(const struct blobs *b);
+
+void blobs_h_upload_start(struct http_req *r);
+void blobs_h_upload_chunk(struct http_req *r);
+void blobs_h_upload_finish(struct http_req *r);
+void blobs_h_upload_cancel(struct http_req *r);
+void blobs_h_get(struct http_req *r);
+
+#endif
