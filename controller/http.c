@@ -125,10 +125,14 @@ conn_on_close(struct evhttp_connection *evcon, void *arg)
     struct http_req *r;
 
     (void)evcon;
-    /* evhttp frees the pending requests right after this callback. */
+    /* A request still on the connection is freed by evhttp right after
+     * this callback; one it detached (the client left while we worked on
+     * it) is left to us. */
     while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
         TAILQ_REMOVE(&c->reqs, r, link);
         r->conn = NULL;
+        if (r->req && evhttp_request_get_connection(r->req) == NULL)
+            r->orphan = r->req;
         r->req = NULL;
         r->cancelled = 1;
         if (r->on_cancel)
@@ -145,6 +149,8 @@ req_free(struct http_req *r)
 {
     if (r->conn)
         TAILQ_REMOVE(&r->conn->reqs, r, link);
+    if (r->orphan)
+        evhttp_request_free(r->orphan);
     for (int i = 0; i < HTTP_MAX_PARAMS; i++)
         free(r->params[i]);
     evhttp_clear_headers(&r->query);

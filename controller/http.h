@@ -37,6 +37,9 @@ struct http_route {
 
 struct http_req {
     struct evhttp_request *req; /* NULL once the client is gone */
+    /* A request libevent detached from its dead connection: ours to free
+     * (libevent 2.1 frees it only through a reply, which cannot happen). */
+    struct evhttp_request *orphan;
     struct http_server *srv;
     struct http_conn *conn;
     TAILQ_ENTRY(http_req) link;

@@ -218,7 +218,8 @@ class Cluster:
     def stop_controller(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
+        termed = self.proc.poll() is None
+        if termed:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
@@ -226,10 +227,17 @@ class Cluster:
                 sys.stderr.write("harness: cloud-controller ignored SIGTERM for 10s; killing\n")
                 self.proc.kill()
                 self.proc.wait()
+        rc = self.proc.returncode
         self.proc = None
         if self._ctl_log_fh:
             self._ctl_log_fh.close()
             self._ctl_log_fh = None
+        # A clean SIGTERM exit is 0. Anything else (a crash, or a sanitizer
+        # report: leaks make ASan exit 1 at shutdown) fails the test module.
+        # A controller a test killed on purpose is not asked.
+        if termed and rc != 0:
+            raise HarnessError("cloud-controller exited with %s on SIGTERM:\n%s"
+                               % (rc, self.controller_log_tail()))
 
     def restart_controller(self):
         """Stop and start the controller on the same database (new HTTP port).
