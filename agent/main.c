@@ -1,9 +1,11 @@
 /*
- * cloud-agent: the per-host agent. For now it offers the pieces that exist:
- *   cloud-agent facts       host facts as JSON (what Hello will carry)
+ * cloud-agent: the per-host agent.
+ *   cloud-agent run         the daemon: joins the controller over mTLS and
+ *                           reconciles libvirt against its desired set
+ *                           (link.c, worker.c)
+ *   cloud-agent facts       host facts as JSON (what Hello carries)
  *   cloud-agent boot-once   boot one kernel image through the driver, wait
  *                           for a marker on its console, tear it down
- * The controller link (daemon mode) is not written yet.
  */
 #define LOG_MODULE "agent"
 
@@ -24,6 +26,7 @@
 
 #include "domxml.h"
 #include "hv.h"
+#include "link.h"
 #include "log.h"
 #include "mem.h"
 #include "virt.h"
@@ -34,6 +37,9 @@
 
 struct agent_opts {
     const char *uri;
+    /* run */
+    const char *controller, *ca, *cert, *key, *labels, *images, *state_dir;
+    unsigned long cap_vcpus, cap_memory_mib; /* 0: what libvirt reports */
     const char *name;
     enum hv_type hypervisor;
     /* boot-once */
@@ -61,6 +67,10 @@ usage(FILE *fp)
         fp,
         "usage: cloud-agent [--connect URI] [--hypervisor qemu|kvm|test] [--name NAME] COMMAND\n"
         "commands:\n"
+        "  run        --controller HOST:PORT --ca FILE --cert FILE --key FILE\n"
+        "             [--labels k=v,...] [--images DIR] [--state-dir DIR]\n"
+        "             [--cap-vcpus N] [--cap-memory MIB]\n"
+        "             the agent daemon\n"
         "  facts      print host facts as JSON\n"
         "  boot-once  --kernel PATH [--initrd PATH] [--cmdline STR] --log FILE\n"
         "             [--channel SOCK] [--config-file PATH] [--send LINE] [--expect-exit N]\n"
@@ -402,6 +412,16 @@ main(int argc, char **argv)
         OPT_VCPUS,
         OPT_MEMORY,
         OPT_EXPECT_EXIT,
+        OPT_CONTROLLER,
+        OPT_CA,
+        OPT_CERT,
+        OPT_KEY,
+        OPT_LABELS,
+        OPT_IMAGES,
+        OPT_STATE_DIR,
+        OPT_VERBOSE,
+        OPT_CAP_VCPUS,
+        OPT_CAP_MEMORY,
     };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -420,6 +440,16 @@ main(int argc, char **argv)
         {"vcpus", required_argument, NULL, OPT_VCPUS},
         {"memory", required_argument, NULL, OPT_MEMORY},
         {"expect-exit", required_argument, NULL, OPT_EXPECT_EXIT},
+        {"controller", required_argument, NULL, OPT_CONTROLLER},
+        {"ca", required_argument, NULL, OPT_CA},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"labels", required_argument, NULL, OPT_LABELS},
+        {"images", required_argument, NULL, OPT_IMAGES},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"verbose", no_argument, NULL, OPT_VERBOSE},
+        {"cap-vcpus", required_argument, NULL, OPT_CAP_VCPUS},
+        {"cap-memory", required_argument, NULL, OPT_CAP_MEMORY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -499,6 +529,38 @@ main(int argc, char **argv)
                 return 2;
             o.expect_exit = (long)v;
             break;
+        case OPT_CONTROLLER:
+            o.controller = optarg;
+            break;
+        case OPT_CA:
+            o.ca = optarg;
+            break;
+        case OPT_CERT:
+            o.cert = optarg;
+            break;
+        case OPT_KEY:
+            o.key = optarg;
+            break;
+        case OPT_LABELS:
+            o.labels = optarg;
+            break;
+        case OPT_IMAGES:
+            o.images = optarg;
+            break;
+        case OPT_STATE_DIR:
+            o.state_dir = optarg;
+            break;
+        case OPT_CAP_VCPUS:
+            if (parse_ulong("cap-vcpus", optarg, 1000000, &o.cap_vcpus) < 0)
+                return 2;
+            break;
+        case OPT_CAP_MEMORY:
+            if (parse_ulong("cap-memory", optarg, 1UL << 40, &o.cap_memory_mib) < 0)
+                return 2;
+            break;
+        case OPT_VERBOSE:
+            log_set_level(LOG_LVL_DEBUG);
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -512,6 +574,25 @@ main(int argc, char **argv)
         return 2;
     }
     cmd = argv[optind];
+    if (strcmp(cmd, "run") == 0) {
+        struct link_opts lo = {
+            .controller = o.controller,
+            .ca = o.ca,
+            .cert = o.cert,
+            .key = o.key,
+            .name = o.name,
+            .labels = o.labels,
+            .uri = o.uri,
+            .hypervisor = o.hypervisor,
+            .images_dir = o.images,
+            .state_dir = o.state_dir ? o.state_dir : "/var/lib/cloud/agent",
+            .version = CLOUD_VERSION,
+            .cap_vcpus = (unsigned)o.cap_vcpus,
+            .cap_memory_mib = o.cap_memory_mib,
+        };
+
+        return link_run(&lo);
+    }
     if (strcmp(cmd, "facts") == 0)
         return cmd_facts(&o);
     if (strcmp(cmd, "boot-once") == 0)

@@ -8,6 +8,7 @@
 
 #include "virt.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,10 +21,18 @@
 #include "log.h"
 #include "mem.h"
 
+struct virt_watch {
+    virt_event_cb cb;
+    void *arg;
+};
+
 struct virt_conn {
     virConnectPtr conn;
     char *uri;
     char err[1024];
+    struct virt_watch *watch; /* set by watch(); freed at close */
+    int watch_id;             /* lifecycle callback id, -1 if none */
+    int close_registered;
 };
 
 static const char *const virt_state_names[] = {
@@ -32,6 +41,20 @@ static const char *const virt_state_names[] = {
     [VIRT_STATE_SHUTOFF] = "shutoff", [VIRT_STATE_CRASHED] = "crashed",
     [VIRT_STATE_ABSENT] = "absent",
 };
+
+static const char *const virt_reason_names[] = {
+    [VIRT_REASON_NONE] = "none",       [VIRT_REASON_SHUTDOWN] = "shutdown",
+    [VIRT_REASON_DESTROYED] = "destroyed", [VIRT_REASON_CRASHED] = "crashed",
+    [VIRT_REASON_FAILED] = "failed",   [VIRT_REASON_OTHER] = "other",
+};
+
+const char *
+virt_reason_name(enum virt_reason r)
+{
+    if ((size_t)r >= sizeof(virt_reason_names) / sizeof(virt_reason_names[0]))
+        return "other";
+    return virt_reason_names[r];
+}
 
 const char *
 virt_state_name(enum virt_state s)
@@ -79,6 +102,16 @@ virt_fail(struct virt_conn *c, const char *fmt, ...)
     log_warnx("%s", c->err);
 }
 
+static void
+virt_close_cb(virConnectPtr conn, int reason, void *opaque)
+{
+    struct virt_watch *w = opaque;
+
+    (void)conn;
+    log_warnx("the libvirt connection closed (reason %d)", reason);
+    w->cb(w->arg, NULL);
+}
+
 static struct virt_conn *
 virt_lv_open(const char *uri)
 {
@@ -90,6 +123,7 @@ virt_lv_open(const char *uri)
         return NULL;
     }
     c = xcalloc(1, sizeof(*c));
+    c->watch_id = -1;
     c->uri = xstrdup(uri);
     c->conn = virConnectOpen(uri);
     if (c->conn == NULL) {
@@ -107,6 +141,15 @@ virt_lv_close(struct virt_conn *c)
 {
     if (c == NULL)
         return;
+    if (c->conn != NULL && c->watch_id >= 0 &&
+        virConnectDomainEventDeregisterAny(c->conn, c->watch_id) < 0)
+        log_debug("cannot deregister the domain event callback: %s",
+                  virGetLastErrorMessage());
+    if (c->conn != NULL && c->close_registered &&
+        virConnectUnregisterCloseCallback(c->conn, virt_close_cb) < 0)
+        log_debug("cannot deregister the close callback: %s",
+                  virGetLastErrorMessage());
+    free(c->watch);
     if (c->conn != NULL && virConnectClose(c->conn) < 0)
         log_warnx("closing libvirt connection %s: %s", c->uri,
                   virGetLastErrorMessage());
@@ -471,6 +514,142 @@ virt_host_info_clear(struct virt_host_info *info)
     memset(info, 0, sizeof(*info));
 }
 
+static enum virt_reason
+virt_map_reason(int st, int reason)
+{
+    if (st == VIR_DOMAIN_CRASHED)
+        return VIRT_REASON_CRASHED;
+    if (st != VIR_DOMAIN_SHUTOFF)
+        return VIRT_REASON_NONE;
+    switch (reason) {
+    case VIR_DOMAIN_SHUTOFF_SHUTDOWN:
+        return VIRT_REASON_SHUTDOWN;
+    case VIR_DOMAIN_SHUTOFF_DESTROYED:
+        return VIRT_REASON_DESTROYED;
+    case VIR_DOMAIN_SHUTOFF_CRASHED:
+        return VIRT_REASON_CRASHED;
+    case VIR_DOMAIN_SHUTOFF_FAILED:
+        return VIRT_REASON_FAILED;
+    default:
+        return VIRT_REASON_OTHER;
+    }
+}
+
+static int
+virt_lv_state_reason(struct virt_conn *c, const char *instance_id,
+                     enum virt_state *statep, enum virt_reason *reasonp)
+{
+    virDomainPtr dom;
+    int found, st, reason, ret = -1;
+
+    *reasonp = VIRT_REASON_NONE;
+    found = virt_lookup(c, instance_id, &dom);
+    if (found < 0)
+        return -1;
+    if (found == 0) {
+        *statep = VIRT_STATE_ABSENT;
+        return 0;
+    }
+    if (virDomainGetState(dom, &st, &reason, 0) < 0) {
+        if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
+            *statep = VIRT_STATE_ABSENT; /* gone since the lookup */
+            ret = 0;
+        } else {
+            virt_fail(c, "instance %s: cannot read the domain state",
+                      instance_id);
+        }
+        goto cleanup;
+    }
+    *statep = virt_map_state(st);
+    *reasonp = virt_map_reason(st, reason);
+    ret = 0;
+
+cleanup:
+    virDomainFree(dom);
+    return ret;
+}
+
+static int
+virt_lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int detail,
+                  void *opaque)
+{
+    struct virt_watch *w = opaque;
+    const char *name = virDomainGetName(dom);
+
+    (void)conn;
+    if (name == NULL ||
+        strncmp(name, DOMXML_NAME_PREFIX, strlen(DOMXML_NAME_PREFIX)) != 0)
+        return 0;
+    log_debug("domain %s: lifecycle event %d detail %d", name, event, detail);
+    w->cb(w->arg, name + strlen(DOMXML_NAME_PREFIX));
+    return 0;
+}
+
+static int
+virt_lv_watch(struct virt_conn *c, virt_event_cb cb, void *arg)
+{
+    if (c->watch != NULL) {
+        snprintf(c->err, sizeof(c->err), "domain events are already watched");
+        log_warnx("%s", c->err);
+        return -1;
+    }
+    c->watch = xcalloc(1, sizeof(*c->watch));
+    c->watch->cb = cb;
+    c->watch->arg = arg;
+    c->watch_id = virConnectDomainEventRegisterAny(
+        c->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+        VIR_DOMAIN_EVENT_CALLBACK(virt_lifecycle_cb), c->watch, NULL);
+    if (c->watch_id < 0) {
+        virt_fail(c, "cannot watch domain lifecycle events");
+        return -1;
+    }
+    /* Local drivers (test:///) have no close callback; that is fine. */
+    if (virConnectRegisterCloseCallback(c->conn, virt_close_cb, c->watch,
+                                        NULL) == 0)
+        c->close_registered = 1;
+    return 0;
+}
+
+static int
+virt_lv_alive(struct virt_conn *c)
+{
+    return virConnectIsAlive(c->conn) == 1;
+}
+
+static void *
+virt_event_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (virEventRunDefaultImpl() < 0)
+            log_warnx("libvirt event loop: %s", virGetLastErrorMessage());
+    }
+    return NULL;
+}
+
+int
+virt_event_loop_start(void)
+{
+    pthread_t t;
+    int rc;
+
+    pthread_once(&virt_once, virt_global_init);
+    if (virEventRegisterDefaultImpl() < 0) {
+        log_warnx("cannot register libvirt's event loop: %s",
+                  virGetLastErrorMessage());
+        return -1;
+    }
+    rc = pthread_create(&t, NULL, virt_event_thread, NULL);
+    if (rc != 0) {
+        errno = rc;
+        log_warn("cannot start the libvirt event thread");
+        return -1;
+    }
+    if (pthread_detach(t) != 0)
+        log_warnx("cannot detach the libvirt event thread");
+    return 0;
+}
+
 const struct virt_driver virt_libvirt_driver = {
     .name = "libvirt",
     .open = virt_lv_open,
@@ -483,4 +662,7 @@ const struct virt_driver virt_libvirt_driver = {
     .undefine = virt_lv_undefine,
     .state = virt_lv_state,
     .list = virt_lv_list,
+    .state_reason = virt_lv_state_reason,
+    .watch = virt_lv_watch,
+    .alive = virt_lv_alive,
 };

@@ -25,6 +25,23 @@ enum virt_state {
     VIRT_STATE_ABSENT, /* no such domain */
 };
 
+/* Why a domain stopped, from libvirt's shutoff/crash reason. */
+enum virt_reason {
+    VIRT_REASON_NONE = 0,
+    VIRT_REASON_SHUTDOWN,  /* the guest powered off */
+    VIRT_REASON_DESTROYED, /* someone destroyed it */
+    VIRT_REASON_CRASHED,   /* guest crash or panic */
+    VIRT_REASON_FAILED,    /* QEMU failed or died */
+    VIRT_REASON_OTHER,
+};
+
+/*
+ * Lifecycle callback: instance_id is the instance whose domain changed, or
+ * NULL when the connection to libvirt closed (libvirtd restarted). Runs on
+ * libvirt's event thread (virt_event_loop_start()).
+ */
+typedef void (*virt_event_cb)(void *arg, const char *instance_id);
+
 /* A domain found on the host, re-adopted from its metadata. */
 struct virt_domain {
     char *instance_id;
@@ -72,11 +89,29 @@ struct virt_driver {
      */
     int (*list)(struct virt_conn *conn, struct virt_domain **domsp,
                 size_t *ndomsp);
+    /* Like state, plus why a shut-off or crashed domain stopped. */
+    int (*state_reason)(struct virt_conn *conn, const char *instance_id,
+                        enum virt_state *statep, enum virt_reason *reasonp);
+    /*
+     * Delivers lifecycle events of cloud-* domains and the close of the
+     * connection to cb. Needs virt_event_loop_start() before open().
+     */
+    int (*watch)(struct virt_conn *conn, virt_event_cb cb, void *arg);
+    /* 1 if the connection still works, 0 if it has to be reopened. */
+    int (*alive)(struct virt_conn *conn);
 };
+
+/*
+ * Registers libvirt's default event loop implementation and runs it on a
+ * thread of its own, so domain events arrive without polling. Call once,
+ * before the first open(). 0 or -1 (logged).
+ */
+int virt_event_loop_start(void);
 
 extern const struct virt_driver virt_libvirt_driver;
 
 const char *virt_state_name(enum virt_state s);
+const char *virt_reason_name(enum virt_reason r);
 void virt_domains_free(struct virt_domain *doms, size_t n);
 void virt_host_info_clear(struct virt_host_info *info);
 

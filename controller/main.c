@@ -17,9 +17,11 @@
 
 #include "app.h"
 #include "devpg.h"
+#include "gateway.h" /* agent gateway */
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
+#include "pki.h" /* agent gateway */
 #include "store.h"
 
 #define CLOUD_VERSION "0.1.0"
@@ -34,6 +36,8 @@ struct opts {
     int max_conns;
     int db_wait;
     unsigned long long max_blob;
+    const char *agent_listen; /* agent gateway; "none" disables */
+    int agent_listen_set;
     int verbose;
 };
 
@@ -46,6 +50,10 @@ usage(FILE *f)
             "cluster with its own PostgreSQL\n"
             "       cloud-controller migrate --db URL     apply schema "
             "migrations and exit\n"
+            "       cloud-controller issue-agent-cert --data-dir DIR --name "
+            "HOST --out DIR\n"
+            "                                              sign an agent's "
+            "client certificate\n"
             "       cloud-controller version\n"
             "\n"
             "options:\n"
@@ -60,6 +68,8 @@ usage(FILE *f)
             "(default 30)\n"
             "  --max-blob-mib N     largest image blob accepted (default "
             "8192)\n"
+            "  --agent-listen ADDR:PORT  agent gateway (mTLS) address "
+            "(default " GATEWAY_DEFAULT_LISTEN "), or none\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
             DEFAULT_LISTEN);
@@ -94,6 +104,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"max-conns", required_argument, NULL, 'm'},
         {"db-wait", required_argument, NULL, 'w'},
         {"max-blob-mib", required_argument, NULL, 'B'},
+        {"agent-listen", required_argument, NULL, 'A'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -106,6 +117,7 @@ parse_opts(int argc, char **argv, struct opts *o)
     o->max_conns = 1024;
     o->db_wait = 30;
     o->max_blob = 8ull << 30;
+    o->agent_listen = GATEWAY_DEFAULT_LISTEN;
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'D': o->dev = 1; break;
@@ -119,6 +131,7 @@ parse_opts(int argc, char **argv, struct opts *o)
             o->max_blob = (unsigned long long)int_opt("--max-blob-mib", optarg,
                                                       1, 1048576) << 20;
             break;
+        case 'A': o->agent_listen = optarg; o->agent_listen_set = 1; break;
         case 'v': o->verbose = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
@@ -231,6 +244,88 @@ cmd_migrate(int argc, char **argv)
     return migrate_run(o.db, o.db_wait) < 0 ? 1 : 0;
 }
 
+/* ---- agent gateway (gateway.c, pki.c) ---- */
+
+static int
+cmd_issue_agent_cert(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"data-dir", required_argument, NULL, 'r'},
+        {"name", required_argument, NULL, 'n'},
+        {"out", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *dir = NULL, *name = NULL, *out = NULL;
+    char *def = NULL;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'r': dir = optarg; break;
+        case 'n': name = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (name == NULL || out == NULL || optind < argc) {
+        fprintf(stderr, "cloud-controller: issue-agent-cert needs --name HOST "
+                        "and --out DIR (and --data-dir of the controller)\n");
+        return 2;
+    }
+    if (dir == NULL)
+        dir = def = default_data_dir(0);
+    rc = pki_issue_agent(dir, name, out) < 0 ? 1 : 0;
+    free(def);
+    return rc;
+}
+
+/*
+ * Starts the agent gateway. With the default address a busy port only
+ * warns (parallel test controllers all default to it); an explicit
+ * --agent-listen that cannot be bound is fatal.
+ */
+static int
+start_gateway(const struct opts *o, struct app *app, const char *data_dir,
+              struct pki_paths *pki, struct gateway **gwp)
+{
+    struct gateway_config cfg = {
+        .pki = pki,
+        .heartbeat_ms = 2000,
+        .down_after_ms = 30000,
+        .fence_after_ms = 20000,
+        .resync_ms = 15000,
+    };
+    char *ghost = NULL;
+    unsigned short gport = 0, gbound = 0;
+    int ret = -1;
+
+    if (strcmp(o->agent_listen, "none") == 0)
+        return 0;
+    if (split_listen(o->agent_listen, &ghost, &gport) < 0) {
+        log_errx("--agent-listen must be ADDR:PORT or none, not %s",
+                 o->agent_listen);
+        return -1;
+    }
+    if (pki_init(data_dir, pki) < 0)
+        goto cleanup;
+    *gwp = gateway_new(app->base, app->db, app->watch, &cfg);
+    if (*gwp == NULL)
+        goto cleanup;
+    if (gateway_listen(*gwp, ghost, gport, &gbound) < 0) {
+        if (o->agent_listen_set)
+            goto cleanup;
+        log_warnx("agent gateway disabled: the default %s is taken; give "
+                  "--agent-listen to choose another",
+                  o->agent_listen);
+    }
+    ret = 0;
+
+cleanup:
+    free(ghost);
+    return ret;
+}
+
 static int
 run(struct opts *o)
 {
@@ -238,6 +333,8 @@ run(struct opts *o)
     struct devpg pg;
     struct http_server *srv = NULL;
     struct event *sigint = NULL, *sigterm = NULL;
+    struct gateway *gw = NULL; /* agent gateway */
+    struct pki_paths pki = {0};
     char *host = NULL, *data_dir = NULL, *url = NULL;
     unsigned short port = 0, bound = 0;
     int rc = 1;
@@ -296,6 +393,8 @@ run(struct opts *o)
         watch_observe(app.watch, &obs);
     }
     /* [reconciler start-up goes here] */
+    if (start_gateway(o, &app, data_dir, &pki, &gw) < 0)
+        goto out;
     srv = http_server_new(app.base, api_routes, api_nroutes, o->max_conns,
                           &app);
     if (http_server_listen(srv, host, port, &bound) < 0)
@@ -342,7 +441,10 @@ out:
      * callbacks may still touch watch clients, the cache and the writer). */
     writer_free(app.writer);
     blobs_free(app.blobs);
+    gateway_close(gw); /* agent gateway: its queries fail in db_pool_free */
     db_pool_free(app.db);
+    gateway_free(gw);
+    pki_paths_clear(&pki);
     watch_free(app.watch);
     cache_free(app.cache);
     if (app.base)
@@ -368,6 +470,8 @@ main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return cmd_migrate(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "issue-agent-cert") == 0)
+        return cmd_issue_agent_cert(argc - 1, argv + 1);
     parse_opts(argc, argv, &o);
     if (optind < argc) {
         fprintf(stderr, "cloud-controller: unknown command \"%s\"\n",

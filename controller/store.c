@@ -100,4 +100,36 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                   "FROM cloud_batch($1::jsonb, $2::boolean)",
                   2},
     /* reconciler statements below this line */
+    /* agent gateway statements (gateway.c, migrations/0004_agents.sql) */
+    [ST_AGENT_REGISTER] = {"agent_register",
+                           "SELECT host_id, session_epoch "
+                           "FROM cloud_agent_register($1::jsonb)",
+                           1},
+    [ST_AGENT_HEARTBEATS] = {"agent_heartbeats",
+                             "SELECT cloud_agent_heartbeats($1::jsonb)", 1},
+    [ST_AGENT_STATUS] = {"agent_status",
+                         "SELECT idx, refused "
+                         "FROM cloud_agent_status($1::jsonb, $2::boolean)",
+                         2},
+    /* A host's desired set: every instance placed there until its agent
+     * confirms removal (deleted ones included, so the agent stops them). */
+    [ST_AGENT_DESIRED] =
+        {"agent_desired",
+         "SELECT i.id, i.name, i.generation, i.desired_state, "
+         "coalesce(i.stop_signal, 'TERM'), i.vcpus, i.memory_mib, i.disk_gib, "
+         "img.kind, img.kernel_digest, img.initrd_digest, img.disk_digest, "
+         "concat_ws(' ', nullif(img.cmdline, ''), "
+         "(SELECT nullif(string_agg(a.value, ' '), '') "
+         "FROM jsonb_array_elements_text(i.args) a)), "
+         "coalesce(s.partition_policy, 'keep'), i.restart_count "
+         "FROM instances i "
+         "LEFT JOIN services s ON s.id = i.service_id "
+         "LEFT JOIN LATERAL cloud_image_find(i.image) img ON true "
+         "WHERE i.host_id = $1 ORDER BY i.id",
+         1},
+    [ST_AGENT_HOSTS_OF] = {"agent_hosts_of",
+                           "SELECT DISTINCT host_id FROM instances "
+                           "WHERE id = ANY($1::text[]) AND host_id IS NOT NULL",
+                           1},
+    /* end of agent gateway statements */
 };

@@ -28,6 +28,13 @@ enum store_stmt {
     ST_CACHE_SERVICES,
     ST_BATCH,
     /* reconciler statements (reconcile.c, leader.c) below this line */
+    /* agent gateway statements (gateway.c) */
+    ST_AGENT_REGISTER,
+    ST_AGENT_HEARTBEATS,
+    ST_AGENT_STATUS,
+    ST_AGENT_DESIRED,
+    ST_AGENT_HOSTS_OF,
+    /* end of agent gateway statements */
     ST__COUNT
 };
 

@@ -195,6 +195,10 @@ class Cluster:
         self._ctl_log_fh = open(self.ctl_log, "ab")
         argv = [self.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
                 "--db", self.db_url, "--data-dir", data_dir]
+        # The agent gateway gets a free port of its own, kept across
+        # restarts so agents (tests/integration/agentlib.py) reconnect.
+        self.agent_port = getattr(self, "agent_port", None) or free_port()
+        argv += ["--agent-listen", "127.0.0.1:%d" % self.agent_port]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._ctl_log_fh,
                                      stderr=subprocess.STDOUT, cwd=self.tmp,
                                      preexec_fn=_die_with_parent)

@@ -1,0 +1,745 @@
+/*
+ * link: the agent daemon's event loop and controller connection (see
+ * link.h). Owns the TLS context, the connection (freed from a deferred
+ * event, never inside its own callback), the latest status of every
+ * instance (re-sent after each Welcome, so a controller that missed
+ * reports while the link was down learns them), and the worker.
+ *
+ * Connection states: IDLE (waiting to dial) -> CONNECTING (TCP + TLS) ->
+ * WELCOME (Hello sent) -> READY.
+ */
+#define LOG_MODULE "link"
+
+#include "link.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "frame.h"
+#include "log.h"
+#include "mem.h"
+#include "strmap.h"
+#include "virt.h"
+#include "worker.h"
+
+#define LINK_BACKOFF_MIN_MS 500
+#define LINK_BACKOFF_MAX_MS 30000
+#define LINK_WELCOME_TIMEOUT_S 15
+#define LINK_MAX_LABELS 64
+
+enum link_state { L_IDLE = 0, L_CONNECTING, L_WELCOME, L_READY };
+
+struct label {
+    char *key, *value;
+};
+
+struct link {
+    const struct link_opts *o;
+    struct event_base *base;
+    SSL_CTX *ssl;
+    char *host;
+    char *port;
+    struct label labels[LINK_MAX_LABELS];
+    size_t nlabels;
+    struct worker *worker;
+    int efd;
+    struct event *efd_ev, *retry_ev, *hb_ev, *free_ev, *sigint, *sigterm;
+    /* the connection */
+    enum link_state state;
+    struct bufferevent *bev, *dead_bev;
+    unsigned backoff_ms;
+    char *host_id;
+    uint64_t epoch, revision, highest_leader_epoch, hb_seq;
+    unsigned hb_ms;
+    /* what the worker told us */
+    bool have_facts;
+    struct worker_facts facts;
+    struct strmap status; /* id -> struct worker_status */
+};
+
+static void link_connect(struct link *l);
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+status_free(struct worker_status *s)
+{
+    if (s == NULL)
+        return;
+    free(s->id);
+    free(s->reason);
+    free(s);
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static int
+link_send(struct link *l, const frame_envelope *env)
+{
+    if (l->bev == NULL)
+        return -1;
+    if (frame_encode_evbuffer(bufferevent_get_output(l->bev), env) < 0) {
+        log_warnx("cannot encode a %s frame", frame_msg_name(env));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+link_send_status(struct link *l, const struct worker_status *s)
+{
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__InstanceStatus st = CLOUD__AGENT__INSTANCE_STATUS__INIT;
+
+    st.session_epoch = l->epoch;
+    st.id = s->id;
+    st.generation = s->generation;
+    st.state = (Cloud__Agent__ObservedInstanceState)s->state;
+    st.exit_code = s->exit_code;
+    st.reason = s->reason;
+    st.started_at_ms = s->started_ms;
+    st.finished_at_ms = s->finished_ms;
+    st.observed_at_ms = wall_ms();
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_INSTANCE_STATUS;
+    env.instance_status = &st;
+    (void)link_send(l, &env);
+}
+
+/* Sends every status we hold; forgets removed instances once sent. */
+static void
+link_send_all_status(struct link *l)
+{
+    struct worker_status **gone;
+    size_t i, n = 0;
+
+    gone = xcalloc(l->status.len + 1, sizeof(*gone));
+    for (i = 0; i < l->status.cap; i++) {
+        struct worker_status *s;
+
+        if (l->status.keys[i] == NULL)
+            continue;
+        s = l->status.vals[i];
+        link_send_status(l, s);
+        if (s->state == WS_REMOVED)
+            gone[n++] = s;
+    }
+    for (i = 0; i < n; i++) {
+        strmap_del(&l->status, gone[i]->id);
+        status_free(gone[i]);
+    }
+    free(gone);
+}
+
+/* ---- connection life cycle ------------------------------------------- */
+
+static void
+free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct link *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (l->dead_bev) {
+        bufferevent_free(l->dead_bev);
+        l->dead_bev = NULL;
+    }
+}
+
+static void
+link_down(struct link *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+link_down(struct link *l, const char *fmt, ...)
+{
+    struct timeval tv;
+    char why[512];
+    unsigned jitter;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    log_warnx("controller %s: %s; retrying in %u ms", l->o->controller, why,
+              l->backoff_ms);
+    if (l->bev) {
+        bufferevent_disable(l->bev, EV_READ | EV_WRITE);
+        if (l->dead_bev)
+            bufferevent_free(l->dead_bev);
+        l->dead_bev = l->bev; /* freed outside its own callback */
+        l->bev = NULL;
+        event_active(l->free_ev, EV_TIMEOUT, 0);
+    }
+    evtimer_del(l->hb_ev);
+    l->state = L_IDLE;
+    jitter = (unsigned)(random() % (l->backoff_ms / 4 + 1));
+    tv.tv_sec = (l->backoff_ms + jitter) / 1000;
+    tv.tv_usec = ((l->backoff_ms + jitter) % 1000) * 1000;
+    evtimer_add(l->retry_ev, &tv);
+    l->backoff_ms *= 2;
+    if (l->backoff_ms > LINK_BACKOFF_MAX_MS)
+        l->backoff_ms = LINK_BACKOFF_MAX_MS;
+}
+
+static void
+link_send_hello(struct link *l)
+{
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__Hello h = CLOUD__AGENT__HELLO__INIT;
+    Cloud__Agent__Resources cap = CLOUD__AGENT__RESOURCES__INIT;
+    Cloud__Agent__HostFacts f = CLOUD__AGENT__HOST_FACTS__INIT;
+    Cloud__Agent__Hello__LabelsEntry *lab = NULL, **plab = NULL;
+    Cloud__Agent__InstanceRef *refs = NULL, **prefs = NULL;
+    size_t i, n = 0;
+
+    h.host_name = (char *)(l->o->name ? l->o->name : "");
+    h.agent_version = (char *)l->o->version;
+    h.protocol_version = CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
+    h.highest_leader_epoch = l->highest_leader_epoch;
+    cap.vcpus = l->o->cap_vcpus ? l->o->cap_vcpus : l->facts.vcpus;
+    cap.memory_mib =
+        l->o->cap_memory_mib ? l->o->cap_memory_mib : l->facts.memory_mib;
+    cap.disk_gib = l->facts.disk_gib;
+    h.capacity = &cap;
+    f.arch = l->facts.arch;
+    f.hypervisor_types = l->facts.types;
+    f.n_hypervisor_types = l->facts.ntypes;
+    f.kvm_usable = l->facts.kvm_usable;
+    f.domain_type = (char *)hv_type_name(l->facts.domain_type);
+    f.libvirt_version = l->facts.libvirt_version;
+    h.facts = &f;
+    lab = xcalloc(l->nlabels + 1, sizeof(*lab));
+    plab = xcalloc(l->nlabels + 1, sizeof(*plab));
+    for (i = 0; i < l->nlabels; i++) {
+        cloud__agent__hello__labels_entry__init(&lab[i]);
+        lab[i].key = l->labels[i].key;
+        lab[i].value = l->labels[i].value;
+        plab[i] = &lab[i];
+    }
+    h.labels = plab;
+    h.n_labels = l->nlabels;
+    refs = xcalloc(l->status.len + 1, sizeof(*refs));
+    prefs = xcalloc(l->status.len + 1, sizeof(*prefs));
+    for (i = 0; i < l->status.cap; i++) {
+        struct worker_status *s;
+
+        if (l->status.keys[i] == NULL)
+            continue;
+        s = l->status.vals[i];
+        if (s->state == WS_REMOVED)
+            continue;
+        cloud__agent__instance_ref__init(&refs[n]);
+        refs[n].id = s->id;
+        refs[n].generation = s->generation;
+        refs[n].state = (Cloud__Agent__ObservedInstanceState)s->state;
+        prefs[n] = &refs[n];
+        n++;
+    }
+    h.instances = prefs;
+    h.n_instances = n;
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_HELLO;
+    env.hello = &h;
+    (void)link_send(l, &env);
+    free(lab);
+    free(plab);
+    free(refs);
+    free(prefs);
+}
+
+static void
+hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct link *l = arg;
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__Heartbeat hb = CLOUD__AGENT__HEARTBEAT__INIT;
+
+    (void)fd;
+    (void)what;
+    if (l->state != L_READY)
+        return;
+    hb.session_epoch = l->epoch;
+    hb.seq = ++l->hb_seq;
+    hb.applied_revision = l->revision;
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT;
+    env.heartbeat = &hb;
+    (void)link_send(l, &env);
+}
+
+static void
+on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
+{
+    struct timeval tv;
+
+    if (l->state != L_WELCOME) {
+        log_warnx("Welcome outside the handshake ignored");
+        return;
+    }
+    free(l->host_id);
+    l->host_id = xstrdup(w->host_id);
+    l->epoch = w->session_epoch;
+    l->revision = 0;
+    l->hb_seq = 0;
+    l->hb_ms = w->heartbeat_interval_ms ? w->heartbeat_interval_ms : 2000;
+    if (l->hb_ms < 100)
+        l->hb_ms = 100;
+    l->state = L_READY;
+    l->backoff_ms = LINK_BACKOFF_MIN_MS;
+    log_info("registered with %s as host %s, session %" PRIu64
+             ", heartbeat every %u ms",
+             l->o->controller, l->host_id, l->epoch, l->hb_ms);
+    /* No read timeout any more: the controller sends only on changes. */
+    bufferevent_set_timeouts(l->bev, NULL, NULL);
+    tv.tv_sec = l->hb_ms / 1000;
+    tv.tv_usec = (l->hb_ms % 1000) * 1000;
+    event_del(l->hb_ev);
+    event_assign(l->hb_ev, l->base, -1, EV_PERSIST, hb_cb, l);
+    evtimer_add(l->hb_ev, &tv);
+    link_send_all_status(l);
+}
+
+static void
+on_desired(struct link *l, const Cloud__Agent__DesiredState *d)
+{
+    struct worker_spec *specs;
+    size_t i;
+
+    if (l->state != L_READY || d->session_epoch != l->epoch) {
+        log_warnx("DesiredState for session %" PRIu64 " ignored (ours is %" PRIu64
+                  ")",
+                  d->session_epoch, l->epoch);
+        return;
+    }
+    if (d->leader_epoch < l->highest_leader_epoch) {
+        log_warnx("DesiredState from leader epoch %" PRIu64
+                  " refused: epoch %" PRIu64 " was seen",
+                  d->leader_epoch, l->highest_leader_epoch);
+        return;
+    }
+    l->highest_leader_epoch = d->leader_epoch;
+    if (d->revision <= l->revision)
+        return; /* applied already */
+    specs = xcalloc(d->n_instances + 1, sizeof(*specs));
+    for (i = 0; i < d->n_instances; i++) {
+        const Cloud__Agent__InstanceSpec *s = d->instances[i];
+        struct worker_spec *w = &specs[i];
+
+        w->id = xstrdup(s->id);
+        w->name = xstrdup(s->name);
+        w->generation = s->generation;
+        w->restart_count = s->restart_count;
+        switch (s->desired_state) {
+        case CLOUD__AGENT__DESIRED_INSTANCE_STATE__DESIRED_INSTANCE_STATE_RUNNING:
+            w->desired = WORKER_RUN;
+            break;
+        case CLOUD__AGENT__DESIRED_INSTANCE_STATE__DESIRED_INSTANCE_STATE_STOPPED:
+            w->desired = WORKER_STOP;
+            break;
+        default:
+            w->desired = WORKER_DELETE;
+            break;
+        }
+        w->kill = s->stop_signal == CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_KILL;
+        w->grace_ms = s->stop_grace_period_ms ? s->stop_grace_period_ms : 10000;
+        w->vcpus = s->vcpus;
+        w->memory_mib = s->memory_mib;
+        if (s->image != NULL) {
+            w->disk_image = s->image->kind == CLOUD__AGENT__IMAGE_KIND__IMAGE_KIND_DISK;
+            w->kernel_digest = xstrdup(s->image->kernel_digest);
+            w->initrd_digest = xstrdup(s->image->initrd_digest);
+            w->disk_digest = xstrdup(s->image->disk_digest);
+            w->cmdline = xstrdup(s->image->cmdline);
+        }
+    }
+    l->revision = d->revision;
+    log_info("desired set revision %" PRIu64 ": %zu instances", d->revision,
+             d->n_instances);
+    worker_set_desired(l->worker, specs, d->n_instances);
+}
+
+static void
+on_message(struct link *l, const frame_envelope *env)
+{
+    switch (env->msg_case) {
+    case CLOUD__AGENT__ENVELOPE__MSG_WELCOME:
+        on_welcome(l, env->welcome);
+        break;
+    case CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE:
+        on_desired(l, env->desired_state);
+        break;
+    case CLOUD__AGENT__ENVELOPE__MSG_ERROR:
+        log_warnx("controller error %d: %.512s", (int)env->error->code,
+                  env->error->message);
+        break;
+    default:
+        log_info("%s message from the controller ignored (not supported yet)",
+                 frame_msg_name(env));
+        break;
+    }
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+    struct link *l = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    char err[256];
+
+    while (l->bev == bev) {
+        frame_envelope *env = NULL;
+        enum frame_status st =
+            frame_decode_evbuffer(in, NULL, &env, err, sizeof(err));
+
+        if (st == FRAME_NEED_MORE)
+            break;
+        if (st == FRAME_ERROR) {
+            link_down(l, "bad frame from the controller: %s", err);
+            break;
+        }
+        on_message(l, env);
+        frame_envelope_free(env);
+    }
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct link *l = arg;
+    unsigned long e;
+    char buf[256] = "";
+
+    if (bev != l->bev)
+        return;
+    if (what & BEV_EVENT_CONNECTED) {
+        struct timeval tv = {LINK_WELCOME_TIMEOUT_S, 0};
+
+        l->state = L_WELCOME;
+        bufferevent_set_timeouts(bev, &tv, NULL);
+        link_send_hello(l);
+        return;
+    }
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    if (what & BEV_EVENT_TIMEOUT)
+        link_down(l, "no Welcome in time");
+    else if (what & BEV_EVENT_EOF)
+        link_down(l, "the controller closed the connection");
+    else
+        link_down(l, "connection failed: %s",
+                  buf[0] ? buf
+                         : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void
+link_connect(struct link *l)
+{
+    SSL *ssl;
+    int port = (int)strtol(l->port, NULL, 10);
+
+    ssl = SSL_new(l->ssl);
+    if (ssl == NULL) {
+        link_down(l, "cannot create a TLS session");
+        return;
+    }
+    /* Check the controller's certificate names what we dialled. */
+    {
+        unsigned char tmp[16];
+
+        if (evutil_inet_pton(AF_INET, l->host, tmp) == 1 ||
+            evutil_inet_pton(AF_INET6, l->host, tmp) == 1) {
+            if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), l->host) != 1) {
+                SSL_free(ssl);
+                link_down(l, "cannot set the controller address to verify");
+                return;
+            }
+        } else if (SSL_set1_host(ssl, l->host) != 1 ||
+                   SSL_set_tlsext_host_name(ssl, l->host) != 1) {
+            SSL_free(ssl);
+            link_down(l, "cannot set the controller name to verify");
+            return;
+        }
+    }
+    l->bev = bufferevent_openssl_socket_new(l->base, -1, ssl,
+                                            BUFFEREVENT_SSL_CONNECTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (l->bev == NULL) {
+        SSL_free(ssl);
+        link_down(l, "cannot create a TLS bufferevent");
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(l->bev, 1);
+    bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
+    bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+    l->state = L_CONNECTING;
+    {
+        struct timeval tv = {LINK_WELCOME_TIMEOUT_S, 0};
+
+        bufferevent_set_timeouts(l->bev, &tv, &tv);
+    }
+    if (bufferevent_socket_connect_hostname(l->bev, NULL, AF_UNSPEC, l->host,
+                                            port) < 0)
+        link_down(l, "cannot connect");
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    link_connect(arg);
+}
+
+/* ---- worker results ---------------------------------------------------- */
+
+static void
+notify_worker(void *arg)
+{
+    struct link *l = arg;
+    uint64_t one = 1;
+
+    /* An eventfd write only fails when the counter would overflow. */
+    if (write(l->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_warn("cannot wake the event loop");
+}
+
+static void
+efd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct link *l = arg;
+    struct worker_result *res, *r;
+    uint64_t v;
+
+    (void)what;
+    if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        log_warn("cannot read the worker's eventfd");
+    res = worker_take(l->worker);
+    for (r = res; r != NULL; r = r->next) {
+        if (r->kind == WR_FACTS) {
+            bool first = !l->have_facts;
+
+            {
+                struct worker_facts tmp = l->facts;
+
+                l->facts = r->facts;
+                r->facts = tmp; /* freed with the result */
+            }
+            l->have_facts = true;
+            if (first)
+                link_connect(l);
+            continue;
+        }
+        {
+            struct worker_status *s = xcalloc(1, sizeof(*s)), *old;
+
+            *s = r->status;
+            memset(&r->status, 0, sizeof(r->status));
+            old = strmap_put(&l->status, s->id, s);
+            status_free(old);
+            if (l->state == L_READY) {
+                link_send_status(l, s);
+                if (s->state == WS_REMOVED) {
+                    strmap_del(&l->status, s->id);
+                    status_free(s);
+                }
+            }
+        }
+    }
+    worker_result_free(res);
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+static int
+parse_labels(struct link *l, const char *spec)
+{
+    char *copy, *tok, *save = NULL;
+    int ret = 0;
+
+    if (spec == NULL || spec[0] == '\0')
+        return 0;
+    copy = xstrdup(spec);
+    for (tok = strtok_r(copy, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+
+        if (eq == NULL || eq == tok || l->nlabels == LINK_MAX_LABELS) {
+            log_warnx("--labels takes up to %d KEY=VALUE pairs separated by commas, not %s",
+                      LINK_MAX_LABELS, spec);
+            ret = -1;
+            break;
+        }
+        l->labels[l->nlabels].key = xstrndup(tok, (size_t)(eq - tok));
+        l->labels[l->nlabels].value = xstrdup(eq + 1);
+        l->nlabels++;
+    }
+    free(copy);
+    return ret;
+}
+
+static SSL_CTX *
+client_ctx(const struct link_opts *o)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    char buf[256] = "";
+    unsigned long e;
+
+    if (ctx == NULL)
+        goto fail;
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1)
+        goto fail;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+
+fail:
+    e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    log_warnx("cannot set up TLS with CA %s, certificate %s and key %s: %s",
+              o->ca, o->cert, o->key, buf);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    log_info("signal %d: stopping (guests keep running)", (int)sig);
+    event_base_loopexit(arg, NULL);
+}
+
+int
+link_run(const struct link_opts *o)
+{
+    struct worker_opts wo = {
+        .uri = o->uri,
+        .hv_override = o->hypervisor,
+        .images_dir = o->images_dir,
+        .state_dir = o->state_dir,
+        .drv = &virt_libvirt_driver,
+    };
+    struct link l;
+    const char *colon;
+    size_t i;
+    int rc = 1;
+
+    memset(&l, 0, sizeof(l));
+    l.o = o;
+    l.efd = -1;
+    l.backoff_ms = LINK_BACKOFF_MIN_MS;
+    strmap_init(&l.status);
+    colon = o->controller ? strrchr(o->controller, ':') : NULL;
+    if (colon == NULL || colon == o->controller || colon[1] == '\0' ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+        log_warnx("--controller must be HOST:PORT");
+        goto cleanup;
+    }
+    l.host = xstrndup(o->controller, (size_t)(colon - o->controller));
+    if (l.host[0] == '[' && l.host[strlen(l.host) - 1] == ']') {
+        char *h = xstrndup(l.host + 1, strlen(l.host) - 2);
+
+        free(l.host);
+        l.host = h;
+    }
+    l.port = xstrdup(colon + 1);
+    if (o->ca == NULL || o->cert == NULL || o->key == NULL) {
+        log_warnx("run needs --ca, --cert and --key (cloud-controller issue-agent-cert makes them)");
+        goto cleanup;
+    }
+    if (parse_labels(&l, o->labels) < 0)
+        goto cleanup;
+    l.ssl = client_ctx(o);
+    if (l.ssl == NULL)
+        goto cleanup;
+    srandom((unsigned)getpid() ^ (unsigned)wall_ms());
+    l.base = event_base_new();
+    if (l.base == NULL)
+        fatalx("cannot create the event loop");
+    l.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l.efd < 0)
+        fatal("eventfd");
+    l.efd_ev = event_new(l.base, l.efd, EV_READ | EV_PERSIST, efd_cb, &l);
+    l.retry_ev = evtimer_new(l.base, retry_cb, &l);
+    l.hb_ev = event_new(l.base, -1, EV_PERSIST, hb_cb, &l);
+    l.free_ev = event_new(l.base, -1, 0, free_cb, &l);
+    l.sigint = evsignal_new(l.base, SIGINT, on_signal, l.base);
+    l.sigterm = evsignal_new(l.base, SIGTERM, on_signal, l.base);
+    if (l.efd_ev == NULL || l.retry_ev == NULL || l.hb_ev == NULL ||
+        l.free_ev == NULL || l.sigint == NULL || l.sigterm == NULL ||
+        event_add(l.efd_ev, NULL) < 0 || evsignal_add(l.sigint, NULL) < 0 ||
+        evsignal_add(l.sigterm, NULL) < 0)
+        fatalx("cannot set up the agent's events");
+    /* libvirt's events must have their loop before the first open. */
+    if (virt_event_loop_start() < 0)
+        goto cleanup;
+    /* The first facts from the worker start the controller link. */
+    l.worker = worker_start(&wo, notify_worker, &l);
+    log_info("cloud-agent %s: libvirt %s, controller %s", o->version, o->uri,
+             o->controller);
+    event_base_dispatch(l.base);
+    rc = 0;
+
+cleanup:
+    worker_stop(l.worker);
+    if (l.bev)
+        bufferevent_free(l.bev);
+    if (l.dead_bev)
+        bufferevent_free(l.dead_bev);
+    if (l.efd_ev)
+        event_free(l.efd_ev);
+    if (l.retry_ev)
+        event_free(l.retry_ev);
+    if (l.hb_ev)
+        event_free(l.hb_ev);
+    if (l.free_ev)
+        event_free(l.free_ev);
+    if (l.sigint)
+        event_free(l.sigint);
+    if (l.sigterm)
+        event_free(l.sigterm);
+    if (l.efd >= 0)
+        close(l.efd);
+    if (l.base)
+        event_base_free(l.base);
+    SSL_CTX_free(l.ssl);
+    for (i = 0; i < l.status.cap; i++)
+        if (l.status.keys[i] != NULL)
+            status_free(l.status.vals[i]);
+    strmap_fini(&l.status);
+    for (i = 0; i < l.nlabels; i++) {
+        free(l.labels[i].key);
+        free(l.labels[i].value);
+    }
+    worker_facts_clear(&l.facts);
+    free(l.host);
+    free(l.port);
+    free(l.host_id);
+    return rc;
+}

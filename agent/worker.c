@@ -1,0 +1,912 @@
+/*
+ * worker: the libvirt thread of the agent (see worker.h). Owns the libvirt
+ * connection, the instance table (id -> struct winst) and the result
+ * queue. Shared with the event loop only through struct worker's mutex:
+ * the desired set handed over, the ids libvirt events named, and results.
+ *
+ * Per instance the worker remembers the phase it drove the domain to and
+ * the "run token" (generation, restart_count) of the last start, so an
+ * instance that exited stays exited until the controller asks for a new
+ * run: restart policies are the controller's, not the agent's.
+ */
+#define LOG_MODULE "worker"
+
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "domxml.h"
+#include "log.h"
+#include "mem.h"
+#include "strmap.h"
+
+#define WORKER_RESYNC_MS 10000
+#define WORKER_RECONNECT_MIN_MS 500
+#define WORKER_RECONNECT_MAX_MS 15000
+
+enum phase {
+    P_NONE = 0, /* nothing done or seen yet */
+    P_RUNNING,
+    P_STOPPING, /* ACPI shutdown sent (TERM) or destroy issued (KILL) */
+    P_DONE,     /* exited or failed; stays so until a new run token */
+    P_REMOVED,
+};
+
+struct winst {
+    char *id;
+    struct worker_spec spec; /* valid when in_set */
+    bool in_set;
+    bool adopted; /* found in libvirt, not started by this process */
+    enum phase phase;
+    bool have_token;
+    uint64_t tok_gen, tok_restart;
+    bool stop_kill, destroyed;
+    int64_t stop_deadline_ms;
+    int64_t started_ms, finished_ms;
+    /* the last status posted */
+    bool reported;
+    enum worker_state rep_state;
+    int rep_code;
+    char *rep_reason;
+    uint64_t generation;
+};
+
+struct worker {
+    struct worker_opts o;
+    char *uri, *images_dir, *state_dir;
+    void (*notify)(void *);
+    void *notify_arg;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    bool quit;
+    bool have_new_set;
+    struct worker_spec *new_specs;
+    size_t nnew;
+    struct strmap touched; /* ids named by libvirt events (key = value) */
+    bool conn_lost;
+    struct worker_result *res_head, *res_tail;
+    /* worker thread only */
+    struct virt_conn *conn;
+    struct hv_facts facts;
+    bool have_set; /* a desired set has arrived since start */
+    struct strmap insts; /* id -> struct winst */
+    int64_t next_reconnect_ms, reconnect_backoff_ms, next_resync_ms;
+};
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+worker_spec_clear(struct worker_spec *s)
+{
+    if (s == NULL)
+        return;
+    free(s->id);
+    free(s->name);
+    free(s->kernel_digest);
+    free(s->initrd_digest);
+    free(s->disk_digest);
+    free(s->cmdline);
+    memset(s, 0, sizeof(*s));
+}
+
+void
+worker_facts_clear(struct worker_facts *f)
+{
+    size_t i;
+
+    free(f->hostname);
+    free(f->arch);
+    free(f->libvirt_version);
+    for (i = 0; i < f->ntypes; i++)
+        free(f->types[i]);
+    free(f->types);
+    memset(f, 0, sizeof(*f));
+}
+
+void
+worker_result_free(struct worker_result *r)
+{
+    while (r != NULL) {
+        struct worker_result *next = r->next;
+
+        worker_facts_clear(&r->facts);
+        free(r->status.id);
+        free(r->status.reason);
+        free(r);
+        r = next;
+    }
+}
+
+/* ---- results to the event loop -------------------------------------- */
+
+static void
+post(struct worker *w, struct worker_result *r)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->res_tail)
+        w->res_tail->next = r;
+    else
+        w->res_head = r;
+    w->res_tail = r;
+    pthread_mutex_unlock(&w->mu);
+    w->notify(w->notify_arg);
+}
+
+struct worker_result *
+worker_take(struct worker *w)
+{
+    struct worker_result *r;
+
+    pthread_mutex_lock(&w->mu);
+    r = w->res_head;
+    w->res_head = w->res_tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    return r;
+}
+
+/* Posts the instance's status if it differs from the last one posted. */
+static void
+report(struct worker *w, struct winst *in, enum worker_state st, int code,
+       const char *reason)
+{
+    struct worker_result *r;
+
+    if (reason == NULL)
+        reason = "";
+    if (in->reported && in->rep_state == st && in->rep_code == code &&
+        strcmp(in->rep_reason, reason) == 0)
+        return;
+    in->reported = true;
+    in->rep_state = st;
+    in->rep_code = code;
+    free(in->rep_reason);
+    in->rep_reason = xstrdup(reason);
+    if (st == WS_EXITED || st == WS_FAILED)
+        in->finished_ms = wall_ms();
+    r = xcalloc(1, sizeof(*r));
+    r->kind = WR_STATUS;
+    r->status.id = xstrdup(in->id);
+    r->status.generation =
+        in->in_set ? in->spec.generation : in->generation;
+    r->status.state = st;
+    r->status.exit_code = code;
+    r->status.reason = xstrdup(reason);
+    r->status.started_ms = in->started_ms;
+    r->status.finished_ms =
+        (st == WS_EXITED || st == WS_FAILED) ? in->finished_ms : 0;
+    log_info("instance %s: %s%s%s", in->id,
+             st == WS_RUNNING    ? "running"
+             : st == WS_STOPPING ? "stopping"
+             : st == WS_EXITED   ? "exited"
+             : st == WS_FAILED   ? "failed"
+             : st == WS_REMOVED  ? "removed"
+                                 : "starting",
+             reason[0] ? ": " : "", reason);
+    post(w, r);
+}
+
+/* ---- the instance table --------------------------------------------- */
+
+static struct winst *
+inst_get(struct worker *w, const char *id)
+{
+    struct winst *in = strmap_get(&w->insts, id);
+
+    if (in == NULL) {
+        in = xcalloc(1, sizeof(*in));
+        in->id = xstrdup(id);
+        in->rep_reason = xstrdup("");
+        strmap_put(&w->insts, in->id, in);
+    }
+    return in;
+}
+
+static void
+inst_drop(struct worker *w, struct winst *in)
+{
+    strmap_del(&w->insts, in->id);
+    worker_spec_clear(&in->spec);
+    free(in->rep_reason);
+    free(in->id);
+    free(in);
+}
+
+/* ---- building a domain ---------------------------------------------- */
+
+/* Path of a blob in the local image directory, or NULL (reason set). */
+static char *
+blob_path(struct worker *w, const char *digest, char *why, size_t whylen)
+{
+    const char *hex = digest;
+    char *p;
+
+    if (strncmp(digest, "sha256:", 7) == 0)
+        hex = digest + 7;
+    if (strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64) {
+        snprintf(why, whylen, "image blob %.80s is not a sha256 digest",
+                 digest);
+        return NULL;
+    }
+    if (w->facts.chosen == HV_TYPE_TEST) {
+        /* libvirt's test driver boots nothing and reads no file. */
+        return xasprintf("%s/sha256:%s",
+                         w->images_dir ? w->images_dir : "/nonexistent", hex);
+    }
+    if (w->images_dir == NULL) {
+        snprintf(why, whylen, "image blob %s: the agent has no --images directory",
+                 digest);
+        return NULL;
+    }
+    p = xasprintf("%s/sha256:%s", w->images_dir, hex);
+    if (access(p, R_OK) == 0)
+        return p;
+    free(p);
+    p = xasprintf("%s/%s", w->images_dir, hex);
+    if (access(p, R_OK) == 0)
+        return p;
+    free(p);
+    snprintf(why, whylen,
+             "image blob %s is not in %s (fetching blobs from the controller is not implemented yet)",
+             digest, w->images_dir);
+    return NULL;
+}
+
+/* Defines and starts the domain of in. 0, or -1 with why filled. */
+static int
+start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
+{
+    const struct worker_spec *s = &in->spec;
+    struct domxml_spec d = {0};
+    char *kernel = NULL, *initrd = NULL, *disk = NULL, *run = NULL;
+    char *log = NULL, *xml = NULL;
+    int ret = -1;
+
+    if (s->disk_image) {
+        /* Each instance needs a copy-on-write overlay of the disk. */
+        snprintf(why, whylen, "disk images are not supported by this agent yet");
+        return -1;
+    }
+    if (s->kernel_digest == NULL || s->kernel_digest[0] == '\0') {
+        snprintf(why, whylen, "the image has no kernel blob");
+        return -1;
+    }
+    kernel = blob_path(w, s->kernel_digest, why, whylen);
+    if (kernel == NULL)
+        goto cleanup;
+    if (s->initrd_digest && s->initrd_digest[0]) {
+        initrd = blob_path(w, s->initrd_digest, why, whylen);
+        if (initrd == NULL)
+            goto cleanup;
+    }
+    if (w->facts.chosen != HV_TYPE_TEST && w->state_dir != NULL) {
+        run = xasprintf("%s/run/%s", w->state_dir, in->id);
+        if ((mkdir(run, 0755) < 0 && errno != EEXIST) ||
+            chmod(run, 0777) < 0) {
+            snprintf(why, whylen, "cannot create %s: %s", run,
+                     strerror(errno));
+            goto cleanup;
+        }
+        log = xasprintf("%s/console.log", run);
+    }
+    d.instance_id = in->id;
+    d.generation = s->generation;
+    d.type = w->facts.chosen;
+    d.vcpus = s->vcpus ? s->vcpus : 1;
+    d.memory_mib = s->memory_mib ? s->memory_mib : 128;
+    d.arch = w->facts.arch;
+    d.kernel = kernel;
+    d.initrd = initrd;
+    d.cmdline = s->cmdline && s->cmdline[0] ? s->cmdline : NULL;
+    d.disk = disk;
+    d.console_log = log;
+    xml = domxml_build(&d);
+    if (xml == NULL) {
+        snprintf(why, whylen, "cannot build the domain XML (see the agent log)");
+        goto cleanup;
+    }
+    if (w->o.drv->define_start(w->conn, in->id, xml) < 0) {
+        snprintf(why, whylen, "%s", w->o.drv->last_error(w->conn));
+        goto cleanup;
+    }
+    ret = 0;
+
+cleanup:
+    free(kernel);
+    free(initrd);
+    free(disk);
+    free(run);
+    free(log);
+    free(xml);
+    return ret;
+}
+
+/* ---- reconciling one instance ---------------------------------------- */
+
+static bool
+is_up(enum virt_state st)
+{
+    return st == VIRT_STATE_RUNNING || st == VIRT_STATE_PAUSED ||
+           st == VIRT_STATE_STOPPING;
+}
+
+/* The exit of a domain that stopped on its own. */
+static void
+exit_by_reason(enum virt_state st, enum virt_reason r, int *code,
+               const char **why)
+{
+    if (st == VIRT_STATE_ABSENT) {
+        *code = 137;
+        *why = "the domain disappeared from libvirt";
+        return;
+    }
+    switch (r) {
+    case VIRT_REASON_SHUTDOWN:
+        *code = 0;
+        *why = "";
+        break;
+    case VIRT_REASON_DESTROYED:
+        *code = 137;
+        *why = "the domain was destroyed outside the agent";
+        break;
+    case VIRT_REASON_CRASHED:
+        *code = 1;
+        *why = "the guest crashed";
+        break;
+    case VIRT_REASON_FAILED:
+        *code = 1;
+        *why = "the hypervisor process failed";
+        break;
+    default:
+        *code = 1;
+        *why = "the domain stopped for an unknown reason";
+        break;
+    }
+}
+
+static bool
+token_current(const struct winst *in)
+{
+    return in->have_token && in->tok_gen == in->spec.generation &&
+           in->tok_restart >= in->spec.restart_count;
+}
+
+/* Returns -1 when libvirt failed in a way that needs a reconnect check. */
+static int
+reconcile_one(struct worker *w, struct winst *in)
+{
+    const struct virt_driver *drv = w->o.drv;
+    enum virt_state st;
+    enum virt_reason rsn;
+    char why[1024];
+    const char *reason;
+    int code, round;
+
+    for (round = 0; round < 3; round++) {
+        if (drv->state_reason(w->conn, in->id, &st, &rsn) < 0)
+            return -1;
+        if (!in->in_set) {
+            if (!w->have_set) {
+                /* Until the controller speaks, only observe. */
+                if (is_up(st)) {
+                    in->phase = P_RUNNING;
+                    report(w, in, WS_RUNNING, 0, NULL);
+                } else if (st != VIRT_STATE_ABSENT) {
+                    exit_by_reason(st, rsn, &code, &reason);
+                    if (in->phase == P_RUNNING || in->phase == P_NONE) {
+                        in->phase = P_DONE;
+                        report(w, in, WS_EXITED, code, reason);
+                    }
+                }
+                return 0;
+            }
+            /* Not wanted here (any more): stop and forget it. */
+            if (st != VIRT_STATE_ABSENT) {
+                log_info("instance %s: not in the desired set; removing its domain",
+                         in->id);
+                if (drv->destroy(w->conn, in->id) < 0 ||
+                    drv->undefine(w->conn, in->id) < 0)
+                    return 0; /* logged; the next resync retries */
+            }
+            inst_drop(w, in);
+            return 0;
+        }
+        if (in->spec.desired == WORKER_RUN) {
+            if (is_up(st)) {
+                if (in->phase != P_RUNNING) {
+                    in->phase = P_RUNNING;
+                    if (!in->have_token) {
+                        /* Re-adopted after an agent restart. */
+                        in->have_token = true;
+                        in->tok_gen = in->spec.generation;
+                        in->tok_restart = in->spec.restart_count;
+                    }
+                    if (in->started_ms == 0)
+                        in->started_ms = wall_ms();
+                }
+                report(w, in, WS_RUNNING, 0, NULL);
+                return 0;
+            }
+            if (in->phase == P_RUNNING || in->phase == P_STOPPING ||
+                (in->phase == P_NONE && st != VIRT_STATE_ABSENT &&
+                 in->adopted)) {
+                exit_by_reason(st, rsn, &code, &reason);
+                in->phase = P_DONE;
+                if (!in->have_token) {
+                    in->have_token = true;
+                    in->tok_gen = in->spec.generation;
+                    in->tok_restart = in->spec.restart_count;
+                }
+                report(w, in, WS_EXITED, code, reason);
+                return 0;
+            }
+            if (in->phase == P_DONE && token_current(in))
+                return 0;
+            /* A new run. */
+            in->have_token = true;
+            in->tok_gen = in->spec.generation;
+            in->tok_restart = in->spec.restart_count;
+            in->destroyed = false;
+            in->stop_kill = false;
+            if (start_domain(w, in, why, sizeof(why)) < 0) {
+                in->phase = P_DONE;
+                report(w, in, WS_FAILED, 0, why);
+                return 0;
+            }
+            in->phase = P_RUNNING;
+            in->started_ms = wall_ms();
+            report(w, in, WS_RUNNING, 0, NULL);
+            return 0;
+        }
+        /* STOP or DELETE */
+        if (is_up(st)) {
+            if (in->phase != P_STOPPING ||
+                (in->spec.kill && !in->stop_kill)) {
+                in->phase = P_STOPPING;
+                in->stop_kill = in->spec.kill;
+                if (in->stop_kill) {
+                    if (drv->destroy(w->conn, in->id) < 0)
+                        return 0;
+                    in->destroyed = true;
+                    continue; /* read the state again */
+                }
+                in->stop_deadline_ms = now_ms() + in->spec.grace_ms;
+                if (drv->shutdown(w->conn, in->id) < 0) {
+                    /* No ACPI (or refused): it has to be destroyed. */
+                    if (drv->destroy(w->conn, in->id) < 0)
+                        return 0;
+                    in->destroyed = true;
+                    continue;
+                }
+                report(w, in, WS_STOPPING, 0, NULL);
+                continue;
+            }
+            if (!in->destroyed && now_ms() >= in->stop_deadline_ms) {
+                log_info("instance %s: no poweroff within %u ms of the ACPI shutdown; destroying it",
+                         in->id, in->spec.grace_ms);
+                if (drv->destroy(w->conn, in->id) < 0)
+                    return 0;
+                in->destroyed = true;
+                continue;
+            }
+            return 0; /* waiting for the guest */
+        }
+        /* down (or gone) */
+        if (in->phase == P_STOPPING) {
+            if (in->stop_kill) {
+                code = 137;
+                reason = "killed (SIGKILL: destroyed)";
+            } else if (in->destroyed) {
+                code = 143;
+                reason = "terminated (SIGTERM: destroyed after the grace period)";
+            } else {
+                exit_by_reason(st, rsn, &code, &reason);
+                if (rsn == VIRT_REASON_SHUTDOWN)
+                    reason = "";
+            }
+            in->phase = P_DONE;
+            report(w, in, WS_EXITED, code, reason);
+        } else if (in->phase == P_RUNNING ||
+                   (in->phase == P_NONE && st != VIRT_STATE_ABSENT)) {
+            exit_by_reason(st, rsn, &code, &reason);
+            in->phase = P_DONE;
+            report(w, in, WS_EXITED, code, reason);
+        } else if (in->phase == P_NONE) {
+            in->phase = P_DONE;
+            report(w, in, WS_EXITED, in->spec.kill ? 137 : 143,
+                   "stopped before it started");
+        }
+        if (in->spec.desired == WORKER_DELETE && in->phase != P_REMOVED) {
+            if (st != VIRT_STATE_ABSENT && drv->undefine(w->conn, in->id) < 0)
+                return 0; /* the next resync retries */
+            in->phase = P_REMOVED;
+            report(w, in, WS_REMOVED, 0, NULL);
+        }
+        return 0;
+    }
+    return 0;
+}
+
+/* ---- the thread ------------------------------------------------------ */
+
+static void
+on_virt_event(void *arg, const char *instance_id)
+{
+    struct worker *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    if (instance_id == NULL) {
+        w->conn_lost = true;
+    } else if (strmap_get(&w->touched, instance_id) == NULL) {
+        char *k = xstrdup(instance_id);
+
+        strmap_put(&w->touched, k, k);
+    }
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static uint64_t
+disk_gib(const char *dir)
+{
+    struct statvfs sv;
+
+    if (dir == NULL || statvfs(dir, &sv) < 0)
+        return 0;
+    return (uint64_t)sv.f_blocks * sv.f_frsize / (1024ull * 1024 * 1024);
+}
+
+static int
+worker_connect(struct worker *w)
+{
+    struct hv_probe_opts popts = {.override = w->o.hv_override};
+    struct virt_host_info info;
+    struct worker_result *r;
+    size_t i;
+
+    w->conn = w->o.drv->open(w->uri);
+    if (w->conn == NULL)
+        return -1;
+    memset(&info, 0, sizeof(info));
+    hv_facts_clear(&w->facts);
+    if (w->o.drv->host_info(w->conn, &info) < 0 ||
+        hv_probe(info.caps_xml, &popts, &w->facts) < 0 ||
+        w->o.drv->watch(w->conn, on_virt_event, w) < 0) {
+        virt_host_info_clear(&info);
+        w->o.drv->close(w->conn);
+        w->conn = NULL;
+        return -1;
+    }
+    r = xcalloc(1, sizeof(*r));
+    r->kind = WR_FACTS;
+    r->facts.hostname = xstrdup(info.hostname);
+    r->facts.arch = xstrdup(w->facts.arch ? w->facts.arch : "x86_64");
+    r->facts.libvirt_version = xstrdup(info.libvirt_version);
+    r->facts.types = xcalloc(w->facts.ntypes + 1, sizeof(char *));
+    for (i = 0; i < w->facts.ntypes; i++)
+        r->facts.types[i] = xstrdup(w->facts.types[i]);
+    r->facts.ntypes = w->facts.ntypes;
+    r->facts.kvm_usable = w->facts.kvm_usable;
+    r->facts.domain_type = w->facts.chosen;
+    r->facts.vcpus = info.cpus;
+    r->facts.memory_mib = info.memory_mib;
+    r->facts.disk_gib = disk_gib(w->state_dir ? w->state_dir : "/");
+    log_info("connected to libvirt at %s: %s, %u cpus, %" PRIu64
+             " MiB, domain type %s",
+             w->uri, info.hostname, info.cpus, info.memory_mib,
+             hv_type_name(w->facts.chosen));
+    virt_host_info_clear(&info);
+    post(w, r);
+    return 0;
+}
+
+/* Lists libvirt's domains into the table (adoption), then reconciles all. */
+static int
+reconcile_all(struct worker *w)
+{
+    struct virt_domain *doms = NULL;
+    struct winst **all;
+    size_t n = 0, i, k = 0;
+    int ret = 0;
+
+    if (w->o.drv->list(w->conn, &doms, &n) < 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        struct winst *in = strmap_get(&w->insts, doms[i].instance_id);
+
+        if (in == NULL) {
+            in = inst_get(w, doms[i].instance_id);
+            in->adopted = true;
+            in->generation = doms[i].generation;
+        }
+    }
+    virt_domains_free(doms, n);
+    /* reconcile_one may drop entries: iterate over a snapshot. */
+    all = xcalloc(w->insts.len + 1, sizeof(*all));
+    for (i = 0; i < w->insts.cap; i++)
+        if (w->insts.keys[i] != NULL)
+            all[k++] = w->insts.vals[i];
+    for (i = 0; i < k; i++)
+        if (reconcile_one(w, all[i]) < 0)
+            ret = -1;
+    free(all);
+    return ret;
+}
+
+/* Installs a new desired set into the table. */
+static void
+apply_set(struct worker *w, struct worker_spec *specs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < w->insts.cap; i++) {
+        struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
+
+        if (in != NULL && in->in_set) {
+            worker_spec_clear(&in->spec);
+            in->in_set = false;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        struct winst *in = inst_get(w, specs[i].id);
+
+        worker_spec_clear(&in->spec);
+        in->spec = specs[i];
+        in->in_set = true;
+        memset(&specs[i], 0, sizeof(specs[i]));
+    }
+    free(specs);
+    w->have_set = true;
+}
+
+static void
+conn_drop(struct worker *w)
+{
+    if (w->conn == NULL)
+        return;
+    w->o.drv->close(w->conn);
+    w->conn = NULL;
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    w->reconnect_backoff_ms = WORKER_RECONNECT_MIN_MS;
+    for (;;) {
+        struct worker_spec *specs = NULL;
+        size_t nspecs = 0, i;
+        bool new_set, lost, full;
+        struct strmap touched;
+        int64_t now = now_ms(), wake;
+
+        pthread_mutex_lock(&w->mu);
+        for (;;) {
+            if (w->quit || w->have_new_set || w->conn_lost ||
+                (w->touched.len > 0 && w->conn != NULL))
+                break;
+            now = now_ms();
+            wake = w->conn == NULL ? w->next_reconnect_ms : w->next_resync_ms;
+            for (i = 0; w->conn != NULL && i < w->insts.cap; i++) {
+                struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
+
+                if (in && in->phase == P_STOPPING && !in->destroyed &&
+                    in->stop_deadline_ms < wake)
+                    wake = in->stop_deadline_ms;
+            }
+            if (now >= wake)
+                break;
+            {
+                struct timespec ts;
+                int64_t left = wake - now;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += left / 1000;
+                ts.tv_nsec += (left % 1000) * 1000000;
+                if (ts.tv_nsec >= 1000000000) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            }
+        }
+        if (w->quit) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        new_set = w->have_new_set;
+        if (new_set) {
+            specs = w->new_specs;
+            nspecs = w->nnew;
+            w->new_specs = NULL;
+            w->nnew = 0;
+            w->have_new_set = false;
+        }
+        lost = w->conn_lost;
+        w->conn_lost = false;
+        touched = w->touched;
+        strmap_init(&w->touched);
+        pthread_mutex_unlock(&w->mu);
+
+        if (new_set)
+            apply_set(w, specs, nspecs);
+        if (lost || (w->conn != NULL && !w->o.drv->alive(w->conn))) {
+            log_warnx("lost the libvirt connection to %s; reconnecting",
+                      w->uri);
+            conn_drop(w);
+            w->next_reconnect_ms = now_ms();
+        }
+        full = new_set;
+        if (w->conn == NULL) {
+            if (now_ms() < w->next_reconnect_ms)
+                goto next;
+            if (worker_connect(w) < 0) {
+                w->next_reconnect_ms = now_ms() + w->reconnect_backoff_ms;
+                w->reconnect_backoff_ms *= 2;
+                if (w->reconnect_backoff_ms > WORKER_RECONNECT_MAX_MS)
+                    w->reconnect_backoff_ms = WORKER_RECONNECT_MAX_MS;
+                goto next;
+            }
+            w->reconnect_backoff_ms = WORKER_RECONNECT_MIN_MS;
+            full = true;
+        }
+        if (now_ms() >= w->next_resync_ms)
+            full = true;
+        if (full) {
+            w->next_resync_ms = now_ms() + WORKER_RESYNC_MS;
+            if (reconcile_all(w) < 0 && !w->o.drv->alive(w->conn)) {
+                conn_drop(w);
+                w->next_reconnect_ms = now_ms();
+            }
+        } else {
+            /* Libvirt events and grace-period deadlines. */
+            struct winst **due = xcalloc(w->insts.len + 1, sizeof(*due));
+            size_t k = 0;
+
+            for (i = 0; i < w->insts.cap; i++) {
+                struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
+
+                if (in == NULL)
+                    continue;
+                if (strmap_get(&touched, in->id) != NULL ||
+                    (in->phase == P_STOPPING && !in->destroyed &&
+                     now_ms() >= in->stop_deadline_ms))
+                    due[k++] = in;
+            }
+            for (i = 0; i < k; i++)
+                if (reconcile_one(w, due[i]) < 0)
+                    break;
+            free(due);
+        }
+    next:
+        for (i = 0; i < touched.cap; i++)
+            if (touched.keys[i] != NULL)
+                free(touched.vals[i]);
+        strmap_fini(&touched);
+    }
+    return NULL;
+}
+
+struct worker *
+worker_start(const struct worker_opts *o, void (*notify)(void *arg),
+             void *arg)
+{
+    struct worker *w = xcalloc(1, sizeof(*w));
+    int rc;
+
+    w->o = *o;
+    w->uri = xstrdup(o->uri);
+    w->images_dir = o->images_dir ? xstrdup(o->images_dir) : NULL;
+    w->state_dir = o->state_dir ? xstrdup(o->state_dir) : NULL;
+    w->o.uri = w->uri;
+    w->o.images_dir = w->images_dir;
+    w->o.state_dir = w->state_dir;
+    w->notify = notify;
+    w->notify_arg = arg;
+    strmap_init(&w->touched);
+    strmap_init(&w->insts);
+    if (pthread_mutex_init(&w->mu, NULL) != 0 ||
+        pthread_cond_init(&w->cv, NULL) != 0)
+        fatalx("cannot initialise the worker's lock");
+    if (w->state_dir != NULL) {
+        char *run = xasprintf("%s/run", w->state_dir);
+
+        if ((mkdir(w->state_dir, 0755) < 0 && errno != EEXIST) ||
+            (mkdir(run, 0755) < 0 && errno != EEXIST))
+            log_warn("cannot create %s", run);
+        free(run);
+    }
+    rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc != 0) {
+        errno = rc;
+        fatal("cannot start the libvirt worker thread");
+    }
+    return w;
+}
+
+void
+worker_set_desired(struct worker *w, struct worker_spec *specs, size_t n)
+{
+    size_t i;
+
+    pthread_mutex_lock(&w->mu);
+    if (w->have_new_set) {
+        for (i = 0; i < w->nnew; i++)
+            worker_spec_clear(&w->new_specs[i]);
+        free(w->new_specs);
+    }
+    w->new_specs = specs;
+    w->nnew = n;
+    w->have_new_set = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void
+worker_stop(struct worker *w)
+{
+    size_t i;
+
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->quit = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    conn_drop(w);
+    hv_facts_clear(&w->facts);
+    for (i = 0; i < w->insts.cap; i++) {
+        struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
+
+        if (in != NULL) {
+            worker_spec_clear(&in->spec);
+            free(in->rep_reason);
+            free(in->id);
+            free(in);
+        }
+    }
+    strmap_fini(&w->insts);
+    for (i = 0; i < w->touched.cap; i++)
+        if (w->touched.keys[i] != NULL)
+            free(w->touched.vals[i]);
+    strmap_fini(&w->touched);
+    if (w->have_new_set) {
+        for (i = 0; i < w->nnew; i++)
+            worker_spec_clear(&w->new_specs[i]);
+        free(w->new_specs);
+    }
+    worker_result_free(w->res_head);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w->uri);
+    free(w->images_dir);
+    free(w->state_dir);
+    free(w);
+}

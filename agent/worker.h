@@ -1,0 +1,121 @@
+/*
+ * worker: the agent's libvirt side, on a thread of its own. Every blocking
+ * libvirt call happens here, never on the event loop. The worker owns the
+ * libvirt connection (reopened with back-off when libvirtd restarts), the
+ * per-instance state machine, and reconciles libvirt against the latest
+ * desired set: define and start, ACPI shutdown then destroy after the grace
+ * period, destroy for KILL, undefine for delete. Libvirt lifecycle events
+ * (libvirt's own event loop runs on another thread, virt_event_loop_start)
+ * wake it for the instance concerned.
+ *
+ * Results go back to the event loop through a queue and a notify callback
+ * (the daemon writes an eventfd from it): host facts after each libvirt
+ * (re)connect, and an instance status whenever an observed state changes.
+ */
+#ifndef CLOUD_AGENT_WORKER_H
+#define CLOUD_AGENT_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hv.h"
+#include "virt.h"
+
+enum worker_desired {
+    WORKER_RUN = 1,
+    WORKER_STOP,
+    WORKER_DELETE,
+};
+
+/* One instance of the desired set (InstanceSpec, flattened). */
+struct worker_spec {
+    char *id;
+    char *name;
+    uint64_t generation;
+    uint64_t restart_count;
+    enum worker_desired desired;
+    bool kill;         /* stop with destroy (137), not ACPI */
+    unsigned grace_ms; /* ACPI shutdown -> destroy */
+    unsigned vcpus;
+    uint64_t memory_mib;
+    bool disk_image;
+    char *kernel_digest, *initrd_digest, *disk_digest, *cmdline;
+};
+
+/* Observed states, as agent.proto numbers them. */
+enum worker_state {
+    WS_STARTING = 3,
+    WS_RUNNING = 4,
+    WS_STOPPING = 5,
+    WS_EXITED = 6,
+    WS_FAILED = 7,
+    WS_REMOVED = 9,
+};
+
+struct worker_status {
+    char *id;
+    uint64_t generation;
+    enum worker_state state;
+    int exit_code;
+    char *reason; /* "" when none */
+    int64_t started_ms, finished_ms;
+};
+
+struct worker_facts {
+    char *hostname;
+    char *arch;
+    char *libvirt_version;
+    char **types;
+    size_t ntypes;
+    bool kvm_usable;
+    enum hv_type domain_type;
+    unsigned vcpus;
+    uint64_t memory_mib;
+    uint64_t disk_gib;
+};
+
+enum worker_result_kind { WR_FACTS = 1, WR_STATUS };
+
+struct worker_result {
+    enum worker_result_kind kind;
+    struct worker_facts facts;   /* WR_FACTS */
+    struct worker_status status; /* WR_STATUS */
+    struct worker_result *next;
+};
+
+struct worker_opts {
+    const char *uri;
+    enum hv_type hv_override;
+    const char *images_dir; /* blobs named by digest; NULL: none */
+    const char *state_dir;  /* console logs under state_dir/run/<id>/ */
+    const struct virt_driver *drv;
+};
+
+struct worker;
+
+/*
+ * Starts the worker thread. notify(arg) is called on the worker thread
+ * whenever results are queued; it must only wake the event loop.
+ */
+struct worker *worker_start(const struct worker_opts *o,
+                            void (*notify)(void *arg), void *arg);
+
+/*
+ * Replaces the desired set (takes ownership of specs[0..n)). Until the
+ * first call the worker only observes: it stops nothing it found.
+ */
+void worker_set_desired(struct worker *w, struct worker_spec *specs,
+                        size_t n);
+
+/* Takes every queued result (a list, oldest first); NULL if none. */
+struct worker_result *worker_take(struct worker *w);
+void worker_result_free(struct worker_result *r); /* frees the whole list */
+
+void worker_spec_clear(struct worker_spec *s);
+void worker_facts_clear(struct worker_facts *f);
+
+/* Stops the thread and frees everything (libvirt guests keep running). */
+void worker_stop(struct worker *w);
+
+#endif

@@ -1,0 +1,1356 @@
+/*
+ * gateway: agent connections (see gateway.h). Owns the TLS listener, the
+ * connections (reference counted: database callbacks hold a reference and
+ * a connection is freed from a deferred event, never inside its own
+ * callback), the heartbeat and status batches, and the map from instance id
+ * to the connection whose desired set holds it.
+ *
+ * Connection states: HANDSHAKE -> HELLO (TLS up, CN known) -> REGISTERING
+ * (register query in flight, reads paused) -> READY -> CLOSING.
+ */
+#define LOG_MODULE "gateway"
+
+#include "gateway.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "frame.h"
+#include "log.h"
+#include "mem.h"
+#include "store.h"
+#include "strmap.h"
+
+#define GW_HELLO_TIMEOUT_S 15
+#define GW_MAX_OUTPUT (64u * 1024u * 1024u) /* a slower agent is dropped */
+#define GW_STATUS_BATCH_MAX 2000
+#define GW_STATUS_QUEUE_MAX 200000
+#define GW_DESIRED_INFLIGHT_MAX 32
+#define GW_UNKNOWN_MAX 10000
+#define GW_LABELS_MAX 64
+#define GW_RETRY_MS 1000
+
+enum gw_state {
+    GW_HANDSHAKE = 0,
+    GW_HELLO,
+    GW_REGISTERING,
+    GW_READY,
+    GW_CLOSING,
+};
+
+struct gw_conn {
+    int refs;
+    struct gateway *gw;
+    struct gw_conn *prev, *next; /* gw->conns: every connection not freed */
+    struct bufferevent *bev;
+    struct event *close_ev;
+    enum gw_state state;
+    char addr[INET6_ADDRSTRLEN];
+    char *name; /* certificate CN: the only host this agent speaks for */
+    char *host_id;
+    uint64_t epoch;
+    /* desired set */
+    int dirty, desired_inflight;
+    uint64_t revision;
+    uint8_t *last_set; /* packed instances of the last set sent */
+    size_t last_set_len;
+    char **ids; /* instance ids of the last set read (owners in gw->owner) */
+    size_t nids;
+    /* heartbeats */
+    int hb_pending;
+    uint64_t hb_seq;
+};
+
+struct gw_status {
+    json_t *item;
+    struct gw_conn *conn; /* referenced */
+};
+
+struct gateway {
+    struct event_base *base;
+    struct db_pool *db;
+    struct gateway_config cfg;
+    SSL_CTX *ssl;
+    struct evconnlistener *listener;
+    struct gw_conn *conns;
+    struct strmap by_host; /* host id -> READY conn (key: conn->host_id) */
+    struct strmap owner;   /* instance id -> conn (key: a conn->ids entry) */
+    struct strmap unknown; /* instance ids seen in events, owner unknown */
+    struct event *hb_timer, *resync_timer, *kick_ev, *status_retry;
+    int hb_inflight, hosts_inflight, desired_inflight;
+    /* status group commit */
+    struct gw_status *pending, *inflight;
+    size_t npending, cap_pending, ninflight;
+    int status_safe;
+    int closed;
+};
+
+static void conn_shutdown(struct gw_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void gw_kick(struct gateway *gw);
+static void gw_status_flush(struct gateway *gw);
+
+/* ---- connections ---------------------------------------------------- */
+
+static struct gw_conn *
+conn_ref(struct gw_conn *c)
+{
+    c->refs++;
+    return c;
+}
+
+static void
+conn_forget_ids(struct gw_conn *c)
+{
+    size_t i;
+
+    for (i = 0; i < c->nids; i++) {
+        if (strmap_get(&c->gw->owner, c->ids[i]) == c)
+            strmap_del(&c->gw->owner, c->ids[i]);
+        free(c->ids[i]);
+    }
+    free(c->ids);
+    c->ids = NULL;
+    c->nids = 0;
+}
+
+static void
+conn_unref(struct gw_conn *c)
+{
+    if (c == NULL || --c->refs > 0)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->gw->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->bev)
+        bufferevent_free(c->bev);
+    if (c->close_ev)
+        event_free(c->close_ev);
+    conn_forget_ids(c);
+    free(c->name);
+    free(c->host_id);
+    free(c->last_set);
+    free(c);
+}
+
+/* Deferred: frees the bufferevent (closing the socket) outside callbacks. */
+static void
+conn_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->bev) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    conn_unref(c); /* the reference the connection held on itself */
+}
+
+static void
+conn_close_soon(struct gw_conn *c, int after_ms)
+{
+    struct timeval tv = {after_ms / 1000, (after_ms % 1000) * 1000};
+
+    if (c->close_ev == NULL)
+        c->close_ev = evtimer_new(c->gw->base, conn_close_cb, c);
+    if (c->close_ev == NULL)
+        fatalx("cannot allocate a timer");
+    evtimer_add(c->close_ev, &tv);
+}
+
+static void
+conn_drained_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_close_soon(arg, 0);
+}
+
+static void
+conn_shutdown(struct gw_conn *c, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+
+    if (c->state == GW_CLOSING)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    log_info("agent %s (%s): closing: %s", c->name ? c->name : "?", c->addr,
+             why);
+    c->state = GW_CLOSING;
+    if (c->host_id && strmap_get(&c->gw->by_host, c->host_id) == c)
+        strmap_del(&c->gw->by_host, c->host_id);
+    conn_forget_ids(c);
+    if (c->bev == NULL) {
+        conn_close_soon(c, 0);
+        return;
+    }
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        conn_close_soon(c, 0);
+    } else {
+        /* Let an Error frame reach the agent, but not forever. */
+        bufferevent_setcb(c->bev, NULL, conn_drained_cb, NULL, c);
+        conn_close_soon(c, 2000);
+    }
+}
+
+static int
+conn_send(struct gw_conn *c, const frame_envelope *env)
+{
+    struct evbuffer *out;
+
+    if (c->state == GW_CLOSING || c->bev == NULL)
+        return -1;
+    out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) > GW_MAX_OUTPUT) {
+        conn_shutdown(c, "agent does not read: over %u bytes queued",
+                      GW_MAX_OUTPUT);
+        return -1;
+    }
+    if (frame_encode_evbuffer(out, env) < 0) {
+        log_warnx("agent %s: cannot encode a %s frame", c->name,
+                  frame_msg_name(env));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+conn_send_error(struct gw_conn *c, Cloud__Agent__ErrorCode code,
+                const char *msg)
+{
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__Error err = CLOUD__AGENT__ERROR__INIT;
+
+    err.code = code;
+    err.message = (char *)msg;
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_ERROR;
+    env.error = &err;
+    (void)conn_send(c, &env);
+}
+
+/* ---- TLS: identity from the client certificate ----------------------- */
+
+/* The certificate's CN as a new string, NULL (logged) if unusable. */
+static char *
+conn_peer_cn(struct gw_conn *c, SSL *ssl)
+{
+    X509 *peer = SSL_get1_peer_certificate(ssl);
+    X509_NAME *subj;
+    const ASN1_STRING *s;
+    char *cn = NULL;
+    int idx, len;
+
+    if (peer == NULL) {
+        log_warnx("agent at %s: no client certificate", c->addr);
+        return NULL;
+    }
+    subj = X509_get_subject_name(peer);
+    idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+    if (idx < 0 ||
+        X509_NAME_get_index_by_NID(subj, NID_commonName, idx) >= 0) {
+        log_warnx("agent at %s: the client certificate needs exactly one CN",
+                  c->addr);
+        goto cleanup;
+    }
+    s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+    len = ASN1_STRING_length(s);
+    if (len <= 0 || len > 253 ||
+        memchr(ASN1_STRING_get0_data(s), '\0', (size_t)len) != NULL) {
+        log_warnx("agent at %s: the client certificate CN is not a host name",
+                  c->addr);
+        goto cleanup;
+    }
+    cn = xstrndup((const char *)ASN1_STRING_get0_data(s), (size_t)len);
+    if (pki_name_valid(cn) < 0) {
+        log_warnx("agent at %s: certificate CN %s is not a valid host name",
+                  c->addr, cn);
+        free(cn);
+        cn = NULL;
+    }
+
+cleanup:
+    X509_free(peer);
+    return cn;
+}
+
+/* ---- Hello -> register -> Welcome ------------------------------------- */
+
+static const char *
+hv_name_ok(const char *t)
+{
+    static const char *const ok[] = {"kvm", "qemu", "xen", "test"};
+    size_t i;
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (t != NULL && strcmp(t, ok[i]) == 0)
+            return ok[i];
+    return NULL;
+}
+
+static void
+on_registered(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct gw_conn *c = arg, *old;
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__Welcome w = CLOUD__AGENT__WELCOME__INIT;
+    struct gateway *gw = c->gw;
+    unsigned long long epoch;
+    char *end;
+
+    if (c->state != GW_REGISTERING)
+        goto done;
+    if (err != NULL || PQntuples(res) != 1) {
+        log_warnx("host %s: cannot register: %s", c->name,
+                  err ? err->message : "no row");
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_INTERNAL,
+                        "cannot register the host; try again");
+        conn_shutdown(c, "registration failed");
+        goto done;
+    }
+    epoch = strtoull(PQgetvalue(res, 0, 1), &end, 10);
+    if (*end != '\0') {
+        conn_shutdown(c, "registration returned a bad epoch");
+        goto done;
+    }
+    c->host_id = xstrdup(PQgetvalue(res, 0, 0));
+    c->epoch = epoch;
+    old = strmap_get(&gw->by_host, c->host_id);
+    if (old != NULL && old != c)
+        conn_shutdown(old, "superseded by session %" PRIu64 " from %s",
+                      c->epoch, c->addr);
+    strmap_put(&gw->by_host, c->host_id, c);
+    w.host_id = c->host_id;
+    w.session_epoch = c->epoch;
+    w.heartbeat_interval_ms = gw->cfg.heartbeat_ms;
+    w.down_after_ms = gw->cfg.down_after_ms;
+    w.fence_after_ms = gw->cfg.fence_after_ms;
+    w.protocol_version = CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_WELCOME;
+    env.welcome = &w;
+    if (conn_send(c, &env) < 0) {
+        conn_shutdown(c, "cannot send Welcome");
+        goto done;
+    }
+    c->state = GW_READY;
+    log_info("host %s (%s) registered from %s, session %" PRIu64, c->name,
+             c->host_id, c->addr, c->epoch);
+    {
+        /* Three missed heartbeats end the session. */
+        unsigned ms = gw->cfg.heartbeat_ms * 3 < 10000 ? 10000
+                                                       : gw->cfg.heartbeat_ms * 3;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+        bufferevent_set_timeouts(c->bev, &tv, NULL);
+    }
+    bufferevent_enable(c->bev, EV_READ);
+    c->dirty = 1;
+    gw_kick(gw);
+
+done:
+    conn_unref(c);
+}
+
+static void
+conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
+{
+    const char *hv;
+    const char *vals[1];
+    json_t *p, *labels;
+    char *js;
+    size_t i;
+
+    if (h->protocol_version !=
+        CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1) {
+        conn_send_error(c,
+                        CLOUD__AGENT__ERROR_CODE__ERROR_CODE_PROTOCOL_VERSION,
+                        "this controller speaks protocol version 1");
+        conn_shutdown(c, "protocol version %d", (int)h->protocol_version);
+        return;
+    }
+    if (h->host_name[0] != '\0' && strcmp(h->host_name, c->name) != 0) {
+        conn_send_error(c,
+                        CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNAUTHENTICATED,
+                        "the host name differs from the certificate's CN");
+        conn_shutdown(c, "Hello names host %.64s but the certificate is for %s",
+                      h->host_name, c->name);
+        return;
+    }
+    hv = hv_name_ok(h->facts ? h->facts->domain_type : NULL);
+    if (h->capacity == NULL || hv == NULL || h->n_labels > GW_LABELS_MAX ||
+        h->capacity->vcpus > 1000000 ||
+        h->capacity->memory_mib > (1ull << 40) ||
+        h->capacity->disk_gib > (1ull << 40)) {
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                        "Hello needs capacity, a domain type of kvm, qemu, "
+                        "xen or test, and at most 64 labels");
+        conn_shutdown(c, "unusable Hello");
+        return;
+    }
+    labels = json_object();
+    for (i = 0; i < h->n_labels; i++) {
+        const char *k = h->labels[i]->key, *v = h->labels[i]->value;
+
+        if (k[0] == '\0' || strlen(k) > 63 || strlen(v) > 255) {
+            json_decref(labels);
+            conn_send_error(c,
+                            CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                            "label keys are 1..63 bytes, values up to 255");
+            conn_shutdown(c, "bad label");
+            return;
+        }
+        json_object_set_new(labels, k, json_string(v));
+    }
+    p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o}", "name", c->name,
+                  "address", c->addr, "vcpus", (json_int_t)h->capacity->vcpus,
+                  "memory_mib", (json_int_t)h->capacity->memory_mib,
+                  "disk_gib", (json_int_t)h->capacity->disk_gib,
+                  "hypervisor", hv, "arch", h->facts->arch, "labels", labels);
+    if (p == NULL) {
+        /* Not UTF-8: jansson refuses the string. */
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                        "Hello strings must be UTF-8");
+        conn_shutdown(c, "Hello strings are not UTF-8");
+        return;
+    }
+    js = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    if (js == NULL)
+        fatalx("cannot serialise a JSON object");
+    log_info("host %s: Hello from %s (agent %.32s, %s, %u vcpus, %" PRIu64
+             " MiB, %zu instances found)",
+             c->name, c->addr, h->agent_version, hv, h->capacity->vcpus,
+             h->capacity->memory_mib, h->n_instances);
+    c->state = GW_REGISTERING;
+    bufferevent_disable(c->bev, EV_READ);
+    vals[0] = js;
+    db_query(c->gw->db, store_stmt(ST_AGENT_REGISTER), vals, on_registered,
+             conn_ref(c));
+    free(js);
+}
+
+/* ---- status reports (group commit) ---------------------------------- */
+
+static const char *
+observed_name(Cloud__Agent__ObservedInstanceState s)
+{
+    switch (s) {
+    case CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_STARTING:
+        return "starting";
+    case CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_RUNNING:
+        return "running";
+    case CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_STOPPING:
+        return "stopping";
+    case CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_EXITED:
+        return "exited";
+    case CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_FAILED:
+        return "failed";
+    case CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_REMOVED:
+        return "removed";
+    default:
+        return NULL;
+    }
+}
+
+static int
+id_ok(const char *id)
+{
+    size_t n = strlen(id);
+
+    if (n == 0 || n > 64)
+        return 0;
+    return strspn(id, "0123456789abcdefghijklmnopqrstuvwxyz"
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-") == n;
+}
+
+static void
+conn_on_status(struct gw_conn *c, const Cloud__Agent__InstanceStatus *s)
+{
+    struct gateway *gw = c->gw;
+    const char *st = observed_name(s->state);
+    char reason[4097];
+    json_t *item;
+
+    if (s->session_epoch != c->epoch) {
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_STALE_EPOCH,
+                        "InstanceStatus carries a stale session epoch");
+        log_info("host %s: status of %.64s refused: session %" PRIu64
+                 " is not the current %" PRIu64,
+                 c->name, s->id, s->session_epoch, c->epoch);
+        return;
+    }
+    if (st == NULL || !id_ok(s->id)) {
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                        "InstanceStatus needs an instance id and a state an "
+                        "agent can observe");
+        return;
+    }
+    if (gw->npending >= GW_STATUS_QUEUE_MAX) {
+        log_warnx("host %s: status queue full (%d reports); dropping the report for %s",
+                  c->name, GW_STATUS_QUEUE_MAX, s->id);
+        return;
+    }
+    /* Reasons are libvirt's text: keep them, cut to what the column holds,
+     * and replace what is not UTF-8 so jansson takes it. */
+    xstrlcpy(reason, s->reason, sizeof(reason));
+    item = json_pack("{s:s, s:I, s:s, s:I, s:s, s:i, s:s?, s:I, s:I}", "host",
+                     c->host_id, "epoch", (json_int_t)c->epoch, "id", s->id,
+                     "generation", (json_int_t)s->generation, "state", st,
+                     "exit_code", (int)s->exit_code, "reason",
+                     reason[0] ? reason : NULL, "started_ms",
+                     (json_int_t)s->started_at_ms, "finished_ms",
+                     (json_int_t)s->finished_at_ms);
+    if (item == NULL) {
+        item = json_pack("{s:s, s:I, s:s, s:I, s:s, s:i, s:s, s:I, s:I}",
+                         "host", c->host_id, "epoch", (json_int_t)c->epoch,
+                         "id", s->id, "generation", (json_int_t)s->generation,
+                         "state", st, "exit_code", (int)s->exit_code,
+                         "reason", "(reason not UTF-8)", "started_ms",
+                         (json_int_t)s->started_at_ms, "finished_ms",
+                         (json_int_t)s->finished_at_ms);
+        if (item == NULL)
+            return;
+    }
+    if (gw->npending == gw->cap_pending) {
+        gw->cap_pending = gw->cap_pending ? gw->cap_pending * 2 : 64;
+        gw->pending =
+            xrealloc(gw->pending, gw->cap_pending * sizeof(*gw->pending));
+    }
+    gw->pending[gw->npending].item = item;
+    gw->pending[gw->npending].conn = conn_ref(c);
+    gw->npending++;
+    log_debug("host %s: instance %s %s", c->name, s->id, st);
+    gw_status_flush(gw);
+}
+
+static void
+status_items_free(struct gw_status *v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        json_decref(v[i].item);
+        conn_unref(v[i].conn);
+    }
+    free(v);
+}
+
+static void status_send(struct gateway *gw);
+
+static void
+status_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    status_send(arg);
+}
+
+static void
+on_status_done(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct gateway *gw = arg;
+    int i, n;
+
+    if (err != NULL) {
+        if (gw->closed) {
+            status_items_free(gw->inflight, gw->ninflight);
+            gw->inflight = NULL;
+            gw->ninflight = 0;
+            return;
+        }
+        if (err->status == 503) {
+            /* No database right now: keep the batch, try again soon. */
+            struct timeval tv = {GW_RETRY_MS / 1000, 0};
+
+            log_warnx("cannot store %zu instance status reports, retrying: %s",
+                      gw->ninflight, err->message);
+            evtimer_add(gw->status_retry, &tv);
+            return;
+        }
+        if (!gw->status_safe) {
+            gw->status_safe = 1;
+            status_send(gw);
+            return;
+        }
+        log_warnx("dropping %zu instance status reports: %s", gw->ninflight,
+                  err->message);
+    } else {
+        n = PQntuples(res);
+        for (i = 0; i < n; i++) {
+            long idx = strtol(PQgetvalue(res, i, 0), NULL, 10);
+            const char *why = PQgetvalue(res, i, 1);
+            struct gw_conn *c;
+
+            if (idx < 0 || (size_t)idx >= gw->ninflight)
+                continue;
+            c = gw->inflight[idx].conn;
+            log_info("host %s: instance status refused: %s", c->name, why);
+            if (c->state == GW_READY)
+                conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+                                why);
+        }
+    }
+    status_items_free(gw->inflight, gw->ninflight);
+    gw->inflight = NULL;
+    gw->ninflight = 0;
+    gw->status_safe = 0;
+    if (!gw->closed)
+        gw_status_flush(gw);
+}
+
+static void
+status_send(struct gateway *gw)
+{
+    const char *vals[2];
+    json_t *arr = json_array();
+    char *js;
+    size_t i;
+
+    for (i = 0; i < gw->ninflight; i++)
+        json_array_append(arr, gw->inflight[i].item);
+    js = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (js == NULL)
+        fatalx("cannot serialise a JSON array");
+    vals[0] = js;
+    vals[1] = gw->status_safe ? "true" : "false";
+    db_query(gw->db, store_stmt(ST_AGENT_STATUS), vals, on_status_done, gw);
+    free(js);
+}
+
+/* Sends what is queued unless a batch is in flight (then its reply will). */
+static void
+gw_status_flush(struct gateway *gw)
+{
+    size_t n;
+
+    if (gw->ninflight > 0 || gw->npending == 0)
+        return;
+    n = gw->npending < GW_STATUS_BATCH_MAX ? gw->npending : GW_STATUS_BATCH_MAX;
+    gw->inflight = xcalloc(n, sizeof(*gw->inflight));
+    memcpy(gw->inflight, gw->pending, n * sizeof(*gw->pending));
+    gw->ninflight = n;
+    memmove(gw->pending, gw->pending + n,
+            (gw->npending - n) * sizeof(*gw->pending));
+    gw->npending -= n;
+    gw->status_safe = 0;
+    status_send(gw);
+}
+
+/* ---- heartbeats (one statement per interval) ------------------------- */
+
+static void
+on_heartbeats_done(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct gateway *gw = arg;
+
+    (void)res;
+    gw->hb_inflight = 0;
+    if (err != NULL)
+        log_warnx("cannot store heartbeats: %s", err->message);
+}
+
+static void
+hb_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gateway *gw = arg;
+    const char *vals[1];
+    struct gw_conn *c;
+    json_t *arr;
+    char *js;
+
+    (void)fd;
+    (void)what;
+    if (gw->hb_inflight)
+        return; /* the database is slow: the flags stay set for next time */
+    arr = json_array();
+    for (c = gw->conns; c != NULL; c = c->next) {
+        if (c->state != GW_READY || !c->hb_pending)
+            continue;
+        c->hb_pending = 0;
+        json_array_append_new(arr, json_pack("{s:s, s:I}", "id", c->host_id,
+                                             "epoch", (json_int_t)c->epoch));
+    }
+    if (json_array_size(arr) == 0) {
+        json_decref(arr);
+        return;
+    }
+    js = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (js == NULL)
+        fatalx("cannot serialise a JSON array");
+    vals[0] = js;
+    gw->hb_inflight = 1;
+    db_query(gw->db, store_stmt(ST_AGENT_HEARTBEATS), vals, on_heartbeats_done,
+             gw);
+    free(js);
+}
+
+static void
+conn_on_heartbeat(struct gw_conn *c, const Cloud__Agent__Heartbeat *hb)
+{
+    if (hb->session_epoch != c->epoch) {
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_STALE_EPOCH,
+                        "Heartbeat carries a stale session epoch");
+        conn_shutdown(c, "heartbeat for session %" PRIu64 ", current %" PRIu64,
+                      hb->session_epoch, c->epoch);
+        return;
+    }
+    c->hb_pending = 1;
+    c->hb_seq = hb->seq;
+    /* The agent applied less than it was sent long ago: resend. */
+    if (hb->applied_revision < c->revision && hb->seq % 8 == 7) {
+        free(c->last_set);
+        c->last_set = NULL;
+        c->last_set_len = 0;
+        c->dirty = 1;
+        gw_kick(c->gw);
+    }
+}
+
+/* ---- desired state --------------------------------------------------- */
+
+static Cloud__Agent__DesiredInstanceState
+desired_of(const char *s)
+{
+    if (strcmp(s, "running") == 0)
+        return CLOUD__AGENT__DESIRED_INSTANCE_STATE__DESIRED_INSTANCE_STATE_RUNNING;
+    if (strcmp(s, "stopped") == 0)
+        return CLOUD__AGENT__DESIRED_INSTANCE_STATE__DESIRED_INSTANCE_STATE_STOPPED;
+    return CLOUD__AGENT__DESIRED_INSTANCE_STATE__DESIRED_INSTANCE_STATE_DELETED;
+}
+
+static const char *
+col(const PGresult *res, int row, int c)
+{
+    return PQgetisnull(res, row, c) ? "" : PQgetvalue(res, row, c);
+}
+
+static uint64_t
+col_u64(const PGresult *res, int row, int c)
+{
+    return strtoull(col(res, row, c), NULL, 10);
+}
+
+static void
+on_desired(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct gw_conn *c = arg;
+    struct gateway *gw = c->gw;
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__DesiredState ds = CLOUD__AGENT__DESIRED_STATE__INIT;
+    Cloud__Agent__InstanceSpec *specs = NULL, **pspecs = NULL;
+    Cloud__Agent__ImageSpec *imgs = NULL;
+    uint8_t *packed = NULL;
+    size_t len, i;
+    int n = 0;
+
+    gw->desired_inflight--;
+    c->desired_inflight = 0;
+    if (c->state != GW_READY)
+        goto done;
+    if (err != NULL) {
+        log_warnx("host %s: cannot read the desired set: %s", c->name,
+                  err->message);
+        c->dirty = 1; /* the periodic resync or the next event retries */
+        goto done;
+    }
+    n = PQntuples(res);
+    specs = xcalloc((size_t)n + 1, sizeof(*specs));
+    pspecs = xcalloc((size_t)n + 1, sizeof(*pspecs));
+    imgs = xcalloc((size_t)n + 1, sizeof(*imgs));
+    for (i = 0; i < (size_t)n; i++) {
+        Cloud__Agent__InstanceSpec *s = &specs[i];
+        Cloud__Agent__ImageSpec *im = &imgs[i];
+        int r = (int)i;
+
+        cloud__agent__instance_spec__init(s);
+        cloud__agent__image_spec__init(im);
+        s->id = (char *)col(res, r, 0);
+        s->name = (char *)col(res, r, 1);
+        s->generation = col_u64(res, r, 2);
+        s->desired_state = desired_of(col(res, r, 3));
+        s->stop_signal = strcmp(col(res, r, 4), "KILL") == 0
+                             ? CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_KILL
+                             : CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_TERM;
+        s->vcpus = (uint32_t)col_u64(res, r, 5);
+        s->memory_mib = col_u64(res, r, 6);
+        s->disk_gib = col_u64(res, r, 7);
+        im->kind = strcmp(col(res, r, 8), "disk") == 0
+                       ? CLOUD__AGENT__IMAGE_KIND__IMAGE_KIND_DISK
+                       : CLOUD__AGENT__IMAGE_KIND__IMAGE_KIND_KERNEL;
+        im->kernel_digest = (char *)col(res, r, 9);
+        im->initrd_digest = (char *)col(res, r, 10);
+        im->disk_digest = (char *)col(res, r, 11);
+        im->cmdline = (char *)col(res, r, 12);
+        s->image = im;
+        s->partition_policy =
+            strcmp(col(res, r, 13), "stop") == 0
+                ? CLOUD__AGENT__PARTITION_POLICY__PARTITION_POLICY_STOP
+                : CLOUD__AGENT__PARTITION_POLICY__PARTITION_POLICY_KEEP;
+        s->restart_count = col_u64(res, r, 14);
+        s->stop_grace_period_ms = 10000;
+        pspecs[i] = s;
+    }
+    /* Remember which instances this host holds, for event routing. */
+    conn_forget_ids(c);
+    c->ids = xcalloc((size_t)n + 1, sizeof(*c->ids));
+    for (i = 0; i < (size_t)n; i++) {
+        struct gw_conn *prev;
+
+        c->ids[i] = xstrdup(col(res, (int)i, 0));
+        prev = strmap_put(&gw->owner, c->ids[i], c);
+        if (prev != NULL && prev != c) {
+            prev->dirty = 1; /* it moved away from there */
+            gw_kick(gw);
+        }
+    }
+    c->nids = (size_t)n;
+    /* Compare without the revision: send only what changed. */
+    ds.session_epoch = c->epoch;
+    ds.n_instances = (size_t)n;
+    ds.instances = pspecs;
+    len = cloud__agent__desired_state__get_packed_size(&ds);
+    packed = xmalloc(len + 1);
+    cloud__agent__desired_state__pack(&ds, packed);
+    if (c->last_set != NULL && len == c->last_set_len &&
+        memcmp(packed, c->last_set, len) == 0)
+        goto done;
+    ds.revision = ++c->revision;
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE;
+    env.desired_state = &ds;
+    if (conn_send(c, &env) < 0)
+        goto done;
+    log_debug("host %s: desired set revision %" PRIu64 " with %d instances",
+              c->name, c->revision, n);
+    free(c->last_set);
+    c->last_set = packed;
+    c->last_set_len = len;
+    packed = NULL;
+
+done:
+    free(packed);
+    free(specs);
+    free(pspecs);
+    free(imgs);
+    if (c->dirty)
+        gw_kick(gw);
+    conn_unref(c);
+}
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gateway *gw = arg;
+    struct gw_conn *c;
+    const char *vals[1];
+
+    (void)fd;
+    (void)what;
+    for (c = gw->conns; c != NULL; c = c->next) {
+        if (gw->desired_inflight >= GW_DESIRED_INFLIGHT_MAX)
+            break; /* completions kick again */
+        if (c->state != GW_READY || !c->dirty || c->desired_inflight)
+            continue;
+        c->dirty = 0;
+        c->desired_inflight = 1;
+        gw->desired_inflight++;
+        vals[0] = c->host_id;
+        db_query(gw->db, store_stmt(ST_AGENT_DESIRED), vals, on_desired,
+                 conn_ref(c));
+    }
+}
+
+static void
+gw_kick(struct gateway *gw)
+{
+    if (!gw->closed)
+        event_active(gw->kick_ev, EV_TIMEOUT, 0);
+}
+
+static void
+gw_mark_all(struct gateway *gw)
+{
+    struct gw_conn *c;
+
+    for (c = gw->conns; c != NULL; c = c->next)
+        if (c->state == GW_READY)
+            c->dirty = 1;
+    gw_kick(gw);
+}
+
+static void
+resync_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_mark_all(arg);
+}
+
+/* ---- watch observer: which hosts an event concerns ------------------- */
+
+static void
+unknown_clear(struct gateway *gw)
+{
+    size_t i;
+
+    for (i = 0; i < gw->unknown.cap; i++)
+        if (gw->unknown.keys[i] != NULL)
+            free(gw->unknown.vals[i]);
+    strmap_fini(&gw->unknown);
+    strmap_init(&gw->unknown);
+}
+
+static void
+on_hosts_of(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct gateway *gw = arg;
+    int i, n;
+
+    gw->hosts_inflight = 0;
+    if (gw->closed)
+        return;
+    if (err != NULL) {
+        log_warnx("cannot find the hosts of changed instances: %s",
+                  err->message);
+        gw_mark_all(gw);
+        return;
+    }
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        struct gw_conn *c = strmap_get(&gw->by_host, PQgetvalue(res, i, 0));
+
+        if (c != NULL)
+            c->dirty = 1;
+    }
+    gw_kick(gw);
+}
+
+static void
+gw_on_event(void *arg, long long id, const char *type, const char *object,
+            const char *object_id)
+{
+    struct gateway *gw = arg;
+    struct gw_conn *c;
+    char *key;
+
+    (void)id;
+    (void)type;
+    if (gw->closed || object == NULL || object_id == NULL ||
+        strcmp(object, "instance") != 0 || !id_ok(object_id))
+        return;
+    c = strmap_get(&gw->owner, object_id);
+    if (c != NULL) {
+        c->dirty = 1;
+        return;
+    }
+    if (gw->by_host.len == 0 || strmap_get(&gw->unknown, object_id) != NULL)
+        return;
+    if (gw->unknown.len >= GW_UNKNOWN_MAX) {
+        unknown_clear(gw);
+        gw_mark_all(gw);
+        return;
+    }
+    key = xstrdup(object_id);
+    strmap_put(&gw->unknown, key, key);
+}
+
+static void
+gw_on_batch(void *arg)
+{
+    struct gateway *gw = arg;
+    struct evbuffer *b;
+    const char *vals[1];
+    char *lit;
+    size_t i, len;
+    int first = 1;
+
+    if (gw->closed)
+        return;
+    gw_kick(gw);
+    if (gw->unknown.len == 0 || gw->hosts_inflight)
+        return;
+    b = evbuffer_new();
+    if (b == NULL)
+        fatalx("cannot allocate a buffer");
+    evbuffer_add(b, "{", 1);
+    for (i = 0; i < gw->unknown.cap; i++) {
+        if (gw->unknown.keys[i] == NULL)
+            continue;
+        /* id_ok() admitted only [A-Za-z0-9_-]: no quoting needed. */
+        evbuffer_add_printf(b, "%s%s", first ? "" : ",", gw->unknown.keys[i]);
+        first = 0;
+    }
+    evbuffer_add(b, "}", 2); /* with the NUL */
+    len = evbuffer_get_length(b);
+    lit = xmalloc(len);
+    if (evbuffer_remove(b, lit, len) != (int)len)
+        fatalx("cannot read a buffer");
+    evbuffer_free(b);
+    unknown_clear(gw);
+    vals[0] = lit;
+    gw->hosts_inflight = 1;
+    db_query(gw->db, store_stmt(ST_AGENT_HOSTS_OF), vals, on_hosts_of, gw);
+    free(lit);
+}
+
+static void
+gw_on_reconnect(void *arg)
+{
+    struct gateway *gw = arg;
+
+    if (!gw->closed)
+        gw_mark_all(gw);
+}
+
+/* ---- reading frames -------------------------------------------------- */
+
+static void
+conn_dispatch(struct gw_conn *c, const frame_envelope *env)
+{
+    if (c->state == GW_HELLO) {
+        if (env->msg_case != CLOUD__AGENT__ENVELOPE__MSG_HELLO) {
+            conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                            "the first message must be Hello");
+            conn_shutdown(c, "first message was %s, not hello",
+                          frame_msg_name(env));
+            return;
+        }
+        conn_on_hello(c, env->hello);
+        return;
+    }
+    switch (env->msg_case) {
+    case CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT:
+        conn_on_heartbeat(c, env->heartbeat);
+        break;
+    case CLOUD__AGENT__ENVELOPE__MSG_INSTANCE_STATUS:
+        conn_on_status(c, env->instance_status);
+        break;
+    case CLOUD__AGENT__ENVELOPE__MSG_ERROR:
+        log_warnx("host %s: agent reports error %d: %.256s", c->name,
+                  (int)env->error->code, env->error->message);
+        break;
+    case CLOUD__AGENT__ENVELOPE__MSG_LOG_CHUNK:
+        break; /* log streaming is not wired to the API yet */
+    default:
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                        "unexpected message");
+        log_info("host %s: unexpected %s message ignored", c->name,
+                 frame_msg_name(env));
+        break;
+    }
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct gw_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    char err[256];
+
+    while (c->state == GW_HELLO || c->state == GW_READY) {
+        frame_envelope *env = NULL;
+        enum frame_status st =
+            frame_decode_evbuffer(in, NULL, &env, err, sizeof(err));
+
+        if (st == FRAME_NEED_MORE)
+            break;
+        if (st == FRAME_ERROR) {
+            conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_BAD_FRAME,
+                            err);
+            conn_shutdown(c, "bad frame: %s", err);
+            break;
+        }
+        conn_dispatch(c, env);
+        frame_envelope_free(env);
+    }
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct gw_conn *c = arg;
+    unsigned long e;
+    char buf[256] = "";
+
+    if (what & BEV_EVENT_CONNECTED) {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+        c->name = conn_peer_cn(c, ssl);
+        if (c->name == NULL) {
+            conn_shutdown(c, "no usable client certificate");
+            return;
+        }
+        c->state = GW_HELLO;
+        log_debug("agent %s: TLS session from %s (%s)", c->name, c->addr,
+                  SSL_get_version(ssl));
+        return;
+    }
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    if (what & BEV_EVENT_TIMEOUT)
+        conn_shutdown(c, c->state == GW_READY
+                             ? "no heartbeat for three intervals"
+                             : "no Hello in time");
+    else if (what & BEV_EVENT_EOF)
+        conn_shutdown(c, "agent closed the connection");
+    else
+        conn_shutdown(c, "connection error: %s",
+                      buf[0] ? buf : evutil_socket_error_to_string(
+                                         EVUTIL_SOCKET_ERROR()));
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+          int salen, void *arg)
+{
+    struct gateway *gw = arg;
+    struct gw_conn *c;
+    struct timeval tv = {GW_HELLO_TIMEOUT_S, 0};
+    SSL *ssl;
+
+    (void)l;
+    (void)salen;
+    ssl = SSL_new(gw->ssl);
+    if (ssl == NULL) {
+        log_warnx("cannot create a TLS session for an agent");
+        evutil_closesocket(fd);
+        return;
+    }
+    c = xcalloc(1, sizeof(*c));
+    c->refs = 1;
+    c->gw = gw;
+    c->state = GW_HANDSHAKE;
+    if (sa->sa_family == AF_INET)
+        evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr,
+                         c->addr, sizeof(c->addr));
+    else if (sa->sa_family == AF_INET6)
+        evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
+                         c->addr, sizeof(c->addr));
+    c->next = gw->conns;
+    if (gw->conns)
+        gw->conns->prev = c;
+    gw->conns = c;
+    c->bev = bufferevent_openssl_socket_new(gw->base, fd, ssl,
+                                            BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        log_warnx("cannot create a TLS bufferevent for %s", c->addr);
+        SSL_free(ssl);
+        evutil_closesocket(fd);
+        conn_shutdown(c, "out of resources");
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+listen_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    /* EMFILE and friends: libevent keeps listening; say so once per burst. */
+    log_warn("agent gateway: accept failed");
+}
+
+/* ---- life cycle ------------------------------------------------------ */
+
+static SSL_CTX *
+gw_ssl_ctx(const struct pki_paths *p)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (ctx == NULL)
+        goto fail;
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        SSL_CTX_use_certificate_chain_file(ctx, p->cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, p->key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, p->ca_cert, NULL) != 1 ||
+        !SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT))
+        goto fail;
+    /* mTLS: only agents holding a certificate of our CA get in. */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    return ctx;
+
+fail: {
+    char buf[256] = "";
+    unsigned long e = ERR_get_error();
+
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    log_warnx("agent gateway: cannot set up TLS with %s: %s", p->cert, buf);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+}
+
+struct gateway *
+gateway_new(struct event_base *base, struct db_pool *db, struct watch *watch,
+            const struct gateway_config *cfg)
+{
+    struct gateway *gw;
+    struct timeval hb, rs;
+    struct watch_observer obs;
+
+    gw = xcalloc(1, sizeof(*gw));
+    gw->base = base;
+    gw->db = db;
+    gw->cfg = *cfg;
+    gw->ssl = gw_ssl_ctx(cfg->pki);
+    if (gw->ssl == NULL) {
+        free(gw);
+        return NULL;
+    }
+    strmap_init(&gw->by_host);
+    strmap_init(&gw->owner);
+    strmap_init(&gw->unknown);
+    gw->hb_timer = event_new(base, -1, EV_PERSIST, hb_timer_cb, gw);
+    gw->resync_timer = event_new(base, -1, EV_PERSIST, resync_cb, gw);
+    gw->kick_ev = event_new(base, -1, 0, kick_cb, gw);
+    gw->status_retry = evtimer_new(base, status_retry_cb, gw);
+    if (gw->hb_timer == NULL || gw->resync_timer == NULL ||
+        gw->kick_ev == NULL || gw->status_retry == NULL)
+        fatalx("cannot allocate the gateway's timers");
+    hb.tv_sec = cfg->heartbeat_ms / 1000;
+    hb.tv_usec = (cfg->heartbeat_ms % 1000) * 1000;
+    rs.tv_sec = cfg->resync_ms / 1000;
+    rs.tv_usec = (cfg->resync_ms % 1000) * 1000;
+    if (evtimer_add(gw->hb_timer, &hb) < 0 ||
+        evtimer_add(gw->resync_timer, &rs) < 0)
+        fatalx("cannot start the gateway's timers");
+    memset(&obs, 0, sizeof(obs));
+    obs.on_event = gw_on_event;
+    obs.on_batch = gw_on_batch;
+    obs.on_reconnect = gw_on_reconnect;
+    obs.arg = gw;
+    watch_observe(watch, &obs);
+    return gw;
+}
+
+int
+gateway_listen(struct gateway *gw, const char *host, unsigned short port,
+               unsigned short *bound)
+{
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    char *spec;
+    evutil_socket_t fd;
+
+    memset(&ss, 0, sizeof(ss));
+    spec = strchr(host, ':') ? xasprintf("[%s]:%u", host, port)
+                             : xasprintf("%s:%u", host, port);
+    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0) {
+        log_warnx("agent gateway: %s is not an address", spec);
+        free(spec);
+        return -1;
+    }
+    gw->listener = evconnlistener_new_bind(
+        gw->base, accept_cb, gw,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128,
+        (struct sockaddr *)&ss, sslen);
+    if (gw->listener == NULL) {
+        log_warn("agent gateway: cannot listen on %s", spec);
+        free(spec);
+        return -1;
+    }
+    evconnlistener_set_error_cb(gw->listener, listen_error_cb);
+    fd = evconnlistener_get_fd(gw->listener);
+    sslen = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, (socklen_t *)&sslen) == 0)
+        *bound = ntohs(ss.ss_family == AF_INET6
+                           ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                           : ((struct sockaddr_in *)&ss)->sin_port);
+    else
+        *bound = port;
+    log_info("agent gateway listening on %s (mTLS)", spec);
+    free(spec);
+    return 0;
+}
+
+int
+gateway_agents(const struct gateway *gw)
+{
+    return gw ? (int)gw->by_host.len : 0;
+}
+
+void
+gateway_close(struct gateway *gw)
+{
+    struct gw_conn *c;
+
+    if (gw == NULL || gw->closed)
+        return;
+    gw->closed = 1;
+    if (gw->listener) {
+        evconnlistener_free(gw->listener);
+        gw->listener = NULL;
+    }
+    for (c = gw->conns; c != NULL; c = c->next) {
+        if (c->state != GW_CLOSING)
+            conn_shutdown(c, "controller shutting down");
+        if (c->bev) {
+            bufferevent_free(c->bev);
+            c->bev = NULL;
+        }
+    }
+}
+
+void
+gateway_free(struct gateway *gw)
+{
+    struct gw_conn *c;
+    size_t i;
+
+    if (gw == NULL)
+        return;
+    gateway_close(gw);
+    status_items_free(gw->pending, gw->npending);
+    status_items_free(gw->inflight, gw->ninflight);
+    /* The pool has failed every query by now: what is left holds only its
+     * own reference (or a few from the status queues just freed). */
+    while ((c = gw->conns) != NULL) {
+        c->refs = 1;
+        conn_unref(c);
+    }
+    for (i = 0; i < gw->unknown.cap; i++)
+        if (gw->unknown.keys[i] != NULL)
+            free(gw->unknown.vals[i]);
+    strmap_fini(&gw->unknown);
+    strmap_fini(&gw->by_host);
+    strmap_fini(&gw->owner);
+    event_free(gw->hb_timer);
+    event_free(gw->resync_timer);
+    event_free(gw->kick_ev);
+    event_free(gw->status_retry);
+    SSL_CTX_free(gw->ssl);
+    free(gw);
+}

@@ -1,0 +1,46 @@
+/*
+ * pki: the cluster's certificate authority, made with OpenSSL's APIs (no
+ * `openssl` command). On first start the controller creates, under
+ * <data-dir>/pki/:
+ *
+ *   ca.pem, ca.key (0600)                 the cluster CA (EC P-256, 10 years)
+ *   controller.pem, controller.key (0600) the agent gateway's server
+ *                                         certificate, signed by the CA
+ *
+ * and `cloud-controller issue-agent-cert` signs an agent's client
+ * certificate whose CN is the host name: the gateway takes the host's
+ * identity from it, so an agent can only ever speak for its own host.
+ * Everything here blocks (file I/O, key generation): call it before the
+ * event loop runs, never from a callback.
+ */
+#ifndef CLOUD_PKI_H
+#define CLOUD_PKI_H
+
+struct pki_paths {
+    char *dir;     /* <data-dir>/pki */
+    char *ca_cert; /* ca.pem */
+    char *ca_key;  /* ca.key */
+    char *cert;    /* controller.pem */
+    char *key;     /* controller.key */
+};
+
+/*
+ * Makes sure the CA and the controller's certificate exist under data_dir
+ * (creating what is missing) and fills p. Returns 0, or -1 (logged).
+ * Clear p with pki_paths_clear() either way.
+ */
+int pki_init(const char *data_dir, struct pki_paths *p);
+void pki_paths_clear(struct pki_paths *p);
+
+/* 0 if name is a valid host name (the hosts.name rule), -1 if not. */
+int pki_name_valid(const char *name);
+
+/*
+ * Issues a client certificate for host `name`, signed by the CA under
+ * data_dir (created if missing), into out_dir: cert.pem, key.pem (0600) and
+ * a copy of ca.pem. Returns 0, or -1 (logged).
+ */
+int pki_issue_agent(const char *data_dir, const char *name,
+                    const char *out_dir);
+
+#endif

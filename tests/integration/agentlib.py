@@ -1,0 +1,139 @@
+"""Agents for the black-box tests: certificates and cloud-agent processes.
+
+Builds on harness.Cluster: certificates come from `cloud-controller
+issue-agent-cert` against the controller's data directory, and each agent
+dials the controller's agent gateway (harness passes --agent-listen on a
+free port). On libvirt's test:///default driver every agent process has a
+private simulated host, so ten agents on one machine are ten hosts.
+
+Environment:
+  CLOUD_AGENT   path of the cloud-agent binary (set by ctest)
+"""
+
+import atexit
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import harness
+
+AGENT_BIN = os.environ.get("CLOUD_AGENT")
+
+
+def ctl_data_dir(cluster):
+    return os.path.join(cluster.tmp, "ctl")
+
+
+def issue_cert(cluster, name):
+    """Signs a client certificate for host `name`; returns its directory."""
+    out = os.path.join(cluster.tmp, "agents", name, "pki")
+    r = subprocess.run([cluster.controller_bin, "issue-agent-cert", "--data-dir",
+                        ctl_data_dir(cluster), "--name", name, "--out", out],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    if r.returncode != 0:
+        raise harness.HarnessError("issue-agent-cert %s failed: %s"
+                                   % (name, r.stderr.decode(errors="replace")))
+    return out
+
+
+class Agent:
+    """One cloud-agent process for host `name`."""
+
+    def __init__(self, cluster, name, uri="test:///default", hypervisor="test",
+                 labels=None, images=None, cap_vcpus=None, cap_memory=None, extra=()):
+        if not AGENT_BIN or not os.access(AGENT_BIN, os.X_OK):
+            raise harness.HarnessError("CLOUD_AGENT=%r is not an executable" % AGENT_BIN)
+        self.cluster = cluster
+        self.name = name
+        self.dir = os.path.join(cluster.tmp, "agents", name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.pki = issue_cert(cluster, name)
+        self.log = os.path.join(self.dir, "agent.log")
+        self.argv = [AGENT_BIN, "--connect", uri, "--name", name,
+                     "--controller", "127.0.0.1:%d" % cluster.agent_port,
+                     "--ca", os.path.join(self.pki, "ca.pem"),
+                     "--cert", os.path.join(self.pki, "cert.pem"),
+                     "--key", os.path.join(self.pki, "key.pem"),
+                     "--state-dir", os.path.join(self.dir, "state")]
+        if hypervisor:
+            self.argv += ["--hypervisor", hypervisor]
+        if labels:
+            self.argv += ["--labels", ",".join("%s=%s" % kv for kv in sorted(labels.items()))]
+        if images:
+            self.argv += ["--images", images]
+        if cap_vcpus:
+            self.argv += ["--cap-vcpus", str(cap_vcpus)]
+        if cap_memory:
+            self.argv += ["--cap-memory", str(cap_memory)]
+        self.argv += list(extra) + ["run"]
+        self.proc = None
+        self._fh = None
+        atexit.register(self.stop)
+
+    def start(self):
+        self._fh = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._fh,
+                                     stderr=subprocess.STDOUT, cwd=self.dir,
+                                     preexec_fn=harness._die_with_parent)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.alive():
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        self._close()
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close()
+
+    def _close(self):
+        if self._fh:
+            self._fh.close()
+            self._fh = None
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log, "rb") as f:
+                data = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return "(no agent log)"
+        return "\n".join(data[-lines:])
+
+
+def tls_client(cluster, cert_dir=None, timeout=5.0):
+    """A raw TLS socket to the agent gateway (with the client cert in cert_dir)."""
+    ctx = ssl.create_default_context(cafile=os.path.join(ctl_data_dir(cluster), "pki", "ca.pem"))
+    if cert_dir:
+        ctx.load_cert_chain(os.path.join(cert_dir, "cert.pem"), os.path.join(cert_dir, "key.pem"))
+    raw = socket.create_connection(("127.0.0.1", cluster.agent_port), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def read_until_closed(sock, timeout=5.0):
+    """Reads until the peer closes; returns the bytes (raises on timeout)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (ssl.SSLError, ConnectionResetError):
+            return data
+        except socket.timeout:
+            continue
+        if not chunk:
+            return data
+        data += chunk
+    raise AssertionError("the gateway did not close the connection in %.0fs" % timeout)
