@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <openssl/crypto.h>
 
+#include "api_cluster.h" /* reconciler */
 #include "app.h"
 #include "log.h"
 #include "mem.h"
@@ -23,7 +25,8 @@
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
-#define ACTOR "api"
+/* Who a write is done for: the token's name (the audit trail). */
+#define ACTOR (r->actor ? r->actor : "anonymous")
 
 static struct app *
 app_of(struct http_req *r)
@@ -310,6 +313,11 @@ on_ready(const PGresult *res, const struct db_error *err, void *arg)
         return;
     }
     v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    if (!auth_ready(app_of(r)->auth)) {
+        http_reply_error(r, 503, "unavailable", NULL,
+                         "not ready: API tokens are still loading");
+        return;
+    }
     if (v < app_of(r)->schema_version) {
         http_reply_error(r, 503, "unavailable", NULL,
                          "not ready: database schema is at version %ld, "
@@ -826,11 +834,211 @@ h_image_get(struct http_req *r)
     db_query(app_of(r)->db, store_stmt(ST_IMAGE_GET), vals, on_get, r);
 }
 
+/* ---- authorisation and audit ----------------------------------------- */
+
+int
+api_authorize(struct http_req *r, int need)
+{
+    struct app *a = app_of(r);
+    enum auth_role role;
+    const char *name;
+    char why[160];
+
+    if (!auth_ready(a->auth)) {
+        http_reply_error(r, 503, "unavailable", NULL,
+                         "not ready: API tokens are still loading");
+        return -1;
+    }
+    if (auth_check(a->auth, http_header(r, "Authorization"), &role, &name,
+                   why, sizeof(why)) < 0) {
+        http_add_header(r, "WWW-Authenticate", "Bearer realm=\"cloud\"");
+        http_reply_error(r, 401, "unauthorized", NULL, "%s", why);
+        return -1;
+    }
+    r->actor = xstrdup(name);
+    if ((int)role < need) {
+        http_reply_error(r, 403, "forbidden", NULL,
+                         "token %s has role %s; %s %s needs %s", name,
+                         auth_role_name(role), r->method, r->route->path,
+                         auth_role_name((enum auth_role)need));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+on_audited(int status, const char *body, const struct db_error *err,
+           void *arg)
+{
+    (void)status;
+    (void)body;
+    (void)arg;
+    if (err)
+        log_warnx("cannot record an audit event: %s", err->message);
+}
+
+void
+api_on_error(struct http_req *r, int status, const char *message)
+{
+    char what[300];
+    char st[8];
+    const char *args[4];
+
+    /* Reads are not audited; nor is who we do not know (401). */
+    if (strcmp(r->method, "GET") == 0 || r->actor == NULL)
+        return;
+    snprintf(what, sizeof(what), "%s %s", r->method,
+             evhttp_request_get_uri(r->req));
+    snprintf(st, sizeof(st), "%d", status);
+    args[0] = r->actor;
+    args[1] = what;
+    args[2] = st;
+    args[3] = message;
+    writer_submit(app_of(r)->writer, "audit", 4, args, on_audited, NULL);
+}
+
+/* ---- tokens ---------------------------------------------------------- */
+
+struct token_create {
+    char secret[AUTH_SECRET_LEN + 1];
+};
+
+static void
+on_token_created(int status, const char *body, const struct db_error *err,
+                 void *arg)
+{
+    struct http_req *r = arg;
+    struct token_create *tc = r->data;
+    json_t *j;
+
+    if (gone(r)) {
+        free(tc);
+        return;
+    }
+    if (err) {
+        free(tc);
+        reply_db_error(r, err);
+        return;
+    }
+    /* The secret is shown this once; PostgreSQL holds only its SHA-256. */
+    j = json_loads(body, 0, NULL);
+    if (j == NULL) {
+        free(tc);
+        http_reply_error(r, 500, "internal", NULL, "cannot read the token");
+        return;
+    }
+    json_object_set_new(j, "secret", json_string(tc->secret));
+    OPENSSL_cleanse(tc->secret, sizeof(tc->secret));
+    free(tc);
+    http_reply_json(r, status, j);
+    json_decref(j);
+}
+
+static void
+h_tokens_create(struct http_req *r)
+{
+    static const char *const keys[] = {"name", "role", "ttl_seconds", NULL};
+    int empty;
+    json_t *in = http_body_json(r, &empty), *v;
+    const char *name, *role, *args[5];
+    enum auth_role ro;
+    char sha[65], ttl[24] = "";
+    struct token_create *tc;
+    const char *key;
+
+    if (in == NULL) {
+        if (empty)
+            http_reply_error(r, 400, "bad_request", NULL,
+                             "a JSON body is required");
+        return;
+    }
+    json_object_foreach(in, key, v) {
+        int ok = 0;
+        for (const char *const *k = keys; *k; k++)
+            ok |= strcmp(*k, key) == 0;
+        if (!ok) {
+            /* key lives in the object: answer before letting it go */
+            http_reply_error(r, 422, "invalid", key, "unknown field \"%s\"",
+                             key);
+            json_decref(in);
+            return;
+        }
+    }
+    name = json_string_value(json_object_get(in, "name"));
+    role = json_string_value(json_object_get(in, "role"));
+    v = json_object_get(in, "ttl_seconds");
+    if (name == NULL || validate_name(name) < 0) {
+        json_decref(in);
+        http_reply_error(r, 422, "invalid", "name",
+                         "name must be 1-63 lower-case letters, digits or "
+                         "'-'");
+        return;
+    }
+    if (role == NULL || auth_role_parse(role, &ro) < 0) {
+        json_decref(in);
+        http_reply_error(r, 422, "invalid", "role",
+                         "role must be viewer, operator or admin");
+        return;
+    }
+    if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+              json_integer_value(v) > 10LL * 366 * 86400)) {
+        json_decref(in);
+        http_reply_error(r, 422, "invalid", "ttl_seconds",
+                         "ttl_seconds must be an integer from 1 to 316224000");
+        return;
+    }
+    if (v)
+        snprintf(ttl, sizeof(ttl), "%lld", (long long)json_integer_value(v));
+    tc = xcalloc(1, sizeof(*tc));
+    if (auth_new_secret(tc->secret, sha) < 0) {
+        free(tc);
+        json_decref(in);
+        http_reply_error(r, 500, "internal", NULL,
+                         "cannot draw a random secret");
+        return;
+    }
+    r->data = tc;
+    args[0] = name;
+    args[1] = auth_role_name(ro);
+    args[2] = sha;
+    args[3] = v ? ttl : NULL;
+    args[4] = ACTOR;
+    writer_submit(app_of(r)->writer, "token_create", 5, args,
+                  on_token_created, r);
+    json_decref(in);
+}
+
+static void
+h_tokens_list(struct http_req *r)
+{
+    const char *after, *vals[2];
+    int limit;
+    char lim[16];
+
+    if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0)
+        return;
+    limit_plus_one(lim, sizeof(lim), limit);
+    vals[0] = after;
+    vals[1] = lim;
+    run_list(r, ST_TOKEN_LIST, vals, limit, 1);
+}
+
+static void
+h_token_revoke(struct http_req *r)
+{
+    const char *vals[2] = {http_param(r, 0), ACTOR};
+
+    write_op(r, "token_revoke", 2, vals);
+}
+
 /* ---- the table ------------------------------------------------------- */
 
+#define OPEN HTTP_ROLE_OPEN
+#define ADMIN ROLE_ADMIN
+
 const struct http_route api_routes[] = {
-    {.path = "/healthz", .get = h_healthz},
-    {.path = "/readyz", .get = h_readyz},
+    {.path = "/healthz", .get = h_healthz, .read_role = OPEN},
+    {.path = "/readyz", .get = h_readyz, .read_role = OPEN},
     {.path = "/metrics", .get = h_metrics},
     {.path = "/v1/services", .get = h_services_list, .post = h_services_create},
     {.path = "/v1/services/:name",
@@ -846,17 +1054,38 @@ const struct http_route api_routes[] = {
     {.path = "/v1/instances/:id/kill", .post = h_instance_kill},
     {.path = "/v1/hosts", .get = h_hosts_list},
     {.path = "/v1/hosts/:name", .get = h_host_get},
-    {.path = "/v1/hosts/:name/cordon", .post = h_host_cordon},
-    {.path = "/v1/hosts/:name/uncordon", .post = h_host_uncordon},
-    {.path = "/v1/hosts/:name/drain", .post = h_host_drain},
+    {.path = "/v1/hosts/:name/cordon", .post = h_host_cordon, .write_role = ADMIN},
+    {.path = "/v1/hosts/:name/uncordon",
+     .post = h_host_uncordon,
+     .write_role = ADMIN},
+    {.path = "/v1/hosts/:name/drain", .post = h_host_drain, .write_role = ADMIN},
     {.path = "/v1/events", .get = h_events},
-    {.path = "/v1/images", .get = h_images_list, .post = h_images_create},
-    {.path = "/v1/images/:ref", .get = h_image_get, .delete = h_image_delete},
-    {.path = "/v1/blobs/uploads", .post = blobs_h_upload_start},
+    {.path = "/v1/images",
+     .get = h_images_list,
+     .post = h_images_create,
+     .write_role = ADMIN},
+    {.path = "/v1/images/:ref",
+     .get = h_image_get,
+     .delete = h_image_delete,
+     .write_role = ADMIN},
+    {.path = "/v1/blobs/uploads", .post = blobs_h_upload_start, .write_role = ADMIN},
     {.path = "/v1/blobs/uploads/:id",
      .patch = blobs_h_upload_chunk,
      .put = blobs_h_upload_finish,
-     .delete = blobs_h_upload_cancel},
+     .delete = blobs_h_upload_cancel,
+     .write_role = ADMIN},
     {.path = "/v1/blobs/:digest", .get = blobs_h_get},
+    {.path = "/v1/tokens",
+     .get = h_tokens_list,
+     .post = h_tokens_create,
+     .read_role = ADMIN,
+     .write_role = ADMIN},
+    {.path = "/v1/tokens/:name",
+     .delete = h_token_revoke,
+     .read_role = ADMIN,
+     .write_role = ADMIN},
+    /* reconciler: controller/api_cluster.c */
+    {.path = "/v1/cluster/settings", .get = api_cluster_h_settings_get,
+     .patch = api_cluster_h_settings_patch, .write_role = ADMIN},
 };
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

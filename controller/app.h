@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "auth.h"
 #include "blobs.h"
 #include "cache.h"
 #include "db.h"
@@ -21,10 +22,17 @@ struct app {
     struct cache *cache;
     struct writer *writer;
     struct blobs *blobs;
+    struct auth *auth;
+    struct reconciler *reconciler; /* NULL with --no-reconcile */
     int schema_version; /* the newest migration embedded in this binary */
 };
 
 extern const struct http_route api_routes[];
 extern const size_t api_nroutes;
+
+/* http_opts.authorize for the API (api.c). */
+int api_authorize(struct http_req *r, int role);
+/* Audits a refused or failed mutating request (called by http.c). */
+void api_on_error(struct http_req *r, int status, const char *message);
 
 #endif

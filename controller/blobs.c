@@ -342,7 +342,7 @@ blobs_h_upload_finish(struct http_req *r)
     free(final);
     args[0] = got;
     args[1] = size;
-    args[2] = "api";
+    args[2] = r->actor ? r->actor : "anonymous";
     writer_submit(((struct app *)http_app(r))->writer, "blob_add", 3, args,
                   on_blob_registered, r);
 }

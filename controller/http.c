@@ -23,7 +23,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http_struct.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
 #include "mem.h"
@@ -45,6 +47,7 @@ struct http_server {
     size_t nroutes;
     int max_conns;
     void *app;
+    struct http_opts opts;
     /* open-addressing map evcon -> http_conn */
     struct http_conn **slots;
     size_t nslots, nconns;
@@ -154,6 +157,7 @@ req_free(struct http_req *r)
     for (int i = 0; i < HTTP_MAX_PARAMS; i++)
         free(r->params[i]);
     evhttp_clear_headers(&r->query);
+    free(r->actor);
     free(r);
 }
 
@@ -293,6 +297,8 @@ http_reply_error(struct http_req *r, int status, const char *code,
     if (field && *field)
         json_object_set_new(err, "field", json_string(field));
     body = json_pack("{s:o}", "error", err);
+    if (r->srv->opts.on_error && r->req != NULL)
+        r->srv->opts.on_error(r, status, msg);
     if (status >= 500)
         log_warnx("%s %s: %d %s", r->method,
                   r->req ? evhttp_request_get_uri(r->req) : "?", status, msg);
@@ -495,6 +501,52 @@ allow_header(const struct http_route *rt, char *buf, size_t cap)
         buf[strlen(buf) - 2] = '\0';
 }
 
+/* The Origin when it is one of the allowed origins, else NULL. */
+static const char *
+cors_origin(struct http_req *r)
+{
+    const char *origin = http_header(r, "Origin");
+
+    if (origin == NULL || r->srv->opts.cors_origins == NULL)
+        return NULL;
+    for (const char *const *o = r->srv->opts.cors_origins; *o; o++)
+        if (strcmp(*o, "*") == 0 || strcmp(*o, origin) == 0)
+            return origin;
+    return NULL;
+}
+
+static void
+cors_headers(struct http_req *r)
+{
+    const char *origin = cors_origin(r);
+
+    if (origin == NULL)
+        return;
+    http_add_header(r, "Access-Control-Allow-Origin", origin);
+    http_add_header(r, "Vary", "Origin");
+    http_add_header(r, "Access-Control-Expose-Headers",
+                    "ETag, Location, Upload-Offset, X-Blob-Size");
+}
+
+/* OPTIONS: the route's methods, and a CORS preflight answer when the
+ * origin is allowed (none by default). No token is needed for this. */
+static void
+preflight(struct http_req *r, const struct http_route *rt)
+{
+    char allow[64];
+
+    allow_header(rt, allow, sizeof(allow));
+    http_add_header(r, "Allow", allow);
+    if (cors_origin(r) != NULL) {
+        http_add_header(r, "Access-Control-Allow-Methods", allow);
+        http_add_header(r, "Access-Control-Allow-Headers",
+                        "Authorization, Content-Type, If-Match, "
+                        "Idempotency-Key, Last-Event-ID, Upload-Offset");
+        http_add_header(r, "Access-Control-Max-Age", "600");
+    }
+    http_reply_raw(r, 204, "text/plain", "", 0);
+}
+
 static size_t
 headers_size(struct evhttp_request *req)
 {
@@ -563,6 +615,7 @@ on_request(struct evhttp_request *req, void *arg)
                          HTTP_MAX_HEADERS);
         return;
     }
+    cors_headers(r);
     if (path == NULL || *path == '\0')
         path = "/";
     if (qs && evhttp_parse_query_str(qs, &r->query) < 0) {
@@ -582,6 +635,10 @@ on_request(struct evhttp_request *req, void *arg)
         }
         memcpy(r->params, params, sizeof(params));
         r->route = rt;
+        if (t == EVHTTP_REQ_OPTIONS) {
+            preflight(r, rt);
+            return;
+        }
         h = route_handler(rt, t);
         if (h == NULL) {
             char allow[64];
@@ -593,6 +650,13 @@ on_request(struct evhttp_request *req, void *arg)
                              r->method, rt->path, allow);
             return;
         }
+        if (srv->opts.authorize) {
+            int need = t == EVHTTP_REQ_GET ? rt->read_role : rt->write_role;
+            if (need == 0)
+                need = t == EVHTTP_REQ_GET ? 1 : 2;
+            if (need != HTTP_ROLE_OPEN && srv->opts.authorize(r, need) < 0)
+                return;
+        }
         h(r);
         return;
     }
@@ -600,9 +664,22 @@ on_request(struct evhttp_request *req, void *arg)
                      r->method, path);
 }
 
+/* A TLS server connection per accepted socket (evhttp sets the fd). */
+static struct bufferevent *
+tls_bev(struct event_base *base, void *arg)
+{
+    SSL *ssl = SSL_new(arg);
+
+    if (ssl == NULL)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl,
+                                          BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
 struct http_server *
 http_server_new(struct event_base *base, const struct http_route *routes,
-                size_t nroutes, int max_conns, void *app)
+                size_t nroutes, const struct http_opts *opts, void *app)
 {
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     struct timeval tv = {60, 0};
@@ -610,7 +687,8 @@ http_server_new(struct event_base *base, const struct http_route *routes,
     srv->base = base;
     srv->routes = routes;
     srv->nroutes = nroutes;
-    srv->max_conns = max_conns;
+    srv->max_conns = opts->max_conns;
+    srv->opts = *opts;
     srv->app = app;
     srv->nslots = 256;
     srv->slots = xcalloc(srv->nslots, sizeof(*srv->slots));
@@ -628,7 +706,10 @@ http_server_new(struct event_base *base, const struct http_route *routes,
     evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
                                               EVHTTP_REQ_PUT |
                                               EVHTTP_REQ_PATCH |
-                                              EVHTTP_REQ_DELETE);
+                                              EVHTTP_REQ_DELETE |
+                                              EVHTTP_REQ_OPTIONS);
+    if (opts->tls)
+        evhttp_set_bevcb(srv->http, tls_bev, opts->tls);
     evhttp_set_default_content_type(srv->http, "application/json");
     evhttp_set_gencb(srv->http, on_request, srv);
     return srv;

@@ -29,10 +29,18 @@ struct http_req;
 
 typedef void (*http_handler)(struct http_req *r);
 
-/* A route: a path pattern with ":param" segments and a handler per method. */
+/*
+ * A route: a path pattern with ":param" segments, a handler per method, and
+ * the role a token needs to read (GET) or write (the other methods):
+ * 0 means the default (viewer reads, operator writes), HTTP_ROLE_OPEN no
+ * token at all, otherwise the role's number (auth.h: 1 viewer, 2 operator,
+ * 3 admin).
+ */
+#define HTTP_ROLE_OPEN (-1)
 struct http_route {
     const char *path;
     http_handler get, post, put, patch, delete;
+    signed char read_role, write_role;
 };
 
 struct http_req {
@@ -50,15 +58,31 @@ struct http_req {
     struct timespec start;
     int cancelled;
     int streaming; /* replying in chunks (SSE, logs) */
+    char *actor;   /* the token's name once authorised, for the audit */
     /* Called once if the client goes away; the owner must stop using r. */
     void (*on_cancel)(struct http_req *r);
     void *data;
 };
 
+/*
+ * Decides whether r may go on with a token of at least role; replies (401,
+ * 403, 503) and returns -1 when not. Set by the application.
+ */
+typedef int (*http_authorize_fn)(struct http_req *r, int role);
+
+struct http_opts {
+    int max_conns;
+    void *tls;                        /* SSL_CTX *, or NULL for plain HTTP */
+    const char *const *cors_origins;  /* NULL-terminated, or NULL */
+    http_authorize_fn authorize;      /* NULL: no authorisation */
+    /* Sees every error reply before it is sent (the audit trail). */
+    void (*on_error)(struct http_req *r, int status, const char *message);
+};
+
 struct http_server *http_server_new(struct event_base *base,
                                     const struct http_route *routes,
-                                    size_t nroutes, int max_conns,
-                                    void *app);
+                                    size_t nroutes,
+                                    const struct http_opts *opts, void *app);
 int http_server_listen(struct http_server *srv, const char *addr,
                        unsigned short port, unsigned short *bound);
 void http_server_free(struct http_server *srv);

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
 
 #include "app.h"
 #include "devpg.h"
@@ -22,7 +24,10 @@
 #include "mem.h"
 #include "migrate.h"
 #include "pki.h" /* agent gateway */
+#include "reconcile.h"
 #include "store.h"
+#include "tls.h"
+#include "tokencmd.h"
 
 #define CLOUD_VERSION "0.1.0"
 #define DEFAULT_LISTEN "127.0.0.1:7070"
@@ -36,8 +41,14 @@ struct opts {
     int max_conns;
     int db_wait;
     unsigned long long max_blob;
+    const char *tls_cert, *tls_key;
+    const char *cors[17];
+    int ncors;
+    int insecure_http;
     const char *agent_listen; /* agent gateway; "none" disables */
     int agent_listen_set;
+    int no_reconcile; /* reconciler */
+    int lease_secs;   /* reconciler */
     int verbose;
 };
 
@@ -68,8 +79,19 @@ usage(FILE *f)
             "(default 30)\n"
             "  --max-blob-mib N     largest image blob accepted (default "
             "8192)\n"
+            "  --tls-cert FILE      API certificate chain (PEM); with "
+            "--tls-key, serve HTTPS\n"
+            "  --tls-key FILE       API private key (PEM)\n"
+            "  --insecure-http      allow plain HTTP on a non-loopback "
+            "address\n"
+            "  --cors-origin ORIGIN allow a dashboard origin (repeatable; "
+            "none by default)\n"
             "  --agent-listen ADDR:PORT  agent gateway (mTLS) address "
             "(default " GATEWAY_DEFAULT_LISTEN "), or none\n"
+            "  --lease-seconds N    leader lease (default 10; acting stops "
+            "after 0.6 N without renewal)\n"
+            "  --no-reconcile       serve the API only; never lead or "
+            "reconcile\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
             DEFAULT_LISTEN);
@@ -104,7 +126,13 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"max-conns", required_argument, NULL, 'm'},
         {"db-wait", required_argument, NULL, 'w'},
         {"max-blob-mib", required_argument, NULL, 'B'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"insecure-http", no_argument, NULL, 'I'},
+        {"cors-origin", required_argument, NULL, 'O'},
         {"agent-listen", required_argument, NULL, 'A'},
+        {"lease-seconds", required_argument, NULL, 'L'},
+        {"no-reconcile", no_argument, NULL, 'N'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -132,6 +160,18 @@ parse_opts(int argc, char **argv, struct opts *o)
                                                       1, 1048576) << 20;
             break;
         case 'A': o->agent_listen = optarg; o->agent_listen_set = 1; break;
+        case 'C': o->tls_cert = optarg; break;
+        case 'K': o->tls_key = optarg; break;
+        case 'I': o->insecure_http = 1; break;
+        case 'O':
+            if (o->ncors == 16) {
+                fprintf(stderr, "cloud-controller: at most 16 --cors-origin\n");
+                exit(2);
+            }
+            o->cors[o->ncors++] = optarg;
+            break;
+        case 'L': o->lease_secs = int_opt("--lease-seconds", optarg, 3, 300); break;
+        case 'N': o->no_reconcile = 1; break;
         case 'v': o->verbose = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
@@ -191,7 +231,7 @@ default_data_dir(int dev)
 
 /* Writes the CLI context so cloudctl needs no flags (cli reads it). */
 static void
-write_context(const char *url)
+write_context(const char *url, const char *token)
 {
     const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
     char *dir, *path, *tmp;
@@ -209,11 +249,13 @@ write_context(const char *url)
     }
     path = xasprintf("%s/context.json", dir);
     tmp = xasprintf("%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (f == NULL) {
+    f = fopen(tmp, "w"); /* umask-independent below: it holds a secret */
+    if (f == NULL || fchmod(fileno(f), 0600) < 0) {
         log_warn("cannot write %s", tmp);
+        if (f)
+            fclose(f);
     } else {
-        fprintf(f, "{\"url\":\"%s\",\"token\":\"\"}\n", url);
+        fprintf(f, "{\"url\":\"%s\",\"token\":\"%s\"}\n", url, token);
         if (fclose(f) != 0 || rename(tmp, path) != 0)
             log_warn("cannot write %s", path);
     }
@@ -228,6 +270,37 @@ on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     log_info("signal %d: shutting down", (int)sig);
     event_base_loopexit(arg, NULL);
+}
+
+/* token [--db URL] create|list|revoke ...; --db may stand anywhere. */
+static int
+cmd_token(int argc, char **argv)
+{
+    const char *db = getenv("CLOUD_DB_URL");
+    char **rest = xcalloc((size_t)argc + 1, sizeof(char *));
+    int n = 0, rc;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
+            db = argv[++i];
+        else if (strncmp(argv[i], "--db=", 5) == 0)
+            db = argv[i] + 5;
+        else
+            rest[n++] = argv[i];
+    }
+    if (db == NULL) {
+        fprintf(stderr, "cloud-controller: token needs --db URL or "
+                        "CLOUD_DB_URL\n");
+        free(rest);
+        return 2;
+    }
+    if (n >= 2 && migrate_run(db, 5) < 0) {
+        free(rest);
+        return 1;
+    }
+    rc = tokencmd_main(db, n, rest);
+    free(rest);
+    return rc;
 }
 
 static int
@@ -335,8 +408,10 @@ run(struct opts *o)
     struct event *sigint = NULL, *sigterm = NULL;
     struct gateway *gw = NULL; /* agent gateway */
     struct pki_paths pki = {0};
-    char *host = NULL, *data_dir = NULL, *url = NULL;
+    char *host = NULL, *data_dir = NULL, *url = NULL, *admin = NULL;
     unsigned short port = 0, bound = 0;
+    SSL_CTX *tls = NULL;
+    struct http_opts hopts;
     int rc = 1;
 
     memset(&app, 0, sizeof(app));
@@ -367,7 +442,29 @@ run(struct opts *o)
         rc = 2;
         goto out;
     }
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+        fprintf(stderr, "cloud-controller: --tls-cert and --tls-key go "
+                        "together\n");
+        rc = 2;
+        goto out;
+    }
+    /* Plain HTTP only where nobody else can listen in: loopback. */
+    if (o->tls_cert == NULL && !o->insecure_http &&
+        strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
+        strcmp(host, "localhost") != 0) {
+        fprintf(stderr,
+                "cloud-controller: %s is not a loopback address: give "
+                "--tls-cert and --tls-key (or --insecure-http to accept "
+                "plain HTTP there)\n",
+                host);
+        rc = 2;
+        goto out;
+    }
+    if (o->tls_cert && (tls = tls_server_ctx(o->tls_cert, o->tls_key)) == NULL)
+        goto out;
     if (migrate_run(o->db, o->db_wait) < 0)
+        goto out;
+    if (o->dev && (admin = tokencmd_dev_admin(o->db, data_dir)) == NULL)
         goto out;
 
     app.schema_version = migrate_latest();
@@ -392,14 +489,33 @@ run(struct opts *o)
         };
         watch_observe(app.watch, &obs);
     }
+    app.auth = auth_new(app.base, app.db);
+    {
+        struct watch_observer obs = {
+            .on_event = auth_on_event,
+            .on_reconnect = auth_on_reconnect,
+            .arg = app.auth,
+        };
+        watch_observe(app.watch, &obs);
+    }
     /* [reconciler start-up goes here] */
+    if (!o->no_reconcile) {
+        struct reconciler_opts ropts = {.lease_secs = o->lease_secs};
+
+        app.reconciler = reconciler_new(app.base, app.db, app.watch, &ropts);
+    }
     if (start_gateway(o, &app, data_dir, &pki, &gw) < 0)
         goto out;
-    srv = http_server_new(app.base, api_routes, api_nroutes, o->max_conns,
-                          &app);
+    memset(&hopts, 0, sizeof(hopts));
+    hopts.max_conns = o->max_conns;
+    hopts.tls = tls;
+    hopts.cors_origins = o->ncors ? o->cors : NULL;
+    hopts.authorize = api_authorize;
+    hopts.on_error = api_on_error;
+    srv = http_server_new(app.base, api_routes, api_nroutes, &hopts, &app);
     if (http_server_listen(srv, host, port, &bound) < 0)
         goto out;
-    url = xasprintf("http://%s:%u", host, bound);
+    url = xasprintf("%s://%s:%u", tls ? "https" : "http", host, bound);
     log_info("listening on %s", url);
 
     sigint = evsignal_new(app.base, SIGINT, on_signal, app.base);
@@ -409,23 +525,23 @@ run(struct opts *o)
         fatalx("cannot install signal handlers");
 
     if (o->dev) {
-        write_context(url);
+        write_context(url, admin);
         printf("\n"
                "  cloud dev cluster is up\n"
                "  API:      %s\n"
                "  data:     %s\n"
-               "  token:    none needed in dev mode (API on loopback only)\n"
+               "  token:    %s  (admin; also in the context file)\n"
                "\n"
                "  try:\n"
-               "    curl -s %s/v1/hosts\n"
-               "    curl -s -X POST %s/v1/services -H 'Content-Type: "
-               "application/json' -d '{\"name\":\"web\",\"image\":\"...\"}'\n"
-               "    curl -sN '%s/v1/events?watch=true'\n"
+               "    cloudctl hosts ls\n"
+               "    cloudctl images ls\n"
+               "    curl -sN -H 'Authorization: Bearer %s' "
+               "'%s/v1/events?watch=true'\n"
                "\n"
                "  no local agent yet: instances stay pending until agents "
                "join (see README, Status).\n"
                "  Ctrl-C stops the controller and its PostgreSQL.\n\n",
-               url, data_dir, url, url, url);
+               url, data_dir, admin, admin, url);
         fflush(stdout);
     }
     event_base_dispatch(app.base);
@@ -437,10 +553,12 @@ out:
         event_free(sigterm);
     http_server_free(srv);
     /* [reconciler shutdown goes here] */
+    reconciler_free(app.reconciler);
     /* Writers fail what waits; then the pool fails what is in flight (its
      * callbacks may still touch watch clients, the cache and the writer). */
     writer_free(app.writer);
     blobs_free(app.blobs);
+    auth_free(app.auth);
     gateway_close(gw); /* agent gateway: its queries fail in db_pool_free */
     db_pool_free(app.db);
     gateway_free(gw);
@@ -453,6 +571,11 @@ out:
     free(host);
     free(data_dir);
     free(url);
+    if (admin) {
+        OPENSSL_cleanse(admin, strlen(admin));
+        free(admin);
+    }
+    SSL_CTX_free(tls);
     return rc;
 }
 
@@ -470,6 +593,8 @@ main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return cmd_migrate(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return cmd_token(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "issue-agent-cert") == 0)
         return cmd_issue_agent_cert(argc - 1, argv + 1);
     parse_opts(argc, argv, &o);

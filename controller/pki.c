@@ -60,14 +60,31 @@ pki_name_valid(const char *name)
     return rc == 0 ? 0 : -1;
 }
 
+/* mkdir -p: parents get 0755, the leaf mode. */
 static int
 pki_mkdir(const char *path, mode_t mode)
 {
-    if (mkdir(path, mode) < 0 && errno != EEXIST) {
-        log_warn("cannot create directory %s", path);
-        return -1;
+    char *p = xstrdup(path), *s;
+    int ret = 0;
+
+    for (s = p + 1; *s != '\0'; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+            log_warn("cannot create directory %s", p);
+            ret = -1;
+        }
+        *s = '/';
+        if (ret < 0)
+            break;
     }
-    return 0;
+    if (ret == 0 && mkdir(p, mode) < 0 && errno != EEXIST) {
+        log_warn("cannot create directory %s", p);
+        ret = -1;
+    }
+    free(p);
+    return ret;
 }
 
 static EVP_PKEY *

@@ -99,7 +99,69 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                   "err_field, event_id "
                   "FROM cloud_batch($1::jsonb, $2::boolean)",
                   2},
+    [ST_TOKENS_LOAD] = {"tokens_load",
+                        "SELECT encode(secret_sha256, 'hex'), name, role, "
+                        "extract(epoch FROM expires_at)::bigint FROM tokens "
+                        "WHERE revoked_at IS NULL "
+                        "AND (expires_at IS NULL OR expires_at > now())",
+                        0},
+    [ST_TOKEN_LIST] = {"token_list",
+                       "SELECT t.name, cloud_token_json(t) FROM tokens t "
+                       "WHERE ($1::text IS NULL OR t.name > $1) "
+                       "ORDER BY t.name LIMIT $2::integer",
+                       2},
     /* reconciler statements below this line */
+    /* migrations/0003_reconcile.sql; docs/reconciler.md */
+    [ST_LEASE_ACQUIRE] = {"lease_acquire",
+                          "SELECT epoch, now_ms, took_over "
+                          "FROM cloud_lease_acquire($1, $2::bigint, "
+                          "$3::integer)",
+                          3},
+    [ST_REC_LIVENESS] = {"rec_liveness",
+                         "SELECT kind, id FROM cloud_rec_liveness($1::bigint, "
+                         "$2, $3::bigint)",
+                         3},
+    [ST_REC_APPLY] = {"rec_apply",
+                      "SELECT kind, id FROM cloud_reconcile($1::bigint, $2, "
+                      "$3::jsonb)",
+                      3},
+    [ST_REC_HOSTS] = {"rec_hosts",
+                      "SELECT h.id, h.name, h.state, h.version, h.cap_vcpus, "
+                      "h.cap_memory_mib, h.cap_disk_gib, h.hypervisor, "
+                      "coalesce((SELECT string_agg(l.key || '=' || l.value, "
+                      "E'\\n' ORDER BY l.key) "
+                      "FROM jsonb_each_text(h.labels) l), ''), "
+                      "h.session_epoch FROM hosts h "
+                      "WHERE $1::text[] IS NULL OR h.id = ANY($1::text[])",
+                      1},
+    [ST_REC_SERVICES] = {"rec_services",
+                         "SELECT s.id, s.name, s.state, s.version, s.replicas, "
+                         "s.generation, s.max_unavailable, s.max_surge, "
+                         "s.restart FROM services s "
+                         "WHERE $1::text[] IS NULL OR s.id = ANY($1::text[])",
+                         1},
+    [ST_REC_INSTANCES] =
+        {"rec_instances",
+         "SELECT i.id, i.name, i.service_id, i.ordinal, i.generation, "
+         "i.state, i.desired_state, i.host_id, i.vcpus, i.memory_mib, "
+         "i.disk_gib, i.restart, "
+         "coalesce((SELECT string_agg(c.value, ', ') "
+         "FROM jsonb_array_elements_text(i.constraints) c), ''), "
+         "i.strategy, i.max_per_host, i.exit_code, i.restart_count, "
+         "cloud_ms(i.next_restart_at), cloud_ms(i.finished_at), "
+         "cloud_ms(i.created_at), i.pending_reason, i.version "
+         "FROM instances i "
+         "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
+         1},
+    [ST_SETTINGS_GET] = {"settings_get",
+                         "SELECT cloud_settings_json(s) FROM cluster_settings s "
+                         "WHERE s.id = 1",
+                         0},
+    [ST_SETTINGS_PATCH] = {"settings_patch",
+                           "SELECT status, body FROM cloud_settings_patch("
+                           "$1::jsonb, $2::bigint, $3)",
+                           3},
+    /* end of reconciler statements */
     /* agent gateway statements (gateway.c, migrations/0004_agents.sql) */
     [ST_AGENT_REGISTER] = {"agent_register",
                            "SELECT host_id, session_epoch "

@@ -27,7 +27,18 @@ enum store_stmt {
     ST_CACHE_INSTANCES,
     ST_CACHE_SERVICES,
     ST_BATCH,
+    ST_TOKENS_LOAD,
+    ST_TOKEN_LIST,
     /* reconciler statements (reconcile.c, leader.c) below this line */
+    ST_LEASE_ACQUIRE,
+    ST_REC_LIVENESS,
+    ST_REC_APPLY,
+    ST_REC_HOSTS,
+    ST_REC_SERVICES,
+    ST_REC_INSTANCES,
+    ST_SETTINGS_GET,
+    ST_SETTINGS_PATCH,
+    /* end of reconciler statements */
     /* agent gateway statements (gateway.c) */
     ST_AGENT_REGISTER,
     ST_AGENT_HEARTBEATS,

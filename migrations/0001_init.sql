@@ -143,7 +143,7 @@ CREATE TABLE events (
     time       timestamptz NOT NULL DEFAULT clock_timestamp(),
     type       text NOT NULL CHECK (type ~ '^[a-z]+\.[a-z_]+$'),
     object     text NOT NULL CHECK (object IN ('service', 'instance', 'host', 'image',
-                                               'token', 'config', 'controller')),
+                                               'token', 'config', 'controller', 'api')),
     object_id  text,
     name       text,
     message    text NOT NULL,

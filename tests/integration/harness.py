@@ -93,11 +93,18 @@ def poll(fn, timeout, interval=0.1, what="condition"):
 class Cluster:
     """One PostgreSQL cluster and one controller, both on free ports."""
 
-    def __init__(self, controller=None):
+    def __init__(self, controller=None, reconcile=False, controller_args=None):
+        # reconcile: run the reconciler (leader election, placement,
+        # restarts, liveness). Off by default: the other modules test the
+        # API on rows that must stay as they wrote them.
+        self.reconcile = reconcile
+        self.controller_args = list(controller_args or [])
+        self.extra_controllers = []
         self.controller_bin = controller or os.environ.get("CLOUD_CONTROLLER")
         self.tmp = None
         self.pg_port = None
         self.http_port = None
+        self.token = None
         self.proc = None
         self.ctl_log = None
         self._ctl_log_fh = None
@@ -130,12 +137,28 @@ class Cluster:
             self.start_pg()
             self.psql("CREATE DATABASE cloud", db="postgres")
             if with_controller:
+                # Every API call needs a bearer token: the harness makes an
+                # admin one and sends it unless a test says auth=False.
+                self.token = self.create_token("itest-admin", "admin")
                 self.start_controller()
         except BaseException:
             self.stop()
             raise
         atexit.register(self.stop)
         return self
+
+    def create_token(self, name, role, ttl=None):
+        """A token made by `cloud-controller token create`; returns the secret."""
+        self._check_controller_bin()
+        argv = [self.controller_bin, "token", "create", "--db", self.db_url,
+                "--name", name, "--role", role]
+        if ttl is not None:
+            argv += ["--ttl", str(ttl)]
+        out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=60)
+        if out.returncode != 0:
+            raise HarnessError("token create failed: %s" % out.stderr.decode(errors="replace"))
+        return out.stdout.decode().strip()
 
     def _as_pg(self, argv, check=True, timeout=60):
         """Run a PostgreSQL binary as the postgres user (initdb refuses root)."""
@@ -195,6 +218,7 @@ class Cluster:
         self._ctl_log_fh = open(self.ctl_log, "ab")
         argv = [self.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
                 "--db", self.db_url, "--data-dir", data_dir]
+        argv += self.controller_args + ([] if self.reconcile else ["--no-reconcile"])
         # The agent gateway gets a free port of its own, kept across
         # restarts so agents (tests/integration/agentlib.py) reconnect.
         self.agent_port = getattr(self, "agent_port", None) or free_port()
@@ -252,8 +276,32 @@ class Cluster:
         self.stop_controller()
         self.start_controller()
 
+    def kill_controller(self, sig=signal.SIGKILL):
+        """Kill the main controller with sig (no clean shutdown, no exit check)."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=10)
+        self.proc = None
+        if self._ctl_log_fh:
+            self._ctl_log_fh.close()
+            self._ctl_log_fh = None
+
+    def spawn_controller(self, name, args=None, reconcile=True):
+        """Another controller on the same database (its own HTTP port and log,
+        no agent gateway); returns an ExtraController. Stopped by stop()."""
+        self._check_controller_bin()
+        c = ExtraController(self, name, list(args or []) + ([] if reconcile else ["--no-reconcile"]))
+        self.extra_controllers.append(c)
+        return c
+
     def stop(self):
         """Tear everything down; safe to call twice and after a failed start."""
+        for c in getattr(self, "extra_controllers", []):
+            try:
+                c.stop()
+            except Exception as e:  # noqa: BLE001 - teardown must go on
+                sys.stderr.write("harness: stopping controller %s: %s\n" % (c.name, e))
         if self._stopped:
             return
         self._stopped = True
@@ -299,7 +347,8 @@ class Cluster:
             raise HarnessError("psql failed (%d) on %r:\n%s" % (r.returncode, sql, r.stderr))
         return r.stdout.strip()
 
-    def request(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT, raw=None):
+    def request(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT, raw=None,
+                auth=True):
         """One HTTP request on a fresh connection.
 
         body: dict/list -> JSON with Content-Type application/json; str/bytes
@@ -310,6 +359,8 @@ class Cluster:
         as JSON, else the text.
         """
         hdrs = dict(headers or {})
+        if auth and self.token and "Authorization" not in hdrs:
+            hdrs["Authorization"] = "Bearer " + self.token
         data = None
         if raw is not None:
             data = raw
@@ -347,8 +398,11 @@ class Cluster:
             parsed = text
         return status, rhdrs, parsed
 
-    def sse(self, path, headers=None, timeout=HTTP_TIMEOUT):
-        return SSEStream(self.http_port, path, headers, timeout)
+    def sse(self, path, headers=None, timeout=HTTP_TIMEOUT, auth=True):
+        hdrs = dict(headers or {})
+        if auth and self.token and "Authorization" not in hdrs:
+            hdrs["Authorization"] = "Bearer " + self.token
+        return SSEStream(self.http_port, path, hdrs, timeout)
 
     # -- fixtures through SQL (agents and uploads come later) ------------
     def add_image(self, name, tag="latest", kind="kernel", size=1000):
@@ -386,6 +440,73 @@ class Cluster:
                      ordinal if ordinal is not None else "NULL", image, vcpus, memory_mib, disk_gib,
                      state, host_id))
         return inst_id
+
+
+class ExtraController:
+    """A second (third...) cloud-controller process on a cluster's database,
+    for leader-election tests: its own HTTP port and log file."""
+
+    def __init__(self, cluster, name, args):
+        self.cluster = cluster
+        self.name = name
+        self.http_port = free_port()
+        data_dir = os.path.join(cluster.tmp, "ctl-" + name)
+        os.makedirs(data_dir, exist_ok=True)
+        self.log = os.path.join(cluster.tmp, "controller-%s.log" % name)
+        self._fh = open(self.log, "ab")
+        argv = [cluster.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
+                "--db", cluster.db_url, "--data-dir", data_dir,
+                "--agent-listen", "none"] + args
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._fh,
+                                     stderr=subprocess.STDOUT, cwd=cluster.tmp,
+                                     preexec_fn=_die_with_parent)
+        poll(lambda: self._ready(), READY_TIMEOUT, what="controller %s ready" % name)
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise HarnessError("controller %s exited with %d:\n%s"
+                               % (self.name, self.proc.returncode, self.log_tail()))
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=2)
+        try:
+            conn.request("GET", "/readyz")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+
+    def stop(self):
+        """SIGTERM and wait; raises if a controller asked to stop exits non-zero."""
+        if self.proc is None:
+            return
+        termed = self.proc.poll() is None
+        if termed:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        self._fh.close()
+        if termed and rc != 0:
+            raise HarnessError("controller %s exited with %s on SIGTERM:\n%s"
+                               % (self.name, rc, self.log_tail()))
+
+    def log_tail(self, lines=60):
+        with open(self.log, "rb") as f:
+            data = f.read().decode("utf-8", "replace").splitlines()
+        return "\n".join(data[-lines:])
 
 
 class SSEStream:
@@ -494,9 +615,9 @@ class SSEStream:
 _cluster = None
 
 
-def start(with_controller=True):
+def start(with_controller=True, **kw):
     global _cluster
-    _cluster = Cluster().start(with_controller=with_controller)
+    _cluster = Cluster(**kw).start(with_controller=with_controller)
     return _cluster
 
 

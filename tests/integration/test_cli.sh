@@ -71,6 +71,9 @@ psql_do() {
 psql_do -d postgres -c "CREATE DATABASE cloud"
 
 # ---- controller ----------------------------------------------------------
+# Every API call needs a token: an admin one for the whole walk.
+admin_token=$("$CTL" token create --db "postgresql://postgres@127.0.0.1:$pg_port/cloud" \
+    --name itest-admin --role admin)
 http_port=$(free_port)
 mkdir -p "$tmp/ctl"
 "$CTL" --listen "127.0.0.1:$http_port" \
@@ -100,7 +103,8 @@ EOF
 # Nothing of the developer's own set-up may leak in: no context file, no env.
 export XDG_CONFIG_HOME="$tmp/config"
 export HOME="$tmp/home"
-unset CLOUD_TOKEN NO_COLOR
+unset NO_COLOR
+export CLOUD_TOKEN="$admin_token"
 export CLOUD_URL="http://127.0.0.1:$http_port"
 
 # cli ARGS...: runs cloudctl, leaves $out, $err and $rc.
@@ -297,10 +301,10 @@ check "kill --help" eval 'rc_is 0 && out_has "^Usage: cloudctl kill"'
 
 # ---- where the server comes from ----------------------------------------------
 mkdir -p "$XDG_CONFIG_HOME/cloud"
-printf '{"url":"http://127.0.0.1:%s","token":"secret"}\n' "$http_port" \
+printf '{"url":"http://127.0.0.1:%s","token":"%s"}\n' "$http_port" "$admin_token" \
     >"$XDG_CONFIG_HOME/cloud/context.json"
 (
-    unset CLOUD_URL
+    unset CLOUD_URL CLOUD_TOKEN
     failures=0
     cli hosts -o name
     check "the context file gives the server" eval 'rc_is 0 && [ "$out" = hv1 ]'

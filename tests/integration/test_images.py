@@ -49,7 +49,8 @@ class BlobTests(harness.TestCase):
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         self.assertEqual((body["digest"], body["size"]), (digest, len(data)))
         conn = http.client.HTTPConnection("127.0.0.1", harness.cluster().http_port, timeout=30)
-        conn.request("GET", "/v1/blobs/%s" % digest)
+        conn.request("GET", "/v1/blobs/%s" % digest,
+                     headers={"Authorization": "Bearer " + harness.cluster().token})
         resp = conn.getresponse()
         got = resp.read()
         conn.close()
