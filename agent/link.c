@@ -440,8 +440,12 @@ event_cb(struct bufferevent *bev, short what, void *arg)
         link_send_hello(l);
         return;
     }
-    while ((e = bufferevent_get_openssl_error(bev)) != 0)
-        ERR_error_string_n(e, buf, sizeof(buf));
+    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+        if (ERR_GET_LIB(e) == ERR_LIB_SYS)
+            snprintf(buf, sizeof(buf), "%s", strerror(ERR_GET_REASON(e)));
+        else
+            ERR_error_string_n(e, buf, sizeof(buf));
+    }
     if (what & BEV_EVENT_TIMEOUT)
         link_down(l, "no Welcome in time");
     else if (what & BEV_EVENT_EOF)

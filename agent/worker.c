@@ -81,6 +81,7 @@ struct worker {
     bool have_set; /* a desired set has arrived since start */
     struct strmap insts; /* id -> struct winst */
     int64_t next_reconnect_ms, reconnect_backoff_ms, next_resync_ms;
+    struct worker_result *pending_facts;
 };
 
 static int64_t
@@ -621,7 +622,8 @@ worker_connect(struct worker *w)
              w->uri, info.hostname, info.cpus, info.memory_mib,
              hv_type_name(w->facts.chosen));
     virt_host_info_clear(&info);
-    post(w, r);
+    /* Posted after the first reconcile, so Hello lists what was adopted. */
+    w->pending_facts = r;
     return 0;
 }
 
@@ -784,6 +786,10 @@ worker_main(void *arg)
                 conn_drop(w);
                 w->next_reconnect_ms = now_ms();
             }
+            if (w->pending_facts != NULL) {
+                post(w, w->pending_facts);
+                w->pending_facts = NULL;
+            }
         } else {
             /* Libvirt events and grace-period deadlines. */
             struct winst **due = xcalloc(w->insts.len + 1, sizeof(*due));
@@ -903,6 +909,7 @@ worker_stop(struct worker *w)
         free(w->new_specs);
     }
     worker_result_free(w->res_head);
+    worker_result_free(w->pending_facts);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w->uri);

@@ -1108,8 +1108,12 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
                   SSL_get_version(ssl));
         return;
     }
-    while ((e = bufferevent_get_openssl_error(bev)) != 0)
-        ERR_error_string_n(e, buf, sizeof(buf));
+    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+        if (ERR_GET_LIB(e) == ERR_LIB_SYS)
+            snprintf(buf, sizeof(buf), "%s", strerror(ERR_GET_REASON(e)));
+        else
+            ERR_error_string_n(e, buf, sizeof(buf));
+    }
     if (what & BEV_EVENT_TIMEOUT)
         conn_shutdown(c, c->state == GW_READY
                              ? "no heartbeat for three intervals"
