@@ -464,8 +464,9 @@ inst_free(struct rinst *i)
     free(i);
 }
 
+/* Frees the mirror and the model; reinit: ready for a new load. */
 static void
-mirror_clear(struct reconciler *r)
+mirror_clear_x(struct reconciler *r, int reinit)
 {
     for (size_t k = 0; k < r->hosts.cap; k++)
         if (r->hosts.keys[k])
@@ -479,15 +480,23 @@ mirror_clear(struct reconciler *r)
     strmap_fini(&r->hosts);
     strmap_fini(&r->svcs);
     strmap_fini(&r->insts);
-    strmap_init(&r->hosts);
-    strmap_init(&r->svcs);
-    strmap_init(&r->insts);
+    if (reinit) {
+        strmap_init(&r->hosts);
+        strmap_init(&r->svcs);
+        strmap_init(&r->insts);
+    }
     free(r->by_sid);
     r->by_sid = NULL;
     r->nsid = r->capsid = 0;
     sched_cluster_free(r->model);
     r->model = NULL;
     r->loaded = 0;
+}
+
+static void
+mirror_clear(struct reconciler *r)
+{
+    mirror_clear_x(r, 1);
 }
 
 /* ST_REC_HOSTS: id, name, state, version, vcpus, memory, disk, hypervisor,
@@ -673,7 +682,7 @@ maybe_free(struct reconciler *r)
     strmap_fini(&r->dirty[K_HOST]);
     strmap_fini(&r->dirty[K_SVC]);
     strmap_fini(&r->dirty[K_INST]);
-    mirror_clear(r);
+    mirror_clear_x(r, 0);
     free(r->actor);
     free(r);
 }
@@ -1259,7 +1268,8 @@ decide_place(struct decide *d, struct ivec *pending)
     struct selcache sc;
 
     strmap_init(&sc.m);
-    qsort(pending->v, pending->n, sizeof(*pending->v), cmp_place);
+    if (pending->n > 1)
+        qsort(pending->v, pending->n, sizeof(*pending->v), cmp_place);
     for (size_t k = 0; k < pending->n && !ops_full(d); k++) {
         struct rinst *i = pending->v[k];
         struct sched_request req;
