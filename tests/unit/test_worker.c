@@ -1,0 +1,499 @@
+/*
+ * test_worker: the agent's instance state machine (agent/worker.c) driven
+ * through the virt driver table with a fake hypervisor, so the cases that
+ * libvirt's test driver cannot show are covered: a guest that ignores the
+ * ACPI shutdown (TERM -> destroyed after the grace period -> 143), a guest
+ * that powers off by itself (0), KILL (137), a start failure (failed with
+ * the driver's error text), no restart of an exited instance until the
+ * restart count moves, and domains outside the desired set removed only
+ * once a set has arrived.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mem.h"
+#include "worker.h"
+
+/* ---- a fake hypervisor ------------------------------------------------ */
+
+#define FAKE_MAX 16
+
+struct fake_dom {
+    char id[64];
+    enum virt_state st;
+    enum virt_reason reason;
+    int starts, destroys, shutdowns, undefines;
+    uint64_t gen;
+};
+
+static pthread_mutex_t fk_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct fake_dom fk[FAKE_MAX];
+static int fk_n;
+static int fk_fail_start;
+static virt_event_cb fk_cb;
+static void *fk_arg;
+
+struct virt_conn {
+    int dummy;
+};
+static struct virt_conn fk_conn;
+
+static struct fake_dom *
+fk_find(const char *id, int create)
+{
+    int i;
+
+    for (i = 0; i < fk_n; i++)
+        if (strcmp(fk[i].id, id) == 0)
+            return &fk[i];
+    if (!create || fk_n == FAKE_MAX)
+        return NULL;
+    memset(&fk[fk_n], 0, sizeof(fk[fk_n]));
+    xstrlcpy(fk[fk_n].id, id, sizeof(fk[fk_n].id));
+    fk[fk_n].st = VIRT_STATE_ABSENT;
+    return &fk[fk_n++];
+}
+
+static struct virt_conn *
+fk_open(const char *uri)
+{
+    (void)uri;
+    return &fk_conn;
+}
+
+static void
+fk_close(struct virt_conn *c)
+{
+    (void)c;
+}
+
+static const char *
+fk_last_error(struct virt_conn *c)
+{
+    (void)c;
+    return "fake: no such kernel";
+}
+
+static int
+fk_host_info(struct virt_conn *c, struct virt_host_info *info)
+{
+    (void)c;
+    memset(info, 0, sizeof(*info));
+    info->hostname = xstrdup("fake");
+    info->caps_xml = xstrdup(
+        "<capabilities><host><cpu><arch>x86_64</arch></cpu></host>"
+        "<guest><os_type>hvm</os_type><arch name='x86_64'>"
+        "<domain type='test'/></arch></guest></capabilities>");
+    info->libvirt_version = xstrdup("0.0.0");
+    info->cpus = 4;
+    info->memory_mib = 4096;
+    return 0;
+}
+
+static int
+fk_define_start(struct virt_conn *c, const char *id, const char *xml)
+{
+    struct fake_dom *d;
+    int rc = 0;
+
+    (void)c;
+    assert_non_null(strstr(xml, id));
+    pthread_mutex_lock(&fk_mu);
+    if (fk_fail_start) {
+        rc = -1;
+    } else {
+        d = fk_find(id, 1);
+        d->st = VIRT_STATE_RUNNING;
+        d->reason = VIRT_REASON_NONE;
+        d->starts++;
+    }
+    pthread_mutex_unlock(&fk_mu);
+    return rc;
+}
+
+static int
+fk_shutdown(struct virt_conn *c, const char *id)
+{
+    struct fake_dom *d;
+
+    (void)c;
+    pthread_mutex_lock(&fk_mu);
+    d = fk_find(id, 0);
+    if (d)
+        d->shutdowns++; /* this guest ignores ACPI */
+    pthread_mutex_unlock(&fk_mu);
+    return 0;
+}
+
+static int
+fk_destroy(struct virt_conn *c, const char *id)
+{
+    struct fake_dom *d;
+
+    (void)c;
+    pthread_mutex_lock(&fk_mu);
+    d = fk_find(id, 0);
+    if (d && d->st != VIRT_STATE_ABSENT) {
+        d->destroys++;
+        d->st = VIRT_STATE_SHUTOFF;
+        d->reason = VIRT_REASON_DESTROYED;
+    }
+    pthread_mutex_unlock(&fk_mu);
+    return 0;
+}
+
+static int
+fk_undefine(struct virt_conn *c, const char *id)
+{
+    struct fake_dom *d;
+
+    (void)c;
+    pthread_mutex_lock(&fk_mu);
+    d = fk_find(id, 0);
+    if (d) {
+        d->undefines++;
+        d->st = VIRT_STATE_ABSENT;
+    }
+    pthread_mutex_unlock(&fk_mu);
+    return 0;
+}
+
+static int
+fk_state_reason(struct virt_conn *c, const char *id, enum virt_state *st,
+                enum virt_reason *r)
+{
+    struct fake_dom *d;
+
+    (void)c;
+    pthread_mutex_lock(&fk_mu);
+    d = fk_find(id, 0);
+    *st = d ? d->st : VIRT_STATE_ABSENT;
+    *r = d ? d->reason : VIRT_REASON_NONE;
+    pthread_mutex_unlock(&fk_mu);
+    return 0;
+}
+
+static int
+fk_state(struct virt_conn *c, const char *id, enum virt_state *st)
+{
+    enum virt_reason r;
+
+    return fk_state_reason(c, id, st, &r);
+}
+
+static int
+fk_list(struct virt_conn *c, struct virt_domain **domsp, size_t *np)
+{
+    struct virt_domain *doms;
+    size_t n = 0;
+    int i;
+
+    (void)c;
+    pthread_mutex_lock(&fk_mu);
+    doms = xcalloc((size_t)fk_n + 1, sizeof(*doms));
+    for (i = 0; i < fk_n; i++) {
+        if (fk[i].st == VIRT_STATE_ABSENT)
+            continue;
+        doms[n].instance_id = xstrdup(fk[i].id);
+        doms[n].generation = fk[i].gen;
+        doms[n].state = fk[i].st;
+        n++;
+    }
+    pthread_mutex_unlock(&fk_mu);
+    *domsp = doms;
+    *np = n;
+    return 0;
+}
+
+static int
+fk_watch(struct virt_conn *c, virt_event_cb cb, void *arg)
+{
+    (void)c;
+    fk_cb = cb;
+    fk_arg = arg;
+    return 0;
+}
+
+static int
+fk_alive(struct virt_conn *c)
+{
+    (void)c;
+    return 1;
+}
+
+static const struct virt_driver fake_driver = {
+    .name = "fake",
+    .open = fk_open,
+    .close = fk_close,
+    .last_error = fk_last_error,
+    .host_info = fk_host_info,
+    .define_start = fk_define_start,
+    .shutdown = fk_shutdown,
+    .destroy = fk_destroy,
+    .undefine = fk_undefine,
+    .state = fk_state,
+    .list = fk_list,
+    .state_reason = fk_state_reason,
+    .watch = fk_watch,
+    .alive = fk_alive,
+};
+
+/* ---- harness ----------------------------------------------------------- */
+
+static void
+notify(void *arg)
+{
+    (void)arg;
+}
+
+struct seen {
+    char id[64];
+    enum worker_state state;
+    int code;
+    char reason[256];
+};
+static struct seen seen[256];
+static int nseen;
+
+static void
+drain(struct worker *w)
+{
+    struct worker_result *res = worker_take(w), *r;
+
+    for (r = res; r != NULL; r = r->next) {
+        if (r->kind != WR_STATUS || nseen == 256)
+            continue;
+        xstrlcpy(seen[nseen].id, r->status.id, sizeof(seen[nseen].id));
+        seen[nseen].state = r->status.state;
+        seen[nseen].code = r->status.exit_code;
+        xstrlcpy(seen[nseen].reason, r->status.reason,
+                 sizeof(seen[nseen].reason));
+        nseen++;
+    }
+    worker_result_free(res);
+}
+
+/* Waits up to 3 s for a status of id in state st; returns it or NULL. */
+static const struct seen *
+wait_for(struct worker *w, const char *id, enum worker_state st)
+{
+    int i, tries;
+
+    for (tries = 0; tries < 300; tries++) {
+        drain(w);
+        for (i = nseen - 1; i >= 0; i--)
+            if (strcmp(seen[i].id, id) == 0 && seen[i].state == st)
+                return &seen[i];
+        usleep(10 * 1000);
+    }
+    return NULL;
+}
+
+static struct worker_spec
+spec(const char *id, enum worker_desired d, bool kill, uint64_t restart)
+{
+    struct worker_spec s;
+
+    memset(&s, 0, sizeof(s));
+    s.id = xstrdup(id);
+    s.name = xstrdup(id);
+    s.generation = 1;
+    s.restart_count = restart;
+    s.desired = d;
+    s.kill = kill;
+    s.grace_ms = 200;
+    s.vcpus = 1;
+    s.memory_mib = 64;
+    s.kernel_digest = xstrdup(
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000");
+    s.cmdline = xstrdup("");
+    return s;
+}
+
+static void
+set1(struct worker *w, struct worker_spec a)
+{
+    struct worker_spec *v = xcalloc(1, sizeof(*v));
+
+    v[0] = a;
+    worker_set_desired(w, v, 1);
+}
+
+static struct worker *
+start(void)
+{
+    struct worker_opts o = {
+        .uri = "fake:///",
+        .hv_override = HV_TYPE_TEST,
+        .drv = &fake_driver,
+    };
+
+    pthread_mutex_lock(&fk_mu);
+    fk_n = 0;
+    fk_fail_start = 0;
+    pthread_mutex_unlock(&fk_mu);
+    nseen = 0;
+    return worker_start(&o, notify, NULL);
+}
+
+static void
+poweroff(const char *id)
+{
+    struct fake_dom *d;
+
+    pthread_mutex_lock(&fk_mu);
+    d = fk_find(id, 0);
+    d->st = VIRT_STATE_SHUTOFF;
+    d->reason = VIRT_REASON_SHUTDOWN;
+    pthread_mutex_unlock(&fk_mu);
+    fk_cb(fk_arg, id);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void
+test_term_ignored_is_destroyed_143(void **state)
+{
+    struct worker *w = start();
+    const struct seen *s;
+
+    (void)state;
+    set1(w, spec("a1", WORKER_RUN, false, 0));
+    assert_non_null(wait_for(w, "a1", WS_RUNNING));
+    set1(w, spec("a1", WORKER_STOP, false, 0));
+    assert_non_null(wait_for(w, "a1", WS_STOPPING));
+    s = wait_for(w, "a1", WS_EXITED);
+    assert_non_null(s);
+    assert_int_equal(s->code, 143);
+    assert_int_equal(fk_find("a1", 0)->shutdowns, 1);
+    assert_int_equal(fk_find("a1", 0)->destroys, 1);
+    worker_stop(w);
+}
+
+static void
+test_kill_is_137_and_poweroff_is_0(void **state)
+{
+    struct worker *w = start();
+    struct worker_spec *v = xcalloc(2, sizeof(*v));
+    const struct seen *s;
+
+    (void)state;
+    v[0] = spec("k1", WORKER_RUN, false, 0);
+    v[1] = spec("p1", WORKER_RUN, false, 0);
+    worker_set_desired(w, v, 2);
+    assert_non_null(wait_for(w, "k1", WS_RUNNING));
+    assert_non_null(wait_for(w, "p1", WS_RUNNING));
+    v = xcalloc(2, sizeof(*v));
+    v[0] = spec("k1", WORKER_STOP, true, 0);
+    v[1] = spec("p1", WORKER_RUN, false, 0);
+    worker_set_desired(w, v, 2);
+    s = wait_for(w, "k1", WS_EXITED);
+    assert_non_null(s);
+    assert_int_equal(s->code, 137);
+    poweroff("p1");
+    s = wait_for(w, "p1", WS_EXITED);
+    assert_non_null(s);
+    assert_int_equal(s->code, 0);
+    assert_string_equal(s->reason, "");
+    /* Exited stays exited: the same set again starts nothing ... */
+    v = xcalloc(2, sizeof(*v));
+    v[0] = spec("k1", WORKER_STOP, true, 0);
+    v[1] = spec("p1", WORKER_RUN, false, 0);
+    worker_set_desired(w, v, 2);
+    usleep(200 * 1000);
+    assert_int_equal(fk_find("p1", 0)->starts, 1);
+    /* ... a new restart count does. */
+    v = xcalloc(2, sizeof(*v));
+    v[0] = spec("k1", WORKER_STOP, true, 0);
+    v[1] = spec("p1", WORKER_RUN, false, 1);
+    worker_set_desired(w, v, 2);
+    nseen = 0;
+    assert_non_null(wait_for(w, "p1", WS_RUNNING));
+    assert_int_equal(fk_find("p1", 0)->starts, 2);
+    worker_stop(w);
+}
+
+static void
+test_start_failure_and_delete(void **state)
+{
+    struct worker *w = start();
+    const struct seen *s;
+
+    (void)state;
+    pthread_mutex_lock(&fk_mu);
+    fk_fail_start = 1;
+    pthread_mutex_unlock(&fk_mu);
+    set1(w, spec("f1", WORKER_RUN, false, 0));
+    s = wait_for(w, "f1", WS_FAILED);
+    assert_non_null(s);
+    assert_string_equal(s->reason, "fake: no such kernel");
+    pthread_mutex_lock(&fk_mu);
+    fk_fail_start = 0;
+    pthread_mutex_unlock(&fk_mu);
+    set1(w, spec("d1", WORKER_RUN, false, 0));
+    assert_non_null(wait_for(w, "d1", WS_RUNNING));
+    set1(w, spec("d1", WORKER_DELETE, true, 0));
+    assert_non_null(wait_for(w, "d1", WS_REMOVED));
+    assert_int_equal(fk_find("d1", 0)->undefines, 1);
+    worker_stop(w);
+}
+
+static void
+test_adopted_kept_until_a_set_arrives(void **state)
+{
+    struct worker *w;
+    struct fake_dom *d;
+
+    (void)state;
+    w = start();
+    worker_stop(w);
+    /* A domain left by an earlier agent, running. */
+    pthread_mutex_lock(&fk_mu);
+    d = fk_find("old", 1);
+    d->st = VIRT_STATE_RUNNING;
+    d->gen = 1;
+    pthread_mutex_unlock(&fk_mu);
+    nseen = 0;
+    {
+        struct worker_opts o = {.uri = "fake:///",
+                                .hv_override = HV_TYPE_TEST,
+                                .drv = &fake_driver};
+        w = worker_start(&o, notify, NULL);
+    }
+    /* Re-adopted and reported, not touched. */
+    assert_non_null(wait_for(w, "old", WS_RUNNING));
+    assert_int_equal(fk_find("old", 0)->destroys, 0);
+    assert_int_equal(fk_find("old", 0)->starts, 0);
+    /* The controller's set does not want it: destroyed and undefined. */
+    worker_set_desired(w, xcalloc(1, sizeof(struct worker_spec)), 0);
+    {
+        int tries;
+
+        for (tries = 0; tries < 300 && fk_find("old", 0)->undefines == 0; tries++)
+            usleep(10 * 1000);
+    }
+    assert_int_equal(fk_find("old", 0)->destroys, 1);
+    assert_int_equal(fk_find("old", 0)->undefines, 1);
+    worker_stop(w);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_term_ignored_is_destroyed_143),
+        cmocka_unit_test(test_kill_is_137_and_poweroff_is_0),
+        cmocka_unit_test(test_start_failure_and_delete),
+        cmocka_unit_test(test_adopted_kept_until_a_set_arrives),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
