@@ -58,25 +58,75 @@ domxml_domain_name(const char *instance_id)
 }
 
 /*
- * Values must be UTF-8 without control characters other than tab and
- * newline: libxml2 would write those as character references that are
- * themselves invalid XML 1.0, and libvirt would refuse the document.
+ * Decodes one UTF-8 sequence at p strictly: no over-long forms, no
+ * surrogates, nothing above U+10FFFF. Returns its length, 0 if invalid.
+ * xmlCheckUTF8() is not enough: it lets over-long forms such as C0 BC (an
+ * over-long '<') through, which libxml2 then writes out verbatim and no
+ * strict parser reads back (fuzz_domxml found it).
+ */
+static size_t
+domxml_utf8_char(const unsigned char *p, uint32_t *cp)
+{
+    size_t n, i;
+    uint32_t c;
+
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2;
+        c = p[0] & 0x1f;
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        n = 3;
+        c = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4;
+        c = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+            return 0;
+        c = c << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+        (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+/*
+ * Values must be UTF-8 of XML 1.0 characters: no control characters other
+ * than tab and newline (libxml2 would write those as character references
+ * that are themselves invalid XML 1.0), and no U+FFFE or U+FFFF (written
+ * verbatim); libvirt would refuse the document.
  */
 static int
 domxml_text_ok(const char *id, const char *what, const char *s)
 {
     const unsigned char *p;
+    uint32_t c;
+    size_t n;
 
     if (s == NULL)
         return 0;
-    if (!xmlCheckUTF8((const unsigned char *)s)) {
-        log_warnx("instance %s: %s is not valid UTF-8", id, what);
-        return -1;
-    }
-    for (p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 && *p != '\t' && *p != '\n') {
+    for (p = (const unsigned char *)s; *p; p += n) {
+        n = domxml_utf8_char(p, &c);
+        if (n == 0) {
+            log_warnx("instance %s: %s is not valid UTF-8", id, what);
+            return -1;
+        }
+        if (c < 0x20 && c != '\t' && c != '\n') {
             log_warnx("instance %s: %s contains control character 0x%02x", id,
-                      what, *p);
+                      what, (unsigned)c);
+            return -1;
+        }
+        if (c == 0xfffe || c == 0xffff) {
+            log_warnx("instance %s: %s contains U+%04X, which XML 1.0 does not allow",
+                      id, what, (unsigned)c);
             return -1;
         }
     }
