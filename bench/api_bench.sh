@@ -32,6 +32,7 @@ for _ in $(seq 1 120); do
 done
 curl -sf "$url/readyz" >/dev/null || { cat "$tmp/ctl.err"; echo "api_bench: controller not ready"; exit 1; }
 pgport=$(grep -o 'PostgreSQL is up on 127.0.0.1:[0-9]*' "$tmp/ctl.err" | head -1 | sed 's/.*://')
+token=$(cat "$tmp/dev/admin-token")
 psql_() { psql -q -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pgport" -U postgres cloud "$@"; }
 
 digest=sha256:$(printf 'b%.0s' $(seq 1 64))
@@ -54,7 +55,7 @@ kill "$pid"; wait "$pid" 2>/dev/null || true
 pid=$!
 for _ in $(seq 1 120); do
   curl -sf "$url/readyz" >/dev/null 2>&1 &&
-    curl -s "$url/metrics" | grep -q '^cloud_cache_ready 1' && break
+    curl -s -H "Authorization: Bearer $token" "$url/metrics" | grep -q '^cloud_cache_ready 1' && break
   sleep 0.5
 done
 pgport=$(grep -o 'PostgreSQL is up on 127.0.0.1:[0-9]*' "$tmp/ctl.err" | head -1 | sed 's/.*://')
@@ -62,7 +63,7 @@ pgport=$(grep -o 'PostgreSQL is up on 127.0.0.1:[0-9]*' "$tmp/ctl.err" | head -1
 run() { # name, wrk args...
   local name=$1; shift
   local out
-  out=$(REPORT_LUA=$root/bench/wrk/report.lua wrk --latency -t2 -c"$conns" -d"${secs}s" "$@" 2>&1)
+  out=$(CLOUD_TOKEN=$token REPORT_LUA=$root/bench/wrk/report.lua wrk --latency -t2 -c"$conns" -d"${secs}s" "$@" 2>&1)
   local line
   line=$(printf '%s\n' "$out" | grep '^RESULT' || true)
   [ -n "$line" ] || { printf '%s\n' "$out"; echo "api_bench: wrk failed for $name"; exit 1; }
@@ -77,4 +78,4 @@ run "POST create" -s "$root/bench/wrk/create.lua" "$url/v1/instances"
 n=$(psql_ -At -c 'SELECT count(*) FROM instances')
 echo "instances now: $n"
 [ "$n" -gt 10000 ] || { echo "api_bench: the create run created nothing"; exit 1; }
-curl -s "$url/metrics" | grep -E '^cloud_(write_batches|writes)_total' | tr '\n' ' '; echo
+curl -s -H "Authorization: Bearer $token" "$url/metrics" | grep -E '^cloud_(write_batches|writes)_total' | tr '\n' ' '; echo

@@ -1,4 +1,6 @@
--- Prints one machine-readable line after wrk's own report.
+-- Every request carries the bearer token; prints one machine-readable line
+-- after wrk's own report.
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("CLOUD_TOKEN")
 done = function(summary, latency, requests)
   local secs = summary.duration / 1e6
   io.write(string.format("RESULT requests=%d errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f\n",

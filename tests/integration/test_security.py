@@ -181,7 +181,7 @@ class ExtraController:
         self.log = os.path.join(c.tmp, "extra-%d.log" % self.port)
         argv = [c.controller_bin, "--listen", listen or "127.0.0.1:%d" % self.port,
                 "--db", c.db_url, "--data-dir", os.path.join(c.tmp, "ctl"),
-                "--agent-listen", "none"] + list(flags)
+                "--agent-listen", "none", "--no-reconcile"] + list(flags)
         self.fh = open(self.log, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.fh,
                                      stderr=subprocess.STDOUT)
