@@ -288,8 +288,9 @@ BEGIN
     IF NOT FOUND OR h.state <> 'ready' THEN
         RETURN;
     END IF;
+    -- next_restart_at stays: when the last back-off ended (a record).
     UPDATE instances SET state = 'scheduled', host_id = h.id, pending_reason = NULL,
-           next_restart_at = NULL, version = version + 1, updated_at = now()
+           version = version + 1, updated_at = now()
      WHERE id = i.id;
     PERFORM cloud_event('instance.scheduled', 'instance', i.id, i.name,
         format('instance %s scheduled on %s', i.name, h.name), p_actor);
