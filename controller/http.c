@@ -559,6 +559,31 @@ headers_size(struct evhttp_request *req)
     return n;
 }
 
+/*
+ * True if the request carries Content-Length twice with different values.
+ * evhttp frames the body by the first one and keeps the connection; a
+ * proxy in front may have used the other, so the rest of the stream cannot
+ * be trusted (RFC 9112 6.3: refuse, and close). evhttp itself refuses
+ * Content-Length together with Transfer-Encoding.
+ */
+static int
+content_length_conflict(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    struct evkeyval *kv;
+    const char *first = NULL;
+
+    TAILQ_FOREACH(kv, h, next) {
+        if (strcasecmp(kv->key, "Content-Length") != 0)
+            continue;
+        if (first == NULL)
+            first = kv->value;
+        else if (strcmp(first, kv->value) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -613,6 +638,13 @@ on_request(struct evhttp_request *req, void *arg)
         http_reply_error(r, 413, "too_large", NULL,
                          "request headers are over the limit of %d bytes",
                          HTTP_MAX_HEADERS);
+        return;
+    }
+    if (content_length_conflict(req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req),
+                          "Connection", "close");
+        http_reply_error(r, 400, "bad_request", NULL,
+                         "the request has Content-Length headers with different values");
         return;
     }
     cors_headers(r);

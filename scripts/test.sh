@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command: installs what the project needs, builds with
 # warnings as errors, runs the unit and integration tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then the whole suite (unit,
+# AddressSanitizer + UndefinedBehaviorSanitizer, runs the libFuzzer targets
+# (scripts/fuzz.sh, CLOUD_FUZZ_SECONDS each, default 60), then the whole suite (unit,
 # integration, lint, e2e, benchmark smoke runs) in the normal build. The
 # output ends with ctest's summary line.
 set -uo pipefail
@@ -28,11 +29,19 @@ ctest --test-dir build-asan -L 'unit|integration' --output-on-failure -j1
 asan_rc=$?
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
+echo "== fuzz: libFuzzer targets (scripts/fuzz.sh), ${CLOUD_FUZZ_SECONDS:-60}s each"
+bash scripts/fuzz.sh "${CLOUD_FUZZ_SECONDS:-60}"
+fuzz_rc=$?
+
 echo "== all tests: release build"
 ctest --test-dir build --output-on-failure -j1
 rc=$?
 if [ "$asan_rc" -ne 0 ]; then
   echo "(the ASan+UBSan run above failed)"
   rc=$asan_rc
+fi
+if [ "$fuzz_rc" -ne 0 ]; then
+  echo "(the fuzz run above failed)"
+  [ "$rc" -ne 0 ] || rc=$fuzz_rc
 fi
 exit $rc
