@@ -498,6 +498,16 @@ blobs_free(struct blobs *b)
     free(b);
 }
 
+int
+blobs_ready_dir(const char *data_dir)
+{
+    char *dir = xasprintf("%s/blobs/sha256", data_dir);
+    int rc = mkdirs(dir);
+
+    free(dir);
+    return rc;
+}
+
 const char *
 blobs_dir(const struct blobs *b)
 {

@@ -30,6 +30,8 @@ struct blobs *blobs_new(struct event_base *base, const char *data_dir,
                         unsigned long long max_blob);
 void blobs_free(struct blobs *b);
 const char *blobs_dir(const struct blobs *b);
+/* Makes <data_dir>/blobs/sha256 (before the store opens); 0 or -1. */
+int blobs_ready_dir(const char *data_dir);
 
 void blobs_h_upload_start(struct http_req *r);
 void blobs_h_upload_chunk(struct http_req *r);

@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "app.h"
+#include "devmode.h"
 #include "devpg.h"
 #include "gateway.h" /* agent gateway */
 #include "log.h"
@@ -45,6 +46,9 @@ struct opts {
     const char *cors[17];
     int ncors;
     int insecure_http;
+    const char *agent_bin;     /* dev: the local agent's binary */
+    const char *sample_script; /* dev: images/build-sample.sh */
+    int no_local_agent;
     const char *agent_listen; /* agent gateway; "none" disables */
     int agent_listen_set;
     int no_reconcile; /* reconciler */
@@ -86,6 +90,11 @@ usage(FILE *f)
             "address\n"
             "  --cors-origin ORIGIN allow a dashboard origin (repeatable; "
             "none by default)\n"
+            "  --agent-bin FILE     dev: the local agent (default: "
+            "../agent/cloud-agent beside this binary)\n"
+            "  --sample-script FILE dev: the sample image builder (default: "
+            "images/build-sample.sh of the source tree)\n"
+            "  --no-local-agent     dev: start no local agent\n"
             "  --agent-listen ADDR:PORT  agent gateway (mTLS) address "
             "(default " GATEWAY_DEFAULT_LISTEN "), or none\n"
             "  --lease-seconds N    leader lease (default 10; acting stops "
@@ -130,6 +139,9 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"tls-key", required_argument, NULL, 'K'},
         {"insecure-http", no_argument, NULL, 'I'},
         {"cors-origin", required_argument, NULL, 'O'},
+        {"agent-bin", required_argument, NULL, 'G'},
+        {"sample-script", required_argument, NULL, 'S'},
+        {"no-local-agent", no_argument, NULL, 'Q'},
         {"agent-listen", required_argument, NULL, 'A'},
         {"lease-seconds", required_argument, NULL, 'L'},
         {"no-reconcile", no_argument, NULL, 'N'},
@@ -163,6 +175,9 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'C': o->tls_cert = optarg; break;
         case 'K': o->tls_key = optarg; break;
         case 'I': o->insecure_http = 1; break;
+        case 'G': o->agent_bin = optarg; break;
+        case 'S': o->sample_script = optarg; break;
+        case 'Q': o->no_local_agent = 1; break;
         case 'O':
             if (o->ncors == 16) {
                 fprintf(stderr, "cloud-controller: at most 16 --cors-origin\n");
@@ -412,10 +427,13 @@ run(struct opts *o)
     unsigned short port = 0, bound = 0;
     SSL_CTX *tls = NULL;
     struct http_opts hopts;
+    struct devmode dm;
+    char *agent_bin = NULL, *script = NULL;
     int rc = 1;
 
     memset(&app, 0, sizeof(app));
     memset(&pg, 0, sizeof(pg));
+    memset(&dm, 0, sizeof(dm));
     if (split_listen(o->listen, &host, &port) < 0) {
         fprintf(stderr, "cloud-controller: --listen must be ADDR:PORT, not "
                         "\"%s\"\n",
@@ -466,6 +484,18 @@ run(struct opts *o)
         goto out;
     if (o->dev && (admin = tokencmd_dev_admin(o->db, data_dir)) == NULL)
         goto out;
+    if (o->dev) {
+        script = o->sample_script
+                     ? xstrdup(o->sample_script)
+                     : devmode_find("../../images/build-sample.sh", NULL);
+        if (script == NULL)
+            log_warnx("no images/build-sample.sh found (--sample-script): "
+                      "no sample image");
+        else if (mkdir_p(data_dir, 0755) == 0 &&
+                 (blobs_ready_dir(data_dir) < 0 ||
+                  devmode_sample_image(script, data_dir, o->db) < 0))
+            log_warnx("continuing without the sample image");
+    }
 
     app.schema_version = migrate_latest();
     app.base = event_base_new();
@@ -524,6 +554,20 @@ run(struct opts *o)
         evsignal_add(sigterm, NULL) < 0)
         fatalx("cannot install signal handlers");
 
+    if (o->dev && !o->no_local_agent) {
+        agent_bin = o->agent_bin ? xstrdup(o->agent_bin)
+                                 : devmode_find("../agent/cloud-agent",
+                                                "/usr/bin/cloud-agent");
+        if (access(agent_bin, X_OK) != 0) {
+            log_warnx("no cloud-agent at %s (--agent-bin): no local agent",
+                      agent_bin);
+        } else if (strcmp(o->agent_listen, "none") == 0 ||
+                   devmode_libvirt(&dm, agent_bin) < 0 ||
+                   devmode_start_agent(&dm, agent_bin, data_dir,
+                                       o->agent_listen) < 0) {
+            log_warnx("no local agent: instances stay pending");
+        }
+    }
     if (o->dev) {
         write_context(url, admin);
         printf("\n"
@@ -532,16 +576,22 @@ run(struct opts *o)
                "  data:     %s\n"
                "  token:    %s  (admin; also in the context file)\n"
                "\n"
-               "  try:\n"
-               "    cloudctl hosts ls\n"
-               "    cloudctl images ls\n"
-               "    curl -sN -H 'Authorization: Bearer %s' "
-               "'%s/v1/events?watch=true'\n"
+               "  agent:    %s\n"
                "\n"
-               "  no local agent yet: instances stay pending until agents "
-               "join (see README, Status).\n"
-               "  Ctrl-C stops the controller and its PostgreSQL.\n\n",
-               url, data_dir, admin, admin, url);
+               "  try (build/cli/cloudctl, or cloudctl once installed):\n"
+               "    cloudctl run --name hello --replicas 2 --wait hello\n"
+               "    cloudctl ps\n"
+               "    cloudctl scale hello=3 --wait\n"
+               "\n"
+               "  Ctrl-C stops what this started: the controller, its "
+               "PostgreSQL, the local agent%s.\n\n",
+               url, data_dir, admin,
+               dm.agent_pid ? (strcmp(dm.uri, "qemu:///system") == 0
+                                   ? "local, real QEMU guests (qemu:///system)"
+                                   : "local, SIMULATED by libvirt's test "
+                                     "driver")
+                            : "none",
+               dm.libvirtd_pid ? " and libvirtd" : "");
         fflush(stdout);
     }
     event_base_dispatch(app.base);
@@ -567,7 +617,10 @@ out:
     cache_free(app.cache);
     if (app.base)
         event_base_free(app.base);
+    devmode_stop(&dm);
     devpg_stop(&pg);
+    free(agent_bin);
+    free(script);
     free(host);
     free(data_dir);
     free(url);

@@ -1,0 +1,404 @@
+/*
+ * devmode: local agent, libvirt and sample image for the dev cluster (see
+ * devmode.h). Children are started with fork/execv and argument vectors;
+ * no shell ever sees a path. Runs before the event loop starts, except
+ * devmode_stop, which runs after it ends, so blocking here is fine.
+ */
+#define LOG_MODULE "dev"
+#include "devmode.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+
+#include "log.h"
+#include "mem.h"
+#include "pki.h"
+
+#define AGENT_STOP_SECS 10
+
+/* Runs argv to completion with output to logfile (or /dev/null). */
+static int
+run_wait(char *const argv[], const char *logfile)
+{
+    pid_t pid = fork();
+    int st;
+
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(logfile ? logfile : "/dev/null",
+                      O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        setpgid(0, 0); /* ^C on the terminal is the controller's to handle */
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static pid_t
+read_pid(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    long pid = 0;
+
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return (pid_t)pid;
+}
+
+static int
+alive(const char *pidfile)
+{
+    pid_t p = read_pid(pidfile);
+    return p > 0 && kill(p, 0) == 0;
+}
+
+static int
+wait_for_file(const char *path, int secs)
+{
+    for (int i = 0; i < secs * 10; i++) {
+        if (access(path, F_OK) == 0)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+char *
+devmode_find(const char *rel, const char *fallback)
+{
+    char exe[PATH_MAX], *slash, *p;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            p = xasprintf("%s/%s", exe, rel);
+            if (access(p, R_OK) == 0)
+                return p;
+            free(p);
+        }
+    }
+    return fallback ? xstrdup(fallback) : NULL;
+}
+
+int
+devmode_libvirt(struct devmode *d, const char *agent_bin)
+{
+    char *probe[] = {(char *)agent_bin, "--connect", "qemu:///system",
+                     "facts", NULL};
+
+    memset(d, 0, sizeof(*d));
+    if (access("/usr/sbin/libvirtd", X_OK) == 0 && geteuid() == 0) {
+        if (!alive("/run/virtlogd.pid")) {
+            char *argv[] = {"/usr/sbin/virtlogd", "-d", NULL};
+            if (run_wait(argv, NULL) == 0 &&
+                wait_for_file("/run/virtlogd.pid", 10) == 0)
+                d->virtlogd_pid = read_pid("/run/virtlogd.pid");
+        }
+        if (!alive("/run/libvirtd.pid")) {
+            char *argv[] = {"/usr/sbin/libvirtd", "-d", NULL};
+            log_info("starting libvirtd (it was not running)");
+            if (run_wait(argv, NULL) == 0 &&
+                wait_for_file("/run/libvirt/libvirt-sock", 15) == 0)
+                d->libvirtd_pid = read_pid("/run/libvirtd.pid");
+        }
+    }
+    if (run_wait(probe, NULL) == 0) {
+        d->uri = xstrdup("qemu:///system");
+        log_info("local agent: real QEMU guests through qemu:///system");
+    } else {
+        d->uri = xstrdup("test:///default");
+        log_warnx("libvirt's qemu:///system does not answer (not root, or "
+                  "libvirtd missing): the local agent uses libvirt's TEST "
+                  "driver, so instances are simulated, not real guests");
+    }
+    return 0;
+}
+
+int
+devmode_start_agent(struct devmode *d, const char *agent_bin,
+                    const char *data_dir, const char *gateway)
+{
+    char host[256];
+    char *pki = xasprintf("%s/agent-pki", data_dir);
+    char *ca = xasprintf("%s/ca.pem", pki), *cert = xasprintf("%s/cert.pem", pki);
+    char *key = xasprintf("%s/key.pem", pki);
+    char *images = xasprintf("%s/blobs/sha256", data_dir);
+    char *state = xasprintf("%s/agent", data_dir);
+    int rc = -1;
+    pid_t pid;
+
+    if (gethostname(host, sizeof(host)) < 0 || pki_name_valid(host) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    for (char *p = host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    if (pki_issue_agent(data_dir, host, pki) < 0)
+        goto out;
+    d->agent_log = xasprintf("%s/agent.log", data_dir);
+    pid = fork();
+    if (pid < 0) {
+        log_warn("fork");
+        goto out;
+    }
+    if (pid == 0) {
+        char *argv[] = {(char *)agent_bin, "--connect", d->uri, "--name", host,
+                        "run", "--controller", (char *)gateway, "--ca", ca,
+                        "--cert", cert, "--key", key, "--images", images,
+                        "--state-dir", state, "--labels", "dev=true", NULL};
+        int fd = open(d->agent_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        setpgid(0, 0);
+        execv(agent_bin, argv);
+        _exit(127);
+    }
+    d->agent_pid = pid;
+    log_info("local agent %s started (pid %d, log %s)", host, (int)pid,
+             d->agent_log);
+    rc = 0;
+out:
+    free(pki);
+    free(ca);
+    free(cert);
+    free(key);
+    free(images);
+    free(state);
+    return rc;
+}
+
+/* sha256:<hex> of a file, or -1. */
+static int
+file_digest(const char *path, char *out, long long *size)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char buf[65536], h[EVP_MAX_MD_SIZE];
+    unsigned int hl = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -1;
+    ssize_t n;
+
+    *size = 0;
+    if (fd < 0 || md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        goto out;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        EVP_DigestUpdate(md, buf, (size_t)n);
+        *size += n;
+    }
+    if (n < 0 || EVP_DigestFinal_ex(md, h, &hl) != 1)
+        goto out;
+    memcpy(out, "sha256:", 7);
+    for (unsigned i = 0; i < hl; i++)
+        snprintf(out + 7 + 2 * i, 3, "%02x", h[i]);
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+/* Copies src into the blob store under its digest (atomic rename). */
+static int
+store_blob(const char *src, const char *data_dir, const char *digest)
+{
+    char *dst = xasprintf("%s/blobs/sha256/%s", data_dir, digest + 7);
+    char *tmp = xasprintf("%s.tmp", dst);
+    char buf[65536];
+    int in = -1, out = -1, rc = -1;
+    ssize_t n;
+
+    if (access(dst, R_OK) == 0) {
+        rc = 0;
+        goto done;
+    }
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (in < 0 || out < 0)
+        goto done;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n)
+            goto done;
+    if (n < 0 || fsync(out) < 0 || rename(tmp, dst) < 0)
+        goto done;
+    rc = 0;
+done:
+    if (rc < 0)
+        log_warn("cannot store %s as %s", src, dst);
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    unlink(tmp);
+    free(dst);
+    free(tmp);
+    return rc;
+}
+
+int
+devmode_sample_image(const char *script, const char *data_dir,
+                     const char *conninfo)
+{
+    char *outdir = xasprintf("%s/sample", data_dir);
+    char *log = xasprintf("%s/sample-build.log", data_dir);
+    char *kernel = xasprintf("%s/vmlinuz", outdir);
+    char *initrd = xasprintf("%s/initrd.img", outdir);
+    char *cmdf = xasprintf("%s/cmdline", outdir);
+    char kd[72], id[72], cmdline[1024] = "console=ttyS0";
+    long long ks = 0, is = 0;
+    char *argv[] = {"bash", (char *)script, outdir, NULL};
+    PGconn *c = NULL;
+    PGresult *res;
+    char *body = NULL;
+    FILE *f;
+    int rc = -1;
+
+    log_info("building the sample image (first run takes a few seconds; "
+             "log %s)",
+             log);
+    if (run_wait(argv, log) != 0) {
+        log_warnx("the sample image did not build; see %s", log);
+        goto out;
+    }
+    f = fopen(cmdf, "r");
+    if (f) {
+        if (fgets(cmdline, sizeof(cmdline), f) == NULL)
+            snprintf(cmdline, sizeof(cmdline), "console=ttyS0");
+        fclose(f);
+        cmdline[strcspn(cmdline, "\n")] = '\0';
+    }
+    if (file_digest(kernel, kd, &ks) < 0 || file_digest(initrd, id, &is) < 0 ||
+        store_blob(kernel, data_dir, kd) < 0 ||
+        store_blob(initrd, data_dir, id) < 0)
+        goto out;
+    c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        log_warnx("cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+        goto out;
+    }
+    {
+        char ksz[24], isz[24];
+        const char *v1[3] = {kd, ksz, "dev-mode"}, *v2[3] = {id, isz, "dev-mode"};
+        snprintf(ksz, sizeof(ksz), "%lld", ks);
+        snprintf(isz, sizeof(isz), "%lld", is);
+        res = PQexecParams(c, "SELECT cloud_blob_add($1, $2::bigint, $3)", 3,
+                           NULL, v1, NULL, NULL, 0);
+        PQclear(res);
+        res = PQexecParams(c, "SELECT cloud_blob_add($1, $2::bigint, $3)", 3,
+                           NULL, v2, NULL, NULL, 0);
+        PQclear(res);
+    }
+    {
+        /* hello:latest names the newest sample; an older one is replaced
+         * when nothing uses it. */
+        const char *ref[1] = {"hello:latest"};
+        res = PQexecParams(c,
+                           "SELECT kernel_digest, initrd_digest FROM images "
+                           "WHERE name = 'hello' AND tag = 'latest'",
+                           0, NULL, NULL, NULL, NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+            strcmp(PQgetvalue(res, 0, 0), kd) == 0 &&
+            strcmp(PQgetvalue(res, 0, 1), id) == 0) {
+            PQclear(res);
+            log_info("sample image hello:latest is up to date");
+            rc = 0;
+            goto out;
+        }
+        if (PQntuples(res) == 1) {
+            PQclear(res);
+            res = PQexecParams(c, "SELECT cloud_image_delete($1, 'dev-mode')",
+                               1, NULL, ref, NULL, NULL, 0);
+        }
+        PQclear(res);
+    }
+    {
+        json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "name", "hello",
+                              "tag", "latest", "kind", "kernel", "kernel", kd,
+                              "initrd", id, "cmdline", cmdline);
+        body = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+    }
+    {
+        const char *vals[1] = {body};
+        res = PQexecParams(c,
+                           "SELECT status FROM cloud_image_create($1::jsonb, "
+                           "'dev-mode')",
+                           1, NULL, vals, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            log_warnx("cannot register the sample image: %s",
+                      PQresultErrorMessage(res));
+        else
+            rc = 0;
+        PQclear(res);
+    }
+    if (rc == 0)
+        log_info("sample image pushed as hello:latest");
+out:
+    if (c)
+        PQfinish(c);
+    free(body);
+    free(outdir);
+    free(log);
+    free(kernel);
+    free(initrd);
+    free(cmdf);
+    return rc;
+}
+
+static void
+stop_pid(pid_t pid, const char *what, int reap)
+{
+    if (pid <= 0 || kill(pid, SIGTERM) < 0)
+        return;
+    for (int i = 0; i < AGENT_STOP_SECS * 10; i++) {
+        if (reap ? waitpid(pid, NULL, WNOHANG) == pid : kill(pid, 0) < 0) {
+            log_info("%s stopped", what);
+            return;
+        }
+        usleep(100000);
+    }
+    log_warnx("%s did not stop in %d s; killing it", what, AGENT_STOP_SECS);
+    kill(pid, SIGKILL);
+    if (reap)
+        waitpid(pid, NULL, 0);
+}
+
+void
+devmode_stop(struct devmode *d)
+{
+    stop_pid(d->agent_pid, "local agent", 1);
+    stop_pid(d->libvirtd_pid, "libvirtd", 0);
+    stop_pid(d->virtlogd_pid, "virtlogd", 0);
+    free(d->uri);
+    free(d->agent_log);
+    memset(d, 0, sizeof(*d));
+}
