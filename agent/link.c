@@ -31,6 +31,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "conlog.h"
 #include "frame.h"
 #include "log.h"
 #include "mem.h"
@@ -71,6 +72,7 @@ struct link {
     bool have_facts;
     struct worker_facts facts;
     struct strmap status; /* id -> struct worker_status */
+    struct conlog *conlog; /* console log streams (LogRequest) */
 };
 
 static void link_connect(struct link *l);
@@ -185,6 +187,9 @@ link_down(struct link *l, const char *fmt, ...)
     va_end(ap);
     log_warnx("controller %s: %s; retrying in %u ms", l->o->controller, why,
               l->backoff_ms);
+    /* Log streams belong to the connection: the controller ended them. */
+    if (l->conlog)
+        conlog_drop_all(l->conlog);
     if (l->bev) {
         bufferevent_disable(l->bev, EV_READ | EV_WRITE);
         if (l->dead_bev)
@@ -379,6 +384,62 @@ on_desired(struct link *l, const Cloud__Agent__DesiredState *d)
     worker_set_desired(l->worker, specs, d->n_instances);
 }
 
+/* ---- console logs (conlog.c) ------------------------------------------ */
+
+static int
+log_send_chunk(void *arg, uint64_t request_id, const uint8_t *data,
+               size_t len, uint64_t offset, bool eof, const char *error)
+{
+    struct link *l = arg;
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__LogChunk ch = CLOUD__AGENT__LOG_CHUNK__INIT;
+
+    if (l->state != L_READY)
+        return -1;
+    ch.request_id = request_id;
+    ch.data.data = (uint8_t *)data;
+    ch.data.len = len;
+    ch.eof = eof;
+    ch.offset = offset;
+    ch.error = (char *)(error ? error : "");
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_LOG_CHUNK;
+    env.log_chunk = &ch;
+    return link_send(l, &env);
+}
+
+static size_t
+log_backlog(void *arg)
+{
+    struct link *l = arg;
+
+    if (l->bev == NULL)
+        return SIZE_MAX;
+    return evbuffer_get_length(bufferevent_get_output(l->bev));
+}
+
+static void
+on_log_request(struct link *l, const Cloud__Agent__LogRequest *q)
+{
+    struct conlog_request req;
+
+    if (l->state != L_READY) {
+        log_warnx("LogRequest before Welcome ignored");
+        return;
+    }
+    if (q->cancel) {
+        conlog_cancel(l->conlog, q->request_id);
+        return;
+    }
+    memset(&req, 0, sizeof(req));
+    req.id = q->request_id;
+    req.instance_id = q->instance_id;
+    req.offset = q->offset;
+    req.tail_bytes = q->tail_bytes;
+    req.tail_lines = q->tail_lines;
+    req.follow = q->follow;
+    conlog_start(l->conlog, &req);
+}
+
 static void
 on_message(struct link *l, const frame_envelope *env)
 {
@@ -392,6 +453,9 @@ on_message(struct link *l, const frame_envelope *env)
     case CLOUD__AGENT__ENVELOPE__MSG_ERROR:
         log_warnx("controller error %d: %.512s", (int)env->error->code,
                   env->error->message);
+        break;
+    case CLOUD__AGENT__ENVELOPE__MSG_LOG_REQUEST:
+        on_log_request(l, env->log_request);
         break;
     default:
         log_info("%s message from the controller ignored (not supported yet)",
@@ -561,6 +625,8 @@ efd_cb(evutil_socket_t fd, short what, void *arg)
             memset(&r->status, 0, sizeof(r->status));
             old = strmap_put(&l->status, s->id, s);
             status_free(old);
+            if (s->state == WS_REMOVED)
+                conlog_instance_gone(l->conlog, s->id);
             if (l->state == L_READY) {
                 link_send_status(l, s);
                 if (s->state == WS_REMOVED) {
@@ -700,6 +766,12 @@ link_run(const struct link_opts *o)
         event_add(l.efd_ev, NULL) < 0 || evsignal_add(l.sigint, NULL) < 0 ||
         evsignal_add(l.sigterm, NULL) < 0)
         fatalx("cannot set up the agent's events");
+    {
+        struct conlog_ops lops = {.send = log_send_chunk,
+                                  .backlog = log_backlog};
+
+        l.conlog = conlog_new(l.base, o->state_dir, &lops, &l);
+    }
     /* libvirt's events must have their loop before the first open. */
     if (virt_event_loop_start() < 0)
         goto cleanup;
@@ -712,6 +784,7 @@ link_run(const struct link_opts *o)
 
 cleanup:
     worker_stop(l.worker);
+    conlog_free(l.conlog);
     if (l.bev)
         bufferevent_free(l.bev);
     if (l.dead_bev)

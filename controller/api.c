@@ -18,6 +18,7 @@
 #include "api_cluster.h" /* reconciler */
 #include "app.h"
 #include "log.h"
+#include "logs.h"
 #include "mem.h"
 #include "metrics.h"
 #include "store.h"
@@ -1052,6 +1053,7 @@ const struct http_route api_routes[] = {
      .get = h_instance_get,
      .delete = h_instance_delete},
     {.path = "/v1/instances/:id/kill", .post = h_instance_kill},
+    {.path = "/v1/instances/:id/logs", .get = logs_h_get}, /* logs.c */
     {.path = "/v1/hosts", .get = h_hosts_list},
     {.path = "/v1/hosts/:name", .get = h_host_get},
     {.path = "/v1/hosts/:name/cordon", .post = h_host_cordon, .write_role = ADMIN},

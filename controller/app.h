@@ -24,6 +24,7 @@ struct app {
     struct blobs *blobs;
     struct auth *auth;
     struct reconciler *reconciler; /* NULL with --no-reconcile */
+    struct gateway *gateway;       /* agent gateway; NULL when disabled */
     int schema_version; /* the newest migration embedded in this binary */
 };
 

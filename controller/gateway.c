@@ -44,6 +44,7 @@
 #define GW_UNKNOWN_MAX 10000
 #define GW_LABELS_MAX 64
 #define GW_RETRY_MS 1000
+#define GW_LOG_CHUNK_MAX (256u * 1024u) /* agents send <= 64 KiB */
 
 enum gw_state {
     GW_HANDSHAKE = 0,
@@ -74,6 +75,16 @@ struct gw_conn {
     /* heartbeats */
     int hb_pending;
     uint64_t hb_seq;
+    int nlogs; /* console log streams through this agent */
+};
+
+/* A console log stream (gateway_log_open). */
+struct gw_log {
+    struct gw_log *prev, *next; /* gw->logs */
+    uint64_t id;
+    struct gw_conn *conn; /* not referenced: dropped in conn_shutdown */
+    struct gateway_log_sink sink;
+    void *arg;
 };
 
 struct gw_status {
@@ -98,10 +109,15 @@ struct gateway {
     size_t npending, cap_pending, ninflight;
     int status_safe;
     int closed;
+    /* console log streams */
+    struct gw_log *logs;
+    int nlogs;
+    uint64_t next_log_id;
 };
 
 static void conn_shutdown(struct gw_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+static void conn_logs_lost(struct gw_conn *c, const char *why);
 static void gw_kick(struct gateway *gw);
 static void gw_status_flush(struct gateway *gw);
 
@@ -202,6 +218,7 @@ conn_shutdown(struct gw_conn *c, const char *fmt, ...)
     if (c->host_id && strmap_get(&c->gw->by_host, c->host_id) == c)
         strmap_del(&c->gw->by_host, c->host_id);
     conn_forget_ids(c);
+    conn_logs_lost(c, why);
     if (c->bev == NULL) {
         conn_close_soon(c, 0);
         return;
@@ -1025,6 +1042,183 @@ gw_on_reconnect(void *arg)
         gw_mark_all(gw);
 }
 
+/* ---- console log streams --------------------------------------------- */
+
+static void
+log_unlink(struct gateway *gw, struct gw_log *lg)
+{
+    if (lg->prev)
+        lg->prev->next = lg->next;
+    else
+        gw->logs = lg->next;
+    if (lg->next)
+        lg->next->prev = lg->prev;
+    gw->nlogs--;
+    lg->conn->nlogs--;
+}
+
+static struct gw_log *
+log_find(struct gateway *gw, uint64_t id)
+{
+    struct gw_log *lg;
+
+    for (lg = gw->logs; lg != NULL; lg = lg->next)
+        if (lg->id == id)
+            return lg;
+    return NULL;
+}
+
+/* The connection is going: every stream through it ends. */
+static void
+conn_logs_lost(struct gw_conn *c, const char *why)
+{
+    struct gateway *gw = c->gw;
+    struct gw_log *lg, *next;
+    char msg[600];
+
+    if (c->nlogs == 0)
+        return;
+    snprintf(msg, sizeof(msg), "the agent of host %s disconnected: %s",
+             c->name ? c->name : "?", why);
+    for (lg = gw->logs; lg != NULL; lg = next) {
+        next = lg->next;
+        if (lg->conn != c)
+            continue;
+        log_unlink(gw, lg);
+        lg->sink.on_lost(lg->arg, msg);
+        free(lg);
+        next = gw->logs; /* the sink may have closed others: start over */
+    }
+}
+
+static void
+conn_on_log_chunk(struct gw_conn *c, const Cloud__Agent__LogChunk *ch)
+{
+    struct gw_log *lg = log_find(c->gw, ch->request_id);
+    struct gateway_log_sink sink;
+    void *arg;
+
+    if (lg == NULL || lg->conn != c) {
+        /* Finished or cancelled meanwhile (or not this agent's). */
+        log_debug("host %s: chunk of log stream %" PRIu64 " dropped", c->name,
+                  ch->request_id);
+        return;
+    }
+    if (ch->data.len > GW_LOG_CHUNK_MAX) {
+        log_warnx("host %s: log chunk of %zu bytes refused (at most %u)",
+                  c->name, ch->data.len, GW_LOG_CHUNK_MAX);
+        gateway_log_close(c->gw, lg->id);
+        return;
+    }
+    if (!ch->eof) {
+        lg->sink.on_chunk(lg->arg, ch->data.data, ch->data.len, ch->offset, 0,
+                          NULL);
+        return;
+    }
+    sink = lg->sink;
+    arg = lg->arg;
+    log_unlink(c->gw, lg);
+    free(lg);
+    sink.on_chunk(arg, ch->data.data, ch->data.len, ch->offset, 1,
+                  ch->error && ch->error[0] ? ch->error : NULL);
+}
+
+static struct gw_conn *
+conn_by_name(struct gateway *gw, const char *name)
+{
+    struct gw_conn *c;
+
+    for (c = gw->conns; c != NULL; c = c->next)
+        if (c->state == GW_READY && c->name != NULL &&
+            strcmp(c->name, name) == 0 &&
+            strmap_get(&gw->by_host, c->host_id) == c)
+            return c;
+    return NULL;
+}
+
+static int
+log_send_request(struct gw_conn *c, uint64_t id,
+                 const struct gateway_log_params *p, int cancel)
+{
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__LogRequest q = CLOUD__AGENT__LOG_REQUEST__INIT;
+
+    q.request_id = id;
+    if (p != NULL) {
+        q.instance_id = (char *)p->instance_id;
+        q.tail_bytes = p->tail_bytes;
+        q.tail_lines = p->tail_lines;
+        q.follow = p->follow != 0;
+    }
+    q.cancel = cancel != 0;
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_LOG_REQUEST;
+    env.log_request = &q;
+    return conn_send(c, &env);
+}
+
+unsigned long long
+gateway_log_open(struct gateway *gw, const struct gateway_log_params *p,
+                 const struct gateway_log_sink *sink, void *arg, int *status,
+                 char *why, size_t whylen)
+{
+    struct gw_conn *c;
+    struct gw_log *lg;
+
+    c = gw->closed ? NULL : conn_by_name(gw, p->host);
+    if (c == NULL) {
+        *status = 503;
+        snprintf(why, whylen,
+                 "the agent of host %s is not connected to this controller "
+                 "(a controller serves logs only of the agents connected to "
+                 "it)",
+                 p->host);
+        return 0;
+    }
+    if (c->nlogs >= GATEWAY_LOG_STREAMS_PER_AGENT ||
+        gw->nlogs >= GATEWAY_LOG_STREAMS_MAX) {
+        *status = 429;
+        snprintf(why, whylen,
+                 "host %s already streams %d console logs (at most %d per "
+                 "host, %d in all); try again later",
+                 p->host, c->nlogs, GATEWAY_LOG_STREAMS_PER_AGENT,
+                 GATEWAY_LOG_STREAMS_MAX);
+        return 0;
+    }
+    lg = xcalloc(1, sizeof(*lg));
+    lg->id = ++gw->next_log_id;
+    lg->conn = c;
+    lg->sink = *sink;
+    lg->arg = arg;
+    if (log_send_request(c, lg->id, p, 0) < 0) {
+        free(lg);
+        *status = 503;
+        snprintf(why, whylen, "cannot send the log request to host %s",
+                 p->host);
+        return 0;
+    }
+    lg->next = gw->logs;
+    if (gw->logs)
+        gw->logs->prev = lg;
+    gw->logs = lg;
+    gw->nlogs++;
+    c->nlogs++;
+    return lg->id;
+}
+
+void
+gateway_log_close(struct gateway *gw, unsigned long long handle)
+{
+    struct gw_log *lg = gw ? log_find(gw, handle) : NULL;
+    struct gw_conn *c;
+
+    if (lg == NULL)
+        return;
+    c = lg->conn;
+    log_unlink(gw, lg);
+    free(lg);
+    (void)log_send_request(c, handle, NULL, 1);
+}
+
 /* ---- reading frames -------------------------------------------------- */
 
 static void
@@ -1053,7 +1247,8 @@ conn_dispatch(struct gw_conn *c, const frame_envelope *env)
                   (int)env->error->code, env->error->message);
         break;
     case CLOUD__AGENT__ENVELOPE__MSG_LOG_CHUNK:
-        break; /* log streaming is not wired to the API yet */
+        conn_on_log_chunk(c, env->log_chunk);
+        break;
     default:
         conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
                         "unexpected message");

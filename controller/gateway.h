@@ -53,4 +53,43 @@ void gateway_free(struct gateway *gw); /* accepts NULL */
 /* Agents connected with a session right now. */
 int gateway_agents(const struct gateway *gw);
 
+/*
+ * Console log streams through an agent (LogRequest -> LogChunks). Bounded:
+ * GATEWAY_LOG_STREAMS_PER_AGENT per agent connection and
+ * GATEWAY_LOG_STREAMS_MAX in all.
+ */
+#define GATEWAY_LOG_STREAMS_PER_AGENT 16
+#define GATEWAY_LOG_STREAMS_MAX 1024
+
+struct gateway_log_sink {
+    /* One LogChunk. After one with eof (error set or not) no more calls;
+     * the sink may call gateway_log_close() from inside. */
+    void (*on_chunk)(void *arg, const unsigned char *data, size_t len,
+                     unsigned long long offset, int eof, const char *error);
+    /* The agent's connection ended first: no more calls. */
+    void (*on_lost)(void *arg, const char *why);
+};
+
+struct gateway_log_params {
+    const char *host; /* host name (the certificate's CN) */
+    const char *instance_id;
+    unsigned long long tail_bytes;
+    unsigned tail_lines;
+    int follow;
+};
+
+/*
+ * Sends a LogRequest to the host's agent if it is connected to this
+ * controller. Returns a handle (> 0), or 0 with *status (503: the agent is
+ * not connected here, 429: too many streams) and a sentence in why.
+ */
+unsigned long long gateway_log_open(struct gateway *gw,
+                                    const struct gateway_log_params *p,
+                                    const struct gateway_log_sink *sink,
+                                    void *arg, int *status, char *why,
+                                    size_t whylen);
+/* The client left: forget the stream and tell the agent to stop it. No
+ * more sink calls. Handles already finished are ignored. */
+void gateway_log_close(struct gateway *gw, unsigned long long handle);
+
 #endif

@@ -536,6 +536,7 @@ run(struct opts *o)
     }
     if (start_gateway(o, &app, data_dir, &pki, &gw) < 0)
         goto out;
+    app.gateway = gw; /* console logs (logs.c) */
     memset(&hopts, 0, sizeof(hopts));
     hopts.max_conns = o->max_conns;
     hopts.tls = tls;
