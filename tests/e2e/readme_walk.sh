@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# readme_walk: the README's own newcomer walk, extracted from README.md and
+# run against a real dev cluster (cloud-controller --dev: private
+# PostgreSQL, local agent on qemu:///system, sample image), so the README
+# cannot rot. Each line must succeed, except that `cloudctl wait` exits
+# with the instance's exit code, which must be the code it printed.
+#
+#   readme_walk.sh CLOUD_CONTROLLER CLOUD_AGENT CLOUDCTL_DIR
+set -uo pipefail
+ctl=${1:?usage: readme_walk.sh CLOUD_CONTROLLER CLOUD_AGENT CLOUDCTL_DIR}
+agent=${2:?}
+clidir=${3:?}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+[ "$(id -u)" = 0 ] || { echo "readme_walk: needs root (libvirtd, qemu:///system); skipped"; exit 77; }
+command -v qemu-system-x86_64 >/dev/null || { echo "readme_walk: no QEMU; skipped"; exit 77; }
+
+data=$(mktemp -d /tmp/cloud-readme.XXXXXX)
+chmod 755 "$data"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+api=$(free_port)
+gw=$(free_port)
+pid=
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -INT "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+  if [ "${keep:-0}" = 1 ]; then echo "readme_walk: kept $data"; else rm -rf "$data"; fi
+}
+trap cleanup EXIT
+
+export XDG_CONFIG_HOME=$data/config
+export PATH=$clidir:$PATH
+"$ctl" --dev --data-dir "$data/dev" --listen "127.0.0.1:$api" \
+  --agent-listen "127.0.0.1:$gw" --agent-bin "$agent" \
+  --sample-script "$root/images/build-sample.sh" >"$data/controller.out" 2>"$data/controller.err" &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -q "cloud dev cluster is up" "$data/controller.out" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat "$data/controller.err"; echo "FAIL: the dev cluster died"; exit 1; }
+  sleep 0.2
+done
+grep -q "cloud dev cluster is up" "$data/controller.out" || { echo "FAIL: no dev cluster in 120 s"; keep=1; exit 1; }
+cat "$data/controller.out"
+grep -q "real QEMU guests" "$data/controller.out" ||
+  echo "note: the local agent is not on real QEMU here; the walk runs on libvirt's test driver"
+# The walk starts once the local agent has joined.
+for _ in $(seq 1 150); do
+  cloudctl hosts ls -o name 2>/dev/null | grep -q . && break
+  sleep 0.2
+done
+
+# The lines of the first ```sh block after "Then, in another terminal:".
+mapfile -t lines < <(awk '/Then, in another terminal:/ {f=1; next}
+  f && /^```sh/ {b=1; next}
+  b && /^```/ {exit}
+  b {print}' "$root/README.md")
+[ "${#lines[@]}" -ge 3 ] || { echo "FAIL: no walk found in README.md"; exit 1; }
+
+fail=0
+for line in "${lines[@]}"; do
+  case "$line" in export\ PATH=*) continue;; esac
+  echo "\$ $line"
+  out=$(timeout 300 bash -c "$line" 2>&1)
+  rc=$?
+  printf '%s\n' "$out"
+  case "$line" in
+    *"cloudctl wait "*)
+      code=$(printf '%s\n' "$out" | tail -1)
+      if [ "$code" != "$rc" ] || ! [[ "$code" =~ ^(0|143)$ ]]; then
+        echo "FAIL: wait exited $rc after printing '$code' (want 0 or 143, equal)"; fail=1
+      fi;;
+    *)
+      [ "$rc" = 0 ] || { echo "FAIL: exit $rc"; fail=1; };;
+  esac
+  case "$line" in
+    "cloudctl ps")
+      n=$(printf '%s\n' "$out" | grep -cE '^[0-9a-f]{12} +hello-[0-9]+ +hello +running')
+      [ "$n" -ge 2 ] || { echo "FAIL: ps shows $n running hello instances, want 2"; fail=1; };;
+  esac
+done
+if [ "$fail" = 0 ]; then
+  echo "PASS: the README walk works as written"
+else
+  keep=1
+  tail -30 "$data/dev/agent.log" 2>/dev/null
+fi
+exit $fail
