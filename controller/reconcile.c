@@ -36,6 +36,7 @@
 #define TICK_MS 1000
 #define LIVENESS_MS 1000
 #define RESYNC_SECS 300
+#define FULL_DECIDE_SECS 30 /* decide for everything: the safety net */
 #define LOST_KEEP_MS 60000 /* a lost, deleted instance stays visible */
 #define MAX_OPS 5000       /* decisions per batch; more follow next pass */
 #define ON_FAILURE "on-failure"
@@ -68,7 +69,16 @@ struct rhost {
     long long version;
     int registered; /* session_epoch > 0: an agent has said hello */
     uint64_t sid;   /* the model's id */
-    int busy;     /* this pass: service instances holding resources here */
+    struct rinst *ihead; /* instances whose host_id is this host */
+};
+
+struct rinst;
+
+/* The instances of one service id (the service row may be missing). */
+struct sgrp {
+    char *svc_id;
+    struct rinst *head;
+    size_t n;
 };
 
 struct rsvc {
@@ -109,8 +119,14 @@ struct rinst {
     /* model */
     int counted;
     uint64_t counted_sid;
+    /* indexes: the host's and the service's lists */
+    struct rhost *hlink;
+    struct rinst *hnext, *hprev;
+    struct sgrp *grp;
+    struct rinst *snext, *sprev;
     /* decisions */
     unsigned long long planned_pass;
+    unsigned long long cand_pass; /* a placement candidate of this pass */
     long long noted_version; /* "not restarted" reported at this version */
 };
 
@@ -160,6 +176,21 @@ struct reconciler {
     long long last_liveness_ms;
     /* ids named by events since the last re-read: id -> owned id */
     struct strmap dirty[K__COUNT];
+    /* service id -> struct sgrp */
+    struct strmap sgrps;
+    /* to decide at the next pass (id sets): objects re-read since the
+     * last decision, services a pass made decisions for, leftovers of a
+     * full batch */
+    struct strmap dec[K__COUNT];
+    /* pending instances that did not fit: retried when capacity appears */
+    struct strmap waiting;
+    int retry_waiting;
+    /* instances with a deadline: restart back-off, lost-and-deleted keep */
+    struct strmap timed;
+    int full_decide; /* the next decision covers everything */
+    long long last_full_ms;
+    /* figures (debug log) */
+    unsigned long long passes_decided, full_passes;
     struct pass *p;
     unsigned long long serial;
     int again;
@@ -243,6 +274,21 @@ idset_clear(struct strmap *m)
             free(m->vals[i]);
     strmap_fini(m);
     strmap_init(m);
+}
+
+static void
+idset_del(struct strmap *m, const char *id)
+{
+    free(strmap_del(m, id));
+}
+
+/* Something to decide for at the next pass (unless it decides for all). */
+static void
+mark(struct reconciler *r, enum kind k, const char *id)
+{
+    if (r->full_decide || id == NULL)
+        return;
+    idset_add(&r->dec[k], id);
 }
 
 static void
@@ -423,6 +469,97 @@ inst_count(struct reconciler *r, struct rinst *i)
     i->counted_sid = h->sid;
 }
 
+/* ---- indexes: instances by host and by service ------------------------- */
+
+static void
+host_link(struct reconciler *r, struct rinst *i)
+{
+    struct rhost *h;
+
+    if (i->hlink || i->host_id == NULL)
+        return;
+    h = strmap_get(&r->hosts, i->host_id);
+    if (h == NULL)
+        return; /* a host we do not know (yet): the next load links it */
+    i->hlink = h;
+    i->hprev = NULL;
+    i->hnext = h->ihead;
+    if (h->ihead)
+        h->ihead->hprev = i;
+    h->ihead = i;
+}
+
+static void
+host_unlink(struct rinst *i)
+{
+    struct rhost *h = i->hlink;
+
+    if (h == NULL)
+        return;
+    if (i->hprev)
+        i->hprev->hnext = i->hnext;
+    else
+        h->ihead = i->hnext;
+    if (i->hnext)
+        i->hnext->hprev = i->hprev;
+    i->hlink = NULL;
+    i->hnext = i->hprev = NULL;
+}
+
+static void
+grp_link(struct reconciler *r, struct rinst *i)
+{
+    struct sgrp *g;
+
+    if (i->svc_id == NULL || i->grp)
+        return;
+    g = strmap_get(&r->sgrps, i->svc_id);
+    if (g == NULL) {
+        g = xcalloc(1, sizeof(*g));
+        g->svc_id = xstrdup(i->svc_id);
+        strmap_put(&r->sgrps, g->svc_id, g);
+    }
+    i->grp = g;
+    i->sprev = NULL;
+    i->snext = g->head;
+    if (g->head)
+        g->head->sprev = i;
+    g->head = i;
+    g->n++;
+}
+
+static void
+grp_unlink(struct reconciler *r, struct rinst *i)
+{
+    struct sgrp *g = i->grp;
+
+    if (g == NULL)
+        return;
+    if (i->sprev)
+        i->sprev->snext = i->snext;
+    else
+        g->head = i->snext;
+    if (i->snext)
+        i->snext->sprev = i->sprev;
+    i->grp = NULL;
+    i->snext = i->sprev = NULL;
+    if (--g->n == 0) {
+        strmap_del(&r->sgrps, g->svc_id);
+        free(g->svc_id);
+        free(g);
+    }
+}
+
+/* The services with instances on a host must decide again (its state
+ * moved: doomed or not). */
+static void
+mark_host_services(struct reconciler *r, struct rhost *h)
+{
+    for (struct rinst *i = h->ihead; i; i = i->hnext)
+        if (i->svc_id)
+            mark(r, K_SVC, i->svc_id);
+}
+
 /* ---- mirror upkeep ------------------------------------------------------ */
 
 static void
@@ -477,10 +614,25 @@ mirror_clear_x(struct reconciler *r, int reinit)
     for (size_t k = 0; k < r->insts.cap; k++)
         if (r->insts.keys[k])
             inst_free(r->insts.vals[k]);
+    for (size_t k = 0; k < r->sgrps.cap; k++) {
+        if (r->sgrps.keys[k]) {
+            struct sgrp *g = r->sgrps.vals[k];
+            free(g->svc_id);
+            free(g);
+        }
+    }
+    strmap_fini(&r->sgrps);
+    for (int k = 0; k < K__COUNT; k++)
+        idset_clear(&r->dec[k]);
+    idset_clear(&r->waiting);
+    idset_clear(&r->timed);
+    r->retry_waiting = 0;
+    r->full_decide = 1;
     strmap_fini(&r->hosts);
     strmap_fini(&r->svcs);
     strmap_fini(&r->insts);
     if (reinit) {
+        strmap_init(&r->sgrps);
         strmap_init(&r->hosts);
         strmap_init(&r->svcs);
         strmap_init(&r->insts);
@@ -535,10 +687,17 @@ host_apply(struct reconciler *r, const PGresult *res, int row)
         h->sid = r->nsid;
         strmap_put(&r->hosts, h->id, h);
         model_add_host(r, h);
+        mark(r, K_HOST, h->id);
+        r->retry_waiting = 1; /* room may have appeared */
         return;
     }
     h->version = version;
+    mark(r, K_HOST, h->id);
     if (strcmp(h->state, state) != 0 || h->registered != registered) {
+        /* doomed or not, ready or not: its services and the waiting
+         * instances decide again */
+        mark_host_services(r, h);
+        r->retry_waiting = 1;
         set_str(&h->state, state);
         h->registered = registered;
         if (sched_host_set_state(r->model, h->sid,
@@ -548,9 +707,11 @@ host_apply(struct reconciler *r, const PGresult *res, int row)
     if (!streq(h->labels, labels ? labels : "")) {
         set_str(&h->labels, labels ? labels : "");
         model_set_labels(r, h);
+        r->retry_waiting = 1;
     }
     if (memcmp(&h->cap, &cap, sizeof(cap)) != 0) {
         h->cap = cap;
+        r->retry_waiting = 1;
         if (sched_host_set_capacity(r->model, h->sid, &cap) < 0)
             log_warnx("host %s: %s", h->name, sched_error(r->model));
     }
@@ -563,6 +724,10 @@ host_remove(struct reconciler *r, const char *id)
 
     if (h == NULL)
         return;
+    mark_host_services(r, h);
+    while (h->ihead)
+        host_unlink(h->ihead);
+    r->retry_waiting = 1;
     (void)sched_host_remove(r->model, h->sid);
     r->by_sid[h->sid - 1] = NULL;
     host_free(h);
@@ -584,6 +749,7 @@ svc_apply(struct reconciler *r, const PGresult *res, int row)
         s->id = xstrdup(id);
         strmap_put(&r->svcs, s->id, s);
     }
+    mark(r, K_SVC, s->id);
     set_str(&s->name, val(res, row, 1));
     s->deleting = streq(val(res, row, 2), "deleting");
     s->version = version;
@@ -598,6 +764,7 @@ static void
 svc_remove(struct reconciler *r, const char *id)
 {
     svc_free(strmap_del(&r->svcs, id));
+    idset_del(&r->dec[K_SVC], id);
 }
 
 static enum ist
@@ -620,6 +787,8 @@ inst_apply(struct reconciler *r, const PGresult *res, int row)
     struct rinst *i = strmap_get(&r->insts, id);
     long long version = ll(val(res, row, 21));
     enum sched_strategy strat = SCHED_SPREAD;
+    int was_counted = 0;
+    uint64_t was_sid = 0;
 
     if (i && i->version > version)
         return;
@@ -631,9 +800,19 @@ inst_apply(struct reconciler *r, const PGresult *res, int row)
         i->res.memory_mib = (uint64_t)ll(val(res, row, 9));
         i->res.disk_gib = (uint64_t)ll(val(res, row, 10));
         strmap_put(&r->insts, i->id, i);
+        grp_link(r, i);
     } else {
+        was_counted = i->counted;
+        was_sid = i->counted_sid;
         inst_uncount(r, i);
+        if (i->hlink)
+            mark(r, K_HOST, i->hlink->id); /* drained? */
     }
+    /* Re-read, changed or not: decide for it (a refused decision comes
+     * back unchanged and is decided again). */
+    mark(r, K_INST, i->id);
+    if (i->svc_id)
+        mark(r, K_SVC, i->svc_id);
     set_str(&i->name, val(res, row, 1));
     i->ordinal = (int)ll(val(res, row, 3));
     i->generation = ll(val(res, row, 4));
@@ -641,7 +820,11 @@ inst_apply(struct reconciler *r, const PGresult *res, int row)
     i->desired = streq(d, "deleted")   ? ID_DELETED
                  : streq(d, "stopped") ? ID_STOPPED
                                        : ID_RUNNING;
-    set_str(&i->host_id, val(res, row, 7));
+    if (!streq(i->host_id, val(res, row, 7))) {
+        host_unlink(i);
+        set_str(&i->host_id, val(res, row, 7));
+        host_link(r, i);
+    }
     set_str(&i->restart, val(res, row, 11));
     set_str(&i->constraints, val(res, row, 12) ? val(res, row, 12) : "");
     if (sched_strategy_parse(val(res, row, 13), &strat) < 0)
@@ -656,6 +839,14 @@ inst_apply(struct reconciler *r, const PGresult *res, int row)
     set_str(&i->pending_reason, val(res, row, 20));
     i->version = version;
     inst_count(r, i);
+    if (i->hlink)
+        mark(r, K_HOST, i->hlink->id);
+    if (was_counted && (!i->counted || i->counted_sid != was_sid))
+        r->retry_waiting = 1; /* resources were released */
+    /* A waiting instance stays waiting while it is pending (its own
+     * pending_reason write changes nothing that placement reads). */
+    if (i->state != IS_PENDING || i->host_id || i->desired != ID_RUNNING)
+        idset_del(&r->waiting, i->id);
 }
 
 static void
@@ -665,7 +856,18 @@ inst_remove(struct reconciler *r, const char *id)
 
     if (i == NULL)
         return;
+    if (i->counted)
+        r->retry_waiting = 1;
+    if (i->svc_id)
+        mark(r, K_SVC, i->svc_id);
+    if (i->hlink)
+        mark(r, K_HOST, i->hlink->id);
+    idset_del(&r->waiting, id);
+    idset_del(&r->timed, id);
+    idset_del(&r->dec[K_INST], id);
     inst_uncount(r, i);
+    host_unlink(i);
+    grp_unlink(r, i);
     inst_free(i);
 }
 
@@ -683,6 +885,10 @@ maybe_free(struct reconciler *r)
     strmap_fini(&r->dirty[K_SVC]);
     strmap_fini(&r->dirty[K_INST]);
     mirror_clear_x(r, 0);
+    for (int k = 0; k < K__COUNT; k++)
+        strmap_fini(&r->dec[k]);
+    strmap_fini(&r->waiting);
+    strmap_fini(&r->timed);
     free(r->actor);
     free(r);
 }
@@ -897,6 +1103,7 @@ struct decide {
     struct pass *p;
     json_t *ops;
     long long now_ms; /* database clock, estimated */
+    struct ivec cand; /* pending instances to place this pass */
 };
 
 static int
@@ -1261,6 +1468,47 @@ selcache_free(struct selcache *sc)
     strmap_fini(&sc->m);
 }
 
+/* Whether a pending instance is to be placed now. One in its restart
+ * back-off goes to the timed set (the tick brings it back); one whose
+ * service is missing or deleting waits for the service to be re-read. */
+static int
+placeable(struct decide *d, struct rinst *i)
+{
+    struct reconciler *r = d->r;
+    struct rsvc *s;
+
+    if (i->state != IS_PENDING || i->host_id || i->desired != ID_RUNNING ||
+        i->planned_pass == d->p->serial)
+        return 0;
+    if (i->next_restart_ms && i->next_restart_ms > d->now_ms) {
+        idset_add(&r->timed, i->id);
+        return 0;
+    }
+    if (i->svc_id) {
+        s = strmap_get(&r->svcs, i->svc_id);
+        if (s == NULL || s->deleting)
+            return 0;
+    }
+    return 1;
+}
+
+static void
+cand_push(struct decide *d, struct rinst *i)
+{
+    if (i->cand_pass == d->p->serial)
+        return;
+    i->cand_pass = d->p->serial;
+    ivec_push(&d->cand, i);
+}
+
+/* A new candidate: placeable and not already known not to fit. */
+static void
+cand_consider(struct decide *d, struct rinst *i)
+{
+    if (strmap_get(&d->r->waiting, i->id) == NULL && placeable(d, i))
+        cand_push(d, i);
+}
+
 static void
 decide_place(struct decide *d, struct ivec *pending)
 {
@@ -1270,13 +1518,21 @@ decide_place(struct decide *d, struct ivec *pending)
     strmap_init(&sc.m);
     if (pending->n > 1)
         qsort(pending->v, pending->n, sizeof(*pending->v), cmp_place);
-    for (size_t k = 0; k < pending->n && !ops_full(d); k++) {
+    for (size_t k = 0; k < pending->n; k++) {
         struct rinst *i = pending->v[k];
         struct sched_request req;
         struct sched_placement pl;
         struct selentry *se = NULL;
         const char *why;
 
+        if (ops_full(d)) {
+            /* the rest: next pass */
+            for (; k < pending->n; k++)
+                idset_add(&r->dec[K_INST], pending->v[k]->id);
+            break;
+        }
+        if (i->planned_pass == d->p->serial)
+            continue;
         memset(&req, 0, sizeof(req));
         req.res = i->res;
         req.strategy = i->strategy;
@@ -1285,6 +1541,7 @@ decide_place(struct decide *d, struct ivec *pending)
         if (i->constraints[0]) {
             se = selector_for(r, &sc, i->constraints);
             if (se->sel == NULL) {
+                idset_add(&r->waiting, i->id);
                 if (!streq(i->pending_reason, se->error))
                     op_inst(d, "unplaceable", i, se->error);
                 continue;
@@ -1296,6 +1553,7 @@ decide_place(struct decide *d, struct ivec *pending)
             struct pass *p = d->p;
             json_t *o;
 
+            idset_del(&r->waiting, i->id);
             if (p->ntent == p->captent) {
                 p->captent = p->captent ? p->captent * 2 : 64;
                 p->tent = xrealloc(p->tent, p->captent * sizeof(*p->tent));
@@ -1310,6 +1568,8 @@ decide_place(struct decide *d, struct ivec *pending)
             i->planned_pass = d->p->serial;
             continue;
         }
+        /* Does not fit: waits until capacity appears. */
+        idset_add(&r->waiting, i->id);
         why = sched_error(r->model);
         if (!streq(i->pending_reason, why))
             op_inst(d, "unplaceable", i, why);
@@ -1317,112 +1577,253 @@ decide_place(struct decide *d, struct ivec *pending)
     selcache_free(&sc);
 }
 
-/* Computes this pass's decisions; returns them as a JSON array. */
+/* Instance-level decisions: purge, one-off restart, placement candidate. */
+static void
+decide_inst(struct decide *d, struct rinst *i)
+{
+    if (i->desired == ID_DELETED) {
+        if (i->host_id == NULL || i->state == IS_EXITED ||
+            i->state == IS_FAILED ||
+            (i->state == IS_LOST &&
+             d->now_ms - i->finished_ms >= LOST_KEEP_MS))
+            op_inst(d, "purge", i, NULL);
+        else if (i->state == IS_LOST)
+            idset_add(&d->r->timed, i->id); /* kept visible a while */
+        return;
+    }
+    if (i->svc_id == NULL && inst_finished(i))
+        decide_restart(d, i, i->restart);
+    cand_consider(d, i);
+}
+
+static int
+host_busy(const struct rhost *h)
+{
+    int n = 0;
+
+    for (const struct rinst *i = h->ihead; i; i = i->hnext)
+        if (i->svc_id && !inst_finished(i))
+            n++;
+    return n;
+}
+
+/* Whether a timed instance is still before its deadline. */
+static int
+timed_waits(const struct decide *d, const struct rinst *i)
+{
+    if (i->desired == ID_DELETED)
+        return i->state == IS_LOST &&
+               d->now_ms - i->finished_ms < LOST_KEEP_MS;
+    return i->state == IS_PENDING && i->next_restart_ms &&
+           i->next_restart_ms > d->now_ms;
+}
+
+/* Takes an id set's objects into a vector (ids gone from the mirror are
+ * skipped) and empties the set. */
+static void **
+take_set(struct strmap *set, const struct strmap *objs, size_t *n)
+{
+    void **v = xcalloc(set->len + 1, sizeof(*v));
+    size_t m = 0;
+
+    for (size_t k = 0; k < set->cap; k++) {
+        void *o;
+
+        if (set->keys[k] == NULL)
+            continue;
+        o = strmap_get(objs, set->keys[k]);
+        if (o)
+            v[m++] = o;
+    }
+    idset_clear(set);
+    *n = m;
+    return v;
+}
+
+static void **
+take_all(const struct strmap *objs, size_t *n)
+{
+    void **v = xcalloc(objs->len + 1, sizeof(*v));
+    size_t m = 0;
+
+    for (size_t k = 0; k < objs->cap; k++)
+        if (objs->keys[k])
+            v[m++] = objs->vals[k];
+    *n = m;
+    return v;
+}
+
+static long long
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Computes this pass's decisions; returns them as a JSON array. Decides
+ * only for what changed (the dec sets, deadlines that passed, and the
+ * waiting instances when capacity appeared), or, after a load and every
+ * FULL_DECIDE_SECS, for everything.
+ */
 static json_t *
 decide(struct reconciler *r, struct pass *p)
 {
     struct decide d = {.r = r, .p = p, .ops = json_array()};
-    struct strmap bysvc;
-    struct ivec pending = {0}, none = {0};
+    struct ivec none = {0};
+    struct rinst **insts;
+    struct rsvc **svcs;
+    struct rhost **hosts;
+    size_t ninsts, nsvcs, nhosts, nwaiting = 0;
+    long long t0 = mono_us();
+    int full;
 
     if (d.ops == NULL)
         fatalx("out of memory");
     d.now_ms = leader_db_now_ms(r->leader);
-    strmap_init(&bysvc);
-    for (size_t k = 0; k < r->hosts.cap; k++)
-        if (r->hosts.keys[k])
-            ((struct rhost *)r->hosts.vals[k])->busy = 0;
+    full = r->full_decide ||
+           mono_ms() - r->last_full_ms >= FULL_DECIDE_SECS * 1000LL;
+    if (full) {
+        r->full_decide = 0;
+        r->last_full_ms = mono_ms();
+        for (int k = 0; k < K__COUNT; k++)
+            idset_clear(&r->dec[k]);
+        idset_clear(&r->waiting);
+        idset_clear(&r->timed);
+        r->retry_waiting = 0;
+        insts = (struct rinst **)take_all(&r->insts, &ninsts);
+        svcs = (struct rsvc **)take_all(&r->svcs, &nsvcs);
+        hosts = (struct rhost **)take_all(&r->hosts, &nhosts);
+        r->full_passes++;
+    } else {
+        struct ivec due = {0};
 
-    /* one walk over the instances: group by service, count host use,
-     * one-off restarts, purges */
-    for (size_t k = 0; k < r->insts.cap; k++) {
-        struct rinst *i;
+        insts = (struct rinst **)take_set(&r->dec[K_INST], &r->insts, &ninsts);
+        svcs = (struct rsvc **)take_set(&r->dec[K_SVC], &r->svcs, &nsvcs);
+        hosts = (struct rhost **)take_set(&r->dec[K_HOST], &r->hosts, &nhosts);
+        /* deadlines that passed */
+        for (size_t k = 0; k < r->timed.cap; k++) {
+            struct rinst *i;
 
-        if (r->insts.keys[k] == NULL)
-            continue;
-        i = r->insts.vals[k];
-        if (i->svc_id) {
-            struct ivec *v = strmap_get(&bysvc, i->svc_id);
-
-            if (v == NULL) {
-                v = xcalloc(1, sizeof(*v));
-                strmap_put(&bysvc, i->svc_id, v);
-            }
-            ivec_push(v, i);
-            if (i->host_id && !inst_finished(i)) {
-                struct rhost *h = strmap_get(&r->hosts, i->host_id);
-                if (h)
-                    h->busy++;
-            }
+            if (r->timed.keys[k] == NULL)
+                continue;
+            i = strmap_get(&r->insts, r->timed.keys[k]);
+            if (i == NULL || !timed_waits(&d, i))
+                ivec_push(&due, i ? i : NULL);
         }
-        if (i->desired == ID_DELETED) {
-            if ((i->host_id == NULL || i->state == IS_EXITED ||
-                 i->state == IS_FAILED ||
-                 (i->state == IS_LOST &&
-                  d.now_ms - i->finished_ms >= LOST_KEEP_MS)) &&
-                !ops_full(&d))
-                op_inst(&d, "purge", i, NULL);
-            continue;
+        if (due.n) {
+            size_t m = 0;
+
+            insts = xrealloc(insts, (ninsts + due.n + 1) * sizeof(*insts));
+            for (size_t k = 0; k < due.n; k++)
+                if (due.v[k])
+                    insts[ninsts + m++] = due.v[k];
+            ninsts += m;
+            /* rebuild the timed set without them */
+            for (size_t k = 0; k < r->timed.cap; k++) {
+                struct rinst *i;
+
+                if (r->timed.keys[k] == NULL)
+                    continue;
+                i = strmap_get(&r->insts, r->timed.keys[k]);
+                if (i && timed_waits(&d, i))
+                    ivec_push(&none, i);
+            }
+            idset_clear(&r->timed);
+            for (size_t k = 0; k < none.n; k++)
+                idset_add(&r->timed, none.v[k]->id);
+            free(none.v);
+            memset(&none, 0, sizeof(none));
         }
-        if (i->svc_id == NULL && inst_finished(i))
-            decide_restart(&d, i, i->restart);
+        free(due.v);
     }
 
-    for (size_t k = 0; k < r->svcs.cap; k++) {
-        struct rsvc *s;
-        struct ivec *v;
+    /* instances: purges, one-off restarts, new placement candidates */
+    for (size_t k = 0; k < ninsts; k++) {
+        if (ops_full(&d)) {
+            for (; k < ninsts; k++)
+                idset_add(&r->dec[K_INST], insts[k]->id);
+            break;
+        }
+        decide_inst(&d, insts[k]);
+    }
 
-        if (r->svcs.keys[k] == NULL)
-            continue;
-        s = r->svcs.vals[k];
-        v = strmap_get(&bysvc, s->id);
-        decide_service(&d, s, v ? v : &none);
+    /* services */
+    for (size_t k = 0; k < nsvcs; k++) {
+        struct rsvc *s = svcs[k];
+        struct sgrp *g;
+        struct ivec v = {0};
+        size_t before = json_array_size(d.ops);
+
+        if (ops_full(&d)) {
+            for (; k < nsvcs; k++)
+                idset_add(&r->dec[K_SVC], svcs[k]->id);
+            break;
+        }
+        g = strmap_get(&r->sgrps, s->id);
+        for (struct rinst *i = g ? g->head : NULL; i; i = i->snext)
+            ivec_push(&v, i);
+        decide_service(&d, s, v.n ? &v : &none);
+        /* touched: look again at the next pass */
+        if (json_array_size(d.ops) != before || ops_full(&d))
+            idset_add(&r->dec[K_SVC], s->id);
+        for (size_t j = 0; j < v.n; j++)
+            if (v.v[j]->desired != ID_DELETED)
+                cand_consider(&d, v.v[j]);
+        free(v.v);
     }
 
     /* drained hosts */
-    for (size_t k = 0; k < r->hosts.cap; k++) {
-        struct rhost *h;
+    for (size_t k = 0; k < nhosts; k++) {
+        struct rhost *h = hosts[k];
 
-        if (r->hosts.keys[k] == NULL)
+        if (strcmp(h->state, "draining") != 0 || host_busy(h) != 0)
             continue;
-        h = r->hosts.vals[k];
-        if (strcmp(h->state, "draining") == 0 && h->busy == 0 &&
-            !ops_full(&d))
-            op_add(&d, json_pack("{s:s, s:s, s:I}", "op", "drained", "id",
-                                 h->id, "version", (json_int_t)h->version));
+        if (ops_full(&d)) {
+            idset_add(&r->dec[K_HOST], h->id);
+            continue;
+        }
+        op_add(&d, json_pack("{s:s, s:s, s:I}", "op", "drained", "id", h->id,
+                             "version", (json_int_t)h->version));
+    }
+
+    /* capacity appeared: the instances that did not fit try again */
+    if (r->retry_waiting) {
+        struct ivec w = {0};
+
+        for (size_t k = 0; k < r->waiting.cap; k++) {
+            struct rinst *i;
+
+            if (r->waiting.keys[k] == NULL)
+                continue;
+            i = strmap_get(&r->insts, r->waiting.keys[k]);
+            if (i)
+                ivec_push(&w, i);
+        }
+        idset_clear(&r->waiting);
+        r->retry_waiting = 0;
+        nwaiting = w.n;
+        for (size_t k = 0; k < w.n; k++)
+            if (placeable(&d, w.v[k]))
+                cand_push(&d, w.v[k]);
+        free(w.v);
     }
 
     /* placement */
-    for (size_t k = 0; k < r->insts.cap; k++) {
-        struct rinst *i;
-        struct rsvc *s;
+    decide_place(&d, &d.cand);
 
-        if (r->insts.keys[k] == NULL)
-            continue;
-        i = r->insts.vals[k];
-        if (i->state != IS_PENDING || i->host_id || i->desired != ID_RUNNING ||
-            i->planned_pass == p->serial)
-            continue;
-        if (i->next_restart_ms && i->next_restart_ms > d.now_ms)
-            continue; /* in back-off; the tick comes back */
-        if (i->svc_id) {
-            s = strmap_get(&r->svcs, i->svc_id);
-            if (s == NULL || s->deleting)
-                continue;
-        }
-        ivec_push(&pending, i);
-    }
-    decide_place(&d, &pending);
-
-    free(pending.v);
-    for (size_t k = 0; k < bysvc.cap; k++) {
-        if (bysvc.keys[k]) {
-            struct ivec *v = bysvc.vals[k];
-            free(v->v);
-            free(v);
-        }
-    }
-    strmap_fini(&bysvc);
+    r->passes_decided++;
+    log_debug("reconcile pass %llu: %s decision over %zu instances, %zu "
+              "services, %zu hosts, %zu to place (%zu waiting retried), "
+              "%zu ops, %lld us",
+              p->serial, full ? "full" : "incremental", ninsts, nsvcs, nhosts,
+              d.cand.n, nwaiting, json_array_size(d.ops), mono_us() - t0);
+    free(d.cand.v);
+    free(insts);
+    free(svcs);
+    free(hosts);
     return d.ops;
 }
 
