@@ -4,7 +4,7 @@ The sample image (images/build-sample.sh) is registered as an image whose
 blobs the agent finds in its --images directory (named by digest; fetching
 blobs from the controller comes later). Then, through the REST API:
   - an instance runs (QEMU/TCG where KVM is unusable) and boots: the marker
-    appears on its console log;
+    appears on its console log, and GET /v1/instances/{id}/logs returns it;
   - kill -s KILL destroys it: exited with code 137;
   - an instance whose guest powers off by itself (cloud.exit=0): exited 0;
   - re-adoption: the agent is killed with SIGKILL, the guests keep running,
@@ -170,6 +170,13 @@ class QemuTest(harness.TestCase):
         self.assertEqual(virsh("domstate", "cloud-" + inst["id"]).stdout.strip(), "running")
         poll(lambda: "CLOUD-SAMPLE-BOOTED" in console(inst["id"]), 120, interval=1,
              what="the boot marker on the console")
+        # The same console through the API (agent -> gateway -> HTTP).
+        st, _, text = request("GET", "/v1/instances/%s/logs" % inst["id"])
+        self.assertEqual(st, 200, text)
+        self.assertIn("CLOUD-SAMPLE-BOOTED", text)
+        st, _, text = request("GET", "/v1/instances/%s/logs?tail=1000" % inst["name"])
+        self.assertEqual(st, 200, text)
+        self.assertIn("CLOUD-SAMPLE-BOOTED", text)
         st, _, body = request("POST", "/v1/instances/%s/kill" % inst["id"], {"signal": "KILL"})
         self.assertEqual(st, 202, body)
         wait_state(inst["id"], "exited", 60, exit_code=137)
