@@ -19,6 +19,8 @@
 #define LOGS_MAX_BUFFERED (8u * 1024u * 1024u)
 /* The agent must answer this fast (its first chunk comes at once). */
 #define LOGS_FIRST_CHUNK_S 15
+/* A follower whose socket takes no bytes for this long is dropped. */
+#define LOGS_WRITE_TIMEOUT_S 60
 
 void logs_h_get(struct http_req *r);
 

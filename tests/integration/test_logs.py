@@ -17,6 +17,7 @@ connected.
 import http.client
 import os
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -253,6 +254,38 @@ class LogsTest(harness.TestCase):
         self.assertEqual(st, 200)
         self.assertTrue(body.endswith(b"after the cap\n"), body[-100:])
         self.assertLess(len(body), 1 << 20)
+
+    @unittest.skipUnless(os.environ.get("CLOUDCTL"), "CLOUDCTL not set")
+    def test_06b_cloudctl_logs(self):
+        c = harness.cluster()
+        inst = wait_running(run_instance(self)["id"])
+        write_console(inst["id"], b"one\ntwo\nthree\n")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "CLOUD_URL": "http://127.0.0.1:%d" % c.http_port, "CLOUD_TOKEN": c.token,
+               "XDG_CONFIG_HOME": os.path.join(c.tmp, "xdg"), "HOME": c.tmp}
+        r = subprocess.run([os.environ["CLOUDCTL"], "logs", "--tail", "2", inst["name"]],
+                           env=env, capture_output=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout), (0, b"two\nthree\n"), r.stderr)
+        p = subprocess.Popen([os.environ["CLOUDCTL"], "logs", "-f", inst["id"]], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.assertEqual(p.stdout.readline(), b"one\n")
+            p.stdout.readline()
+            p.stdout.readline()
+            write_console(inst["id"], b"four\n")
+            self.assertEqual(p.stdout.readline(), b"four\n")
+        finally:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+            p.stderr.close()
+        # A pending instance: the server's answer on one line, exit 1.
+        pend = run_instance(self, memory_mib=65536)
+        r = subprocess.run([os.environ["CLOUDCTL"], "logs", pend["id"]],
+                           env=env, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn(b"has no console yet", r.stderr)
+        request("DELETE", "/v1/instances/" + pend["id"])
 
     def test_07_agent_gone_503(self):
         inst = wait_running(run_instance(self)["id"])
