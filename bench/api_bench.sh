@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$ctl" --dev --data-dir "$tmp/dev" --listen "127.0.0.1:$port" --db-pool "${DB_POOL:-4}" \
+"$ctl" --dev --no-local-agent --no-sample-image ${BENCH_CTL_FLAGS:-} --data-dir "$tmp/dev" --listen "127.0.0.1:$port" --db-pool "${DB_POOL:-4}" \
   >"$tmp/ctl.out" 2>"$tmp/ctl.err" &
 pid=$!
 url=http://127.0.0.1:$port
@@ -39,9 +39,9 @@ digest=sha256:$(printf 'b%.0s' $(seq 1 64))
 psql_ <<SQL
 INSERT INTO blobs (digest, size) VALUES ('$digest', 1);
 INSERT INTO images (id, name, tag, kind, kernel_digest, cmdline, size)
-  VALUES ('00000000000000b1', 'hello', 'latest', 'kernel', '$digest', 'console=ttyS0', 1);
+  VALUES ('00000000000000b1', 'bench', 'latest', 'kernel', '$digest', 'console=ttyS0', 1);
 INSERT INTO instances (id, name, image, vcpus, memory_mib, disk_gib)
-  SELECT substr(md5(g::text), 1, 16), 'seed-' || g, 'hello', 1, 64, 0
+  SELECT substr(md5(g::text), 1, 16), 'seed-' || g, 'bench', 1, 64, 0
     FROM generate_series(1, 10000) g;
 ANALYZE;
 SQL
@@ -50,7 +50,7 @@ psql_ -At -c "SELECT id FROM instances ORDER BY random() LIMIT 2000" >"$tmp/ids"
 # Rows written behind the controller's back carry no events, so its read
 # cache cannot know them: restart it (same data dir) to load them.
 kill "$pid"; wait "$pid" 2>/dev/null || true
-"$ctl" --dev --data-dir "$tmp/dev" --listen "127.0.0.1:$port" --db-pool "${DB_POOL:-4}" \
+"$ctl" --dev --no-local-agent --no-sample-image ${BENCH_CTL_FLAGS:-} --data-dir "$tmp/dev" --listen "127.0.0.1:$port" --db-pool "${DB_POOL:-4}" \
   >"$tmp/ctl.out" 2>"$tmp/ctl.err" &
 pid=$!
 for _ in $(seq 1 120); do
@@ -78,4 +78,4 @@ run "POST create" -s "$root/bench/wrk/create.lua" "$url/v1/instances"
 n=$(psql_ -At -c 'SELECT count(*) FROM instances')
 echo "instances now: $n"
 [ "$n" -gt 10000 ] || { echo "api_bench: the create run created nothing"; exit 1; }
-curl -s -H "Authorization: Bearer $token" "$url/metrics" | grep -E '^cloud_(write_batches|writes)_total' | tr '\n' ' '; echo
+curl -s -H "Authorization: Bearer $token" "$url/metrics" | grep -E '^cloud_(write_batches|writes|write_bulk_batches|write_retries)_total' | tr '\n' ' '; echo

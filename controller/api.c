@@ -372,20 +372,28 @@ on_counts(const PGresult *res, const struct db_error *err, void *arg)
         st.size, st.up, st.busy, st.queued, st.queries, st.errors,
         st.reconnects, err == NULL, watch_clients(app->watch));
     {
-        unsigned long long batches, writes;
-        writer_stats(app->writer, &batches, &writes);
+        unsigned long long batches, writes, bulk, retries;
+        writer_stats(app->writer, &batches, &writes, &bulk, &retries);
         evbuffer_add_printf(
             b,
             "# HELP cloud_write_batches_total Group commits sent.\n"
             "# TYPE cloud_write_batches_total counter\n"
             "cloud_write_batches_total %llu\n"
             "# TYPE cloud_writes_total counter\ncloud_writes_total %llu\n"
+            "# HELP cloud_write_bulk_batches_total Batches of creates "
+            "written set-based.\n"
+            "# TYPE cloud_write_bulk_batches_total counter\n"
+            "cloud_write_bulk_batches_total %llu\n"
+            "# HELP cloud_write_retries_total Batches sent again item by "
+            "item after a failure.\n"
+            "# TYPE cloud_write_retries_total counter\n"
+            "cloud_write_retries_total %llu\n"
             "# HELP cloud_cache_ready Whether reads are served from memory.\n"
             "# TYPE cloud_cache_ready gauge\ncloud_cache_ready %d\n"
             "# TYPE cloud_cache_objects gauge\n"
             "cloud_cache_objects{kind=\"instances\"} %zu\n"
             "cloud_cache_objects{kind=\"services\"} %zu\n",
-            batches, writes, cache_ready(app->cache),
+            batches, writes, bulk, retries, cache_ready(app->cache),
             cache_count(app->cache, 0), cache_count(app->cache, 1));
     }
     if (err == NULL) {

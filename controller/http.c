@@ -335,6 +335,22 @@ http_stream_chunk(struct http_req *r, const char *data, size_t len)
     evbuffer_free(buf);
 }
 
+int
+http_stream_long(struct http_req *r, int write_timeout_s)
+{
+    struct evhttp_connection *evcon =
+        r->req ? evhttp_request_get_connection(r->req) : NULL;
+    struct bufferevent *bev =
+        evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct timeval wr = {write_timeout_s, 0};
+
+    if (bev == NULL || bufferevent_set_timeouts(bev, NULL, &wr) < 0) {
+        log_warnx("cannot lift the read timeout of a long stream");
+        return -1;
+    }
+    return 0;
+}
+
 void
 http_stream_end(struct http_req *r)
 {

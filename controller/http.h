@@ -115,6 +115,13 @@ void http_add_header(struct http_req *r, const char *key, const char *value);
 void http_stream_start(struct http_req *r, int status, const char *ctype);
 void http_stream_chunk(struct http_req *r, const char *data, size_t len);
 void http_stream_end(struct http_req *r);
+/*
+ * For streams that may be silent for long (event watches, log follows):
+ * lifts evhttp's read timeout, which would close the connection after 60 s
+ * of no request bytes; the write timeout still drops a client that stops
+ * reading. 0 or -1.
+ */
+int http_stream_long(struct http_req *r, int write_timeout_s);
 
 /* Frees a context whose client went away (after on_cancel or a callback). */
 void http_req_release(struct http_req *r);

@@ -66,21 +66,9 @@ log_start(struct log_req *lr, unsigned long long offset)
     /* The guest's bytes, as they are: not necessarily UTF-8. */
     http_stream_start(lr->r, 200, "text/plain");
     lr->started = 1;
-    if (lr->follow && lr->r->req != NULL) {
-        /* A followed console may be silent for hours: no read timeout
-         * (evhttp's would close the connection after 60 s); the write
-         * timeout still catches a client that stops reading. */
-        struct evhttp_connection *evcon =
-            evhttp_request_get_connection(lr->r->req);
-        struct bufferevent *bev =
-            evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-        struct timeval wr = {LOGS_WRITE_TIMEOUT_S, 0};
-
-        if (bev != NULL && bufferevent_set_timeouts(bev, NULL, &wr) < 0)
-            log_warnx("instance %s: cannot lift the read timeout of a log "
-                      "follower",
-                      lr->inst);
-    }
+    /* A followed console may be silent for hours. */
+    if (lr->follow && lr->r->req != NULL)
+        http_stream_long(lr->r, LOGS_WRITE_TIMEOUT_S);
 }
 
 /* Ends the reply (or the error before it) and frees lr. */

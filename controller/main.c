@@ -49,6 +49,7 @@ struct opts {
     const char *agent_bin;     /* dev: the local agent's binary */
     const char *sample_script; /* dev: images/build-sample.sh */
     int no_local_agent;
+    int no_sample;
     const char *agent_listen; /* agent gateway; "none" disables */
     int agent_listen_set;
     int no_reconcile; /* reconciler */
@@ -95,6 +96,7 @@ usage(FILE *f)
             "  --sample-script FILE dev: the sample image builder (default: "
             "images/build-sample.sh of the source tree)\n"
             "  --no-local-agent     dev: start no local agent\n"
+            "  --no-sample-image    dev: do not build the sample image\n"
             "  --agent-listen ADDR:PORT  agent gateway (mTLS) address "
             "(default " GATEWAY_DEFAULT_LISTEN "), or none\n"
             "  --lease-seconds N    leader lease (default 10; acting stops "
@@ -142,6 +144,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"agent-bin", required_argument, NULL, 'G'},
         {"sample-script", required_argument, NULL, 'S'},
         {"no-local-agent", no_argument, NULL, 'Q'},
+        {"no-sample-image", no_argument, NULL, 'Y'},
         {"agent-listen", required_argument, NULL, 'A'},
         {"lease-seconds", required_argument, NULL, 'L'},
         {"no-reconcile", no_argument, NULL, 'N'},
@@ -178,6 +181,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'G': o->agent_bin = optarg; break;
         case 'S': o->sample_script = optarg; break;
         case 'Q': o->no_local_agent = 1; break;
+        case 'Y': o->no_sample = 1; break;
         case 'O':
             if (o->ncors == 16) {
                 fprintf(stderr, "cloud-controller: at most 16 --cors-origin\n");
@@ -484,7 +488,7 @@ run(struct opts *o)
         goto out;
     if (o->dev && (admin = tokencmd_dev_admin(o->db, data_dir)) == NULL)
         goto out;
-    if (o->dev) {
+    if (o->dev && !o->no_sample) {
         script = o->sample_script
                      ? xstrdup(o->sample_script)
                      : devmode_find("../../images/build-sample.sh", NULL);

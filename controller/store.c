@@ -99,6 +99,11 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                   "err_field, event_id "
                   "FROM cloud_batch($1::jsonb, $2::boolean)",
                   2},
+    [ST_CREATE_MANY] = {"create_many",
+                        "SELECT idx, status, body, err_state, err_message, "
+                        "err_field, event_id "
+                        "FROM cloud_instance_create_many($1::jsonb, $2)",
+                        2},
     [ST_TOKENS_LOAD] = {"tokens_load",
                         "SELECT encode(secret_sha256, 'hex'), name, role, "
                         "extract(epoch FROM expires_at)::bigint FROM tokens "

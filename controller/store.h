@@ -27,6 +27,7 @@ enum store_stmt {
     ST_CACHE_INSTANCES,
     ST_CACHE_SERVICES,
     ST_BATCH,
+    ST_CREATE_MANY,
     ST_TOKENS_LOAD,
     ST_TOKEN_LIST,
     /* reconciler statements (reconcile.c, leader.c) below this line */

@@ -225,6 +225,8 @@ watch_add(struct watch *w, struct http_req *r, long long since,
     TAILQ_INSERT_TAIL(&w->clients, c, link);
     w->nclients++;
     http_stream_start(r, 200, "text/event-stream");
+    /* A quiet cluster sends only keepalives; the client sends nothing. */
+    http_stream_long(r, 60);
     http_stream_chunk(r, ": watching events\n\n", 19);
     if (since < 0) {
         if (w->last_id >= 0) {

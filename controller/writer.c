@@ -31,6 +31,8 @@ struct batch {
     struct wreq **items;
     int n;
     char *text; /* kept to send again in safe mode */
+    char *bulk; /* instance creates only: the set-based fast path */
+    char *actor;
     int safe;
 };
 
@@ -41,7 +43,7 @@ struct writer {
     int queued;
     int inflight;
     int dead; /* freed by the batch in flight when it returns */
-    unsigned long long batches, writes, safe_retries;
+    unsigned long long batches, writes, safe_retries, bulk;
 };
 
 static void writer_kick(struct writer *w);
@@ -53,7 +55,49 @@ batch_send(struct writer *w, struct batch *b)
 {
     const char *vals[2] = {b->text, b->safe ? "true" : "false"};
 
+    if (b->bulk) {
+        vals[0] = b->bulk;
+        vals[1] = b->actor;
+        db_query(w->db, store_stmt(ST_CREATE_MANY), vals, on_batch, b);
+        return;
+    }
     db_query(w->db, store_stmt(ST_BATCH), vals, on_batch, b);
+}
+
+/*
+ * A batch of one-off instance creates by one actor without idempotency
+ * keys goes through cloud_instance_create_many(): one INSERT for all.
+ */
+static void
+batch_bulk(struct batch *b)
+{
+    json_t *arr;
+    const char *actor = NULL;
+
+    if (b->n < 2)
+        return;
+    for (int i = 0; i < b->n; i++) {
+        json_t *a = b->items[i]->args;
+        const char *who = json_string_value(json_array_get(a, 2));
+        if (strcmp(b->items[i]->op, "instance_create") != 0 ||
+            !json_is_null(json_array_get(a, 1)) || who == NULL ||
+            (actor && strcmp(actor, who) != 0))
+            return;
+        actor = who;
+    }
+    arr = json_array();
+    for (int i = 0; i < b->n; i++) {
+        json_t *body = json_loads(
+            json_string_value(json_array_get(b->items[i]->args, 0)), 0, NULL);
+        if (body == NULL) {
+            json_decref(arr);
+            return;
+        }
+        json_array_append_new(arr, body);
+    }
+    b->bulk = json_dumps(arr, JSON_COMPACT);
+    b->actor = xstrdup(actor);
+    json_decref(arr);
 }
 
 static void
@@ -85,6 +129,9 @@ on_batch(const PGresult *res, const struct db_error *err, void *arg)
      * own subtransaction, so only the failing ones fail. A database that
      * is gone (503) fails them all. */
     if (err && !b->safe && err->status != 503 && !w->dead) {
+        /* the bulk path, too, falls back to item by item */
+        free(b->bulk);
+        b->bulk = NULL;
         b->safe = 1;
         w->safe_retries++;
         batch_send(w, b);
@@ -119,6 +166,8 @@ on_batch(const PGresult *res, const struct db_error *err, void *arg)
     }
     free(b->items);
     free(b->text);
+    free(b->bulk);
+    free(b->actor);
     free(b);
     if (w->dead) {
         free(w);
@@ -151,6 +200,9 @@ writer_kick(struct writer *w)
     json_decref(arr);
     if (b->text == NULL)
         fatalx("cannot serialise a write batch");
+    batch_bulk(b);
+    if (b->bulk)
+        w->bulk++;
     w->inflight = 1;
     w->batches++;
     w->writes += (unsigned long long)b->n;
@@ -209,8 +261,11 @@ writer_free(struct writer *w)
 
 void
 writer_stats(const struct writer *w, unsigned long long *batches,
-             unsigned long long *writes)
+             unsigned long long *writes, unsigned long long *bulk,
+             unsigned long long *retries)
 {
     *batches = w->batches;
     *writes = w->writes;
+    *bulk = w->bulk;
+    *retries = w->safe_retries;
 }

@@ -29,8 +29,10 @@ void writer_free(struct writer *w);
 void writer_submit(struct writer *w, const char *op, int nargs,
                    const char *const *args, writer_cb cb, void *arg);
 
-/* Batches sent and writes in them, for /metrics. */
+/* Batches sent, writes in them, set-based create batches, batches sent
+ * again item by item after a failure: for /metrics. */
 void writer_stats(const struct writer *w, unsigned long long *batches,
-                  unsigned long long *writes);
+                  unsigned long long *writes, unsigned long long *bulk,
+                  unsigned long long *retries);
 
 #endif

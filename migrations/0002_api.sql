@@ -66,7 +66,7 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     r images;
 BEGIN
-    IF p_ref ~ '^sha256:[0-9a-f]{64}$' THEN
+    IF length(p_ref) = 71 AND p_ref ~ '^sha256:[0-9a-f]*$' THEN
         SELECT * INTO r FROM images
          WHERE kernel_digest = p_ref OR disk_digest = p_ref
          ORDER BY created_at DESC LIMIT 1;
@@ -76,7 +76,7 @@ BEGIN
            AND tag = substr(p_ref, position(':' IN p_ref) + 1);
     ELSE
         SELECT * INTO r FROM images WHERE name = p_ref AND tag = 'latest';
-        IF NOT FOUND AND p_ref ~ '^[0-9a-f]{16}$' THEN
+        IF NOT FOUND AND length(p_ref) = 16 AND p_ref ~ '^[0-9a-f]*$' THEN
             SELECT * INTO r FROM images WHERE id = p_ref;
         END IF;
     END IF;
@@ -356,7 +356,7 @@ BEGIN
     IF FOUND THEN
         RETURN r;
     END IF;
-    IF length(p_ref) >= 4 AND p_ref ~ '^[0-9a-f]{4,15}$' THEN
+    IF length(p_ref) BETWEEN 4 AND 15 AND p_ref ~ '^[0-9a-f]*$' THEN
         -- Ids are lower-case hex in the "C" collation, so every id with
         -- this prefix sorts in [prefix, prefix || 'g').
         SELECT count(*), min(id) INTO n, r

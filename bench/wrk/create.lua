@@ -1,5 +1,5 @@
 -- POST one-off instances; the controller names them run-<id>.
 wrk.method = "POST"
-wrk.body = '{"image":"hello","resources":{"vcpus":1,"memory_mib":64}}'
+wrk.body = '{"image":"bench","resources":{"vcpus":1,"memory_mib":64}}'
 wrk.headers["Content-Type"] = "application/json"
 dofile(os.getenv("REPORT_LUA"))
