@@ -117,14 +117,15 @@ static const char help_stop[] =
 static const char help_start[] =
     "Usage: cloudctl start ID|NAME...\n"
     "\n"
-    "Starts stopped instances again (POST /v1/instances/{id}/start). Not in\n"
-    "the API yet: reports the server's answer.\n";
+    "Starts instances that have ended (exited, failed, lost) again: they\n"
+    "go back to pending and are placed anew. Refused while one is still\n"
+    "stopping.\n";
 
 static const char help_restart[] =
     "Usage: cloudctl restart ID|NAME...\n"
     "\n"
-    "Restarts instances (POST /v1/instances/{id}/restart). Not in the API\n"
-    "yet: reports the server's answer.\n";
+    "Restarts instances: a running one is stopped (TERM, then the grace\n"
+    "period) and started again once it has ended; an ended one starts.\n";
 
 static const char help_wait[] =
     "Usage: cloudctl wait [--timeout DURATION] ID|NAME...\n"
@@ -186,8 +187,9 @@ static const char help_images[] =
     "                            [--cmdline CMDLINE] | --disk FILE\n"
     "       cloudctl images rm REF|ID...\n"
     "\n"
-    "Lists and shows images. REF is name:tag, or name for name:latest.\n"
-    "push and rm are not in the API yet: they report the server's answer.\n";
+    "Lists, shows, pushes and removes images. REF is name:tag, or name for\n"
+    "name:latest. push uploads each file in 1 MiB chunks, checked by SHA-256;\n"
+    "rm is refused while a service or a live instance uses the image.\n";
 
 static const char help_events[] =
     "Usage: cloudctl events [-f] [--since ID] [--type TYPE] [--object KIND]\n"

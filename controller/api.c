@@ -659,6 +659,18 @@ h_instance_delete(struct http_req *r)
 }
 
 static void
+h_instance_start(struct http_req *r)
+{
+    ref_action(r, "instance_start", NULL);
+}
+
+static void
+h_instance_restart(struct http_req *r)
+{
+    ref_action(r, "instance_restart", NULL);
+}
+
+static void
 h_instance_kill(struct http_req *r)
 {
     int empty;
@@ -1061,6 +1073,8 @@ const struct http_route api_routes[] = {
      .get = h_instance_get,
      .delete = h_instance_delete},
     {.path = "/v1/instances/:id/kill", .post = h_instance_kill},
+    {.path = "/v1/instances/:id/start", .post = h_instance_start},
+    {.path = "/v1/instances/:id/restart", .post = h_instance_restart},
     {.path = "/v1/instances/:id/logs", .get = logs_h_get}, /* logs.c */
     {.path = "/v1/hosts", .get = h_hosts_list},
     {.path = "/v1/hosts/:name", .get = h_host_get},

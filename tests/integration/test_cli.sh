@@ -278,7 +278,11 @@ check "logs: the server's answer, one line" eval 'rc_is 1 && one_error_line'
 cli config get web
 check "config get: the server's answer, one line" eval 'rc_is 1 && one_error_line'
 cli start "$id"
-check "start: the server's answer, one line" eval 'rc_is 1 && one_error_line'
+check "start runs an ended instance again" eval 'rc_is 0'
+cli inspect "$id"
+check "started: pending again" eval 'rc_is 0 && [ "$(jq -r .state <<<"$out")" = pending ]'
+cli start "$id"
+check "start of a pending instance is a no-op" eval 'rc_is 0'
 cli images rm hello
 check "images rm: the server's answer, one line" eval 'rc_is 1 && one_error_line'
 
