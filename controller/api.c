@@ -794,8 +794,9 @@ h_events(struct http_req *r)
 
 /* ---- images ---------------------------------------------------------- */
 
+/* A list with no filter but the cursor: (after, limit + 1). */
 static void
-h_images_list(struct http_req *r)
+cursor_list(struct http_req *r, enum store_stmt st)
 {
     const char *after, *vals[2];
     int limit;
@@ -806,7 +807,13 @@ h_images_list(struct http_req *r)
     limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
     vals[1] = lim;
-    run_list(r, ST_IMAGE_LIST, vals, limit, 1);
+    run_list(r, st, vals, limit, 1);
+}
+
+static void
+h_images_list(struct http_req *r)
+{
+    cursor_list(r, ST_IMAGE_LIST);
 }
 
 static void
@@ -1032,16 +1039,7 @@ h_tokens_create(struct http_req *r)
 static void
 h_tokens_list(struct http_req *r)
 {
-    const char *after, *vals[2];
-    int limit;
-    char lim[16];
-
-    if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0)
-        return;
-    limit_plus_one(lim, sizeof(lim), limit);
-    vals[0] = after;
-    vals[1] = lim;
-    run_list(r, ST_TOKEN_LIST, vals, limit, 1);
+    cursor_list(r, ST_TOKEN_LIST);
 }
 
 static void
