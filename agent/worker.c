@@ -273,7 +273,7 @@ blob_path(struct worker *w, const char *digest, char *why, size_t whylen)
         return p;
     free(p);
     snprintf(why, whylen,
-             "image blob %s is not in %s (fetching blobs from the controller is not implemented yet)",
+             "image blob %s is not in %s (agents read blobs from --images; fetching them from the controller comes with the images work, docs/agent.md)",
              digest, w->images_dir);
     return NULL;
 }

@@ -468,34 +468,47 @@ idem_key(struct http_req *r, const char **key)
 }
 
 /* Validates a body with fn and runs the write statement st with it. */
-static void
-create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
-            const char *op)
+/*
+ * Reads the JSON body and validates it with fn; returns the normalized
+ * body as text (caller frees), or NULL after replying 400/413/415/422.
+ */
+static char *
+validated_body(struct http_req *r, json_t *(*fn)(json_t *, struct verr *))
 {
     int empty;
     json_t *in = http_body_json(r, &empty), *norm;
     struct verr e;
-    const char *key, *vals[3];
     char *body;
 
     if (in == NULL) {
         if (empty)
             http_reply_error(r, 400, "bad_request", NULL,
                              "a JSON body is required");
-        return;
-    }
-    if (idem_key(r, &key) < 0) {
-        json_decref(in);
-        return;
+        return NULL;
     }
     norm = fn(in, &e);
     json_decref(in);
     if (norm == NULL) {
         http_reply_error(r, 422, "invalid", e.field, "%s", e.message);
-        return;
+        return NULL;
     }
     body = json_dumps(norm, JSON_COMPACT);
     json_decref(norm);
+    return body;
+}
+
+static void
+create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
+            const char *op)
+{
+    const char *key, *vals[3];
+    char *body;
+
+    if (idem_key(r, &key) < 0)
+        return;
+    body = validated_body(r, fn);
+    if (body == NULL)
+        return;
     vals[0] = body;
     vals[1] = key;
     vals[2] = ACTOR;
@@ -531,30 +544,15 @@ h_service_get(struct http_req *r)
 static void
 h_service_patch(struct http_req *r)
 {
-    int empty;
-    json_t *in, *norm;
-    struct verr e;
     long long ver;
     char vs[24], *body;
     const char *vals[4];
 
     if (http_if_match(r, &ver) < 0)
         return;
-    in = http_body_json(r, &empty);
-    if (in == NULL) {
-        if (empty)
-            http_reply_error(r, 400, "bad_request", NULL,
-                             "a JSON body is required");
+    body = validated_body(r, validate_service_patch);
+    if (body == NULL)
         return;
-    }
-    norm = validate_service_patch(in, &e);
-    json_decref(in);
-    if (norm == NULL) {
-        http_reply_error(r, 422, "invalid", e.field, "%s", e.message);
-        return;
-    }
-    body = json_dumps(norm, JSON_COMPACT);
-    json_decref(norm);
     version_str(vs, sizeof(vs), ver);
     vals[0] = http_param(r, 0);
     vals[1] = body;
@@ -819,26 +817,11 @@ h_images_list(struct http_req *r)
 static void
 h_images_create(struct http_req *r)
 {
-    int empty;
-    json_t *in = http_body_json(r, &empty), *norm;
-    struct verr e;
+    char *body = validated_body(r, validate_image_create);
     const char *vals[2];
-    char *body;
 
-    if (in == NULL) {
-        if (empty)
-            http_reply_error(r, 400, "bad_request", NULL,
-                             "a JSON body is required");
+    if (body == NULL)
         return;
-    }
-    norm = validate_image_create(in, &e);
-    json_decref(in);
-    if (norm == NULL) {
-        http_reply_error(r, 422, "invalid", e.field, "%s", e.message);
-        return;
-    }
-    body = json_dumps(norm, JSON_COMPACT);
-    json_decref(norm);
     vals[0] = body;
     vals[1] = ACTOR;
     write_op(r, "image_create", 2, vals);

@@ -539,36 +539,9 @@ END $$;
 -- failure fails that item only and comes back as a row. (Subtransactions
 -- are kept off the fast path: past 64 in one transaction PostgreSQL's
 -- snapshots slow down sharply.)
-CREATE FUNCTION cloud_batch_one(op text, a jsonb, OUT st integer, OUT bd json)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-BEGIN
-    CASE op
-    WHEN 'service_create' THEN
-        SELECT f.status, f.body INTO st, bd
-          FROM cloud_service_create((a->>0)::jsonb, a->>1, a->>2) f;
-    WHEN 'service_patch' THEN
-        SELECT f.status, f.body INTO st, bd
-          FROM cloud_service_patch(a->>0, (a->>1)::jsonb, (a->>2)::bigint, a->>3) f;
-    WHEN 'service_delete' THEN
-        SELECT f.status, f.body INTO st, bd
-          FROM cloud_service_delete(a->>0, (a->>1)::bigint, a->>2) f;
-    WHEN 'instance_create' THEN
-        SELECT f.status, f.body INTO st, bd
-          FROM cloud_instance_create((a->>0)::jsonb, a->>1, a->>2) f;
-    WHEN 'instance_kill' THEN
-        SELECT f.status, f.body INTO st, bd
-          FROM cloud_instance_kill(a->>0, a->>1, (a->>2)::bigint, a->>3) f;
-    WHEN 'instance_delete' THEN
-        SELECT f.status, f.body INTO st, bd
-          FROM cloud_instance_delete(a->>0, (a->>1)::bigint, a->>2) f;
-    WHEN 'host_action' THEN
-        SELECT f.status, f.body INTO st, bd
-          FROM cloud_host_action(a->>0, a->>1, (a->>2)::bigint, a->>3) f;
-    ELSE
-        PERFORM cloud_raise('CL422', format('unknown batch operation %s', op));
-    END CASE;
-END $$;
+-- cloud_batch_one(op, args) runs one operation; its one definition, with
+-- every operation of the later migrations, is in 0008_start_restart.sql
+-- (PL/pgSQL resolves it when cloud_batch runs).
 
 CREATE FUNCTION cloud_batch(p jsonb, p_safe boolean)
 RETURNS TABLE (idx integer, status integer, body json, err_state text,

@@ -96,8 +96,9 @@ END $$;
 CREATE TRIGGER instances_restart BEFORE UPDATE ON instances
     FOR EACH ROW WHEN (NEW.restart_requested) EXECUTE FUNCTION cloud_instances_restart_trigger();
 
--- The batch learns the operations of 0005 (blobs, images), 0006 (tokens,
--- audit) and this one; this is its one full definition after 0002.
+-- The batch's dispatcher (cloud_batch in 0002 calls it): every API write
+-- operation, from 0002, 0005 (blobs, images), 0006 (tokens, audit) and this
+-- migration. Its one definition.
 CREATE OR REPLACE FUNCTION cloud_batch_one(op text, a jsonb, OUT st integer, OUT bd json)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
