@@ -11,6 +11,7 @@ PKGS=(
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
   linux-image-amd64 busybox-static cpio
   wrk clang libclang-rt-14-dev python3 jq
+  etcd-server etcd-client
 )
 # Node.js may come from elsewhere on a developer machine; Debian's npm only
 # where there is no npm at all.
