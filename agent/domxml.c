@@ -41,6 +41,36 @@ domxml_word_ok(const char *s)
 }
 
 int
+domxml_owner_valid(const char *s)
+{
+    size_t i, n = s ? strlen(s) : 0;
+
+    if (n == 0 || n > DOMXML_OWNER_MAX)
+        return -1;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+              c == ':'))
+            return -1;
+    }
+    return 0;
+}
+
+enum domxml_ownership
+domxml_owner_check(const char *my_cluster, const char *my_owner,
+                   const char *cluster, const char *owner)
+{
+    if (cluster == NULL || owner == NULL)
+        return DOMXML_LEGACY;
+    if (my_cluster == NULL || my_owner == NULL)
+        return DOMXML_MINE;
+    if (strcmp(my_cluster, cluster) == 0 && strcmp(my_owner, owner) == 0)
+        return DOMXML_MINE;
+    return DOMXML_FOREIGN;
+}
+
+int
 domxml_id_valid(const char *id)
 {
     if (!domxml_word_ok(id)) {
@@ -174,6 +204,13 @@ domxml_spec_check(const struct domxml_spec *s)
                   id);
         return -1;
     }
+    if ((s->cluster == NULL) != (s->owner == NULL) ||
+        (s->cluster != NULL && (domxml_owner_valid(s->cluster) < 0 ||
+                                domxml_owner_valid(s->owner) < 0))) {
+        log_warnx("instance %s: the owner needs both a cluster id and an agent identity of 1 to %d characters of [A-Za-z0-9_.:-]",
+                  id, DOMXML_OWNER_MAX);
+        return -1;
+    }
     if (s->arch != NULL && !domxml_word_ok(s->arch)) {
         log_warnx("instance %s: arch %.*s is not a plain word", id,
                   DOMXML_ID_MAX, s->arch);
@@ -235,6 +272,12 @@ domxml_add_metadata(xmlNodePtr dom, const struct domxml_spec *s)
     snprintf(gen, sizeof(gen), "%" PRIu64, s->generation);
     xmlNewTextChild(inst, ns, (const xmlChar *)"generation",
                     (const xmlChar *)gen);
+    if (s->cluster != NULL) {
+        xmlNewTextChild(inst, ns, (const xmlChar *)"cluster",
+                        (const xmlChar *)s->cluster);
+        xmlNewTextChild(inst, ns, (const xmlChar *)"host",
+                        (const xmlChar *)s->owner);
+    }
 }
 
 static void
@@ -452,6 +495,53 @@ domxml_metadata_parse(const char *xml, char **idp, uint64_t *genp)
 cleanup:
     xmlFree(id);
     xmlFree(gen);
+    xmlFreeDoc(doc);
+    return ret;
+}
+
+int
+domxml_metadata_owner(const char *xml, char **clusterp, char **ownerp)
+{
+    xmlDocPtr doc = NULL;
+    xmlNodePtr root, cn, hn;
+    xmlChar *cluster = NULL, *owner = NULL;
+    int ret = -1;
+
+    *clusterp = *ownerp = NULL;
+    doc = xmlReadMemory(xml, (int)strlen(xml), "metadata.xml", NULL,
+                        XML_PARSE_NONET | XML_PARSE_NOERROR |
+                            XML_PARSE_NOWARNING);
+    if (doc == NULL || (root = xmlDocGetRootElement(doc)) == NULL ||
+        !domxml_md_is(root, "instance")) {
+        log_warnx("instance metadata is not a well-formed {%s}instance",
+                  DOMXML_METADATA_NS);
+        goto cleanup;
+    }
+    cn = domxml_md_child(root, "cluster");
+    hn = domxml_md_child(root, "host");
+    if (cn == NULL && hn == NULL) {
+        ret = 0; /* made before ownership: no owner */
+        goto cleanup;
+    }
+    if (cn == NULL || hn == NULL) {
+        log_warnx("instance metadata has only one of a cluster and a host");
+        goto cleanup;
+    }
+    cluster = xmlNodeGetContent(cn);
+    owner = xmlNodeGetContent(hn);
+    if (cluster == NULL || owner == NULL ||
+        domxml_owner_valid((const char *)cluster) < 0 ||
+        domxml_owner_valid((const char *)owner) < 0) {
+        log_warnx("instance metadata has an unusable cluster or host");
+        goto cleanup;
+    }
+    *clusterp = xstrdup((const char *)cluster);
+    *ownerp = xstrdup((const char *)owner);
+    ret = 0;
+
+cleanup:
+    xmlFree(cluster);
+    xmlFree(owner);
     xmlFreeDoc(doc);
     return ret;
 }

@@ -47,7 +47,18 @@ struct domxml_spec {
      * config out of `ps`. QEMU opens it, so it must be readable by QEMU's user.
      */
     const char *boot_config_file;
+    /*
+     * Optional owner, written into the metadata element next to id and
+     * generation: the cluster id and the agent identity (its certificate
+     * CN) that made the domain. Both or neither; 1..DOMXML_OWNER_MAX
+     * characters of [A-Za-z0-9_.:-]. An agent adopts and stops only the
+     * domains that name its own cluster and identity (domxml_owner_check).
+     */
+    const char *cluster;
+    const char *owner;
 };
+
+#define DOMXML_OWNER_MAX 128
 
 /* 0 if id is a valid instance id, -1 (logged) if not. */
 int domxml_id_valid(const char *id);
@@ -75,5 +86,34 @@ char *domxml_build(const struct domxml_spec *spec);
  * (logged) if it is malformed or the id is invalid.
  */
 int domxml_metadata_parse(const char *xml, char **idp, uint64_t *genp);
+
+/*
+ * Reads the owner (cluster and agent identity) from the same metadata
+ * element. Returns 0 with new strings, or 0 with both NULL when the element
+ * carries no owner (written by an agent older than ownership), or -1
+ * (logged) when it is malformed or carries only one of the two.
+ */
+int domxml_metadata_owner(const char *xml, char **clusterp, char **ownerp);
+
+/* 0 if s is a valid cluster id or agent identity, -1 if not. */
+int domxml_owner_valid(const char *s);
+
+enum domxml_ownership {
+    DOMXML_MINE = 1,    /* names this agent's cluster and identity */
+    DOMXML_LEGACY,      /* no owner recorded: treated as this agent's */
+    DOMXML_FOREIGN,     /* another cluster's or another agent's */
+};
+
+/*
+ * The ownership rule. my_cluster/my_owner NULL (an agent without an
+ * identity, e.g. boot-once) owns everything, as before ownership existed.
+ * A domain without an owner (cluster NULL) is DOMXML_LEGACY and treated as
+ * the agent's own, as before; with an owner it is DOMXML_MINE only when
+ * both the cluster and the identity are equal to the agent's.
+ */
+enum domxml_ownership domxml_owner_check(const char *my_cluster,
+                                         const char *my_owner,
+                                         const char *cluster,
+                                         const char *owner);
 
 #endif

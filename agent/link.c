@@ -33,6 +33,7 @@
 
 #include "conlog.h"
 #include "frame.h"
+#include "ident.h"
 #include "log.h"
 #include "mem.h"
 #include "strmap.h"
@@ -717,6 +718,7 @@ link_run(const struct link_opts *o)
     };
     struct link l;
     const char *colon;
+    char *cluster_id = NULL, *owner = NULL;
     size_t i;
     int rc = 1;
 
@@ -748,6 +750,12 @@ link_run(const struct link_opts *o)
     l.ssl = client_ctx(o);
     if (l.ssl == NULL)
         goto cleanup;
+    /* The owner written into our domains; see agent/ident.h. */
+    if (ident_load(o->ca, o->cert, &cluster_id, &owner) < 0)
+        goto cleanup;
+    wo.cluster_id = cluster_id;
+    wo.owner = owner;
+    log_info("agent identity: cluster %s, host %s", cluster_id, owner);
     srandom((unsigned)getpid() ^ (unsigned)wall_ms());
     l.base = event_base_new();
     if (l.base == NULL)
@@ -818,5 +826,7 @@ cleanup:
     free(l.host);
     free(l.port);
     free(l.host_id);
+    free(cluster_id);
+    free(owner);
     return rc;
 }

@@ -405,7 +405,7 @@ static int
 virt_adopt(struct virt_conn *c, virDomainPtr dom, const char *name,
            struct virt_domain *d)
 {
-    char *md, *id = NULL, *want = NULL;
+    char *md, *id = NULL, *want = NULL, *cluster = NULL, *owner = NULL;
     uint64_t gen;
     int ret = 0;
 
@@ -420,7 +420,8 @@ virt_adopt(struct virt_conn *c, virDomainPtr dom, const char *name,
         virt_fail(c, "cannot read the metadata of domain %s", name);
         return -1;
     }
-    if (domxml_metadata_parse(md, &id, &gen) < 0) {
+    if (domxml_metadata_parse(md, &id, &gen) < 0 ||
+        domxml_metadata_owner(md, &cluster, &owner) < 0) {
         log_warnx("domain %s has unusable instance metadata; leaving it alone",
                   name);
         goto cleanup;
@@ -438,13 +439,17 @@ virt_adopt(struct virt_conn *c, virDomainPtr dom, const char *name,
     }
     d->instance_id = id;
     d->generation = gen;
-    id = NULL;
+    d->cluster = cluster;
+    d->owner = owner;
+    id = cluster = owner = NULL;
     ret = 1;
 
 cleanup:
     free(md);
     free(id);
     free(want);
+    free(cluster);
+    free(owner);
     return ret;
 }
 
@@ -498,8 +503,11 @@ virt_domains_free(struct virt_domain *doms, size_t n)
 
     if (doms == NULL)
         return;
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         free(doms[i].instance_id);
+        free(doms[i].cluster);
+        free(doms[i].owner);
+    }
     free(doms);
 }
 

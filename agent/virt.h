@@ -47,6 +47,9 @@ struct virt_domain {
     char *instance_id;
     uint64_t generation;
     enum virt_state state;
+    /* The owner in its metadata (domxml_metadata_owner), both NULL for a
+     * domain made before ownership; the worker applies the rule. */
+    char *cluster, *owner;
 };
 
 struct virt_host_info {

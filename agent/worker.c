@@ -62,6 +62,7 @@ struct winst {
 struct worker {
     struct worker_opts o;
     char *uri, *images_dir, *state_dir;
+    char *cluster_id, *owner; /* NULL: no identity (see worker_opts) */
     void (*notify)(void *);
     void *notify_arg;
     pthread_t thread;
@@ -326,6 +327,8 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
     d.cmdline = s->cmdline && s->cmdline[0] ? s->cmdline : NULL;
     d.disk = disk;
     d.console_log = log;
+    d.cluster = w->cluster_id;
+    d.owner = w->owner;
     xml = domxml_build(&d);
     if (xml == NULL) {
         snprintf(why, whylen, "cannot build the domain XML (see the agent log)");
@@ -641,6 +644,13 @@ reconcile_all(struct worker *w)
     for (i = 0; i < n; i++) {
         struct winst *in = strmap_get(&w->insts, doms[i].instance_id);
 
+        if (domxml_owner_check(w->cluster_id, w->owner, doms[i].cluster,
+                               doms[i].owner) == DOMXML_FOREIGN) {
+            /* Another cluster's or agent's on the same libvirt. */
+            log_debug("domain of instance %s belongs to %s/%s; leaving it alone",
+                      doms[i].instance_id, doms[i].cluster, doms[i].owner);
+            continue;
+        }
         if (in == NULL) {
             in = inst_get(w, doms[i].instance_id);
             in->adopted = true;
@@ -830,6 +840,12 @@ worker_start(const struct worker_opts *o, void (*notify)(void *arg),
     w->uri = xstrdup(o->uri);
     w->images_dir = o->images_dir ? xstrdup(o->images_dir) : NULL;
     w->state_dir = o->state_dir ? xstrdup(o->state_dir) : NULL;
+    if (o->cluster_id != NULL && o->owner != NULL) {
+        w->cluster_id = xstrdup(o->cluster_id);
+        w->owner = xstrdup(o->owner);
+    }
+    w->o.cluster_id = w->cluster_id;
+    w->o.owner = w->owner;
     w->o.uri = w->uri;
     w->o.images_dir = w->images_dir;
     w->o.state_dir = w->state_dir;
@@ -915,5 +931,7 @@ worker_stop(struct worker *w)
     free(w->uri);
     free(w->images_dir);
     free(w->state_dir);
+    free(w->cluster_id);
+    free(w->owner);
     free(w);
 }

@@ -90,6 +90,14 @@ struct worker_opts {
     const char *images_dir; /* blobs named by digest; NULL: none */
     const char *state_dir;  /* console logs under state_dir/run/<id>/ */
     const struct virt_driver *drv;
+    /*
+     * The agent's identity, written into every domain it defines and
+     * compared with the owner of the domains it finds: those of another
+     * cluster or agent are left alone (domxml_owner_check). Both NULL: no
+     * identity, every cloud-* domain is this agent's (the old behaviour).
+     */
+    const char *cluster_id;
+    const char *owner;
 };
 
 struct worker;

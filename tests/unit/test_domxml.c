@@ -141,6 +141,8 @@ kernel_spec(void)
         .console_log = "/var/log/cloud-agent/console/7f3a9c.log",
         .channel_path = "/run/cloud-agent/7f3a9c/config.sock",
         .boot_config_file = "/run/cloud-agent/7f3a9c/boot-config.json",
+        .cluster = "0123456789abcdef0123456789abcdef",
+        .owner = "host-1.example",
     };
     return s;
 }
@@ -366,6 +368,81 @@ test_metadata_malformed(void **state)
     }
 }
 
+/* The owner round-trips; a domain without one is legacy. */
+static void
+test_metadata_owner(void **state)
+{
+    struct domxml_spec s = kernel_spec();
+    char *xml, *md, *cluster = NULL, *owner = NULL;
+    static const char *const bad[] = {
+        "not xml",
+        "<instance><id>a</id><generation>1</generation><cluster>c</cluster></instance>",
+        "<instance><id>a</id><generation>1</generation><host>h</host></instance>",
+        "<instance><id>a</id><generation>1</generation><cluster>c d</cluster><host>h</host></instance>",
+        "<instance><id>a</id><generation>1</generation><cluster>c</cluster><host></host></instance>",
+    };
+    size_t i;
+
+    (void)state;
+    xml = domxml_build(&s);
+    assert_non_null(xml);
+    md = xstrndup(strstr(xml, "<cloud:instance"),
+                  (size_t)(strstr(xml, "</cloud:instance>") + 17 -
+                           strstr(xml, "<cloud:instance")));
+    assert_int_equal(domxml_metadata_owner(md, &cluster, &owner), 0);
+    assert_string_equal(cluster, "0123456789abcdef0123456789abcdef");
+    assert_string_equal(owner, "host-1.example");
+    free(cluster);
+    free(owner);
+    free(md);
+    free(xml);
+
+    /* Written by an agent older than ownership: no owner, no error. */
+    assert_int_equal(
+        domxml_metadata_owner("<instance><id>a</id><generation>3</generation>"
+                              "</instance>",
+                              &cluster, &owner),
+        0);
+    assert_null(cluster);
+    assert_null(owner);
+    /* Namespace stripped, as virDomainGetMetadata hands it back. */
+    assert_int_equal(
+        domxml_metadata_owner("<instance><id>a</id><generation>3</generation>"
+                              "<cluster>c1</cluster><host>h1</host></instance>",
+                              &cluster, &owner),
+        0);
+    assert_string_equal(cluster, "c1");
+    assert_string_equal(owner, "h1");
+    free(cluster);
+    free(owner);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(domxml_metadata_owner(bad[i], &cluster, &owner), -1);
+        assert_null(cluster);
+        assert_null(owner);
+    }
+
+    /* One without the other, or a bad character, is refused. */
+    s.owner = NULL;
+    assert_null(domxml_build(&s));
+    s.owner = "host 1";
+    assert_null(domxml_build(&s));
+}
+
+static void
+test_owner_rule(void **state)
+{
+    (void)state;
+    assert_int_equal(domxml_owner_check("c1", "h1", "c1", "h1"), DOMXML_MINE);
+    assert_int_equal(domxml_owner_check("c1", "h1", "c2", "h1"),
+                     DOMXML_FOREIGN);
+    assert_int_equal(domxml_owner_check("c1", "h1", "c1", "h2"),
+                     DOMXML_FOREIGN);
+    assert_int_equal(domxml_owner_check("c1", "h1", NULL, NULL),
+                     DOMXML_LEGACY);
+    /* An agent without an identity owns every owned domain, as before. */
+    assert_int_equal(domxml_owner_check(NULL, NULL, "c2", "h2"), DOMXML_MINE);
+}
+
 static void
 test_domain_name(void **state)
 {
@@ -407,6 +484,8 @@ main(void)
         cmocka_unit_test(test_invalid_specs),
         cmocka_unit_test(test_metadata_roundtrip),
         cmocka_unit_test(test_metadata_malformed),
+        cmocka_unit_test(test_metadata_owner),
+        cmocka_unit_test(test_owner_rule),
         cmocka_unit_test(test_domain_name),
         cmocka_unit_test(test_uuid),
     };

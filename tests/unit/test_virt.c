@@ -53,6 +53,8 @@ xml_for(const char *id, uint64_t gen)
         .console_log = "/tmp/console.log",
         .channel_path = "/tmp/config.sock",
         .boot_config_file = "/tmp/boot-config.json",
+        .cluster = "c0ffee",
+        .owner = "host-a",
     };
 
     return domxml_build(&s);
@@ -115,6 +117,10 @@ test_lifecycle(void **state)
     assert_true(i >= 0);
     assert_int_equal(doms[i].generation, 7);
     assert_int_equal(doms[i].state, VIRT_STATE_RUNNING);
+    /* ... and so does the owner the worker compares with its own. */
+    assert_non_null(doms[i].cluster);
+    assert_string_equal(doms[i].cluster, "c0ffee");
+    assert_string_equal(doms[i].owner, "host-a");
     /* The test driver's own domain "test" is not ours. */
     assert_int_equal(find(doms, n, "test"), -1);
     virt_domains_free(doms, n);

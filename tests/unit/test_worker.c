@@ -32,6 +32,7 @@ struct fake_dom {
     enum virt_reason reason;
     int starts, destroys, shutdowns, undefines;
     uint64_t gen;
+    const char *cluster, *owner; /* metadata owner; NULL: none */
 };
 
 static pthread_mutex_t fk_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -205,6 +206,8 @@ fk_list(struct virt_conn *c, struct virt_domain **domsp, size_t *np)
         doms[n].instance_id = xstrdup(fk[i].id);
         doms[n].generation = fk[i].gen;
         doms[n].state = fk[i].st;
+        doms[n].cluster = fk[i].cluster ? xstrdup(fk[i].cluster) : NULL;
+        doms[n].owner = fk[i].owner ? xstrdup(fk[i].owner) : NULL;
         n++;
     }
     pthread_mutex_unlock(&fk_mu);
@@ -485,6 +488,73 @@ test_adopted_kept_until_a_set_arrives(void **state)
     worker_stop(w);
 }
 
+/*
+ * Two agents on one libvirt: an agent adopts and removes only the domains
+ * of its own cluster and identity, and those without an owner (made before
+ * ownership); another cluster's or another host's domains are not
+ * reported, not stopped, not undefined.
+ */
+static void
+test_foreign_domains_left_alone(void **state)
+{
+    static const struct {
+        const char *id, *cluster, *owner;
+    } doms[] = {
+        {"mine", "c1", "h1"},
+        {"legacy", NULL, NULL},
+        {"othercluster", "c2", "h1"},
+        {"otherhost", "c1", "h2"},
+    };
+    struct worker_opts o = {.uri = "fake:///",
+                            .hv_override = HV_TYPE_TEST,
+                            .drv = &fake_driver,
+                            .cluster_id = "c1",
+                            .owner = "h1"};
+    struct worker *w;
+    size_t i;
+    int tries, j;
+
+    (void)state;
+    w = start();
+    worker_stop(w);
+    pthread_mutex_lock(&fk_mu);
+    for (i = 0; i < sizeof(doms) / sizeof(doms[0]); i++) {
+        struct fake_dom *d = fk_find(doms[i].id, 1);
+
+        d->st = VIRT_STATE_RUNNING;
+        d->gen = 1;
+        d->cluster = doms[i].cluster;
+        d->owner = doms[i].owner;
+    }
+    pthread_mutex_unlock(&fk_mu);
+    nseen = 0;
+    w = worker_start(&o, notify, NULL);
+    assert_non_null(wait_for(w, "mine", WS_RUNNING));
+    assert_non_null(wait_for(w, "legacy", WS_RUNNING));
+    /* A libvirt event for a foreign domain changes nothing either. */
+    fk_cb(fk_arg, "othercluster");
+    /* An empty set: ours go, the others stay. */
+    worker_set_desired(w, xcalloc(1, sizeof(struct worker_spec)), 0);
+    for (tries = 0; tries < 300 && (fk_find("mine", 0)->undefines == 0 ||
+                                    fk_find("legacy", 0)->undefines == 0);
+         tries++)
+        usleep(10 * 1000);
+    assert_int_equal(fk_find("mine", 0)->undefines, 1);
+    assert_int_equal(fk_find("legacy", 0)->undefines, 1);
+    usleep(100 * 1000);
+    assert_int_equal(fk_find("othercluster", 0)->destroys, 0);
+    assert_int_equal(fk_find("othercluster", 0)->undefines, 0);
+    assert_int_equal(fk_find("otherhost", 0)->destroys, 0);
+    assert_int_equal(fk_find("otherhost", 0)->undefines, 0);
+    assert_int_equal(fk_find("othercluster", 0)->st, VIRT_STATE_RUNNING);
+    drain(w);
+    for (j = 0; j < nseen; j++) {
+        assert_string_not_equal(seen[j].id, "othercluster");
+        assert_string_not_equal(seen[j].id, "otherhost");
+    }
+    worker_stop(w);
+}
+
 int
 main(void)
 {
@@ -493,6 +563,7 @@ main(void)
         cmocka_unit_test(test_kill_is_137_and_poweroff_is_0),
         cmocka_unit_test(test_start_failure_and_delete),
         cmocka_unit_test(test_adopted_kept_until_a_set_arrives),
+        cmocka_unit_test(test_foreign_domains_left_alone),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
