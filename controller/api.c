@@ -17,6 +17,7 @@
 
 #include "api_cluster.h" /* reconciler */
 #include "app.h"
+#include "labels.h"
 #include "log.h"
 #include "logs.h"
 #include "mem.h"
@@ -253,6 +254,27 @@ query_str(struct http_req *r, const char *key, const char **out)
     return 0;
 }
 
+/* ?label=k=v or ?label=k (also comma-separated), repeatable: every term
+ * must hold. Replies 400 and returns -1 on a bad term. */
+static int
+query_labels(struct http_req *r, struct label_sel *sel)
+{
+    struct evkeyval *kv;
+    char msg[256];
+
+    memset(sel, 0, sizeof(*sel));
+    TAILQ_FOREACH(kv, &r->query, next) {
+        if (strcmp(kv->key, "label") != 0)
+            continue;
+        if (labels_sel_add(sel, kv->value, msg, sizeof(msg)) < 0) {
+            labels_sel_free(sel);
+            http_reply_error(r, 400, "bad_request", "label", "%s", msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static const char *const instance_states[] = {
     "pending", "scheduled", "starting", "running",
     "stopping", "exited", "failed", "lost", NULL};
@@ -433,18 +455,21 @@ h_metrics(struct http_req *r)
 static void
 h_services_list(struct http_req *r)
 {
-    const char *after, *state, *vals[3];
+    const char *after, *state, *vals[5];
     int limit;
-    char lim[16];
+    char lim[16], *eq = NULL, *keys = NULL;
+    struct label_sel sel;
 
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
-        query_enum(r, "state", service_states, &state) < 0)
+        query_enum(r, "state", service_states, &state) < 0 ||
+        query_labels(r, &sel) < 0)
         return;
     if (use_cache(r)) {
         struct evbuffer *b = evbuffer_new();
         if (b == NULL)
             fatalx("cannot allocate an evbuffer");
-        cache_service_list(app_of(r)->cache, after, state, limit, b);
+        cache_service_list(app_of(r)->cache, after, state, &sel, limit, b);
+        labels_sel_free(&sel);
         reply_buffer(r, b);
         return;
     }
@@ -452,7 +477,17 @@ h_services_list(struct http_req *r)
     vals[0] = after;
     vals[1] = state;
     vals[2] = lim;
-    run_list(r, ST_SERVICE_LIST, vals, limit, 1);
+    if (sel.n == 0) {
+        run_list(r, ST_SERVICE_LIST, vals, limit, 1);
+        return;
+    }
+    labels_sel_sql(&sel, &eq, &keys);
+    labels_sel_free(&sel);
+    vals[3] = eq;
+    vals[4] = keys;
+    run_list(r, ST_SERVICE_LIST_SEL, vals, limit, 1);
+    free(eq);
+    free(keys);
 }
 
 static int
@@ -593,22 +628,25 @@ h_service_delete(struct http_req *r)
 static void
 h_instances_list(struct http_req *r)
 {
-    const char *after, *service, *state, *host, *desired, *vals[6];
+    const char *after, *service, *state, *host, *desired, *vals[8];
     int limit;
-    char lim[16];
+    char lim[16], *eq = NULL, *keys = NULL;
+    struct label_sel sel;
 
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
         query_str(r, "service", &service) < 0 ||
         query_enum(r, "state", instance_states, &state) < 0 ||
         query_str(r, "host", &host) < 0 ||
-        query_enum(r, "desired_state", desired_states, &desired) < 0)
+        query_enum(r, "desired_state", desired_states, &desired) < 0 ||
+        query_labels(r, &sel) < 0)
         return;
     if (use_cache(r)) {
         struct evbuffer *b = evbuffer_new();
         if (b == NULL)
             fatalx("cannot allocate an evbuffer");
         cache_instance_list(app_of(r)->cache, after, service, state, host,
-                            desired, limit, b);
+                            desired, &sel, limit, b);
+        labels_sel_free(&sel);
         reply_buffer(r, b);
         return;
     }
@@ -619,7 +657,17 @@ h_instances_list(struct http_req *r)
     vals[3] = host;
     vals[4] = desired;
     vals[5] = lim;
-    run_list(r, ST_INSTANCE_LIST, vals, limit, 1);
+    if (sel.n == 0) {
+        run_list(r, ST_INSTANCE_LIST, vals, limit, 1);
+        return;
+    }
+    labels_sel_sql(&sel, &eq, &keys);
+    labels_sel_free(&sel);
+    vals[6] = eq;
+    vals[7] = keys;
+    run_list(r, ST_INSTANCE_LIST_SEL, vals, limit, 1);
+    free(eq);
+    free(keys);
 }
 
 static void

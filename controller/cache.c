@@ -68,6 +68,7 @@ obj_free(struct cache_obj *o)
     free(o->state);
     free(o->desired);
     free(o->json);
+    free(o->labels);
     free(o);
 }
 
@@ -229,8 +230,9 @@ val(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-/* ST_CACHE_INSTANCES: id, name, service, host, state, desired, version, json
- * ST_CACHE_SERVICES:  id, name, state, version, json */
+/* ST_CACHE_INSTANCES: id, name, service, host, state, desired, version, json,
+ *                     labels
+ * ST_CACHE_SERVICES:  id, name, state, version, json, labels */
 static struct cache_obj *
 obj_from_row(const struct kind *k, const PGresult *res, int i)
 {
@@ -242,6 +244,7 @@ obj_from_row(const struct kind *k, const PGresult *res, int i)
         o->state = xstrdup(val(res, i, 2));
         o->version = strtoll(val(res, i, 3), NULL, 10);
         o->json = xstrdup(val(res, i, 4));
+        o->labels = labels_canon_text(val(res, i, 5));
     } else {
         o->service = dup_or_null(val(res, i, 2));
         o->host = dup_or_null(val(res, i, 3));
@@ -249,6 +252,7 @@ obj_from_row(const struct kind *k, const PGresult *res, int i)
         o->desired = xstrdup(val(res, i, 5));
         o->version = strtoll(val(res, i, 6), NULL, 10);
         o->json = xstrdup(val(res, i, 7));
+        o->labels = labels_canon_text(val(res, i, 8));
     }
     return o;
 }
@@ -586,6 +590,7 @@ cache_apply_write(struct cache *c, const char *op, const char *body,
     o->name = jstr(j, "name");
     o->state = jstr(j, "state");
     o->version = json_integer_value(json_object_get(j, "version"));
+    o->labels = labels_canon(json_object_get(j, "labels"));
     if (!svc) {
         o->service = jstr(j, "service");
         o->host = jstr(j, "host");
@@ -685,7 +690,7 @@ eq_or_any(const char *want, const char *have)
 static void
 page(struct kind *k, const char *after, int limit, struct evbuffer *out,
      const char *service, const char *state, const char *host,
-     const char *desired)
+     const char *desired, const struct label_sel *sel)
 {
     int n = 0;
     const char *last = NULL;
@@ -695,7 +700,8 @@ page(struct kind *k, const char *after, int limit, struct evbuffer *out,
     for (x = omap_after(&k->order, after); x; x = omap_next(x)) {
         struct cache_obj *o = x->val;
         if (!eq_or_any(state, o->state) || !eq_or_any(service, o->service) ||
-            !eq_or_any(host, o->host) || !eq_or_any(desired, o->desired))
+            !eq_or_any(host, o->host) || !eq_or_any(desired, o->desired) ||
+            !labels_sel_match(sel, o->labels))
             continue;
         if (n == limit)
             break;
@@ -716,14 +722,16 @@ page(struct kind *k, const char *after, int limit, struct evbuffer *out,
 void
 cache_instance_list(struct cache *c, const char *after, const char *service,
                     const char *state, const char *host, const char *desired,
-                    int limit, struct evbuffer *out)
+                    const struct label_sel *sel, int limit,
+                    struct evbuffer *out)
 {
-    page(&c->inst, after, limit, out, service, state, host, desired);
+    page(&c->inst, after, limit, out, service, state, host, desired, sel);
 }
 
 void
 cache_service_list(struct cache *c, const char *after, const char *state,
-                   int limit, struct evbuffer *out)
+                   const struct label_sel *sel, int limit,
+                   struct evbuffer *out)
 {
-    page(&c->svc, after, limit, out, NULL, state, NULL, NULL);
+    page(&c->svc, after, limit, out, NULL, state, NULL, NULL, sel);
 }

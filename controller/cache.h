@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "db.h"
+#include "labels.h"
 
 struct cache;
 
@@ -28,6 +29,7 @@ struct cache_obj {
     char *state;
     char *desired; /* instances: desired state */
     char *json;
+    char *labels; /* labels_canon() form, NULL for none */
     long long version;
     long long event_id;     /* newest event this data is known to include */
     unsigned long long seq; /* cache-local change counter when last set */
@@ -68,13 +70,16 @@ const struct cache_obj *cache_instance_find(struct cache *c, const char *ref,
                                             size_t msglen);
 const struct cache_obj *cache_service_get(struct cache *c, const char *name);
 
-/* Writes a list page {"items":[...],"next":...} into out. */
+/* Writes a list page {"items":[...],"next":...} into out; sel may be
+ * NULL (no label selector). */
 void cache_instance_list(struct cache *c, const char *after,
                          const char *service, const char *state,
-                         const char *host, const char *desired, int limit,
+                         const char *host, const char *desired,
+                         const struct label_sel *sel, int limit,
                          struct evbuffer *out);
 void cache_service_list(struct cache *c, const char *after, const char *state,
-                        int limit, struct evbuffer *out);
+                        const struct label_sel *sel, int limit,
+                        struct evbuffer *out);
 
 size_t cache_count(const struct cache *c, int services);
 

@@ -83,14 +83,14 @@ const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_CACHE_INSTANCES] =
         {"cache_instances",
          "SELECT i.id, i.name, s.name, h.name, i.state, i.desired_state, "
-         "i.version, cloud_instance_json(i) FROM instances i "
+         "i.version, cloud_instance_json(i), i.labels FROM instances i "
          "LEFT JOIN services s ON s.id = i.service_id "
          "LEFT JOIN hosts h ON h.id = i.host_id "
          "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
          1},
     [ST_CACHE_SERVICES] = {"cache_services",
                            "SELECT s.id, s.name, s.state, s.version, "
-                           "cloud_service_json(s) FROM services s "
+                           "cloud_service_json(s), s.labels FROM services s "
                            "WHERE $1::text[] IS NULL "
                            "OR s.id = ANY($1::text[])",
                            1},
@@ -199,4 +199,31 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "WHERE id = ANY($1::text[]) AND host_id IS NOT NULL",
                            1},
     /* end of agent gateway statements */
+    /* labels (migrations/0011_labels.sql): the lists of ST_INSTANCE_LIST and
+     * ST_SERVICE_LIST with a label selector, equality terms as a jsonb
+     * object (@>), bare keys as a jsonb array (?&) */
+    [ST_INSTANCE_LIST_SEL] =
+        {"instance_list_sel",
+         "SELECT i.id, cloud_instance_json(i) FROM instances i "
+         "WHERE ($1::text IS NULL OR i.id > $1) "
+         "AND ($2::text IS NULL OR i.service_id = "
+         "(SELECT id FROM services WHERE name = $2)) "
+         "AND ($3::text IS NULL OR i.state = $3) "
+         "AND ($4::text IS NULL OR i.host_id = "
+         "(SELECT id FROM hosts WHERE name = $4)) "
+         "AND ($5::text IS NULL OR i.desired_state = $5) "
+         "AND i.labels @> $7::jsonb "
+         "AND i.labels ?& ARRAY(SELECT jsonb_array_elements_text($8::jsonb)) "
+         "ORDER BY i.id LIMIT $6::integer",
+         8},
+    [ST_SERVICE_LIST_SEL] =
+        {"service_list_sel",
+         "SELECT s.name, cloud_service_json(s) FROM services s "
+         "WHERE ($1::text IS NULL OR s.name > $1) "
+         "AND ($2::text IS NULL OR s.state = $2) "
+         "AND s.labels @> $4::jsonb "
+         "AND s.labels ?& ARRAY(SELECT jsonb_array_elements_text($5::jsonb)) "
+         "ORDER BY s.name LIMIT $3::integer",
+         5},
+    /* end of labels statements */
 };

@@ -47,6 +47,10 @@ enum store_stmt {
     ST_AGENT_DESIRED,
     ST_AGENT_HOSTS_OF,
     /* end of agent gateway statements */
+    /* labels (migrations/0011_labels.sql): lists with a label selector */
+    ST_INSTANCE_LIST_SEL,
+    ST_SERVICE_LIST_SEL,
+    /* end of labels statements */
     ST__COUNT
 };
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "labels.h"
 #include "mem.h"
 
 #define MAX_LIST 256
@@ -620,6 +621,24 @@ check_image(json_t *in, json_t *out, int required, struct verr *e)
     return 0;
 }
 
+/* labels: see labels.h; absent is {} on create, unchanged on patch. */
+static int
+check_labels(json_t *in, json_t *out, int fill, struct verr *e)
+{
+    json_t *l = json_object_get(in, "labels");
+
+    if (l == NULL) {
+        if (fill)
+            json_object_set_new(out, "labels", json_object());
+        return 0;
+    }
+    if (labels_check(l, e->field, sizeof(e->field), e->message,
+                     sizeof(e->message)) < 0)
+        return -1;
+    json_object_set(out, "labels", l);
+    return 0;
+}
+
 static int
 name_ok(const char *s)
 {
@@ -642,11 +661,11 @@ service_common(json_t *in, int create, struct verr *e)
     static const char *const create_keys[] = {
         "name",     "image",     "resources",        "args",  "env",
         "ports",    "restart",   "placement",        "links", "replicas",
-        "rollout",  "partition_policy", NULL};
+        "rollout",  "partition_policy", "labels", NULL};
     static const char *const patch_keys[] = {
         "image",   "resources", "args",    "env",
         "ports",   "restart",   "placement", "partition_policy",
-        "links",   "replicas",  "rollout", NULL};
+        "links",   "replicas",  "rollout", "labels", NULL};
     json_t *out = json_object();
     long long replicas = 1;
     int rc;
@@ -684,7 +703,8 @@ service_common(json_t *in, int create, struct verr *e)
                        create ? "keep" : NULL, e) < 0 ||
         check_string_array(in, out, "links", MAX_LINKS, 63, create, name_ok,
                            "a service name", e) < 0 ||
-        check_rollout(in, out, create, e) < 0)
+        check_rollout(in, out, create, e) < 0 ||
+        check_labels(in, out, create, e) < 0)
         goto bad;
     rc = get_int(in, "", "replicas", 0, 10000, &replicas, e);
     if (rc < 0)
@@ -714,7 +734,7 @@ validate_instance_create(json_t *in, struct verr *e)
 {
     static const char *const keys[] = {"name",    "image",     "resources",
                                        "args",    "env",       "restart",
-                                       "placement", NULL};
+                                       "placement", "labels", NULL};
     json_t *out = json_object();
     const char *name = NULL;
     int rc;
@@ -739,7 +759,8 @@ validate_instance_create(json_t *in, struct verr *e)
         check_string_array(in, out, "args", MAX_LIST, MAX_STR, 1, NULL, NULL,
                            e) < 0 ||
         check_env(in, out, 1, e) < 0 || check_restart(in, out, "never", e) < 0 ||
-        check_placement(in, out, 1, e) < 0)
+        check_placement(in, out, 1, e) < 0 ||
+        check_labels(in, out, 1, e) < 0)
         goto bad;
     return out;
 bad:
