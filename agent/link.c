@@ -31,6 +31,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "channel.h"
+#include "blobcache.h"
 #include "conlog.h"
 #include "frame.h"
 #include "ident.h"
@@ -74,6 +76,8 @@ struct link {
     struct worker_facts facts;
     struct strmap status; /* id -> struct worker_status */
     struct conlog *conlog; /* console log streams (LogRequest) */
+    struct blobcache *cache; /* image blobs (blobcache.h); NULL: --images only */
+    struct chset *chans;   /* guest channels (channel.h) */
 };
 
 static void link_connect(struct link *l);
@@ -94,6 +98,7 @@ status_free(struct worker_status *s)
         return;
     free(s->id);
     free(s->reason);
+    free(s->channel);
     free(s);
 }
 
@@ -126,6 +131,18 @@ link_send_status(struct link *l, const struct worker_status *s)
     st.started_at_ms = s->started_ms;
     st.finished_at_ms = s->finished_ms;
     st.observed_at_ms = wall_ms();
+    /* What the guest said on its channel rides along in every status. */
+    {
+        struct channel_view v;
+
+        if (l->chans != NULL && chset_view(l->chans, s->id, &v)) {
+            st.config_version_acked = v.acked;
+            st.ready = v.ready && s->state == WS_RUNNING;
+            st.addresses = (char **)v.addrs;
+            st.n_addresses = v.naddrs;
+        }
+        st.exit_from_guest = s->exit_from_guest;
+    }
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_INSTANCE_STATUS;
     env.instance_status = &st;
     (void)link_send(l, &env);
@@ -191,6 +208,8 @@ link_down(struct link *l, const char *fmt, ...)
     /* Log streams belong to the connection: the controller ended them. */
     if (l->conlog)
         conlog_drop_all(l->conlog);
+    if (l->cache)
+        blobcache_link_down(l->cache);
     if (l->bev) {
         bufferevent_disable(l->bev, EV_READ | EV_WRITE);
         if (l->dead_bev)
@@ -324,6 +343,56 @@ on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
     event_assign(l->hb_ev, l->base, -1, EV_PERSIST, hb_cb, l);
     evtimer_add(l->hb_ev, &tv);
     link_send_all_status(l);
+    if (l->cache)
+        blobcache_link_up(l->cache);
+}
+
+/* A config map (InstanceSpec.config, ConfigUpdate.config) as a JSON
+ * object; NULL (logged) when a key or value is not UTF-8. The two entry
+ * types are the same message shape. */
+static json_t *
+config_json(const char *id, Cloud__Agent__InstanceSpec__ConfigEntry **e,
+            size_t n)
+{
+    json_t *o = json_object();
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        json_t *v = json_string(e[i]->value);
+
+        if (v == NULL || json_object_set_new(o, e[i]->key, v) < 0) {
+            log_warnx("instance %s: config key %.64s has a key or value that is not UTF-8; config not sent",
+                      id, e[i]->key);
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+static void
+on_config_update(struct link *l, const Cloud__Agent__ConfigUpdate *u)
+{
+    json_t *cfg;
+
+    if (l->state != L_READY) {
+        log_warnx("ConfigUpdate before Welcome ignored");
+        return;
+    }
+    if (u->instance_id == NULL || u->instance_id[0] == '\0' ||
+        u->version == 0) {
+        log_warnx("ConfigUpdate without an instance id or a version ignored");
+        return;
+    }
+    cfg = config_json(u->instance_id,
+                      (Cloud__Agent__InstanceSpec__ConfigEntry **)u->config,
+                      u->n_config);
+    if (cfg == NULL)
+        return;
+    if (chset_config(l->chans, u->instance_id, u->version, cfg) > 0)
+        log_info("instance %s: config version %" PRIu64 " received",
+                 u->instance_id, u->version);
+    json_decref(cfg);
 }
 
 static void
@@ -371,6 +440,7 @@ on_desired(struct link *l, const Cloud__Agent__DesiredState *d)
         w->grace_ms = s->stop_grace_period_ms ? s->stop_grace_period_ms : 10000;
         w->vcpus = s->vcpus;
         w->memory_mib = s->memory_mib;
+        w->disk_gib = s->disk_gib;
         if (s->image != NULL) {
             w->disk_image = s->image->kind == CLOUD__AGENT__IMAGE_KIND__IMAGE_KIND_DISK;
             w->kernel_digest = xstrdup(s->image->kernel_digest);
@@ -378,11 +448,34 @@ on_desired(struct link *l, const Cloud__Agent__DesiredState *d)
             w->disk_digest = xstrdup(s->image->disk_digest);
             w->cmdline = xstrdup(s->image->cmdline);
         }
+        if (s->config_version > 0) {
+            json_t *cfg = config_json(s->id, s->config, s->n_config);
+
+            if (cfg != NULL)
+                (void)chset_config(l->chans, s->id, s->config_version, cfg);
+            json_decref(cfg);
+            w->config_version = s->config_version;
+            w->config_line = chset_config_line(l->chans, s->id);
+        }
     }
     l->revision = d->revision;
     log_info("desired set revision %" PRIu64 ": %zu instances", d->revision,
              d->n_instances);
+    if (l->cache)
+        blobcache_note_set(l->cache, specs, d->n_instances);
     worker_set_desired(l->worker, specs, d->n_instances);
+}
+
+/* ---- image blobs (blobcache.c) ----------------------------------------- */
+
+static int
+cache_send(void *arg, const frame_envelope *env)
+{
+    struct link *l = arg;
+
+    if (l->state != L_READY)
+        return -1;
+    return link_send(l, env);
 }
 
 /* ---- console logs (conlog.c) ------------------------------------------ */
@@ -455,8 +548,15 @@ on_message(struct link *l, const frame_envelope *env)
         log_warnx("controller error %d: %.512s", (int)env->error->code,
                   env->error->message);
         break;
+    case CLOUD__AGENT__ENVELOPE__MSG_CONFIG_UPDATE:
+        on_config_update(l, env->config_update);
+        break;
     case CLOUD__AGENT__ENVELOPE__MSG_LOG_REQUEST:
         on_log_request(l, env->log_request);
+        break;
+    case CLOUD__AGENT__ENVELOPE__MSG_BLOB_CHUNK:
+        if (l->cache != NULL && l->state == L_READY)
+            blobcache_on_chunk(l->cache, env->blob_chunk);
         break;
     default:
         log_info("%s message from the controller ignored (not supported yet)",
@@ -593,6 +693,52 @@ notify_worker(void *arg)
         log_warn("cannot wake the event loop");
 }
 
+/*
+ * Keeps the guest channel in step with the instance: connected while it
+ * runs; when it ends, a clean poweroff the guest announced with
+ * {"exit":N} becomes exit code N.
+ */
+static void
+link_channel_follow(struct link *l, struct worker_status *s)
+{
+    int code;
+
+    switch (s->state) {
+    case WS_RUNNING:
+    case WS_STOPPING:
+        if (s->channel != NULL)
+            chset_attach(l->chans, s->id, s->channel);
+        break;
+    case WS_EXITED:
+    case WS_FAILED:
+        if (chset_detach(l->chans, s->id, &code) && s->state == WS_EXITED &&
+            s->exit_code == 0 && s->reason[0] == '\0') {
+            s->exit_code = code;
+            s->exit_from_guest = true;
+            free(s->reason);
+            s->reason = xasprintf("guest reported exit code %d", code);
+        }
+        break;
+    case WS_REMOVED:
+        (void)chset_detach(l->chans, s->id, NULL);
+        chset_forget(l->chans, s->id);
+        break;
+    default:
+        break;
+    }
+}
+
+/* The guest said something new: the controller hears it at once. */
+static void
+on_guest_changed(void *arg, const char *id)
+{
+    struct link *l = arg;
+    struct worker_status *s = strmap_get(&l->status, id);
+
+    if (s != NULL && l->state == L_READY)
+        link_send_status(l, s);
+}
+
 static void
 efd_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -624,6 +770,7 @@ efd_cb(evutil_socket_t fd, short what, void *arg)
 
             *s = r->status;
             memset(&r->status, 0, sizeof(r->status));
+            link_channel_follow(l, s);
             old = strmap_put(&l->status, s->id, s);
             status_free(old);
             if (s->state == WS_REMOVED)
@@ -684,6 +831,10 @@ client_ctx(const struct link_opts *o)
         SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1)
         goto fail;
+    /* The controller's certificate must be for serverAuth: an agent's
+     * (clientAuth only, same CA) cannot pose as a controller. */
+    if (!SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER))
+        goto fail;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     return ctx;
 
@@ -718,7 +869,7 @@ link_run(const struct link_opts *o)
     };
     struct link l;
     const char *colon;
-    char *cluster_id = NULL, *owner = NULL;
+    char *cluster_id = NULL, *owner = NULL, *cache_dir = NULL;
     size_t i;
     int rc = 1;
 
@@ -780,11 +931,38 @@ link_run(const struct link_opts *o)
 
         l.conlog = conlog_new(l.base, o->state_dir, &lops, &l);
     }
+    {
+        struct chset_ops cops = {.changed = on_guest_changed};
+
+        l.chans = chset_new(l.base, &cops, &l);
+    }
+    /*
+     * Image blobs come from the controller into the cache. On libvirt's
+     * test driver, which reads no file, only with an explicit --cache-dir
+     * (the simulated hosts of tests and benches skip the transfers).
+     */
+    if (o->cache_dir != NULL || strncmp(o->uri, "test:", 5) != 0) {
+        struct blobcache_opts bo = {
+            .dir = cache_dir = o->cache_dir
+                                   ? xstrdup(o->cache_dir)
+                                   : xasprintf("%s/cache", o->state_dir),
+            .images_dir = o->images_dir,
+            .max_bytes = (uint64_t)o->cache_max_mib << 20,
+        };
+
+        l.cache = blobcache_new(l.base, &bo, cache_send, &l);
+        if (l.cache == NULL)
+            goto cleanup;
+        wo.resolve = blobcache_resolve_cb;
+        wo.resolve_arg = l.cache;
+    }
     /* libvirt's events must have their loop before the first open. */
     if (virt_event_loop_start() < 0)
         goto cleanup;
     /* The first facts from the worker start the controller link. */
     l.worker = worker_start(&wo, notify_worker, &l);
+    if (l.cache)
+        blobcache_set_kick(l.cache, worker_kick_cb, l.worker);
     log_info("cloud-agent %s: libvirt %s, controller %s", o->version, o->uri,
              o->controller);
     event_base_dispatch(l.base);
@@ -792,7 +970,10 @@ link_run(const struct link_opts *o)
 
 cleanup:
     worker_stop(l.worker);
+    blobcache_free(l.cache);
+    free(cache_dir);
     conlog_free(l.conlog);
+    chset_free(l.chans);
     if (l.bev)
         bufferevent_free(l.bev);
     if (l.dead_bev)

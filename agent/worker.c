@@ -14,12 +14,14 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +59,7 @@ struct winst {
     int rep_code;
     char *rep_reason;
     uint64_t generation;
+    char *channel; /* the domain's guest channel socket, NULL if none */
 };
 
 struct worker {
@@ -75,6 +78,7 @@ struct worker {
     size_t nnew;
     struct strmap touched; /* ids named by libvirt events (key = value) */
     bool conn_lost;
+    bool kicked; /* worker_kick: reconcile everything */
     struct worker_result *res_head, *res_tail;
     /* worker thread only */
     struct virt_conn *conn;
@@ -114,6 +118,7 @@ worker_spec_clear(struct worker_spec *s)
     free(s->initrd_digest);
     free(s->disk_digest);
     free(s->cmdline);
+    free(s->config_line);
     memset(s, 0, sizeof(*s));
 }
 
@@ -140,6 +145,7 @@ worker_result_free(struct worker_result *r)
         worker_facts_clear(&r->facts);
         free(r->status.id);
         free(r->status.reason);
+        free(r->status.channel);
         free(r);
         r = next;
     }
@@ -202,6 +208,7 @@ report(struct worker *w, struct winst *in, enum worker_state st, int code,
     r->status.started_ms = in->started_ms;
     r->status.finished_ms =
         (st == WS_EXITED || st == WS_FAILED) ? in->finished_ms : 0;
+    r->status.channel = in->channel ? xstrdup(in->channel) : NULL;
     log_info("instance %s: %s%s%s", in->id,
              st == WS_RUNNING    ? "running"
              : st == WS_STOPPING ? "stopping"
@@ -235,6 +242,7 @@ inst_drop(struct worker *w, struct winst *in)
     strmap_del(&w->insts, in->id);
     worker_spec_clear(&in->spec);
     free(in->rep_reason);
+    free(in->channel);
     free(in->id);
     free(in);
 }
@@ -279,31 +287,209 @@ blob_path(struct worker *w, const char *digest, char *why, size_t whylen)
     return NULL;
 }
 
-/* Defines and starts the domain of in. 0, or -1 with why filled. */
+/*
+ * Where an image blob is: 1 with *pathp, 0 while the blob cache fetches it
+ * (why says so), -1 with why.
+ */
+static int
+image_blob(struct worker *w, const char *digest, char **pathp, char *why,
+           size_t whylen)
+{
+    if (w->o.resolve != NULL)
+        return w->o.resolve(w->o.resolve_arg, digest, pathp, why, whylen);
+    *pathp = blob_path(w, digest, why, whylen);
+    return *pathp != NULL ? 1 : -1;
+}
+
+/*
+ * The format of a disk blob from its header ("qcow2" or "raw") and the
+ * size the guest sees. 0, or -1 with why.
+ */
+static int
+disk_probe(const char *path, const char **fmtp, uint64_t *vsizep, char *why,
+           size_t whylen)
+{
+    unsigned char h[32];
+    struct stat st;
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(why, whylen, "cannot read the disk image %s: %s", path,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    n = pread(fd, h, sizeof(h), 0);
+    close(fd);
+    if (n == (ssize_t)sizeof(h) && memcmp(h, "QFI\xfb", 4) == 0) {
+        uint64_t v = 0;
+
+        for (int i = 24; i < 32; i++) /* big-endian virtual size */
+            v = (v << 8) | h[i];
+        *fmtp = "qcow2";
+        *vsizep = v;
+        return 0;
+    }
+    *fmtp = "raw";
+    *vsizep = (uint64_t)st.st_size;
+    return 0;
+}
+
+/*
+ * The instance's copy-on-write overlay over the cached base disk, made
+ * through libvirt's storage API (kept across restarts of the instance,
+ * deleted with it). 0 with *pathp, or -1 with why.
+ */
+static int
+disk_overlay(struct worker *w, struct winst *in, const char *base,
+             char **pathp, char *why, size_t whylen)
+{
+    const char *fmt;
+    uint64_t vsize, want;
+    char *pool;
+    int rc;
+
+    if (w->o.drv->overlay_create == NULL || w->state_dir == NULL) {
+        snprintf(why, whylen,
+                 "disk images need the libvirt storage API and --state-dir");
+        return -1;
+    }
+    if (w->facts.chosen == HV_TYPE_TEST && access(base, R_OK) < 0) {
+        fmt = "qcow2"; /* the test driver reads no file */
+        vsize = 0;
+    } else if (disk_probe(base, &fmt, &vsize, why, whylen) < 0) {
+        return -1;
+    }
+    want = in->spec.disk_gib << 30;
+    if (want < vsize)
+        want = vsize;
+    if (want == 0)
+        want = 1ull << 30;
+    pool = xasprintf("%s/disks", w->state_dir);
+    rc = w->o.drv->overlay_create(w->conn, pool, in->id, base, fmt, want,
+                                  pathp);
+    free(pool);
+    if (rc < 0) {
+        snprintf(why, whylen, "cannot make the disk overlay: %s",
+                 w->o.drv->last_error(w->conn));
+        return -1;
+    }
+    return 0;
+}
+
+/* Deletes the instance's disk overlay, if any (logged on failure). */
+static void
+disk_overlay_delete(struct worker *w, const char *id)
+{
+    char *pool;
+
+    if (w->o.drv->overlay_delete == NULL || w->state_dir == NULL)
+        return;
+    pool = xasprintf("%s/disks", w->state_dir);
+    (void)w->o.drv->overlay_delete(w->conn, pool, id);
+    free(pool);
+}
+
+/*
+ * Writes the boot config (fw_cfg opt/org.cloud/config, read by guests
+ * without virtio-serial) next to the console log: a temporary file renamed
+ * into place, readable by QEMU's user. Returns its path, or NULL with why.
+ */
+static char *
+write_boot_config(const char *run, const char *line, char *why,
+                  size_t whylen)
+{
+    char *path = xasprintf("%s/config.json", run);
+    char *tmp = xasprintf("%s/.config.json.tmp", run);
+    size_t len = strlen(line);
+    FILE *f;
+
+    f = fopen(tmp, "w");
+    if (f == NULL || fwrite(line, 1, len, f) != len || fflush(f) != 0 ||
+        fchmod(fileno(f), 0644) < 0) {
+        snprintf(why, whylen, "cannot write the boot config %s: %s", tmp,
+                 strerror(errno));
+        if (f != NULL)
+            fclose(f);
+        goto fail;
+    }
+    if (fclose(f) != 0 || rename(tmp, path) < 0) {
+        snprintf(why, whylen, "cannot write the boot config %s: %s", path,
+                 strerror(errno));
+        goto fail;
+    }
+    free(tmp);
+    return path;
+
+fail:
+    (void)unlink(tmp);
+    free(tmp);
+    free(path);
+    return NULL;
+}
+
+/* The guest channel socket of an adopted domain, if QEMU bound one. */
+static char *
+channel_path_found(struct worker *w, const char *id)
+{
+    struct stat st;
+    char *p;
+
+    if (w->state_dir == NULL || w->facts.chosen == HV_TYPE_TEST)
+        return NULL;
+    p = xasprintf("%s/run/%s/channel.sock", w->state_dir, id);
+    if (stat(p, &st) == 0 && S_ISSOCK(st.st_mode))
+        return p;
+    free(p);
+    return NULL;
+}
+
+/*
+ * Defines and starts the domain of in. 0; 1 while an image blob is being
+ * fetched (why says so); -1 with why filled.
+ */
 static int
 start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
 {
     const struct worker_spec *s = &in->spec;
     struct domxml_spec d = {0};
+    char *sock = NULL, *bootcfg = NULL;
     char *kernel = NULL, *initrd = NULL, *disk = NULL, *run = NULL;
     char *log = NULL, *xml = NULL;
-    int ret = -1;
+    int ret = -1, rb;
 
-    if (s->disk_image) {
-        /* Each instance needs a copy-on-write overlay of the disk. */
-        snprintf(why, whylen, "disk images are not supported by this agent yet");
-        return -1;
-    }
-    if (s->kernel_digest == NULL || s->kernel_digest[0] == '\0') {
+    if (!s->disk_image &&
+        (s->kernel_digest == NULL || s->kernel_digest[0] == '\0')) {
         snprintf(why, whylen, "the image has no kernel blob");
         return -1;
     }
-    kernel = blob_path(w, s->kernel_digest, why, whylen);
-    if (kernel == NULL)
-        goto cleanup;
-    if (s->initrd_digest && s->initrd_digest[0]) {
-        initrd = blob_path(w, s->initrd_digest, why, whylen);
-        if (initrd == NULL)
+    if (s->disk_image &&
+        (s->disk_digest == NULL || s->disk_digest[0] == '\0')) {
+        snprintf(why, whylen, "the disk image has no disk blob");
+        return -1;
+    }
+    /* A disk image may bring a kernel too (direct boot, root on the disk). */
+    if (s->kernel_digest != NULL && s->kernel_digest[0] != '\0') {
+        rb = image_blob(w, s->kernel_digest, &kernel, why, whylen);
+        if (rb <= 0)
+            goto blob_missing;
+    }
+    if (kernel != NULL && s->initrd_digest && s->initrd_digest[0]) {
+        rb = image_blob(w, s->initrd_digest, &initrd, why, whylen);
+        if (rb <= 0)
+            goto blob_missing;
+    }
+    if (s->disk_image) {
+        char *base = NULL;
+
+        rb = image_blob(w, s->disk_digest, &base, why, whylen);
+        if (rb <= 0)
+            goto blob_missing;
+        rb = disk_overlay(w, in, base, &disk, why, whylen);
+        free(base);
+        if (rb < 0)
             goto cleanup;
     }
     if (w->facts.chosen != HV_TYPE_TEST && w->state_dir != NULL) {
@@ -315,6 +501,20 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
             goto cleanup;
         }
         log = xasprintf("%s/console.log", run);
+        sock = xasprintf("%s/channel.sock", run);
+        if (strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            log_warnx("instance %s: guest channel path %s is too long for a unix socket; booting without the channel",
+                      in->id, sock);
+            free(sock);
+            sock = NULL;
+        } else {
+            /* QEMU binds it: a stale one from an earlier run is in the way. */
+            (void)unlink(sock);
+        }
+        if (s->config_line != NULL &&
+            (bootcfg = write_boot_config(run, s->config_line, why, whylen)) ==
+                NULL)
+            goto cleanup;
     }
     d.instance_id = in->id;
     d.generation = s->generation;
@@ -324,9 +524,11 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
     d.arch = w->facts.arch;
     d.kernel = kernel;
     d.initrd = initrd;
-    d.cmdline = s->cmdline && s->cmdline[0] ? s->cmdline : NULL;
+    d.cmdline = kernel && s->cmdline && s->cmdline[0] ? s->cmdline : NULL;
     d.disk = disk;
     d.console_log = log;
+    d.channel_path = sock;
+    d.boot_config_file = bootcfg;
     d.cluster = w->cluster_id;
     d.owner = w->owner;
     xml = domxml_build(&d);
@@ -338,9 +540,18 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
         snprintf(why, whylen, "%s", w->o.drv->last_error(w->conn));
         goto cleanup;
     }
+    free(in->channel);
+    in->channel = sock;
+    sock = NULL;
     ret = 0;
+    goto cleanup;
+
+blob_missing:
+    ret = rb == 0 ? 1 : -1; /* 0: being fetched */
 
 cleanup:
+    free(sock);
+    free(bootcfg);
     free(kernel);
     free(initrd);
     free(disk);
@@ -437,6 +648,7 @@ reconcile_one(struct worker *w, struct winst *in)
                     drv->undefine(w->conn, in->id) < 0)
                     return 0; /* logged; the next resync retries */
             }
+            disk_overlay_delete(w, in->id);
             inst_drop(w, in);
             return 0;
         }
@@ -472,15 +684,30 @@ reconcile_one(struct worker *w, struct winst *in)
             if (in->phase == P_DONE && token_current(in))
                 return 0;
             /* A new run. */
-            in->have_token = true;
-            in->tok_gen = in->spec.generation;
-            in->tok_restart = in->spec.restart_count;
-            in->destroyed = false;
-            in->stop_kill = false;
-            if (start_domain(w, in, why, sizeof(why)) < 0) {
-                in->phase = P_DONE;
-                report(w, in, WS_FAILED, 0, why);
-                return 0;
+            {
+                struct winst prev = *in;
+                int rc;
+
+                in->have_token = true;
+                in->tok_gen = in->spec.generation;
+                in->tok_restart = in->spec.restart_count;
+                in->destroyed = false;
+                in->stop_kill = false;
+                rc = start_domain(w, in, why, sizeof(why));
+                if (rc > 0) {
+                    /* An image blob is on its way: not a run yet. The
+                     * blob cache kicks us when it is there. */
+                    in->have_token = prev.have_token;
+                    in->tok_gen = prev.tok_gen;
+                    in->tok_restart = prev.tok_restart;
+                    report(w, in, WS_STARTING, 0, why);
+                    return 0;
+                }
+                if (rc < 0) {
+                    in->phase = P_DONE;
+                    report(w, in, WS_FAILED, 0, why);
+                    return 0;
+                }
             }
             in->phase = P_RUNNING;
             in->started_ms = wall_ms();
@@ -548,6 +775,8 @@ reconcile_one(struct worker *w, struct winst *in)
         if (in->spec.desired == WORKER_DELETE && in->phase != P_REMOVED) {
             if (st != VIRT_STATE_ABSENT && drv->undefine(w->conn, in->id) < 0)
                 return 0; /* the next resync retries */
+            if (in->spec.disk_image)
+                disk_overlay_delete(w, in->id);
             in->phase = P_REMOVED;
             report(w, in, WS_REMOVED, 0, NULL);
         }
@@ -655,6 +884,7 @@ reconcile_all(struct worker *w)
             in = inst_get(w, doms[i].instance_id);
             in->adopted = true;
             in->generation = doms[i].generation;
+            in->channel = channel_path_found(w, in->id);
         }
     }
     virt_domains_free(doms, n);
@@ -714,13 +944,13 @@ worker_main(void *arg)
     for (;;) {
         struct worker_spec *specs = NULL;
         size_t nspecs = 0, i;
-        bool new_set, lost, full;
+        bool new_set, lost, full, kicked;
         struct strmap touched;
         int64_t now = now_ms(), wake;
 
         pthread_mutex_lock(&w->mu);
         for (;;) {
-            if (w->quit || w->have_new_set || w->conn_lost ||
+            if (w->quit || w->have_new_set || w->conn_lost || w->kicked ||
                 (w->touched.len > 0 && w->conn != NULL))
                 break;
             now = now_ms();
@@ -762,6 +992,8 @@ worker_main(void *arg)
         }
         lost = w->conn_lost;
         w->conn_lost = false;
+        kicked = w->kicked;
+        w->kicked = false;
         touched = w->touched;
         strmap_init(&w->touched);
         pthread_mutex_unlock(&w->mu);
@@ -774,7 +1006,7 @@ worker_main(void *arg)
             conn_drop(w);
             w->next_reconnect_ms = now_ms();
         }
-        full = new_set;
+        full = new_set || kicked;
         if (w->conn == NULL) {
             if (now_ms() < w->next_reconnect_ms)
                 goto next;
@@ -873,6 +1105,21 @@ worker_start(const struct worker_opts *o, void (*notify)(void *arg),
 }
 
 void
+worker_kick(struct worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->kicked = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void
+worker_kick_cb(void *w)
+{
+    worker_kick(w);
+}
+
+void
 worker_set_desired(struct worker *w, struct worker_spec *specs, size_t n)
 {
     size_t i;
@@ -910,6 +1157,7 @@ worker_stop(struct worker *w)
         if (in != NULL) {
             worker_spec_clear(&in->spec);
             free(in->rep_reason);
+            free(in->channel);
             free(in->id);
             free(in);
         }

@@ -41,6 +41,11 @@ struct worker_spec {
     uint64_t memory_mib;
     bool disk_image;
     char *kernel_digest, *initrd_digest, *disk_digest, *cmdline;
+    uint64_t disk_gib; /* disk images: the overlay's least size */
+    /* Guest channel (channel.h): the config line of config_version, also
+     * written as the fw_cfg boot config file; NULL when there is none. */
+    uint64_t config_version;
+    char *config_line;
 };
 
 /* Observed states, as agent.proto numbers them. */
@@ -60,6 +65,11 @@ struct worker_status {
     int exit_code;
     char *reason; /* "" when none */
     int64_t started_ms, finished_ms;
+    /* The unix socket of the domain's guest channel, NULL when it has none
+     * (the test driver, no state dir). */
+    char *channel;
+    /* Set by the daemon: exit_code came from the guest's {"exit":N}. */
+    bool exit_from_guest;
 };
 
 struct worker_facts {
@@ -98,6 +108,14 @@ struct worker_opts {
      */
     const char *cluster_id;
     const char *owner;
+    /*
+     * Where an image blob is (blobcache_resolve_cb): 1 with *pathp, 0 while
+     * it is being fetched (why says so), -1 with why. Called on the worker
+     * thread; must not block. NULL: blobs are read from images_dir only.
+     */
+    int (*resolve)(void *arg, const char *digest, char **pathp, char *why,
+                   size_t whylen);
+    void *resolve_arg;
 };
 
 struct worker;
@@ -115,6 +133,13 @@ struct worker *worker_start(const struct worker_opts *o,
  */
 void worker_set_desired(struct worker *w, struct worker_spec *specs,
                         size_t n);
+
+/*
+ * Asks for a full reconcile soon (an image blob arrived or failed). Any
+ * thread. worker_kick_cb is the same with a void * for callbacks.
+ */
+void worker_kick(struct worker *w);
+void worker_kick_cb(void *w);
 
 /* Takes every queued result (a list, oldest first); NULL if none. */
 struct worker_result *worker_take(struct worker *w);

@@ -26,17 +26,23 @@
 #include <event2/util.h>
 #include <jansson.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "frame.h"
+#include "join.h" /* agent enrolment, revocation */
+#include "gateway_config.h"
+#include "gateway_blobs.h"
 #include "log.h"
 #include "mem.h"
+#include "pin.h"
 #include "store.h"
 #include "strmap.h"
 
 #define GW_HELLO_TIMEOUT_S 15
+#define GW_FIRST_FRAME_MS 10000 /* default of cfg.first_frame_ms */
 #define GW_MAX_OUTPUT (64u * 1024u * 1024u) /* a slower agent is dropped */
 #define GW_STATUS_BATCH_MAX 2000
 #define GW_STATUS_QUEUE_MAX 200000
@@ -49,6 +55,7 @@
 enum gw_state {
     GW_HANDSHAKE = 0,
     GW_HELLO,
+    GW_JOIN, /* TLS up without a client certificate: one JoinRequest */
     GW_REGISTERING,
     GW_READY,
     GW_CLOSING,
@@ -63,6 +70,9 @@ struct gw_conn {
     enum gw_state state;
     char addr[INET6_ADDRSTRLEN];
     char *name; /* certificate CN: the only host this agent speaks for */
+    char *serial;              /* its serial (revocation, join.c) */
+    struct join_issue *join;   /* GW_JOIN: the certificate being recorded */
+    struct event *deadline_ev; /* first frame (Hello/JoinRequest) deadline */
     char *host_id;
     uint64_t epoch;
     /* desired set */
@@ -76,6 +86,7 @@ struct gw_conn {
     int hb_pending;
     uint64_t hb_seq;
     int nlogs; /* console log streams through this agent */
+    struct gwblobs *blobs; /* blob downloads (gateway_blobs.c), or NULL */
 };
 
 /* A console log stream (gateway_log_open). */
@@ -98,10 +109,15 @@ struct gateway {
     struct gateway_config cfg;
     SSL_CTX *ssl;
     struct evconnlistener *listener;
+    struct join *join; /* enrolment and the revocation set (join.c) */
     struct gw_conn *conns;
     struct strmap by_host; /* host id -> READY conn (key: conn->host_id) */
     struct strmap owner;   /* instance id -> conn (key: a conn->ids entry) */
     struct strmap unknown; /* instance ids seen in events, owner unknown */
+    /* services whose effective config changed (config events), pending a
+     * lookup of their hosts (gateway_config.h) */
+    struct strmap cfg_services;
+    int cfg_inflight;
     struct event *hb_timer, *resync_timer, *kick_ev, *status_retry;
     int hb_inflight, hosts_inflight, desired_inflight;
     /* status group commit */
@@ -120,6 +136,9 @@ static void conn_shutdown(struct gw_conn *c, const char *fmt, ...)
 static void conn_logs_lost(struct gw_conn *c, const char *why);
 static void gw_kick(struct gateway *gw);
 static void gw_status_flush(struct gateway *gw);
+static void conn_on_join(struct gw_conn *c, const frame_envelope *env);
+static void conn_arm_deadline(struct gw_conn *c);
+static void gw_on_revocations(void *arg);
 
 /* ---- connections ---------------------------------------------------- */
 
@@ -156,11 +175,17 @@ conn_unref(struct gw_conn *c)
         c->gw->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    gwblobs_free(c->blobs);
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->close_ev)
         event_free(c->close_ev);
     conn_forget_ids(c);
+    if (c->deadline_ev)
+        event_free(c->deadline_ev);
+    join_issue_clear(c->join);
+    free(c->join);
+    free(c->serial);
     free(c->name);
     free(c->host_id);
     free(c->last_set);
@@ -219,6 +244,7 @@ conn_shutdown(struct gw_conn *c, const char *fmt, ...)
         strmap_del(&c->gw->by_host, c->host_id);
     conn_forget_ids(c);
     conn_logs_lost(c, why);
+    gwblobs_stop(c->blobs);
     if (c->bev == NULL) {
         conn_close_soon(c, 0);
         return;
@@ -550,6 +576,27 @@ conn_on_status(struct gw_conn *c, const Cloud__Agent__InstanceStatus *s)
         if (item == NULL)
             return;
     }
+    /* Guest channel reports (migrations/0009): acked config version, ready,
+     * addresses (at most 64 of at most 255 bytes; others are dropped). */
+    {
+        json_t *addrs = json_array();
+        size_t k;
+
+        for (k = 0; k < s->n_addresses && json_array_size(addrs) < 64; k++) {
+            size_t alen = strlen(s->addresses[k]);
+            json_t *a = alen > 0 && alen <= 255
+                            ? json_string(s->addresses[k])
+                            : NULL;
+
+            if (a != NULL)
+                json_array_append_new(addrs, a);
+        }
+        json_object_set_new(item, "config_version",
+                            json_integer((json_int_t)(s->config_version_acked &
+                                                      INT64_MAX)));
+        json_object_set_new(item, "ready", json_boolean(s->ready));
+        json_object_set_new(item, "addresses", addrs);
+    }
     if (gw->npending == gw->cap_pending) {
         gw->cap_pending = gw->cap_pending ? gw->cap_pending * 2 : 64;
         gw->pending =
@@ -780,6 +827,7 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
     Cloud__Agent__DesiredState ds = CLOUD__AGENT__DESIRED_STATE__INIT;
     Cloud__Agent__InstanceSpec *specs = NULL, **pspecs = NULL;
     Cloud__Agent__ImageSpec *imgs = NULL;
+    struct gwcfg_set *cfgs = NULL;
     uint8_t *packed = NULL;
     size_t len, i;
     int n = 0;
@@ -798,6 +846,7 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
     specs = xcalloc((size_t)n + 1, sizeof(*specs));
     pspecs = xcalloc((size_t)n + 1, sizeof(*pspecs));
     imgs = xcalloc((size_t)n + 1, sizeof(*imgs));
+    cfgs = gwcfg_set_new((size_t)n);
     for (i = 0; i < (size_t)n; i++) {
         Cloud__Agent__InstanceSpec *s = &specs[i];
         Cloud__Agent__ImageSpec *im = &imgs[i];
@@ -829,6 +878,8 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
                 : CLOUD__AGENT__PARTITION_POLICY__PARTITION_POLICY_KEEP;
         s->restart_count = col_u64(res, r, 14);
         s->stop_grace_period_ms = 10000;
+        gwcfg_fill(cfgs, i, s, col_u64(res, r, 15),
+                   PQgetisnull(res, r, 16) ? NULL : PQgetvalue(res, r, 16));
         pspecs[i] = s;
     }
     /* Remember which instances this host holds, for event routing. */
@@ -858,8 +909,23 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
     ds.revision = ++c->revision;
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE;
     env.desired_state = &ds;
+    /* Too big for one frame with every config inline: the set without
+     * them, then one ConfigUpdate per instance (gateway_config.h). */
+    if (len > GWCFG_INLINE_MAX)
+        gwcfg_strip(cfgs, pspecs, (size_t)n);
     if (conn_send(c, &env) < 0)
         goto done;
+    for (i = 0; len > GWCFG_INLINE_MAX && i < (size_t)n; i++) {
+        Cloud__Agent__Envelope cenv = CLOUD__AGENT__ENVELOPE__INIT;
+        Cloud__Agent__ConfigUpdate cu;
+
+        if (gwcfg_update(cfgs, i, &cu) < 0)
+            continue;
+        cenv.msg_case = CLOUD__AGENT__ENVELOPE__MSG_CONFIG_UPDATE;
+        cenv.config_update = &cu;
+        if (conn_send(c, &cenv) < 0)
+            goto done;
+    }
     log_debug("host %s: desired set revision %" PRIu64 " with %d instances",
               c->name, c->revision, n);
     free(c->last_set);
@@ -872,6 +938,7 @@ done:
     free(specs);
     free(pspecs);
     free(imgs);
+    gwcfg_set_free(cfgs);
     if (c->dirty)
         gw_kick(gw);
     conn_unref(c);
@@ -965,6 +1032,96 @@ on_hosts_of(const PGresult *res, const struct db_error *err, void *arg)
     gw_kick(gw);
 }
 
+/* ---- config events: which hosts a config change concerns ------------ */
+
+static void
+cfg_clear(struct gateway *gw)
+{
+    for (size_t i = 0; i < gw->cfg_services.cap; i++)
+        if (gw->cfg_services.keys[i] != NULL)
+            free(gw->cfg_services.vals[i]);
+    strmap_fini(&gw->cfg_services);
+    strmap_init(&gw->cfg_services);
+}
+
+static void
+cfg_note(struct gateway *gw, const char *service_id)
+{
+    char *key;
+
+    if (gw->by_host.len == 0 ||
+        strmap_get(&gw->cfg_services, service_id) != NULL)
+        return;
+    if (gw->cfg_services.len >= GW_UNKNOWN_MAX) {
+        cfg_clear(gw);
+        gw_mark_all(gw);
+        return;
+    }
+    key = xstrdup(service_id);
+    strmap_put(&gw->cfg_services, key, key);
+}
+
+static void
+on_cfg_hosts(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct gateway *gw = arg;
+
+    gw->cfg_inflight = 0;
+    if (gw->closed)
+        return;
+    if (err != NULL) {
+        log_warnx("cannot find the hosts of changed configs: %s",
+                  err->message);
+        gw_mark_all(gw);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct gw_conn *c = strmap_get(&gw->by_host, PQgetvalue(res, i, 0));
+
+        if (c != NULL)
+            c->dirty = 1;
+    }
+    gw_kick(gw);
+}
+
+/* After a batch of events: one query for the hosts of every service whose
+ * effective config changed (ST_CONFIG_HOSTS_OF); their sets are re-read. */
+static void
+cfg_flush(struct gateway *gw)
+{
+    struct evbuffer *b;
+    const char *vals[1];
+    char *lit;
+    size_t i, len;
+    int first = 1;
+
+    if (gw->cfg_services.len == 0 || gw->cfg_inflight)
+        return;
+    b = evbuffer_new();
+    if (b == NULL)
+        fatalx("cannot allocate a buffer");
+    evbuffer_add(b, "{", 1);
+    for (i = 0; i < gw->cfg_services.cap; i++) {
+        if (gw->cfg_services.keys[i] == NULL)
+            continue;
+        /* id_ok() admitted only [A-Za-z0-9_-]: no quoting needed. */
+        evbuffer_add_printf(b, "%s%s", first ? "" : ",",
+                            gw->cfg_services.keys[i]);
+        first = 0;
+    }
+    evbuffer_add(b, "}", 2); /* with the NUL */
+    len = evbuffer_get_length(b);
+    lit = xmalloc(len);
+    if (evbuffer_remove(b, lit, len) != (int)len)
+        fatalx("cannot read a buffer");
+    evbuffer_free(b);
+    cfg_clear(gw);
+    vals[0] = lit;
+    gw->cfg_inflight = 1;
+    db_query(gw->db, store_stmt(ST_CONFIG_HOSTS_OF), vals, on_cfg_hosts, gw);
+    free(lit);
+}
+
 static void
 gw_on_event(void *arg, long long id, const char *type, const char *object,
             const char *object_id)
@@ -974,7 +1131,14 @@ gw_on_event(void *arg, long long id, const char *type, const char *object,
     char *key;
 
     (void)id;
-    (void)type;
+    if (object != NULL && type != NULL && strcmp(object, "host") == 0 &&
+        strcmp(type, "host.cert_revoked") == 0)
+        join_refresh(gw->join);
+    if (!gw->closed && object != NULL && object_id != NULL &&
+        strcmp(object, "config") == 0 && id_ok(object_id)) {
+        cfg_note(gw, object_id); /* config events (gateway_config.h) */
+        return;
+    }
     if (gw->closed || object == NULL || object_id == NULL ||
         strcmp(object, "instance") != 0 || !id_ok(object_id))
         return;
@@ -1007,6 +1171,7 @@ gw_on_batch(void *arg)
     if (gw->closed)
         return;
     gw_kick(gw);
+    cfg_flush(gw);
     if (gw->unknown.len == 0 || gw->hosts_inflight)
         return;
     b = evbuffer_new();
@@ -1219,11 +1384,158 @@ gateway_log_close(struct gateway *gw, unsigned long long handle)
     (void)log_send_request(c, handle, NULL, 1);
 }
 
+/* ---- blob downloads (gateway_blobs.c) --------------------------------- */
+
+static int
+blob_send(void *conn, const frame_envelope *env)
+{
+    return conn_send(conn, env);
+}
+
+static void
+conn_on_blob_request(struct gw_conn *c, const Cloud__Agent__BlobRequest *q)
+{
+    if (c->gw->cfg.blob_dir == NULL) {
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                        "this controller has no blob store");
+        return;
+    }
+    if (c->blobs == NULL)
+        c->blobs = gwblobs_new(c->gw->base, c->bev, c->gw->cfg.blob_dir,
+                               c->name, blob_send, c);
+    gwblobs_request(c->blobs, q);
+}
+
+/* ---- join and revocation (join.c) ----------------------------------- */
+
+static void
+conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->state == GW_HANDSHAKE || c->state == GW_HELLO ||
+        c->state == GW_JOIN)
+        conn_shutdown(c, "no Hello or JoinRequest within %u ms of connecting",
+                      c->gw->cfg.first_frame_ms);
+}
+
+/* Unlike the idle read timeout, not reset by every byte (slow clients). */
+static void
+conn_arm_deadline(struct gw_conn *c)
+{
+    unsigned ms = c->gw->cfg.first_frame_ms ? c->gw->cfg.first_frame_ms
+                                            : GW_FIRST_FRAME_MS;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    c->gw->cfg.first_frame_ms = ms;
+    c->deadline_ev = evtimer_new(c->gw->base, conn_deadline_cb, c);
+    if (c->deadline_ev == NULL || evtimer_add(c->deadline_ev, &tv) < 0)
+        fatalx("cannot start a connection deadline");
+}
+
+static void
+on_joined(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct gw_conn *c = arg;
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__JoinResponse jr = CLOUD__AGENT__JOIN_RESPONSE__INIT;
+    struct join_issue *is = c->join;
+
+    if (c->state == GW_CLOSING || is == NULL)
+        goto done;
+    if (err != NULL || PQntuples(res) != 1) {
+        log_warnx("agent at %s: cannot record the join of %s: %s", c->addr,
+                  is->host, err ? err->message : "no row");
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_INTERNAL,
+                        "cannot record the join; try again");
+        conn_shutdown(c, "join not recorded");
+        goto done;
+    }
+    if (!PQgetisnull(res, 0, 0)) {
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNAUTHENTICATED,
+                        PQgetvalue(res, 0, 0));
+        conn_shutdown(c, "join of %s refused: %s", is->host,
+                      PQgetvalue(res, 0, 0));
+        goto done;
+    }
+    jr.cert_pem = is->cert_pem;
+    jr.ca_pem = is->ca_pem;
+    jr.host_name = is->host;
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_JOIN_RESPONSE;
+    env.join_response = &jr;
+    if (conn_send(c, &env) < 0) {
+        conn_shutdown(c, "cannot send JoinResponse");
+        goto done;
+    }
+    log_info("host %s joined from %s: certificate %s valid until %s",
+             is->host, c->addr, is->serial, is->not_after);
+    conn_shutdown(c, "joined as %s", is->host);
+
+done:
+    conn_unref(c);
+}
+
+static void
+conn_on_join(struct gw_conn *c, const frame_envelope *env)
+{
+    const Cloud__Agent__JoinRequest *q = env->join_request;
+    const char *vals[6];
+    char why[256];
+
+    if (env->msg_case != CLOUD__AGENT__ENVELOPE__MSG_JOIN_REQUEST) {
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNAUTHENTICATED,
+                        "no client certificate: only a JoinRequest is accepted");
+        conn_shutdown(c, "no client certificate and the first message was %s, not join_request",
+                      frame_msg_name(env));
+        return;
+    }
+    c->join = xcalloc(1, sizeof(*c->join));
+    if (join_prepare(c->gw->join, q->token, q->host_name, q->csr_pem, c->join,
+                     why, sizeof(why)) < 0) {
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNAUTHENTICATED,
+                        why);
+        conn_shutdown(c, "join refused: %s", why);
+        return;
+    }
+    c->state = GW_REGISTERING;
+    bufferevent_disable(c->bev, EV_READ);
+    vals[0] = c->join->token_id;
+    vals[1] = c->join->token_sha;
+    vals[2] = c->join->host;
+    vals[3] = c->join->serial;
+    vals[4] = c->join->not_after;
+    vals[5] = c->addr;
+    db_query(c->gw->db, store_stmt(ST_JOIN_COMPLETE), vals, on_joined,
+             conn_ref(c));
+}
+
+/* The revocation set was re-read: drop agents whose certificate is in it. */
+static void
+gw_on_revocations(void *arg)
+{
+    struct gateway *gw = arg;
+    struct gw_conn *c;
+
+    for (c = gw->conns; c != NULL; c = c->next) {
+        if (c->state == GW_CLOSING || !join_revoked(gw->join, c->serial))
+            continue;
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNAUTHENTICATED,
+                        "this certificate was revoked");
+        conn_shutdown(c, "certificate %s was revoked", c->serial);
+    }
+}
+
 /* ---- reading frames -------------------------------------------------- */
 
 static void
 conn_dispatch(struct gw_conn *c, const frame_envelope *env)
 {
+    if (c->state == GW_JOIN) {
+        conn_on_join(c, env);
+        return;
+    }
     if (c->state == GW_HELLO) {
         if (env->msg_case != CLOUD__AGENT__ENVELOPE__MSG_HELLO) {
             conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
@@ -1249,6 +1561,9 @@ conn_dispatch(struct gw_conn *c, const frame_envelope *env)
     case CLOUD__AGENT__ENVELOPE__MSG_LOG_CHUNK:
         conn_on_log_chunk(c, env->log_chunk);
         break;
+    case CLOUD__AGENT__ENVELOPE__MSG_BLOB_REQUEST:
+        conn_on_blob_request(c, env->blob_request);
+        break;
     default:
         conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
                         "unexpected message");
@@ -1265,7 +1580,8 @@ conn_read_cb(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     char err[256];
 
-    while (c->state == GW_HELLO || c->state == GW_READY) {
+    while (c->state == GW_HELLO || c->state == GW_JOIN ||
+           c->state == GW_READY) {
         frame_envelope *env = NULL;
         enum frame_status st =
             frame_decode_evbuffer(in, NULL, &env, err, sizeof(err));
@@ -1293,9 +1609,29 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
+        if (SSL_get0_peer_certificate(ssl) == NULL) {
+            /* Verified by OpenSSL if present; without one the only thing
+             * this connection may do is join (conn_on_join). */
+            c->state = GW_JOIN;
+            log_debug("agent at %s: TLS session without a client certificate (%s)",
+                      c->addr, SSL_get_version(ssl));
+            return;
+        }
         c->name = conn_peer_cn(c, ssl);
         if (c->name == NULL) {
             conn_shutdown(c, "no usable client certificate");
+            return;
+        }
+        c->serial = xmalloc(PIN_SERIAL_MAX);
+        if (pin_serial(SSL_get0_peer_certificate(ssl), c->serial,
+                       PIN_SERIAL_MAX) < 0) {
+            conn_shutdown(c, "the client certificate's serial is unusable");
+            return;
+        }
+        if (join_revoked(c->gw->join, c->serial)) {
+            conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNAUTHENTICATED,
+                            "this certificate is revoked");
+            conn_shutdown(c, "certificate %s is revoked", c->serial);
             return;
         }
         c->state = GW_HELLO;
@@ -1366,6 +1702,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
     bufferevent_set_timeouts(c->bev, &tv, NULL);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    conn_arm_deadline(c);
 }
 
 static void
@@ -1378,6 +1715,23 @@ listen_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /* ---- life cycle ------------------------------------------------------ */
+
+/* Sends the CA after the controller's certificate (join.c: the pin). */
+static int
+gw_add_ca_to_chain(SSL_CTX *ctx, const char *ca_path)
+{
+    FILE *f = fopen(ca_path, "r");
+    X509 *ca = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    int ok;
+
+    if (f)
+        fclose(f);
+    if (ca == NULL)
+        return -1;
+    ok = SSL_CTX_add1_chain_cert(ctx, ca);
+    X509_free(ca);
+    return ok == 1 ? 0 : -1;
+}
 
 static SSL_CTX *
 gw_ssl_ctx(const struct pki_paths *p)
@@ -1393,9 +1747,12 @@ gw_ssl_ctx(const struct pki_paths *p)
         SSL_CTX_load_verify_locations(ctx, p->ca_cert, NULL) != 1 ||
         !SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT))
         goto fail;
-    /* mTLS: only agents holding a certificate of our CA get in. */
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                       NULL);
+    /* mTLS: a client certificate must be of our CA; a client without one
+     * may only send a JoinRequest (conn_on_join). The CA goes in the chain
+     * sent, so that a joining agent can check it against its pin. */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (gw_add_ca_to_chain(ctx, p->ca_cert) < 0)
+        goto fail;
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     return ctx;
 
@@ -1429,9 +1786,16 @@ gateway_new(struct event_base *base, struct db_pool *db, struct watch *watch,
         free(gw);
         return NULL;
     }
+    gw->join = join_new(base, db, cfg->pki, gw_on_revocations, gw);
+    if (gw->join == NULL) {
+        SSL_CTX_free(gw->ssl);
+        free(gw);
+        return NULL;
+    }
     strmap_init(&gw->by_host);
     strmap_init(&gw->owner);
     strmap_init(&gw->unknown);
+    strmap_init(&gw->cfg_services);
     gw->hb_timer = event_new(base, -1, EV_PERSIST, hb_timer_cb, gw);
     gw->resync_timer = event_new(base, -1, EV_PERSIST, resync_cb, gw);
     gw->kick_ev = event_new(base, -1, 0, kick_cb, gw);
@@ -1544,6 +1908,8 @@ gateway_free(struct gateway *gw)
         if (gw->unknown.keys[i] != NULL)
             free(gw->unknown.vals[i]);
     strmap_fini(&gw->unknown);
+    cfg_clear(gw);
+    strmap_fini(&gw->cfg_services);
     strmap_fini(&gw->by_host);
     strmap_fini(&gw->owner);
     event_free(gw->hb_timer);
@@ -1551,5 +1917,6 @@ gateway_free(struct gateway *gw)
     event_free(gw->kick_ev);
     event_free(gw->status_retry);
     SSL_CTX_free(gw->ssl);
+    join_free(gw->join);
     free(gw);
 }
