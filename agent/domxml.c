@@ -195,12 +195,13 @@ domxml_spec_check(const struct domxml_spec *s)
             id, s->vcpus, s->memory_mib);
         return -1;
     }
-    if ((s->kernel == NULL) == (s->disk == NULL)) {
-        log_warnx("instance %s: needs exactly one of a kernel or a disk", id);
+    if (s->kernel == NULL && s->disk == NULL) {
+        log_warnx("instance %s: needs a kernel or a disk", id);
         return -1;
     }
-    if (s->disk != NULL && (s->initrd != NULL || s->cmdline != NULL)) {
-        log_warnx("instance %s: initrd and cmdline apply only to kernel images",
+    /* A disk with a kernel boots that kernel directly, root on the disk. */
+    if (s->kernel == NULL && (s->initrd != NULL || s->cmdline != NULL)) {
+        log_warnx("instance %s: initrd and cmdline apply only with a kernel",
                   id);
         return -1;
     }

@@ -22,6 +22,9 @@ struct link_opts {
     enum hv_type hypervisor;
     const char *images_dir;
     const char *state_dir;
+    /* Image cache (blobcache.h): NULL means state_dir/cache. */
+    const char *cache_dir;
+    unsigned long cache_max_mib;
     const char *version;
     /* Capacity to advertise instead of libvirt's node info (0: libvirt's):
      * for overcommit, and for simulated hosts on the test driver. */

@@ -24,8 +24,10 @@
 
 #include <jansson.h>
 
+#include "blobcache.h"
 #include "domxml.h"
 #include "hv.h"
+#include "join.h"
 #include "link.h"
 #include "log.h"
 #include "mem.h"
@@ -40,8 +42,11 @@ struct agent_opts {
     /* run */
     const char *controller, *ca, *cert, *key, *labels, *images, *state_dir;
     unsigned long cap_vcpus, cap_memory_mib; /* 0: what libvirt reports */
+    const char *cache_dir;                   /* NULL: <state-dir>/cache */
+    unsigned long cache_max_mib;
     const char *name;
     enum hv_type hypervisor;
+    const char *token, *ca_pin, *pki_dir; /* join; pki_dir also run */
     /* boot-once */
     const char *id;
     const char *kernel;
@@ -70,7 +75,12 @@ usage(FILE *fp)
         "  run        --controller HOST:PORT --ca FILE --cert FILE --key FILE\n"
         "             [--labels k=v,...] [--images DIR] [--state-dir DIR]\n"
         "             [--cap-vcpus N] [--cap-memory MIB]\n"
-        "             the agent daemon\n"
+        "             [--cache-dir DIR] [--cache-max-mib N]\n"
+        "             the agent daemon (--ca, --cert, --key default to the\n"
+        "             files `join` wrote in --pki-dir, <state-dir>/pki)\n"
+        "  join       --controller HOST:PORT --token ID.SECRET --ca-pin sha256:HEX\n"
+        "             [--pki-dir DIR] [--state-dir DIR]\n"
+        "             get a certificate with a join token (cloud-controller join-token create)\n"
         "  facts      print host facts as JSON\n"
         "  boot-once  --kernel PATH [--initrd PATH] [--cmdline STR] --log FILE\n"
         "             [--channel SOCK] [--config-file PATH] [--send LINE] [--expect-exit N]\n"
@@ -422,6 +432,11 @@ main(int argc, char **argv)
         OPT_VERBOSE,
         OPT_CAP_VCPUS,
         OPT_CAP_MEMORY,
+        OPT_TOKEN,   /* join */
+        OPT_CA_PIN,  /* join */
+        OPT_PKI_DIR, /* join, run */
+        OPT_CACHE_DIR,
+        OPT_CACHE_MAX_MIB,
     };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -450,6 +465,11 @@ main(int argc, char **argv)
         {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"cap-vcpus", required_argument, NULL, OPT_CAP_VCPUS},
         {"cap-memory", required_argument, NULL, OPT_CAP_MEMORY},
+        {"token", required_argument, NULL, OPT_TOKEN},
+        {"ca-pin", required_argument, NULL, OPT_CA_PIN},
+        {"pki-dir", required_argument, NULL, OPT_PKI_DIR},
+        {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+        {"cache-max-mib", required_argument, NULL, OPT_CACHE_MAX_MIB},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -461,6 +481,7 @@ main(int argc, char **argv)
         .vcpus = 1,
         .memory_mib = 256,
         .expect_exit = -1,
+        .cache_max_mib = BLOBCACHE_DEFAULT_MAX_MIB,
     };
     unsigned long v;
     const char *cmd;
@@ -558,6 +579,23 @@ main(int argc, char **argv)
             if (parse_ulong("cap-memory", optarg, 1UL << 40, &o.cap_memory_mib) < 0)
                 return 2;
             break;
+        case OPT_CACHE_DIR:
+            o.cache_dir = optarg;
+            break;
+        case OPT_CACHE_MAX_MIB:
+            if (parse_ulong("cache-max-mib", optarg, 1UL << 30,
+                            &o.cache_max_mib) < 0)
+                return 2;
+            break;
+        case OPT_TOKEN:
+            o.token = optarg;
+            break;
+        case OPT_CA_PIN:
+            o.ca_pin = optarg;
+            break;
+        case OPT_PKI_DIR:
+            o.pki_dir = optarg;
+            break;
         case OPT_VERBOSE:
             log_set_level(LOG_LVL_DEBUG);
             break;
@@ -574,7 +612,37 @@ main(int argc, char **argv)
         return 2;
     }
     cmd = argv[optind];
+    if (strcmp(cmd, "join") == 0) {
+        char *def = join_default_pki_dir(o.state_dir ? o.state_dir
+                                                     : "/var/lib/cloud/agent");
+        struct join_opts jo = {
+            .controller = o.controller,
+            .token = o.token,
+            .ca_pin = o.ca_pin,
+            .name = o.name,
+            .pki_dir = o.pki_dir ? o.pki_dir : def,
+        };
+        int rc = join_run(&jo);
+
+        free(def);
+        return rc;
+    }
     if (strcmp(cmd, "run") == 0) {
+        /* Without --ca/--cert/--key: what `cloud-agent join` wrote. */
+        char *pki = o.pki_dir ? xstrdup(o.pki_dir)
+                              : join_default_pki_dir(
+                                    o.state_dir ? o.state_dir
+                                                : "/var/lib/cloud/agent");
+        char *ca = xasprintf("%s/ca.pem", pki);
+        char *cert = xasprintf("%s/cert.pem", pki);
+        char *key = xasprintf("%s/key.pem", pki);
+        int rc;
+
+        if (o.ca == NULL && o.cert == NULL && o.key == NULL) {
+            o.ca = ca;
+            o.cert = cert;
+            o.key = key;
+        }
         struct link_opts lo = {
             .controller = o.controller,
             .ca = o.ca,
@@ -589,9 +657,16 @@ main(int argc, char **argv)
             .version = CLOUD_VERSION,
             .cap_vcpus = (unsigned)o.cap_vcpus,
             .cap_memory_mib = o.cap_memory_mib,
+            .cache_dir = o.cache_dir,
+            .cache_max_mib = o.cache_max_mib,
         };
 
-        return link_run(&lo);
+        rc = link_run(&lo);
+        free(ca);
+        free(cert);
+        free(key);
+        free(pki);
+        return rc;
     }
     if (strcmp(cmd, "facts") == 0)
         return cmd_facts(&o);

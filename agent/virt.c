@@ -658,6 +658,190 @@ virt_event_loop_start(void)
     return 0;
 }
 
+/* ---- disk overlays (libvirt storage API) ------------------------------ */
+
+/* s with &<>"' escaped for an XML attribute or text (xmalloc'd). */
+static char *
+virt_xml_escape(const char *s)
+{
+    size_t n = 1;
+    char *out, *o;
+
+    for (const char *p = s; *p; p++)
+        n += strchr("&<>\"'", *p) ? 6 : 1;
+    out = o = xmalloc(n);
+    for (const char *p = s; *p; p++) {
+        const char *rep = *p == '&'    ? "&amp;"
+                          : *p == '<'  ? "&lt;"
+                          : *p == '>'  ? "&gt;"
+                          : *p == '"'  ? "&quot;"
+                          : *p == '\'' ? "&apos;"
+                                       : NULL;
+        if (rep != NULL) {
+            size_t k = strlen(rep);
+
+            memcpy(o, rep, k);
+            o += k;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* One pool per directory: its name comes from the path (FNV-1a). */
+static char *
+virt_pool_name(const char *dir)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *p = dir; *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 16777619u;
+    }
+    return xasprintf("cloud-disks-%08x", h);
+}
+
+/* The agent's dir pool over dir, defined, built and started if needed. */
+static virStoragePoolPtr
+virt_pool(struct virt_conn *c, const char *dir, int create)
+{
+    char *name = virt_pool_name(dir), *xml = NULL, *edir = NULL;
+    virStoragePoolPtr pool;
+    int active;
+
+    pool = virStoragePoolLookupByName(c->conn, name);
+    if (pool == NULL && !create) {
+        free(name);
+        return NULL;
+    }
+    if (pool == NULL) {
+        edir = virt_xml_escape(dir);
+        xml = xasprintf("<pool type='dir'><name>%s</name><target><path>%s"
+                        "</path><permissions><mode>0755</mode></permissions>"
+                        "</target></pool>",
+                        name, edir);
+        pool = virStoragePoolDefineXML(c->conn, xml, 0);
+        if (pool == NULL) {
+            virt_fail(c, "cannot define the storage pool %s over %s", name,
+                      dir);
+            goto out;
+        }
+        if (virStoragePoolBuild(pool, 0) < 0) {
+            virt_fail(c, "cannot build the storage pool %s over %s", name,
+                      dir);
+            virStoragePoolUndefine(pool);
+            virStoragePoolFree(pool);
+            pool = NULL;
+            goto out;
+        }
+        if (virStoragePoolSetAutostart(pool, 1) < 0)
+            log_warnx("storage pool %s: cannot set autostart: %s", name,
+                      virGetLastErrorMessage());
+    }
+    active = virStoragePoolIsActive(pool);
+    if (active == 0 && create && virStoragePoolCreate(pool, 0) < 0) {
+        virt_fail(c, "cannot start the storage pool %s over %s", name, dir);
+        virStoragePoolFree(pool);
+        pool = NULL;
+    } else if (active < 0) {
+        virt_fail(c, "cannot check the storage pool %s", name);
+        virStoragePoolFree(pool);
+        pool = NULL;
+    } else if (active == 0 && !create) {
+        virStoragePoolFree(pool);
+        pool = NULL;
+    }
+out:
+    free(name);
+    free(xml);
+    free(edir);
+    return pool;
+}
+
+static int
+virt_lv_overlay_create(struct virt_conn *c, const char *pool_dir,
+                       const char *instance_id, const char *backing,
+                       const char *backing_fmt, uint64_t capacity,
+                       char **pathp)
+{
+    virStoragePoolPtr pool;
+    virStorageVolPtr vol;
+    char *vname, *xml = NULL, *eback = NULL, *path;
+    int ret = -1;
+
+    *pathp = NULL;
+    pool = virt_pool(c, pool_dir, 1);
+    if (pool == NULL)
+        return -1;
+    vname = xasprintf("cloud-%s.qcow2", instance_id);
+    /* Kept across restarts of the instance: its disk is its state. */
+    vol = virStorageVolLookupByName(pool, vname);
+    if (vol == NULL) {
+        eback = virt_xml_escape(backing);
+        xml = xasprintf(
+            "<volume><name>%s</name><capacity unit='bytes'>%llu</capacity>"
+            "<target><format type='qcow2'/><permissions><mode>0644</mode>"
+            "</permissions></target><backingStore><path>%s</path>"
+            "<format type='%s'/></backingStore></volume>",
+            vname, (unsigned long long)capacity, eback, backing_fmt);
+        vol = virStorageVolCreateXML(pool, xml, 0);
+        if (vol == NULL) {
+            virt_fail(c, "cannot create the overlay %s over %s", vname,
+                      backing);
+            goto out;
+        }
+        log_info("instance %s: overlay %s over %s (%s, %llu bytes)",
+                 instance_id, vname, backing, backing_fmt,
+                 (unsigned long long)capacity);
+    }
+    path = virStorageVolGetPath(vol);
+    if (path == NULL) {
+        virt_fail(c, "cannot get the path of volume %s", vname);
+        goto out;
+    }
+    *pathp = xstrdup(path);
+    free(path);
+    ret = 0;
+
+out:
+    if (vol != NULL)
+        virStorageVolFree(vol);
+    virStoragePoolFree(pool);
+    free(vname);
+    free(xml);
+    free(eback);
+    return ret;
+}
+
+static int
+virt_lv_overlay_delete(struct virt_conn *c, const char *pool_dir,
+                       const char *instance_id)
+{
+    virStoragePoolPtr pool = virt_pool(c, pool_dir, 0);
+    virStorageVolPtr vol;
+    char *vname;
+    int ret = 0;
+
+    if (pool == NULL)
+        return 0; /* no pool: no overlay */
+    vname = xasprintf("cloud-%s.qcow2", instance_id);
+    vol = virStorageVolLookupByName(pool, vname);
+    if (vol != NULL) {
+        if (virStorageVolDelete(vol, 0) < 0) {
+            virt_fail(c, "cannot delete the overlay %s", vname);
+            ret = -1;
+        } else {
+            log_info("instance %s: overlay %s deleted", instance_id, vname);
+        }
+        virStorageVolFree(vol);
+    }
+    virStoragePoolFree(pool);
+    free(vname);
+    return ret;
+}
+
 const struct virt_driver virt_libvirt_driver = {
     .name = "libvirt",
     .open = virt_lv_open,
@@ -673,4 +857,6 @@ const struct virt_driver virt_libvirt_driver = {
     .state_reason = virt_lv_state_reason,
     .watch = virt_lv_watch,
     .alive = virt_lv_alive,
+    .overlay_create = virt_lv_overlay_create,
+    .overlay_delete = virt_lv_overlay_delete,
 };

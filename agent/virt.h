@@ -102,6 +102,21 @@ struct virt_driver {
     int (*watch)(struct virt_conn *conn, virt_event_cb cb, void *arg);
     /* 1 if the connection still works, 0 if it has to be reopened. */
     int (*alive)(struct virt_conn *conn);
+    /*
+     * Disk images: finds, or creates through libvirt's storage API, the
+     * instance's copy-on-write overlay: a qcow2 volume of capacity bytes
+     * whose backing store is the file backing (format backing_fmt, "raw"
+     * or "qcow2"), in a dir storage pool over pool_dir (defined, built and
+     * started when missing). *pathp gets the volume's path (free it).
+     * NULL in drivers without storage.
+     */
+    int (*overlay_create)(struct virt_conn *conn, const char *pool_dir,
+                          const char *instance_id, const char *backing,
+                          const char *backing_fmt, uint64_t capacity,
+                          char **pathp);
+    /* Deletes the instance's overlay; none (or no pool) is success. */
+    int (*overlay_delete)(struct virt_conn *conn, const char *pool_dir,
+                          const char *instance_id);
 };
 
 /*

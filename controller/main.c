@@ -29,6 +29,7 @@
 #include "store.h"
 #include "tls.h"
 #include "tokencmd.h"
+#include "join.h"
 
 #define CLOUD_VERSION "0.1.0"
 #define DEFAULT_LISTEN "127.0.0.1:7070"
@@ -55,6 +56,7 @@ struct opts {
     int no_reconcile; /* reconciler */
     int lease_secs;   /* reconciler */
     int verbose;
+    int request_timeout; /* slow clients: HTTP request, agent first frame */
 };
 
 static void
@@ -70,6 +72,13 @@ usage(FILE *f)
             "HOST --out DIR\n"
             "                                              sign an agent's "
             "client certificate\n"
+            "       cloud-controller join-token create [--ttl 1h] "
+            "[--controller HOST:PORT] [--data-dir DIR] [--db URL]\n"
+            "                                              print a one-time "
+            "`cloud-agent join` command\n"
+            "       cloud-controller join-token list [--db URL]\n"
+            "       cloud-controller cert revoke SERIAL|--host NAME [--db URL]\n"
+            "       cloud-controller cert list [--db URL]\n"
             "       cloud-controller version\n"
             "\n"
             "options:\n"
@@ -103,6 +112,10 @@ usage(FILE *f)
             "after 0.6 N without renewal)\n"
             "  --no-reconcile       serve the API only; never lead or "
             "reconcile\n"
+            "  --request-timeout S  a client must send a whole HTTP request, "
+            "an agent its Hello\n"
+            "                       or JoinRequest, within S seconds of "
+            "connecting (default 20)\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
             DEFAULT_LISTEN);
@@ -149,6 +162,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"lease-seconds", required_argument, NULL, 'L'},
         {"no-reconcile", no_argument, NULL, 'N'},
         {"verbose", no_argument, NULL, 'v'},
+        {"request-timeout", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -192,6 +206,9 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'L': o->lease_secs = int_opt("--lease-seconds", optarg, 3, 300); break;
         case 'N': o->no_reconcile = 1; break;
         case 'v': o->verbose = 1; break;
+        case 'T':
+            o->request_timeout = int_opt("--request-timeout", optarg, 1, 3600);
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -387,6 +404,10 @@ start_gateway(const struct opts *o, struct app *app, const char *data_dir,
         .down_after_ms = 30000,
         .fence_after_ms = 20000,
         .resync_ms = 15000,
+        .first_frame_ms = (unsigned)(o->request_timeout ? o->request_timeout
+                                                        : HTTP_REQUEST_TIMEOUT_S) *
+                          1000u,
+        .blob_dir = app->blobs ? blobs_dir(app->blobs) : NULL,
     };
     char *ghost = NULL;
     unsigned short gport = 0, gbound = 0;
@@ -543,6 +564,7 @@ run(struct opts *o)
     app.gateway = gw; /* console logs (logs.c) */
     memset(&hopts, 0, sizeof(hopts));
     hopts.max_conns = o->max_conns;
+    hopts.request_timeout_s = o->request_timeout;
     hopts.tls = tls;
     hopts.cors_origins = o->ncors ? o->cors : NULL;
     hopts.authorize = api_authorize;
@@ -655,6 +677,15 @@ main(int argc, char **argv)
         return cmd_token(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "issue-agent-cert") == 0)
         return cmd_issue_agent_cert(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "join-token") == 0) {
+        char *def = default_data_dir(0);
+        int rc = join_token_main(def, argc - 1, argv + 1);
+
+        free(def);
+        return rc;
+    }
+    if (argc > 1 && strcmp(argv[1], "cert") == 0)
+        return join_cert_main(argc - 1, argv + 1);
     parse_opts(argc, argv, &o);
     if (optind < argc) {
         fprintf(stderr, "cloud-controller: unknown command \"%s\"\n",

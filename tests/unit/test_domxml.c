@@ -259,9 +259,8 @@ test_invalid_specs(void **state)
     assert_null(domxml_build(&s));
 
     s = kernel_spec();
-    s.disk = "/x.qcow2"; /* both kernel and disk */
-    assert_null(domxml_build(&s));
-    s.kernel = NULL; /* disk with initrd/cmdline */
+    s.disk = "/x.qcow2";
+    s.kernel = NULL; /* disk with initrd/cmdline but no kernel */
     assert_null(domxml_build(&s));
     s = kernel_spec();
     s.kernel = NULL; /* neither */
