@@ -1,0 +1,601 @@
+"""Configuration as an API, links and endpoints (docs/config.md).
+
+The API part runs on a controller without agents: versions, If-Match, merge
+patch, history, rollback, validation, roles, the effective config of an
+instance with its links. The delivery part runs the reconciler and a
+protocol-level agent (FakeAgent below: the real gateway, real TLS client
+certificate, real frames) that registers a host, runs what the controller
+places on it, reports addresses and readiness the way cloud-agent does in
+InstanceStatus, and records every DesiredState it is sent. That is how
+endpoints get addresses on a machine without guests (libvirt's test driver
+reports none), and how the test sees exactly what the controller pushes:
+the effective config version and config per instance, at once after a
+change, again after a reconnect, and for an instance placed later.
+"""
+
+import json
+import socket
+import struct
+import threading
+import time
+import unittest
+
+import agentlib
+import harness
+from harness import poll, request, unique_name
+
+IMAGE = "hello:latest"
+
+
+def setUpModule():
+    c = harness.start(reconcile=True)
+    c.add_image("hello", "latest")
+
+
+def tearDownModule():
+    harness.stop()
+
+
+def service(tc, name=None, replicas=0, **extra):
+    body = {"name": name or unique_name("svc"), "image": IMAGE, "replicas": replicas,
+            "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}}
+    body.update(extra)
+    st, _, s = request("POST", "/v1/services", body)
+    tc.assertEqual(st, 201, s)
+    return s
+
+
+def cfg_path(name, rest=""):
+    return "/v1/services/%s/config%s" % (name, rest)
+
+
+class ConfigApiTest(harness.TestCase):
+    def test_01_new_service_has_version_0_and_put_makes_version_1(self):
+        s = service(self)
+        st, h, doc = request("GET", cfg_path(s["name"]))
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc, {"service": s["name"], "version": 0, "config": {},
+                               "updated_at": None})
+        self.assertEqual(h.get("ETag"), '"0"')
+        st, h, doc = request("PUT", cfg_path(s["name"]), {"config": {"A": "1", "B": "two"}})
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["version"], 1)
+        self.assertEqual(doc["config"], {"A": "1", "B": "two"})
+        self.assertEqual(h.get("ETag"), '"1"')
+        self.assertTrue(doc["updated_at"])
+        st, h, doc = request("GET", cfg_path(s["name"]))
+        self.assertEqual((doc["version"], doc["config"]), (1, {"A": "1", "B": "two"}))
+        # The same config again makes no version.
+        st, h, doc = request("PUT", cfg_path(s["name"]), {"config": {"B": "two", "A": "1"}})
+        self.assertEqual((st, doc["version"]), (200, 1))
+        # An audit event per change, naming the changed keys, not values.
+        st, _, ev = request("GET", "/v1/events?object=config&type=config.updated")
+        mine = [e for e in ev["items"] if e["name"] == s["name"]]
+        self.assertEqual(len(mine), 1, ev)
+        self.assertIn("A, B", mine[0]["message"])
+        self.assertNotIn("two", mine[0]["message"])
+        self.assertEqual(mine[0]["actor"], "itest-admin")
+
+    def test_02_merge_patch_sets_and_removes(self):
+        s = service(self)
+        request("PUT", cfg_path(s["name"]), {"config": {"A": "1", "B": "2", "C": "3"}})
+        st, h, doc = request("PATCH", cfg_path(s["name"]),
+                             {"config": {"B": "20", "C": None, "D": "4"}})
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["version"], 2)
+        self.assertEqual(doc["config"], {"A": "1", "B": "20", "D": "4"})
+        # Removing a key that is not there changes nothing.
+        st, h, doc = request("PATCH", cfg_path(s["name"]), {"config": {"ZZ": None}})
+        self.assertEqual((st, doc["version"]), (200, 2))
+
+    def test_03_if_match(self):
+        s = service(self)
+        # "0": only if never configured.
+        st, h, doc = request("PUT", cfg_path(s["name"]), {"config": {"A": "1"}},
+                             headers={"If-Match": '"0"'})
+        self.assertEqual((st, doc.get("version")), (200, 1), doc)
+        st, h, doc = request("PUT", cfg_path(s["name"]), {"config": {"A": "2"}},
+                             headers={"If-Match": '"0"'})
+        self.assertError((st, h, doc), 412, "precondition_failed")
+        st, h, doc = request("PATCH", cfg_path(s["name"]), {"config": {"A": "2"}},
+                             headers={"If-Match": "1"})
+        self.assertEqual((st, doc.get("version")), (200, 2), doc)
+        st, h, doc = request("PATCH", cfg_path(s["name"]), {"config": {"A": "3"}},
+                             headers={"If-Match": '"1"'})
+        self.assertEqual(st, 412, doc)
+        st, h, doc = request("GET", cfg_path(s["name"]))
+        self.assertEqual(doc["config"], {"A": "2"})
+        st, h, doc = request("PUT", cfg_path(s["name"]), {"config": {}},
+                             headers={"If-Match": "abc"})
+        self.assertEqual(st, 400, doc)
+
+    def test_04_history_newest_first_with_cursor_and_old_versions(self):
+        s = service(self)
+        for i in range(1, 6):
+            st, h, doc = request("PUT", cfg_path(s["name"]), {"config": {"N": str(i)}})
+            self.assertEqual(doc["version"], i)
+        st, _, page = request("GET", cfg_path(s["name"], "/history?limit=2"))
+        self.assertEqual(st, 200, page)
+        self.assertEqual([x["version"] for x in page["items"]], [5, 4])
+        self.assertEqual(page["items"][0]["config"], {"N": "5"})
+        self.assertTrue(page["items"][0]["created_at"])
+        seen = [x["version"] for x in page["items"]]
+        while page["next"] is not None:
+            st, _, page = request("GET", cfg_path(s["name"], "/history?limit=2&after=%s"
+                                                  % page["next"]))
+            self.assertEqual(st, 200, page)
+            seen += [x["version"] for x in page["items"]]
+        self.assertEqual(seen, [5, 4, 3, 2, 1])
+        st, h, doc = request("GET", cfg_path(s["name"], "?version=2"))
+        self.assertEqual((st, doc["version"], doc["config"]), (200, 2, {"N": "2"}))
+        st, h, doc = request("GET", cfg_path(s["name"], "?version=9"))
+        self.assertError((st, h, doc), 404, "not_found")
+        st, h, doc = request("GET", cfg_path(s["name"], "?version=x"))
+        self.assertEqual(st, 400, doc)
+
+    def test_05_rollback_makes_a_new_version(self):
+        s = service(self)
+        request("PUT", cfg_path(s["name"]), {"config": {"A": "1"}})
+        request("PUT", cfg_path(s["name"]), {"config": {"A": "2", "B": "x"}})
+        st, h, doc = request("POST", cfg_path(s["name"], "/rollback"), {"version": 1})
+        self.assertEqual(st, 200, doc)
+        self.assertEqual((doc["version"], doc["config"]), (3, {"A": "1"}))
+        st, _, ev = request("GET", "/v1/events?object=config&type=config.rolled_back")
+        self.assertTrue(any(e["name"] == s["name"] for e in ev["items"]), ev)
+        st, h, doc = request("POST", cfg_path(s["name"], "/rollback"), {"version": 0})
+        self.assertEqual((st, doc["version"], doc["config"]), (200, 4, {}))
+        st, h, doc = request("POST", cfg_path(s["name"], "/rollback"), {"version": 77})
+        self.assertError((st, h, doc), 404, "not_found")
+        st, h, doc = request("POST", cfg_path(s["name"], "/rollback"), {"version": "1"})
+        self.assertError((st, h, doc), 422, "invalid", "version")
+        st, h, doc = request("POST", cfg_path(s["name"], "/rollback"), {"v": 1})
+        self.assertError((st, h, doc), 422, "invalid", "v")
+        st, h, doc = request("GET", cfg_path(s["name"]))
+        self.assertEqual(doc["version"], 4)
+
+    def test_06_validation_names_the_key(self):
+        s = service(self)
+        bad = [
+            ({"config": {"1BAD": "x"}}, "config.1BAD"),
+            ({"config": {"A B": "x"}}, "config.A B"),
+            ({"config": {"K" * 129: "x"}}, "config." + "K" * 128),
+            ({"config": {"A": 1}}, "config.A"),
+            ({"config": {"A": None}}, "config.A"),  # null only in a patch
+            ({"config": {"A": "x" * (64 * 1024 + 1)}}, "config.A"),
+            ({"config": {"K%d" % i: "v" for i in range(1001)}}, "config"),
+            ({"config": ["A"]}, "config"),
+            ({"cfg": {}}, "cfg"),
+        ]
+        for body, field in bad:
+            st, h, doc = request("PUT", cfg_path(s["name"]), body)
+            self.assertError((st, h, doc), 422, "invalid", field)
+        # Keys may carry dots and dashes; values may be empty.
+        st, h, doc = request("PUT", cfg_path(s["name"]),
+                             {"config": {"a.b-c_D": "", "_X": "y"}})
+        self.assertEqual((st, doc["version"]), (200, 1), doc)
+        # 1 MiB in total, counted on the merged result of a patch.
+        big = "v" * (60 * 1024)
+        st, h, doc = request("PUT", cfg_path(s["name"]),
+                             {"config": {"K%02d" % i: big for i in range(15)}})
+        self.assertEqual(st, 200, doc)
+        st, h, doc = request("PATCH", cfg_path(s["name"]),
+                             {"config": {"L%02d" % i: big for i in range(5)}})
+        self.assertError((st, h, doc), 422, "invalid", "config")
+        st, h, doc = request("GET", cfg_path(s["name"]))
+        self.assertEqual(doc["version"], 2)
+        st, h, doc = request("PUT", cfg_path(s["name"]), "{not json",
+                             headers={"Content-Type": "application/json"})
+        self.assertEqual(st, 400, doc)
+
+    def test_07_unknown_service_is_404(self):
+        for m, p, b in [("GET", "", None), ("PUT", "", {"config": {}}),
+                        ("PATCH", "", {"config": {}}), ("GET", "/history", None),
+                        ("POST", "/rollback", {"version": 0})]:
+            st, h, doc = request(m, cfg_path("no-such-svc", p), b)
+            self.assertError((st, h, doc), 404, "not_found")
+        st, h, doc = request("GET", "/v1/services/no-such-svc/endpoints")
+        self.assertError((st, h, doc), 404, "not_found")
+        st, h, doc = request("GET", "/v1/instances/ffffffffffffffff/config")
+        self.assertError((st, h, doc), 404, "not_found")
+
+    def test_08_roles(self):
+        c = harness.cluster()
+        s = service(self)
+        viewer = c.create_token(unique_name("v"), "viewer")
+        oper = c.create_token(unique_name("o"), "operator")
+
+        def as_(tok, m, p, b=None):
+            return request(m, p, b, headers={"Authorization": "Bearer " + tok})
+        poll(lambda: as_(viewer, "GET", cfg_path(s["name"]))[0] == 200, 10,
+             what="viewer token loaded")
+        st, h, doc = as_(viewer, "PUT", cfg_path(s["name"]), {"config": {"A": "1"}})
+        self.assertError((st, h, doc), 403, "forbidden")
+        st, h, doc = as_(viewer, "POST", cfg_path(s["name"], "/rollback"), {"version": 0})
+        self.assertEqual(st, 403, doc)
+        poll(lambda: as_(oper, "GET", cfg_path(s["name"]))[0] == 200, 10,
+             what="operator token loaded")
+        st, h, doc = as_(oper, "PUT", cfg_path(s["name"]), {"config": {"A": "1"}})
+        self.assertEqual((st, doc["version"]), (200, 1), doc)
+        st, h, doc = as_(viewer, "GET", cfg_path(s["name"], "/history"))
+        self.assertEqual(st, 200, doc)
+        st, h, doc = request("GET", cfg_path(s["name"]), auth=False)
+        self.assertEqual(st, 401, doc)
+
+    def test_09_ready_when_is_validated_and_shown(self):
+        s = service(self)
+        self.assertEqual(s["ready_when"], "running")
+        s2 = service(self, ready_when="guest")
+        self.assertEqual(s2["ready_when"], "guest")
+        st, h, doc = request("PATCH", "/v1/services/" + s["name"], {"ready_when": "guest"})
+        self.assertEqual((st, doc.get("ready_when")), (200, "guest"), doc)
+        self.assertEqual(doc["version"], s["version"] + 1)
+        st, h, doc = request("GET", "/v1/services/" + s["name"])
+        self.assertEqual(doc["ready_when"], "guest")
+        st, h, doc = request("PATCH", "/v1/services/" + s["name"], {"ready_when": "always"})
+        self.assertError((st, h, doc), 422, "invalid", "ready_when")
+
+    def test_10_links_to_missing_services_are_empty_endpoints(self):
+        db = unique_name("db")
+        web = service(self, links=[db, "cache-x"])
+        st, h, doc = request("GET", "/v1/services/%s/endpoints" % web["name"])
+        self.assertEqual(doc, {"service": web["name"], "version": 0, "endpoints": []})
+        # A service born with links has an effective config version at once.
+        request("PUT", cfg_path(web["name"]), {"config": {"MODE": "a"}})
+        st, _, ev = request("GET", "/v1/events?object=config")
+        self.assertEqual(st, 200)
+
+
+# ---- a protocol-level agent ---------------------------------------------
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(num, wire, payload):
+    key = _varint((num << 3) | wire)
+    if wire == 0:
+        return key + _varint(payload)
+    return key + _varint(len(payload)) + payload
+
+
+def _msg(*fields):
+    """fields: (num, value) with int -> varint, str/bytes -> length-delimited."""
+    out = b""
+    for num, v in fields:
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            out += _field(num, 0, int(v))
+        elif isinstance(v, int):
+            out += _field(num, 0, v)
+        else:
+            out += _field(num, 2, v.encode() if isinstance(v, str) else v)
+    return out
+
+
+def _parse(buf):
+    """{field number: [values]}: varints as int, length-delimited as bytes."""
+    out, i = {}, 0
+    while i < len(buf):
+        key, i = _read_varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = _read_varint(buf, i)
+        elif wire == 2:
+            n, i = _read_varint(buf, i)
+            v, i = buf[i:i + n], i + n
+        elif wire == 1:
+            v, i = buf[i:i + 8], i + 8
+        elif wire == 5:
+            v, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError("wire type %d" % wire)
+        out.setdefault(num, []).append(v)
+    return out
+
+
+def _read_varint(buf, i):
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+ENV_HELLO, ENV_WELCOME, ENV_HEARTBEAT, ENV_DESIRED, ENV_STATUS = 1, 2, 3, 4, 5
+ENV_CONFIG_UPDATE, ENV_ERROR = 8, 9
+RUNNING, REMOVED = 4, 9
+
+
+class FakeAgent:
+    """Speaks the agent protocol for host `name`: Hello, heartbeats, and an
+    InstanceStatus per instance it is given (running, with the addresses
+    and readiness the test sets). Records each DesiredState."""
+
+    def __init__(self, cluster, name):
+        self.cluster = cluster
+        self.name = name
+        self.cert = agentlib.issue_cert(cluster, name)
+        self.lock = threading.Lock()
+        self.sets = []          # (time, {id: spec dict}) per DesiredState
+        self.updates = []       # ConfigUpdate frames: (time, id, version, config)
+        self.addresses = {}     # instance id -> [str]
+        self.ready = {}         # instance id -> bool
+        self.sock = None
+        self.stop_ev = threading.Event()
+        self.reporter = None
+
+    def start(self):
+        self.stop_ev.clear()
+        self.sock = agentlib.tls_client(self.cluster, cert_dir=self.cert, timeout=30)
+        hello = _msg((1, self.name), (2, "fake-agent-test"),
+                     (3, _msg((1, 8), (2, 8192), (3, 100))),
+                     (4, _msg((1, "x86_64"), (2, "test"), (4, "test"))), (7, 1))
+        self._send(ENV_HELLO, hello)
+        env = self._recv()
+        welcome = _parse(env[ENV_WELCOME][0])
+        self.epoch = welcome[2][0]
+        self.hb_ms = welcome.get(3, [1000])[0]
+        self.seq = 0
+        self.reporter = threading.Thread(target=self._loop, daemon=True)
+        self.reporter.start()
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        if self.reporter:
+            self.reporter.join(10)
+            self.reporter = None
+        if self.sock:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    def _send(self, kind, payload):
+        env = _field(kind, 2, payload)
+        self.sock.sendall(struct.pack(">I", len(env)) + env)
+
+    def _recv_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("the gateway closed the connection")
+            buf += chunk
+        return buf
+
+    def _recv(self):
+        (n,) = struct.unpack(">I", self._recv_exact(4))
+        return _parse(self._recv_exact(n))
+
+    def _on_desired(self, raw):
+        d = _parse(raw)
+        specs = {}
+        for s in d.get(3, []):
+            f = _parse(s)
+            cfg = {}
+            for e in f.get(11, []):
+                kv = _parse(e)
+                cfg[kv.get(1, [b""])[0].decode()] = kv.get(2, [b""])[0].decode()
+            specs[f[1][0].decode()] = {
+                "generation": f.get(3, [0])[0], "desired": f.get(4, [0])[0],
+                "restart_count": f.get(13, [0])[0],
+                "config_version": f.get(10, [0])[0], "config": cfg}
+        with self.lock:
+            self.sets.append((time.monotonic(), specs))
+        self.revision = d.get(2, [0])[0]
+
+    def _status(self, iid, spec):
+        state = RUNNING if spec["desired"] == 1 else REMOVED
+        if spec["desired"] == 2:
+            state = 6  # stopped: exited
+        with self.lock:
+            addrs = list(self.addresses.get(iid, []))
+            ready = self.ready.get(iid, False)
+        fields = [(1, self.epoch), (2, iid), (3, spec["generation"]), (4, state),
+                  (8, int(time.time() * 1000)), (10, int(time.time() * 1000))]
+        fields += [(7, a) for a in addrs]
+        fields += [(12, ready and state == RUNNING)]
+        self._send(ENV_STATUS, _msg(*fields))
+
+    def _loop(self):
+        self.sock.settimeout(0.2)
+        last_hb = 0.0
+        self.revision = 0
+        while not self.stop_ev.is_set():
+            try:
+                env = self._recv()
+            except socket.timeout:
+                env = None
+            except (OSError, ConnectionError, ValueError):
+                return
+            if env and ENV_DESIRED in env:
+                self._on_desired(env[ENV_DESIRED][0])
+            if env and ENV_CONFIG_UPDATE in env:
+                f = _parse(env[ENV_CONFIG_UPDATE][0])
+                with self.lock:
+                    self.updates.append((time.monotonic(), f[1][0].decode(),
+                                         f.get(2, [0])[0]))
+            now = time.monotonic()
+            if now - last_hb >= self.hb_ms / 1000.0 or env:
+                self.seq += 1
+                try:
+                    self._send(ENV_HEARTBEAT, _msg((1, self.epoch), (2, self.seq),
+                                                   (4, self.revision)))
+                    for iid, spec in self.latest().items():
+                        self._status(iid, spec)
+                except OSError:
+                    return
+                last_hb = now
+
+    def latest(self):
+        with self.lock:
+            return dict(self.sets[-1][1]) if self.sets else {}
+
+    def set_guest(self, iid, addresses=None, ready=None):
+        with self.lock:
+            if addresses is not None:
+                self.addresses[iid] = list(addresses)
+            if ready is not None:
+                self.ready[iid] = ready
+
+    def spec_of(self, iid):
+        return self.latest().get(iid)
+
+
+def instances_of(svc):
+    st, _, page = request("GET", "/v1/instances?service=%s&limit=1000" % svc)
+    return [i for i in page["items"] if i["desired_state"] == "running"]
+
+
+class LinksAndDeliveryTest(harness.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.agent = FakeAgent(harness.cluster(), unique_name("fa")).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.stop()
+
+    def sse_wait(self, watch, pred, timeout):
+        ev, seen = watch.wait_for(lambda e: e.get("event") == "endpoints" and pred(e), timeout)
+        self.assertIsNotNone(ev, "no matching endpoints event; saw %r" % seen)
+        return ev
+
+    def wait_running(self, svc, n):
+        def ok():
+            got = [i for i in instances_of(svc) if i["state"] == "running"]
+            return got if len(got) == n else None
+        return poll(ok, 30, what="%d running instances of %s" % (n, svc))
+
+    def test_01_endpoints_effective_config_and_delivery(self):
+        a = self.agent
+        db = unique_name("db")
+        web = service(self, links=[db], replicas=1)
+        wi = self.wait_running(web["name"], 1)[0]
+        # Linked service missing: empty variables, version 0.
+        st, _, ic = request("GET", "/v1/instances/%s/config" % wi["id"])
+        self.assertEqual(st, 200, ic)
+        lk = db.upper().replace("-", "_")
+        self.assertEqual(ic["config"], {lk + "_ENDPOINTS": "", lk + "_ENDPOINTS_VERSION": "0"})
+        v0 = ic["version"]
+        self.assertGreaterEqual(v0, 1)
+        poll(lambda: (a.spec_of(wi["id"]) or {}).get("config_version") == v0, 10,
+             what="the agent to get the effective config version %d" % v0)
+        # A config change is pushed at once.
+        t0 = time.monotonic()
+        st, h, doc = request("PUT", cfg_path(web["name"]), {"config": {"GREETING": "hi"}})
+        self.assertEqual(st, 200, doc)
+        spec = poll(lambda: (a.spec_of(wi["id"]) or {}).get("config_version", 0) > v0
+                    and a.spec_of(wi["id"]), 5, what="the pushed config")
+        self.push_latency = time.monotonic() - t0
+        self.assertEqual(spec["config"]["GREETING"], "hi")
+        self.assertEqual(spec["config"][lk + "_ENDPOINTS"], "")
+        v1 = spec["config_version"]
+        # The linked service appears with ports; its instances become
+        # endpoints once running with an address.
+        dbs = service(self, name=db, replicas=2,
+                      ports=[{"name": "pg", "port": 5432}])
+        dis = self.wait_running(db, 2)
+        st, _, ep = request("GET", "/v1/services/%s/endpoints" % db)
+        self.assertEqual((st, ep["endpoints"]), (200, []), ep)
+        watch = harness.cluster().sse("/v1/services/%s/endpoints?watch=true" % db)
+        first = watch.next_event(5)
+        self.assertEqual(first["event"], "endpoints")
+        self.assertEqual(json.loads(first["data"])["endpoints"], [])
+        a.set_guest(dis[0]["id"], addresses=["10.0.0.5"])
+        a.set_guest(dis[1]["id"], addresses=["10.0.0.6:6000"])
+        ev = self.sse_wait(watch, lambda e: len(json.loads(e["data"])["endpoints"]) == 2, 10)
+        eps = json.loads(ev["data"])
+        self.assertEqual(ev["id"], str(eps["version"]))
+        self.assertEqual([e["addr"] for e in eps["endpoints"]],
+                         ["10.0.0.5:5432", "10.0.0.6:6000"])
+        e0 = eps["endpoints"][0]
+        self.assertEqual((e0["instance"], e0["name"], e0["address"], e0["port"]),
+                         (dis[0]["id"], dis[0]["name"], "10.0.0.5", 5432))
+        # The web instance gets DB_ENDPOINTS, pushed.
+        spec = poll(lambda: (a.spec_of(wi["id"]) or {}).get("config", {}).get(
+            lk + "_ENDPOINTS") == "10.0.0.5:5432,10.0.0.6:6000" and a.spec_of(wi["id"]),
+            10, what="DB_ENDPOINTS pushed to web")
+        self.assertGreater(spec["config_version"], v1)
+        self.assertEqual(spec["config"][lk + "_ENDPOINTS_VERSION"], str(eps["version"]))
+        self.assertEqual(spec["config"]["GREETING"], "hi")
+        st, _, ic = request("GET", "/v1/instances/%s/config" % wi["id"])
+        self.assertEqual(ic["version"], spec["config_version"])
+        self.assertEqual(ic["config"], spec["config"])
+        # ready_when guest: only ready instances count.
+        v_before = spec["config_version"]
+        st, _, _ = request("PATCH", "/v1/services/" + db, {"ready_when": "guest"})
+        self.assertEqual(st, 200)
+        ev = self.sse_wait(watch, lambda e: json.loads(e["data"])["endpoints"] == [], 10)
+        a.set_guest(dis[1]["id"], ready=True)
+        ev = self.sse_wait(watch, lambda e: [x["addr"] for x in json.loads(e["data"])["endpoints"]]
+                            == ["10.0.0.6:6000"], 10)
+        spec = poll(lambda: (a.spec_of(wi["id"]) or {}).get("config", {}).get(
+            lk + "_ENDPOINTS") == "10.0.0.6:6000" and a.spec_of(wi["id"]), 10,
+            what="the ready endpoint only")
+        self.assertGreater(spec["config_version"], v_before)
+        request("PATCH", "/v1/services/" + db, {"ready_when": "running"})
+        self.sse_wait(watch, lambda e: len(json.loads(e["data"])["endpoints"]) == 2, 10)
+        # Scale up and down: the watch follows.
+        request("PATCH", "/v1/services/" + db, {"replicas": 3})
+        dis3 = self.wait_running(db, 3)
+        new = [i for i in dis3 if i["id"] not in (dis[0]["id"], dis[1]["id"])][0]
+        a.set_guest(new["id"], addresses=["10.0.0.7"])
+        ev = self.sse_wait(watch, lambda e: len(json.loads(e["data"])["endpoints"]) == 3, 15)
+        request("PATCH", "/v1/services/" + db, {"replicas": 1})
+        ev = self.sse_wait(watch, lambda e: len(json.loads(e["data"])["endpoints"]) == 1, 20)
+        last = json.loads(ev["data"])
+        watch.close()
+        spec = poll(lambda: (a.spec_of(wi["id"]) or {}).get("config", {}).get(
+            lk + "_ENDPOINTS") == last["endpoints"][0]["addr"] and a.spec_of(wi["id"]), 10,
+            what="web to follow the scale-down")
+        self.assertEqual(spec["config"][lk + "_ENDPOINTS_VERSION"], str(last["version"]))
+        self.assertIsNotNone(dbs)
+
+    def test_02_reconnect_and_late_instances_get_the_current_version(self):
+        a = self.agent
+        svc = service(self, replicas=1)
+        request("PUT", cfg_path(svc["name"]), {"config": {"K": "1"}})
+        request("PATCH", cfg_path(svc["name"]), {"config": {"K": "2"}})
+        i1 = self.wait_running(svc["name"], 1)[0]
+        st, _, ic = request("GET", "/v1/instances/%s/config" % i1["id"])
+        want = ic["version"]
+        poll(lambda: (a.spec_of(i1["id"]) or {}).get("config_version") == want, 10,
+             what="config delivered")
+        # Reconnect: the first set of the new session carries the version.
+        a.stop()
+        n_before = len(a.sets)
+        a.start()
+        poll(lambda: len(a.sets) > n_before, 10, what="a set after the reconnect")
+        with a.lock:
+            first = a.sets[n_before][1]
+        self.assertEqual(first[i1["id"]]["config_version"], want)
+        self.assertEqual(first[i1["id"]]["config"], {"K": "2"})
+        # An instance started later gets the current version too.
+        request("PATCH", "/v1/services/" + svc["name"], {"replicas": 2})
+        both = self.wait_running(svc["name"], 2)
+        i2 = [i for i in both if i["id"] != i1["id"]][0]
+        spec = poll(lambda: a.spec_of(i2["id"]), 10, what="the late instance")
+        self.assertEqual((spec["config_version"], spec["config"]), (want, {"K": "2"}))
+        # Versions seen by the agent never went back.
+        with a.lock:
+            seen = [s[1][i1["id"]]["config_version"] for s in a.sets if i1["id"] in s[1]]
+        self.assertEqual(seen, sorted(seen))
+
+
+if __name__ == "__main__":
+    unittest.main()
