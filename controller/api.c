@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "api_cluster.h" /* reconciler */
+#include "api_config.h"  /* config, links, endpoints */
 #include "app.h"
 #include "labels.h"
 #include "log.h"
@@ -1137,6 +1138,16 @@ const struct http_route api_routes[] = {
      .delete = h_token_revoke,
      .read_role = ADMIN,
      .write_role = ADMIN},
+    /* config, links and endpoints: controller/api_config.c */
+    {.path = "/v1/services/:name/config",
+     .get = api_config_h_get,
+     .put = api_config_h_put,
+     .patch = api_config_h_patch},
+    {.path = "/v1/services/:name/config/history", .get = api_config_h_history},
+    {.path = "/v1/services/:name/config/rollback",
+     .post = api_config_h_rollback},
+    {.path = "/v1/services/:name/endpoints", .get = api_config_h_endpoints},
+    {.path = "/v1/instances/:id/config", .get = api_config_h_instance},
     /* reconciler: controller/api_cluster.c */
     {.path = "/v1/cluster/settings", .get = api_cluster_h_settings_get,
      .patch = api_cluster_h_settings_patch, .write_role = ADMIN},

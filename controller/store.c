@@ -188,10 +188,17 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "concat_ws(' ', nullif(img.cmdline, ''), "
          "(SELECT nullif(string_agg(a.value, ' '), '') "
          "FROM jsonb_array_elements_text(i.args) a)), "
-         "coalesce(s.partition_policy, 'keep'), i.restart_count "
+         "coalesce(s.partition_policy, 'keep'), i.restart_count, "
+         /* 0010: the effective config, computed once per service */
+         "coalesce(ec.version, 0), ec.config "
          "FROM instances i "
          "LEFT JOIN services s ON s.id = i.service_id "
          "LEFT JOIN LATERAL cloud_image_find(i.image) img ON true "
+         "LEFT JOIN (SELECT d.service_id, e.version, e.config::text "
+         "FROM (SELECT DISTINCT service_id FROM instances "
+         "WHERE host_id = $1 AND service_id IS NOT NULL) d, "
+         "LATERAL cloud_effective_config(d.service_id) e) ec "
+         "ON ec.service_id = i.service_id "
          "WHERE i.host_id = $1 ORDER BY i.id",
          1},
     [ST_AGENT_HOSTS_OF] = {"agent_hosts_of",
@@ -199,6 +206,31 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "WHERE id = ANY($1::text[]) AND host_id IS NOT NULL",
                            1},
     /* end of agent gateway statements */
+    /* agent enrolment and certificate revocation (join.c) */
+    [ST_JOIN_TOKEN_CREATE] = {"join_token_create",
+                              "SELECT cloud_ts(cloud_join_token_create($1, $2, "
+                              "$3::bigint, $4))",
+                              4},
+    [ST_JOIN_COMPLETE] = {"join_complete",
+                          "SELECT cloud_join_complete($1, $2, $3, $4, "
+                          "$5::timestamptz, $6)",
+                          6},
+    [ST_JOIN_REVOKED] = {"join_revoked",
+                         "SELECT serial FROM agent_certs "
+                         "WHERE revoked_at IS NOT NULL "
+                         "AND (not_after IS NULL OR not_after > now())",
+                         0},
+    [ST_JOIN_CERT_REVOKE] = {"join_cert_revoke",
+                             "SELECT cloud_cert_revoke($1, $2, $3)", 3},
+    [ST_JOIN_CERT_LIST] = {"join_cert_list",
+                           "SELECT serial, coalesce(host_name, '-'), "
+                           "coalesce(cloud_ts(not_after), '-'), "
+                           "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
+                           "WHEN not_after <= now() THEN 'expired' "
+                           "ELSE 'active' END "
+                           "FROM agent_certs ORDER BY issued_at, serial",
+                           0},
+    /* end of agent enrolment statements */
     /* labels (migrations/0011_labels.sql): the lists of ST_INSTANCE_LIST and
      * ST_SERVICE_LIST with a label selector, equality terms as a jsonb
      * object (@>), bare keys as a jsonb array (?&) */
@@ -226,4 +258,38 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "ORDER BY s.name LIMIT $3::integer",
          5},
     /* end of labels statements */
+    /* config, links and endpoints (migrations/0010_config.sql) */
+    [ST_CONFIG_GET] = {"config_get",
+                       "SELECT body, version "
+                       "FROM cloud_config_get($1, $2::bigint)",
+                       2},
+    [ST_CONFIG_WRITE] = {"config_write",
+                         "SELECT status, body, version "
+                         "FROM cloud_config_write($1, $2, $3::jsonb, "
+                         "$4::bigint, $5)",
+                         5},
+    [ST_CONFIG_HISTORY] = {"config_history",
+                           "SELECT cloud_config_history($1, $2::bigint, "
+                           "$3::integer)",
+                           3},
+    [ST_INSTANCE_CONFIG] = {"instance_config",
+                            "SELECT body, version "
+                            "FROM cloud_instance_config($1)",
+                            1},
+    [ST_ENDPOINTS_GET] = {"endpoints_get",
+                          "SELECT body, version, "
+                          "(SELECT id FROM services WHERE name = $1) "
+                          "FROM cloud_endpoints_get($1)",
+                          1},
+    /* The hosts whose agents hold instances of the given services or of
+     * services linking to them: a config or endpoints change concerns them. */
+    [ST_CONFIG_HOSTS_OF] =
+        {"config_hosts_of",
+         "SELECT DISTINCT i.host_id FROM instances i "
+         "JOIN services s ON s.id = i.service_id "
+         "WHERE i.host_id IS NOT NULL AND (s.id = ANY($1::text[]) "
+         "OR s.links ?| ARRAY(SELECT name FROM services "
+         "WHERE id = ANY($1::text[])))",
+         1},
+    /* end of config statements */
 };

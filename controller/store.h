@@ -47,10 +47,26 @@ enum store_stmt {
     ST_AGENT_DESIRED,
     ST_AGENT_HOSTS_OF,
     /* end of agent gateway statements */
+    /* agent enrolment and certificate revocation (join.c) */
+    ST_JOIN_TOKEN_CREATE,
+    ST_JOIN_COMPLETE,
+    ST_JOIN_REVOKED,
+    ST_JOIN_CERT_REVOKE,
+    ST_JOIN_CERT_LIST,
+    /* end of agent enrolment statements */
     /* labels (migrations/0011_labels.sql): lists with a label selector */
     ST_INSTANCE_LIST_SEL,
     ST_SERVICE_LIST_SEL,
     /* end of labels statements */
+    /* config, links and endpoints (api_config.c, gateway.c;
+     * migrations/0010_config.sql) */
+    ST_CONFIG_GET,
+    ST_CONFIG_WRITE,
+    ST_CONFIG_HISTORY,
+    ST_INSTANCE_CONFIG,
+    ST_ENDPOINTS_GET,
+    ST_CONFIG_HOSTS_OF,
+    /* end of config statements */
     ST__COUNT
 };
 

@@ -661,11 +661,11 @@ service_common(json_t *in, int create, struct verr *e)
     static const char *const create_keys[] = {
         "name",     "image",     "resources",        "args",  "env",
         "ports",    "restart",   "placement",        "links", "replicas",
-        "rollout",  "partition_policy", "labels", NULL};
+        "rollout",  "partition_policy", "labels", "ready_when", NULL};
     static const char *const patch_keys[] = {
         "image",   "resources", "args",    "env",
         "ports",   "restart",   "placement", "partition_policy",
-        "links",   "replicas",  "rollout", "labels", NULL};
+        "links",   "replicas",  "rollout", "labels", "ready_when", NULL};
     json_t *out = json_object();
     long long replicas = 1;
     int rc;
@@ -701,6 +701,8 @@ service_common(json_t *in, int create, struct verr *e)
         check_placement(in, out, create, e) < 0 ||
         check_enum_str(in, out, "partition_policy", "keep", "stop",
                        create ? "keep" : NULL, e) < 0 ||
+        check_enum_str(in, out, "ready_when", "running", "guest",
+                       create ? "running" : NULL, e) < 0 ||
         check_string_array(in, out, "links", MAX_LINKS, 63, create, name_ok,
                            "a service name", e) < 0 ||
         check_rollout(in, out, create, e) < 0 ||

@@ -28,7 +28,7 @@ struct watch_observer {
     void (*on_reconnect)(void *arg);
     void *arg;
 };
-#define WATCH_MAX_OBSERVERS 4
+#define WATCH_MAX_OBSERVERS 8
 
 struct watch *watch_new(struct event_base *base, struct db_pool *db,
                         const char *conninfo);
