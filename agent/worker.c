@@ -66,6 +66,13 @@ struct worker {
     struct worker_opts o;
     char *uri, *images_dir, *state_dir;
     char *cluster_id, *owner; /* NULL: no identity (see worker_opts) */
+    /*
+     * CLOUD_AGENT_TEST_CHANNELS=1: on libvirt's test driver too, give each
+     * domain a run dir and a guest channel socket path as with QEMU, and
+     * connect to it; nothing binds it unless a bench or test plays QEMU
+     * and the guest there (bench/config_bench.sh).
+     */
+    bool test_channels;
     void (*notify)(void *);
     void *notify_arg;
     pthread_t thread;
@@ -437,7 +444,8 @@ channel_path_found(struct worker *w, const char *id)
     struct stat st;
     char *p;
 
-    if (w->state_dir == NULL || w->facts.chosen == HV_TYPE_TEST)
+    if (w->state_dir == NULL ||
+        (w->facts.chosen == HV_TYPE_TEST && !w->test_channels))
         return NULL;
     p = xasprintf("%s/run/%s/channel.sock", w->state_dir, id);
     if (stat(p, &st) == 0 && S_ISSOCK(st.st_mode))
@@ -492,7 +500,8 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
         if (rb < 0)
             goto cleanup;
     }
-    if (w->facts.chosen != HV_TYPE_TEST && w->state_dir != NULL) {
+    if ((w->facts.chosen != HV_TYPE_TEST || w->test_channels) &&
+        w->state_dir != NULL) {
         run = xasprintf("%s/run/%s", w->state_dir, in->id);
         if ((mkdir(run, 0755) < 0 && errno != EEXIST) ||
             chmod(run, 0777) < 0) {
@@ -1081,6 +1090,8 @@ worker_start(const struct worker_opts *o, void (*notify)(void *arg),
     w->o.uri = w->uri;
     w->o.images_dir = w->images_dir;
     w->o.state_dir = w->state_dir;
+    w->test_channels = getenv("CLOUD_AGENT_TEST_CHANNELS") != NULL &&
+                       strcmp(getenv("CLOUD_AGENT_TEST_CHANNELS"), "1") == 0;
     w->notify = notify;
     w->notify_arg = arg;
     strmap_init(&w->touched);
