@@ -268,7 +268,11 @@ blobcache_resolve(struct blobcache *bc, const char *digest, char **pathp,
         free(p);
     }
     p = cache_path(bc, digest);
+    /* Under mu: a fetch renames its file into place under mu too, so the
+     * file is either seen here or its entry is still in the table. */
+    pthread_mutex_lock(&bc->mu);
     if (access(p, R_OK) == 0) {
+        pthread_mutex_unlock(&bc->mu);
         /* Used now: eviction goes by this mtime. */
         if (utimensat(AT_FDCWD, p, NULL, 0) < 0)
             log_warn("cannot touch %s", p);
@@ -276,7 +280,6 @@ blobcache_resolve(struct blobcache *bc, const char *digest, char **pathp,
         return 1;
     }
     free(p);
-    pthread_mutex_lock(&bc->mu);
     e = strmap_get(&bc->entries, digest);
     if (e != NULL && e->state == BC_FAILED &&
         mono_ms() - e->failed_ms < BLOBCACHE_RETRY_MS) {

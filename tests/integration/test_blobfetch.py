@@ -1,0 +1,187 @@
+"""Image blobs fetched by agents over their link (BlobRequest/BlobChunk).
+
+One cloud-agent on libvirt's test:///default driver WITHOUT --images and
+with an explicit --cache-dir (on the test driver that is what turns
+fetching on, docs/agent.md "Images and the cache") and a 1 MiB cache
+limit. Blobs are uploaded through the API (chunked uploads), so the
+controller holds real files. What a user relies on:
+
+- an instance of an uploaded image runs once its blob is in the agent's
+  cache, under its digest, with the right content (hash checked here);
+- two instances started together, and a third later, cost one fetch;
+- a blob the controller does not have -> instance failed, with a reason
+  naming the blob store; a blob whose bytes do not match its digest (the
+  file damaged on the controller) -> failed, reason says corrupt, and
+  nothing is left in the cache under that name;
+- past --cache-max-mib, blobs no instance references are evicted, the
+  referenced one stays.
+"""
+
+import hashlib
+import os
+import time
+import unittest
+
+import agentlib
+import harness
+from harness import poll, request, unique_name
+
+AGENT = None
+CACHE = None
+OCTET = {"Content-Type": "application/octet-stream"}
+SIZE = 600 * 1024  # three 256 KiB pieces
+
+
+def setUpModule():
+    global AGENT, CACHE
+    c = harness.start(reconcile=True)
+    CACHE = os.path.join(c.tmp, "agents", "bf1", "cache")
+    AGENT = agentlib.Agent(c, "bf1", cap_vcpus=16, cap_memory=16384,
+                           extra=["--cache-dir", CACHE, "--cache-max-mib", "1"]).start()
+
+    def ready():
+        st, _, h = request("GET", "/v1/hosts/bf1")
+        return st == 200 and h["state"] == "ready"
+    poll(ready, 30, what="host bf1 ready")
+
+
+def tearDownModule():
+    if AGENT:
+        AGENT.stop()
+    harness.stop()
+
+
+def upload(tc, data):
+    st, _, body = request("POST", "/v1/blobs/uploads")
+    tc.assertEqual(st, 202, body)
+    path = "/v1/blobs/uploads/%s" % body["id"]
+    off = 0
+    while off < len(data):
+        piece = data[off:off + 500000]
+        st, _, b = request("PATCH", path, body=piece,
+                           headers=dict(OCTET, **{"Upload-Offset": str(off)}))
+        tc.assertEqual(st, 202, b)
+        off += len(piece)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    st, _, b = request("PUT", "%s?digest=%s" % (path, digest))
+    tc.assertEqual(st, 201, b)
+    return digest
+
+
+def make_image(tc, digest):
+    name = unique_name("bf").lower()
+    st, _, img = request("POST", "/v1/images", {
+        "name": name, "tag": "v1", "kind": "kernel", "kernel": digest,
+        "cmdline": "console=ttyS0"})
+    tc.assertEqual(st, 201, img)
+    return "%s:v1" % name
+
+
+def run(tc, image):
+    st, _, inst = request("POST", "/v1/instances", {
+        "image": image, "name": unique_name("bfi"), "restart": "never",
+        "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
+    tc.assertEqual(st, 201, inst)
+    return inst["id"]
+
+
+def wait_state(inst_id, state, timeout=30):
+    def ok():
+        st, _, inst = request("GET", "/v1/instances/" + inst_id)
+        return inst if st == 200 and inst["state"] == state else None
+    try:
+        return poll(ok, timeout, what="instance %s %s" % (inst_id, state))
+    except Exception:
+        print(AGENT.log_tail(60))
+        raise
+
+
+def agent_log():
+    with open(AGENT.log, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def fetched_lines(digest):
+    return [l for l in agent_log().splitlines()
+            if "fetched %s into the cache" % digest in l]
+
+
+def cached(digest):
+    return os.path.join(CACHE, digest)
+
+
+def delete(tc, inst_id):
+    st, _, body = request("DELETE", "/v1/instances/" + inst_id)
+    tc.assertIn(st, (200, 202), body)
+
+    def gone():
+        st, _, _ = request("GET", "/v1/instances/" + inst_id)
+        return st == 404
+    poll(gone, 30, what="instance %s deleted" % inst_id)
+
+
+class BlobFetchTests(harness.TestCase):
+    def test_1_fetch_share_reuse_evict(self):
+        data = os.urandom(SIZE)
+        digest = upload(self, data)
+        image = make_image(self, digest)
+        self.assertFalse(os.path.exists(cached(digest)))
+        a = run(self, image)
+        b = run(self, image)
+        wait_state(a, "running")
+        wait_state(b, "running")
+        with open(cached(digest), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), digest[7:])
+        self.assertEqual(len(fetched_lines(digest)), 1, agent_log())
+        # A third instance later: the cache serves it, no new fetch.
+        c = run(self, image)
+        wait_state(c, "running")
+        self.assertEqual(len(fetched_lines(digest)), 1)
+        ctl = open(harness.cluster().ctl_log, "rb").read().decode("utf-8", "replace")
+        self.assertEqual(ctl.count("blob %s sent" % digest), 1, ctl[-3000:])
+
+        # Eviction: 600 KiB cached, limit 1 MiB. Nothing references the
+        # first blob once its instances are gone; a second 600 KiB blob
+        # pushes the cache over the limit and the first one goes.
+        for i in (a, b, c):
+            delete(self, i)
+        data2 = os.urandom(SIZE)
+        digest2 = upload(self, data2)
+        d = run(self, make_image(self, digest2))
+        wait_state(d, "running")
+        self.assertTrue(os.path.exists(cached(digest2)))
+        poll(lambda: not os.path.exists(cached(digest)), 10,
+             what="%s evicted" % digest)
+        self.assertIn("evicted %s from the cache" % digest, agent_log())
+        delete(self, d)
+
+    def test_2_unknown_digest_fails(self):
+        # A blob row without a file: this controller cannot serve it.
+        name = unique_name("bfu").lower()
+        _, digest = harness.cluster().add_image(name, "v1")
+        i = run(self, name + ":v1")
+        inst = wait_state(i, "failed")
+        self.assertIn("not in this controller's blob store", inst.get("reason", ""), inst)
+        self.assertIn(digest, inst["reason"])
+        self.assertFalse(os.path.exists(cached(digest)))
+        delete(self, i)
+
+    def test_3_corrupt_blob_fails(self):
+        data = os.urandom(100000)
+        digest = upload(self, data)
+        # Damage the stored blob on the controller (same length).
+        path = os.path.join(agentlib.ctl_data_dir(harness.cluster()), "blobs", "sha256",
+                            digest[7:])
+        with open(path, "r+b") as f:
+            f.write(b"\0" * 100)
+        i = run(self, make_image(self, digest))
+        inst = wait_state(i, "failed")
+        self.assertIn("corrupt", inst.get("reason", ""), inst)
+        self.assertIn(digest, inst["reason"])
+        self.assertFalse(os.path.exists(cached(digest)))
+        self.assertEqual([n for n in os.listdir(CACHE) if n.startswith(".tmp-")], [])
+        delete(self, i)
+
+
+if __name__ == "__main__":
+    unittest.main()
