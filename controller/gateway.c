@@ -1645,6 +1645,16 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
         else
             ERR_error_string_n(e, buf, sizeof(buf));
     }
+    {
+        /* OpenSSL 3's queue through libevent says little; name the
+         * certificate check that failed, if one did. */
+        SSL *vssl = bufferevent_openssl_get_ssl(bev);
+        long vr = vssl ? SSL_get_verify_result(vssl) : X509_V_OK;
+
+        if (vr != X509_V_OK)
+            snprintf(buf, sizeof(buf), "the client certificate is refused: %s",
+                     X509_verify_cert_error_string(vr));
+    }
     if (what & BEV_EVENT_TIMEOUT)
         conn_shutdown(c, c->state == GW_READY
                              ? "no heartbeat for three intervals"

@@ -38,6 +38,7 @@ struct http_conn {
     struct evhttp_connection *evcon;
     struct http_server *srv;
     struct http_req_list reqs;
+    struct event *deadline; /* the next request must be in by then */
 };
 
 struct http_server {
@@ -142,7 +143,46 @@ conn_on_close(struct evhttp_connection *evcon, void *arg)
             r->on_cancel(r);
     }
     conn_remove(c->srv, c);
+    if (c->deadline)
+        event_free(c->deadline);
     free(c);
+}
+
+/* ---- request deadline (slow clients) ----------------------------------- */
+
+static void
+conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    /* Only armed while no request of this connection is being handled. */
+    if (!TAILQ_EMPTY(&c->reqs))
+        return;
+    log_info("closing an HTTP connection: no complete request within %d s",
+             c->srv->opts.request_timeout_s);
+    evhttp_connection_free(c->evcon); /* conn_on_close frees c */
+}
+
+static void
+conn_arm(struct http_conn *c, int extra_s)
+{
+    struct timeval tv = {c->srv->opts.request_timeout_s + extra_s, 0};
+
+    if (c->deadline == NULL)
+        c->deadline = evtimer_new(c->srv->base, conn_deadline_cb, c);
+    if (c->deadline == NULL || evtimer_add(c->deadline, &tv) < 0)
+        fatalx("cannot arm an HTTP request deadline");
+}
+
+/* A reply went out: the next request on a kept-alive connection has the
+ * idle timeout and then the request timeout to arrive. */
+static void
+conn_on_complete(struct evhttp_request *req, void *arg)
+{
+    (void)req;
+    conn_arm(arg, HTTP_IDLE_TIMEOUT_S);
 }
 
 /* ---- request contexts ------------------------------------------------ */
@@ -600,6 +640,11 @@ content_length_conflict(struct evhttp_request *req)
     return 0;
 }
 
+static struct http_conn *conn_track(struct http_server *srv,
+                                    struct evhttp_connection *evcon);
+static void on_request_tracked(struct http_server *srv, struct http_req *r,
+                               struct evhttp_request *req);
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -607,19 +652,30 @@ on_request(struct evhttp_request *req, void *arg)
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct http_conn *c = conn_find(srv, evcon);
     struct http_req *r = xcalloc(1, sizeof(*r));
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = evhttp_uri_get_path(uri);
-    const char *qs = evhttp_uri_get_query(uri);
-    enum evhttp_cmd_type t = evhttp_request_get_command(req);
 
     clock_gettime(CLOCK_MONOTONIC, &r->start);
     r->req = req;
     r->srv = srv;
-    r->method = method_name(t);
+    r->method = method_name(evhttp_request_get_command(req));
     TAILQ_INIT(&r->query);
 
-    if (c == NULL) {
-        c = xcalloc(1, sizeof(*c));
+    if (c == NULL)
+        c = conn_track(srv, evcon);
+    if (c->deadline)
+        evtimer_del(c->deadline);
+    evhttp_request_set_on_complete_cb(req, conn_on_complete, c);
+    r->conn = c;
+    TAILQ_INSERT_TAIL(&c->reqs, r, link);
+    on_request_tracked(srv, r, req);
+}
+
+/* A record for evcon (conn_find finds it from now on). */
+static struct http_conn *
+conn_track(struct http_server *srv, struct evhttp_connection *evcon)
+{
+    struct http_conn *c = xcalloc(1, sizeof(*c));
+
+    {
         c->evcon = evcon;
         c->srv = srv;
         TAILQ_INIT(&c->reqs);
@@ -639,8 +695,17 @@ on_request(struct evhttp_request *req, void *arg)
         evhttp_connection_set_closecb(evcon, conn_on_close, c);
         conn_nodelay(evcon);
     }
-    r->conn = c;
-    TAILQ_INSERT_TAIL(&c->reqs, r, link);
+    return c;
+}
+
+static void
+on_request_tracked(struct http_server *srv, struct http_req *r,
+                   struct evhttp_request *req)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = evhttp_uri_get_path(uri);
+    const char *qs = evhttp_uri_get_query(uri);
+    enum evhttp_cmd_type t = evhttp_request_get_command(req);
 
     if ((int)srv->nconns > srv->max_conns) {
         evhttp_add_header(evhttp_request_get_output_headers(req),
@@ -712,17 +777,66 @@ on_request(struct evhttp_request *req, void *arg)
                      r->method, path);
 }
 
-/* A TLS server connection per accepted socket (evhttp sets the fd). */
-static struct bufferevent *
-tls_bev(struct event_base *base, void *arg)
-{
-    SSL *ssl = SSL_new(arg);
+/*
+ * Every accepted connection gets its record and request deadline at once,
+ * not at its first complete request (which a slow client never sends).
+ * evhttp 2.1 has no accept hook: evhttp calls the bufferevent callback below
+ * from its accept callback and then ties the bufferevent to its new
+ * connection; an event activated here runs right after that accept
+ * callback, before any I/O of the new connection, and finds the connection
+ * as the bufferevent's callback argument.
+ */
+struct http_accepted {
+    struct http_server *srv;
+    struct bufferevent *bev;
+    struct event *ev;
+};
 
-    if (ssl == NULL)
+static void
+accepted_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_accepted *a = arg;
+    bufferevent_data_cb readcb = NULL;
+    void *cbarg = NULL;
+
+    (void)fd;
+    (void)what;
+    bufferevent_getcb(a->bev, &readcb, NULL, NULL, &cbarg);
+    if (readcb != NULL && cbarg != NULL &&
+        conn_find(a->srv, cbarg) == NULL)
+        conn_arm(conn_track(a->srv, cbarg), 0);
+    event_free(a->ev);
+    free(a);
+}
+
+static struct bufferevent *
+accept_bev(struct event_base *base, void *arg)
+{
+    struct http_server *srv = arg;
+    struct http_accepted *a;
+    struct bufferevent *bev;
+
+    if (srv->opts.tls != NULL) {
+        SSL *ssl = SSL_new(srv->opts.tls);
+
+        if (ssl == NULL)
+            return NULL;
+        bev = bufferevent_openssl_socket_new(base, -1, ssl,
+                                             BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (bev == NULL)
         return NULL;
-    return bufferevent_openssl_socket_new(base, -1, ssl,
-                                          BUFFEREVENT_SSL_ACCEPTING,
-                                          BEV_OPT_CLOSE_ON_FREE);
+    a = xcalloc(1, sizeof(*a));
+    a->srv = srv;
+    a->bev = bev;
+    a->ev = event_new(base, -1, 0, accepted_cb, a);
+    if (a->ev == NULL)
+        fatalx("cannot allocate an accept event");
+    event_active(a->ev, EV_TIMEOUT, 1);
+    return bev;
 }
 
 struct http_server *
@@ -730,7 +844,7 @@ http_server_new(struct event_base *base, const struct http_route *routes,
                 size_t nroutes, const struct http_opts *opts, void *app)
 {
     struct http_server *srv = xcalloc(1, sizeof(*srv));
-    struct timeval tv = {60, 0};
+    struct timeval tv = {HTTP_IDLE_TIMEOUT_S, 0};
 
     srv->base = base;
     srv->routes = routes;
@@ -756,8 +870,9 @@ http_server_new(struct event_base *base, const struct http_route *routes,
                                               EVHTTP_REQ_PATCH |
                                               EVHTTP_REQ_DELETE |
                                               EVHTTP_REQ_OPTIONS);
-    if (opts->tls)
-        evhttp_set_bevcb(srv->http, tls_bev, opts->tls);
+    if (srv->opts.request_timeout_s <= 0)
+        srv->opts.request_timeout_s = HTTP_REQUEST_TIMEOUT_S;
+    evhttp_set_bevcb(srv->http, accept_bev, srv);
     evhttp_set_default_content_type(srv->http, "application/json");
     evhttp_set_gencb(srv->http, on_request, srv);
     return srv;

@@ -77,7 +77,14 @@ struct http_opts {
     http_authorize_fn authorize;      /* NULL: no authorisation */
     /* Sees every error reply before it is sent (the audit trail). */
     void (*on_error)(struct http_req *r, int status, const char *message);
+    /* A connection must deliver a whole request (head and body) within
+     * this many seconds of connecting, or of its previous reply plus the
+     * idle timeout; 0: HTTP_REQUEST_TIMEOUT_S. Unlike evhttp's idle
+     * timeout it is not reset by each byte (slowloris). */
+    int request_timeout_s;
 };
+#define HTTP_REQUEST_TIMEOUT_S 20
+#define HTTP_IDLE_TIMEOUT_S 60
 
 struct http_server *http_server_new(struct event_base *base,
                                     const struct http_route *routes,

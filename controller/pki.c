@@ -479,3 +479,44 @@ cleanup:
     pki_paths_clear(&p);
     return ret;
 }
+
+/* ---- the join flow (join.c) ------------------------------------------- */
+
+int
+pki_ca_read(const struct pki_paths *p, X509 **ca, EVP_PKEY **ca_key)
+{
+    *ca = pki_read_cert(p->ca_cert);
+    *ca_key = pki_read_key(p->ca_key);
+    if (*ca == NULL || *ca_key == NULL ||
+        X509_check_private_key(*ca, *ca_key) != 1) {
+        if (*ca != NULL && *ca_key != NULL)
+            pki_ssl_fail("the CA key does not match the CA certificate");
+        X509_free(*ca);
+        EVP_PKEY_free(*ca_key);
+        *ca = NULL;
+        *ca_key = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+X509 *
+pki_sign_agent(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *pub, const char *name,
+               int days)
+{
+    char *san = xasprintf("DNS:%s", name);
+    const struct pki_ext exts[] = {
+        {NID_basic_constraints, "critical,CA:FALSE"},
+        {NID_key_usage, "critical,digitalSignature,keyAgreement"},
+        {NID_ext_key_usage, "clientAuth"},
+        {NID_subject_key_identifier, "hash"},
+        {NID_authority_key_identifier, "keyid:always"},
+        {NID_subject_alt_name, san},
+        {0, NULL},
+    };
+    X509 *x;
+
+    x = pki_make_cert(pub, name, ca, ca_key, days, exts);
+    free(san);
+    return x;
+}

@@ -43,4 +43,20 @@ int pki_name_valid(const char *name);
 int pki_issue_agent(const char *data_dir, const char *name,
                     const char *out_dir);
 
+/* The join flow (join.c). X509 and EVP_PKEY are OpenSSL's. */
+struct x509_st;
+struct evp_pkey_st;
+#define PKI_JOIN_DAYS 365
+
+/* Loads the CA of p (made by pki_init). 0 or -1 (logged). */
+int pki_ca_read(const struct pki_paths *p, struct x509_st **ca,
+                struct evp_pkey_st **ca_key);
+/*
+ * Signs a client certificate (clientAuth only, CN and DNS SAN = name, days
+ * of validity) for the public key pub. NULL (logged) on failure.
+ */
+struct x509_st *pki_sign_agent(struct x509_st *ca, struct evp_pkey_st *ca_key,
+                               struct evp_pkey_st *pub, const char *name,
+                               int days);
+
 #endif

@@ -1,0 +1,681 @@
+/*
+ * join: join tokens, CSR signing and the revocation set (see join.h). Owns
+ * the CA certificate and key in memory while the gateway runs, the
+ * revocation set and its refresh timer, and the `join-token` and `cert`
+ * subcommands (blocking libpq: commands, not the daemon).
+ */
+#define LOG_MODULE "join"
+#include "join.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "auth.h"
+#include "log.h"
+#include "mem.h"
+#include "migrate.h"
+#include "pin.h"
+#include "store.h"
+#include "strmap.h"
+
+struct join {
+    struct event_base *base;
+    struct db_pool *db;
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    char *ca_pem;
+    struct strmap revoked; /* serial -> its own key */
+    struct event *timer;
+    int inflight, again;
+    int loaded;
+    void (*on_reload)(void *arg);
+    void *arg;
+};
+
+/* ---- the revocation set ------------------------------------------------ */
+
+static void
+revoked_clear(struct join *j)
+{
+    size_t i;
+
+    for (i = 0; i < j->revoked.cap; i++)
+        if (j->revoked.keys[i] != NULL)
+            free(j->revoked.vals[i]);
+    strmap_fini(&j->revoked);
+    strmap_init(&j->revoked);
+}
+
+static void join_load(struct join *j);
+
+static void
+on_revoked_loaded(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct join *j = arg;
+    int i, n;
+
+    j->inflight = 0;
+    if (err != NULL) {
+        /* Keep the set we have: an outage must not un-revoke anything. */
+        if (err->status != 503 || j->loaded)
+            log_warnx("cannot read the certificate revocation list: %s",
+                      err->message);
+        return;
+    }
+    revoked_clear(j);
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        char *s = xstrdup(PQgetvalue(res, i, 0));
+
+        free(strmap_put(&j->revoked, s, s));
+    }
+    if (!j->loaded || n > 0)
+        log_debug("revocation list: %d certificates", n);
+    j->loaded = 1;
+    if (j->on_reload)
+        j->on_reload(j->arg);
+    if (j->again) {
+        j->again = 0;
+        join_load(j);
+    }
+}
+
+static void
+join_load(struct join *j)
+{
+    if (j->inflight) {
+        j->again = 1; /* a revocation may have landed after that read */
+        return;
+    }
+    j->inflight = 1;
+    db_query(j->db, store_stmt(ST_JOIN_REVOKED), NULL, on_revoked_loaded, j);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    join_load(arg);
+}
+
+void
+join_refresh(struct join *j)
+{
+    if (j != NULL)
+        join_load(j);
+}
+
+int
+join_revoked(const struct join *j, const char *serial)
+{
+    return j != NULL && serial != NULL &&
+           strmap_get(&j->revoked, serial) != NULL;
+}
+
+struct join *
+join_new(struct event_base *base, struct db_pool *db,
+         const struct pki_paths *pki, void (*on_reload)(void *arg), void *arg)
+{
+    struct join *j = xcalloc(1, sizeof(*j));
+    struct timeval tv = {JOIN_REFRESH_MS / 1000, (JOIN_REFRESH_MS % 1000) * 1000};
+    BIO *b = NULL;
+    char *data;
+    long len;
+
+    j->base = base;
+    j->db = db;
+    j->on_reload = on_reload;
+    j->arg = arg;
+    strmap_init(&j->revoked);
+    if (pki_ca_read(pki, &j->ca, &j->ca_key) < 0)
+        goto fail;
+    b = BIO_new(BIO_s_mem());
+    if (b == NULL || PEM_write_bio_X509(b, j->ca) != 1 ||
+        (len = BIO_get_mem_data(b, &data)) <= 0) {
+        log_warnx("cannot encode the CA certificate as PEM");
+        goto fail;
+    }
+    j->ca_pem = xstrndup(data, (size_t)len);
+    BIO_free(b);
+    b = NULL;
+    j->timer = event_new(base, -1, EV_PERSIST, timer_cb, j);
+    if (j->timer == NULL || event_add(j->timer, &tv) < 0)
+        fatalx("cannot start the revocation list timer");
+    join_load(j);
+    return j;
+
+fail:
+    BIO_free(b);
+    join_free(j);
+    return NULL;
+}
+
+void
+join_free(struct join *j)
+{
+    if (j == NULL)
+        return;
+    if (j->timer)
+        event_free(j->timer);
+    revoked_clear(j);
+    strmap_fini(&j->revoked);
+    X509_free(j->ca);
+    EVP_PKEY_free(j->ca_key);
+    free(j->ca_pem);
+    free(j);
+}
+
+/* ---- JoinRequest ------------------------------------------------------- */
+
+void
+join_issue_clear(struct join_issue *is)
+{
+    if (is == NULL)
+        return;
+    free(is->token_id);
+    free(is->token_sha);
+    free(is->host);
+    free(is->serial);
+    free(is->not_after);
+    free(is->cert_pem);
+    free(is->ca_pem);
+    memset(is, 0, sizeof(*is));
+}
+
+/* Splits "<16 hex>.<64 hex>" into id and the secret's SHA-256 (hex). */
+static int
+token_split(const char *token, char id[17], char sha[65])
+{
+    const char *dot = strchr(token, '.');
+
+    if (dot == NULL || dot - token != 16 ||
+        strspn(token, "0123456789abcdef") != 16 || strlen(dot + 1) != 64 ||
+        strspn(dot + 1, "0123456789abcdef") != 64)
+        return -1;
+    memcpy(id, token, 16);
+    id[16] = '\0';
+    auth_hash(dot + 1, sha);
+    return 0;
+}
+
+/* The only CN of name, as a new string; NULL if not exactly one. */
+static char *
+only_cn(X509_NAME *name)
+{
+    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    const ASN1_STRING *s;
+    int len;
+
+    if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0)
+        return NULL;
+    s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    len = ASN1_STRING_length(s);
+    if (len <= 0 || len > 253 ||
+        memchr(ASN1_STRING_get0_data(s), '\0', (size_t)len) != NULL)
+        return NULL;
+    return xstrndup((const char *)ASN1_STRING_get0_data(s), (size_t)len);
+}
+
+/* EC P-256/P-384 or RSA 2048..8192: what the gateway's TLS accepts. */
+static int
+key_ok(EVP_PKEY *k)
+{
+    char group[64] = "";
+    size_t glen = 0;
+    int bits = EVP_PKEY_get_bits(k);
+
+    if (EVP_PKEY_is_a(k, "EC"))
+        return EVP_PKEY_get_group_name(k, group, sizeof(group), &glen) == 1 &&
+               (strcmp(group, "prime256v1") == 0 ||
+                strcmp(group, "P-256") == 0 ||
+                strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0);
+    if (EVP_PKEY_is_a(k, "RSA"))
+        return bits >= 2048 && bits <= 8192;
+    return 0;
+}
+
+static char *
+pem_of(X509 *x)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *out = NULL;
+    long len;
+
+    if (b != NULL && PEM_write_bio_X509(b, x) == 1 &&
+        (len = BIO_get_mem_data(b, &data)) > 0)
+        out = xstrndup(data, (size_t)len);
+    BIO_free(b);
+    return out;
+}
+
+int
+join_prepare(struct join *j, const char *token, const char *host,
+             const char *csr_pem, struct join_issue *out, char *why,
+             size_t whylen)
+{
+    char id[17], sha[65], serial[PIN_SERIAL_MAX], *cn = NULL;
+    const ASN1_TIME *na;
+    struct tm tm;
+    char when[64];
+    X509_REQ *req = NULL;
+    X509 *x = NULL;
+    EVP_PKEY *pub;
+    BIO *b = NULL;
+    int ret = -1;
+
+    memset(out, 0, sizeof(*out));
+    ERR_clear_error();
+    if (strlen(token) > JOIN_TOKEN_MAX || token_split(token, id, sha) < 0) {
+        snprintf(why, whylen, "the join token is malformed (want <16 hex>.<64 hex>)");
+        goto cleanup;
+    }
+    if (pki_name_valid(host) < 0) {
+        snprintf(why, whylen, "host name %.64s is not valid: lower-case letters, digits, '.' and '-'",
+                 host);
+        goto cleanup;
+    }
+    if (strlen(csr_pem) > JOIN_CSR_MAX ||
+        (b = BIO_new_mem_buf(csr_pem, (int)strlen(csr_pem))) == NULL ||
+        (req = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL)) == NULL) {
+        snprintf(why, whylen, "csr_pem is not a PEM certificate request of at most %d bytes",
+                 JOIN_CSR_MAX);
+        goto cleanup;
+    }
+    pub = X509_REQ_get0_pubkey(req);
+    if (pub == NULL || !key_ok(pub)) {
+        snprintf(why, whylen, "the request's key must be EC P-256 or P-384, or RSA of 2048 to 8192 bits");
+        goto cleanup;
+    }
+    if (X509_REQ_verify(req, pub) != 1) {
+        snprintf(why, whylen, "the certificate request's signature does not verify");
+        goto cleanup;
+    }
+    cn = only_cn(X509_REQ_get_subject_name(req));
+    if (cn == NULL || strcmp(cn, host) != 0) {
+        snprintf(why, whylen, "the certificate request's subject must have exactly one CN, the host name %s",
+                 host);
+        goto cleanup;
+    }
+    x = pki_sign_agent(j->ca, j->ca_key, pub, host, PKI_JOIN_DAYS);
+    if (x == NULL || pin_serial(x, serial, sizeof(serial)) < 0 ||
+        (na = X509_get0_notAfter(x)) == NULL || ASN1_TIME_to_tm(na, &tm) != 1 ||
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 ||
+        (out->cert_pem = pem_of(x)) == NULL) {
+        snprintf(why, whylen, "the controller cannot sign the certificate; try again");
+        log_warnx("cannot sign a certificate for host %s", host);
+        goto cleanup;
+    }
+    out->token_id = xstrdup(id);
+    out->token_sha = xstrdup(sha);
+    out->host = xstrdup(host);
+    out->serial = xstrdup(serial);
+    out->not_after = xstrdup(when);
+    out->ca_pem = xstrdup(j->ca_pem);
+    ret = 0;
+
+cleanup:
+    if (ret < 0) {
+        join_issue_clear(out);
+        ERR_clear_error();
+    }
+    OPENSSL_cleanse(sha, sizeof(sha));
+    free(cn);
+    X509_free(x);
+    X509_REQ_free(req);
+    BIO_free(b);
+    return ret;
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static PGconn *
+connect_db(const char *conninfo)
+{
+    PGconn *c;
+
+    if (migrate_run(conninfo, 5) < 0)
+        return NULL;
+    c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "cloud-controller: cannot connect to PostgreSQL: %s",
+                PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* "90", "90s", "15m", "2h", "1d" -> seconds in 60 s .. 30 d; -1 if not. */
+static long long
+ttl_parse(const char *s)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || v < 1 || s[0] == '-')
+        return -1;
+    if (*end == 'm')
+        v *= 60;
+    else if (*end == 'h')
+        v *= 3600;
+    else if (*end == 'd')
+        v *= 86400;
+    else if (*end != 's' && *end != '\0')
+        return -1;
+    if (*end != '\0' && end[1] != '\0')
+        return -1;
+    return v >= 60 && v <= 30 * 86400 ? v : -1;
+}
+
+static int
+token_create(const char *db, const char *data_dir, const char *ttl_s,
+             const char *controller)
+{
+    struct pki_paths p;
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    unsigned char rnd[40];
+    char id[17], secret[65], sha[65], pin[PIN_TEXT_LEN + 1], ttl[32];
+    char host[256] = "", *addr = NULL;
+    const char *vals[4];
+    long long secs = ttl_s ? ttl_parse(ttl_s) : JOIN_DEFAULT_TTL_S;
+    PGconn *c = NULL;
+    PGresult *res = NULL;
+    int i, rc = 1;
+
+    memset(&p, 0, sizeof(p));
+    if (secs < 0) {
+        fprintf(stderr, "cloud-controller: --ttl is a duration from 60s to 30d (e.g. 90s, 15m, 1h, 2d), not \"%s\"\n",
+                ttl_s);
+        return 2;
+    }
+    /* The CA is made at the controller's first start; make it now if this
+     * command comes first, so the pin printed is the one agents will see. */
+    if (pki_init(data_dir, &p) < 0 || pki_ca_read(&p, &ca, &ca_key) < 0 ||
+        pin_format(ca, pin, sizeof(pin)) < 0) {
+        fprintf(stderr, "cloud-controller: cannot read the cluster CA under %s/pki\n",
+                data_dir);
+        goto cleanup;
+    }
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        fprintf(stderr, "cloud-controller: cannot draw random bytes\n");
+        goto cleanup;
+    }
+    for (i = 0; i < 8; i++)
+        snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    for (i = 0; i < 32; i++)
+        snprintf(secret + 2 * i, 3, "%02x", rnd[8 + i]);
+    auth_hash(secret, sha);
+    snprintf(ttl, sizeof(ttl), "%lld", secs);
+    c = connect_db(db);
+    if (c == NULL)
+        goto cleanup;
+    vals[0] = id;
+    vals[1] = sha;
+    vals[2] = ttl;
+    vals[3] = "cli";
+    res = PQexecParams(c, store_stmt(ST_JOIN_TOKEN_CREATE)->sql, 4, NULL,
+                       vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        fprintf(stderr, "cloud-controller: cannot create a join token: %s",
+                PQresultErrorMessage(res));
+        goto cleanup;
+    }
+    if (controller == NULL) {
+        if (gethostname(host, sizeof(host) - 1) < 0 || host[0] == '\0')
+            xstrlcpy(host, "localhost", sizeof(host));
+        addr = xasprintf("%s:7071", host);
+    } else {
+        addr = xstrdup(controller);
+    }
+    fprintf(stderr, "join token %s expires at %s (one join only)\n", id,
+            PQgetvalue(res, 0, 0));
+    /* The only time the secret is shown. */
+    printf("cloud-agent join --controller %s --token %s.%s --ca-pin %s\n",
+           addr, id, secret, pin);
+    rc = 0;
+
+cleanup:
+    OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(rnd, sizeof(rnd));
+    PQclear(res);
+    if (c)
+        PQfinish(c);
+    free(addr);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    pki_paths_clear(&p);
+    return rc;
+}
+
+static int
+token_list(const char *db)
+{
+    PGconn *c = connect_db(db);
+    PGresult *res;
+    int i;
+
+    if (c == NULL)
+        return 1;
+    res = PQexec(c, "SELECT id, cloud_ts(expires_at), CASE WHEN used_at IS "
+                    "NOT NULL THEN 'used by ' || used_by WHEN expires_at <= "
+                    "now() THEN 'expired' ELSE 'active' END FROM join_tokens "
+                    "ORDER BY created_at, id");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "cloud-controller: cannot list join tokens: %s",
+                PQresultErrorMessage(res));
+        PQclear(res);
+        PQfinish(c);
+        return 1;
+    }
+    printf("%-16s  %-24s  %s\n", "ID", "EXPIRES", "STATE");
+    for (i = 0; i < PQntuples(res); i++)
+        printf("%-16s  %-24s  %s\n", PQgetvalue(res, i, 0),
+               PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+    PQclear(res);
+    PQfinish(c);
+    return 0;
+}
+
+/* Common options: --db URL (or CLOUD_DB_URL), --data-dir DIR. */
+struct cmd_opts {
+    const char *db, *data_dir, *ttl, *controller, *host;
+};
+
+static int
+cmd_parse(int argc, char **argv, struct cmd_opts *o, const char *usage)
+{
+    static const struct option longopts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"data-dir", required_argument, NULL, 'r'},
+        {"ttl", required_argument, NULL, 't'},
+        {"controller", required_argument, NULL, 'c'},
+        {"host", required_argument, NULL, 'H'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int ch;
+
+    o->db = getenv("CLOUD_DB_URL");
+    optind = 1;
+    opterr = 1;
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': o->db = optarg; break;
+        case 'r': o->data_dir = optarg; break;
+        case 't': o->ttl = optarg; break;
+        case 'c': o->controller = optarg; break;
+        case 'H': o->host = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (o->db == NULL) {
+        fprintf(stderr, "cloud-controller: %s needs --db URL or CLOUD_DB_URL\n",
+                argv[0]);
+        return 2;
+    }
+    return -1;
+}
+
+static const char token_usage[] =
+    "usage: cloud-controller join-token create [--ttl 1h] [--controller HOST:PORT]\n"
+    "                                          [--data-dir DIR] [--db URL]\n"
+    "       cloud-controller join-token list [--db URL]\n";
+
+int
+join_token_main(const char *def_data_dir, int argc, char **argv)
+{
+    struct cmd_opts o;
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    if (sub == NULL || (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0)) {
+        if (sub != NULL)
+            fprintf(stderr, "cloud-controller: unknown join-token command \"%s\" (create, list)\n",
+                    sub);
+        fputs(token_usage, stderr);
+        return 2;
+    }
+    rc = cmd_parse(argc - 1, argv + 1, &o, token_usage);
+    if (rc >= 0)
+        return rc;
+    if (optind < argc - 1 || o.host != NULL ||
+        (strcmp(sub, "list") == 0 && (o.ttl || o.controller))) {
+        fprintf(stderr, "cloud-controller: unexpected arguments to join-token %s\n",
+                sub);
+        return 2;
+    }
+    if (strcmp(sub, "list") == 0)
+        return token_list(o.db);
+    return token_create(o.db, o.data_dir ? o.data_dir : def_data_dir, o.ttl,
+                        o.controller);
+}
+
+static const char cert_usage[] =
+    "usage: cloud-controller cert revoke SERIAL|--host NAME [--db URL]\n"
+    "       cloud-controller cert list [--db URL]\n";
+
+static int
+cert_list(const char *db)
+{
+    PGconn *c = connect_db(db);
+    PGresult *res;
+    int i;
+
+    if (c == NULL)
+        return 1;
+    res = PQexecParams(c, store_stmt(ST_JOIN_CERT_LIST)->sql, 0, NULL, NULL,
+                       NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "cloud-controller: cannot list certificates: %s",
+                PQresultErrorMessage(res));
+        PQclear(res);
+        PQfinish(c);
+        return 1;
+    }
+    printf("%-34s  %-24s  %-24s  %s\n", "SERIAL", "HOST", "NOT AFTER", "STATE");
+    for (i = 0; i < PQntuples(res); i++)
+        printf("%-34s  %-24s  %-24s  %s\n", PQgetvalue(res, i, 0),
+               PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+               PQgetvalue(res, i, 3));
+    PQclear(res);
+    PQfinish(c);
+    return 0;
+}
+
+static int
+cert_revoke(const char *db, const char *serial, const char *host)
+{
+    const char *vals[3] = {serial, host, "cli"};
+    PGconn *c = connect_db(db);
+    PGresult *res;
+    int rc = 1;
+
+    if (c == NULL)
+        return 1;
+    res = PQexecParams(c, store_stmt(ST_JOIN_CERT_REVOKE)->sql, 3, NULL, vals,
+                       NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        fprintf(stderr, "cloud-controller: cannot revoke: %s",
+                PQresultErrorMessage(res));
+    } else if (host != NULL && strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
+        fprintf(stderr, "cloud-controller: host %s has no certificate on record that is not revoked already\n",
+                host);
+    } else {
+        printf("revoked %s certificate(s) of %s %s\n", PQgetvalue(res, 0, 0),
+               host ? "host" : "serial", host ? host : serial);
+        rc = 0;
+    }
+    PQclear(res);
+    PQfinish(c);
+    return rc;
+}
+
+int
+join_cert_main(int argc, char **argv)
+{
+    struct cmd_opts o;
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    char serial[PIN_SERIAL_MAX];
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    if (sub == NULL || (strcmp(sub, "revoke") != 0 && strcmp(sub, "list") != 0)) {
+        if (sub != NULL)
+            fprintf(stderr, "cloud-controller: unknown cert command \"%s\" (revoke, list)\n",
+                    sub);
+        fputs(cert_usage, stderr);
+        return 2;
+    }
+    rc = cmd_parse(argc - 1, argv + 1, &o, cert_usage);
+    if (rc >= 0)
+        return rc;
+    if (o.ttl || o.controller || o.data_dir) {
+        fprintf(stderr, "cloud-controller: unexpected options to cert %s\n",
+                sub);
+        return 2;
+    }
+    if (strcmp(sub, "list") == 0) {
+        if (optind < argc - 1 || o.host) {
+            fprintf(stderr, "cloud-controller: cert list takes no arguments\n");
+            return 2;
+        }
+        return cert_list(o.db);
+    }
+    if ((o.host == NULL) == (optind != argc - 2)) {
+        fprintf(stderr, "cloud-controller: cert revoke needs one SERIAL or --host NAME\n");
+        return 2;
+    }
+    if (o.host != NULL) {
+        if (pki_name_valid(o.host) < 0) {
+            fprintf(stderr, "cloud-controller: %s is not a valid host name\n",
+                    o.host);
+            return 2;
+        }
+        return cert_revoke(o.db, NULL, o.host);
+    }
+    if (pin_serial_parse(argv[optind + 1], serial, sizeof(serial)) < 0) {
+        fprintf(stderr, "cloud-controller: %s is not a certificate serial (hex digits, ':' allowed)\n",
+                argv[optind + 1]);
+        return 2;
+    }
+    return cert_revoke(o.db, serial, NULL);
+}
