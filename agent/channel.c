@@ -634,6 +634,7 @@ chset_detach(struct chset *cs, const char *id, int *exit_code)
 {
     struct chan *ch = strmap_get(&cs->chans, id);
     bool have_exit;
+    size_t i;
 
     if (ch == NULL)
         return false;
@@ -664,6 +665,10 @@ chset_detach(struct chset *cs, const char *id, int *exit_code)
         *exit_code = ch->exit_code;
     ch->have_exit = false;
     ch->ready = false;
+    /* The guest's addresses were those of this run. */
+    for (i = 0; i < ch->naddrs; i++)
+        free(ch->addrs[i]);
+    ch->naddrs = 0;
     return have_exit;
 }
 

@@ -217,6 +217,11 @@ domxml_spec_check(const struct domxml_spec *s)
                   DOMXML_ID_MAX, s->arch);
         return -1;
     }
+    if (s->network != NULL && !domxml_word_ok(s->network)) {
+        log_warnx("instance %s: network %.*s is not 1 to %d characters of [A-Za-z0-9_-]",
+                  id, DOMXML_ID_MAX, s->network, DOMXML_ID_MAX);
+        return -1;
+    }
     if (domxml_path_ok(id, "kernel", s->kernel) < 0 ||
         domxml_path_ok(id, "initrd", s->initrd) < 0 ||
         domxml_path_ok(id, "disk", s->disk) < 0 ||
@@ -333,6 +338,12 @@ domxml_add_devices(xmlNodePtr dom, const struct domxml_spec *s)
     }
     domxml_prop(domxml_elem(n, "target"), "port", "0");
 
+    if (s->network != NULL) {
+        n = domxml_elem(devs, "interface");
+        domxml_prop(n, "type", "network");
+        domxml_prop(domxml_elem(n, "source"), "network", s->network);
+        domxml_prop(domxml_elem(n, "model"), "type", "virtio");
+    }
     if (s->channel_path != NULL) {
         n = domxml_elem(devs, "channel");
         domxml_prop(n, "type", "unix");

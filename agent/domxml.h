@@ -56,6 +56,9 @@ struct domxml_spec {
      */
     const char *cluster;
     const char *owner;
+    /* Optional: a libvirt network ([A-Za-z0-9_-]) the domain gets one
+     * virtio NIC on (cloud-agent --network); its addresses are reported. */
+    const char *network;
 };
 
 #define DOMXML_OWNER_MAX 128

@@ -99,6 +99,7 @@ status_free(struct worker_status *s)
     free(s->id);
     free(s->reason);
     free(s->channel);
+    virt_addrs_free(s->addrs, s->naddrs);
     free(s);
 }
 
@@ -142,6 +143,11 @@ link_send_status(struct link *l, const struct worker_status *s)
             st.n_addresses = v.naddrs;
         }
         st.exit_from_guest = s->exit_from_guest;
+        /* libvirt's view of the NICs wins over what the guest says. */
+        if (s->naddrs > 0) {
+            st.addresses = s->addrs;
+            st.n_addresses = s->naddrs;
+        }
     }
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_INSTANCE_STATUS;
     env.instance_status = &st;
@@ -611,6 +617,16 @@ event_cb(struct bufferevent *bev, short what, void *arg)
         else
             ERR_error_string_n(e, buf, sizeof(buf));
     }
+    {
+        /* OpenSSL 3's queue through libevent says little; name the
+         * certificate check that failed, if one did. */
+        SSL *vssl = bufferevent_openssl_get_ssl(bev);
+        long vr = vssl ? SSL_get_verify_result(vssl) : X509_V_OK;
+
+        if (vr != X509_V_OK)
+            snprintf(buf, sizeof(buf), "the controller's certificate is refused: %s",
+                     X509_verify_cert_error_string(vr));
+    }
     if (what & BEV_EVENT_TIMEOUT)
         link_down(l, "no Welcome in time");
     else if (what & BEV_EVENT_EOF)
@@ -865,6 +881,7 @@ link_run(const struct link_opts *o)
         .hv_override = o->hypervisor,
         .images_dir = o->images_dir,
         .state_dir = o->state_dir,
+        .network = o->network,
         .drv = &virt_libvirt_driver,
     };
     struct link l;

@@ -30,6 +30,8 @@ struct link_opts {
      * for overcommit, and for simulated hosts on the test driver. */
     unsigned cap_vcpus;
     uint64_t cap_memory_mib;
+    /* A libvirt network each domain gets a virtio NIC on; NULL: none. */
+    const char *network;
 };
 
 /* Runs until SIGTERM/SIGINT. Returns the process exit code. */

@@ -43,6 +43,7 @@ struct agent_opts {
     const char *controller, *ca, *cert, *key, *labels, *images, *state_dir;
     unsigned long cap_vcpus, cap_memory_mib; /* 0: what libvirt reports */
     const char *cache_dir;                   /* NULL: <state-dir>/cache */
+    const char *network;                     /* NULL: domains get no NIC */
     unsigned long cache_max_mib;
     const char *name;
     enum hv_type hypervisor;
@@ -75,7 +76,7 @@ usage(FILE *fp)
         "  run        --controller HOST:PORT --ca FILE --cert FILE --key FILE\n"
         "             [--labels k=v,...] [--images DIR] [--state-dir DIR]\n"
         "             [--cap-vcpus N] [--cap-memory MIB]\n"
-        "             [--cache-dir DIR] [--cache-max-mib N]\n"
+        "             [--cache-dir DIR] [--cache-max-mib N] [--network NAME]\n"
         "             the agent daemon (--ca, --cert, --key default to the\n"
         "             files `join` wrote in --pki-dir, <state-dir>/pki)\n"
         "  join       --controller HOST:PORT --token ID.SECRET --ca-pin sha256:HEX\n"
@@ -437,6 +438,7 @@ main(int argc, char **argv)
         OPT_PKI_DIR, /* join, run */
         OPT_CACHE_DIR,
         OPT_CACHE_MAX_MIB,
+        OPT_NETWORK,
     };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -470,6 +472,7 @@ main(int argc, char **argv)
         {"pki-dir", required_argument, NULL, OPT_PKI_DIR},
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"cache-max-mib", required_argument, NULL, OPT_CACHE_MAX_MIB},
+        {"network", required_argument, NULL, OPT_NETWORK},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -582,6 +585,19 @@ main(int argc, char **argv)
         case OPT_CACHE_DIR:
             o.cache_dir = optarg;
             break;
+        case OPT_NETWORK:
+            /* A libvirt network name, written into every domain's XML. */
+            if (optarg[0] == '\0' || strlen(optarg) > DOMXML_ID_MAX ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+                    strlen(optarg)) {
+                fprintf(stderr,
+                        "cloud-agent: --network takes a libvirt network name of 1 to %d characters of [A-Za-z0-9_-], not %s\n",
+                        DOMXML_ID_MAX, optarg);
+                return 2;
+            }
+            o.network = optarg;
+            break;
         case OPT_CACHE_MAX_MIB:
             if (parse_ulong("cache-max-mib", optarg, 1UL << 30,
                             &o.cache_max_mib) < 0)
@@ -659,6 +675,7 @@ main(int argc, char **argv)
             .cap_memory_mib = o.cap_memory_mib,
             .cache_dir = o.cache_dir,
             .cache_max_mib = o.cache_max_mib,
+            .network = o.network,
         };
 
         rc = link_run(&lo);

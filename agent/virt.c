@@ -842,6 +842,67 @@ virt_lv_overlay_delete(struct virt_conn *c, const char *pool_dir,
     return ret;
 }
 
+void
+virt_addrs_free(char **addrs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        free(addrs[i]);
+    free(addrs);
+}
+
+static int
+virt_lv_addresses(struct virt_conn *c, const char *instance_id,
+                  char ***addrsp, size_t *np)
+{
+    static const unsigned int sources[] = {
+        VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+        VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+    };
+    virDomainPtr dom;
+    char **addrs;
+    size_t k, n = 0;
+    int found, i, j;
+
+    *addrsp = NULL;
+    *np = 0;
+    found = virt_lookup(c, instance_id, &dom);
+    if (found <= 0)
+        return found;
+    addrs = xcalloc(VIRT_ADDRS_MAX, sizeof(*addrs));
+    for (k = 0; k < sizeof(sources) / sizeof(sources[0]) && n == 0; k++) {
+        virDomainInterfacePtr *ifaces = NULL;
+        int nif = virDomainInterfaceAddresses(dom, &ifaces, sources[k], 0);
+
+        if (nif < 0) {
+            /* This source cannot tell (no guest agent, no lease file): the
+             * next one may; not a failure of the domain. */
+            log_debug("instance %s: interface addresses from source %u: %s",
+                      instance_id, sources[k],
+                      virGetLastErrorMessage());
+            virResetLastError();
+            continue;
+        }
+        for (i = 0; i < nif; i++) {
+            for (j = 0; j < (int)ifaces[i]->naddrs && n < VIRT_ADDRS_MAX; j++)
+                if (ifaces[i]->addrs[j].addr != NULL)
+                    addrs[n++] = xstrdup(ifaces[i]->addrs[j].addr);
+            virDomainInterfaceFree(ifaces[i]);
+        }
+        free(ifaces);
+    }
+    virDomainFree(dom);
+    if (n == 0) {
+        free(addrs);
+        addrs = NULL;
+    }
+    *addrsp = addrs;
+    *np = n;
+    return 0;
+}
+
 const struct virt_driver virt_libvirt_driver = {
     .name = "libvirt",
     .open = virt_lv_open,
@@ -859,4 +920,5 @@ const struct virt_driver virt_libvirt_driver = {
     .alive = virt_lv_alive,
     .overlay_create = virt_lv_overlay_create,
     .overlay_delete = virt_lv_overlay_delete,
+    .addresses = virt_lv_addresses,
 };

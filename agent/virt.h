@@ -117,7 +117,19 @@ struct virt_driver {
     /* Deletes the instance's overlay; none (or no pool) is success. */
     int (*overlay_delete)(struct virt_conn *conn, const char *pool_dir,
                           const char *instance_id);
+    /*
+     * The IP addresses of the domain's network interfaces (at most
+     * VIRT_ADDRS_MAX, without prefix length): from the DHCP leases of its
+     * libvirt network, else the guest agent, else the host's ARP table.
+     * None (or no such domain) is 0 with *np 0. Free with virt_addrs_free.
+     * NULL in drivers that cannot tell.
+     */
+    int (*addresses)(struct virt_conn *conn, const char *instance_id,
+                     char ***addrsp, size_t *np);
 };
+
+#define VIRT_ADDRS_MAX 16
+void virt_addrs_free(char **addrs, size_t n);
 
 /*
  * Registers libvirt's default event loop implementation and runs it on a

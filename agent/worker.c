@@ -31,6 +31,12 @@
 #include "strmap.h"
 
 #define WORKER_RESYNC_MS 10000
+/* NIC addresses: first ask, then every 2 s for 3 min until one shows, then
+ * every 15 s. */
+#define WORKER_ADDR_FIRST_MS 1000
+#define WORKER_ADDR_EAGER_MS 2000
+#define WORKER_ADDR_EAGER_FOR_MS 180000
+#define WORKER_ADDR_SLOW_MS 15000
 #define WORKER_RECONNECT_MIN_MS 500
 #define WORKER_RECONNECT_MAX_MS 15000
 
@@ -60,11 +66,17 @@ struct winst {
     char *rep_reason;
     uint64_t generation;
     char *channel; /* the domain's guest channel socket, NULL if none */
+    /* libvirt's addresses of its NICs (--network), polled while running */
+    char **addrs;
+    size_t naddrs;
+    bool addrs_dirty;                  /* changed since the last report */
+    int64_t addr_next_ms, addr_since_ms;
 };
 
 struct worker {
     struct worker_opts o;
     char *uri, *images_dir, *state_dir;
+    char *network; /* NULL: domains get no NIC */
     char *cluster_id, *owner; /* NULL: no identity (see worker_opts) */
     /*
      * CLOUD_AGENT_TEST_CHANNELS=1: on libvirt's test driver too, give each
@@ -153,6 +165,7 @@ worker_result_free(struct worker_result *r)
         free(r->status.id);
         free(r->status.reason);
         free(r->status.channel);
+        virt_addrs_free(r->status.addrs, r->status.naddrs);
         free(r);
         r = next;
     }
@@ -195,8 +208,16 @@ report(struct worker *w, struct winst *in, enum worker_state st, int code,
     if (reason == NULL)
         reason = "";
     if (in->reported && in->rep_state == st && in->rep_code == code &&
-        strcmp(in->rep_reason, reason) == 0)
+        strcmp(in->rep_reason, reason) == 0 && !in->addrs_dirty)
         return;
+    in->addrs_dirty = false;
+    if (st != WS_RUNNING && st != WS_STOPPING) {
+        /* The run is over: its addresses go with it. */
+        virt_addrs_free(in->addrs, in->naddrs);
+        in->addrs = NULL;
+        in->naddrs = 0;
+        in->addr_next_ms = in->addr_since_ms = 0;
+    }
     in->reported = true;
     in->rep_state = st;
     in->rep_code = code;
@@ -216,6 +237,14 @@ report(struct worker *w, struct winst *in, enum worker_state st, int code,
     r->status.finished_ms =
         (st == WS_EXITED || st == WS_FAILED) ? in->finished_ms : 0;
     r->status.channel = in->channel ? xstrdup(in->channel) : NULL;
+    if (in->naddrs > 0) {
+        size_t i;
+
+        r->status.addrs = xcalloc(in->naddrs, sizeof(char *));
+        for (i = 0; i < in->naddrs; i++)
+            r->status.addrs[i] = xstrdup(in->addrs[i]);
+        r->status.naddrs = in->naddrs;
+    }
     log_info("instance %s: %s%s%s", in->id,
              st == WS_RUNNING    ? "running"
              : st == WS_STOPPING ? "stopping"
@@ -250,6 +279,7 @@ inst_drop(struct worker *w, struct winst *in)
     worker_spec_clear(&in->spec);
     free(in->rep_reason);
     free(in->channel);
+    virt_addrs_free(in->addrs, in->naddrs);
     free(in->id);
     free(in);
 }
@@ -537,6 +567,7 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
     d.disk = disk;
     d.console_log = log;
     d.channel_path = sock;
+    d.network = w->network;
     d.boot_config_file = bootcfg;
     d.cluster = w->cluster_id;
     d.owner = w->owner;
@@ -568,6 +599,64 @@ cleanup:
     free(log);
     free(xml);
     return ret;
+}
+
+/* ---- addresses (--network) -------------------------------------------- */
+
+/* A running instance whose NIC addresses the worker polls. */
+static bool
+addr_watched(const struct worker *w, const struct winst *in)
+{
+    return w->network != NULL && w->o.drv->addresses != NULL &&
+           in->in_set && in->spec.desired == WORKER_RUN &&
+           in->phase == P_RUNNING;
+}
+
+static bool
+addrs_same(char **a, size_t na, char **b, size_t nb)
+{
+    size_t i;
+
+    if (na != nb)
+        return false;
+    for (i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
+/* Asks libvirt for the instance's addresses when due; a change is
+ * reported with the next status. Often until the first answer, then
+ * seldom (a DHCP lease rarely moves). */
+static void
+addr_poll(struct worker *w, struct winst *in)
+{
+    char **addrs = NULL;
+    size_t n = 0;
+    int64_t now = now_ms();
+
+    if (!addr_watched(w, in) || now < in->addr_next_ms)
+        return;
+    if (in->addr_since_ms == 0)
+        in->addr_since_ms = now;
+    if (w->o.drv->addresses(w->conn, in->id, &addrs, &n) < 0) {
+        in->addr_next_ms = now + WORKER_ADDR_SLOW_MS; /* logged */
+        return;
+    }
+    in->addr_next_ms =
+        now + (n == 0 && now - in->addr_since_ms < WORKER_ADDR_EAGER_FOR_MS
+                   ? WORKER_ADDR_EAGER_MS
+                   : WORKER_ADDR_SLOW_MS);
+    if (addrs_same(in->addrs, in->naddrs, addrs, n)) {
+        virt_addrs_free(addrs, n);
+        return;
+    }
+    virt_addrs_free(in->addrs, in->naddrs);
+    in->addrs = addrs;
+    in->naddrs = n;
+    in->addrs_dirty = true;
+    log_info("instance %s: %zu address%s on network %s%s%s", in->id, n,
+             n == 1 ? "" : "es", w->network, n ? ": " : "", n ? addrs[0] : "");
 }
 
 /* ---- reconciling one instance ---------------------------------------- */
@@ -674,6 +763,7 @@ reconcile_one(struct worker *w, struct winst *in)
                     if (in->started_ms == 0)
                         in->started_ms = wall_ms();
                 }
+                addr_poll(w, in);
                 report(w, in, WS_RUNNING, 0, NULL);
                 return 0;
             }
@@ -720,6 +810,9 @@ reconcile_one(struct worker *w, struct winst *in)
             }
             in->phase = P_RUNNING;
             in->started_ms = wall_ms();
+            /* A NIC has an address once the guest asked DHCP: soon. */
+            in->addr_since_ms = 0;
+            in->addr_next_ms = now_ms() + WORKER_ADDR_FIRST_MS;
             report(w, in, WS_RUNNING, 0, NULL);
             return 0;
         }
@@ -970,6 +1063,8 @@ worker_main(void *arg)
                 if (in && in->phase == P_STOPPING && !in->destroyed &&
                     in->stop_deadline_ms < wake)
                     wake = in->stop_deadline_ms;
+                if (in && addr_watched(w, in) && in->addr_next_ms < wake)
+                    wake = in->addr_next_ms;
             }
             if (now >= wake)
                 break;
@@ -1053,7 +1148,8 @@ worker_main(void *arg)
                     continue;
                 if (strmap_get(&touched, in->id) != NULL ||
                     (in->phase == P_STOPPING && !in->destroyed &&
-                     now_ms() >= in->stop_deadline_ms))
+                     now_ms() >= in->stop_deadline_ms) ||
+                    (addr_watched(w, in) && now_ms() >= in->addr_next_ms))
                     due[k++] = in;
             }
             for (i = 0; i < k; i++)
@@ -1081,6 +1177,8 @@ worker_start(const struct worker_opts *o, void (*notify)(void *arg),
     w->uri = xstrdup(o->uri);
     w->images_dir = o->images_dir ? xstrdup(o->images_dir) : NULL;
     w->state_dir = o->state_dir ? xstrdup(o->state_dir) : NULL;
+    w->network = o->network ? xstrdup(o->network) : NULL;
+    w->o.network = w->network;
     if (o->cluster_id != NULL && o->owner != NULL) {
         w->cluster_id = xstrdup(o->cluster_id);
         w->owner = xstrdup(o->owner);
@@ -1169,6 +1267,7 @@ worker_stop(struct worker *w)
             worker_spec_clear(&in->spec);
             free(in->rep_reason);
             free(in->channel);
+            virt_addrs_free(in->addrs, in->naddrs);
             free(in->id);
             free(in);
         }
@@ -1190,6 +1289,7 @@ worker_stop(struct worker *w)
     free(w->uri);
     free(w->images_dir);
     free(w->state_dir);
+    free(w->network);
     free(w->cluster_id);
     free(w->owner);
     free(w);

@@ -70,6 +70,9 @@ struct worker_status {
     char *channel;
     /* Set by the daemon: exit_code came from the guest's {"exit":N}. */
     bool exit_from_guest;
+    /* libvirt's view of its NICs' addresses (--network), while it runs. */
+    char **addrs;
+    size_t naddrs;
 };
 
 struct worker_facts {
@@ -108,6 +111,9 @@ struct worker_opts {
      */
     const char *cluster_id;
     const char *owner;
+    /* A libvirt network every domain gets a virtio NIC on (NULL: none);
+     * the worker then reports the domains' addresses (virt addresses). */
+    const char *network;
     /*
      * Where an image blob is (blobcache_resolve_cb): 1 with *pathp, 0 while
      * it is being fetched (why says so), -1 with why. Called on the worker

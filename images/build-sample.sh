@@ -10,8 +10,11 @@
 # The guest prints CLOUD-SAMPLE-BOOTED on ttyS0, prints its boot config
 # (cmdline cloud.* and fw_cfg opt/org.cloud/config), echoes each JSON line
 # it reads from virtio-serial port org.cloud.config.0 as "CLOUD-CONFIG: ...",
-# and on an exit request (cmdline cloud.exit=N, or a line with "exit_code":N)
-# writes {"exit":N} on the port and powers off.
+# answers each {"version":N,...} line with {"ack":N}, says {"ready":true}
+# once the host is connected, and on an exit request (cmdline cloud.exit=N,
+# or a line with "exit_code":N) writes {"exit":N} on the port and powers off.
+# With a NIC (virtio-net) it asks DHCP for an address (so libvirt's lease
+# table knows it) and reports it as {"addr":"IP"}.
 #
 # Idempotent: does nothing when OUTDIR already holds a build from the same
 # kernel, busybox and script. Environment: KVER picks a kernel version
@@ -23,8 +26,8 @@ kver=${KVER:-$(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort
 kernel=/boot/vmlinuz-$kver
 moddir=/lib/modules/$kver
 busybox=/bin/busybox
-# Guest drivers the contract needs: the console port and fw_cfg.
-want_modules="virtio_pci virtio_console qemu_fw_cfg"
+# Guest drivers the contract needs: the console port, fw_cfg, and a NIC.
+want_modules="virtio_pci virtio_console qemu_fw_cfg virtio_net"
 
 die() { echo "build-sample: $*" >&2; exit 1; }
 
@@ -143,10 +146,30 @@ fi
 echo "CLOUD-CHANNEL: $port"
 exec 3<>"$port"
 [ -n "$exit_req" ] && report_exit "$exit_req"
+# Writes block until the host side connects: from the background.
+( echo '{"ready":true}' >&3 ) &
+if [ -e /sys/class/net/eth0 ]; then
+  ifconfig eth0 up
+  cat > /bin/dhcp-event <<'EOS'
+#!/bin/sh
+[ "$1" = bound ] || [ "$1" = renew ] || exit 0
+ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
+echo "CLOUD-ADDR: $ip"
+echo "$ip" > /tmp/addr.new && mv /tmp/addr.new /tmp/addr
+EOS
+  chmod 755 /bin/dhcp-event
+  udhcpc -i eth0 -b -s /bin/dhcp-event -t 10 >/dev/null 2>&1
+  # The port opens once (virtio-serial): the report goes through fd 3.
+  ( i=0
+    while [ ! -s /tmp/addr ] && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done
+    [ -s /tmp/addr ] && echo "{\"addr\":\"$(cat /tmp/addr)\"}" >&3 ) &
+fi
 while true; do
   # Reads return EOF while no host is connected: poll.
   if read -r line <&3; then
     echo "CLOUD-CONFIG: $line"
+    v=$(echo "$line" | sed -n 's/^{"version":\([0-9][0-9]*\),.*/\1/p')
+    [ -n "$v" ] && ( echo "{\"ack\":$v}" >&3 ) &
     code=$(echo "$line" | sed -n 's/.*"exit_code"[[:space:]]*:[[:space:]]*"\{0,1\}\([0-9][0-9]*\).*/\1/p')
     [ -n "$code" ] && report_exit "$code"
   else

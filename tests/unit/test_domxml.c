@@ -195,6 +195,7 @@ test_disk(void **state)
         .disk = "/var/lib/cloud-agent/instances/db_0/root.qcow2",
         .console_log = "/var/log/cloud-agent/console/db_0.log",
         .channel_path = "/run/cloud-agent/db_0/config.sock",
+        .network = "default",
     };
 
     (void)state;
@@ -283,6 +284,11 @@ test_invalid_specs(void **state)
     assert_null(domxml_build(&s));
     s = kernel_spec();
     s.arch = "x86'64";
+    assert_null(domxml_build(&s));
+    s = kernel_spec();
+    s.network = "my net"; /* --network names a libvirt network: a word */
+    assert_null(domxml_build(&s));
+    s.network = "";
     assert_null(domxml_build(&s));
     /* Paths libvirt or QEMU would mangle on the fw_cfg option. */
     s = kernel_spec();
