@@ -1,0 +1,492 @@
+"""Live config latency (issue 6), driven by bench/config_bench.sh.
+
+A throwaway PostgreSQL and the real cloud-controller (with the reconciler)
+from tests/integration/harness.py, real cloud-agent processes on libvirt's
+test:///default driver (tests/integration/agentlib.py), a service `web`,
+then config changes through the API (PATCH /v1/services/web/config, a new
+value of one key each time, one change at a time) and two times per change,
+both from just before the PATCH request is written:
+
+  line  the guest end of the channel reads the JSON line carrying the new
+        value (`{"version":N,"config":{...}}`)
+  ack   the API shows the instance's config_version >= N (the guest end
+        answered {"ack":N} at once)
+
+The guest end: the test driver runs no guest and QEMU is not there to bind
+the channel socket, so this process plays QEMU + guest: it listens on each
+instance's channel socket (the path the agent put in the domain XML,
+<source mode='bind' path=...>), accepts the agent's connection, records the
+arrival time of every line and answers {"ack":N} (and {"ready":true} once).
+That is the guest half of the protocol; the agent, the controller and
+PostgreSQL are the real ones.
+
+Ack time: the agent reports the ack in its InstanceStatus, the controller
+stores it (group commit) with an `instance.guest` event "... config
+version N acknowledged", which its read cache applies and GET
+/v1/events?watch=true streams; this bench follows that stream (type
+filter) and takes the arrival of the event, so nothing polls. ACK=poll
+polls the API instead (GET /v1/instances/{id} every POLL_MS on one
+keep-alive connection, or the service's instance list for many
+instances; it adds up to POLL_MS and, for the list, load of its own).
+
+Then the same for etcd: put -> watch event (bench/config_etcd.py).
+It prints figures; it never fails on time.
+
+Environment: CLOUD_CONTROLLER, CLOUD_AGENT (binaries); CHANGES (default
+1000), INSTANCES (default 100), ROUNDS (changes for the many-instance
+run, default 200), AGENTS (hosts for it, default 4), ACK (events|poll),
+POLL_MS (default 2), GUEST (test|qemu; qemu: real sample guests, see
+config_bench.sh).
+"""
+
+import http.client
+import json
+import os
+import selectors
+import socket
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+
+import agentlib  # noqa: E402
+import config_etcd  # noqa: E402
+import harness  # noqa: E402
+from config_etcd import percentile  # noqa: E402
+
+KEY = "BENCH_SEQ"
+
+
+def channel_path(agent, inst_id):
+    """The channel socket the agent puts in instance inst_id's domain XML."""
+    return os.path.join(agent.dir, "state", "run", inst_id, "channel.sock")
+
+
+class GuestEnd(threading.Thread):
+    """Plays QEMU + the sample guest on many channel sockets at once."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sel = selectors.DefaultSelector()
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.seen = {}          # (inst, value of KEY) -> (monotonic time, version)
+        self.lines = {}         # inst -> lines read
+        self.connects = {}      # inst -> connections accepted
+        self.errors = []
+        self.rd, self.wr = socket.socketpair()
+        self.rd.setblocking(False)
+        self.sel.register(self.rd, selectors.EVENT_READ, ("wake", None))
+        self.pending = []
+        self.stopping = False
+
+    def listen(self, inst, path):
+        """Bind and listen on path for instance inst (thread-safe)."""
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(path)
+        s.listen(4)
+        s.setblocking(False)
+        with self.lock:
+            self.pending.append((s, inst))
+        self.wr.send(b"x")
+
+    def run(self):
+        while not self.stopping:
+            for key, _ in self.sel.select(1.0):
+                kind, data = key.data
+                if kind == "wake":
+                    try:
+                        self.rd.recv(4096)
+                    except BlockingIOError:
+                        pass
+                    with self.lock:
+                        todo, self.pending = self.pending, []
+                    for s, inst in todo:
+                        self.sel.register(s, selectors.EVENT_READ, ("listen", inst))
+                elif kind == "listen":
+                    try:
+                        c, _ = key.fileobj.accept()
+                    except BlockingIOError:
+                        continue
+                    c.setblocking(False)
+                    with self.lock:
+                        self.connects[data] = self.connects.get(data, 0) + 1
+                    self.sel.register(c, selectors.EVENT_READ, ("conn", [data, b""]))
+                    self._send(c, {"ready": True})
+                else:
+                    self._read(key.fileobj, data)
+
+    def _send(self, c, obj):
+        try:
+            c.sendall((json.dumps(obj, separators=(",", ":")) + "\n").encode())
+        except BlockingIOError:
+            self.errors.append("a channel socket buffer is full")
+        except OSError as e:
+            self.errors.append("send on a channel: %s" % e)
+
+    def _read(self, c, st):
+        try:
+            chunk = c.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        now = time.monotonic()
+        if not chunk:
+            self.sel.unregister(c)
+            c.close()
+            return
+        st[1] += chunk
+        while b"\n" in st[1]:
+            line, st[1] = st[1].split(b"\n", 1)
+            try:
+                msg = json.loads(line)
+                ver = int(msg["version"])
+                val = msg.get("config", {}).get(KEY)
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                self.errors.append("bad line %r: %s" % (line[:200], e))
+                continue
+            self._send(c, {"ack": ver})
+            with self.cond:
+                self.lines[st[0]] = self.lines.get(st[0], 0) + 1
+                if val is not None and (st[0], val) not in self.seen:
+                    self.seen[(st[0], val)] = (now, ver)
+                self.cond.notify_all()
+
+    def wait(self, insts, val, timeout=30):
+        """{inst: (time, version)} once every inst has read the line with val."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: all((i, val) in self.seen for i in insts), timeout)
+            if not ok:
+                missing = [i for i in insts if (i, val) not in self.seen]
+                raise RuntimeError("no line with %s=%s within %d s on %d of %d channels "
+                                   "(%r...); errors %r" % (KEY, val, timeout, len(missing),
+                                                          len(insts), missing[:3], self.errors[:3]))
+            return {i: self.seen[(i, val)] for i in insts}
+
+
+class ConsoleEnd(threading.Thread):
+    """The real sample guest's end: tails each instance's console log (the
+    agent's <state>/run/<id>/console.log, written by QEMU) every millisecond
+    and records when "CLOUD-CONFIG: <line>" with a new value appears."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.cond = threading.Condition()
+        self.files = {}         # inst -> [path, offset, partial line]
+        self.seen = {}
+        self.errors = []
+        self.connects = {}
+        self.stopping = False
+
+    def listen(self, inst, path):
+        with self.cond:
+            self.files[inst] = [path, 0, b""]
+
+    def run(self):
+        while not self.stopping:
+            with self.cond:
+                files = list(self.files.items())
+            for inst, st in files:
+                try:
+                    with open(st[0], "rb") as f:
+                        f.seek(st[1])
+                        chunk = f.read()
+                except OSError:
+                    continue
+                if not chunk:
+                    continue
+                now = time.monotonic()
+                st[1] += len(chunk)
+                st[2] += chunk
+                *lines, st[2] = st[2].split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").strip()
+                    if "CLOUD-CHANNEL: /" in line:
+                        self.connects[inst] = 1
+                    if not line.startswith("CLOUD-CONFIG: "):
+                        continue
+                    try:
+                        msg = json.loads(line[len("CLOUD-CONFIG: "):])
+                        ver, val = int(msg["version"]), msg.get("config", {}).get(KEY)
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        continue
+                    with self.cond:
+                        if val is not None and (inst, val) not in self.seen:
+                            self.seen[(inst, val)] = (now, ver)
+                        self.cond.notify_all()
+            time.sleep(0.001)
+
+    wait = GuestEnd.wait
+
+
+class AckWatch(threading.Thread):
+    """Follows GET /v1/events?watch=true&type=instance.guest (SSE) and
+    records when the API reports "config version N acknowledged" for an
+    instance: the same event the controller's read cache applies."""
+
+    def __init__(self, cluster):
+        super().__init__(daemon=True)
+        self.conn = http.client.HTTPConnection("127.0.0.1", cluster.http_port, timeout=30)
+        self.conn.request("GET", "/v1/events?watch=true&type=instance.guest",
+                          headers={"Authorization": "Bearer " + cluster.token})
+        self.resp = self.conn.getresponse()
+        if self.resp.status != 200:
+            raise RuntimeError("events watch: HTTP %d" % self.resp.status)
+        self.conn.sock.settimeout(None)
+        self.cond = threading.Condition()
+        self.acks = {}          # inst -> [(time, version)] in arrival order
+
+    def run(self):
+        import re
+        pat = re.compile(r"config version (\d+) acknowledged")
+        while True:
+            line = self.resp.readline()
+            if not line:
+                return
+            if not line.startswith(b"data:"):
+                continue
+            now = time.monotonic()
+            try:
+                ev = json.loads(line[5:])
+            except ValueError:
+                continue
+            m = pat.search(ev.get("message", ""))
+            if m:
+                with self.cond:
+                    self.acks.setdefault(ev.get("object_id"), []).append((now, int(m.group(1))))
+                    self.cond.notify_all()
+
+    def wait(self, want, timeout=30):
+        """The time by which every inst in want had acked at least want[inst]."""
+        def first(i):
+            return next((t for t, v in self.acks.get(i, []) if v >= want[i]), None)
+        with self.cond:
+            if not self.cond.wait_for(lambda: all(first(i) is not None for i in want), timeout):
+                raise RuntimeError("no ack event within %d s for %r" % (
+                    timeout, [i for i in want if first(i) is None][:3]))
+            return max(first(i) for i in want)
+
+
+class Api:
+    """Keep-alive HTTP client for the controller."""
+
+    def __init__(self, cluster):
+        self.c = cluster
+        self.conn = None
+
+    def req(self, method, path, body=None):
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.c.http_port, timeout=30)
+            hdrs = {"Authorization": "Bearer " + self.c.token}
+            data = None
+            if body is not None:
+                data = json.dumps(body)
+                hdrs["Content-Type"] = "application/json"
+            try:
+                self.conn.request(method, path, data, hdrs)
+                r = self.conn.getresponse()
+                raw = r.read()
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+                continue
+            if r.getheader("Connection", "").lower() == "close":
+                self.conn.close()
+                self.conn = None
+            return r.status, (json.loads(raw) if raw.strip() else None)
+
+
+def stats(xs):
+    return "p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms" % (percentile(xs, 50), percentile(xs, 99),
+                                                        max(xs))
+
+
+def sample_image(c):
+    """Registers the sample image (images/build-sample.sh) the way
+    tests/e2e does; returns the agent's --images directory."""
+    import subprocess
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+    import test_agent_qemu as e2e
+    e2e.ensure_libvirtd()
+    sample = os.path.join(c.tmp, "sample")
+    subprocess.run(["bash", os.path.join(HERE, "..", "images", "build-sample.sh"), sample],
+                   check=True, stdout=subprocess.DEVNULL)
+    images = os.path.join(c.tmp, "images")
+    os.makedirs(images, mode=0o755)
+    kernel = e2e.add_blob(c, os.path.join(sample, "vmlinuz"), images)
+    initrd = e2e.add_blob(c, os.path.join(sample, "initrd.img"), images)
+    with open(os.path.join(sample, "cmdline")) as f:
+        cmdline = f.read().strip().replace("'", "''")
+    c.psql("INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, "
+           "size) VALUES ('%s', 'hello', 'latest', 'kernel', '%s', '%s', '%s', 0)"
+           % (harness.hex_id(8), kernel, initrd, cmdline))
+    return images, e2e
+
+
+def main():
+    qemu = os.environ.get("GUEST", "test") == "qemu"
+    changes = int(os.environ.get("CHANGES", "1000"))
+    ninst = int(os.environ.get("INSTANCES", "4" if qemu else "100"))
+    rounds = int(os.environ.get("ROUNDS", "200"))
+    nagents = 1 if qemu else int(os.environ.get("AGENTS", "4"))
+    poll_s = float(os.environ.get("POLL_MS", "2")) / 1000.0
+    ack_mode = os.environ.get("ACK", "events")
+    if ack_mode not in ("events", "poll"):
+        raise SystemExit("config_bench: ACK must be events or poll")
+    ack_how = ("the instance.guest event (\"config version N acknowledged\") arriving on "
+               "GET /v1/events?watch=true" if ack_mode == "events" else
+               "polling the API every %.0f ms" % (poll_s * 1000))
+
+    c = harness.Cluster(reconcile=True)
+    c.start()
+    agents = {}
+    guest = ConsoleEnd() if qemu else GuestEnd()
+    guest.start()
+    e2e = None
+    try:
+        if qemu:
+            images, e2e = sample_image(c)
+            agents["cb0"] = agentlib.Agent(c, "cb0", uri="qemu:///system", hypervisor=None,
+                                           images=images, cap_vcpus=4 * (ninst + 1)).start()
+        else:
+            c.add_image("hello")
+            # The agent's hook for a guest end on the test driver (agent/worker.c).
+            os.environ["CLOUD_AGENT_TEST_CHANNELS"] = "1"
+            for k in range(nagents):
+                name = "cb%d" % k
+                agents[name] = agentlib.Agent(c, name, cap_vcpus=4 * ninst,
+                                              cap_memory=128 * ninst).start()
+        harness.poll(lambda: c.psql("SELECT count(*) FROM hosts WHERE state = 'ready'")
+                     == str(nagents), 60, what="%d agents ready" % nagents)
+        api = Api(c)
+        acks = AckWatch(c) if ack_mode == "events" else None
+        if acks is not None:
+            acks.start()
+
+        def setup(svc, replicas):
+            st, body = api.req("POST", "/v1/services", {
+                "name": svc, "image": "hello:latest", "replicas": replicas,
+                "resources": {"vcpus": 1, "memory_mib": 256 if qemu else 64, "disk_gib": 0}})
+            assert st == 201, (st, body)
+
+            def running():
+                st, body = api.req("GET", "/v1/instances?service=%s&limit=1000" % svc)
+                items = [i for i in body["items"] if i["state"] == "running"]
+                return items if st == 200 and len(items) == replicas else None
+            items = harness.poll(running, 300, interval=0.2,
+                                 what="%d instances of %s running" % (replicas, svc))
+            ids = []
+            for inst in items:
+                a = agents[inst["host"]]
+                if qemu:
+                    path = os.path.join(a.dir, "state", "run", inst["id"], "console.log")
+                else:
+                    path = channel_path(a, inst["id"])
+                    harness.poll(lambda p=path: os.path.isdir(os.path.dirname(p)), 30,
+                                 what="the run dir of %s" % inst["id"])
+                guest.listen(inst["id"], path)
+                ids.append(inst["id"])
+            harness.poll(lambda: all(guest.connects.get(i) for i in ids), 300,
+                         what="every guest channel connected")
+            return ids
+
+        def run(svc, ids, n, warm):
+            line_ms, ack_ms = [], []
+            for k in range(warm + n):
+                val = "%s-%d" % (svc, k)
+                t0 = time.monotonic()
+                st, body = api.req("PATCH", "/v1/services/%s/config" % svc,
+                                   {"config": {KEY: val}})
+                if st != 200:
+                    raise RuntimeError("PATCH config: %d %r" % (st, body))
+                got = guest.wait(ids, val)
+                t_line = max(t for t, _ in got.values())
+                want = {i: v for i, (_, v) in got.items()}
+                if acks is not None:
+                    t_ack = acks.wait(want)
+                    if k >= warm:
+                        line_ms.append((t_line - t0) * 1000.0)
+                        ack_ms.append((t_ack - t0) * 1000.0)
+                    continue
+                deadline = time.monotonic() + 30
+                while True:
+                    if len(ids) == 1:
+                        st, inst = api.req("GET", "/v1/instances/" + ids[0])
+                        done = st == 200 and inst.get("config_version", 0) >= want[ids[0]]
+                    else:
+                        st, body = api.req("GET", "/v1/instances?service=%s&limit=1000" % svc)
+                        acked = {i["id"] for i in body.get("items", [])
+                                 if i["id"] in want and i.get("config_version", 0) >= want[i["id"]]}
+                        done = st == 200 and len(acked) == len(ids)
+                    if done:
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("config_version %r not shown within 30 s" % want)
+                    time.sleep(poll_s)
+                t_ack = time.monotonic()
+                if k >= warm:
+                    line_ms.append((t_line - t0) * 1000.0)
+                    ack_ms.append((t_ack - t0) * 1000.0)
+            return line_ms, ack_ms
+
+        one = setup("web", 1)
+        l1, a1 = run("web", one, changes, 20)
+        lm = am = None
+        if ninst > 0 and rounds > 0:
+            many = setup("fleet", ninst)
+            lm, am = run("fleet", many, rounds, 5)
+        if guest.errors:
+            print("config_bench: guest end errors: %r" % guest.errors[:5])
+        et, ever, edir = config_etcd.measure(changes)
+
+        if qemu:
+            print("config_bench: %d cores; controller + PostgreSQL (fsync off) + 1 cloud-agent "
+                  "on qemu:///system (TCG); guest end = the sample guest (images/build-sample.sh), "
+                  "line time = its CLOUD-CONFIG echo appearing in the console log (read every "
+                  "1 ms); ack time = %s" % (os.cpu_count(), ack_how))
+        else:
+            print("config_bench: %d cores; controller + PostgreSQL (fsync off) + %d cloud-agent(s) "
+                  "on test:///default; guest end = this bench on the channel sockets "
+                  "(acks at once); ack time = %s" % (os.cpu_count(), nagents, ack_how))
+        print("  1 instance, %d changes (PATCH one key):" % changes)
+        print("    PATCH -> line at guest   %s" % stats(l1))
+        print("    PATCH -> ack in the API  %s" % stats(a1))
+        if lm:
+            print("  %d instances of one service on %d host(s), %d changes (time until all %d):"
+                  % (ninst, nagents, rounds, ninst))
+            print("    PATCH -> all lines       %s" % stats(lm))
+            print("    PATCH -> all acks        %s" % stats(am))
+        print("  etcd %s (data dir in %s), %d puts, one watcher:" % (ever, edir, changes))
+        print("    put -> watch event       %s" % stats(et))
+        print("  ratio ours/etcd at p50 / p99: line %.1fx / %.1fx, ack %.1fx / %.1fx"
+              % (percentile(l1, 50) / percentile(et, 50), percentile(l1, 99) / percentile(et, 99),
+                 percentile(a1, 50) / percentile(et, 50), percentile(a1, 99) / percentile(et, 99)))
+    finally:
+        guest.stopping = True
+        if e2e is not None:
+            for line in c.psql("SELECT id FROM instances").splitlines():
+                e2e.virsh("destroy", "cloud-" + line)
+                e2e.virsh("undefine", "cloud-" + line)
+        for a in agents.values():
+            a.stop()
+        c.stop()
+        if e2e is not None:
+            for pid in e2e.STARTED:     # the libvirtd/virtlogd this run started
+                try:
+                    os.kill(pid, 15)
+                except OSError:
+                    pass
+
+
+if __name__ == "__main__":
+    main()
