@@ -245,6 +245,48 @@ class ConfigApiTest(harness.TestCase):
         st, _, ev = request("GET", "/v1/events?object=config")
         self.assertEqual(st, 200)
 
+    def test_11_answers_match_the_openapi_contract(self):
+        import contract
+        spec = contract.load_spec()
+        if spec is None:
+            self.skipTest("redocly missing (%s); run scripts/setup.sh" % contract.REDOCLY)
+        db = unique_name("db")
+        s = service(self, links=[db])
+        n = s["name"]
+
+        def call(method, path, template, status, body=None, headers=None):
+            resp = request(method, path, body, headers)
+            self.assertEqual(resp[0], status, "%s %s: %r" % (method, path, resp[2]))
+            self.assertEqual(contract.check(spec, method, template, resp), [],
+                             "%s %s %d does not match the spec" % (method, template, status))
+            return resp[2]
+        t = "/v1/services/{name}/config"
+        call("GET", cfg_path(n), t, 200)
+        call("PUT", cfg_path(n), t, 200, {"config": {"A": "1"}})
+        call("PATCH", cfg_path(n), t, 200, {"config": {"A": None, "B": "2"}})
+        call("PUT", cfg_path(n), t, 412, {"config": {}}, {"If-Match": '"7"'})
+        call("PUT", cfg_path(n), t, 422, {"config": {"-": "x"}})
+        call("PUT", cfg_path(n), t, 400, b"{", {"Content-Type": "application/json"})
+        call("GET", cfg_path(n, "?version=1"), t, 200)
+        call("GET", cfg_path(n, "?version=0"), t, 200)
+        call("GET", cfg_path(n, "?version=99"), t, 404)
+        call("GET", cfg_path(unique_name("no")), t, 404)
+        call("GET", cfg_path(n, "/history?limit=1"), t + "/history", 200)
+        call("GET", cfg_path(n, "/history?limit=0"), t + "/history", 400)
+        call("POST", cfg_path(n, "/rollback"), t + "/rollback", 200, {"version": 1})
+        call("POST", cfg_path(n, "/rollback"), t + "/rollback", 404, {"version": 99})
+        call("POST", cfg_path(n, "/rollback"), t + "/rollback", 422, {"version": -1})
+        call("GET", "/v1/services/%s/endpoints" % n, "/v1/services/{name}/endpoints", 200)
+        call("GET", "/v1/services/%s/endpoints?watch=maybe" % n,
+             "/v1/services/{name}/endpoints", 400)
+        st, _, inst = request("POST", "/v1/instances", {
+            "image": IMAGE, "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
+        self.assertEqual(st, 201, inst)
+        doc = call("GET", "/v1/instances/%s/config" % inst["id"], "/v1/instances/{id}/config", 200)
+        self.assertEqual((doc["version"], doc["config"], doc["service"]), (0, {}, None))
+        call("GET", "/v1/instances/ffffffffffffffff/config", "/v1/instances/{id}/config", 404)
+        call("GET", "/v1/services/" + n, "/v1/services/{name}", 200)
+
 
 # ---- a protocol-level agent ---------------------------------------------
 
