@@ -20,10 +20,11 @@ import harness
 from harness import request
 
 IO_TIMEOUT = 5.0
+REQUEST_TIMEOUT = 4  # --request-timeout: a whole request within 4 s
 
 
 def setUpModule():
-    harness.start()
+    harness.start(controller_args=["--request-timeout", str(REQUEST_TIMEOUT)])
 
 
 def tearDownModule():
@@ -299,11 +300,73 @@ class MalformedHTTPTests(harness.TestCase):
         self.assertHealthy()
 
     # -- slow clients ----------------------------------------------------------
+    def test_slowloris_is_closed_at_the_request_deadline(self):
+        # evhttp's idle timeout is reset by every byte; the controller's
+        # request deadline is not. Five clients trickle a header byte a
+        # second, one connects and sends nothing: all six are closed within
+        # the deadline and a margin, not before it, and others are served.
+        slow = [connect(timeout=1.0) for _ in range(5)]
+        silent = connect(timeout=1.0)
+        for s in slow:
+            s.sendall(b"GET /v1/services HTTP/1.1\r\nHost: localhost\r\n")
+        t0 = time.monotonic()
+        closed, answered = {}, []
+        socks = slow + [silent]
+        try:
+            while len(closed) < len(socks) and time.monotonic() - t0 < REQUEST_TIMEOUT + 6:
+                for i, s in enumerate(socks):
+                    if i in closed:
+                        continue
+                    try:
+                        if s is not silent:
+                            s.sendall(b"X-Slow-%d: y\r\n"[:1])
+                        s.settimeout(0.2)
+                        data = s.recv(4096)
+                        if data:
+                            answered.append(data[:40])
+                        else:
+                            closed[i] = time.monotonic() - t0
+                    except socket.timeout:
+                        pass
+                    except (BrokenPipeError, ConnectionResetError):
+                        closed[i] = time.monotonic() - t0
+                st, _, body = request("GET", "/healthz", auth=False, timeout=5)
+                self.assertEqual(st, 200, body)
+                time.sleep(max(0.0, 1.0 - 0.2 * (len(socks) - len(closed))))
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual(len(closed), len(socks),
+                         "still open after %.0fs: %d of %d"
+                         % (REQUEST_TIMEOUT + 6, len(socks) - len(closed), len(socks)))
+        self.assertLess(max(closed.values()), REQUEST_TIMEOUT + 2.5, closed)
+        self.assertGreater(min(closed.values()), REQUEST_TIMEOUT - 1, closed)
+        for data in answered:  # a 4xx, if anything
+            self.assertRegex(data, rb"^HTTP/1\.[01] 4\d\d ")
+        self.assertHealthy()
+
+    def test_a_kept_alive_connection_is_not_cut_at_the_request_deadline(self):
+        # Between requests a connection may idle (evhttp's idle timeout,
+        # 60 s): the deadline for the next request starts after that.
+        s = connect(timeout=IO_TIMEOUT)
+        try:
+            for i in range(2):
+                s.sendall(get_request())
+                buf = b""
+                while not parse_responses(buf)[0]:
+                    chunk = s.recv(65536)
+                    self.assertTrue(chunk, "closed before answer %d" % i)
+                    buf += chunk
+                self.assertEqual(parse_responses(buf)[0][0][0], 200)
+                if i == 0:
+                    time.sleep(REQUEST_TIMEOUT + 1)
+        finally:
+            s.close()
+
     def test_slow_clients_do_not_starve_others(self):
         # 50 clients send a request one byte a second (slowloris) while
-        # others are served as usual. evhttp's 60 s timeout is an idle
-        # timeout, reset by every byte: it does not bound a trickle (see
-        # docs/security.md), so this asserts only that others are served.
+        # others are served as usual (they are dropped at the request
+        # deadline: test_slowloris_is_closed_at_the_request_deadline).
         nslow, stop = 50, threading.Event()
         socks, errors = [], []
         for _ in range(nslow):
