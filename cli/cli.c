@@ -227,6 +227,13 @@ int
 cli_api(struct cli_ctx *ctx, const char *method, const char *path, json_t *body,
         json_t **out, int *status)
 {
+    return cli_api_h(ctx, method, path, NULL, body, out, status);
+}
+
+int
+cli_api_h(struct cli_ctx *ctx, const char *method, const char *path,
+          const char *const *headers, json_t *body, json_t **out, int *status)
+{
     struct cli_http_resp r;
     char *b = NULL;
     json_t *parsed = NULL;
@@ -239,7 +246,7 @@ cli_api(struct cli_ctx *ctx, const char *method, const char *path, json_t *body,
         return CLI_EXIT_FAIL;
     if (body != NULL)
         b = json_dumps(body, JSON_COMPACT);
-    if (cli_http_request(ctx->http, method, path, b, NULL, &r) < 0) {
+    if (cli_http_request(ctx->http, method, path, b, headers, &r) < 0) {
         cli_fail(ctx, "%s", r.error);
         goto out;
     }

@@ -103,6 +103,10 @@ int cli_connect(struct cli_ctx *ctx);
  */
 int cli_api(struct cli_ctx *ctx, const char *method, const char *path,
             json_t *body, json_t **out, int *status);
+/* The same with extra request headers ("Name: value", NULL-ended). */
+int cli_api_h(struct cli_ctx *ctx, const char *method, const char *path,
+              const char *const *headers, json_t *body, json_t **out,
+              int *status);
 
 /* Prints the one error line for a non-2xx answer kept by cli_api(). */
 void cli_print_api_error(struct cli_ctx *ctx, int status, json_t *body,
@@ -146,6 +150,7 @@ int cmd_hosts(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_images(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_events(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_config(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_endpoints(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_version(struct cli_ctx *ctx, int argc, char **argv);
 
 /* Shared by run and scale: waits until a service has its replicas running. */

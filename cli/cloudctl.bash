@@ -27,7 +27,7 @@ _cloudctl() {
     prev=${COMP_WORDS[COMP_CWORD - 1]}
 
     local commands="run ps inspect logs kill stop start restart rm wait scale
-        services hosts images events config version help"
+        services hosts images events config endpoints version help"
     local global="--server --token --output -o --cacert --insecure --help"
 
     # The command is the first word that is neither a flag nor a flag value.
@@ -52,8 +52,8 @@ _cloudctl() {
         return
         ;;
     --server | --token | --name | --cpus | --memory | -m | --disk | --replicas | \
-        --label | -l | --constraint | --env | -e | --timeout | --since | --tail | -n | \
-        --max-per-host | --arg | --cmdline)
+        --label | -l | --selector | --constraint | --env | -e | --timeout | --since | \
+        --tail | -n | --max-per-host | --arg | --cmdline | --version | --if-version)
         return
         ;;
     --cacert | --kernel | --initrd)
@@ -68,7 +68,7 @@ _cloudctl() {
         COMPREPLY=($(compgen -W "never always on-failure on-failure:3" -- "$cur"))
         return
         ;;
-    --service)
+    --service | --link | --unlink)
         COMPREPLY=($(compgen -W "$(_cloudctl_names services)" -- "$cur"))
         return
         ;;
@@ -110,10 +110,11 @@ _cloudctl() {
     case $cmd in
     run)
         flags="--name --cpus --memory -m --disk --replicas --restart --label -l
-            --constraint --spread --binpack --max-per-host --env -e --wait -w --timeout"
+            --constraint --spread --binpack --max-per-host --env -e --wait -w --timeout
+            --link"
         words=$(_cloudctl_names images)
         ;;
-    ps) flags="--all -a --quiet -q --service --host --state" ;;
+    ps) flags="--all -a --quiet -q --service --host --state --selector -l" ;;
     inspect | logs | kill | stop | start | restart | rm | wait)
         case $cmd in
         logs) flags="--follow -f --tail -n" ;;
@@ -135,9 +136,10 @@ _cloudctl() {
             case $sub in
             update)
                 flags="--image --replicas --cpus --memory -m --disk --arg --env -e
-                    --restart --constraint --spread --binpack --max-per-host --wait -w --timeout"
+                    --restart --constraint --spread --binpack --max-per-host --wait -w --timeout
+                    --label -l --no-labels --link --unlink"
                 ;;
-            ls) flags="--state" ;;
+            ls) flags="--state --selector -l" ;;
             esac
             [ "$sub" != ls ] && words=$(_cloudctl_names services)
         fi
@@ -160,10 +162,18 @@ _cloudctl() {
     events) flags="--follow -f --since --type --object" ;;
     config)
         if [ -z "$sub" ]; then
-            words="get set unset watch"
+            words="get set unset history rollback watch"
         else
+            case $sub in
+            get) flags="--version" ;;
+            set | unset | rollback) flags="--if-version" ;;
+            esac
             words=$(_cloudctl_names services)
         fi
+        ;;
+    endpoints)
+        flags="--watch -w"
+        words=$(_cloudctl_names services)
         ;;
     version) flags="--client" ;;
     help) words=$commands ;;

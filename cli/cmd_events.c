@@ -1,8 +1,9 @@
 /*
  * cmd_events: `events` (list, or -f to follow the Server-Sent Events
- * watch) and `config` (get, set, unset, watch on a service's key/values).
- * A followed watch resumes after a dropped connection with Last-Event-ID,
- * so no event is lost or printed twice across reconnects.
+ * watch), and the watch loop that `config watch` and `endpoints -w` reuse
+ * with callbacks of their own. A followed watch resumes after a dropped
+ * connection with Last-Event-ID, so no event is lost or printed twice
+ * across reconnects.
  */
 #include "cli.h"
 
@@ -29,7 +30,11 @@ struct watch {
     struct sse_parser sse;
     char last_id[SSE_MAX_FIELD];
     bool got_data;
-    bool raw; /* print data as it is (config watch) */
+    bool raw; /* print data as it is */
+    cli_watch_event_fn on_ev;
+    cli_watch_connect_fn on_connect;
+    void *arg;
+    int cb_rc; /* a callback's failure ends the watch with it */
 };
 
 static int
@@ -39,9 +44,12 @@ on_event(void *arg, const char *id, const char *event, const char *data)
     struct cli_ctx *ctx = w->ctx;
     json_t *ev;
 
-    (void)event;
     if (id[0] != '\0')
         xstrlcpy(w->last_id, id, sizeof(w->last_id));
+    if (w->on_ev != NULL) {
+        w->cb_rc = w->on_ev(ctx, w->arg, event, data);
+        return w->cb_rc != 0;
+    }
     ev = json_loads(data, JSON_DECODE_ANY, NULL);
     if (ev == NULL || w->raw) {
         char *s = fmt_sanitize(data, 0);
@@ -68,6 +76,14 @@ static int
 on_data(void *arg, const char *data, size_t len)
 {
     struct watch *w = arg;
+    if (!w->got_data && w->on_connect != NULL) {
+        /* The server answered: what changed before the watch began is
+         * read now, what changes later arrives as events. */
+        w->got_data = true;
+        w->cb_rc = w->on_connect(w->ctx, w->arg);
+        if (w->cb_rc != 0)
+            return 1;
+    }
     w->got_data = true;
     int rc = sse_feed(&w->sse, data, len, on_event, w);
     return rc != 0;
@@ -76,7 +92,19 @@ on_data(void *arg, const char *data, size_t len)
 int
 cli_watch(struct cli_ctx *ctx, const char *path, bool raw)
 {
-    struct watch w = {.ctx = ctx, .raw = raw};
+    return cli_watch_cb(ctx, path, raw, NULL, NULL, NULL);
+}
+
+int
+cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
+             cli_watch_event_fn on_ev, cli_watch_connect_fn on_connect,
+             void *arg)
+{
+    struct watch w = {.ctx = ctx,
+                      .raw = raw,
+                      .on_ev = on_ev,
+                      .on_connect = on_connect,
+                      .arg = arg};
     bool connected = false, warned = false;
     long backoff = 500;
     int rc = CLI_EXIT_FAIL;
@@ -99,6 +127,12 @@ cli_watch(struct cli_ctx *ctx, const char *path, bool raw)
                                   on_data, &w, &r);
         sse_free(&w.sse);
         free(hdr);
+        if (w.cb_rc != 0) {
+            /* A callback failed and said why. */
+            rc = w.cb_rc;
+            cli_http_resp_clear(&r);
+            break;
+        }
         if (got == 1) {
             rc = cli_fail(ctx, "GET %s: an event is over %u bytes", path,
                           SSE_MAX_EVENT);
@@ -226,105 +260,6 @@ cmd_events(struct cli_ctx *ctx, int argc, char **argv)
     }
 out:
     json_decref(items);
-    free(path);
-    free(pos);
-    return rc;
-}
-
-/* ---- config ---------------------------------------------------------- */
-
-/*
- * Config is in DESIGN.md but not yet in docs/api.md. The routes used here
- * (/v1/services/{name}/config[/{key}]) are the natural ones; until the
- * controller has them, its 404/405 answer is what the user sees.
- */
-static int
-config_call(struct cli_ctx *ctx, const char *method, const char *path,
-            json_t *body)
-{
-    json_t *ans = NULL;
-    int rc = cli_api(ctx, method, path, body, &ans, NULL);
-    if (rc == 0 && ans != NULL)
-        cli_print_json(ctx, ans);
-    json_decref(ans);
-    return rc;
-}
-
-int
-cmd_config(struct cli_ctx *ctx, int argc, char **argv)
-{
-    char **pos = NULL, *base = NULL, *path = NULL, *esc = NULL;
-    int npos, rc;
-    json_t *body = NULL;
-    const char *sub = argc >= 2 ? argv[1] : NULL;
-
-    if (sub == NULL || sub[0] == '-') {
-        rc = cli_parse(ctx, "config", NULL, 0, argc, argv, NULL, NULL, &pos,
-                       &npos);
-        if (rc == 0)
-            rc = cli_usage(ctx, "config",
-                           "a subcommand is required (get, set, unset, watch)");
-        goto out;
-    }
-    rc = cli_parse(ctx, "config", NULL, 0, argc - 1, argv + 1, NULL, NULL, &pos,
-                   &npos);
-    if (rc != 0)
-        goto out;
-    if (npos < 1) {
-        rc = cli_usage(ctx, "config", "a SERVICE is required");
-        goto out;
-    }
-    esc = cli_escape(pos[0]);
-    base = xasprintf("/v1/services/%s/config", esc);
-    if (strcmp(sub, "get") == 0) {
-        if (npos > 2) {
-            rc = cli_usage(ctx, "config", "get takes SERVICE [KEY]");
-            goto out;
-        }
-        if (npos == 2) {
-            char *k = cli_escape(pos[1]);
-            path = xasprintf("%s/%s", base, k);
-            free(k);
-        }
-        rc = config_call(ctx, "GET", path ? path : base, NULL);
-    } else if (strcmp(sub, "set") == 0 || strcmp(sub, "unset") == 0) {
-        bool set = strcmp(sub, "set") == 0;
-        if (npos < 2) {
-            rc = cli_usage(ctx, "config",
-                           set ? "set takes SERVICE KEY=VALUE..."
-                               : "unset takes SERVICE KEY...");
-            goto out;
-        }
-        body = json_object();
-        for (int i = 1; i < npos; i++) {
-            if (!set) {
-                /* null deletes a key, as in a JSON merge patch. */
-                json_object_set_new(body, pos[i], json_null());
-                continue;
-            }
-            const char *eq = strchr(pos[i], '=');
-            if (eq == NULL || eq == pos[i]) {
-                rc =
-                    cli_usage(ctx, "config", "\"%s\" is not KEY=VALUE", pos[i]);
-                goto out;
-            }
-            char *k = xstrndup(pos[i], (size_t)(eq - pos[i]));
-            json_object_set_new(body, k, json_string(eq + 1));
-            free(k);
-        }
-        rc = config_call(ctx, "PATCH", base, body);
-    } else if (strcmp(sub, "watch") == 0) {
-        path = xasprintf("%s?watch=true", base);
-        rc = cli_watch(ctx, path, true);
-    } else {
-        rc = cli_usage(ctx, "config",
-                       "unknown subcommand \"%s\" (get, set, unset, watch)",
-                       sub);
-    }
-out:
-    json_decref(body);
-    free(esc);
-    free(base);
     free(path);
     free(pos);
     return rc;

@@ -23,6 +23,7 @@ enum {
     OPT_TAIL,
     OPT_SIGNAL,
     OPT_TIMEOUT,
+    OPT_SELECTOR,
 };
 
 static const char *
@@ -48,14 +49,19 @@ struct ps_opts {
     const char *service;
     const char *host;
     const char *state;
+    json_t *selectors;
 };
 
 static int
 ps_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 {
     struct ps_opts *o = st;
-    (void)ctx;
     switch (id) {
+    case OPT_SELECTOR:
+        if (val[0] == '\0')
+            return cli_usage(ctx, "ps", "--selector needs KEY=VALUE or KEY");
+        json_array_append_new(o->selectors, json_string(val));
+        break;
     case OPT_ALL:
         o->all = true;
         break;
@@ -115,9 +121,10 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
     static const struct arg_spec specs[] = {
         {"all", 'a', false, OPT_ALL},      {"quiet", 'q', false, OPT_QUIET},
         {"service", 0, true, OPT_SERVICE}, {"host", 0, true, OPT_HOST},
-        {"state", 0, true, OPT_STATE},     {NULL, 0, false, 0},
+        {"state", 0, true, OPT_STATE},     {"selector", 'l', true, OPT_SELECTOR},
+        {"label", 0, true, OPT_SELECTOR},  {NULL, 0, false, 0},
     };
-    struct ps_opts o = {0};
+    struct ps_opts o = {.selectors = json_array()};
     char **pos = NULL;
     int npos, rc;
     json_t *items = NULL, *shown = NULL;
@@ -145,6 +152,7 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
         free(path);
         path = p;
     }
+    path = cli_add_selectors(path, o.selectors);
     rc = cli_api_list(ctx, path, &items);
     if (rc != 0)
         goto out;
@@ -171,6 +179,7 @@ out:
     free(pos);
     json_decref(items);
     json_decref(shown);
+    json_decref(o.selectors);
     return rc;
 }
 

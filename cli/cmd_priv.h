@@ -20,6 +20,11 @@ int cli_parse_size_mib(const char *s, long long *mib);
 int cli_add_env(struct cli_ctx *ctx, const char *cmd, json_t *obj,
                 const char *kv);
 
+/* Adds "K=V" to a labels object (the server checks the rules). */
+int cli_add_label(struct cli_ctx *ctx, const char *cmd, json_t *obj,
+                  const char *kv);
+/* Appends "&label=<escaped>" (or "?label=") for each selector term. */
+char *cli_add_selectors(char *path, json_t *selectors);
 /* Options that shape an instance spec, shared by run and services update. */
 enum {
     CLI_SPEC_CPUS = 1,
@@ -70,14 +75,26 @@ long cli_next_poll(long ms);
 int cli_wait_instance_running(struct cli_ctx *ctx, const char *id,
                               long timeout_s, json_t **final);
 
-/* Parses `services update NAME ...` into a PATCH body; no network. */
+/* Parses `services update NAME ...` into a PATCH body; no network.
+ * *link and *unlink get the --link/--unlink names (arrays, maybe empty):
+ * they edit the current links, so the caller reads the service first. */
 int cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
                               json_t **body, char **name, bool *wait,
-                              long *timeout);
+                              long *timeout, json_t **link, json_t **unlink);
 
 /* Follows a Server-Sent Events route until the server fails; raw prints
  * each event's data as it is instead of as an API event. */
 int cli_watch(struct cli_ctx *ctx, const char *path, bool raw);
+/* The same loop with callbacks: on_ev gets every event (instead of the
+ * printing above), on_connect runs when a (re)connected stream first
+ * answers. A non-zero return from either ends the watch with that code
+ * (the callback printed why). Either may be NULL. */
+typedef int (*cli_watch_event_fn)(struct cli_ctx *ctx, void *arg,
+                                  const char *event, const char *data);
+typedef int (*cli_watch_connect_fn)(struct cli_ctx *ctx, void *arg);
+int cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
+                 cli_watch_event_fn on_ev, cli_watch_connect_fn on_connect,
+                 void *arg);
 
 /* Keeps live instances (all of them with all), newest first. */
 int cli_ps_filter(json_t *items, bool all, json_t **out);

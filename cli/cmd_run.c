@@ -35,6 +35,7 @@ enum {
     OPT_WAIT,
     OPT_TIMEOUT,
     OPT_MAX_PER_HOST,
+    OPT_LINK,
 };
 
 static const struct arg_spec run_specs[] = {
@@ -52,6 +53,7 @@ static const struct arg_spec run_specs[] = {
     {"wait", 'w', false, OPT_WAIT},
     {"timeout", 0, true, OPT_TIMEOUT},
     {"max-per-host", 0, true, OPT_MAX_PER_HOST},
+    {"link", 0, true, OPT_LINK},
     {NULL, 0, false, 0},
 };
 
@@ -120,6 +122,38 @@ cli_add_env(struct cli_ctx *ctx, const char *cmd, json_t *obj, const char *kv)
         json_object_set_new(obj, kv, json_string(v));
         return 0;
     }
+    char *k = xstrndup(kv, (size_t)(eq - kv));
+    json_object_set_new(obj, k, json_string(eq + 1));
+    free(k);
+    return 0;
+}
+
+char *
+cli_add_selectors(char *path, json_t *selectors)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(selectors, i, v)
+    {
+        char *esc = cli_escape(json_string_value(v));
+        char *p = xasprintf("%s%clabel=%s", path,
+                            strchr(path, '?') ? '&' : '?', esc);
+        free(esc);
+        free(path);
+        path = p;
+    }
+    return path;
+}
+
+int
+cli_add_label(struct cli_ctx *ctx, const char *cmd, json_t *obj,
+              const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+
+    if (eq == NULL || eq == kv)
+        return cli_usage(ctx, cmd, "--label \"%s\" is not KEY=VALUE", kv);
     char *k = xstrndup(kv, (size_t)(eq - kv));
     json_object_set_new(obj, k, json_string(eq + 1));
     free(k);
@@ -433,6 +467,7 @@ struct run_opts {
     bool wait;
     long timeout;
     json_t *labels;
+    json_t *links;
 };
 
 static int
@@ -452,15 +487,11 @@ run_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         o->replicas = n;
         return 0;
     case OPT_LABEL:
-        if (strchr(val, '=') == NULL || val[0] == '=')
-            return cli_usage(ctx, "run", "--label \"%s\" is not key=value",
-                             val);
-        {
-            const char *eq = strchr(val, '=');
-            char *k = xstrndup(val, (size_t)(eq - val));
-            json_object_set_new(o->labels, k, json_string(eq + 1));
-            free(k);
-        }
+        return cli_add_label(ctx, "run", o->labels, val);
+    case OPT_LINK:
+        if (val[0] == '\0')
+            return cli_usage(ctx, "run", "--link needs a service name");
+        json_array_append_new(o->links, json_string(val));
         return 0;
     case OPT_WAIT:
         o->wait = true;
@@ -505,6 +536,7 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
     *body = NULL;
     cli_spec_init(&o.spec);
     o.labels = json_object();
+    o.links = json_array();
     /* Stop at IMAGE: what follows belongs to the guest, as in docker run. */
     rc = cli_parse(ctx, "run", run_specs, ARGS_STOP_AT_POSITIONAL, argc, argv,
                    run_opt, &o, &pos, &npos);
@@ -512,6 +544,11 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
         goto out;
     if (npos < 1) {
         rc = cli_usage(ctx, "run", "an IMAGE is required");
+        goto out;
+    }
+    if (json_array_size(o.links) > 0 && o.replicas < 0) {
+        rc = cli_usage(ctx, "run",
+                       "--link is for services: add --replicas N and --name");
         goto out;
     }
     if (o.replicas >= 0 && o.name == NULL) {
@@ -532,10 +569,11 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
     }
     if (o.replicas >= 0)
         json_object_set_new(o.spec.body, "replicas", json_integer(o.replicas));
-    /* The API has no labels yet; sending them lets the server say so
-     * (422 unknown field) rather than dropping the user's intent. */
+    /* The server checks labels and links and names a bad one (422). */
     if (json_object_size(o.labels) > 0)
         json_object_set(o.spec.body, "labels", o.labels);
+    if (json_array_size(o.links) > 0)
+        json_object_set(o.spec.body, "links", o.links);
     cli_spec_finish(&o.spec, true);
     *body = json_incref(o.spec.body);
     *is_service = o.replicas >= 0;
@@ -544,6 +582,7 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
 out:
     free(pos);
     json_decref(o.labels);
+    json_decref(o.links);
     cli_spec_free(&o.spec);
     return rc;
 }

@@ -17,6 +17,11 @@ enum {
     OPT_REPLICAS,
     OPT_STATE,
     OPT_ARG,
+    OPT_SELECTOR,
+    OPT_LABEL,
+    OPT_NO_LABELS,
+    OPT_LINK,
+    OPT_UNLINK,
 };
 
 static const char *
@@ -131,12 +136,24 @@ out:
 
 /* ---- services ls / inspect / rm -------------------------------------- */
 
+struct ls_opts {
+    const char *state;
+    json_t *selectors;
+};
+
 static int
 ls_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 {
-    (void)ctx;
+    struct ls_opts *o = st;
+
     if (id == OPT_STATE)
-        *(const char **)st = val;
+        o->state = val;
+    if (id == OPT_SELECTOR) {
+        if (val[0] == '\0')
+            return cli_usage(ctx, "services",
+                             "--selector needs KEY=VALUE or KEY");
+        json_array_append_new(o->selectors, json_string(val));
+    }
     return 0;
 }
 
@@ -145,16 +162,20 @@ services_ls(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct arg_spec specs[] = {
         {"state", 0, true, OPT_STATE},
+        {"selector", 'l', true, OPT_SELECTOR},
+        {"label", 0, true, OPT_SELECTOR},
         {NULL, 0, false, 0},
     };
-    const char *state = NULL;
+    struct ls_opts o = {.selectors = json_array()};
+    const char *state;
     char **pos = NULL;
     int npos, rc;
     json_t *items = NULL;
     char *path = NULL;
 
-    rc = cli_parse(ctx, "services", specs, 0, argc, argv, ls_opt, &state, &pos,
+    rc = cli_parse(ctx, "services", specs, 0, argc, argv, ls_opt, &o, &pos,
                    &npos);
+    state = o.state;
     if (rc != 0)
         goto out;
     if (npos > 0) {
@@ -168,6 +189,7 @@ services_ls(struct cli_ctx *ctx, int argc, char **argv)
     } else {
         path = xstrdup("/v1/services");
     }
+    path = cli_add_selectors(path, o.selectors);
     rc = cli_api_list(ctx, path, &items);
     if (rc != 0)
         goto out;
@@ -182,6 +204,7 @@ out:
     free(path);
     free(pos);
     json_decref(items);
+    json_decref(o.selectors);
     return rc;
 }
 
@@ -230,6 +253,10 @@ struct update_opts {
     struct cli_spec spec;
     struct wait_opts wait;
     json_t *args;
+    json_t *labels;
+    bool no_labels;
+    json_t *link;   /* names to add */
+    json_t *unlink; /* names to remove */
 };
 
 static const struct arg_spec update_specs[] = {
@@ -247,6 +274,10 @@ static const struct arg_spec update_specs[] = {
     {"binpack", 0, false, CLI_SPEC_BINPACK},
     {"env", 'e', true, CLI_SPEC_ENV},
     {"max-per-host", 0, true, CLI_SPEC_MAX_PER_HOST},
+    {"label", 'l', true, OPT_LABEL},
+    {"no-labels", 0, false, OPT_NO_LABELS},
+    {"link", 0, true, OPT_LINK},
+    {"unlink", 0, true, OPT_UNLINK},
     {NULL, 0, false, 0},
 };
 
@@ -269,6 +300,19 @@ update_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
     case OPT_ARG:
         json_array_append_new(o->args, json_string(val));
         return 0;
+    case OPT_LABEL:
+        return cli_add_label(ctx, "services", o->labels, val);
+    case OPT_NO_LABELS:
+        o->no_labels = true;
+        return 0;
+    case OPT_LINK:
+    case OPT_UNLINK:
+        if (val[0] == '\0')
+            return cli_usage(ctx, "services", "--%s needs a service name",
+                             id == OPT_LINK ? "link" : "unlink");
+        json_array_append_new(id == OPT_LINK ? o->link : o->unlink,
+                              json_string(val));
+        return 0;
     case OPT_WAIT:
     case OPT_TIMEOUT:
         return wait_opt(ctx, "services", &o->wait, id, val);
@@ -278,7 +322,8 @@ update_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 
 int
 cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
-                          json_t **body, char **name, bool *wait, long *timeout)
+                          json_t **body, char **name, bool *wait, long *timeout,
+                          json_t **link, json_t **unlink)
 {
     struct update_opts o = {0};
     char **pos = NULL;
@@ -286,8 +331,13 @@ cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
 
     *body = NULL;
     *name = NULL;
+    *link = NULL;
+    *unlink = NULL;
     cli_spec_init(&o.spec);
     o.args = json_array();
+    o.labels = json_object();
+    o.link = json_array();
+    o.unlink = json_array();
     rc = cli_parse(ctx, "services", update_specs, 0, argc, argv, update_opt, &o,
                    &pos, &npos);
     if (rc != 0)
@@ -299,10 +349,18 @@ cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
     }
     if (json_array_size(o.args) > 0)
         json_object_set(o.spec.body, "args", o.args);
+    if (o.no_labels && json_object_size(o.labels) > 0) {
+        rc = cli_usage(ctx, "services",
+                       "--no-labels and --label exclude each other");
+        goto out;
+    }
+    if (o.no_labels || json_object_size(o.labels) > 0)
+        json_object_set(o.spec.body, "labels", o.labels);
     /* Resources replace the whole object on PATCH; without the current
      * values at hand, the documented defaults fill the gaps. */
     cli_spec_finish(&o.spec, true);
-    if (json_object_size(o.spec.body) == 0) {
+    if (json_object_size(o.spec.body) == 0 && json_array_size(o.link) == 0 &&
+        json_array_size(o.unlink) == 0) {
         rc = cli_usage(
             ctx, "services",
             "update needs at least one change (--image, --replicas, --cpus...)");
@@ -312,28 +370,80 @@ cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
     *name = xstrdup(pos[0]);
     *wait = o.wait.wait;
     *timeout = o.wait.timeout;
+    *link = json_incref(o.link);
+    *unlink = json_incref(o.unlink);
 out:
     json_decref(o.args);
+    json_decref(o.labels);
+    json_decref(o.link);
+    json_decref(o.unlink);
     cli_spec_free(&o.spec);
     free(pos);
     return rc;
 }
 
+/* The service's links with the --link names added and the --unlink ones
+ * removed, into body; *version gets the version they were read at. */
+static int
+edit_links(struct cli_ctx *ctx, const char *path, json_t *body, json_t *link,
+           json_t *unlink, long long *version)
+{
+    json_t *svc = NULL, *links = json_array(), *v;
+    size_t i, j;
+    int rc = cli_api(ctx, "GET", path, NULL, &svc, NULL);
+
+    if (rc != 0) {
+        json_decref(links);
+        return rc;
+    }
+    *version = json_integer_value(json_object_get(svc, "version"));
+    json_array_foreach(json_object_get(svc, "links"), i, v)
+    {
+        bool drop = false;
+        json_t *u;
+        json_array_foreach(unlink, j, u) if (json_equal(u, v)) drop = true;
+        if (!drop)
+            json_array_append(links, v);
+    }
+    json_array_foreach(link, i, v)
+    {
+        bool have = false;
+        json_t *x;
+        json_array_foreach(links, j, x) if (json_equal(x, v)) have = true;
+        if (!have)
+            json_array_append(links, v);
+    }
+    json_object_set_new(body, "links", links);
+    json_decref(svc);
+    return 0;
+}
+
 static int
 services_update(struct cli_ctx *ctx, int argc, char **argv)
 {
-    json_t *body = NULL, *svc = NULL;
-    char *name = NULL;
+    json_t *body = NULL, *svc = NULL, *link = NULL, *unlink = NULL;
+    char *name = NULL, *im = NULL;
+    const char *headers[2] = {NULL, NULL};
     bool wait;
     long timeout;
     int rc;
 
     rc = cli_services_update_build(ctx, argc, argv, &body, &name, &wait,
-                                   &timeout);
+                                   &timeout, &link, &unlink);
     if (rc != 0)
         return rc;
     char *path = service_path(name);
-    rc = cli_api(ctx, "PATCH", path, body, &svc, NULL);
+    if (json_array_size(link) > 0 || json_array_size(unlink) > 0) {
+        /* Read-modify-write: If-Match makes a concurrent change of the
+         * service fail (412) instead of losing its links or ours. */
+        long long version = 0;
+        rc = edit_links(ctx, path, body, link, unlink, &version);
+        if (rc != 0)
+            goto out;
+        im = xasprintf("If-Match: \"%lld\"", version);
+        headers[0] = im;
+    }
+    rc = cli_api_h(ctx, "PATCH", path, headers, body, &svc, NULL);
     if (rc == 0) {
         if (ctx->output == FMT_JSON) {
             cli_print_json(ctx, svc);
@@ -348,10 +458,14 @@ services_update(struct cli_ctx *ctx, int argc, char **argv)
         if (wait)
             rc = cli_wait_service(ctx, name, timeout);
     }
+out:
     free(path);
     free(name);
+    free(im);
     json_decref(body);
     json_decref(svc);
+    json_decref(link);
+    json_decref(unlink);
     return rc;
 }
 

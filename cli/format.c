@@ -494,8 +494,8 @@ fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
     static const char *const head[] = {"ID",    "NAME", "SERVICE",
                                        "STATE", "HOST", "AGE"};
     static const char *const whead[] = {
-        "ID",   "NAME",     "SERVICE",   "IMAGE", "STATE", "DESIRED",
-        "HOST", "RESTARTS", "ADDRESSES", "AGE",   "REASON"};
+        "ID",   "NAME",     "SERVICE",   "IMAGE", "STATE",  "DESIRED",
+        "HOST", "RESTARTS", "ADDRESSES", "AGE",   "REASON", "LABELS"};
     struct fmt_table *t;
     size_t i;
     json_t *it;
@@ -504,7 +504,7 @@ fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
         print_names(out, items, "name");
         return;
     }
-    t = mode == FMT_WIDE ? fmt_table_new(11, whead) : fmt_table_new(6, head);
+    t = mode == FMT_WIDE ? fmt_table_new(12, whead) : fmt_table_new(6, head);
     json_array_foreach((json_t *)items, i, it)
     {
         const char *id = jstr(it, "id");
@@ -515,6 +515,7 @@ fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
             char *cells[4];
             cells[0] = int_str(it, "restart_count");
             cells[1] = join_array(json_object_get(it, "addresses"));
+            cells[2] = join_labels(json_object_get(it, "labels"));
             const char *reason = jstr(it, "reason");
             if (reason == NULL)
                 reason = jstr(it, "pending_reason");
@@ -528,10 +529,11 @@ fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
                                  cells[0],
                                  cells[1],
                                  age,
-                                 reason};
-            enum fmt_color cols[11] = {[4] = sc};
+                                 reason,
+                                 cells[2]};
+            enum fmt_color cols[12] = {[4] = sc};
             fmt_table_row(t, row, cols);
-            free_cells(cells, 2);
+            free_cells(cells, 3);
         } else {
             /* 12 characters, like docker: unique in practice, and any
              * unique prefix is accepted back by the server. */
@@ -561,7 +563,7 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
     static const char *const whead[] = {
         "NAME",  "ID",    "IMAGE",  "REPLICAS", "RESTART",
         "GEN",   "CPUS",  "MEMORY", "STRATEGY", "CONSTRAINTS",
-        "PORTS", "STATE", "AGE"};
+        "PORTS", "STATE", "AGE",    "LABELS"};
     struct fmt_table *t;
     size_t i;
     json_t *it;
@@ -570,13 +572,13 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
         print_names(out, items, "name");
         return;
     }
-    t = mode == FMT_WIDE ? fmt_table_new(13, whead) : fmt_table_new(7, head);
+    t = mode == FMT_WIDE ? fmt_table_new(14, whead) : fmt_table_new(7, head);
     json_array_foreach((json_t *)items, i, it)
     {
         const char *state = jstr(it, "state");
         enum fmt_color sc =
             state && strcmp(state, "active") != 0 ? FMT_YELLOW : FMT_PLAIN;
-        char *c[7];
+        char *c[8];
         c[0] = int_str(it, "replicas");
         c[1] = int_str(it, "generation");
         c[2] = fmt_age(jstr(it, "created_at"), now);
@@ -589,6 +591,7 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
                        : xstrdup("-");
             c[5] = join_array(json_object_get(pl, "constraints"));
             c[6] = join_array(json_object_get(it, "ports"));
+            c[7] = join_labels(json_object_get(it, "labels"));
             const char *row[] = {jstr(it, "name"),
                                  jstr(it, "id"),
                                  jstr(it, "image"),
@@ -601,10 +604,11 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
                                  c[5],
                                  c[6],
                                  state,
-                                 c[2]};
-            enum fmt_color cols[13] = {[11] = sc};
+                                 c[2],
+                                 c[7]};
+            enum fmt_color cols[14] = {[11] = sc};
             fmt_table_row(t, row, cols);
-            free_cells(c, 7);
+            free_cells(c, 8);
         } else {
             const char *row[] = {jstr(it, "name"),
                                  jstr(it, "image"),

@@ -57,6 +57,13 @@ void fmt_hosts(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
                bool color);
 void fmt_images(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
                 bool color);
+/* format_config.c: a service's config object (table KEY VALUE sorted by
+ * key; FMT_NAME prints the keys), its history items (VERSION AGE KEYS
+ * CONFIG) and an endpoints object (NAME ADDR; FMT_NAME prints addrs). */
+void fmt_config(FILE *out, const json_t *cfg, enum fmt_mode mode);
+void fmt_config_history(FILE *out, const json_t *items, enum fmt_mode mode,
+                        time_t now);
+void fmt_endpoints(FILE *out, const json_t *eps, enum fmt_mode mode);
 /* One line per event: TIME TYPE NAME MESSAGE. */
 void fmt_event_line(FILE *out, const json_t *ev, bool color);
 void fmt_events(FILE *out, const json_t *items, enum fmt_mode mode, bool color);

@@ -41,8 +41,10 @@ static const char help_run[] =
     "  --restart POLICY       never, always, on-failure or on-failure:N\n"
     "  -e, --env K=V          environment variable (repeatable; K alone copies\n"
     "                         it from this environment)\n"
-    "  -l, --label K=V        label (repeatable; not in the API yet, the\n"
-    "                         server refuses it)\n"
+    "  -l, --label K=V        label (repeatable); a service's instances get\n"
+    "                         its labels\n"
+    "  --link SERVICE         a service: push SERVICE's endpoints into its\n"
+    "                         config as SERVICE_ENDPOINTS (repeatable)\n"
     "  --constraint EXPR      placement constraint: k=v, k!=v, \"k in (a,b)\"\n"
     "                         (repeatable)\n"
     "  --spread | --binpack   placement strategy (default spread)\n"
@@ -68,10 +70,14 @@ static const char help_ps[] =
     "  --host NAME        only instances on this host\n"
     "  --state STATE      only instances in this state (pending, running,\n"
     "                     exited, ...)\n"
+    "  -l, --selector K=V only instances with label K=V (K alone: with label\n"
+    "                     K); repeat or separate with commas to require\n"
+    "                     several\n"
     "\n"
     "Columns: ID (first 12 characters; any unique prefix is accepted back),\n"
     "NAME, SERVICE, STATE (\"exited (143)\", \"running (stopping)\"), HOST,\n"
-    "AGE. -o wide adds IMAGE, DESIRED, RESTARTS, ADDRESSES and REASON.\n";
+    "AGE. -o wide adds IMAGE, DESIRED, RESTARTS, ADDRESSES, REASON and\n"
+    "LABELS.\n";
 
 static const char help_inspect[] =
     "Usage: cloudctl inspect ID|NAME...\n"
@@ -149,13 +155,14 @@ static const char help_scale[] =
     "  --timeout DURATION   give up waiting after 90s, 5m, 1h...\n";
 
 static const char help_services[] =
-    "Usage: cloudctl services [ls] [--state STATE]\n"
+    "Usage: cloudctl services [ls] [--state STATE] [-l K=V]...\n"
     "       cloudctl services inspect NAME...\n"
     "       cloudctl services update NAME [flags]\n"
     "       cloudctl services rm NAME...\n"
     "\n"
     "Lists, shows, changes and deletes services. Create one with\n"
-    "`cloudctl run --name NAME --replicas N IMAGE`.\n"
+    "`cloudctl run --name NAME --replicas N IMAGE`. ls -l K=V (or\n"
+    "--selector) keeps the services with that label; -o wide adds LABELS.\n"
     "\n"
     "Update flags (only what is given changes; image, resources, args and\n"
     "env roll the instances over to a new generation):\n"
@@ -168,6 +175,11 @@ static const char help_services[] =
     "  --restart POLICY     never, always, on-failure[:N]\n"
     "  --constraint EXPR, --spread, --binpack, --max-per-host N\n"
     "                       new placement (replaces all)\n"
+    "  -l, --label K=V      label (repeatable; replaces all, the live\n"
+    "                       instances are relabelled); --no-labels clears\n"
+    "  --link SERVICE       add a link (repeatable)\n"
+    "  --unlink SERVICE     remove a link (repeatable); links are changed\n"
+    "                       with If-Match, so a concurrent edit fails\n"
     "  -w, --wait           wait until the new generation runs\n"
     "  --timeout DURATION   give up waiting after 90s, 5m, 1h...\n";
 
@@ -205,13 +217,46 @@ static const char help_events[] =
     "  --object KIND    only events of service, instance or host\n";
 
 static const char help_config[] =
-    "Usage: cloudctl config get SERVICE [KEY]\n"
-    "       cloudctl config set SERVICE KEY=VALUE...\n"
-    "       cloudctl config unset SERVICE KEY...\n"
+    "Usage: cloudctl config get SERVICE [KEY] [--version N]\n"
+    "       cloudctl config set SERVICE KEY=VALUE... [--if-version N]\n"
+    "       cloudctl config unset SERVICE KEY... [--if-version N]\n"
+    "       cloudctl config history SERVICE\n"
+    "       cloudctl config rollback SERVICE VERSION [--if-version N]\n"
     "       cloudctl config watch SERVICE\n"
     "\n"
-    "Per-service configuration pushed live into running guests. Not in the\n"
-    "API yet: every subcommand reports the server's answer.\n";
+    "A service's configuration: string keys and values with a version that\n"
+    "grows on every change, pushed live into its running guests.\n"
+    "\n"
+    "  get        the keys and values (KEY VALUE, sorted), or one value\n"
+    "             alone; --version N shows an older version\n"
+    "  set        sets keys (a merge: other keys stay); prints the new\n"
+    "             version, \"web: config version 4\"\n"
+    "  unset      removes keys\n"
+    "  history    the kept versions, newest first\n"
+    "  rollback   makes a new version with the config of VERSION\n"
+    "  watch      prints the current version, then each new one\n"
+    "\n"
+    "Flags:\n"
+    "  --version N      get: that version instead of the current one\n"
+    "  --if-version N   write only if the current version is N (else the\n"
+    "                   server refuses with 412 and nothing changes)\n"
+    "\n"
+    "Examples:\n"
+    "  cloudctl config set web MODE=prod WORKERS=4\n"
+    "  cloudctl config get web MODE\n"
+    "  cloudctl config rollback web 3\n";
+
+static const char help_endpoints[] =
+    "Usage: cloudctl endpoints SERVICE [-w]\n"
+    "\n"
+    "Lists a service's endpoints: its ready running instances' addresses\n"
+    "with each declared port (NAME ADDR; -o wide adds INSTANCE, ADDRESS and\n"
+    "PORT; -o name prints the addresses alone). Services that link to it\n"
+    "get the same list in their config as <SERVICE>_ENDPOINTS.\n"
+    "\n"
+    "Flags:\n"
+    "  -w, --watch   keep following: print the list again on every change\n"
+    "                (with -o json, one object per line)\n";
 
 static const char help_version[] =
     "Usage: cloudctl version [--client]\n"
@@ -245,6 +290,7 @@ const struct cli_cmd cli_commands[] = {
     {"images", cmd_images, "list and manage images", help_images},
     {"events", cmd_events, "print or follow cluster events", help_events},
     {"config", cmd_config, "service configuration", help_config},
+    {"endpoints", cmd_endpoints, "a service's endpoints", help_endpoints},
     {"version", cmd_version, "print versions", help_version},
     {"help", cmd_help, "show help", help_help},
     {NULL, NULL, NULL, NULL},

@@ -135,7 +135,7 @@ test_usage_errors(void **state)
     USAGE("empty name", "run", "--env", "=x", "img");
     USAGE("not set in this environment", "run", "--env",
           "CLOUDCTL_TEST_UNSET_VARIABLE", "img");
-    USAGE("not key=value", "run", "--label", "novalue", "img");
+    USAGE("not KEY=VALUE", "run", "--label", "novalue", "img");
     USAGE("--timeout \"forever\"", "run", "--timeout", "forever", "img");
     USAGE("required", "kill");
     USAGE("signal \"HUP\"", "kill", "-s", "HUP", "x");
@@ -167,6 +167,26 @@ test_usage_errors(void **state)
     USAGE("unknown subcommand \"frob\"", "config", "frob", "web");
     USAGE("not KEY=VALUE", "config", "set", "web", "novalue");
     USAGE("SERVICE is required", "config", "get");
+    USAGE("unset takes KEY names", "config", "unset", "web", "A=1");
+    USAGE("get takes SERVICE [KEY]", "config", "get", "web", "A", "B");
+    USAGE("--version is for get only", "config", "set", "web", "A=1",
+          "--version", "2");
+    USAGE("--if-version is for set", "config", "get", "web", "--if-version",
+          "2");
+    USAGE("--if-version \"x\"", "config", "set", "web", "A=1", "--if-version",
+          "x");
+    USAGE("rollback takes SERVICE VERSION", "config", "rollback", "web");
+    USAGE("VERSION \"0\"", "config", "rollback", "web", "0");
+    USAGE("history takes SERVICE", "config", "history", "web", "x");
+    USAGE("watch takes SERVICE", "config", "watch", "web", "x");
+    USAGE("exactly one SERVICE", "endpoints");
+    USAGE("exactly one SERVICE", "endpoints", "a", "b");
+    USAGE("--link is for services", "run", "--link", "db", "img");
+    USAGE("--selector needs", "ps", "-l", "");
+    USAGE("--no-labels and --label", "services", "update", "web",
+          "--no-labels", "-l", "a=b");
+    USAGE("--unlink needs a service", "services", "update", "web", "--unlink",
+          "");
     USAGE("unknown command \"frob\"", "help", "frob");
 }
 
@@ -343,6 +363,14 @@ test_run_body(void **state)
             false, 7, argv);
     }
     {
+        char *argv[] = {"run",  "--name", "web", "--replicas", "1",
+                        "-l",   "app=web", "--label", "tier=", "--link",
+                        "db",   "--link", "cache", "img", NULL};
+        assert_run_body(
+            "{\"image\":\"img\",\"name\":\"web\",\"replicas\":1,\"labels\":{\"app\":\"web\",\"tier\":\"\"},\"links\":[\"db\",\"cache\"]}",
+            true, 14, argv);
+    }
+    {
         char *argv[] = {"run", "img", "--", "--", "x", NULL};
         assert_run_body("{\"image\":\"img\",\"args\":[\"--\",\"x\"]}", false, 5,
                         argv);
@@ -369,9 +397,14 @@ test_update_body(void **state)
     long timeout = 0;
 
     (void)state;
+    json_t *link = NULL, *unlink = NULL;
     assert_int_equal(cli_services_update_build(&ctx, 15, argv, &body, &name,
-                                               &wait, &timeout),
+                                               &wait, &timeout, &link, &unlink),
                      0);
+    assert_int_equal(json_array_size(link), 0);
+    assert_int_equal(json_array_size(unlink), 0);
+    json_decref(link);
+    json_decref(unlink);
     json_t *want = json_loads(
         "{\"image\":\"hello:2\",\"replicas\":4,\"args\":[\"a\",\"b\"],\"resources\":{\"vcpus\":1,\"memory_mib\":512,\"disk_gib\":0}}",
         0, NULL);
@@ -379,9 +412,42 @@ test_update_body(void **state)
     assert_string_equal(name, "web");
     assert_true(wait);
     assert_int_equal(timeout, 120);
-    json_decref(body);
     json_decref(want);
+    json_decref(body);
     free(name);
+    {
+        char *argv2[] = {"update", "web",      "--link", "db",    "--unlink",
+                         "cache",  "-l",       "a=b",    "--label", "c=",
+                         NULL};
+        assert_int_equal(cli_services_update_build(&ctx, 10, argv2, &body,
+                                                   &name, &wait, &timeout,
+                                                   &link, &unlink),
+                         0);
+        json_t *w2 = json_loads("{\"labels\":{\"a\":\"b\",\"c\":\"\"}}",
+                                0, NULL);
+        assert_true(json_equal(body, w2));
+        assert_string_equal(json_string_value(json_array_get(link, 0)), "db");
+        assert_string_equal(json_string_value(json_array_get(unlink, 0)),
+                            "cache");
+        json_decref(w2);
+        json_decref(link);
+        json_decref(unlink);
+        json_decref(body);
+        free(name);
+    }
+    {
+        char *argv3[] = {"update", "web", "--no-labels", NULL};
+        assert_int_equal(cli_services_update_build(&ctx, 3, argv3, &body,
+                                                   &name, &wait, &timeout,
+                                                   &link, &unlink),
+                         0);
+        assert_true(json_is_object(json_object_get(body, "labels")));
+        assert_int_equal(json_object_size(json_object_get(body, "labels")), 0);
+        json_decref(link);
+        json_decref(unlink);
+        json_decref(body);
+        free(name);
+    }
 }
 
 static void

@@ -160,6 +160,47 @@ test_events(void **state)
     json_decref(j);
 }
 
+/* config get, config history and endpoints (format_config.c). */
+static void
+test_config_tables(void **state)
+{
+    static const struct {
+        const char *fixture, *out;
+        int kind; /* 0 config, 1 history, 2 endpoints */
+        enum fmt_mode mode;
+    } cases[] = {
+        {"config.json", "config", 0, FMT_TABLE},
+        {"config.json", "config_wide", 0, FMT_WIDE},
+        {"config.json", "config_name", 0, FMT_NAME},
+        {"config_history.json", "config_history", 1, FMT_TABLE},
+        {"config_history.json", "config_history_wide", 1, FMT_WIDE},
+        {"endpoints.json", "endpoints", 2, FMT_TABLE},
+        {"endpoints.json", "endpoints_wide", 2, FMT_WIDE},
+        {"endpoints.json", "endpoints_name", 2, FMT_NAME},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *j = fixture(cases[i].fixture);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (cases[i].kind == 0)
+            fmt_config(f, j, cases[i].mode);
+        else if (cases[i].kind == 1)
+            fmt_config_history(f, json_object_get(j, "items"), cases[i].mode,
+                               fixed_now());
+        else
+            fmt_endpoints(f, j, cases[i].mode);
+        fclose(f);
+        /* Nothing the server sends may drive the terminal. */
+        assert_null(strchr(buf, '\033'));
+        golden(cases[i].out, buf);
+        free(buf);
+        json_decref(j);
+    }
+}
+
 static void
 test_error_lines(void **state)
 {
@@ -357,6 +398,7 @@ main(void)
         cmocka_unit_test(test_hosts),
         cmocka_unit_test(test_images),
         cmocka_unit_test(test_events),
+        cmocka_unit_test(test_config_tables),
         cmocka_unit_test(test_error_lines),
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_parse_time),
