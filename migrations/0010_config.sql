@@ -425,7 +425,9 @@ DECLARE
     o services;
     s services;
 BEGIN
-    SELECT * INTO o FROM services WHERE name = p_name;
+    -- Locked before the earlier patch reads it, so the comparison below
+    -- sees exactly this transaction's change.
+    SELECT * INTO o FROM services WHERE name = p_name FOR UPDATE;
     -- The earlier patch ignores ready_when but still counts it as a change
     -- (a new version, service.updated).
     SELECT f.status, f.body INTO status, body
