@@ -13,6 +13,7 @@ GET /v1/services answers 200.
 
 import json
 import socket
+import sys
 import threading
 import time
 
@@ -339,6 +340,9 @@ class MalformedHTTPTests(harness.TestCase):
         self.assertEqual(len(closed), len(socks),
                          "still open after %.0fs: %d of %d"
                          % (REQUEST_TIMEOUT + 6, len(socks) - len(closed), len(socks)))
+        sys.stderr.write("\n[test_malformed_http] slow clients closed after %.2f-%.2fs "
+                         "(deadline %d s)\n" % (min(closed.values()), max(closed.values()),
+                                                 REQUEST_TIMEOUT))
         self.assertLess(max(closed.values()), REQUEST_TIMEOUT + 2.5, closed)
         self.assertGreater(min(closed.values()), REQUEST_TIMEOUT - 1, closed)
         for data in answered:  # a 4xx, if anything
