@@ -113,6 +113,58 @@ def pb_varint(v):
             return out + bytes([x])
 
 
+def pb_uint(field, v):
+    return pb_varint(field << 3) + pb_varint(v)
+
+
+def pb_parse(b):
+    """{field: [int or bytes, ...]} of one protobuf message (no groups)."""
+    out, i = {}, 0
+    while i < len(b):
+        key, i = _varint(b, i)
+        if key & 7 == 0:
+            v, i = _varint(b, i)
+        elif key & 7 == 2:
+            n, i = _varint(b, i)
+            v, i = b[i:i + n], i + n
+        else:
+            raise AssertionError("unexpected wire type %d" % (key & 7))
+        out.setdefault(key >> 3, []).append(v)
+    return out
+
+
+def _varint(b, i):
+    v = shift = 0
+    while True:
+        x = b[i]
+        i += 1
+        v |= (x & 0x7f) << shift
+        shift += 7
+        if not x & 0x80:
+            return v, i
+
+
+def read_frames(sock, want, timeout=10.0):
+    """Envelopes ({field: [...]}) until one has field `want` or Error (9)."""
+    buf, deadline, seen = b"", time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+            n = struct.unpack(">I", buf[:4])[0]
+            env = pb_parse(buf[4:4 + n])
+            buf = buf[4 + n:]
+            seen.append(env)
+            if want in env or 9 in env:
+                return env, seen
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        buf += chunk
+    raise AssertionError("no envelope with field %d (saw %r)" % (want, seen))
+
+
 def frame(env_field, body):
     env = pb_string(env_field, body)
     return struct.pack(">I", len(env)) + env
@@ -452,6 +504,45 @@ class JoinTest(harness.TestCase):
             self.assertNotIn("ok", handshakes)
         finally:
             srv.close()
+
+    def test_09b_the_certificate_binds_the_host_and_its_instances(self):
+        c = harness.cluster()
+        token, pin = new_join_command()
+        r, pki = agent_join("bind1", token, pin)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        c.add_image("hello", "latest")
+        other = c.add_host("bind2")
+        inst = c.add_placed_instance("bind2-inst", other)
+        hello = (pb_string(1, "bind1")
+                 + pb_string(3, pb_uint(1, 2) + pb_uint(2, 2048) + pb_uint(3, 10))
+                 + pb_string(4, pb_string(1, "x86_64") + pb_string(4, "test"))
+                 + pb_uint(7, 1))
+        # A Hello naming another host than the certificate's CN.
+        s = agentlib.tls_client(c, cert_dir=pki)
+        s.sendall(frame(1, hello.replace(b"bind1", b"bind2")))
+        err = error_of(agentlib.read_until_closed(s))
+        s.close()
+        self.assertEqual(err[0], 4, err)
+        self.assertIn("certificate", err[1])
+        # Its own name: a session; then a status report for bind2's
+        # instance is refused and changes nothing.
+        s = agentlib.tls_client(c, cert_dir=pki, timeout=2.0)
+        try:
+            s.sendall(frame(1, hello))
+            env, _ = read_frames(s, 2)
+            self.assertIn(2, env, env)  # Welcome
+            epoch = pb_parse(env[2][0])[2][0]
+            status = (pb_uint(1, epoch) + pb_string(2, inst) + pb_uint(3, 1)
+                      + pb_uint(4, 6) + pb_uint(5, 9))  # EXITED, exit code 9
+            s.sendall(frame(5, status))
+            env, _ = read_frames(s, 9)
+            err = pb_parse(env[9][0])
+            self.assertEqual(err[1][0], 7, err)  # NOT_FOUND
+            self.assertIn(b"not assigned", err[2][0])
+        finally:
+            s.close()
+        self.assertEqual(harness.psql("SELECT state FROM instances WHERE id = '%s'" % inst),
+                         "running")
 
     def test_10_first_frame_deadline_is_not_reset_by_bytes(self):
         c = harness.cluster()
