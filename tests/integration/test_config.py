@@ -383,7 +383,7 @@ class FakeAgent:
         self.stop_ev.clear()
         self.sock = agentlib.tls_client(self.cluster, cert_dir=self.cert, timeout=30)
         hello = _msg((1, self.name), (2, "fake-agent-test"),
-                     (3, _msg((1, 8), (2, 8192), (3, 100))),
+                     (3, _msg((1, 256), (2, 65536), (3, 1000))),
                      (4, _msg((1, "x86_64"), (2, "test"), (4, "test"))), (7, 1))
         self._send(ENV_HELLO, hello)
         env = self._recv()
@@ -667,6 +667,80 @@ class LinksAndDeliveryTest(harness.TestCase):
         st, _, doc = request("PUT", cfg_path(svc["name"]), {"config": {"K": "v"}})
         poll(lambda: all((a.spec_of(i) or {}).get("config") == {"K": "v"} for i in ids), 10,
              what="the small config inline")
+
+    def test_04_a_write_on_another_replica_is_pushed_by_the_agents_replica(self):
+        """The agent is connected to the first controller; the config is
+        written through a second one (no gateway): the commit's NOTIFY makes
+        the first push at once."""
+        import http.client
+        a = self.agent
+        c = harness.cluster()
+        other = c.spawn_controller(unique_name("r2"), reconcile=False)
+        svc = service(self, replicas=2)
+        ids = [i["id"] for i in self.wait_running(svc["name"], 2)]
+        poll(lambda: all(a.spec_of(i) for i in ids), 10, what="both instances in the set")
+        body = json.dumps({"config": {"FROM": "replica-2"}}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", other.http_port, timeout=10)
+        t0 = time.monotonic()
+        conn.request("PUT", cfg_path(svc["name"]), body,
+                     {"Authorization": "Bearer " + c.token,
+                      "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        doc = json.loads(resp.read())
+        conn.close()
+        self.assertEqual(resp.status, 200, doc)
+        poll(lambda: all((a.spec_of(i) or {}).get("config") == {"FROM": "replica-2"}
+                         for i in ids), 5, what="the push from the agent's replica")
+        with a.lock:
+            t1 = min(t for t, specs in a.sets
+                     if all(specs.get(i, {}).get("config") == {"FROM": "replica-2"}
+                            for i in ids))
+        sys.stderr.write("\nconfig PUT on replica 2 -> DesiredState from replica 1: %.1f ms\n"
+                         % ((t1 - t0) * 1000))
+        other.stop()
+
+    def test_05_endpoint_watch_of_a_deleted_service_ends(self):
+        svc = service(self, replicas=0)
+        watch = harness.cluster().sse("/v1/services/%s/endpoints?watch=true" % svc["name"])
+        self.assertEqual(watch.status, 200)
+        first = watch.next_event(5)
+        self.assertEqual((first["event"], first["id"]), ("endpoints", "0"))
+        st, _, _ = request("DELETE", "/v1/services/" + svc["name"])
+        self.assertEqual(st, 200)
+        # A later change of another service's endpoints wakes the watchers;
+        # without one, a watcher of a deleted service notices on its next
+        # read. Either way it must not linger forever: make a change.
+        db = service(self, replicas=1, ports=[{"port": 80}])
+        i = self.wait_running(db["name"], 1)[0]
+        self.agent.set_guest(i["id"], addresses=["10.9.9.9"])
+        ev = watch.next_event(10)
+        while ev is not None and ev.get("event") == "endpoints":
+            ev = watch.next_event(10)
+        self.assertIsNone(ev, "the watch of a deleted service did not end")
+        watch.close()
+        st, _, doc = request("GET", "/v1/services/%s/endpoints?watch=true" % svc["name"])
+        self.assertEqual(st, 404, doc)
+
+    def test_06_one_change_reaches_100_instances_in_one_set(self):
+        a = self.agent
+        svc = service(self, replicas=100)
+        ids = [i["id"] for i in self.wait_running(svc["name"], 100)]
+        poll(lambda: all(a.spec_of(i) for i in ids), 20, what="100 instances in the set")
+        times = []
+        for n in range(5):
+            want = {"ROUND": str(n)}
+            t0 = time.monotonic()
+            st, _, doc = request("PUT", cfg_path(svc["name"]), {"config": want})
+            self.assertEqual(st, 200, doc)
+            poll(lambda: all((a.spec_of(i) or {}).get("config") == want for i in ids), 5,
+                 what="round %d at all 100 instances" % n)
+            with a.lock:
+                t1 = min(t for t, specs in a.sets
+                         if all(specs.get(i, {}).get("config") == want for i in ids))
+            times.append((t1 - t0) * 1000)
+        sys.stderr.write("\nconfig PUT -> all 100 instances' new version at the agent: "
+                         "%s ms\n" % ", ".join("%.1f" % t for t in times))
+        request("PATCH", "/v1/services/" + svc["name"], {"replicas": 0})
 
 
 if __name__ == "__main__":
