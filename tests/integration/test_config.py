@@ -743,5 +743,43 @@ class LinksAndDeliveryTest(harness.TestCase):
         request("PATCH", "/v1/services/" + svc["name"], {"replicas": 0})
 
 
+class RealAgentTest(harness.TestCase):
+    """cloud-agent itself on libvirt's test driver with --network default:
+    the test driver's network gives each domain an address, which the agent
+    reports; endpoints and a linking service's effective config follow."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.agent = agentlib.Agent(harness.cluster(), unique_name("ra"), cap_vcpus=16,
+                                   cap_memory=16384, labels={"pool": "real"},
+                                   extra=("--network", "default")).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.stop()
+
+    def test_01_addresses_from_the_agent_make_endpoints_and_link_variables(self):
+        db = unique_name("rdb")
+        web = service(self, links=[db], replicas=0)
+        service(self, name=db, replicas=2, ports=[{"port": 5432}],
+                placement={"constraints": ["pool=real"]})
+
+        def two():
+            st, _, ep = request("GET", "/v1/services/%s/endpoints" % db)
+            return ep if st == 200 and len(ep["endpoints"]) == 2 else None
+        ep = poll(two, 60, what="two endpoints of %s (agent log:\n%s)"
+                  % (db, self.agent.log_tail()))
+        for e in ep["endpoints"]:
+            self.assertTrue(e["addr"].endswith(":5432"), e)
+            self.assertEqual(e["port"], 5432)
+        request("PATCH", "/v1/services/" + web["name"], {"replicas": 1})
+        wi = poll(lambda: (instances_of(web["name"]) or [None])[0], 30, what="web instance")
+        st, _, ic = request("GET", "/v1/instances/%s/config" % wi["id"])
+        lk = db.upper().replace("-", "_")
+        self.assertEqual(ic["config"][lk + "_ENDPOINTS"],
+                         ",".join(sorted(e["addr"] for e in ep["endpoints"])))
+        self.assertEqual(ic["config"][lk + "_ENDPOINTS_VERSION"], str(ep["version"]))
+
+
 if __name__ == "__main__":
     unittest.main()
