@@ -182,6 +182,13 @@ const struct db_stmt store_stmts[ST__COUNT] = {
      * confirms removal (deleted ones included, so the agent stops them). */
     [ST_AGENT_DESIRED] =
         {"agent_desired",
+         /* 0010: the effective config, computed once per service (the
+          * CTE is materialized: a join would re-run it per instance) */
+         "WITH ec AS MATERIALIZED (SELECT d.service_id, e.version, "
+         "e.config::text AS config "
+         "FROM (SELECT DISTINCT service_id FROM instances "
+         "WHERE host_id = $1 AND service_id IS NOT NULL) d, "
+         "LATERAL cloud_effective_config(d.service_id) e) "
          "SELECT i.id, i.name, i.generation, i.desired_state, "
          "coalesce(i.stop_signal, 'TERM'), i.vcpus, i.memory_mib, i.disk_gib, "
          "img.kind, img.kernel_digest, img.initrd_digest, img.disk_digest, "
@@ -189,16 +196,11 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "(SELECT nullif(string_agg(a.value, ' '), '') "
          "FROM jsonb_array_elements_text(i.args) a)), "
          "coalesce(s.partition_policy, 'keep'), i.restart_count, "
-         /* 0010: the effective config, computed once per service */
          "coalesce(ec.version, 0), ec.config "
          "FROM instances i "
          "LEFT JOIN services s ON s.id = i.service_id "
          "LEFT JOIN LATERAL cloud_image_find(i.image) img ON true "
-         "LEFT JOIN (SELECT d.service_id, e.version, e.config::text "
-         "FROM (SELECT DISTINCT service_id FROM instances "
-         "WHERE host_id = $1 AND service_id IS NOT NULL) d, "
-         "LATERAL cloud_effective_config(d.service_id) e) ec "
-         "ON ec.service_id = i.service_id "
+         "LEFT JOIN ec ON ec.service_id = i.service_id "
          "WHERE i.host_id = $1 ORDER BY i.id",
          1},
     [ST_AGENT_HOSTS_OF] = {"agent_hosts_of",

@@ -424,7 +424,7 @@ class FakeAgent:
         (n,) = struct.unpack(">I", self._recv_exact(4))
         return _parse(self._recv_exact(n))
 
-    def _on_desired(self, raw):
+    def _on_desired(self, raw, arrived):
         d = _parse(raw)
         specs = {}
         for s in d.get(3, []):
@@ -438,7 +438,7 @@ class FakeAgent:
                 "restart_count": f.get(13, [0])[0],
                 "config_version": f.get(10, [0])[0], "config": cfg}
         with self.lock:
-            self.sets.append((time.monotonic(), specs))
+            self.sets.append((arrived, specs))
         self.revision = d.get(2, [0])[0]
 
     def _status(self, iid, spec):
@@ -461,12 +461,13 @@ class FakeAgent:
         while not self.stop_ev.is_set():
             try:
                 env = self._recv()
+                arrived = time.monotonic()
             except socket.timeout:
                 env = None
             except (OSError, ConnectionError, ValueError):
                 return
             if env and ENV_DESIRED in env:
-                self._on_desired(env[ENV_DESIRED][0])
+                self._on_desired(env[ENV_DESIRED][0], arrived)
             if env and ENV_CONFIG_UPDATE in env:
                 f = _parse(env[ENV_CONFIG_UPDATE][0])
                 with self.lock:
