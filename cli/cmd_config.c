@@ -233,11 +233,12 @@ static int
 config_history(struct cli_ctx *ctx, char **pos, int npos)
 {
     char *base, *cursor = NULL;
-    json_t *all = json_array();
+    json_t *all;
     int rc = CLI_EXIT_FAIL;
 
     if (npos != 1)
         return cli_usage(ctx, "config", "history takes SERVICE");
+    all = json_array();
     base = service_path(pos[0], "config/history");
     for (int page = 0;; page++) {
         json_t *ans = NULL;
