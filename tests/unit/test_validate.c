@@ -127,6 +127,7 @@ test_service_defaults(void **state)
                             json_object_get(out, "placement"), "strategy")),
                         "spread");
     assert_string_equal(json_string_value(json_object_get(out, "partition_policy")), "keep");
+    assert_string_equal(json_string_value(json_object_get(out, "ready_when")), "running");
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(out, "rollout"), "max_surge")),
                      1);
@@ -173,6 +174,8 @@ test_service_invalid(void **state)
     expect_invalid(validate_service_create, "{\"name\":\"web\",\"image\":\"hello\",\"links\":[\"Bad\"]}", "links[0]");
     expect_invalid(validate_service_create, "{\"name\":\"web\",\"image\":\"hello\",\"args\":[1]}", "args[0]");
     expect_invalid(validate_service_create, "{\"name\":\"web\",\"image\":\"hello\",\"partition_policy\":\"maybe\"}", "partition_policy");
+    expect_invalid(validate_service_create, "{\"name\":\"web\",\"image\":\"hello\",\"ready_when\":\"ready\"}", "ready_when");
+    expect_invalid(validate_service_patch, "{\"ready_when\":true}", "ready_when");
     expect_invalid(validate_service_patch, "{\"name\":\"other\"}", "name");
     expect_invalid(validate_instance_create, "{\"image\":\"hello\",\"replicas\":2}", "replicas");
 }
@@ -192,6 +195,13 @@ test_service_patch_partial(void **state)
     assert_int_equal(json_integer_value(json_object_get(res, "memory_mib")), 512);
     assert_null(json_object_get(out, "restart"));
     assert_null(json_object_get(out, "image"));
+    assert_null(json_object_get(out, "ready_when"));
+    json_decref(in);
+    json_decref(out);
+    in = parse("{\"ready_when\":\"guest\"}");
+    out = validate_service_patch(in, &e);
+    assert_non_null(out);
+    assert_string_equal(json_string_value(json_object_get(out, "ready_when")), "guest");
     json_decref(in);
     json_decref(out);
 }
