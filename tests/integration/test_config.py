@@ -793,6 +793,28 @@ class LinksAndDeliveryTest(harness.TestCase):
                          "%s ms\n" % ", ".join("%.1f" % t for t in times))
         request("PATCH", "/v1/services/" + svc["name"], {"replicas": 0})
 
+    def test_07_a_recreated_service_continues_the_effective_version(self):
+        name = unique_name("re")
+        service(self, name=name, replicas=1, links=[unique_name("x")])
+        request("PUT", cfg_path(name), {"config": {"A": "1"}})
+        i1 = self.wait_running(name, 1)[0]
+        st, _, ic = request("GET", "/v1/instances/%s/config" % i1["id"])
+        v1 = ic["version"]
+        request("PATCH", "/v1/services/" + name, {"replicas": 0})
+        poll(lambda: not instances_of(name), 20, what="%s scaled to 0" % name)
+        st, _, doc = request("DELETE", "/v1/services/" + name)
+        self.assertIn(st, (200, 202), doc)
+        poll(lambda: request("GET", "/v1/services/" + name)[0] == 404, 30,
+             what="%s gone" % name)
+        service(self, name=name, replicas=1, links=[unique_name("y")])
+        st, _, doc = request("GET", cfg_path(name))
+        self.assertEqual((doc["version"], doc["config"]), (0, {}))
+        i2 = self.wait_running(name, 1)[0]
+        st, _, ic = request("GET", "/v1/instances/%s/config" % i2["id"])
+        self.assertGreater(ic["version"], v1)
+        spec = poll(lambda: self.agent.spec_of(i2["id"]), 10, what="the new instance's spec")
+        self.assertEqual(spec["config_version"], ic["version"])
+
 
 class RealAgentTest(harness.TestCase):
     """cloud-agent itself on libvirt's test driver with --network default:
