@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "api_cluster.h" /* reconciler */
+#include "api_join.h"    /* agent enrolment */
 #include "api_config.h"  /* config, links, endpoints */
 #include "app.h"
 #include "labels.h"
@@ -1148,6 +1149,18 @@ const struct http_route api_routes[] = {
      .post = api_config_h_rollback},
     {.path = "/v1/services/:name/endpoints", .get = api_config_h_endpoints},
     {.path = "/v1/instances/:id/config", .get = api_config_h_instance},
+    /* agent enrolment: controller/api_join.c */
+    {.path = "/v1/join-tokens",
+     .get = api_join_h_tokens_list,
+     .post = api_join_h_token_create,
+     .read_role = ADMIN,
+     .write_role = ADMIN},
+    {.path = "/v1/agent-certs",
+     .get = api_join_h_certs_list,
+     .read_role = ADMIN},
+    {.path = "/v1/agent-certs/revoke",
+     .post = api_join_h_certs_revoke,
+     .write_role = ADMIN},
     /* reconciler: controller/api_cluster.c */
     {.path = "/v1/cluster/settings", .get = api_cluster_h_settings_get,
      .patch = api_cluster_h_settings_patch, .write_role = ADMIN},

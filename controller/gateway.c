@@ -110,6 +110,7 @@ struct gateway {
     SSL_CTX *ssl;
     struct evconnlistener *listener;
     struct join *join; /* enrolment and the revocation set (join.c) */
+    unsigned short port; /* bound */
     struct gw_conn *conns;
     struct strmap by_host; /* host id -> READY conn (key: conn->host_id) */
     struct strmap owner;   /* instance id -> conn (key: a conn->ids entry) */
@@ -1864,6 +1865,7 @@ gateway_listen(struct gateway *gw, const char *host, unsigned short port,
                            : ((struct sockaddr_in *)&ss)->sin_port);
     else
         *bound = port;
+    gw->port = *bound;
     log_info("agent gateway listening on %s (mTLS)", spec);
     free(spec);
     return 0;
@@ -1873,6 +1875,18 @@ int
 gateway_agents(const struct gateway *gw)
 {
     return gw ? (int)gw->by_host.len : 0;
+}
+
+struct join *
+gateway_join(struct gateway *gw)
+{
+    return gw ? gw->join : NULL;
+}
+
+unsigned short
+gateway_port(const struct gateway *gw)
+{
+    return gw ? gw->port : 0;
 }
 
 void

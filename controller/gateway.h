@@ -55,6 +55,10 @@ void gateway_free(struct gateway *gw); /* accepts NULL */
 /* Agents connected with a session right now. */
 int gateway_agents(const struct gateway *gw);
 
+/* Enrolment (join.h) and the port agents dial; for the API. */
+struct join *gateway_join(struct gateway *gw);
+unsigned short gateway_port(const struct gateway *gw);
+
 /*
  * Console log streams through an agent (LogRequest -> LogChunks). Bounded:
  * GATEWAY_LOG_STREAMS_PER_AGENT per agent connection and

@@ -341,6 +341,31 @@ cleanup:
     return ret;
 }
 
+int
+join_ca_pin(const struct join *j, char *out, size_t outlen)
+{
+    return j != NULL ? pin_format(j->ca, out, outlen) : -1;
+}
+
+int
+join_token_new(char id[17], char secret[65], char sha[65])
+{
+    unsigned char rnd[40];
+    int i;
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        log_warnx("cannot draw random bytes for a join token");
+        return -1;
+    }
+    for (i = 0; i < 8; i++)
+        snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    for (i = 0; i < 32; i++)
+        snprintf(secret + 2 * i, 3, "%02x", rnd[8 + i]);
+    auth_hash(secret, sha);
+    OPENSSL_cleanse(rnd, sizeof(rnd));
+    return 0;
+}
+
 /* ---- commands ---------------------------------------------------------- */
 
 static PGconn *
@@ -391,14 +416,13 @@ token_create(const char *db, const char *data_dir, const char *ttl_s,
     struct pki_paths p;
     X509 *ca = NULL;
     EVP_PKEY *ca_key = NULL;
-    unsigned char rnd[40];
-    char id[17], secret[65], sha[65], pin[PIN_TEXT_LEN + 1], ttl[32];
+    char id[17], secret[65] = "", sha[65], pin[PIN_TEXT_LEN + 1], ttl[32];
     char host[256] = "", *addr = NULL;
     const char *vals[4];
     long long secs = ttl_s ? ttl_parse(ttl_s) : JOIN_DEFAULT_TTL_S;
     PGconn *c = NULL;
     PGresult *res = NULL;
-    int i, rc = 1;
+    int rc = 1;
 
     memset(&p, 0, sizeof(p));
     if (secs < 0) {
@@ -414,15 +438,10 @@ token_create(const char *db, const char *data_dir, const char *ttl_s,
                 data_dir);
         goto cleanup;
     }
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+    if (join_token_new(id, secret, sha) < 0) {
         fprintf(stderr, "cloud-controller: cannot draw random bytes\n");
         goto cleanup;
     }
-    for (i = 0; i < 8; i++)
-        snprintf(id + 2 * i, 3, "%02x", rnd[i]);
-    for (i = 0; i < 32; i++)
-        snprintf(secret + 2 * i, 3, "%02x", rnd[8 + i]);
-    auth_hash(secret, sha);
     snprintf(ttl, sizeof(ttl), "%lld", secs);
     c = connect_db(db);
     if (c == NULL)
@@ -454,7 +473,6 @@ token_create(const char *db, const char *data_dir, const char *ttl_s,
 
 cleanup:
     OPENSSL_cleanse(secret, sizeof(secret));
-    OPENSSL_cleanse(rnd, sizeof(rnd));
     PQclear(res);
     if (c)
         PQfinish(c);

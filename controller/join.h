@@ -56,6 +56,12 @@ int join_prepare(struct join *j, const char *token, const char *host,
                  size_t whylen);
 void join_issue_clear(struct join_issue *is);
 
+/* The CA's pin ("sha256:<hex>", PIN_TEXT_LEN + 1 bytes). 0 or -1. */
+int join_ca_pin(const struct join *j, char *out, size_t outlen);
+/* Draws a new token: id (16 hex), secret (64 hex) and the secret's
+ * SHA-256 (hex). 0 or -1 (logged). */
+int join_token_new(char id[17], char secret[65], char sha[65]);
+
 /* `cloud-controller join-token ...` and `cloud-controller cert ...`:
  * argv[0] is the command word; returns the exit code. def_data_dir: the
  * controller's data directory when --data-dir is not given. */

@@ -232,6 +232,25 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "ELSE 'active' END "
                            "FROM agent_certs ORDER BY issued_at, serial",
                            0},
+    /* the API's lists: newest first, at most 1000 */
+    [ST_JOIN_TOKEN_LIST_JSON] =
+        {"join_token_list_json",
+         "SELECT coalesce(json_agg(json_build_object('id', t.id, "
+         "'created_at', cloud_ts(t.created_at), 'expires_at', "
+         "cloud_ts(t.expires_at), 'used_at', cloud_ts(t.used_at), "
+         "'used_by', t.used_by, 'state', CASE WHEN t.used_at IS NOT NULL "
+         "THEN 'used' WHEN t.expires_at <= now() THEN 'expired' "
+         "ELSE 'active' END)), '[]') FROM (SELECT * FROM join_tokens "
+         "ORDER BY created_at DESC, id LIMIT 1000) t",
+         0},
+    [ST_JOIN_CERT_LIST_JSON] =
+        {"join_cert_list_json",
+         "SELECT coalesce(json_agg(json_build_object('serial', c.serial, "
+         "'host', c.host_name, 'issued_at', cloud_ts(c.issued_at), "
+         "'not_after', cloud_ts(c.not_after), 'revoked_at', "
+         "cloud_ts(c.revoked_at))), '[]') FROM (SELECT * FROM agent_certs "
+         "ORDER BY issued_at DESC, serial LIMIT 1000) c",
+         0},
     /* end of agent enrolment statements */
     /* labels (migrations/0011_labels.sql): the lists of ST_INSTANCE_LIST and
      * ST_SERVICE_LIST with a label selector, equality terms as a jsonb

@@ -544,6 +544,54 @@ class JoinTest(harness.TestCase):
         self.assertEqual(harness.psql("SELECT state FROM instances WHERE id = '%s'" % inst),
                          "running")
 
+    def test_09c_admin_api_for_tokens_and_certificates(self):
+        c = harness.cluster()
+        st, _, body = harness.request("POST", "/v1/join-tokens", {"ttl_seconds": 120})
+        self.assertEqual(st, 201, body)
+        self.assertEqual(set(body), {"id", "token", "expires_at", "ca_pin", "command"})
+        self.assertEqual(body["command"],
+                         "cloud-agent join --controller 127.0.0.1:%d --token %s --ca-pin %s"
+                         % (c.agent_port, body["token"], body["ca_pin"]))
+        self.assertEqual(body["ca_pin"], new_join_command()[1])
+        r, pki = agent_join("apijoin1", body["token"], body["ca_pin"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st, _, lst = harness.request("GET", "/v1/join-tokens")
+        self.assertEqual(st, 200, lst)
+        mine = [t for t in lst["items"] if t["id"] == body["id"]]
+        self.assertEqual(len(mine), 1, lst)
+        self.assertEqual((mine[0]["state"], mine[0]["used_by"]), ("used", "apijoin1"))
+        self.assertNotIn("token", mine[0])
+        st, _, certs = harness.request("GET", "/v1/agent-certs")
+        self.assertEqual(st, 200, certs)
+        with open(os.path.join(pki, "cert.pem"), "rb") as f:
+            serial = "%X" % x509.load_pem_x509_certificate(f.read()).serial_number
+        self.assertEqual([x["host"] for x in certs["items"] if x["serial"] == serial],
+                         ["apijoin1"])
+        st, _, out = harness.request("POST", "/v1/agent-certs/revoke", {"serial": serial.lower()})
+        self.assertEqual((st, out), (200, {"revoked": 1}))
+        st, _, out = harness.request("POST", "/v1/agent-certs/revoke", {"host": "apijoin1"})
+        self.assertEqual((st, out), (200, {"revoked": 0}))
+        poll(lambda: revoked_refusal(pki), 15, what="apijoin1 refused after the API revoked it")
+        for path, bad, field in [
+            ("/v1/join-tokens", {"ttl_seconds": 59}, "ttl_seconds"),
+            ("/v1/join-tokens", {"ttl_seconds": "1h"}, "ttl_seconds"),
+            ("/v1/join-tokens", {"ttl": 60}, "ttl"),
+            ("/v1/agent-certs/revoke", {"serial": "xyz"}, "serial"),
+            ("/v1/agent-certs/revoke", {"host": "Bad_Host"}, "host"),
+            ("/v1/agent-certs/revoke", {"serial": "AB", "host": "h1"}, None),
+            ("/v1/agent-certs/revoke", {"frob": 1}, "frob"),
+        ]:
+            st, _, out = harness.request("POST", path, bad)
+            self.assertEqual(st, 422, (path, bad, out))
+            if field:
+                self.assertEqual(out["error"].get("field"), field, out)
+        viewer = c.create_token("join-viewer", "viewer")
+        for method, path in [("POST", "/v1/join-tokens"), ("GET", "/v1/join-tokens"),
+                             ("GET", "/v1/agent-certs"), ("POST", "/v1/agent-certs/revoke")]:
+            st, _, out = harness.request(method, path, {} if method == "POST" else None,
+                                         headers={"Authorization": "Bearer " + viewer})
+            self.assertEqual(st, 403, (method, path, out))
+
     def test_10_first_frame_deadline_is_not_reset_by_bytes(self):
         c = harness.cluster()
         # TLS up, no certificate, a frame header trickled one byte a second.
