@@ -229,6 +229,14 @@ config_rollback(struct cli_ctx *ctx, struct config_opts *o, char **pos,
 
 /* ---- history ---------------------------------------------------------- */
 
+static void
+print_history(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
+              bool color)
+{
+    (void)color;
+    fmt_config_history(out, items, mode, now);
+}
+
 static int
 config_history(struct cli_ctx *ctx, char **pos, int npos)
 {
@@ -279,14 +287,7 @@ config_history(struct cli_ctx *ctx, char **pos, int npos)
         free(cursor);
         cursor = nc;
     }
-    if (ctx->output == FMT_JSON) {
-        json_t *wrap = json_pack("{s:O,s:n}", "items", all, "next");
-        cli_print_json(ctx, wrap);
-        json_decref(wrap);
-    } else {
-        fmt_config_history(ctx->out, all, ctx->output, time(NULL));
-    }
-    rc = 0;
+    rc = cli_list_print(ctx, all, print_history);
 out:
     json_decref(all);
     free(cursor);

@@ -204,17 +204,13 @@ events_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
     return 0;
 }
 
-static char *
-add_query(char *path, const char *key, const char *val)
+/* fmt_events() as a list printer: event lines carry their own time. */
+static void
+print_events(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
+             bool color)
 {
-    if (val == NULL)
-        return path;
-    char *esc = cli_escape(val);
-    char *p =
-        xasprintf("%s%c%s=%s", path, strchr(path, '?') ? '&' : '?', key, esc);
-    free(esc);
-    free(path);
-    return p;
+    (void)now;
+    fmt_events(out, items, mode, color);
 }
 
 int
@@ -240,24 +236,17 @@ cmd_events(struct cli_ctx *ctx, int argc, char **argv)
     }
     path = xstrdup("/v1/events");
     if (o.follow)
-        path = add_query(path, "watch", "true");
-    path = add_query(path, "since", o.since);
-    path = add_query(path, "type", o.type);
-    path = add_query(path, "object", o.object);
+        path = cli_list_query(path, "watch", "true");
+    path = cli_list_query(path, "since", o.since);
+    path = cli_list_query(path, "type", o.type);
+    path = cli_list_query(path, "object", o.object);
     if (o.follow) {
         rc = cli_watch(ctx, path, false);
         goto out;
     }
     rc = cli_api_list(ctx, path, &items);
-    if (rc != 0)
-        goto out;
-    if (ctx->output == FMT_JSON) {
-        json_t *wrap = json_pack("{s:O,s:n}", "items", items, "next");
-        cli_print_json(ctx, wrap);
-        json_decref(wrap);
-    } else {
-        fmt_events(ctx->out, items, ctx->output, ctx->color);
-    }
+    if (rc == 0)
+        rc = cli_list_print(ctx, items, print_events);
 out:
     json_decref(items);
     free(path);

@@ -7,9 +7,9 @@
 
 #include <string.h>
 
+#include "cmd_priv.h"
 #include "mem.h"
 
-enum { OPT_STATE = 1 };
 
 static char *
 host_path(const char *name, const char *suffix)
@@ -21,56 +21,15 @@ host_path(const char *name, const char *suffix)
 }
 
 static int
-ls_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
-{
-    (void)ctx;
-    if (id == OPT_STATE)
-        *(const char **)st = val;
-    return 0;
-}
-
-static int
 hosts_ls(struct cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct arg_spec specs[] = {
-        {"state", 0, true, OPT_STATE},
-        {NULL, 0, false, 0},
+    static const struct cli_list_filter filters[] = {
+        {"state", 0, "state", false},
+        {NULL, 0, NULL, false},
     };
-    const char *state = NULL;
-    char **pos = NULL, *path = NULL;
-    int npos, rc;
-    json_t *items = NULL;
-
-    rc = cli_parse(ctx, "hosts", specs, 0, argc, argv, ls_opt, &state, &pos,
-                   &npos);
-    if (rc != 0)
-        goto out;
-    if (npos > 0) {
-        rc = cli_usage(ctx, "hosts", "unexpected argument \"%s\"", pos[0]);
-        goto out;
-    }
-    if (state != NULL) {
-        char *esc = cli_escape(state);
-        path = xasprintf("/v1/hosts?state=%s", esc);
-        free(esc);
-    } else {
-        path = xstrdup("/v1/hosts");
-    }
-    rc = cli_api_list(ctx, path, &items);
-    if (rc != 0)
-        goto out;
-    if (ctx->output == FMT_JSON) {
-        json_t *wrap = json_pack("{s:O,s:n}", "items", items, "next");
-        cli_print_json(ctx, wrap);
-        json_decref(wrap);
-    } else {
-        fmt_hosts(ctx->out, items, ctx->output, time(NULL), ctx->color);
-    }
-out:
-    json_decref(items);
-    free(path);
-    free(pos);
-    return rc;
+    static const struct cli_list list = {"hosts", "/v1/hosts", filters,
+                                         fmt_hosts};
+    return cli_list_run(ctx, &list, argc, argv);
 }
 
 /* inspect (GET) or an action (POST .../cordon etc.) on each named host. */

@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 
+#include "cmd_priv.h"
 #include "http.h"
 #include "mem.h"
 
@@ -36,27 +37,9 @@ image_path(const char *ref)
 static int
 images_ls(struct cli_ctx *ctx, int argc, char **argv)
 {
-    char **pos = NULL;
-    int npos, rc;
-    json_t *items = NULL;
-
-    rc = cli_parse(ctx, "images", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
-    if (rc == 0 && npos > 0)
-        rc = cli_usage(ctx, "images", "unexpected argument \"%s\"", pos[0]);
-    if (rc == 0)
-        rc = cli_api_list(ctx, "/v1/images", &items);
-    if (rc == 0) {
-        if (ctx->output == FMT_JSON) {
-            json_t *wrap = json_pack("{s:O,s:n}", "items", items, "next");
-            cli_print_json(ctx, wrap);
-            json_decref(wrap);
-        } else {
-            fmt_images(ctx->out, items, ctx->output, time(NULL), ctx->color);
-        }
-    }
-    json_decref(items);
-    free(pos);
-    return rc;
+    static const struct cli_list list = {"images", "/v1/images", NULL,
+                                         fmt_images};
+    return cli_list_run(ctx, &list, argc, argv);
 }
 
 static int

@@ -138,20 +138,9 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     path = xstrdup("/v1/instances");
-    const struct {
-        const char *key, *val;
-    } filters[] = {
-        {"service", o.service}, {"host", o.host}, {"state", o.state}};
-    for (size_t i = 0; i < sizeof(filters) / sizeof(filters[0]); i++) {
-        if (filters[i].val == NULL)
-            continue;
-        char *esc = cli_escape(filters[i].val);
-        char *p = xasprintf("%s%c%s=%s", path, strchr(path, '?') ? '&' : '?',
-                            filters[i].key, esc);
-        free(esc);
-        free(path);
-        path = p;
-    }
+    path = cli_list_query(path, "service", o.service);
+    path = cli_list_query(path, "host", o.host);
+    path = cli_list_query(path, "state", o.state);
     path = cli_add_selectors(path, o.selectors);
     rc = cli_api_list(ctx, path, &items);
     if (rc != 0)
@@ -167,12 +156,8 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
             fprintf(ctx->out, "%s\n", s);
             free(s);
         }
-    } else if (ctx->output == FMT_JSON) {
-        json_t *wrap = json_pack("{s:O,s:n}", "items", shown, "next");
-        cli_print_json(ctx, wrap);
-        json_decref(wrap);
     } else {
-        fmt_instances(ctx->out, shown, ctx->output, time(NULL), ctx->color);
+        cli_list_print(ctx, shown, fmt_instances);
     }
 out:
     free(path);

@@ -23,8 +23,37 @@ int cli_add_env(struct cli_ctx *ctx, const char *cmd, json_t *obj,
 /* Adds "K=V" to a labels object (the server checks the rules). */
 int cli_add_label(struct cli_ctx *ctx, const char *cmd, json_t *obj,
                   const char *kv);
-/* Appends "&label=<escaped>" (or "?label=") for each selector term. */
+/*
+ * list.c: the shape every `ls`-style command shares. A filter is a flag
+ * whose value becomes a query parameter (repeatable ones, like label
+ * selectors, may be given several times). cli_list_run() parses the
+ * flags, fetches every page of route and prints the API's list (-o json)
+ * or print's table.
+ */
+#define CLI_LIST_MAX_FILTERS 8
+typedef void (*cli_list_print_fn)(FILE *out, const json_t *items,
+                                  enum fmt_mode mode, time_t now, bool color);
+struct cli_list_filter {
+    const char *long_name;
+    char short_name;
+    const char *key; /* the query parameter */
+    bool repeatable;
+};
+struct cli_list {
+    const char *cmd;   /* for usage lines */
+    const char *route; /* e.g. "/v1/hosts" */
+    const struct cli_list_filter *filters; /* ends with long_name NULL */
+    cli_list_print_fn print;
+};
+int cli_list_run(struct cli_ctx *ctx, const struct cli_list *l, int argc,
+                 char **argv);
+/* Appends "?key=<escaped val>" (or "&..."); NULL val leaves path as is.
+ * Takes path and returns the new one. */
+char *cli_list_query(char *path, const char *key, const char *val);
+/* Appends "label=<escaped>" for each selector term (a JSON array). */
 char *cli_add_selectors(char *path, json_t *selectors);
+/* -o json: {"items":[...],"next":null}; else print's table. Returns 0. */
+int cli_list_print(struct cli_ctx *ctx, json_t *items, cli_list_print_fn print);
 /* Options that shape an instance spec, shared by run and services update. */
 enum {
     CLI_SPEC_CPUS = 1,

@@ -128,24 +128,6 @@ cli_add_env(struct cli_ctx *ctx, const char *cmd, json_t *obj, const char *kv)
     return 0;
 }
 
-char *
-cli_add_selectors(char *path, json_t *selectors)
-{
-    size_t i;
-    json_t *v;
-
-    json_array_foreach(selectors, i, v)
-    {
-        char *esc = cli_escape(json_string_value(v));
-        char *p = xasprintf("%s%clabel=%s", path,
-                            strchr(path, '?') ? '&' : '?', esc);
-        free(esc);
-        free(path);
-        path = p;
-    }
-    return path;
-}
-
 int
 cli_add_label(struct cli_ctx *ctx, const char *cmd, json_t *obj,
               const char *kv)

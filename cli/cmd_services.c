@@ -15,9 +15,7 @@ enum {
     OPT_TIMEOUT,
     OPT_IMAGE,
     OPT_REPLICAS,
-    OPT_STATE,
     OPT_ARG,
-    OPT_SELECTOR,
     OPT_LABEL,
     OPT_NO_LABELS,
     OPT_LINK,
@@ -136,76 +134,18 @@ out:
 
 /* ---- services ls / inspect / rm -------------------------------------- */
 
-struct ls_opts {
-    const char *state;
-    json_t *selectors;
-};
-
-static int
-ls_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
-{
-    struct ls_opts *o = st;
-
-    if (id == OPT_STATE)
-        o->state = val;
-    if (id == OPT_SELECTOR) {
-        if (val[0] == '\0')
-            return cli_usage(ctx, "services",
-                             "--selector needs KEY=VALUE or KEY");
-        json_array_append_new(o->selectors, json_string(val));
-    }
-    return 0;
-}
-
 static int
 services_ls(struct cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct arg_spec specs[] = {
-        {"state", 0, true, OPT_STATE},
-        {"selector", 'l', true, OPT_SELECTOR},
-        {"label", 0, true, OPT_SELECTOR},
-        {NULL, 0, false, 0},
+    static const struct cli_list_filter filters[] = {
+        {"state", 0, "state", false},
+        {"selector", 'l', "label", true},
+        {"label", 0, "label", true},
+        {NULL, 0, NULL, false},
     };
-    struct ls_opts o = {.selectors = json_array()};
-    const char *state;
-    char **pos = NULL;
-    int npos, rc;
-    json_t *items = NULL;
-    char *path = NULL;
-
-    rc = cli_parse(ctx, "services", specs, 0, argc, argv, ls_opt, &o, &pos,
-                   &npos);
-    state = o.state;
-    if (rc != 0)
-        goto out;
-    if (npos > 0) {
-        rc = cli_usage(ctx, "services", "unexpected argument \"%s\"", pos[0]);
-        goto out;
-    }
-    if (state != NULL) {
-        char *esc = cli_escape(state);
-        path = xasprintf("/v1/services?state=%s", esc);
-        free(esc);
-    } else {
-        path = xstrdup("/v1/services");
-    }
-    path = cli_add_selectors(path, o.selectors);
-    rc = cli_api_list(ctx, path, &items);
-    if (rc != 0)
-        goto out;
-    if (ctx->output == FMT_JSON) {
-        json_t *wrap = json_pack("{s:O,s:n}", "items", items, "next");
-        cli_print_json(ctx, wrap);
-        json_decref(wrap);
-    } else {
-        fmt_services(ctx->out, items, ctx->output, time(NULL), ctx->color);
-    }
-out:
-    free(path);
-    free(pos);
-    json_decref(items);
-    json_decref(o.selectors);
-    return rc;
+    static const struct cli_list list = {"services", "/v1/services", filters,
+                                         fmt_services};
+    return cli_list_run(ctx, &list, argc, argv);
 }
 
 /* GET or DELETE each named service. */

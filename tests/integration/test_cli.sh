@@ -376,6 +376,18 @@ check "endpoints -w prints the current list first" \
 # ---- hosts -------------------------------------------------------------------
 cli hosts
 check "hosts ls" out_has '^hv1 +ready +127\.0\.0\.1 +[0-9]+/8 +[0-9.]+[MG]i/16Gi +'
+cli hosts ls --state down
+check "hosts ls --state filters (a header, no host)" eval 'rc_is 0 && out_has "^NAME " && out_lacks "^hv1"'
+cli hosts ls --state ready -o json
+check "hosts ls --state -o json" eval 'rc_is 0 && [ "$(jq -r ".items[].name" <<<"$out")" = hv1 ]'
+cli hosts ls extra
+check "hosts ls with an argument: usage error" eval 'rc_is 2 && one_error_line "unexpected argument"'
+cli hosts --state bogus
+check "hosts with a bad state: the server's 400, one line" eval 'rc_is 1 && one_error_line state'
+cli images ls extra
+check "images ls with an argument: usage error" eval 'rc_is 2 && one_error_line "unexpected argument"'
+cli services ls --state deleting -o name
+check "services ls --state" eval 'rc_is 0 && [ -z "$out" ]'
 cli hosts cordon hv1
 check "cordon" eval 'rc_is 0 && [ "$out" = "hv1 cordoned" ]'
 cli hosts ls
