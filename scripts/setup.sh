@@ -10,6 +10,7 @@ PKGS=(
   postgresql postgresql-contrib
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
   linux-image-amd64 busybox-static cpio
+  dosfstools mtools syslinux syslinux-common # images/build-disk.sh
   wrk clang libclang-rt-14-dev python3 jq
   etcd-server etcd-client
 )
