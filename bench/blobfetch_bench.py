@@ -1,0 +1,88 @@
+"""blobfetch_bench: how fast a large blob crosses the agent link, and what it
+costs the controller. One controller + one agent on test:///default with
+--cache-dir (so it fetches), a random blob of --mib MiB uploaded through
+the API, one instance of it; reports the agent's fetch time (its log line),
+the controller's peak RSS (VmHWM) before and after, and the largest gap
+between two heartbeats the gateway recorded meanwhile (hosts.last_seen
+polled every 100 ms).
+
+  CLOUD_CONTROLLER=... CLOUD_AGENT=... python3 bench/blobfetch_bench.py --mib 256
+"""
+import argparse
+import hashlib
+import os
+import re
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+import agentlib  # noqa: E402
+import harness  # noqa: E402
+from harness import poll, request  # noqa: E402
+
+
+def hwm(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) // 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=256)
+    a = ap.parse_args()
+    c = harness.start(reconcile=True)
+    cache = os.path.join(c.tmp, "bench-cache")
+    agent = agentlib.Agent(c, "bb1", cap_vcpus=8, cap_memory=8192,
+                           extra=["--cache-dir", cache, "--cache-max-mib", str(a.mib * 4)]).start()
+    poll(lambda: request("GET", "/v1/hosts/bb1")[2].get("state") == "ready", 30, what="agent")
+    st, _, body = request("POST", "/v1/blobs/uploads")
+    path = "/v1/blobs/uploads/%s" % body["id"]
+    h = hashlib.sha256()
+    piece = os.urandom(1 << 20)
+    for i in range(a.mib):
+        p = piece[:-8] + i.to_bytes(8, "big")
+        h.update(p)
+        st, _, b = request("PATCH", path, body=p, headers={
+            "Content-Type": "application/octet-stream", "Upload-Offset": str(i << 20)})
+        assert st == 202, b
+    digest = "sha256:" + h.hexdigest()
+    st, _, b = request("PUT", "%s?digest=%s" % (path, digest), timeout=120)
+    assert st == 201, b
+    st, _, img = request("POST", "/v1/images", {"name": "big", "tag": "v1", "kind": "kernel",
+                                                 "kernel": digest})
+    assert st == 201, img
+    before = hwm(c.proc.pid)
+    gaps, stop = [], threading.Event()
+
+    def watch():
+        last, prev = None, time.monotonic()
+        while not stop.is_set():
+            v = c.psql("SELECT last_seen FROM hosts WHERE name = 'bb1'")
+            now = time.monotonic()
+            if v != last:
+                if last is not None:
+                    gaps.append(now - prev)
+                last, prev = v, now
+            time.sleep(0.1)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    st, _, inst = request("POST", "/v1/instances", {"image": "big:v1", "name": "big-1",
+                          "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
+    assert st == 201, inst
+    poll(lambda: request("GET", "/v1/instances/" + inst["id"])[2]["state"] == "running", 600,
+         interval=0.2, what="instance running")
+    stop.set()
+    t.join()
+    log = open(agent.log).read()
+    m = re.search(r"fetched %s into the cache \((\d+) bytes in (\d+) ms\)" % digest, log)
+    ms = int(m.group(2))
+    print("blob %d MiB: fetched in %d ms (%.0f MiB/s); controller VmHWM %d -> %d MiB; "
+          "longest heartbeat gap seen %.2f s (interval 2 s)"
+          % (a.mib, ms, a.mib * 1000.0 / max(ms, 1), before, hwm(c.proc.pid), max(gaps or [0])))
+    agent.stop()
+    harness.stop()
+
+
+if __name__ == "__main__":
+    main()
