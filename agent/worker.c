@@ -53,6 +53,10 @@ struct winst {
     struct worker_spec spec; /* valid when in_set */
     bool in_set;
     bool adopted; /* found in libvirt, not started by this process */
+    /* Its spec changed (or it left the set) in the last desired set and it
+     * has not been reconciled since: a new set reconciles only these. */
+    bool dirty;
+    bool spec_new; /* apply_set's mark: named by the set being applied */
     enum phase phase;
     bool have_token;
     uint64_t tok_gen, tok_restart;
@@ -995,34 +999,70 @@ reconcile_all(struct worker *w)
     for (i = 0; i < w->insts.cap; i++)
         if (w->insts.keys[i] != NULL)
             all[k++] = w->insts.vals[i];
-    for (i = 0; i < k; i++)
-        if (reconcile_one(w, all[i]) < 0)
+    for (i = 0; i < k; i++) {
+        all[i]->dirty = false; /* see worker_main */
+        if (reconcile_one(w, all[i]) < 0) {
+            all[i]->dirty = true;
             ret = -1;
+        }
+    }
     free(all);
     return ret;
 }
 
-/* Installs a new desired set into the table. */
+static bool
+str_eq(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* True if b asks for nothing a does not (same run, same stop, same image). */
+static bool
+spec_same(const struct worker_spec *a, const struct worker_spec *b)
+{
+    return a->generation == b->generation &&
+           a->restart_count == b->restart_count && a->desired == b->desired &&
+           a->kill == b->kill && a->grace_ms == b->grace_ms &&
+           a->vcpus == b->vcpus && a->memory_mib == b->memory_mib &&
+           a->disk_image == b->disk_image &&
+           str_eq(a->kernel_digest, b->kernel_digest) &&
+           str_eq(a->initrd_digest, b->initrd_digest) &&
+           str_eq(a->disk_digest, b->disk_digest) &&
+           str_eq(a->cmdline, b->cmdline);
+}
+
+/*
+ * Installs a new desired set into the table, marking dirty the instances
+ * whose spec changed, that are new, or that left the set.
+ */
 static void
 apply_set(struct worker *w, struct worker_spec *specs, size_t n)
 {
     size_t i;
 
-    for (i = 0; i < w->insts.cap; i++) {
-        struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
-
-        if (in != NULL && in->in_set) {
-            worker_spec_clear(&in->spec);
-            in->in_set = false;
-        }
-    }
     for (i = 0; i < n; i++) {
         struct winst *in = inst_get(w, specs[i].id);
 
+        if (!in->in_set || !spec_same(&in->spec, &specs[i]))
+            in->dirty = true;
         worker_spec_clear(&in->spec);
         in->spec = specs[i];
-        in->in_set = true;
+        in->spec_new = true;
         memset(&specs[i], 0, sizeof(specs[i]));
+    }
+    for (i = 0; i < w->insts.cap; i++) {
+        struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
+
+        if (in == NULL)
+            continue;
+        if (in->spec_new) {
+            in->in_set = true;
+            in->spec_new = false;
+        } else if (in->in_set) {
+            worker_spec_clear(&in->spec);
+            in->in_set = false;
+            in->dirty = true;
+        }
     }
     free(specs);
     w->have_set = true;
@@ -1046,7 +1086,7 @@ worker_main(void *arg)
     for (;;) {
         struct worker_spec *specs = NULL;
         size_t nspecs = 0, i;
-        bool new_set, lost, full, kicked;
+        bool new_set, first_set, lost, full, kicked;
         struct strmap touched;
         int64_t now = now_ms(), wake;
 
@@ -1102,6 +1142,7 @@ worker_main(void *arg)
         strmap_init(&w->touched);
         pthread_mutex_unlock(&w->mu);
 
+        first_set = new_set && !w->have_set;
         if (new_set)
             apply_set(w, specs, nspecs);
         if (lost || (w->conn != NULL && !w->o.drv->alive(w->conn))) {
@@ -1110,7 +1151,11 @@ worker_main(void *arg)
             conn_drop(w);
             w->next_reconnect_ms = now_ms();
         }
-        full = new_set || kicked;
+        /* A later set reconciles only what it changed (dirty), not every
+         * domain on the host: a push costs libvirt calls for the instances
+         * it concerns, whatever else runs here. The first set (which ends
+         * observing), a (re)connect and the resync reconcile everything. */
+        full = first_set || kicked;
         if (w->conn == NULL) {
             if (now_ms() < w->next_reconnect_ms)
                 goto next;
@@ -1146,15 +1191,20 @@ worker_main(void *arg)
 
                 if (in == NULL)
                     continue;
-                if (strmap_get(&touched, in->id) != NULL ||
+                if (in->dirty || strmap_get(&touched, in->id) != NULL ||
                     (in->phase == P_STOPPING && !in->destroyed &&
                      now_ms() >= in->stop_deadline_ms) ||
                     (addr_watched(w, in) && now_ms() >= in->addr_next_ms))
                     due[k++] = in;
             }
-            for (i = 0; i < k; i++)
-                if (reconcile_one(w, due[i]) < 0)
+            for (i = 0; i < k; i++) {
+                /* reconcile_one may free it, but not when it fails. */
+                due[i]->dirty = false;
+                if (reconcile_one(w, due[i]) < 0) {
+                    due[i]->dirty = true;
                     break;
+                }
+            }
             free(due);
         }
     next:

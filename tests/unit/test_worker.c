@@ -31,6 +31,7 @@ struct fake_dom {
     enum virt_state st;
     enum virt_reason reason;
     int starts, destroys, shutdowns, undefines;
+    int polls; /* state_reason calls */
     uint64_t gen;
     const char *cluster, *owner; /* metadata owner; NULL: none */
 };
@@ -39,6 +40,7 @@ static pthread_mutex_t fk_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct fake_dom fk[FAKE_MAX];
 static int fk_n;
 static int fk_fail_start;
+static int fk_lists; /* list calls */
 static virt_event_cb fk_cb;
 static void *fk_arg;
 
@@ -178,6 +180,8 @@ fk_state_reason(struct virt_conn *c, const char *id, enum virt_state *st,
     d = fk_find(id, 0);
     *st = d ? d->st : VIRT_STATE_ABSENT;
     *r = d ? d->reason : VIRT_REASON_NONE;
+    if (d)
+        d->polls++;
     pthread_mutex_unlock(&fk_mu);
     return 0;
 }
@@ -199,6 +203,7 @@ fk_list(struct virt_conn *c, struct virt_domain **domsp, size_t *np)
 
     (void)c;
     pthread_mutex_lock(&fk_mu);
+    fk_lists++;
     doms = xcalloc((size_t)fk_n + 1, sizeof(*doms));
     for (i = 0; i < fk_n; i++) {
         if (fk[i].st == VIRT_STATE_ABSENT)
@@ -555,6 +560,58 @@ test_foreign_domains_left_alone(void **state)
     worker_stop(w);
 }
 
+/*
+ * A desired set after the first reconciles only the instances it changed:
+ * adding one instance to a host running others lists nothing and asks
+ * libvirt nothing about the others (a push must not cost a call per domain
+ * on the host). Unchanged ones are still looked at by the periodic resync.
+ */
+static void
+test_new_set_touches_only_changes(void **state)
+{
+    struct worker *w = start();
+    struct worker_spec *v;
+    int lists, polls_o1, polls_o2, i;
+
+    (void)state;
+    v = xcalloc(2, sizeof(*v));
+    v[0] = spec("o1", WORKER_RUN, false, 0);
+    v[1] = spec("o2", WORKER_RUN, false, 0);
+    worker_set_desired(w, v, 2);
+    assert_non_null(wait_for(w, "o1", WS_RUNNING));
+    assert_non_null(wait_for(w, "o2", WS_RUNNING));
+    pthread_mutex_lock(&fk_mu);
+    lists = fk_lists;
+    polls_o1 = fk_find("o1", 0)->polls;
+    polls_o2 = fk_find("o2", 0)->polls;
+    pthread_mutex_unlock(&fk_mu);
+
+    v = xcalloc(3, sizeof(*v));
+    v[0] = spec("o1", WORKER_RUN, false, 0);
+    v[1] = spec("o2", WORKER_RUN, false, 0);
+    v[2] = spec("n1", WORKER_RUN, false, 0);
+    worker_set_desired(w, v, 3);
+    assert_non_null(wait_for(w, "n1", WS_RUNNING));
+    pthread_mutex_lock(&fk_mu);
+    assert_int_equal(fk_lists, lists);
+    assert_int_equal(fk_find("o1", 0)->polls, polls_o1);
+    assert_int_equal(fk_find("o2", 0)->polls, polls_o2);
+    pthread_mutex_unlock(&fk_mu);
+
+    /* A changed spec (stop o1) and one gone from the set (o2) are acted on. */
+    v = xcalloc(2, sizeof(*v));
+    v[0] = spec("o1", WORKER_STOP, true, 0);
+    v[1] = spec("n1", WORKER_RUN, false, 0);
+    worker_set_desired(w, v, 2);
+    assert_non_null(wait_for(w, "o1", WS_EXITED));
+    for (i = 0; i < 300 && fk_find("o2", 0)->undefines == 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(fk_find("o2", 0)->destroys, 1);
+    assert_int_equal(fk_find("o2", 0)->undefines, 1);
+    assert_int_equal(fk_find("n1", 0)->starts, 1);
+    worker_stop(w);
+}
+
 int
 main(void)
 {
@@ -564,6 +621,7 @@ main(void)
         cmocka_unit_test(test_start_failure_and_delete),
         cmocka_unit_test(test_adopted_kept_until_a_set_arrives),
         cmocka_unit_test(test_foreign_domains_left_alone),
+        cmocka_unit_test(test_new_set_touches_only_changes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
