@@ -512,6 +512,37 @@ token_list(const char *db)
     return 0;
 }
 
+static int
+token_delete(const char *db, const char *id)
+{
+    const char *vals[1] = {id};
+    PGconn *c;
+    PGresult *res;
+    int rc = 1;
+
+    if (strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16) {
+        fprintf(stderr, "cloud-controller: %s is not a join token id (16 hex digits, the part before the '.')\n",
+                id);
+        return 2;
+    }
+    c = connect_db(db);
+    if (c == NULL)
+        return 1;
+    res = PQexecParams(c, store_stmt(ST_JOIN_TOKEN_DELETE)->sql, 1, NULL, vals,
+                       NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fprintf(stderr, "cloud-controller: cannot delete join token %s: %s",
+                id, PQresultErrorMessage(res));
+    else if (PQntuples(res) != 1)
+        fprintf(stderr, "cloud-controller: join token %s does not exist or was used already\n",
+                id);
+    else
+        rc = 0;
+    PQclear(res);
+    PQfinish(c);
+    return rc;
+}
+
 /* Common options: --db URL (or CLOUD_DB_URL), --data-dir DIR. */
 struct cmd_opts {
     const char *db, *data_dir, *ttl, *controller, *host;
@@ -555,7 +586,8 @@ cmd_parse(int argc, char **argv, struct cmd_opts *o, const char *usage)
 static const char token_usage[] =
     "usage: cloud-controller join-token create [--ttl 1h] [--controller HOST:PORT]\n"
     "                                          [--data-dir DIR] [--db URL]\n"
-    "       cloud-controller join-token list [--db URL]\n";
+    "       cloud-controller join-token list [--db URL]\n"
+    "       cloud-controller join-token delete ID [--db URL]\n";
 
 int
 join_token_main(const char *def_data_dir, int argc, char **argv)
@@ -565,9 +597,10 @@ join_token_main(const char *def_data_dir, int argc, char **argv)
     int rc;
 
     memset(&o, 0, sizeof(o));
-    if (sub == NULL || (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0)) {
+    if (sub == NULL || (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 &&
+                        strcmp(sub, "delete") != 0)) {
         if (sub != NULL)
-            fprintf(stderr, "cloud-controller: unknown join-token command \"%s\" (create, list)\n",
+            fprintf(stderr, "cloud-controller: unknown join-token command \"%s\" (create, list, delete)\n",
                     sub);
         fputs(token_usage, stderr);
         return 2;
@@ -575,6 +608,13 @@ join_token_main(const char *def_data_dir, int argc, char **argv)
     rc = cmd_parse(argc - 1, argv + 1, &o, token_usage);
     if (rc >= 0)
         return rc;
+    if (strcmp(sub, "delete") == 0) {
+        if (optind != argc - 2 || o.host || o.ttl || o.controller) {
+            fprintf(stderr, "cloud-controller: join-token delete needs one ID\n");
+            return 2;
+        }
+        return token_delete(o.db, argv[optind + 1]);
+    }
     if (optind < argc - 1 || o.host != NULL ||
         (strcmp(sub, "list") == 0 && (o.ttl || o.controller))) {
         fprintf(stderr, "cloud-controller: unexpected arguments to join-token %s\n",

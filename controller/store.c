@@ -251,6 +251,11 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "cloud_ts(c.revoked_at))), '[]') FROM (SELECT * FROM agent_certs "
          "ORDER BY issued_at DESC, serial LIMIT 1000) c",
          0},
+    /* an unused join token; a used one stays as the record of its join */
+    [ST_JOIN_TOKEN_DELETE] = {"join_token_delete",
+                              "DELETE FROM join_tokens WHERE id = $1 "
+                              "AND used_at IS NULL RETURNING id",
+                              1},
     /* end of agent enrolment statements */
     /* labels (migrations/0011_labels.sql): the lists of ST_INSTANCE_LIST and
      * ST_SERVICE_LIST with a label selector, equality terms as a jsonb

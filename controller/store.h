@@ -55,6 +55,7 @@ enum store_stmt {
     ST_JOIN_CERT_LIST,
     ST_JOIN_TOKEN_LIST_JSON,
     ST_JOIN_CERT_LIST_JSON,
+    ST_JOIN_TOKEN_DELETE,
     /* end of agent enrolment statements */
     /* labels (migrations/0011_labels.sql): lists with a label selector */
     ST_INSTANCE_LIST_SEL,

@@ -332,6 +332,19 @@ class JoinTest(harness.TestCase):
                 harness.cluster()), "--ttl", bad, check=False)
             self.assertEqual(r.returncode, 2, (bad, r.stderr))
 
+    def test_03b_an_unused_token_can_be_deleted(self):
+        token, pin = new_join_command()
+        tid = token.split(".")[0]
+        self.assertEqual(ctl("join-token", "delete", tid).returncode, 0)
+        r, _ = agent_join("deleted1", token, pin)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("not known", r.stderr)
+        r = ctl("join-token", "delete", tid, check=False)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("does not exist or was used", r.stderr)
+        for bad in (["delete"], ["delete", "xyz"], ["delete", tid, tid]):
+            self.assertEqual(ctl("join-token", *bad, check=False).returncode, 2, bad)
+
     def test_04_wrong_pin_is_refused_before_sending_the_token(self):
         token, pin = new_join_command()
         wrong = "sha256:" + "ab" * 32
