@@ -549,6 +549,11 @@ blobcache_on_chunk(struct blobcache *bc, const Cloud__Agent__BlobChunk *ch)
         }
         off += (size_t)n;
     }
+    /* Start writeback now, so the fsync at the end has little left. */
+    if (ch->data.len > 0 &&
+        sync_file_range(e->fd, (off_t)e->got, (off_t)ch->data.len,
+                        SYNC_FILE_RANGE_WRITE) < 0)
+        log_debug("sync_file_range %s: %s", e->tmp, strerror(errno));
     if (EVP_DigestUpdate(e->md, ch->data.data, ch->data.len) != 1) {
         entry_fail(bc, e, "cannot fetch image %s: SHA-256 failed", e->digest);
         send_request(bc, e, true);

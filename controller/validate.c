@@ -878,6 +878,15 @@ validate_image_create(json_t *in, struct verr *e)
     rc = get_str(in, "cmdline", 4096, &cmdline, e);
     if (rc < 0)
         goto bad;
+    /* A disk image boots its disk through the BIOS, or the kernel it
+     * names (root on the disk): initrd and cmdline go with a kernel. */
+    if (!json_object_get(out, "kernel") &&
+        (json_object_get(out, "initrd") || cmdline[0] != '\0')) {
+        fail(e, json_object_get(out, "initrd") ? "initrd" : "cmdline",
+             "initrd and cmdline need a kernel blob (a disk image without "
+             "a kernel boots through the BIOS)");
+        goto bad;
+    }
     json_object_set_new(out, "name", json_string(name));
     json_object_set_new(out, "tag", json_string(tag));
     json_object_set_new(out, "kind", json_string(kind));

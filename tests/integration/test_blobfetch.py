@@ -182,6 +182,26 @@ class BlobFetchTests(harness.TestCase):
         self.assertEqual([n for n in os.listdir(CACHE) if n.startswith(".tmp-")], [])
         delete(self, i)
 
+    def test_4_disk_image_fields(self):
+        disk = upload(self, os.urandom(4096))
+        kernel = upload(self, os.urandom(4096))
+        name = unique_name("bfd").lower()
+        st, _, body = request("POST", "/v1/images", {
+            "name": name, "kind": "disk", "disk": disk, "initrd": kernel})
+        self.assertEqual(st, 422, body)
+        self.assertEqual(body["error"]["field"], "initrd", body)
+        self.assertIn("need a kernel", body["error"]["message"])
+        st, _, body = request("POST", "/v1/images", {
+            "name": name, "kind": "disk", "disk": disk, "cmdline": "root=/dev/vda"})
+        self.assertEqual(st, 422, body)
+        self.assertEqual(body["error"]["field"], "cmdline", body)
+        st, _, img = request("POST", "/v1/images", {
+            "name": name, "kind": "disk", "disk": disk, "kernel": kernel,
+            "cmdline": "root=/dev/vda"})
+        self.assertEqual(st, 201, img)
+        self.assertEqual((img["kind"], img["disk_digest"], img["kernel_digest"]),
+                         ("disk", disk, kernel))
+
 
 if __name__ == "__main__":
     unittest.main()
