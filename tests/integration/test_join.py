@@ -311,6 +311,20 @@ class JoinTest(harness.TestCase):
         self.assertEqual(harness.psql("SELECT count(*) FROM agent_certs WHERE host_name = "
                                       "'once2'"), "0")
 
+    def test_02b_a_host_name_with_a_live_certificate_cannot_be_taken(self):
+        token, pin = new_join_command()
+        self.assertEqual(agent_join("taken1", token, pin)[0].returncode, 0)
+        token2, _ = new_join_command()
+        r, _ = agent_join("taken1", token2, pin, state_dir=os.path.join(
+            harness.cluster().tmp, "joined", "taken1-again"))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("host taken1 already has certificate", r.stderr)
+        ctl("cert", "revoke", "--host", "taken1")
+        # The refusal left token2 unused: it works once the name is free.
+        r, _ = agent_join("taken1", token2, pin, state_dir=os.path.join(
+            harness.cluster().tmp, "joined", "taken1-again"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_03_expired_and_unknown_tokens_are_refused(self):
         token, pin = new_join_command(ttl="2m")
         tid = token.split(".")[0]
