@@ -381,13 +381,25 @@ BEGIN
     body := cloud_config_json(s, nv, nw, now());
 END $$;
 
--- JSON: the earlier shape with "ready_when" appended (wrapping, as 0011
--- does, so the fields of other migrations stay).
-ALTER FUNCTION cloud_service_json RENAME TO cloud_service_json_pre0010;
-CREATE FUNCTION cloud_service_json(s services) RETURNS json
+-- JSON: 0002's service shape, defined whole, with "ready_when" (a wrapper
+-- that appends to the earlier JSON as text re-parses every object; 0011
+-- wraps this one for its labels).
+CREATE OR REPLACE FUNCTION cloud_service_json(s services) RETURNS json
 LANGUAGE sql STABLE AS $$
-    SELECT (left(b::text, -1) || ',"ready_when":' || to_json(s.ready_when)::text || '}')::json
-      FROM cloud_service_json_pre0010(s) b
+    SELECT json_build_object('id', s.id, 'name', s.name, 'image', s.image,
+        'resources', json_build_object('vcpus', s.vcpus, 'memory_mib', s.memory_mib,
+                                       'disk_gib', s.disk_gib),
+        'args', s.args, 'env', s.env, 'ports', s.ports, 'restart', s.restart,
+        'placement', json_build_object('constraints', s.constraints,
+                                       'strategy', s.strategy,
+                                       'max_per_host', s.max_per_host),
+        'partition_policy', s.partition_policy, 'links', s.links,
+        'replicas', s.replicas,
+        'rollout', json_build_object('max_unavailable', s.max_unavailable,
+                                     'max_surge', s.max_surge),
+        'generation', s.generation, 'state', s.state, 'version', s.version,
+        'created_at', cloud_ts(s.created_at), 'updated_at', cloud_ts(s.updated_at),
+        'ready_when', s.ready_when)
 $$;
 
 -- Create: the earlier create, then ready_when; a service born with links
