@@ -202,6 +202,24 @@ class BlobFetchTests(harness.TestCase):
         self.assertEqual((img["kind"], img["disk_digest"], img["kernel_digest"]),
                          ("disk", disk, kernel))
 
+    def test_5_disk_image_overlay(self):
+        # The test driver keeps its storage pools in memory: the overlay is
+        # made and deleted through the storage API all the same.
+        disk = upload(self, os.urandom(8192))
+        name = unique_name("bfo").lower()
+        st, _, img = request("POST", "/v1/images", {"name": name, "kind": "disk", "disk": disk})
+        self.assertEqual(st, 201, img)
+        st, _, inst = request("POST", "/v1/instances", {
+            "image": name, "name": unique_name("bfo"), "restart": "never",
+            "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 2}})
+        self.assertEqual(st, 201, inst)
+        wait_state(inst["id"], "running")
+        self.assertTrue(os.path.exists(cached(disk)))
+        vol = "overlay cloud-%s.qcow2" % inst["id"]
+        self.assertIn("%s over %s (raw, %d bytes)" % (vol, cached(disk), 2 << 30), agent_log())
+        delete(self, inst["id"])
+        poll(lambda: "%s deleted" % vol in agent_log(), 10, what="the overlay deleted")
+
 
 if __name__ == "__main__":
     unittest.main()
