@@ -323,7 +323,7 @@ blob_path(struct worker *w, const char *digest, char *why, size_t whylen)
         return p;
     free(p);
     snprintf(why, whylen,
-             "image blob %s is not in %s (agents read blobs from --images; fetching them from the controller comes with the images work, docs/agent.md)",
+             "image blob %s is not in %s (without a blob cache the agent reads blobs only from --images)",
              digest, w->images_dir);
     return NULL;
 }

@@ -2,7 +2,7 @@
 
 The sample image (images/build-sample.sh) is registered as an image whose
 blobs the agent finds in its --images directory (named by digest; fetching
-blobs from the controller comes later). Then, through the REST API:
+them over the agent link is test_blobfetch_qemu.py). Then, through the REST API:
   - an instance runs (QEMU/TCG where KVM is unusable) and boots: the marker
     appears on its console log, and GET /v1/instances/{id}/logs returns it;
   - kill -s KILL destroys it: exited with code 137;
