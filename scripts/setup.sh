@@ -12,7 +12,7 @@ PKGS=(
   linux-image-amd64 busybox-static cpio
   dosfstools mtools syslinux syslinux-common # images/build-disk.sh
   wrk clang libclang-rt-14-dev python3 jq
-  etcd-server etcd-client
+  etcd-server etcd-client dnsmasq-base
 )
 # Node.js may come from elsewhere on a developer machine; Debian's npm only
 # where there is no npm at all.
