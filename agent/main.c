@@ -602,6 +602,10 @@ main(int argc, char **argv)
             if (parse_ulong("cache-max-mib", optarg, 1UL << 30,
                             &o.cache_max_mib) < 0)
                 return 2;
+            if (o.cache_max_mib == 0) {
+                log_warnx("option --cache-max-mib needs at least 1 MiB");
+                return 2;
+            }
             break;
         case OPT_TOKEN:
             o.token = optarg;
