@@ -1396,6 +1396,8 @@ blob_send(void *conn, const frame_envelope *env)
 static void
 conn_on_blob_request(struct gw_conn *c, const Cloud__Agent__BlobRequest *q)
 {
+    if (c->state != GW_READY || c->bev == NULL)
+        return; /* only a registered agent's session fetches blobs */
     if (c->gw->cfg.blob_dir == NULL) {
         conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
                         "this controller has no blob store");
