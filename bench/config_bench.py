@@ -402,6 +402,7 @@ def main():
 
         def run(svc, ids, n, warm):
             line_ms, ack_ms = [], []
+            parts = {"answer": [], "first": []}
             for k in range(warm + n):
                 val = "%s-%d" % (svc, k)
                 t0 = time.monotonic()
@@ -409,8 +410,12 @@ def main():
                                    {"config": {KEY: val}})
                 if st != 200:
                     raise RuntimeError("PATCH config: %d %r" % (st, body))
+                t_answer = time.monotonic()
                 got = guest.wait(ids, val)
                 t_line = max(t for t, _ in got.values())
+                if k >= warm:
+                    parts["answer"].append((t_answer - t0) * 1000.0)
+                    parts["first"].append((min(t for t, _ in got.values()) - t0) * 1000.0)
                 want = {i: v for i, (_, v) in got.items()}
                 if acks is not None:
                     t_ack = acks.wait(want)
@@ -437,14 +442,14 @@ def main():
                 if k >= warm:
                     line_ms.append((t_line - t0) * 1000.0)
                     ack_ms.append((t_ack - t0) * 1000.0)
-            return line_ms, ack_ms
+            return line_ms, ack_ms, parts
 
         one = setup("web", 1)
-        l1, a1 = run("web", one, changes, 20)
+        l1, a1, p1 = run("web", one, changes, 20)
         lm = am = None
         if ninst > 0 and rounds > 0:
             many = setup("fleet", ninst)
-            lm, am = run("fleet", many, rounds, 5)
+            lm, am, pm = run("fleet", many, rounds, 5)
         if guest.errors:
             print("config_bench: guest end errors: %r" % guest.errors[:5])
         et, ever, edir = config_etcd.measure(changes)
@@ -459,11 +464,14 @@ def main():
                   "on test:///default; guest end = this bench on the channel sockets "
                   "(acks at once); ack time = %s" % (os.cpu_count(), nagents, ack_how))
         print("  1 instance, %d changes (PATCH one key):" % changes)
+        print("    PATCH answered (200)     %s" % stats(p1["answer"]))
         print("    PATCH -> line at guest   %s" % stats(l1))
         print("    PATCH -> ack in the API  %s" % stats(a1))
         if lm:
             print("  %d instances of one service on %d host(s), %d changes (time until all %d):"
                   % (ninst, nagents, rounds, ninst))
+            print("    PATCH answered (200)     %s" % stats(pm["answer"]))
+            print("    PATCH -> first line      %s" % stats(pm["first"]))
             print("    PATCH -> all lines       %s" % stats(lm))
             print("    PATCH -> all acks        %s" % stats(am))
         print("  etcd %s (data dir in %s), %d puts, one watcher:" % (ever, edir, changes))
