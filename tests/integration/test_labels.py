@@ -9,6 +9,8 @@ reaching its instances, and the bulk create path (concurrent one-off
 creates travel through cloud_instance_create_many) keeping each labels.
 """
 
+import json
+import os
 import re
 import threading
 import time
@@ -234,6 +236,53 @@ class LabelsTest(harness.TestCase):
                               "&label=k=v7&limit=1000")
         self.assertTrue(all(i["labels"]["k"] == "v7" for i in body["items"]))
         self.assertEqual(len(body["items"]), len(got) // 24)
+
+    def test_sql_fallback_statements(self):
+        # While the read cache loads, selector lists run ST_INSTANCE_LIST_SEL
+        # and ST_SERVICE_LIST_SEL. No test can hold the cache unloaded on
+        # demand, so run those statements, as controller/store.c spells
+        # them, with the parameters in the order api.c passes them.
+        src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "controller", "store.c")).read()
+
+        def stmt(name):
+            m = re.search(r'\{"%s",\s*((?:"(?:[^"\\]|\\.)*"\s*)+),\s*(\d+)\}' % name, src)
+            self.assertIsNotNone(m, name)
+            sql = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1)))
+            return sql.replace('\\"', '"'), int(m.group(2))
+        run = unique_name("fb")
+        for n, labels in (("a", {"fb": run, "t": "1"}), ("b", {"fb": run}), ("c", {})):
+            st, _, _ = request("POST", "/v1/instances", {"image": IMAGE, "name": "%s-%s" % (run, n),
+                                                        "labels": labels})
+            self.assertEqual(st, 201)
+            st, _, _ = request("POST", "/v1/services", {"name": "%s-%s" % (run, n), "image": IMAGE,
+                                                       "replicas": 0, "labels": labels})
+            self.assertEqual(st, 201)
+        isql, ni = stmt("instance_list_sel")
+        ssql, ns = stmt("service_list_sel")
+        self.assertEqual((ni, ns), (8, 5))
+
+        def names(sql, args):
+            out = harness.psql("PREPARE x AS %s; EXECUTE x(%s); DEALLOCATE x;"
+                               % (sql, ",".join(args)))
+            return sorted(json.loads(l.split("|", 1)[1])["name"]
+                          for l in out.splitlines() if "|" in l)
+
+        def inst(eq, keys):
+            # after, service, state, host, desired_state, limit, eq, keys
+            return names(isql, ["NULL"] * 5 + ["'101'", "'%s'" % json.dumps(eq),
+                                                "'%s'" % json.dumps(keys)])
+
+        def svc(eq, keys):
+            # after, state, limit, eq, keys
+            return names(ssql, ["NULL", "NULL", "'101'", "'%s'" % json.dumps(eq),
+                                "'%s'" % json.dumps(keys)])
+        a, b = run + "-a", run + "-b"
+        for fn in (inst, svc):
+            self.assertEqual(fn({"fb": run}, []), [a, b])
+            self.assertEqual(fn({"fb": run}, ["t"]), [a])
+            self.assertEqual(fn({"fb": run, "t": "2"}, []), [])
+            self.assertEqual(fn({"fb": "\n"}, []), [])  # what two values of one key send
 
     def test_labels_survive_a_restart(self):
         # The cache loads labels from the table at start-up as well as
