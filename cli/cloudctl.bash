@@ -60,6 +60,10 @@ _cloudctl() {
         COMPREPLY=($(compgen -f -- "$cur"))
         return
         ;;
+    --ready-when)
+        COMPREPLY=($(compgen -W "running guest" -- "$cur"))
+        return
+        ;;
     -s | --signal)
         COMPREPLY=($(compgen -W "TERM KILL" -- "$cur"))
         return
@@ -111,7 +115,7 @@ _cloudctl() {
     run)
         flags="--name --cpus --memory -m --disk --replicas --restart --label -l
             --constraint --spread --binpack --max-per-host --env -e --wait -w --timeout
-            --link"
+            --link --ready-when"
         words=$(_cloudctl_names images)
         ;;
     ps) flags="--all -a --quiet -q --service --host --state --selector -l" ;;
@@ -137,7 +141,7 @@ _cloudctl() {
             update)
                 flags="--image --replicas --cpus --memory -m --disk --arg --env -e
                     --restart --constraint --spread --binpack --max-per-host --wait -w --timeout
-                    --label -l --no-labels --link --unlink"
+                    --label -l --no-labels --link --unlink --ready-when"
                 ;;
             ls) flags="--state --selector -l" ;;
             esac

@@ -36,6 +36,7 @@ enum {
     OPT_TIMEOUT,
     OPT_MAX_PER_HOST,
     OPT_LINK,
+    OPT_READY_WHEN,
 };
 
 static const struct arg_spec run_specs[] = {
@@ -54,6 +55,7 @@ static const struct arg_spec run_specs[] = {
     {"timeout", 0, true, OPT_TIMEOUT},
     {"max-per-host", 0, true, OPT_MAX_PER_HOST},
     {"link", 0, true, OPT_LINK},
+    {"ready-when", 0, true, OPT_READY_WHEN},
     {NULL, 0, false, 0},
 };
 
@@ -450,6 +452,7 @@ struct run_opts {
     long timeout;
     json_t *labels;
     json_t *links;
+    const char *ready_when;
 };
 
 static int
@@ -474,6 +477,13 @@ run_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         if (val[0] == '\0')
             return cli_usage(ctx, "run", "--link needs a service name");
         json_array_append_new(o->links, json_string(val));
+        return 0;
+    case OPT_READY_WHEN:
+        if (strcmp(val, "running") != 0 && strcmp(val, "guest") != 0)
+            return cli_usage(ctx, "run",
+                             "--ready-when \"%s\" is not running or guest",
+                             val);
+        o->ready_when = val;
         return 0;
     case OPT_WAIT:
         o->wait = true;
@@ -528,9 +538,11 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
         rc = cli_usage(ctx, "run", "an IMAGE is required");
         goto out;
     }
-    if (json_array_size(o.links) > 0 && o.replicas < 0) {
+    if ((json_array_size(o.links) > 0 || o.ready_when != NULL) &&
+        o.replicas < 0) {
         rc = cli_usage(ctx, "run",
-                       "--link is for services: add --replicas N and --name");
+                       "--%s is for services: add --replicas N and --name",
+                       o.ready_when != NULL ? "ready-when" : "link");
         goto out;
     }
     if (o.replicas >= 0 && o.name == NULL) {
@@ -556,6 +568,9 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
         json_object_set(o.spec.body, "labels", o.labels);
     if (json_array_size(o.links) > 0)
         json_object_set(o.spec.body, "links", o.links);
+    if (o.ready_when != NULL)
+        json_object_set_new(o.spec.body, "ready_when",
+                            json_string(o.ready_when));
     cli_spec_finish(&o.spec, true);
     *body = json_incref(o.spec.body);
     *is_service = o.replicas >= 0;

@@ -20,6 +20,7 @@ enum {
     OPT_NO_LABELS,
     OPT_LINK,
     OPT_UNLINK,
+    OPT_READY_WHEN,
 };
 
 static const char *
@@ -218,6 +219,7 @@ static const struct arg_spec update_specs[] = {
     {"no-labels", 0, false, OPT_NO_LABELS},
     {"link", 0, true, OPT_LINK},
     {"unlink", 0, true, OPT_UNLINK},
+    {"ready-when", 0, true, OPT_READY_WHEN},
     {NULL, 0, false, 0},
 };
 
@@ -242,6 +244,13 @@ update_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         return 0;
     case OPT_LABEL:
         return cli_add_label(ctx, "services", o->labels, val);
+    case OPT_READY_WHEN:
+        if (strcmp(val, "running") != 0 && strcmp(val, "guest") != 0)
+            return cli_usage(ctx, "services",
+                             "--ready-when \"%s\" is not running or guest",
+                             val);
+        json_object_set_new(o->spec.body, "ready_when", json_string(val));
+        return 0;
     case OPT_NO_LABELS:
         o->no_labels = true;
         return 0;

@@ -45,6 +45,9 @@ static const char help_run[] =
     "                         its labels\n"
     "  --link SERVICE         a service: push SERVICE's endpoints into its\n"
     "                         config as SERVICE_ENDPOINTS (repeatable)\n"
+    "  --ready-when WHEN      a service: when an instance counts as an\n"
+    "                         endpoint, running (default) or guest (its\n"
+    "                         guest said ready)\n"
     "  --constraint EXPR      placement constraint: k=v, k!=v, \"k in (a,b)\"\n"
     "                         (repeatable)\n"
     "  --spread | --binpack   placement strategy (default spread)\n"
@@ -180,6 +183,7 @@ static const char help_services[] =
     "  --link SERVICE       add a link (repeatable)\n"
     "  --unlink SERVICE     remove a link (repeatable); links are changed\n"
     "                       with If-Match, so a concurrent edit fails\n"
+    "  --ready-when WHEN    running or guest: when an instance is an endpoint\n"
     "  -w, --wait           wait until the new generation runs\n"
     "  --timeout DURATION   give up waiting after 90s, 5m, 1h...\n";
 

@@ -284,6 +284,9 @@ cli services update web --unlink db
 cli services inspect web
 check "services update --unlink keeps the other links" \
     eval '[ "$(jq -c .links <<<"$out")" = "[\"cache\"]" ]'
+cli services update web --ready-when guest
+cli services inspect web
+check "services update --ready-when" eval 'rc_is 0 && [ "$(jq -r .ready_when <<<"$out")" = guest ]'
 cli run --link db hello:latest
 check "run --link without --replicas: usage error" eval 'rc_is 2 && one_error_line'
 cli run --name lnk --replicas 0 --link web --link cache hello:latest

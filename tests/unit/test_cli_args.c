@@ -182,6 +182,12 @@ test_usage_errors(void **state)
     USAGE("exactly one SERVICE", "endpoints");
     USAGE("exactly one SERVICE", "endpoints", "a", "b");
     USAGE("--link is for services", "run", "--link", "db", "img");
+    USAGE("--ready-when is for services", "run", "--ready-when", "guest",
+          "img");
+    USAGE("--ready-when \"soon\"", "run", "--name", "w", "--replicas", "1",
+          "--ready-when", "soon", "img");
+    USAGE("--ready-when \"soon\"", "services", "update", "web",
+          "--ready-when", "soon");
     USAGE("--selector needs", "ps", "-l", "");
     USAGE("--no-labels and --label", "services", "update", "web",
           "--no-labels", "-l", "a=b");
@@ -365,10 +371,11 @@ test_run_body(void **state)
     {
         char *argv[] = {"run",  "--name", "web", "--replicas", "1",
                         "-l",   "app=web", "--label", "tier=", "--link",
-                        "db",   "--link", "cache", "img", NULL};
+                        "db",   "--link", "cache", "--ready-when", "guest",
+                        "img",  NULL};
         assert_run_body(
-            "{\"image\":\"img\",\"name\":\"web\",\"replicas\":1,\"labels\":{\"app\":\"web\",\"tier\":\"\"},\"links\":[\"db\",\"cache\"]}",
-            true, 14, argv);
+            "{\"image\":\"img\",\"name\":\"web\",\"replicas\":1,\"labels\":{\"app\":\"web\",\"tier\":\"\"},\"links\":[\"db\",\"cache\"],\"ready_when\":\"guest\"}",
+            true, 16, argv);
     }
     {
         char *argv[] = {"run", "img", "--", "--", "x", NULL};
