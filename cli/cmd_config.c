@@ -273,9 +273,8 @@ config_history(struct cli_ctx *ctx, char **pos, int npos)
         json_array_extend(all, items);
         /* next is a version number or a string cursor; null at the end. */
         json_t *next = json_object_get(ans, "next");
-        char *nc = json_is_integer(next)
-                       ? xasprintf("%" JSON_INTEGER_FORMAT,
-                                   json_integer_value(next))
+        char *nc = json_is_integer(next) ? xasprintf("%" JSON_INTEGER_FORMAT,
+                                                     json_integer_value(next))
                    : json_is_string(next) && *json_string_value(next)
                        ? xstrdup(json_string_value(next))
                        : NULL;
@@ -347,8 +346,7 @@ watch_refresh(struct cli_ctx *ctx, void *arg)
 }
 
 static int
-watch_event(struct cli_ctx *ctx, void *arg, const char *event,
-            const char *data)
+watch_event(struct cli_ctx *ctx, void *arg, const char *event, const char *data)
 {
     struct config_watch *w = arg;
     json_t *ev = json_loads(data, 0, NULL);
@@ -524,13 +522,14 @@ cmd_endpoints(struct cli_ctx *ctx, int argc, char **argv)
         {"follow", 'f', false, OPT_WATCH},
         {NULL, 0, false, 0},
     };
-    struct config_opts o = {.version = -1, .if_version = -1, .cmd = "endpoints"};
+    struct config_opts o = {
+        .version = -1, .if_version = -1, .cmd = "endpoints"};
     char **pos = NULL, *path = NULL;
     int npos, rc;
     json_t *eps = NULL;
 
-    rc = cli_parse(ctx, "endpoints", specs, 0, argc, argv, config_opt, &o,
-                   &pos, &npos);
+    rc = cli_parse(ctx, "endpoints", specs, 0, argc, argv, config_opt, &o, &pos,
+                   &npos);
     if (rc != 0)
         goto out;
     if (npos != 1) {

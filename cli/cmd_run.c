@@ -131,8 +131,7 @@ cli_add_env(struct cli_ctx *ctx, const char *cmd, json_t *obj, const char *kv)
 }
 
 int
-cli_add_label(struct cli_ctx *ctx, const char *cmd, json_t *obj,
-              const char *kv)
+cli_add_label(struct cli_ctx *ctx, const char *cmd, json_t *obj, const char *kv)
 {
     const char *eq = strchr(kv, '=');
 
@@ -480,9 +479,8 @@ run_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         return 0;
     case OPT_READY_WHEN:
         if (strcmp(val, "running") != 0 && strcmp(val, "guest") != 0)
-            return cli_usage(ctx, "run",
-                             "--ready-when \"%s\" is not running or guest",
-                             val);
+            return cli_usage(
+                ctx, "run", "--ready-when \"%s\" is not running or guest", val);
         o->ready_when = val;
         return 0;
     case OPT_WAIT:

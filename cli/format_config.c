@@ -117,8 +117,7 @@ fmt_config_history(FILE *out, const json_t *items, enum fmt_mode mode,
                    time_t now)
 {
     static const char *const head[] = {"VERSION", "AGE", "KEYS", "CONFIG"};
-    static const char *const whead[] = {"VERSION", "CREATED", "KEYS",
-                                        "CONFIG"};
+    static const char *const whead[] = {"VERSION", "CREATED", "KEYS", "CONFIG"};
     size_t i;
     json_t *it;
 
@@ -130,21 +129,19 @@ fmt_config_history(FILE *out, const json_t *items, enum fmt_mode mode,
         }
         return;
     }
-    struct fmt_table *t =
-        fmt_table_new(4, mode == FMT_WIDE ? whead : head);
+    struct fmt_table *t = fmt_table_new(4, mode == FMT_WIDE ? whead : head);
     json_array_foreach((json_t *)items, i, it)
     {
         const json_t *map = json_object_get(it, "config");
         const char *created =
             json_string_value(json_object_get(it, "created_at"));
-        char *ver = xasprintf(
-            "%" JSON_INTEGER_FORMAT,
-            json_integer_value(json_object_get(it, "version")));
+        char *ver =
+            xasprintf("%" JSON_INTEGER_FORMAT,
+                      json_integer_value(json_object_get(it, "version")));
         char *when = mode == FMT_WIDE ? xstrdup(created ? created : "-")
                                       : fmt_age(created, now);
-        char *nkeys = xasprintf("%zu", json_is_object(map)
-                                           ? json_object_size(map)
-                                           : (size_t)0);
+        char *nkeys = xasprintf(
+            "%zu", json_is_object(map) ? json_object_size(map) : (size_t)0);
         char *sum = summary(map);
         if (mode != FMT_WIDE)
             sum = shorten(sum, SUMMARY_SHORT);
@@ -163,8 +160,8 @@ void
 fmt_endpoints(FILE *out, const json_t *eps, enum fmt_mode mode)
 {
     static const char *const head[] = {"NAME", "ADDR"};
-    static const char *const whead[] = {"NAME", "INSTANCE", "ADDRESS",
-                                        "PORT", "ADDR"};
+    static const char *const whead[] = {"NAME", "INSTANCE", "ADDRESS", "PORT",
+                                        "ADDR"};
     const json_t *list = json_object_get(eps, "endpoints");
     size_t i;
     json_t *it;
@@ -179,22 +176,20 @@ fmt_endpoints(FILE *out, const json_t *eps, enum fmt_mode mode)
         }
         return;
     }
-    struct fmt_table *t = mode == FMT_WIDE ? fmt_table_new(5, whead)
-                                           : fmt_table_new(2, head);
+    struct fmt_table *t =
+        mode == FMT_WIDE ? fmt_table_new(5, whead) : fmt_table_new(2, head);
     json_array_foreach((json_t *)list, i, it)
     {
         const char *name = json_string_value(json_object_get(it, "name"));
         const char *addr = json_string_value(json_object_get(it, "addr"));
         if (mode == FMT_WIDE) {
             json_t *p = json_object_get(it, "port");
-            char *port =
-                json_is_integer(p)
-                    ? xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(p))
-                    : xstrdup("-");
+            char *port = json_is_integer(p) ? xasprintf("%" JSON_INTEGER_FORMAT,
+                                                        json_integer_value(p))
+                                            : xstrdup("-");
             const char *row[] = {
                 name, json_string_value(json_object_get(it, "instance")),
-                json_string_value(json_object_get(it, "address")), port,
-                addr};
+                json_string_value(json_object_get(it, "address")), port, addr};
             fmt_table_row(t, row, NULL);
             free(port);
         } else {

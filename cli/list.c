@@ -13,8 +13,8 @@
 
 struct list_state {
     const struct cli_list *l;
-    const char *one[CLI_LIST_MAX_FILTERS];  /* single-valued filters */
-    json_t *many[CLI_LIST_MAX_FILTERS];     /* repeatable ones */
+    const char *one[CLI_LIST_MAX_FILTERS]; /* single-valued filters */
+    json_t *many[CLI_LIST_MAX_FILTERS];    /* repeatable ones */
 };
 
 char *
@@ -92,8 +92,8 @@ cli_list_run(struct cli_ctx *ctx, const struct cli_list *l, int argc,
         s.many[n] = json_array();
     }
     specs[n] = (struct arg_spec){NULL, 0, false, 0};
-    rc = cli_parse(ctx, l->cmd, specs, 0, argc, argv, list_opt, &s, &pos,
-                   &npos);
+    rc =
+        cli_parse(ctx, l->cmd, specs, 0, argc, argv, list_opt, &s, &pos, &npos);
     if (rc != 0)
         goto out;
     if (npos > 0) {

@@ -88,7 +88,8 @@ labels_check(json_t *labels, char *field, size_t fieldlen, char *msg,
                  LABELS_MAX, json_object_size(labels));
         return -1;
     }
-    json_object_foreach(labels, k, v) {
+    json_object_foreach(labels, k, v)
+    {
         if (strlen(k) > LABEL_PREFIX_MAX + 1 + LABEL_NAME_MAX ||
             !labels_key_ok(k)) {
             snprintf(msg, msglen,
@@ -132,7 +133,8 @@ labels_canon(json_t *labels)
 
     if (!json_is_object(labels) || json_object_size(labels) == 0)
         return NULL;
-    json_object_foreach(labels, k, v) {
+    json_object_foreach(labels, k, v)
+    {
         if (n == LABELS_MAX || !json_is_string(v))
             return NULL; /* not stored: the CHECKs refuse it */
         keys[n++] = k;
@@ -143,8 +145,8 @@ labels_canon(json_t *labels)
     out[off++] = '\n';
     for (size_t i = 0; i < n; i++) {
         const char *val = json_string_value(json_object_get(labels, keys[i]));
-        off += (size_t)snprintf(out + off, len + 1 - off, "%s=%s\n", keys[i],
-                                val);
+        off +=
+            (size_t)snprintf(out + off, len + 1 - off, "%s=%s\n", keys[i], val);
     }
     out[off] = '\0';
     return out;
@@ -165,8 +167,7 @@ labels_canon_text(const char *text)
 }
 
 static int
-sel_term(struct label_sel *s, const char *t, size_t n, char *msg,
-         size_t msglen)
+sel_term(struct label_sel *s, const char *t, size_t n, char *msg, size_t msglen)
 {
     const char *eq = memchr(t, '=', n);
     char *key, *val = NULL;
@@ -199,8 +200,7 @@ sel_term(struct label_sel *s, const char *t, size_t n, char *msg,
 }
 
 int
-labels_sel_add(struct label_sel *s, const char *expr, char *msg,
-               size_t msglen)
+labels_sel_add(struct label_sel *s, const char *expr, char *msg, size_t msglen)
 {
     const char *p = expr;
 
@@ -235,9 +235,9 @@ labels_sel_match(const struct label_sel *s, const char *canon)
             if (p[-1] == '\n' && p[kl] == '=') {
                 const char *v = p + kl + 1, *end = strchr(v, '\n');
                 const char *want = s->t[i].value;
-                found = want == NULL ||
-                        ((size_t)(end - v) == strlen(want) &&
-                         strncmp(v, want, (size_t)(end - v)) == 0);
+                found =
+                    want == NULL || ((size_t)(end - v) == strlen(want) &&
+                                     strncmp(v, want, (size_t)(end - v)) == 0);
                 break;
             }
             p += kl;

@@ -19,15 +19,14 @@ static void
 test_keys_and_values(void **state)
 {
     static const char *const good_keys[] = {
-        "a",        "app",   "A.b_c-d",       "example.com/team", "x/y",
-        "k8s.io/a", "a1-b2", "a.b-c.d/Name_1"};
+        "a",   "app",      "A.b_c-d", "example.com/team",
+        "x/y", "k8s.io/a", "a1-b2",   "a.b-c.d/Name_1"};
     static const char *const bad_keys[] = {
-        "",         "-a",    "a-",   "a b",    "/a",    "a/",
-        "A.com/x",  "a//b",  "a/b/c", ".a/x",  "a..b/x", "-a.com/x",
-        "a=b",      "a\nb",  "é"};
+        "",      "-a",   "a-",     "a b",      "/a",  "a/",   "A.com/x", "a//b",
+        "a/b/c", ".a/x", "a..b/x", "-a.com/x", "a=b", "a\nb", "é"};
     static const char *const good_values[] = {"", "v", "1", "a.b_c-d", "V9"};
-    static const char *const bad_values[] = {"-v", "v-", "v w", "a=b", "a,b",
-                                             "\n", "é"};
+    static const char *const bad_values[] = {"-v",  "v-", "v w", "a=b",
+                                             "a,b", "\n", "é"};
     char key64[65], pfx[300];
 
     (void)state;
@@ -54,11 +53,9 @@ test_keys_and_values(void **state)
     assert_true(labels_key_ok(pfx));
     snprintf(pfx, sizeof(pfx), "%sa/x", key64);
     assert_false(labels_key_ok(pfx));
-    snprintf(pfx, sizeof(pfx), "%s.%s.%s.%.61s/x", key64, key64, key64,
-             key64);
+    snprintf(pfx, sizeof(pfx), "%s.%s.%s.%.61s/x", key64, key64, key64, key64);
     assert_true(labels_key_ok(pfx)); /* 253 */
-    snprintf(pfx, sizeof(pfx), "%s.%s.%s.%.62s/x", key64, key64, key64,
-             key64);
+    snprintf(pfx, sizeof(pfx), "%s.%s.%s.%.62s/x", key64, key64, key64, key64);
     assert_false(labels_key_ok(pfx)); /* 254 */
 }
 
@@ -95,11 +92,11 @@ test_check(void **state)
         snprintf(k, sizeof(k), "k%d", i);
         json_object_set_new(many, k, json_string("v"));
     }
-    assert_int_equal(
-        labels_check(many, field, sizeof(field), msg, sizeof(msg)), 0);
+    assert_int_equal(labels_check(many, field, sizeof(field), msg, sizeof(msg)),
+                     0);
     json_object_set_new(many, "one-more", json_string("v"));
-    assert_int_equal(
-        labels_check(many, field, sizeof(field), msg, sizeof(msg)), -1);
+    assert_int_equal(labels_check(many, field, sizeof(field), msg, sizeof(msg)),
+                     -1);
     assert_string_equal(field, "labels");
     json_decref(many);
 }
@@ -107,8 +104,8 @@ test_check(void **state)
 static void
 test_canon(void **state)
 {
-    json_t *j = json_loads("{\"z\":\"1\",\"a\":\"\",\"m.io/k\":\"v\"}", 0,
-                           NULL);
+    json_t *j =
+        json_loads("{\"z\":\"1\",\"a\":\"\",\"m.io/k\":\"v\"}", 0, NULL);
     char *c = labels_canon(j);
 
     (void)state;
