@@ -731,8 +731,11 @@ link_channel_follow(struct link *l, struct worker_status *s)
             s->exit_code == 0 && s->reason[0] == '\0') {
             s->exit_code = code;
             s->exit_from_guest = true;
-            free(s->reason);
-            s->reason = xasprintf("guest reported exit code %d", code);
+            /* A clean exit 0 needs no reason, as a plain poweroff has none. */
+            if (code != 0) {
+                free(s->reason);
+                s->reason = xasprintf("guest reported exit code %d", code);
+            }
         }
         break;
     case WS_REMOVED:
