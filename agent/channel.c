@@ -459,8 +459,14 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
     struct chan *ch = arg;
 
     (void)bev;
-    if (what & BEV_EVENT_EOF)
-        chan_reset(ch, "QEMU closed the socket");
+    if (what & BEV_EVENT_EOF) {
+        /* What a guest poweroff looks like from here: not worth a warning.
+         * The exit arrives from the worker; until then, dial again. */
+        log_info("instance %s: guest channel closed by QEMU", ch->id);
+        chan_close(ch);
+        ch->backoff_ms = CHAN_RETRY_MIN_MS;
+        chan_retry_later(ch);
+    }
     else if (what & BEV_EVENT_ERROR)
         chan_reset(ch, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
