@@ -166,7 +166,7 @@ BEGIN
         RETURN;
     END IF;
     PERFORM cloud_image_require(p->>'image');
-    nm := coalesce(p->>'name', 'run-' || substr(nid, 1, 8));
+    nm := coalesce(p->>'name', 'run-' || substr(nid, 1, 12));
     IF EXISTS (SELECT 1 FROM instances WHERE name = nm AND desired_state <> 'deleted') THEN
         PERFORM cloud_raise('CL409', format('instance %s already exists', nm), 'name');
     END IF;
@@ -202,7 +202,7 @@ BEGIN
     ), ins AS (
         INSERT INTO instances (id, name, image, vcpus, memory_mib, disk_gib, args, env,
                                restart, constraints, strategy, max_per_host, labels)
-        SELECT nid, coalesce(b->>'name', 'run-' || substr(nid, 1, 8)), b->>'image',
+        SELECT nid, coalesce(b->>'name', 'run-' || substr(nid, 1, 12)), b->>'image',
                (b#>>'{resources,vcpus}')::integer, (b#>>'{resources,memory_mib}')::integer,
                (b#>>'{resources,disk_gib}')::integer, b->'args', b->'env', b->>'restart',
                b#>'{placement,constraints}', b#>>'{placement,strategy}',

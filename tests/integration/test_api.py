@@ -650,7 +650,7 @@ class InstanceTests(harness.TestCase):
         self.assertEqual(st, 201, inst)
         self.assertRegex(inst["id"], ID_RE)
         expected = {
-            "name": "run-" + inst["id"][:8], "service": None, "image": IMAGE,
+            "name": "run-" + inst["id"][:12], "service": None, "image": IMAGE,
             "resources": DEFAULT_RESOURCES, "args": [], "env": {}, "restart": "never",
             "desired_state": "running", "state": "pending", "host": None, "exit_code": None,
             "reason": None, "restart_count": 0, "addresses": [], "version": 1,
