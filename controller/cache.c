@@ -19,6 +19,7 @@
 #include "omap.h"
 #include "store.h"
 #include "strmap.h"
+#include "watch.h"
 
 /* A deleted id stays refused this long: longer than any re-read in flight. */
 #define TOMBSTONE_SECS 300
@@ -234,27 +235,33 @@ val(const PGresult *res, int row, int col)
  *                     labels
  * ST_CACHE_SERVICES:  id, name, state, version, json, labels */
 static struct cache_obj *
-obj_from_row(const struct kind *k, const PGresult *res, int i)
+obj_from_row_at(const struct kind *k, const PGresult *res, int i, int c0)
 {
     struct cache_obj *o = xcalloc(1, sizeof(*o));
 
-    o->id = xstrdup(val(res, i, 0));
-    o->name = xstrdup(val(res, i, 1));
+    o->id = xstrdup(val(res, i, c0 + 0));
+    o->name = xstrdup(val(res, i, c0 + 1));
     if (k->is_service) {
-        o->state = xstrdup(val(res, i, 2));
-        o->version = strtoll(val(res, i, 3), NULL, 10);
-        o->json = xstrdup(val(res, i, 4));
-        o->labels = labels_canon_text(val(res, i, 5));
+        o->state = xstrdup(val(res, i, c0 + 2));
+        o->version = strtoll(val(res, i, c0 + 3), NULL, 10);
+        o->json = xstrdup(val(res, i, c0 + 4));
+        o->labels = labels_canon_text(val(res, i, c0 + 5));
     } else {
-        o->service = dup_or_null(val(res, i, 2));
-        o->host = dup_or_null(val(res, i, 3));
-        o->state = xstrdup(val(res, i, 4));
-        o->desired = xstrdup(val(res, i, 5));
-        o->version = strtoll(val(res, i, 6), NULL, 10);
-        o->json = xstrdup(val(res, i, 7));
-        o->labels = labels_canon_text(val(res, i, 8));
+        o->service = dup_or_null(val(res, i, c0 + 2));
+        o->host = dup_or_null(val(res, i, c0 + 3));
+        o->state = xstrdup(val(res, i, c0 + 4));
+        o->desired = xstrdup(val(res, i, c0 + 5));
+        o->version = strtoll(val(res, i, c0 + 6), NULL, 10);
+        o->json = xstrdup(val(res, i, c0 + 7));
+        o->labels = labels_canon_text(val(res, i, c0 + 8));
     }
     return o;
+}
+
+static struct cache_obj *
+obj_from_row(const struct kind *k, const PGresult *res, int i)
+{
+    return obj_from_row_at(k, res, i, 0);
 }
 
 struct fetch {
@@ -613,6 +620,43 @@ cache_on_event(void *arg, long long id, const char *type, const char *object,
 {
     (void)type;
     cache_note(arg, object, object_id, id);
+}
+
+/* An instance event with its row read in the same query as the event
+ * (watch.h WATCH_COL_INST): applied at once, with no re-read. */
+void
+cache_on_event_row(void *arg, long long id, const char *type,
+                   const char *object, const char *object_id,
+                   const PGresult *res, int row)
+{
+    struct cache *c = arg;
+    struct kind *k = &c->inst;
+    struct cache_obj *o;
+
+    if (object_id == NULL || strcmp(object, "instance") != 0 ||
+        PQnfields(res) < WATCH_COL_INST + 9) {
+        cache_note(c, object, object_id, id);
+        return;
+    }
+    o = strmap_get(&k->by_id, object_id);
+    if (o != NULL && o->event_id >= id)
+        return; /* this controller wrote it and holds it already */
+    if (PQgetisnull(res, row, WATCH_COL_INST)) {
+        /* Gone when the event was read: deleted. */
+        kind_remove(k, object_id);
+        tombstone(k, object_id);
+        return;
+    }
+    if (PQgetisnull(res, row, WATCH_COL_INST + 7))
+        return; /* a later event of the instance in this read carries it */
+    if (strcmp(PQgetvalue(res, row, WATCH_COL_INST), object_id) != 0) {
+        cache_note(c, object, object_id, id);
+        return;
+    }
+    (void)type;
+    o = obj_from_row_at(k, res, row, WATCH_COL_INST);
+    o->event_id = id;
+    kind_apply(c, k, o);
 }
 
 void

@@ -44,6 +44,9 @@ int cache_ready(const struct cache *c);
 /* Adapters for struct watch_observer (arg is the cache). */
 void cache_on_event(void *arg, long long id, const char *type,
                     const char *object, const char *object_id);
+void cache_on_event_row(void *arg, long long id, const char *type,
+                        const char *object, const char *object_id,
+                        const PGresult *res, int row);
 void cache_on_batch(void *arg);
 void cache_on_reconnect(void *arg);
 

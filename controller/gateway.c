@@ -1159,6 +1159,34 @@ gw_on_event(void *arg, long long id, const char *type, const char *object,
     strmap_put(&gw->unknown, key, key);
 }
 
+/* The hub's row names the host of an instance event's instance (watch.h
+ * WATCH_COL_HOST_ID), read with the event: that host's set is re-read with
+ * no ST_AGENT_HOSTS_OF round trip. NULL: unplaced or gone, no set names it
+ * (the query would have found no host either). */
+static void
+gw_on_event_row(void *arg, long long id, const char *type, const char *object,
+                const char *object_id, const PGresult *res, int row)
+{
+    struct gateway *gw = arg;
+    struct gw_conn *c;
+
+    if (gw->closed || object_id == NULL || strcmp(object, "instance") != 0 ||
+        PQnfields(res) <= WATCH_COL_HOST_ID) {
+        gw_on_event(arg, id, type, object, object_id);
+        return;
+    }
+    /* Guest-only changes re-read no set (as in gw_on_event). */
+    if (type != NULL && strcmp(type, "instance.guest") == 0)
+        return;
+    if (strmap_get(&gw->owner, object_id) != NULL)
+        gw_on_event(arg, id, type, object, object_id); /* its old host */
+    if (!PQgetisnull(res, row, WATCH_COL_HOST_ID)) {
+        c = strmap_get(&gw->by_host, PQgetvalue(res, row, WATCH_COL_HOST_ID));
+        if (c != NULL)
+            c->dirty = 1;
+    }
+}
+
 static void
 gw_on_batch(void *arg)
 {
@@ -1825,6 +1853,7 @@ gateway_new(struct event_base *base, struct db_pool *db, struct watch *watch,
         fatalx("cannot start the gateway's timers");
     memset(&obs, 0, sizeof(obs));
     obs.on_event = gw_on_event;
+    obs.on_event_row = gw_on_event_row;
     obs.on_batch = gw_on_batch;
     obs.on_reconnect = gw_on_reconnect;
     obs.arg = gw;

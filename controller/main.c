@@ -538,6 +538,7 @@ run(struct opts *o)
     {
         struct watch_observer obs = {
             .on_event = cache_on_event,
+            .on_event_row = cache_on_event_row,
             .on_batch = cache_on_batch,
             .on_reconnect = cache_on_reconnect,
             .arg = app.cache,

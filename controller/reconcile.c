@@ -781,11 +781,11 @@ ist_parse(const char *s)
  * strategy, max_per_host, exit_code, restart_count, next_restart_ms,
  * finished_ms, created_ms, pending_reason, version */
 static void
-inst_apply(struct reconciler *r, const PGresult *res, int row)
+inst_apply_at(struct reconciler *r, const PGresult *res, int row, int c0)
 {
-    const char *id = val(res, row, 0), *d = val(res, row, 6);
+    const char *id = val(res, row, c0 + 0), *d = val(res, row, c0 + 6);
     struct rinst *i = strmap_get(&r->insts, id);
-    long long version = ll(val(res, row, 21));
+    long long version = ll(val(res, row, c0 + 21));
     enum sched_strategy strat = SCHED_SPREAD;
     int was_counted = 0;
     uint64_t was_sid = 0;
@@ -795,10 +795,10 @@ inst_apply(struct reconciler *r, const PGresult *res, int row)
     if (i == NULL) {
         i = xcalloc(1, sizeof(*i));
         i->id = xstrdup(id);
-        i->svc_id = dup_or_null(val(res, row, 2));
-        i->res.vcpus = (uint32_t)ll(val(res, row, 8));
-        i->res.memory_mib = (uint64_t)ll(val(res, row, 9));
-        i->res.disk_gib = (uint64_t)ll(val(res, row, 10));
+        i->svc_id = dup_or_null(val(res, row, c0 + 2));
+        i->res.vcpus = (uint32_t)ll(val(res, row, c0 + 8));
+        i->res.memory_mib = (uint64_t)ll(val(res, row, c0 + 9));
+        i->res.disk_gib = (uint64_t)ll(val(res, row, c0 + 10));
         strmap_put(&r->insts, i->id, i);
         grp_link(r, i);
     } else {
@@ -813,30 +813,30 @@ inst_apply(struct reconciler *r, const PGresult *res, int row)
     mark(r, K_INST, i->id);
     if (i->svc_id)
         mark(r, K_SVC, i->svc_id);
-    set_str(&i->name, val(res, row, 1));
-    i->ordinal = (int)ll(val(res, row, 3));
-    i->generation = ll(val(res, row, 4));
-    i->state = ist_parse(val(res, row, 5));
+    set_str(&i->name, val(res, row, c0 + 1));
+    i->ordinal = (int)ll(val(res, row, c0 + 3));
+    i->generation = ll(val(res, row, c0 + 4));
+    i->state = ist_parse(val(res, row, c0 + 5));
     i->desired = streq(d, "deleted")   ? ID_DELETED
                  : streq(d, "stopped") ? ID_STOPPED
                                        : ID_RUNNING;
-    if (!streq(i->host_id, val(res, row, 7))) {
+    if (!streq(i->host_id, val(res, row, c0 + 7))) {
         host_unlink(i);
-        set_str(&i->host_id, val(res, row, 7));
+        set_str(&i->host_id, val(res, row, c0 + 7));
         host_link(r, i);
     }
-    set_str(&i->restart, val(res, row, 11));
-    set_str(&i->constraints, val(res, row, 12) ? val(res, row, 12) : "");
-    if (sched_strategy_parse(val(res, row, 13), &strat) < 0)
+    set_str(&i->restart, val(res, row, c0 + 11));
+    set_str(&i->constraints, val(res, row, c0 + 12) ? val(res, row, c0 + 12) : "");
+    if (sched_strategy_parse(val(res, row, c0 + 13), &strat) < 0)
         strat = SCHED_SPREAD;
     i->strategy = strat;
-    i->max_per_host = (uint32_t)ll(val(res, row, 14));
-    i->exit_code = val(res, row, 15) ? (int)ll(val(res, row, 15)) : -1;
-    i->restart_count = (int)ll(val(res, row, 16));
-    i->next_restart_ms = ll(val(res, row, 17));
-    i->finished_ms = ll(val(res, row, 18));
-    i->created_ms = ll(val(res, row, 19));
-    set_str(&i->pending_reason, val(res, row, 20));
+    i->max_per_host = (uint32_t)ll(val(res, row, c0 + 14));
+    i->exit_code = val(res, row, c0 + 15) ? (int)ll(val(res, row, c0 + 15)) : -1;
+    i->restart_count = (int)ll(val(res, row, c0 + 16));
+    i->next_restart_ms = ll(val(res, row, c0 + 17));
+    i->finished_ms = ll(val(res, row, c0 + 18));
+    i->created_ms = ll(val(res, row, c0 + 19));
+    set_str(&i->pending_reason, val(res, row, c0 + 20));
     i->version = version;
     inst_count(r, i);
     if (i->hlink)
@@ -847,6 +847,13 @@ inst_apply(struct reconciler *r, const PGresult *res, int row)
      * pending_reason write changes nothing that placement reads). */
     if (i->state != IS_PENDING || i->host_id || i->desired != ID_RUNNING)
         idset_del(&r->waiting, i->id);
+}
+
+/* A row of ST_REC_INSTANCES. */
+static void
+inst_apply(struct reconciler *r, const PGresult *res, int row)
+{
+    inst_apply_at(r, res, row, 0);
 }
 
 static void
@@ -2082,6 +2089,41 @@ obs_event(void *arg, long long id, const char *type, const char *object,
         idset_add(&r->dirty[K_HOST], object_id);
 }
 
+/*
+ * An event read with its instance's row (watch.h WATCH_COL_REC): between
+ * passes, the row goes into the mirror at once, as the next pass's re-read
+ * of the id would have put it (read after the event's commit, under the
+ * same version guard), and the pass that the batch kicks decides with no
+ * read first. During a pass, or before the mirror is loaded, the id is
+ * re-read as usual.
+ */
+static void
+obs_event_row(void *arg, long long id, const char *type, const char *object,
+              const char *object_id, const PGresult *res, int row)
+{
+    struct reconciler *r = arg;
+
+    if (object_id == NULL || r->closing || !leader_acting(r->leader))
+        return;
+    if (strcmp(object, "instance") != 0 || r->p != NULL || !r->loaded ||
+        r->need_load || PQnfields(res) < WATCH_COL_REC + 22 ||
+        strmap_get(&r->dirty[K_INST], object_id) != NULL) {
+        obs_event(arg, id, type, object, object_id);
+        return;
+    }
+    if (PQgetisnull(res, row, WATCH_COL_INST)) {
+        inst_remove(r, object_id); /* gone when the event was read */
+        return;
+    }
+    if (PQgetisnull(res, row, WATCH_COL_REC))
+        return; /* a later event of the instance in this read carries it */
+    if (strcmp(PQgetvalue(res, row, WATCH_COL_REC), object_id) != 0) {
+        obs_event(arg, id, type, object, object_id);
+        return;
+    }
+    inst_apply_at(r, res, row, WATCH_COL_REC);
+}
+
 static void
 obs_batch(void *arg)
 {
@@ -2108,6 +2150,7 @@ reconciler_new(struct event_base *base, struct db_pool *db, struct watch *w,
         .elected = on_elected, .lost = on_lost, .arg = r};
     struct watch_observer obs = {
         .on_event = obs_event,
+        .on_event_row = obs_event_row,
         .on_batch = obs_batch,
         .on_reconnect = obs_reconnect,
         .arg = r,

@@ -318,4 +318,57 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "WHERE id = ANY($1::text[])))",
          1},
     /* end of config statements */
+    /* live config push (gateway.c): the instances of the given services and
+     * of services linking to them, each with its host and its service's
+     * effective config, computed once per service (materialized CTE). */
+    [ST_CONFIG_PUSH] =
+        {"config_push",
+         "WITH sv AS (SELECT s.id FROM services s "
+         "WHERE s.id = ANY($1::text[]) OR s.links ?| ARRAY(SELECT name "
+         "FROM services WHERE id = ANY($1::text[]))), "
+         "ec AS MATERIALIZED (SELECT sv.id AS service_id, e.version, "
+         "e.config::text AS config "
+         "FROM sv, LATERAL cloud_effective_config(sv.id) e) "
+         "SELECT i.id, i.host_id, coalesce(ec.version, 0), ec.config "
+         "FROM instances i JOIN ec ON ec.service_id = i.service_id "
+         "WHERE i.host_id IS NOT NULL AND i.desired_state <> 'deleted' "
+         "ORDER BY i.service_id, i.host_id",
+         1},
+    /* end of live config push statements */
+    /* run to running (watch.c): the hub's read of new events, each instance
+     * event with its instance's host and, for the last event of an instance
+     * in the read, the read cache's row (columns 6-14 as ST_CACHE_INSTANCES;
+     * NULL id: the instance is gone) and the reconciler's (15-36). Spares
+     * the gateway its hosts query, the cache and the reconciler their
+     * re-reads (watch.h WATCH_COL_*). $3: with the SSE JSON. */
+    [ST_EVENT_HUB] =
+        {"event_hub",
+         "SELECT e.id, e.type, e.object, e.json, e.object_id, i.host_id, "
+         "i.id, i.name, s.name, h.name, i.state, i.desired_state, i.version, "
+         "CASE WHEN e.last AND i.id IS NOT NULL "
+         "THEN cloud_instance_json(i) END, i.labels, "
+         /* 15-36: the reconciler's row (ST_REC_INSTANCES), id NULL unless
+          * this is the instance's last event in the read */
+         "CASE WHEN e.last THEN i.id END, i.name, i.service_id, i.ordinal, "
+         "i.generation, i.state, i.desired_state, i.host_id, i.vcpus, "
+         "i.memory_mib, i.disk_gib, i.restart, "
+         "CASE WHEN e.last AND i.id IS NOT NULL THEN "
+         "coalesce((SELECT string_agg(c.value, ', ') "
+         "FROM jsonb_array_elements_text(i.constraints) c), '') END, "
+         "i.strategy, i.max_per_host, i.exit_code, i.restart_count, "
+         "cloud_ms(i.next_restart_at), cloud_ms(i.finished_at), "
+         "cloud_ms(i.created_at), i.pending_reason, i.version "
+         "FROM (SELECT ev.*, ev.object = 'instance' AND ev.id = max(ev.id) "
+         "OVER (PARTITION BY ev.object, ev.object_id) AS last "
+         "FROM (SELECT x.id, x.type, x.object, x.object_id, "
+         "CASE WHEN $3::boolean THEN cloud_event_json(x) END AS json "
+         "FROM events x WHERE x.id > $1::bigint "
+         "ORDER BY x.id LIMIT $2::integer) ev) e "
+         "LEFT JOIN instances i ON e.object = 'instance' "
+         "AND i.id = e.object_id "
+         "LEFT JOIN services s ON s.id = i.service_id "
+         "LEFT JOIN hosts h ON h.id = i.host_id "
+         "ORDER BY e.id",
+         3},
+    /* end of run to running statements */
 };

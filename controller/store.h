@@ -70,6 +70,12 @@ enum store_stmt {
     ST_ENDPOINTS_GET,
     ST_CONFIG_HOSTS_OF,
     /* end of config statements */
+    /* live config push (gateway.c; issue 6, docs/config.md "Delivery") */
+    ST_CONFIG_PUSH,
+    /* end of live config push statements */
+    /* run to running (watch.c hub; issue 4, docs/benchmarks.md) */
+    ST_EVENT_HUB,
+    /* end of run to running statements */
     ST__COUNT
 };
 

@@ -292,7 +292,13 @@ hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
             }
             w->last_id = eid;
             for (int o = 0; o < w->nobs; o++)
-                if (w->obs[o].on_event)
+                if (w->obs[o].on_event_row)
+                    w->obs[o].on_event_row(
+                        w->obs[o].arg, eid, PQgetvalue(res, i, 1),
+                        PQgetvalue(res, i, 2),
+                        PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+                        res, i);
+                else if (w->obs[o].on_event)
                     w->obs[o].on_event(w->obs[o].arg, eid,
                                        PQgetvalue(res, i, 1),
                                        PQgetvalue(res, i, 2),
@@ -332,17 +338,10 @@ hub_fetch(struct watch *w)
     }
     snprintf(since, sizeof(since), "%lld", w->last_id);
     vals[0] = since;
-    if (w->nclients == 0) {
-        /* Only in-process observers: they need no JSON. */
-        vals[1] = WATCH_BATCH_S;
-        db_query(w->db, store_stmt(ST_EVENT_LIST_LIGHT), vals, hub_on_rows,
-                 w);
-        return;
-    }
-    vals[1] = NULL;
-    vals[2] = NULL;
-    vals[3] = WATCH_BATCH_S;
-    db_query(w->db, store_stmt(ST_EVENT_LIST), vals, hub_on_rows, w);
+    vals[1] = WATCH_BATCH_S;
+    /* Only in-process observers: they need no JSON. */
+    vals[2] = w->nclients == 0 ? "false" : "true";
+    db_query(w->db, store_stmt(ST_EVENT_HUB), vals, hub_on_rows, w);
 }
 
 static void

@@ -27,8 +27,23 @@ struct watch_observer {
     void (*on_batch)(void *arg);
     void (*on_reconnect)(void *arg);
     void *arg;
+    /* When set, runs instead of on_event, with the hub's result row (see
+     * WATCH_COL_*; an instance event carries its instance's host and, the
+     * last one of an instance in a read, the read cache's row). */
+    void (*on_event_row)(void *arg, long long id, const char *type,
+                         const char *object, const char *object_id,
+                         const PGresult *res, int row);
 };
 #define WATCH_MAX_OBSERVERS 8
+/* Columns of the hub's rows (ST_EVENT_HUB), for on_event_row: */
+#define WATCH_COL_HOST_ID 5 /* the instance's host_id, NULL: none or gone */
+#define WATCH_COL_INST 6    /* the instance's id, NULL: gone; then as
+                               ST_CACHE_INSTANCES (9 columns); the JSON
+                               (WATCH_COL_INST + 7) is NULL unless this is
+                               the instance's last event in the read */
+#define WATCH_COL_REC 15    /* the reconciler's row (ST_REC_INSTANCES, 22
+                               columns), its id NULL unless this is the
+                               instance's last event in the read */
 
 struct watch *watch_new(struct event_base *base, struct db_pool *db,
                         const char *conninfo);
