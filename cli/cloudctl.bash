@@ -170,7 +170,7 @@ _cloudctl() {
         else
             case $sub in
             get) flags="--version" ;;
-            set | unset | rollback) flags="--if-version" ;;
+            set | unset | rollback) flags="--if-version --wait --timeout" ;;
             esac
             words=$(_cloudctl_names services)
         fi

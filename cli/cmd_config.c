@@ -22,12 +22,16 @@ enum {
     OPT_VERSION = 1,
     OPT_IF_VERSION,
     OPT_WATCH,
+    OPT_WAIT,
+    OPT_TIMEOUT,
 };
 
 struct config_opts {
     long long version;    /* --version, -1 when absent */
     long long if_version; /* --if-version, -1 when absent */
     bool watch;
+    bool wait;    /* --wait: until every running instance acknowledged */
+    long timeout; /* --timeout in seconds, 0 = none */
     const char *cmd;
 };
 
@@ -49,6 +53,16 @@ config_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         break;
     case OPT_WATCH:
         o->watch = true;
+        break;
+    case OPT_WAIT:
+        o->wait = true;
+        break;
+    case OPT_TIMEOUT:
+        o->timeout = cli_parse_duration(val);
+        if (o->timeout < 0)
+            return cli_usage(
+                ctx, o->cmd,
+                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
         break;
     }
     return 0;
@@ -138,6 +152,93 @@ out:
 
 /* ---- set / unset / rollback ------------------------------------------- */
 
+/*
+ * --wait: polls the service's instances until every running one reports a
+ * config_version (what its guest acknowledged) at least the effective
+ * version GET /v1/instances/{id}/config names for it. Instances that are
+ * not running are not waited for: they get the current version when they
+ * start. A guest that never speaks the channel makes this time out.
+ */
+static int
+config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
+{
+    double start = cli_now_mono();
+    long delay = 100;
+    char *esc = cli_escape(service);
+    char *ipath = xasprintf("/v1/instances?service=%s", esc);
+    int rc = CLI_EXIT_FAIL;
+
+    for (;;) {
+        json_t *items = NULL, *it;
+        size_t i;
+        long long running = 0, acked = 0;
+        char *behind = NULL;
+
+        if (cli_api_list(ctx, ipath, &items) != 0)
+            break;
+        json_array_foreach(items, i, it)
+        {
+            const char *st = jstr(it, "state"), *id = jstr(it, "id");
+            const char *desired = jstr(it, "desired_state");
+            json_t *eff = NULL;
+            if (st == NULL || id == NULL || desired == NULL ||
+                strcmp(st, "running") != 0 || strcmp(desired, "running") != 0)
+                continue;
+            running++;
+            char *cpath = xasprintf("/v1/instances/%s/config", id);
+            int grc = cli_api(ctx, "GET", cpath, NULL, &eff, NULL);
+            free(cpath);
+            if (grc != 0) {
+                json_decref(items);
+                free(behind);
+                goto out;
+            }
+            long long want = jver(eff);
+            json_decref(eff);
+            if (json_integer_value(json_object_get(it, "config_version")) >=
+                want)
+                acked++;
+            else if (behind == NULL)
+                behind = xasprintf("%s at %lld of %lld", jstr(it, "name"),
+                                   (long long)json_integer_value(
+                                       json_object_get(it, "config_version")),
+                                   want);
+        }
+        json_decref(items);
+        double elapsed = cli_now_mono() - start;
+        bool done = acked == running;
+        char *line = xasprintf("%s: %lld/%lld running instances acknowledged%s%s",
+                               service, acked, running, behind ? "; " : "",
+                               behind ? behind : "");
+        free(behind);
+        if (done) {
+            cli_progress_done(ctx);
+            if (ctx->output != FMT_JSON && ctx->output != FMT_NAME) {
+                char *s = fmt_sanitize(line, 0);
+                fprintf(ctx->out, "%s\n", s);
+                free(s);
+            }
+            rc = 0;
+        } else if (timeout_s > 0 && elapsed >= (double)timeout_s) {
+            cli_progress_done(ctx);
+            char *s = fmt_sanitize(line, 0);
+            cli_fail(ctx, "%s after %lds", s, timeout_s);
+            free(s);
+        } else {
+            cli_progress(ctx, "%s (%.0fs)", line, elapsed);
+        }
+        free(line);
+        if (done || (timeout_s > 0 && elapsed >= (double)timeout_s))
+            break;
+        cli_sleep_ms(delay);
+        delay = cli_next_poll(delay);
+    }
+out:
+    free(esc);
+    free(ipath);
+    return rc;
+}
+
 /* Sends a config write; prints the new version line (or -o json). */
 static int
 config_write(struct cli_ctx *ctx, struct config_opts *o, const char *method,
@@ -161,6 +262,8 @@ config_write(struct cli_ctx *ctx, struct config_opts *o, const char *method,
             fprintf(ctx->out, "%lld\n", jver(cfg));
         else
             print_version_line(ctx, service, jver(cfg), suffix);
+        if (o->wait)
+            rc = config_wait_acks(ctx, service, o->timeout);
     }
     json_decref(cfg);
     free(path);
@@ -400,9 +503,12 @@ cmd_config(struct cli_ctx *ctx, int argc, char **argv)
     static const struct arg_spec specs[] = {
         {"version", 0, true, OPT_VERSION},
         {"if-version", 0, true, OPT_IF_VERSION},
+        {"wait", 'w', false, OPT_WAIT},
+        {"timeout", 0, true, OPT_TIMEOUT},
         {NULL, 0, false, 0},
     };
-    struct config_opts o = {.version = -1, .if_version = -1, .cmd = "config"};
+    struct config_opts o = {
+        .version = -1, .if_version = -1, .timeout = 120, .cmd = "config"};
     char **pos = NULL;
     int npos, rc;
     const char *sub = argc >= 2 ? argv[1] : NULL;
@@ -442,6 +548,11 @@ cmd_config(struct cli_ctx *ctx, int argc, char **argv)
         strcmp(sub, "unset") != 0 && strcmp(sub, "rollback") != 0) {
         rc = cli_usage(ctx, "config",
                        "--if-version is for set, unset and rollback");
+        goto out;
+    }
+    if (o.wait && strcmp(sub, "set") != 0 && strcmp(sub, "unset") != 0 &&
+        strcmp(sub, "rollback") != 0) {
+        rc = cli_usage(ctx, "config", "--wait is for set, unset and rollback");
         goto out;
     }
     if (strcmp(sub, "get") == 0)

@@ -222,10 +222,10 @@ static const char help_events[] =
 
 static const char help_config[] =
     "Usage: cloudctl config get SERVICE [KEY] [--version N]\n"
-    "       cloudctl config set SERVICE KEY=VALUE... [--if-version N]\n"
-    "       cloudctl config unset SERVICE KEY... [--if-version N]\n"
+    "       cloudctl config set SERVICE KEY=VALUE... [--if-version N] [--wait]\n"
+    "       cloudctl config unset SERVICE KEY... [--if-version N] [--wait]\n"
     "       cloudctl config history SERVICE\n"
-    "       cloudctl config rollback SERVICE VERSION [--if-version N]\n"
+    "       cloudctl config rollback SERVICE VERSION [--if-version N] [--wait]\n"
     "       cloudctl config watch SERVICE\n"
     "\n"
     "A service's configuration: string keys and values with a version that\n"
@@ -244,9 +244,13 @@ static const char help_config[] =
     "  --version N      get: that version instead of the current one\n"
     "  --if-version N   write only if the current version is N (else the\n"
     "                   server refuses with 412 and nothing changes)\n"
+    "  -w, --wait       after a write, wait until every running instance's\n"
+    "                   guest acknowledged the new version\n"
+    "  --timeout D      give up waiting after D (default 2m; 0 = never)\n"
     "\n"
     "Examples:\n"
     "  cloudctl config set web MODE=prod WORKERS=4\n"
+    "  cloudctl config set web MODE=debug --wait\n"
     "  cloudctl config get web MODE\n"
     "  cloudctl config rollback web 3\n";
 
