@@ -148,12 +148,12 @@ short=${id:0:12}
 
 cli ps
 check "ps has the header" out_has '^ID +NAME +SERVICE +STATE +HOST +AGE$'
-check "ps shows the instance pending" out_has "^$short +run-${id:0:8} +- +pending +- +[0-9]+s$"
+check "ps shows the instance pending" out_has "^$short +run-${id:0:12} +- +pending +- +[0-9]+s$"
 
 cli inspect "${id:0:6}"
 check "inspect by prefix gives the JSON object" \
     eval 'rc_is 0 && [ "$(jq -r .id <<<"$out")" = "$id" ]'
-cli inspect "run-${id:0:8}"
+cli inspect "run-${id:0:12}"
 check "inspect by name" eval 'rc_is 0 && [ "$(jq -r .state <<<"$out")" = pending ]'
 
 cli kill -s KILL "${id:0:8}"
@@ -162,7 +162,7 @@ check "kill -s KILL by prefix" eval 'rc_is 0 && [ "$out" = "${id:0:8}" ]'
 cli ps
 check "ps hides the exited instance" eval 'rc_is 0 && out_lacks "$short"'
 cli ps -a
-check "ps -a shows exited (137)" out_has "^$short +run-${id:0:8} +- +exited \\(137\\) "
+check "ps -a shows exited (137)" out_has "^$short +run-${id:0:12} +- +exited \\(137\\) "
 
 cli wait "$id"
 check "wait prints 137 and exits 137" eval 'rc_is 137 && [ "$out" = 137 ]'
@@ -174,7 +174,7 @@ cli ps -a -o json
 check "ps -o json is the API list" \
     eval 'rc_is 0 && [ "$(jq -r ".items[] | select(.id == \"$id\") | .exit_code" <<<"$out")" = 137 ]'
 cli ps -a -o name
-check "ps -o name prints names" eval 'rc_is 0 && out_has "^run-${id:0:8}$"'
+check "ps -o name prints names" eval 'rc_is 0 && out_has "^run-${id:0:12}$"'
 cli ps -a -o wide
 check "ps -o wide has IMAGE and DESIRED" \
     out_has '^ID +NAME +SERVICE +IMAGE +STATE +DESIRED +HOST +RESTARTS +ADDRESSES +AGE +REASON +LABELS$'
@@ -375,6 +375,11 @@ out=$(cat "$tmp/ewatch.out")
 err=$(cat "$tmp/ewatch.err")
 check "endpoints -w prints the current list first" \
     eval 'out_has "^web: endpoints version [0-9]+$" && out_has "^NAME +ADDR$" && [ -z "$err" ]'
+cli config set web WAITED=1 --wait
+check "config set --wait with no running instance returns at once" \
+    eval 'rc_is 0 && out_has "^web: config version 6$" && out_has "^web: 0/0 running instances acknowledged$"'
+cli config set web WAITED=2 --wait -o name
+check "config set --wait -o name prints the version alone" eval 'rc_is 0 && [ "$out" = 7 ]'
 
 # ---- hosts -------------------------------------------------------------------
 cli hosts
