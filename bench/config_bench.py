@@ -14,10 +14,11 @@ both from just before the PATCH request is written:
         answered {"ack":N} at once)
 
 The guest end: the test driver runs no guest and QEMU is not there to bind
-the channel socket, so this process plays QEMU + guest: it listens on each
-instance's channel socket (the path the agent put in the domain XML,
-<source mode='bind' path=...>), accepts the agent's connection, records the
-arrival time of every line and answers {"ack":N} (and {"ready":true} once).
+the channel socket, so this process plays QEMU + guest
+(tests/integration/guestpeer.py): it listens on each instance's channel
+socket (the path the agent put in the domain XML, <source mode='bind'
+path=...>), accepts the agent's connection, records the arrival time of
+every line and answers {"ack":N} (and {"ready":true} once).
 That is the guest half of the protocol; the agent, the controller and
 PostgreSQL are the real ones.
 
@@ -43,8 +44,6 @@ config_bench.sh).
 import http.client
 import json
 import os
-import selectors
-import socket
 import sys
 import threading
 import time
@@ -54,122 +53,43 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import agentlib  # noqa: E402
 import config_etcd  # noqa: E402
+import guestpeer  # noqa: E402
 import harness  # noqa: E402
 from config_etcd import percentile  # noqa: E402
 
 KEY = "BENCH_SEQ"
 
 
-def channel_path(agent, inst_id):
-    """The channel socket the agent puts in instance inst_id's domain XML."""
-    return os.path.join(agent.dir, "state", "run", inst_id, "channel.sock")
+channel_path = guestpeer.channel_path
 
 
-class GuestEnd(threading.Thread):
-    """Plays QEMU + the sample guest on many channel sockets at once."""
+def wait_value(end, insts, val, timeout=30):
+    """{inst: (time, version)} once every inst has read the line with val."""
+    with end.cond:
+        ok = end.cond.wait_for(lambda: all((i, val) in end.seen for i in insts), timeout)
+        if not ok:
+            missing = [i for i in insts if (i, val) not in end.seen]
+            raise RuntimeError("no line with %s=%s within %d s on %d of %d channels "
+                               "(%r...); errors %r" % (KEY, val, timeout, len(missing),
+                                                      len(insts), missing[:3], end.errors[:3]))
+        return {i: end.seen[(i, val)] for i in insts}
+
+
+class GuestEnd(guestpeer.GuestPeer):
+    """Plays QEMU + the sample guest on many channel sockets at once
+    (tests/integration/guestpeer.py: {"ready":true} on connect, an ack per
+    line), noting when each instance first read each value of KEY."""
 
     def __init__(self):
-        super().__init__(daemon=True)
-        self.sel = selectors.DefaultSelector()
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
+        super().__init__(ack=True, ready=True)
         self.seen = {}          # (inst, value of KEY) -> (monotonic time, version)
-        self.lines = {}         # inst -> lines read
-        self.connects = {}      # inst -> connections accepted
-        self.errors = []
-        self.rd, self.wr = socket.socketpair()
-        self.rd.setblocking(False)
-        self.sel.register(self.rd, selectors.EVENT_READ, ("wake", None))
-        self.pending = []
-        self.stopping = False
 
-    def listen(self, inst, path):
-        """Bind and listen on path for instance inst (thread-safe)."""
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.bind(path)
-        s.listen(4)
-        s.setblocking(False)
-        with self.lock:
-            self.pending.append((s, inst))
-        self.wr.send(b"x")
+    def on_line(self, inst, line):
+        val = line.config.get(KEY)
+        if val is not None and (inst, val) not in self.seen:
+            self.seen[(inst, val)] = (line.t, line.version)
 
-    def run(self):
-        while not self.stopping:
-            for key, _ in self.sel.select(1.0):
-                kind, data = key.data
-                if kind == "wake":
-                    try:
-                        self.rd.recv(4096)
-                    except BlockingIOError:
-                        pass
-                    with self.lock:
-                        todo, self.pending = self.pending, []
-                    for s, inst in todo:
-                        self.sel.register(s, selectors.EVENT_READ, ("listen", inst))
-                elif kind == "listen":
-                    try:
-                        c, _ = key.fileobj.accept()
-                    except BlockingIOError:
-                        continue
-                    c.setblocking(False)
-                    with self.lock:
-                        self.connects[data] = self.connects.get(data, 0) + 1
-                    self.sel.register(c, selectors.EVENT_READ, ("conn", [data, b""]))
-                    self._send(c, {"ready": True})
-                else:
-                    self._read(key.fileobj, data)
-
-    def _send(self, c, obj):
-        try:
-            c.sendall((json.dumps(obj, separators=(",", ":")) + "\n").encode())
-        except BlockingIOError:
-            self.errors.append("a channel socket buffer is full")
-        except OSError as e:
-            self.errors.append("send on a channel: %s" % e)
-
-    def _read(self, c, st):
-        try:
-            chunk = c.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            chunk = b""
-        now = time.monotonic()
-        if not chunk:
-            self.sel.unregister(c)
-            c.close()
-            return
-        st[1] += chunk
-        while b"\n" in st[1]:
-            line, st[1] = st[1].split(b"\n", 1)
-            try:
-                msg = json.loads(line)
-                ver = int(msg["version"])
-                val = msg.get("config", {}).get(KEY)
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                self.errors.append("bad line %r: %s" % (line[:200], e))
-                continue
-            self._send(c, {"ack": ver})
-            with self.cond:
-                self.lines[st[0]] = self.lines.get(st[0], 0) + 1
-                if val is not None and (st[0], val) not in self.seen:
-                    self.seen[(st[0], val)] = (now, ver)
-                self.cond.notify_all()
-
-    def wait(self, insts, val, timeout=30):
-        """{inst: (time, version)} once every inst has read the line with val."""
-        with self.cond:
-            ok = self.cond.wait_for(lambda: all((i, val) in self.seen for i in insts), timeout)
-            if not ok:
-                missing = [i for i in insts if (i, val) not in self.seen]
-                raise RuntimeError("no line with %s=%s within %d s on %d of %d channels "
-                                   "(%r...); errors %r" % (KEY, val, timeout, len(missing),
-                                                          len(insts), missing[:3], self.errors[:3]))
-            return {i: self.seen[(i, val)] for i in insts}
+    wait_value = wait_value
 
 
 class ConsoleEnd(threading.Thread):
@@ -224,7 +144,7 @@ class ConsoleEnd(threading.Thread):
                         self.cond.notify_all()
             time.sleep(0.001)
 
-    wait = GuestEnd.wait
+    wait_value = wait_value
 
 
 class AckWatch(threading.Thread):
@@ -414,7 +334,7 @@ def main():
                 if st != 200:
                     raise RuntimeError("%s config: %d %r" % (method, st, body))
                 t_answer = time.monotonic()
-                got = guest.wait(ids, val)
+                got = guest.wait_value(ids, val)
                 t_line = max(t for t, _ in got.values())
                 if k >= warm:
                     parts["answer"].append((t_answer - t0) * 1000.0)

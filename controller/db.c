@@ -21,6 +21,9 @@
 #define DB_CONNECT_TIMEOUT_S 10
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 2000
+/* A statement PostgreSQL chose as a deadlock's (or serialization
+ * conflict's) victim is run again this many times before it fails. */
+#define DB_CONFLICT_RETRIES 3
 
 enum conn_state {
     CONN_DOWN = 0,
@@ -37,6 +40,7 @@ struct db_req {
     char **values;
     db_cb cb;
     void *arg;
+    int retries; /* after a deadlock or serialization failure */
 };
 TAILQ_HEAD(db_req_queue, db_req);
 
@@ -524,6 +528,29 @@ conn_op_done(struct db_conn *c)
             r->cb(res, NULL, r->arg);
         } else {
             struct db_error err;
+            const char *sqlstate =
+                res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+            /* Every pool statement is its own transaction, rolled back
+             * whole when it lost a deadlock (40P01) or a serialization
+             * conflict (40001): run it again, first in the queue. */
+            if (sqlstate != NULL &&
+                (strcmp(sqlstate, "40P01") == 0 ||
+                 strcmp(sqlstate, "40001") == 0) &&
+                r->retries < DB_CONFLICT_RETRIES) {
+                r->retries++;
+                log_info("statement %s: %s; running it again (%d of %d)",
+                         r->stmt->name,
+                         strcmp(sqlstate, "40P01") == 0
+                             ? "deadlock detected"
+                             : "serialization failure",
+                         r->retries, DB_CONFLICT_RETRIES);
+                PQclear(res);
+                TAILQ_INSERT_HEAD(&c->pool->queue, r, link);
+                c->pool->queued++;
+                pool_kick(c->pool);
+                return;
+            }
             db_error_from_result(res, c->pg, &err);
             c->pool->errors++;
             if (err.status >= 500)

@@ -43,7 +43,8 @@ class Agent:
     """One cloud-agent process for host `name`."""
 
     def __init__(self, cluster, name, uri="test:///default", hypervisor="test",
-                 labels=None, images=None, cap_vcpus=None, cap_memory=None, extra=()):
+                 labels=None, images=None, cap_vcpus=None, cap_memory=None, extra=(),
+                 env=None):
         if not AGENT_BIN or not os.access(AGENT_BIN, os.X_OK):
             raise harness.HarnessError("CLOUD_AGENT=%r is not an executable" % AGENT_BIN)
         self.cluster = cluster
@@ -69,6 +70,10 @@ class Agent:
         if cap_memory:
             self.argv += ["--cap-memory", str(cap_memory)]
         self.argv += list(extra) + ["run"]
+        # env: variables added to the agent's environment, e.g.
+        # {"CLOUD_AGENT_TEST_CHANNELS": "1"} (guest channels on the test
+        # driver, served by guestpeer.py).
+        self.env = dict(os.environ, **env) if env else None
         self.proc = None
         self._fh = None
         atexit.register(self.stop)
@@ -76,7 +81,7 @@ class Agent:
     def start(self):
         self._fh = open(self.log, "ab")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, cwd=self.dir,
+                                     stderr=subprocess.STDOUT, cwd=self.dir, env=self.env,
                                      preexec_fn=harness._die_with_parent)
         return self
 

@@ -1,9 +1,9 @@
 """cloudctl following live changes: `endpoints -w` while a service's
-instances come up, get addresses and scale down, with an agent that runs
-them (test_config's FakeAgent: it speaks the agent protocol and reports the
-addresses the test sets), and `config watch` during changes. The rest of
-the CLI is in test_cli.sh; this module needs the agent the shell test has
-not got.
+instances come up, get addresses and scale down, on a real cloud-agent
+(libvirt's test driver, guest channels on: test_config.agent_with_guests)
+whose instances' guest end (guestpeer.py) reports the addresses the test
+sets, and `config watch` during changes. The rest of the CLI is in
+test_cli.sh; this module needs the agent the shell test has not got.
 """
 
 import json
@@ -16,7 +16,7 @@ import unittest
 
 import harness
 from harness import poll, request, unique_name
-from test_config import FakeAgent, instances_of, service
+from test_config import agent_with_guests, instances_of, service
 
 CLOUDCTL = os.environ.get("CLOUDCTL")
 
@@ -91,11 +91,13 @@ class Follower:
 class CliLiveTest(harness.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.agent = FakeAgent(harness.cluster(), unique_name("fa")).start()
+        cls.agent, cls.guest = agent_with_guests(unique_name("cl"), cap_vcpus=64,
+                                                 cap_memory=16384)
 
     @classmethod
     def tearDownClass(cls):
         cls.agent.stop()
+        cls.guest.stop()
 
     def running(self, svc, n):
         def ok():
@@ -119,8 +121,8 @@ class CliLiveTest(harness.TestCase):
             self.assertEqual((first["service"], first["endpoints"]), (db, []))
             table.wait_for(lambda l: l == "NAME   ADDR", 10)
 
-            self.agent.set_guest(dis[0]["id"], addresses=["10.0.0.5"])
-            self.agent.set_guest(dis[1]["id"], addresses=["10.0.0.6:6000"])
+            self.guest.set_guest(dis[0]["id"], addresses=["10.0.0.5"])
+            self.guest.set_guest(dis[1]["id"], addresses=["10.0.0.6:6000"])
             two = json.loads(js.wait_for(
                 lambda l: len(json.loads(l)["endpoints"]) == 2, 15))
             self.assertEqual([e["addr"] for e in two["endpoints"]],
