@@ -51,6 +51,9 @@
 #define GW_LABELS_MAX 64
 #define GW_RETRY_MS 1000
 #define GW_LOG_CHUNK_MAX (256u * 1024u) /* agents send <= 64 KiB */
+/* After a config push, the hosts' desired sets catch up this much later
+ * (off the push's path; see on_cfg_push). */
+#define GW_CFG_SETTLE_MS 300
 
 enum gw_state {
     GW_HANDSHAKE = 0,
@@ -87,6 +90,7 @@ struct gw_conn {
     uint64_t hb_seq;
     int nlogs; /* console log streams through this agent */
     struct gwblobs *blobs; /* blob downloads (gateway_blobs.c), or NULL */
+    int cfg_stale; /* ConfigUpdates pushed: the set is re-read later */
 };
 
 /* A console log stream (gateway_log_open). */
@@ -120,6 +124,7 @@ struct gateway {
     struct strmap cfg_services;
     int cfg_inflight;
     struct event *hb_timer, *resync_timer, *kick_ev, *status_retry;
+    struct event *cfg_settle; /* re-reads the sets of cfg_stale hosts */
     int hb_inflight, hosts_inflight, desired_inflight;
     /* status group commit */
     struct gw_status *pending, *inflight;
@@ -1062,31 +1067,106 @@ cfg_note(struct gateway *gw, const char *service_id)
     strmap_put(&gw->cfg_services, key, key);
 }
 
+/*
+ * The instances whose effective config changed, each with its host and the
+ * config (ST_CONFIG_PUSH, computed once per service): one ConfigUpdate per
+ * instance to the connection whose desired set holds it, instead of a
+ * re-read and re-send of each host's whole set. An instance no connection
+ * holds yet (or held by another host's connection) gets its host's set
+ * re-read: DesiredState carries the config, so a late instance or a
+ * reconnect still receives it; the agent takes only versions above the one
+ * it has, so a set read before the change and sent after does no harm.
+ */
 static void
-on_cfg_hosts(const PGresult *res, const struct db_error *err, void *arg)
+on_cfg_push(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct gateway *gw = arg;
+    struct gwcfg_set *one = NULL;
+    Cloud__Agent__InstanceSpec spec;
+    Cloud__Agent__ConfigUpdate cu;
+    const char *cur = NULL;
+    uint64_t cur_version = 0;
+    int have = 0, sent = 0;
 
     gw->cfg_inflight = 0;
     if (gw->closed)
         return;
     if (err != NULL) {
-        log_warnx("cannot find the hosts of changed configs: %s",
-                  err->message);
+        log_warnx("cannot read the changed configs: %s", err->message);
         gw_mark_all(gw);
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {
-        struct gw_conn *c = strmap_get(&gw->by_host, PQgetvalue(res, i, 0));
+        const char *id = PQgetvalue(res, i, 0);
+        const char *host = PQgetvalue(res, i, 1);
+        uint64_t version = col_u64(res, i, 2);
+        const char *json = PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3);
+        struct gw_conn *c = strmap_get(&gw->owner, id);
+        Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
 
-        if (c != NULL)
+        if (c == NULL || c->state != GW_READY || c->host_id == NULL ||
+            strcmp(c->host_id, host) != 0) {
+            c = strmap_get(&gw->by_host, host);
+            if (c != NULL)
+                c->dirty = 1;
+            continue;
+        }
+        if (version == 0 || json == NULL)
+            continue;
+        /* Rows come ordered by service: parse each config once. */
+        if (one == NULL || cur_version != version || strcmp(cur, json) != 0) {
+            gwcfg_set_free(one);
+            one = gwcfg_set_new(1);
+            cloud__agent__instance_spec__init(&spec);
+            spec.id = (char *)id;
+            gwcfg_fill(one, 0, &spec, version, json);
+            have = gwcfg_update(one, 0, &cu) == 0;
+            cur = json;
+            cur_version = version;
+        }
+        if (!have)
+            continue;
+        cu.instance_id = (char *)id;
+        env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_CONFIG_UPDATE;
+        env.config_update = &cu;
+        if (conn_send(c, &env) == 0) {
+            sent++;
+            c->cfg_stale = 1;
+        }
+    }
+    /* The sets catch up a little later (the agent's cache and restarts see
+     * the new config; the agent ignores a version it already has). */
+    if (sent > 0 && !evtimer_pending(gw->cfg_settle, NULL)) {
+        struct timeval tv = {GW_CFG_SETTLE_MS / 1000,
+                             (GW_CFG_SETTLE_MS % 1000) * 1000};
+
+        if (evtimer_add(gw->cfg_settle, &tv) < 0)
+            gw_mark_all(gw);
+    }
+    gwcfg_set_free(one);
+    log_debug("config push: %d instances, %d updates sent", PQntuples(res),
+              sent);
+    gw_kick(gw);
+}
+
+static void
+cfg_settle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gateway *gw = arg;
+    struct gw_conn *c;
+
+    (void)fd;
+    (void)what;
+    for (c = gw->conns; c != NULL; c = c->next) {
+        if (c->cfg_stale && c->state == GW_READY)
             c->dirty = 1;
+        c->cfg_stale = 0;
     }
     gw_kick(gw);
 }
 
-/* After a batch of events: one query for the hosts of every service whose
- * effective config changed (ST_CONFIG_HOSTS_OF); their sets are re-read. */
+/* After a batch of events: one query for the instances of every service
+ * whose effective config changed (ST_CONFIG_PUSH), pushed by on_cfg_push. */
 static void
 cfg_flush(struct gateway *gw)
 {
@@ -1119,7 +1199,7 @@ cfg_flush(struct gateway *gw)
     cfg_clear(gw);
     vals[0] = lit;
     gw->cfg_inflight = 1;
-    db_query(gw->db, store_stmt(ST_CONFIG_HOSTS_OF), vals, on_cfg_hosts, gw);
+    db_query(gw->db, store_stmt(ST_CONFIG_PUSH), vals, on_cfg_push, gw);
     free(lit);
 }
 
@@ -1142,6 +1222,11 @@ gw_on_event(void *arg, long long id, const char *type, const char *object,
     }
     if (gw->closed || object == NULL || object_id == NULL ||
         strcmp(object, "instance") != 0 || !id_ok(object_id))
+        return;
+    /* A guest-only change (acked config version, ready, addresses: the
+     * status path, migrations 0009/0013) moves nothing a desired set holds:
+     * no re-read (a config change acked by 100 guests re-read every set). */
+    if (type != NULL && strcmp(type, "instance.guest") == 0)
         return;
     c = strmap_get(&gw->owner, object_id);
     if (c != NULL) {
@@ -1841,8 +1926,10 @@ gateway_new(struct event_base *base, struct db_pool *db, struct watch *watch,
     gw->resync_timer = event_new(base, -1, EV_PERSIST, resync_cb, gw);
     gw->kick_ev = event_new(base, -1, 0, kick_cb, gw);
     gw->status_retry = evtimer_new(base, status_retry_cb, gw);
+    gw->cfg_settle = evtimer_new(base, cfg_settle_cb, gw);
     if (gw->hb_timer == NULL || gw->resync_timer == NULL ||
-        gw->kick_ev == NULL || gw->status_retry == NULL)
+        gw->kick_ev == NULL || gw->status_retry == NULL ||
+        gw->cfg_settle == NULL)
         fatalx("cannot allocate the gateway's timers");
     hb.tv_sec = cfg->heartbeat_ms / 1000;
     hb.tv_usec = (cfg->heartbeat_ms % 1000) * 1000;
@@ -1928,6 +2015,7 @@ gateway_close(struct gateway *gw)
     if (gw == NULL || gw->closed)
         return;
     gw->closed = 1;
+    evtimer_del(gw->cfg_settle);
     if (gw->listener) {
         evconnlistener_free(gw->listener);
         gw->listener = NULL;
@@ -1971,6 +2059,7 @@ gateway_free(struct gateway *gw)
     event_free(gw->resync_timer);
     event_free(gw->kick_ev);
     event_free(gw->status_retry);
+    event_free(gw->cfg_settle);
     SSL_CTX_free(gw->ssl);
     join_free(gw->join);
     free(gw);
