@@ -622,8 +622,10 @@ cache_on_event(void *arg, long long id, const char *type, const char *object,
     cache_note(arg, object, object_id, id);
 }
 
-/* An instance event with its row read in the same query as the event
- * (watch.h WATCH_COL_INST): applied at once, with no re-read. */
+/* An instance event read with its instance's id (watch.h WATCH_COL_INST):
+ * gone, it is removed at once; otherwise re-read as before (the hub does
+ * not carry the JSON: cloud_instance_json costs 1-2 ms a row, which would
+ * delay the reconciler and the gateway behind every event read). */
 void
 cache_on_event_row(void *arg, long long id, const char *type,
                    const char *object, const char *object_id,
@@ -634,7 +636,7 @@ cache_on_event_row(void *arg, long long id, const char *type,
     struct cache_obj *o;
 
     if (object_id == NULL || strcmp(object, "instance") != 0 ||
-        PQnfields(res) < WATCH_COL_INST + 9) {
+        PQnfields(res) <= WATCH_COL_INST) {
         cache_note(c, object, object_id, id);
         return;
     }
@@ -647,16 +649,8 @@ cache_on_event_row(void *arg, long long id, const char *type,
         tombstone(k, object_id);
         return;
     }
-    if (PQgetisnull(res, row, WATCH_COL_INST + 7))
-        return; /* a later event of the instance in this read carries it */
-    if (strcmp(PQgetvalue(res, row, WATCH_COL_INST), object_id) != 0) {
-        cache_note(c, object, object_id, id);
-        return;
-    }
     (void)type;
-    o = obj_from_row_at(k, res, row, WATCH_COL_INST);
-    o->event_id = id;
-    kind_apply(c, k, o);
+    cache_note(c, object, object_id, id); /* re-read: no JSON here */
 }
 
 void

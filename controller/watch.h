@@ -37,10 +37,8 @@ struct watch_observer {
 #define WATCH_MAX_OBSERVERS 8
 /* Columns of the hub's rows (ST_EVENT_HUB), for on_event_row: */
 #define WATCH_COL_HOST_ID 5 /* the instance's host_id, NULL: none or gone */
-#define WATCH_COL_INST 6    /* the instance's id, NULL: gone; then as
-                               ST_CACHE_INSTANCES (9 columns); the JSON
-                               (WATCH_COL_INST + 7) is NULL unless this is
-                               the instance's last event in the read */
+#define WATCH_COL_INST 6    /* the instance's id, NULL: gone; then 8
+                               columns as ST_CACHE_INSTANCES, NULL today */
 #define WATCH_COL_REC 15    /* the reconciler's row (ST_REC_INSTANCES, 22
                                columns), its id NULL unless this is the
                                instance's last event in the read */
