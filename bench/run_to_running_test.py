@@ -16,7 +16,11 @@ same host clock.
 Benchmarks print figures and never fail on time. Needs PostgreSQL (as the
 integration tests do) and a build.
 
-  python3 bench/run_to_running_test.py BUILD_DIR [N]
+  python3 bench/run_to_running_test.py BUILD_DIR [N] [--compare OTHER_BUILD_DIR]
+
+With --compare, a second cluster runs OTHER_BUILD_DIR's controller (same
+agent binary) and the runs alternate between the two, one at a time, so a
+before/after comparison sees the same machine load.
 """
 
 import datetime
@@ -29,6 +33,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+os.environ.setdefault("CLOUD_CONTROLLER", "")  # harness reads it at import
 
 
 def pct(xs, p):
@@ -88,94 +93,89 @@ def agent_log(path):
     return out
 
 
-def main():
-    if len(sys.argv) < 2:
-        print("usage: run_to_running_test.py BUILD_DIR [N]", file=sys.stderr)
-        return 2
-    build = os.path.abspath(sys.argv[1])
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-    os.environ.setdefault("CLOUD_CONTROLLER", os.path.join(build, "controller", "cloud-controller"))
-    os.environ.setdefault("CLOUD_AGENT", os.path.join(build, "agent", "cloud-agent"))
-    import agentlib
-    import harness
+class Rig:
+    """PostgreSQL, one controller of `build` (with the reconciler) and one
+    agent on test:///default."""
 
-    c = harness.start(reconcile=True)
-    agent = None
-    try:
-        c.add_image("hello", "latest")
-        agent = agentlib.Agent(c, "r2r0", cap_vcpus=64, cap_memory=65536).start()
-        api = Api(c.http_port, c.token)
+    def __init__(self, build, agent_bin):
+        import agentlib
+        import harness
+        self.harness = harness
+        self.c = harness.Cluster(controller=os.path.join(build, "controller", "cloud-controller"),
+                                 reconcile=True).start()
+        self.agent = None
+        self.c.add_image("hello", "latest")
+        agentlib.AGENT_BIN = agent_bin
+        self.agent = agentlib.Agent(self.c, "r2r0", cap_vcpus=64, cap_memory=65536).start()
+        self.api = Api(self.c.http_port, self.c.token)
         harness.poll(lambda: any(h.get("state") == "ready"
-                                 for h in (api.req("GET", "/v1/hosts")[1] or {}).get("items", [])),
+                                 for h in (self.api.req("GET", "/v1/hosts")[1] or {}).get("items", [])),
                      30, what="the agent to be ready")
-        cursor = [0]
+        self.cursor = 0
 
-        def events_since():
-            items = []
-            while True:
-                st, body = api.req("GET", "/v1/events?since=%d&limit=1000" % cursor[0])
-                if st != 200:
-                    raise RuntimeError("GET /v1/events: %s %s" % (st, body))
-                items += body.get("items", [])
-                if not body.get("next") or body["next"] == cursor[0]:
-                    return items
-                cursor[0] = body["next"]
-                if len(body.get("items", [])) < 1000:
-                    return items
+    def stop(self):
+        if self.agent is not None:
+            self.agent.stop()
+        self.c.stop()
 
-        def run(i):
-            events_since()
-            t0 = time.time()
-            st, inst = api.req("POST", "/v1/instances", {
-                "image": "hello:latest", "name": "r2r-%d-%d" % (os.getpid(), i),
-                "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
-            t_post = time.time()
-            if st != 201:
-                raise RuntimeError("POST /v1/instances: %s %s" % (st, inst))
-            path = "/v1/instances/" + inst["id"]
-            while True:
-                st, cur = api.req("GET", path)
-                if st == 200 and cur["state"] == "running":
-                    t_api = time.time()
-                    break
-                if st == 200 and cur["state"] in ("exited", "failed", "lost"):
-                    raise RuntimeError("instance %s: %s" % (inst["id"], cur))
-                if time.time() - t0 > 60:
-                    raise RuntimeError("instance %s never ran" % inst["id"])
-                time.sleep(0.001)
-            marks = {}
-            for e in events_since():
-                if e.get("object_id") != inst["id"]:
-                    continue
-                key = e["type"]
-                if key == "instance.state":
-                    m = re.search(r"\b(starting|running)\b", e["message"])
-                    key = "state " + (m.group(1) if m else e["message"])
-                marks.setdefault(key, parse_ts(e["time"]))
-            sched = marks.get("instance.scheduled")
-            t_set = t_rep = None
-            for t, msg in agent_log(agent.log):
-                if t_set is None and sched is not None and "desired set revision" in msg \
-                        and t >= sched - 0.001:
-                    t_set = t
-                if t_rep is None and ("instance %s: running" % inst["id"]) in msg:
-                    t_rep = t
-            st, _ = api.req("DELETE", path)
-            harness.poll(lambda: api.req("GET", path)[0] == 404, 30, 0.01, "delete")
-            return {"t0": t0, "post": t_post, "api": t_api, "set": t_set, "rep": t_rep,
-                    "marks": marks}
+    def events_since(self):
+        items = []
+        while True:
+            st, body = self.api.req("GET", "/v1/events?since=%d&limit=1000" % self.cursor)
+            if st != 200:
+                raise RuntimeError("GET /v1/events: %s %s" % (st, body))
+            items += body.get("items", [])
+            if not body.get("next") or body["next"] == self.cursor:
+                return items
+            self.cursor = body["next"]
+            if len(body.get("items", [])) < 1000:
+                return items
 
-        for i in range(3):
-            run(-1 - i)  # warm-up: prepared statements, connections
-        runs = []
-        for i in range(n):
-            runs.append(run(i))
-            time.sleep(0.2)
-    finally:
-        if agent is not None:
-            agent.stop()
-        harness.stop()
+    def run(self, i):
+        api = self.api
+        self.events_since()
+        t0 = time.time()
+        st, inst = api.req("POST", "/v1/instances", {
+            "image": "hello:latest", "name": "r2r-%d-%d" % (os.getpid(), i),
+            "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
+        t_post = time.time()
+        if st != 201:
+            raise RuntimeError("POST /v1/instances: %s %s" % (st, inst))
+        path = "/v1/instances/" + inst["id"]
+        while True:
+            st, cur = api.req("GET", path)
+            if st == 200 and cur["state"] == "running":
+                t_api = time.time()
+                break
+            if st == 200 and cur["state"] in ("exited", "failed", "lost"):
+                raise RuntimeError("instance %s: %s" % (inst["id"], cur))
+            if time.time() - t0 > 60:
+                raise RuntimeError("instance %s never ran" % inst["id"])
+            time.sleep(0.001)
+        marks = {}
+        for e in self.events_since():
+            if e.get("object_id") != inst["id"]:
+                continue
+            key = e["type"]
+            if key == "instance.state":
+                m = re.search(r"\b(starting|running)\b", e["message"])
+                key = "state " + (m.group(1) if m else e["message"])
+            marks.setdefault(key, parse_ts(e["time"]))
+        sched = marks.get("instance.scheduled")
+        t_set = t_rep = None
+        for t, msg in agent_log(self.agent.log):
+            if t_set is None and sched is not None and "desired set revision" in msg \
+                    and t >= sched - 0.001:
+                t_set = t
+            if t_rep is None and ("instance %s: running" % inst["id"]) in msg:
+                t_rep = t
+        api.req("DELETE", path)
+        self.harness.poll(lambda: api.req("GET", path)[0] == 404, 30, 0.01, "delete")
+        return {"t0": t0, "post": t_post, "api": t_api, "set": t_set, "rep": t_rep,
+                "marks": marks}
 
+
+def report(title, runs):
     def row(label, xs):
         xs = [1000.0 * x for x in xs if x is not None]
         print("%-60s p50 %7.1f ms   p99 %7.1f ms  (%d)" % (label, pct(xs, 50), pct(xs, 99),
@@ -184,18 +184,11 @@ def main():
     def d(a, b):
         return lambda r: (r[b] - r[a]) if r.get(a) is not None and r.get(b) is not None else None
 
-    def m(name):
-        return lambda r: r["marks"].get(name)
-
     for r in runs:
-        r["created"] = m("instance.created")(r)
-        r["scheduled"] = m("instance.scheduled")(r)
-        r["running"] = m("state running")(r)
-    try:
-        load = open("/proc/loadavg").read().split()[:3]
-    except OSError:
-        load = ["?"]
-    print("run to running on test:///default, %d runs, load average %s" % (n, " ".join(load)))
+        r["created"] = r["marks"].get("instance.created")
+        r["scheduled"] = r["marks"].get("instance.scheduled")
+        r["running"] = r["marks"].get("state running")
+    print(title)
     row("POST /v1/instances -> running in the API", [d("t0", "api")(r) for r in runs])
     row("  POST -> 201 returned", [d("t0", "post")(r) for r in runs])
     row("  POST -> instance.created committed", [d("t0", "created")(r) for r in runs])
@@ -209,6 +202,55 @@ def main():
         [d("rep", "running")(r) for r in runs])
     row("  running committed -> running in the API (cache)",
         [d("running", "api")(r) for r in runs])
+
+
+def main():
+    args = sys.argv[1:]
+    other = None
+    if "--compare" in args:
+        k = args.index("--compare")
+        if k + 1 >= len(args):
+            print("run_to_running_test.py: --compare needs a build dir", file=sys.stderr)
+            return 2
+        other = os.path.abspath(args[k + 1])
+        del args[k:k + 2]
+    if not args:
+        print("usage: run_to_running_test.py BUILD_DIR [N] [--compare OTHER_BUILD_DIR]",
+              file=sys.stderr)
+        return 2
+    build = os.path.abspath(args[0])
+    n = int(args[1]) if len(args) > 1 else 50
+    agent_bin = os.environ.get("CLOUD_AGENT") or os.path.join(build, "agent", "cloud-agent")
+    os.environ["CLOUD_AGENT"] = agent_bin
+    builds = [build] + ([other] if other else [])
+    for b in builds:
+        if not os.access(os.path.join(b, "controller", "cloud-controller"), os.X_OK):
+            print("run_to_running_test.py: no controller in %s" % b, file=sys.stderr)
+            return 1
+    rigs = []
+    runs = [[] for _ in builds]
+    try:
+        for b in builds:
+            rigs.append(Rig(b, agent_bin))
+        for rig in rigs:
+            for i in range(3):
+                rig.run(-1 - i)  # warm-up: prepared statements, connections
+        # With two builds, runs alternate between them (one at a time), so
+        # both see the same load.
+        for i in range(n):
+            for k, rig in enumerate(rigs):
+                runs[k].append(rig.run(i))
+                time.sleep(0.2)
+    finally:
+        for rig in rigs:
+            rig.stop()
+    try:
+        load = " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        load = "?"
+    for k, b in enumerate(builds):
+        report("run to running on test:///default, %s, %d runs, load average %s at the end"
+               % (b, n, load), runs[k])
     return 0
 
 

@@ -1,17 +1,18 @@
 """Rows carried with events (issue 4, run to running).
 
 The controller's event hub reads each new instance event together with its
-instance's row (controller/store.c ST_EVENT_HUB); the read cache applies that
-row at once instead of re-reading it, the gateway takes the host from it and
-the reconciler (between passes) its mirror row. These tests change instances
+instance's host, its id (NULL: gone) and the reconciler's row of it
+(controller/store.c ST_EVENT_HUB): the read cache removes a gone instance at
+once (and re-reads the others), the gateway takes the host from it and the
+reconciler (between passes) its mirror row. These tests change instances
 behind the controller's back, as another controller or the reconciler would
 (SQL writes with an event each), and check what the API shows:
 
 - two changes of one instance committed together (two events in one read,
-  only the last carrying the row) show the later state;
+  only the last carrying the reconciler's row) show the later state;
 - an instance whose row is deleted disappears (404, not in the list);
-- a change committed while the read's row is older than what the cache
-  holds does not go back (version guard);
+- a row older than what the cache holds does not replace it (version
+  guard);
 - with the reconciler on, an instance created through the API is placed
   (the reconciler decided from the row carried with instance.created).
 """
