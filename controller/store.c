@@ -366,8 +366,6 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "ORDER BY x.id LIMIT $2::integer) ev) e "
          "LEFT JOIN instances i ON e.object = 'instance' "
          "AND i.id = e.object_id "
-         "LEFT JOIN services s ON s.id = i.service_id "
-         "LEFT JOIN hosts h ON h.id = i.host_id "
          "ORDER BY e.id",
          3},
     /* end of run to running statements */
