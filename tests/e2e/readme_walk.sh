@@ -24,9 +24,26 @@ gw=$(free_port)
 pid=
 cleanup() {
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    # Dev mode leaves guests running on purpose (re-adopted next time), but
+    # this run's data directory is thrown away: remove what the walk made
+    # through the API while the agent still runs, and wait for its domains.
+    for s in $(cloudctl services ls -o name 2>/dev/null); do cloudctl services rm "$s" >/dev/null 2>&1; done
+    for i in $(cloudctl ps -a -o name 2>/dev/null); do cloudctl rm "$i" >/dev/null 2>&1; done
+    for _ in $(seq 1 150); do
+      [ -z "$(cloudctl ps -a -o name 2>/dev/null)" ] && break
+      sleep 0.2
+    done
     kill -INT "$pid"
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   fi
+  # Whatever is still defined (libvirtd up, the API cleanup cut short): every
+  # domain whose XML names a file under $data.
+  for d in $(virsh -c qemu:///system list --all --name 2>/dev/null | grep '^cloud-'); do
+    if virsh -c qemu:///system dumpxml "$d" 2>/dev/null | grep -qF "$data/"; then
+      virsh -c qemu:///system destroy "$d" >/dev/null 2>&1
+      virsh -c qemu:///system undefine "$d" >/dev/null 2>&1
+    fi
+  done
   if [ "${keep:-0}" = 1 ]; then echo "readme_walk: kept $data"; else rm -rf "$data"; fi
 }
 trap cleanup EXIT

@@ -79,13 +79,15 @@ def setUpModule():
 
 
 def tearDownModule():
+    # The agent first: while it runs, a guest destroyed here is reported as
+    # exited and the reconciler starts it again, leaving a guest behind.
+    if AGENT is not None:
+        AGENT.stop()
     c = harness._cluster
     if c is not None:
         for line in c.psql("SELECT id FROM instances").splitlines():
             base.virsh("destroy", "cloud-" + line)
             base.virsh("undefine", "cloud-" + line)
-    if AGENT is not None:
-        AGENT.stop()
     harness.stop()
     for pid in base.STARTED:
         try:
