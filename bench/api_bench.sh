@@ -18,7 +18,7 @@ chmod 755 "$tmp"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {
   [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "api_bench: kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 

@@ -38,7 +38,7 @@
 #define RESYNC_SECS 300
 #define FULL_DECIDE_SECS 30 /* decide for everything: the safety net */
 #define LOST_KEEP_MS 60000 /* a lost, deleted instance stays visible */
-#define MAX_OPS 5000       /* decisions per batch; more follow next pass */
+#define MAX_OPS 1000 /* decisions per batch; more follow next pass */
 #define ON_FAILURE "on-failure"
 
 /* ---- the mirror ------------------------------------------------------- */
