@@ -613,6 +613,11 @@ class JoinTest(harness.TestCase):
             if field:
                 self.assertEqual(out["error"].get("field"), field, out)
         viewer = c.create_token("join-viewer", "viewer")
+        # A token made outside the API reaches the controller through the
+        # event stream: wait until it is accepted before expecting 403s.
+        poll(lambda: harness.request("GET", "/v1/services",
+                                     headers={"Authorization": "Bearer " + viewer})[0] == 200,
+             5, what="the viewer token to be accepted")
         for method, path in [("POST", "/v1/join-tokens"), ("GET", "/v1/join-tokens"),
                              ("GET", "/v1/agent-certs"), ("POST", "/v1/agent-certs/revoke")]:
             st, _, out = harness.request(method, path, {} if method == "POST" else None,
