@@ -349,6 +349,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             p++;
     }
 
+    /* A real value equal to another field's placeholder would make the
+     * tame twin ambiguous (check_value maps placeholders back to real
+     * values): not a case of domxml's, skip it. */
+    for (i = 0; i < F_COUNT; i++)
+        for (int f = 0; f < F_COUNT; f++)
+            if (tame[f] != NULL && strcmp(str[i], tame[f]) == 0)
+                goto cleanup;
+
     fill_spec(&spec, data, str);
     xml = domxml_build(&spec);
     if (xml == NULL)
