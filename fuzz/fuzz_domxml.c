@@ -361,7 +361,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xml = domxml_build(&spec);
     if (xml == NULL)
         goto cleanup;
-    if ((spec.kernel == NULL) == (spec.disk == NULL) ||
+    /* A kernel, a disk, or both (a disk image that names its kernel). */
+    if ((spec.kernel == NULL && spec.disk == NULL) ||
+        (spec.kernel == NULL && (spec.initrd != NULL || spec.cmdline != NULL)) ||
         domxml_id_valid(spec.instance_id) < 0)
         abort(); /* accepted a spec it documents as invalid */
 
