@@ -331,7 +331,11 @@ class RawAgent:
 
 class GatewayBlobTests(harness.TestCase):
     def test_6_gateway_streams(self):
-        data = os.urandom(2 * 1024 * 1024 + 123)
+        # 24 MiB: more than the loopback socket buffers hold, so while this
+        # client reads nothing no stream can finish before the gateway has
+        # read all five requests (with 2 MiB, under load, stream 1 was done
+        # before request 5 arrived and 5 was served).
+        data = os.urandom(24 * 1024 * 1024 + 123)
         digest = upload(self, data)
         a = RawAgent("bfraw")
         try:
