@@ -37,6 +37,7 @@
 #include "frame.h"
 #include "ident.h"
 #include "log.h"
+#include "netopt.h"
 #include "mem.h"
 #include "strmap.h"
 #include "virt.h"
@@ -608,6 +609,9 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 
         l->state = L_WELCOME;
         bufferevent_set_timeouts(bev, &tv, NULL);
+        /* Frames are small and latency matters (acks, statuses). */
+        if (netopt_nodelay(bufferevent_getfd(bev)) < 0)
+            log_warn("cannot set TCP_NODELAY on the controller link");
         link_send_hello(l);
         return;
     }

@@ -36,6 +36,7 @@
 #include "gateway_config.h"
 #include "gateway_blobs.h"
 #include "log.h"
+#include "netopt.h"
 #include "mem.h"
 #include "pin.h"
 #include "store.h"
@@ -1800,6 +1801,9 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
         evutil_closesocket(fd);
         return;
     }
+    /* Frames are small and latency matters (a config line to a guest). */
+    if (netopt_nodelay(fd) < 0)
+        log_warn("cannot set TCP_NODELAY on an agent connection");
     c = xcalloc(1, sizeof(*c));
     c->refs = 1;
     c->gw = gw;

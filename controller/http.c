@@ -19,8 +19,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <netinet/tcp.h>
-
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -30,6 +28,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "netopt.h"
 #include "validate.h"
 
 TAILQ_HEAD(http_req_list, http_req);
@@ -115,10 +114,8 @@ conn_nodelay(struct evhttp_connection *evcon)
 {
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    int one = 1;
 
-    if (fd >= 0 &&
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+    if (fd >= 0 && netopt_nodelay(fd) < 0)
         log_warn("cannot set TCP_NODELAY");
 }
 
