@@ -622,10 +622,62 @@ cache_on_event(void *arg, long long id, const char *type, const char *object,
     cache_note(arg, object, object_id, id);
 }
 
+/*
+ * A guest-only change (watch.h WATCH_COL_GUEST: acked config version,
+ * ready, addresses) of an instance whose copy here is exactly one version
+ * behind: nothing else can have moved, so the copy is patched with the
+ * hub's columns instead of re-read. A config change acked by 100 guests
+ * re-read 100 instances (cloud_instance_json, ~0.1 ms a row of database
+ * time on the path of the next change). 0 when patched, -1 to re-read.
+ */
+static int
+guest_patch(struct cache *c, struct cache_obj *o, long long event_id,
+            const PGresult *res, int row)
+{
+    const int col = WATCH_COL_GUEST;
+    long long version;
+    json_t *j, *addrs;
+    char *out;
+
+    if (o == NULL || PQnfields(res) < col + 5 || PQgetisnull(res, row, col) ||
+        PQgetisnull(res, row, col + 4))
+        return -1;
+    version = strtoll(PQgetvalue(res, row, col), NULL, 10);
+    if (version != o->version + 1)
+        return -1;
+    j = json_loads(o->json, 0, NULL);
+    addrs = json_loads(PQgetvalue(res, row, col + 3), 0, NULL);
+    if (!json_is_object(j) || !json_is_array(addrs)) {
+        json_decref(j);
+        json_decref(addrs);
+        return -1;
+    }
+    json_object_set_new(
+        j, "config_version",
+        json_integer(strtoll(PQgetvalue(res, row, col + 1), NULL, 10)));
+    json_object_set_new(j, "ready",
+                        json_boolean(PQgetvalue(res, row, col + 2)[0] == 't'));
+    json_object_set_new(j, "addresses", addrs);
+    json_object_set_new(j, "version", json_integer(version));
+    json_object_set_new(j, "updated_at",
+                        json_string(PQgetvalue(res, row, col + 4)));
+    out = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (out == NULL)
+        return -1;
+    free(o->json);
+    o->json = out;
+    o->version = version;
+    o->event_id = event_id;
+    o->seq = ++c->seq;
+    return 0;
+}
+
 /* An instance event read with its instance's id (watch.h WATCH_COL_INST):
- * gone, it is removed at once; otherwise re-read as before (the hub does
- * not carry the JSON: cloud_instance_json costs 1-2 ms a row, which would
- * delay the reconciler and the gateway behind every event read). */
+ * gone, it is removed at once; a guest-only change is patched in place
+ * (guest_patch); otherwise re-read as before (the hub does not carry the
+ * JSON: cloud_instance_json costs 1-2 ms a row, which would delay the
+ * reconciler and the gateway behind every event read). */
 void
 cache_on_event_row(void *arg, long long id, const char *type,
                    const char *object, const char *object_id,
@@ -650,6 +702,8 @@ cache_on_event_row(void *arg, long long id, const char *type,
         return;
     }
     (void)type;
+    if (guest_patch(c, o, id, res, row) == 0)
+        return;
     cache_note(c, object, object_id, id); /* re-read: no JSON here */
 }
 

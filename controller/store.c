@@ -344,9 +344,17 @@ const struct db_stmt store_stmts[ST__COUNT] = {
         {"event_hub",
          "SELECT e.id, e.type, e.object, e.json, e.object_id, i.host_id, "
          "i.id, "
-         /* 7-14: reserved for the cache's row, NULL: cloud_instance_json
-          * costs 1-2 ms a row, which would delay every observer */
-         "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+         /* 7-11: a guest-only change (the instance's last event in the
+          * read is instance.guest): what it moves, for the read cache to
+          * patch its copy (watch.h WATCH_COL_GUEST); NULL otherwise.
+          * 12-14: NULL (the whole cloud_instance_json would cost 1-2 ms a
+          * row and delay every observer). */
+         "CASE WHEN e.guest THEN i.version END, "
+         "CASE WHEN e.guest THEN i.config_version END, "
+         "CASE WHEN e.guest THEN i.ready END, "
+         "CASE WHEN e.guest THEN i.addresses END, "
+         "CASE WHEN e.guest THEN cloud_ts(i.updated_at) END, "
+         "NULL, NULL, NULL, "
          /* 15-36: the reconciler's row (ST_REC_INSTANCES), id NULL unless
           * this is the instance's last event in the read */
          "CASE WHEN e.last THEN i.id END, i.name, i.service_id, i.ordinal, "
@@ -358,12 +366,13 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "i.strategy, i.max_per_host, i.exit_code, i.restart_count, "
          "cloud_ms(i.next_restart_at), cloud_ms(i.finished_at), "
          "cloud_ms(i.created_at), i.pending_reason, i.version "
+         "FROM (SELECT l.*, l.last AND l.type = 'instance.guest' AS guest "
          "FROM (SELECT ev.*, ev.object = 'instance' AND ev.id = max(ev.id) "
          "OVER (PARTITION BY ev.object, ev.object_id) AS last "
          "FROM (SELECT x.id, x.type, x.object, x.object_id, "
          "CASE WHEN $3::boolean THEN cloud_event_json(x) END AS json "
          "FROM events x WHERE x.id > $1::bigint "
-         "ORDER BY x.id LIMIT $2::integer) ev) e "
+         "ORDER BY x.id LIMIT $2::integer) ev) l) e "
          "LEFT JOIN instances i ON e.object = 'instance' "
          "AND i.id = e.object_id "
          "ORDER BY e.id",

@@ -37,8 +37,12 @@ struct watch_observer {
 #define WATCH_MAX_OBSERVERS 8
 /* Columns of the hub's rows (ST_EVENT_HUB), for on_event_row: */
 #define WATCH_COL_HOST_ID 5 /* the instance's host_id, NULL: none or gone */
-#define WATCH_COL_INST 6    /* the instance's id, NULL: gone; then 8
-                               columns as ST_CACHE_INSTANCES, NULL today */
+#define WATCH_COL_INST 6    /* the instance's id, NULL: gone */
+#define WATCH_COL_GUEST 7   /* a guest-only change (the instance's last
+                               event in the read is instance.guest): its
+                               version, config_version, ready, addresses
+                               (JSON) and updated_at (cloud_ts); all NULL
+                               otherwise. 12-14 are NULL. */
 #define WATCH_COL_REC 15    /* the reconciler's row (ST_REC_INSTANCES, 22
                                columns), its id NULL unless this is the
                                instance's last event in the read */

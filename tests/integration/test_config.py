@@ -365,7 +365,19 @@ def acked(iid, version, timeout=10):
     def ok():
         st, _, inst = request("GET", "/v1/instances/" + iid)
         return inst if st == 200 and inst.get("config_version", 0) >= version else None
-    return poll(ok, timeout, what="config_version %d of %s in the API" % (version, iid))
+    inst = poll(ok, timeout, what="config_version %d of %s in the API" % (version, iid))
+    # The API reads the controller's cache, which patches an ack into its
+    # copy from the event read (cache.c guest_patch) instead of re-reading
+    # the row: the copy must still be the row, field for field.
+    c = harness.cluster()
+
+    def same():
+        st, _, got = request("GET", "/v1/instances/" + iid)
+        row = json.loads(c.psql("SELECT cloud_instance_json(i) FROM instances i "
+                                "WHERE id = '%s'" % iid))
+        return got if st == 200 and got == row else None
+    poll(same, 10, what="the API's copy of %s equal to its row" % iid)
+    return inst
 
 
 class LinksAndDeliveryTest(harness.TestCase):
