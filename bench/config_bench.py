@@ -14,11 +14,13 @@ both from just before the PATCH request is written:
         answered {"ack":N} at once)
 
 The guest end: the test driver runs no guest and QEMU is not there to bind
-the channel socket, so this process plays QEMU + guest
-(tests/integration/guestpeer.py): it listens on each instance's channel
-socket (the path the agent put in the domain XML, <source mode='bind'
-path=...>), accepts the agent's connection, records the arrival time of
-every line and answers {"ack":N} (and {"ready":true} once).
+the channel socket, so cloud-guestend (bench/guestend.c, a child of this
+process) plays QEMU + guest: it listens on each instance's channel socket
+(the path the agent put in the domain XML, <source mode='bind' path=...>),
+accepts the agent's connection, records the arrival time of every line
+and answers {"ack":N} (and {"ready":true} once), as
+tests/integration/guestpeer.py does for the tests, in C: the simulated
+guests share this machine's cores with what is measured.
 That is the guest half of the protocol; the agent, the controller and
 PostgreSQL are the real ones.
 
@@ -34,7 +36,7 @@ instances; it adds up to POLL_MS and, for the list, load of its own).
 Then the same for etcd: put -> watch event (bench/config_etcd.py).
 It prints figures; it never fails on time.
 
-Environment: CLOUD_CONTROLLER, CLOUD_AGENT (binaries); CHANGES (default
+Environment: CLOUD_CONTROLLER, CLOUD_AGENT, CLOUD_GUESTEND (binaries); CHANGES (default
 1000), INSTANCES (default 100), ROUNDS (changes for the many-instance
 run, default 200), AGENTS (hosts for it, default 4), ACK (events|poll),
 POLL_MS (default 2), GUEST (test|qemu; qemu: real sample guests, see
@@ -44,6 +46,7 @@ config_bench.sh).
 import http.client
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -64,8 +67,13 @@ channel_path = guestpeer.channel_path
 
 
 def wait_value(end, insts, val, timeout=30):
-    """{inst: (time, version)} once every inst has read the line with val."""
+    """{inst: (time, version)} once every inst has read the line with val.
+    The guest end counts the instances that read each value and wakes this
+    thread only when the count is complete: waking it on every line (and
+    checking 100 instances each time) cost the guest end's thread the GIL
+    and delayed its reads of the next lines."""
     with end.cond:
+        end.count_for = (val, len(insts))
         ok = end.cond.wait_for(lambda: all((i, val) in end.seen for i in insts), timeout)
         if not ok:
             missing = [i for i in insts if (i, val) not in end.seen]
@@ -75,19 +83,48 @@ def wait_value(end, insts, val, timeout=30):
         return {i: end.seen[(i, val)] for i in insts}
 
 
-class GuestEnd(guestpeer.GuestPeer):
-    """Plays QEMU + the sample guest on many channel sockets at once
-    (tests/integration/guestpeer.py: {"ready":true} on connect, an ack per
-    line), noting when each instance first read each value of KEY."""
+class GuestEnd(threading.Thread):
+    """Plays QEMU + the sample guest on many channel sockets at once through
+    cloud-guestend (bench/guestend.c: {"ready":true} on connect, an ack per
+    line, in one epoll loop in C; a Python guest end took more CPU per line
+    than the agent writing it, on the cores the measured system shares),
+    noting when each instance first read each value of KEY."""
 
-    def __init__(self):
-        super().__init__(ack=True, ready=True)
+    def __init__(self, binary):
+        super().__init__(daemon=True)
+        self.proc = subprocess.Popen([binary, KEY], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, bufsize=0)
+        self.cond = threading.Condition()
         self.seen = {}          # (inst, value of KEY) -> (monotonic time, version)
+        self.count = {}         # value of KEY -> instances that read it
+        self.count_for = None   # (value, instances) wait_value waits for
+        self.connects = {}
+        self.errors = []
+        self.stopping = False
 
-    def on_line(self, inst, line):
-        val = line.config.get(KEY)
-        if val is not None and (inst, val) not in self.seen:
-            self.seen[(inst, val)] = (line.t, line.version)
+    def listen(self, inst, path):
+        self.proc.stdin.write(("listen %s %s\n" % (inst, path)).encode())
+
+    def run(self):
+        for raw in self.proc.stdout:
+            f = raw.decode().split()
+            with self.cond:
+                if f[0] == "L" and len(f) == 5:
+                    inst, ver, t, val = f[1], int(f[2]), int(f[3]) / 1e9, f[4]
+                    if val == "-" or (inst, val) in self.seen:
+                        continue
+                    self.seen[(inst, val)] = (t, ver)
+                    self.count[val] = self.count.get(val, 0) + 1
+                    if self.count_for == (val, self.count[val]):
+                        self.cond.notify_all()
+                elif f[0] == "C" and len(f) == 2:
+                    self.connects[f[1]] = self.connects.get(f[1], 0) + 1
+                else:
+                    self.errors.append(raw.decode().strip())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
 
     wait_value = wait_value
 
@@ -163,10 +200,14 @@ class AckWatch(threading.Thread):
         self.conn.sock.settimeout(None)
         self.cond = threading.Condition()
         self.acks = {}          # inst -> [(time, version)] in arrival order
+        self.want = None        # inst -> version wait() waits for
+        self.missing = 0        # instances of want not acked yet
 
     def run(self):
         import re
-        pat = re.compile(r"config version (\d+) acknowledged")
+        # A regular expression on the raw line, not json.loads: 100 events a
+        # change, on the cores the measured system shares.
+        pat = re.compile(rb'"object_id" ?: ?"([0-9a-f]+)".*config version (\d+) acknowledged')
         while True:
             line = self.resp.readline()
             if not line:
@@ -174,21 +215,35 @@ class AckWatch(threading.Thread):
             if not line.startswith(b"data:"):
                 continue
             now = time.monotonic()
-            try:
-                ev = json.loads(line[5:])
-            except ValueError:
-                continue
-            m = pat.search(ev.get("message", ""))
+            m = pat.search(line)
             if m:
+                inst, ver = m.group(1).decode(), int(m.group(2))
                 with self.cond:
-                    self.acks.setdefault(ev.get("object_id"), []).append((now, int(m.group(1))))
-                    self.cond.notify_all()
+                    had = self.acks.setdefault(inst, [])
+                    # Wake the waiter only for the last missing ack. An
+                    # instance's acked versions only grow: the newest is
+                    # the highest (no scan: lists grow with every change).
+                    if (self.want is not None and inst in self.want and
+                            ver >= self.want[inst] and
+                            (not had or had[-1][1] < self.want[inst])):
+                        self.missing -= 1
+                        if self.missing == 0:
+                            self.cond.notify_all()
+                    had.append((now, ver))
 
     def wait(self, want, timeout=30):
         """The time by which every inst in want had acked at least want[inst]."""
         def first(i):
-            return next((t for t, v in self.acks.get(i, []) if v >= want[i]), None)
+            # The earliest of the newest run of acks >= want[i].
+            t = None
+            for tt, v in reversed(self.acks.get(i, ())):
+                if v < want[i]:
+                    break
+                t = tt
+            return t
         with self.cond:
+            self.want = want
+            self.missing = sum(1 for i in want if first(i) is None)
             if not self.cond.wait_for(lambda: all(first(i) is not None for i in want), timeout):
                 raise RuntimeError("no ack event within %d s for %r" % (
                     timeout, [i for i in want if first(i) is None][:3]))
@@ -271,7 +326,7 @@ def main():
     c = harness.Cluster(reconcile=True)
     c.start()
     agents = {}
-    guest = ConsoleEnd() if qemu else GuestEnd()
+    guest = ConsoleEnd() if qemu else GuestEnd(os.environ["CLOUD_GUESTEND"])
     guest.start()
     e2e = None
     try:
@@ -404,6 +459,8 @@ def main():
                  percentile(a1, 50) / percentile(et, 50), percentile(a1, 99) / percentile(et, 99)))
     finally:
         guest.stopping = True
+        if not qemu:
+            guest.close()
         if e2e is not None:
             for line in c.psql("SELECT id FROM instances").splitlines():
                 e2e.virsh("destroy", "cloud-" + line)

@@ -7,9 +7,9 @@
 #                   of the channel (for many instances: reaches all of them)
 #   PATCH -> ack    the API shows config_version >= that line's version
 #                   (the guest end acks each line at once)
-# The guest end is this bench (bench/config_bench.py): it listens on each
-# channel socket the agent uses, as QEMU would, and answers as the sample
-# guest does. Beside it, in the same run, etcd's put -> watch event latency
+# The guest end is cloud-guestend (bench/guestend.c), driven by
+# bench/config_bench.py: it listens on each channel socket the agent uses,
+# as QEMU would, and answers as the sample guest does. Beside it, in the same run, etcd's put -> watch event latency
 # (a throwaway etcd-server, data dir on /dev/shm) and the ratio.
 # GUEST=qemu instead runs real sample guests (images/build-sample.sh) on
 # qemu:///system under `flock /tmp/cloud-libvirt.lock` (default 4 instances
@@ -25,12 +25,13 @@ build=${1:-$root/build}
 build=$(cd "$build" && pwd)
 ctl=$build/controller/cloud-controller
 agent=$build/agent/cloud-agent
-for b in "$ctl" "$agent"; do
+guestend=$build/bench/cloud-guestend
+for b in "$ctl" "$agent" "$guestend"; do
   [ -x "$b" ] || { echo "config_bench: $b missing (build first)"; exit 1; }
 done
 command -v etcd >/dev/null || { echo "config_bench: etcd missing (scripts/setup.sh: etcd-server); skipped"; exit 77; }
 
-export CLOUD_CONTROLLER=$ctl CLOUD_AGENT=$agent CHANGES=${2:-1000} ROUNDS=${4:-200}
+export CLOUD_CONTROLLER=$ctl CLOUD_AGENT=$agent CLOUD_GUESTEND=$guestend CHANGES=${2:-1000} ROUNDS=${4:-200}
 export PYTHONDONTWRITEBYTECODE=1
 [ -n "${3:-}" ] && export INSTANCES=$3
 if [ "${GUEST:-test}" = qemu ]; then

@@ -13,6 +13,7 @@ Environment:
   CLOUD_CONTROLLER   path of the cloud-controller binary (set by ctest)
   PG_BINDIR          PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
   CLOUD_ITEST_KEEP=1 keep the temp dir (logs, data) after the run
+  CLOUD_ITEST_PG_CONF="a = 1;b = 2" more postgresql.conf lines (';' splits)
 """
 
 import atexit
@@ -186,6 +187,8 @@ class Cluster:
             "max_connections = 100\n"
             "log_min_messages = warning\n"
         ) % (self.pg_port, self.tmp)
+        # Extra settings for one run (profiling: statement logging, ...).
+        conf += os.environ.get("CLOUD_ITEST_PG_CONF", "").replace(";", "\n") + "\n"
         with open(os.path.join(self.pgdata, "postgresql.conf"), "a") as f:
             f.write(conf)
 
