@@ -439,7 +439,7 @@ def main():
                   "1 ms); ack time = %s" % (os.cpu_count(), ack_how))
         else:
             print("config_bench: %d cores; controller + PostgreSQL (fsync off) + %d cloud-agent(s) "
-                  "on test:///default; guest end = this bench on the channel sockets "
+                  "on test:///default; guest end = cloud-guestend (bench/guestend.c) on the channel sockets "
                   "(acks at once); ack time = %s" % (os.cpu_count(), nagents, ack_how))
         print("  1 instance, %d changes (PATCH and PUT in turn, one key):" % changes)
         print("    answered (200)           %s" % stats(p1["answer"]))
