@@ -102,46 +102,6 @@ parse_version(const char *s)
     return v;
 }
 
-/*
- * If-Match: "N", N or W/"N" where N may be 0 (only if never configured).
- * *v is -1 when absent. Replies 400 and returns -1 when malformed.
- */
-static int
-config_if_match(struct http_req *r, long long *v)
-{
-    const char *h = http_header(r, "If-Match");
-    char buf[32];
-    size_t n;
-
-    *v = -1;
-    if (h == NULL)
-        return 0;
-    while (*h == ' ')
-        h++;
-    if (h[0] == 'W' && h[1] == '/')
-        h += 2;
-    n = strlen(h);
-    while (n > 0 && h[n - 1] == ' ')
-        n--;
-    if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
-        h++;
-        n -= 2;
-    }
-    if (n == 0 || n >= sizeof(buf)) {
-        *v = -2;
-    } else {
-        memcpy(buf, h, n);
-        buf[n] = '\0';
-        *v = parse_version(buf);
-    }
-    if (*v < 0) {
-        http_reply_error(r, 400, "bad_request", NULL,
-                         "If-Match must be a config version such as \"3\"");
-        return -1;
-    }
-    return 0;
-}
-
 int
 api_config_key_ok(const char *k)
 {
@@ -251,7 +211,8 @@ config_write(struct http_req *r, const char *mode, json_t *arg)
     char vs[24], *body;
     const char *vals[5];
 
-    if (config_if_match(r, &ver) < 0) {
+    /* 0 matches a service never configured. */
+    if (http_if_match_min(r, 0, "a config version", &ver) < 0) {
         json_decref(arg);
         return;
     }

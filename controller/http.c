@@ -453,27 +453,53 @@ http_body_json(struct http_req *r, int *empty)
 }
 
 int
-http_if_match(struct http_req *r, long long *version)
+http_if_match_min(struct http_req *r, long long min, const char *what,
+                  long long *version)
 {
     const char *h = http_header(r, "If-Match");
-    char *end;
-    long long v;
+    char buf[32], *end;
+    size_t n;
+    long long v = -1;
 
-    *version = 0;
+    *version = -1;
     if (h == NULL)
         return 0;
-    while (*h == ' ' || *h == '"' || (h[0] == 'W' && h[1] == '/'))
-        h += (h[0] == 'W') ? 2 : 1;
-    errno = 0;
-    v = strtoll(h, &end, 10);
-    while (*end == '"' || *end == ' ')
-        end++;
-    if (errno != 0 || *end != '\0' || v < 1) {
+    /* "N", N or W/"N" */
+    while (*h == ' ')
+        h++;
+    if (h[0] == 'W' && h[1] == '/')
+        h += 2;
+    n = strlen(h);
+    while (n > 0 && h[n - 1] == ' ')
+        n--;
+    if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
+        h++;
+        n -= 2;
+    }
+    if (n > 0 && n < sizeof(buf) && h[0] >= '0' && h[0] <= '9') {
+        memcpy(buf, h, n);
+        buf[n] = '\0';
+        errno = 0;
+        v = strtoll(buf, &end, 10);
+        if (errno != 0 || *end != '\0')
+            v = -1;
+    }
+    if (v < min || v < 0) {
         http_reply_error(r, 400, "bad_request", NULL,
-                         "If-Match must be an object version such as \"3\"");
+                         "If-Match must be %s such as \"3\"", what);
         return -1;
     }
     *version = v;
+    return 0;
+}
+
+int
+http_if_match(struct http_req *r, long long *version)
+{
+    if (http_if_match_min(r, 1, "an object version", version) < 0)
+        return -1;
+    if (*version < 0)
+        *version = 0;
     return 0;
 }
 

@@ -105,8 +105,13 @@ const char *http_header(struct http_req *r, const char *key);
  * body (then NULL is returned without a reply).
  */
 json_t *http_body_json(struct http_req *r, int *empty);
-/* If-Match as a version; 0 = absent, -1 = malformed (400 sent). */
+/* If-Match ("N", N or W/"N") as a version; 0 = absent, -1 = malformed
+ * (400 sent). */
 int http_if_match(struct http_req *r, long long *version);
+/* The same for versions >= min (>= 0); *version = -1 when absent. what
+ * names the version in the 400 ("a config version"). */
+int http_if_match_min(struct http_req *r, long long min, const char *what,
+                      long long *version);
 
 /* Replies; each finishes (and frees) r. */
 void http_reply_raw(struct http_req *r, int status, const char *ctype,

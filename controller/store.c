@@ -54,12 +54,6 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                        "AND ($3::text IS NULL OR e.type = $3) "
                        "ORDER BY e.id LIMIT $4::integer",
                        4},
-    [ST_EVENT_LIST_LIGHT] = {"event_list_light",
-                             "SELECT e.id, e.type, e.object, NULL, "
-                             "e.object_id FROM events e "
-                             "WHERE e.id > $1::bigint "
-                             "ORDER BY e.id LIMIT $2::integer",
-                             2},
     [ST_EVENT_MAX] = {"event_max",
                       "SELECT coalesce(max(id), 0) FROM events", 0},
     [ST_IMAGE_GET] = {"image_get",

@@ -19,7 +19,6 @@ enum store_stmt {
     ST_HOST_GET,
     ST_HOST_LIST,
     ST_EVENT_LIST,
-    ST_EVENT_LIST_LIGHT,
     ST_EVENT_MAX,
     ST_IMAGE_GET,
     ST_IMAGE_LIST,
