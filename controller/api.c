@@ -301,6 +301,28 @@ run_list(struct http_req *r, enum store_stmt st, const char **vals,
     db_query(app_of(r)->db, store_stmt(st), vals, on_list, r);
 }
 
+/* A list read from PostgreSQL with an optional label selector: st without
+ * one; with one, st_sel with the selector's SQL arguments in vals[n] and
+ * vals[n + 1]. Frees sel. */
+static void
+run_list_labels(struct http_req *r, enum store_stmt st, enum store_stmt st_sel,
+                const char **vals, int n, struct label_sel *sel, int limit)
+{
+    char *eq, *keys;
+
+    if (sel->n == 0) {
+        run_list(r, st, vals, limit, 1);
+        return;
+    }
+    labels_sel_sql(sel, &eq, &keys);
+    labels_sel_free(sel);
+    vals[n] = eq;
+    vals[n + 1] = keys;
+    run_list(r, st_sel, vals, limit, 1);
+    free(eq);
+    free(keys);
+}
+
 static void
 limit_plus_one(char *buf, size_t cap, int limit)
 {
@@ -459,7 +481,7 @@ h_services_list(struct http_req *r)
 {
     const char *after, *state, *vals[5];
     int limit;
-    char lim[16], *eq = NULL, *keys = NULL;
+    char lim[16];
     struct label_sel sel;
 
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
@@ -479,17 +501,8 @@ h_services_list(struct http_req *r)
     vals[0] = after;
     vals[1] = state;
     vals[2] = lim;
-    if (sel.n == 0) {
-        run_list(r, ST_SERVICE_LIST, vals, limit, 1);
-        return;
-    }
-    labels_sel_sql(&sel, &eq, &keys);
-    labels_sel_free(&sel);
-    vals[3] = eq;
-    vals[4] = keys;
-    run_list(r, ST_SERVICE_LIST_SEL, vals, limit, 1);
-    free(eq);
-    free(keys);
+    run_list_labels(r, ST_SERVICE_LIST, ST_SERVICE_LIST_SEL, vals, 3, &sel,
+                    limit);
 }
 
 static int
@@ -632,7 +645,7 @@ h_instances_list(struct http_req *r)
 {
     const char *after, *service, *state, *host, *desired, *vals[8];
     int limit;
-    char lim[16], *eq = NULL, *keys = NULL;
+    char lim[16];
     struct label_sel sel;
 
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
@@ -659,17 +672,8 @@ h_instances_list(struct http_req *r)
     vals[3] = host;
     vals[4] = desired;
     vals[5] = lim;
-    if (sel.n == 0) {
-        run_list(r, ST_INSTANCE_LIST, vals, limit, 1);
-        return;
-    }
-    labels_sel_sql(&sel, &eq, &keys);
-    labels_sel_free(&sel);
-    vals[6] = eq;
-    vals[7] = keys;
-    run_list(r, ST_INSTANCE_LIST_SEL, vals, limit, 1);
-    free(eq);
-    free(keys);
+    run_list_labels(r, ST_INSTANCE_LIST, ST_INSTANCE_LIST_SEL, vals, 6, &sel,
+                    limit);
 }
 
 static void
