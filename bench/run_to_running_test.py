@@ -23,8 +23,6 @@ agent binary) and the runs alternate between the two, one at a time, so a
 before/after comparison sees the same machine load.
 """
 
-import datetime
-import http.client
 import json
 import os
 import re
@@ -35,49 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 os.environ.setdefault("CLOUD_CONTROLLER", "")  # harness reads it at import
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
-def parse_ts(s):
-    s = s.strip().replace(" ", "T", 1)
-    s = re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", s)
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    return datetime.datetime.fromisoformat(s).timestamp()
-
-
-class Api:
-    def __init__(self, port, token):
-        self.port = port
-        self.token = token
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def req(self, method, path, body=None):
-        hdr = {"Authorization": "Bearer " + self.token}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            hdr["Content-Type"] = "application/json"
-        for attempt in (0, 1):
-            try:
-                self.conn.request(method, path, body=data, headers=hdr)
-                r = self.conn.getresponse()
-                raw = r.read()
-                return r.status, (json.loads(raw) if raw else None)
-            except (http.client.HTTPException, OSError):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                if attempt:
-                    raise
-        return None, None
+# The percentile, the API's time stamps and the API client of the QEMU run.
+from run_to_running import Api, parse_ts, pct  # noqa: E402
 
 
 def agent_log(path):
