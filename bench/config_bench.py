@@ -288,25 +288,13 @@ def stats(xs):
 
 
 def sample_image(c):
-    """Registers the sample image (images/build-sample.sh) the way
-    tests/e2e does; returns the agent's --images directory."""
-    import subprocess
+    """Starts libvirtd if needed and registers the sample image
+    (images/build-sample.sh) as hello:latest with tests/e2e/e2elib.py;
+    returns the agent's --images directory and e2elib (virsh, STARTED)."""
     sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
-    import test_agent_qemu as e2e
-    e2e.ensure_libvirtd()
-    sample = os.path.join(c.tmp, "sample")
-    subprocess.run(["bash", os.path.join(HERE, "..", "images", "build-sample.sh"), sample],
-                   check=True, stdout=subprocess.DEVNULL)
-    images = os.path.join(c.tmp, "images")
-    os.makedirs(images, mode=0o755)
-    kernel = e2e.add_blob(c, os.path.join(sample, "vmlinuz"), images)
-    initrd = e2e.add_blob(c, os.path.join(sample, "initrd.img"), images)
-    with open(os.path.join(sample, "cmdline")) as f:
-        cmdline = f.read().strip().replace("'", "''")
-    c.psql("INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, "
-           "size) VALUES ('%s', 'hello', 'latest', 'kernel', '%s', '%s', '%s', 0)"
-           % (harness.hex_id(8), kernel, initrd, cmdline))
-    return images, e2e
+    import e2elib
+    e2elib.ensure_libvirtd()
+    return e2elib.add_sample_image(c, "hello:latest"), e2elib
 
 
 def main():
@@ -461,12 +449,14 @@ def main():
         guest.stopping = True
         if not qemu:
             guest.close()
+        # The agents first: a running agent reports a guest destroyed here
+        # as exited and the reconciler starts it again (left behind).
+        for a in agents.values():
+            a.stop()
         if e2e is not None:
             for line in c.psql("SELECT id FROM instances").splitlines():
                 e2e.virsh("destroy", "cloud-" + line)
                 e2e.virsh("undefine", "cloud-" + line)
-        for a in agents.values():
-            a.stop()
         c.stop()
         if e2e is not None:
             for pid in e2e.STARTED:     # the libvirtd/virtlogd this run started

@@ -16,12 +16,9 @@ Starts virtlogd/libvirtd if they are not running and stops only those.
 Exit code 77 (ctest skip) when QEMU or libvirtd is missing.
 """
 
-import hashlib
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import time
 import unittest
@@ -29,97 +26,25 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-import agentlib  # noqa: E402
+import e2elib  # noqa: E402
 import harness  # noqa: E402
+from e2elib import have, virsh  # noqa: E402
 from harness import poll, request, unique_name  # noqa: E402
 
-URI = "qemu:///system"
-STARTED = []
-SAMPLE = None
 IMAGE = "sample:e2e"
 AGENT = None
 
 
-def have(tool):
-    return shutil.which(tool) is not None
-
-
-def virsh(*args):
-    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True,
-                          timeout=60)
-
-
-def pid_alive(pidfile):
-    try:
-        with open(pidfile) as f:
-            os.kill(int(f.read().strip()), 0)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def ensure_libvirtd():
-    if virsh("version").returncode == 0:
-        return
-    for daemon, pidfile in (("virtlogd", "/run/virtlogd.pid"), ("libvirtd", "/run/libvirtd.pid")):
-        if not pid_alive(pidfile):
-            subprocess.run([daemon, "-d"], check=True)
-            poll(lambda p=pidfile: pid_alive(p), 10, what=daemon + " to start")
-            with open(pidfile) as f:
-                STARTED.append(int(f.read().strip()))
-    poll(lambda: virsh("version").returncode == 0, 30, what="libvirtd to answer")
-
-
-def add_blob(c, path, images):
-    with open(path, "rb") as f:
-        data = f.read()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    dst = os.path.join(images, digest)
-    shutil.copyfile(path, dst)
-    os.chmod(dst, 0o644)
-    c.psql("INSERT INTO blobs (digest, size) VALUES ('%s', %d) ON CONFLICT DO NOTHING"
-           % (digest, len(data)))
-    return digest
-
-
 def setUpModule():
-    global SAMPLE, AGENT
-    ensure_libvirtd()
+    global AGENT
+    e2elib.ensure_libvirtd()
     c = harness.start(reconcile=True)
-    SAMPLE = os.path.join(c.tmp, "sample")
-    subprocess.run(["bash", os.path.join(HERE, "..", "..", "images", "build-sample.sh"), SAMPLE],
-                   check=True, stdout=subprocess.DEVNULL)
-    images = os.path.join(c.tmp, "images")
-    os.makedirs(images, mode=0o755)
-    kernel = add_blob(c, os.path.join(SAMPLE, "vmlinuz"), images)
-    initrd = add_blob(c, os.path.join(SAMPLE, "initrd.img"), images)
-    with open(os.path.join(SAMPLE, "cmdline")) as f:
-        cmdline = f.read().strip().replace("'", "''")
-    c.psql("INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, size) "
-           "VALUES ('%s', 'sample', 'e2e', 'kernel', '%s', '%s', '%s', 0)"
-           % (harness.hex_id(8), kernel, initrd, cmdline))
-    AGENT = agentlib.Agent(c, "e2e-host", uri=URI, hypervisor=None, images=images,
-                           cap_vcpus=16).start()
-    poll(lambda: c.psql("SELECT state FROM hosts WHERE name = 'e2e-host'") == "ready", 60,
-         what="the e2e agent to register")
+    images = e2elib.add_sample_image(c, IMAGE)
+    AGENT = e2elib.start_agent(c, "e2e-host", images=images)
 
 
 def tearDownModule():
-    # The agent first: while it runs, a guest destroyed here is reported as
-    # exited and the reconciler starts it again, leaving a guest behind.
-    if AGENT is not None:
-        AGENT.stop()
-    c = harness._cluster
-    if c is not None:
-        for line in c.psql("SELECT id FROM instances").splitlines():
-            virsh("destroy", "cloud-" + line)
-            virsh("undefine", "cloud-" + line)
-    harness.stop()
-    for pid in STARTED:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    e2elib.teardown(AGENT)
 
 
 def place(inst_id):

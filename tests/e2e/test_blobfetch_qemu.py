@@ -19,7 +19,6 @@ skip) when QEMU, libvirtd or the disk tools are missing.
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import unittest
@@ -27,10 +26,10 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-import agentlib  # noqa: E402
+import e2elib  # noqa: E402
 import harness  # noqa: E402
+from e2elib import have, virsh  # noqa: E402
 from harness import poll, request, unique_name  # noqa: E402
-from test_agent_qemu import STARTED, URI, ensure_libvirtd, have, virsh  # noqa: E402
 
 AGENT = None
 OCTET = {"Content-Type": "application/octet-stream"}
@@ -58,7 +57,7 @@ def upload(path):
 
 def setUpModule():
     global AGENT
-    ensure_libvirtd()
+    e2elib.ensure_libvirtd()
     c = harness.start(reconcile=True)
     out = os.path.join(c.tmp, "disk")
     subprocess.run(["bash", os.path.join(HERE, "..", "..", "images", "build-disk.sh"), out],
@@ -76,21 +75,11 @@ def setUpModule():
     st, _, img = request("POST", "/v1/images", {
         "name": "fetched", "tag": "disk", "kind": "disk", "disk": DIGESTS["disk"]})
     assert st == 201, img
-    AGENT = agentlib.Agent(c, "e2e-fetch", uri=URI, hypervisor=None, cap_vcpus=16).start()
-    poll(lambda: c.psql("SELECT state FROM hosts WHERE name = 'e2e-fetch'") == "ready", 60,
-         what="the e2e agent to register")
+    AGENT = e2elib.start_agent(c, "e2e-fetch")
 
 
 def tearDownModule():
-    # The agent first: while it runs, a guest destroyed here is reported as
-    # exited and the reconciler starts it again, leaving a guest behind.
-    if AGENT is not None:
-        AGENT.stop()
-    c = harness._cluster
-    if c is not None:
-        for line in c.psql("SELECT id FROM instances").splitlines():
-            virsh("destroy", "cloud-" + line)
-            virsh("undefine", "cloud-" + line)
+    c = e2elib.stop_agent_and_guests(AGENT)
     # The agent's storage pool lives in this run's temporary directory.
     for line in virsh("pool-list", "--all", "--name").stdout.splitlines():
         name = line.strip()
@@ -100,11 +89,7 @@ def tearDownModule():
                 virsh("pool-destroy", name)
                 virsh("pool-undefine", name)
     harness.stop()
-    for pid in STARTED:
-        try:
-            os.kill(pid, 15)
-        except OSError:
-            pass
+    e2elib.stop_started()
 
 
 def run(image, disk_gib=0):

@@ -19,7 +19,6 @@ Exit code 77 (ctest skip) when QEMU or libvirtd is missing.
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import unittest
@@ -29,8 +28,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
 import agentlib  # noqa: E402
+import e2elib  # noqa: E402
 import harness  # noqa: E402
-import test_agent_qemu as base  # noqa: E402
+from e2elib import have, virsh  # noqa: E402
 from harness import poll, request, unique_name  # noqa: E402
 
 IMAGE = "sample:e2e"
@@ -46,56 +46,30 @@ def agent_help():
 
 def setUpModule():
     global AGENT, NETWORK
-    base.ensure_libvirtd()
+    e2elib.ensure_libvirtd()
     c = harness.start(reconcile=True)
-    sample = os.path.join(c.tmp, "sample")
-    subprocess.run(["bash", os.path.join(HERE, "..", "..", "images", "build-sample.sh"), sample],
-                   check=True, stdout=subprocess.DEVNULL)
-    images = os.path.join(c.tmp, "images")
-    os.makedirs(images, mode=0o755)
-    kernel = base.add_blob(c, os.path.join(sample, "vmlinuz"), images)
-    initrd = base.add_blob(c, os.path.join(sample, "initrd.img"), images)
-    with open(os.path.join(sample, "cmdline")) as f:
-        cmdline = f.read().strip().replace("'", "''")
-    c.psql("INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, size) "
-           "VALUES ('%s', 'sample', 'e2e', 'kernel', '%s', '%s', '%s', 0)"
-           % (harness.hex_id(8), kernel, initrd, cmdline))
+    images = e2elib.add_sample_image(c, IMAGE)
     extra = []
     # Endpoint addresses: libvirt's view of a NIC on the "default" network
     # when the agent can give domains one (--network).
-    if "--network" in agent_help() and base.virsh("net-info", "default").returncode == 0:
-        if not re.search(r"Active:\s+yes", base.virsh("net-info", "default").stdout):
-            r = base.virsh("net-start", "default")
+    if "--network" in agent_help() and virsh("net-info", "default").returncode == 0:
+        if not re.search(r"Active:\s+yes", virsh("net-info", "default").stdout):
+            r = virsh("net-start", "default")
             if r.returncode != 0:
                 raise harness.HarnessError("cannot start libvirt's default network (dnsmasq-base "
                                            "installed?): %s" % r.stderr.strip())
             NET_STARTED.append("default")
         NETWORK = "default"
         extra = ["--network", NETWORK]
-    AGENT = agentlib.Agent(c, "cfg-host", uri=base.URI, hypervisor=None, images=images,
-                           cap_vcpus=16, extra=extra).start()
-    poll(lambda: c.psql("SELECT state FROM hosts WHERE name = 'cfg-host'") == "ready", 60,
-         what="the e2e agent to register")
+    AGENT = e2elib.start_agent(c, "cfg-host", images=images, extra=extra)
 
 
 def tearDownModule():
-    # The agent first: while it runs, a guest destroyed here is reported as
-    # exited and the reconciler starts it again, leaving a guest behind.
-    if AGENT is not None:
-        AGENT.stop()
-    c = harness._cluster
-    if c is not None:
-        for line in c.psql("SELECT id FROM instances").splitlines():
-            base.virsh("destroy", "cloud-" + line)
-            base.virsh("undefine", "cloud-" + line)
+    e2elib.stop_agent_and_guests(AGENT)
     harness.stop()
     for net in NET_STARTED:
-        base.virsh("net-destroy", net)
-    for pid in base.STARTED:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+        virsh("net-destroy", net)
+    e2elib.stop_started()
 
 
 def create_service(tc, name, replicas=1, links=(), ports=()):
@@ -156,7 +130,7 @@ class ConfigQemuTest(harness.TestCase):
         create_service(self, name)
         inst = running_instances(name, 1)[0]
         booted(inst["id"])
-        domid = base.virsh("domid", "cloud-" + inst["id"]).stdout.strip()
+        domid = virsh("domid", "cloud-" + inst["id"]).stdout.strip()
         value = "hello-" + harness.hex_id(4)
         st, _, cfg = request("PUT", "/v1/services/%s/config" % name,
                              {"config": {"GREETING": value, "MODE": "e2e"}})
@@ -178,7 +152,7 @@ class ConfigQemuTest(harness.TestCase):
         self.assertEqual(after["state"], "running", after)
         self.assertEqual(after["started_at"], inst["started_at"], after)
         self.assertEqual(after["restart_count"], inst["restart_count"], after)
-        self.assertEqual(base.virsh("domid", "cloud-" + inst["id"]).stdout.strip(), domid)
+        self.assertEqual(virsh("domid", "cloud-" + inst["id"]).stdout.strip(), domid)
 
         # A second change (PATCH, one key) arrives too, with a higher version.
         st, _, cfg2 = request("PATCH", "/v1/services/%s/config" % name,
@@ -234,7 +208,7 @@ class ConfigQemuTest(harness.TestCase):
 
 if __name__ == "__main__":
     for tool in ("qemu-system-x86_64", "libvirtd", "virtlogd", "virsh"):
-        if not base.have(tool):
+        if not have(tool):
             print("SKIP: %s not installed" % tool)
             sys.exit(77)
     unittest.main()

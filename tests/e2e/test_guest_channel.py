@@ -23,8 +23,6 @@ Exit code 77 (ctest skip) when QEMU or libvirtd is missing.
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import unittest
@@ -33,9 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
-import agentlib  # noqa: E402
+import e2elib  # noqa: E402
 import harness  # noqa: E402
-import test_agent_qemu as base  # noqa: E402
+from e2elib import have, virsh  # noqa: E402
 from harness import poll, request, unique_name  # noqa: E402
 
 IMAGE = "sample:e2e"
@@ -46,54 +44,26 @@ NETWORK = None
 
 def setUpModule():
     global AGENT, NETWORK
-    base.ensure_libvirtd()
+    e2elib.ensure_libvirtd()
     c = harness.start(reconcile=True)
-    sample = os.path.join(c.tmp, "sample")
-    subprocess.run(["bash", os.path.join(HERE, "..", "..", "images", "build-sample.sh"), sample],
-                   check=True, stdout=subprocess.DEVNULL)
-    images = os.path.join(c.tmp, "images")
-    os.makedirs(images, mode=0o755)
-    kernel = base.add_blob(c, os.path.join(sample, "vmlinuz"), images)
-    initrd = base.add_blob(c, os.path.join(sample, "initrd.img"), images)
-    with open(os.path.join(sample, "cmdline")) as f:
-        cmdline = f.read().strip().replace("'", "''")
-    c.psql("INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, size) "
-           "VALUES ('%s', 'sample', 'e2e', 'kernel', '%s', '%s', '%s', 0)"
-           % (harness.hex_id(8), kernel, initrd, cmdline))
+    images = e2elib.add_sample_image(c, IMAGE)
     extra = []
-    info = base.virsh("net-info", "default")
+    info = virsh("net-info", "default")
     if info.returncode == 0:
         if not re.search(r"Active:\s+yes", info.stdout):
-            r = base.virsh("net-start", "default")
+            r = virsh("net-start", "default")
             if r.returncode != 0:
                 sys.stderr.write("[e2e] cannot start libvirt network default: %s\n" % r.stderr)
-        if re.search(r"Active:\s+yes", base.virsh("net-info", "default").stdout):
+        if re.search(r"Active:\s+yes", virsh("net-info", "default").stdout):
             NETWORK = "default"
             extra = ["--network", NETWORK]
     sys.stderr.write("[e2e] addresses: %s\n" % (
         "agent --network " + NETWORK if NETWORK else "no libvirt network default: not checked"))
-    AGENT = agentlib.Agent(c, HOST, uri=base.URI, hypervisor=None, images=images,
-                           cap_vcpus=16, extra=extra).start()
-    poll(lambda: c.psql("SELECT state FROM hosts WHERE name = '%s'" % HOST) == "ready", 60,
-         what="the e2e agent to register")
+    AGENT = e2elib.start_agent(c, HOST, images=images, extra=extra)
 
 
 def tearDownModule():
-    # The agent first: while it runs, a guest destroyed here is reported as
-    # exited and the reconciler starts it again, leaving a guest behind.
-    if AGENT is not None:
-        AGENT.stop()
-    c = harness._cluster
-    if c is not None:
-        for line in c.psql("SELECT id FROM instances").splitlines():
-            base.virsh("destroy", "cloud-" + line)
-            base.virsh("undefine", "cloud-" + line)
-    harness.stop()
-    for pid in base.STARTED:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    e2elib.teardown(AGENT)
 
 
 def console(inst_id):
@@ -180,7 +150,7 @@ class GuestChannelTest(harness.TestCase):
         ready = wait_fields(inst["id"], 60, state="running", config_version=v1, ready=True)
         sys.stderr.write("[e2e] running -> ready with config v%d acked: %.1f s (TCG boot)\n"
                          % (v1, time.monotonic() - t_running))
-        domid = base.virsh("domid", "cloud-" + inst["id"]).stdout.strip()
+        domid = virsh("domid", "cloud-" + inst["id"]).stdout.strip()
 
         # A higher version reaches the running guest without a restart.
         t_put = time.monotonic()
@@ -199,7 +169,7 @@ class GuestChannelTest(harness.TestCase):
         self.assertEqual(after["state"], "running", after)
         self.assertIs(after["ready"], True, after)
         self.assertEqual(after["started_at"], ready["started_at"], after)
-        self.assertEqual(base.virsh("domid", "cloud-" + inst["id"]).stdout.strip(), domid)
+        self.assertEqual(virsh("domid", "cloud-" + inst["id"]).stdout.strip(), domid)
         # Versions only go up: each one was written once, in order.
         versions = [l["version"] for l in marked_json(inst["id"], "CLOUD-CONFIG:")]
         self.assertEqual(versions, sorted(set(versions)), versions)
@@ -234,7 +204,7 @@ class GuestChannelTest(harness.TestCase):
 
 if __name__ == "__main__":
     for tool in ("qemu-system-x86_64", "libvirtd", "virtlogd", "virsh"):
-        if not base.have(tool):
+        if not have(tool):
             print("SKIP: %s not installed" % tool)
             sys.exit(77)
     unittest.main()

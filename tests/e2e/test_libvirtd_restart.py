@@ -21,7 +21,6 @@ libvirtd running if it was running before, stops only what it started.
 Exit code 77 (ctest skip) when QEMU or libvirtd is missing or not root.
 """
 
-import hashlib
 import os
 import shutil
 import signal
@@ -32,20 +31,15 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-import agentlib  # noqa: E402
+import e2elib  # noqa: E402
 import harness  # noqa: E402
+from e2elib import virsh  # noqa: E402
 from harness import poll, request, unique_name  # noqa: E402
 
-URI = "qemu:///system"
 HOST = "e2e-lvrestart"
 IMAGE = "sample:lvrestart"
 STARTED = {}  # daemon -> True if this test started it
 AGENT = None
-
-
-def virsh(*args):
-    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True,
-                          timeout=60)
 
 
 def read_pid(pidfile):
@@ -89,52 +83,19 @@ def restart_libvirtd():
     return pid, read_pid("/run/libvirtd.pid")
 
 
-def add_blob(c, path, images):
-    with open(path, "rb") as f:
-        data = f.read()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    dst = os.path.join(images, digest)
-    shutil.copyfile(path, dst)
-    os.chmod(dst, 0o644)
-    c.psql("INSERT INTO blobs (digest, size) VALUES ('%s', %d) ON CONFLICT DO NOTHING"
-           % (digest, len(data)))
-    return digest
-
-
 def setUpModule():
     global AGENT
     ensure_libvirtd()
     c = harness.start(reconcile=True)
-    sample = os.path.join(c.tmp, "sample")
-    subprocess.run(["bash", os.path.join(HERE, "..", "..", "images", "build-sample.sh"), sample],
-                   check=True, stdout=subprocess.DEVNULL)
-    images = os.path.join(c.tmp, "images")
-    os.makedirs(images, mode=0o755)
-    kernel = add_blob(c, os.path.join(sample, "vmlinuz"), images)
-    initrd = add_blob(c, os.path.join(sample, "initrd.img"), images)
-    with open(os.path.join(sample, "cmdline")) as f:
-        cmdline = f.read().strip().replace("'", "''")
-    name, tag = IMAGE.split(":")
-    c.psql("INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, size) "
-           "VALUES ('%s', '%s', '%s', 'kernel', '%s', '%s', '%s', 0)"
-           % (harness.hex_id(8), name, tag, kernel, initrd, cmdline))
-    AGENT = agentlib.Agent(c, HOST, uri=URI, hypervisor=None, images=images, cap_vcpus=16,
-                           extra=("--verbose",)).start()
-    poll(lambda: c.psql("SELECT state FROM hosts WHERE name = '%s'" % HOST) == "ready", 60,
-         what="the agent to register")
+    images = e2elib.add_sample_image(c, IMAGE)
+    AGENT = e2elib.start_agent(c, HOST, images=images, extra=("--verbose",),
+                               what="the agent to register")
 
 
 def tearDownModule():
-    # The agent first: while it runs, a guest destroyed here is reported as
-    # exited and the reconciler starts it again, leaving a guest behind.
-    if AGENT is not None:
-        AGENT.stop()
-    c = harness._cluster
-    if c is not None:
-        for line in c.psql("SELECT id FROM instances").splitlines():
-            virsh("destroy", "cloud-" + line)
-            virsh("undefine", "cloud-" + line)
+    e2elib.stop_agent_and_guests(AGENT)
     harness.stop()
+    # By pid file, not by the pid seen at start: libvirtd was restarted.
     for daemon, pidfile in (("libvirtd", "/run/libvirtd.pid"), ("virtlogd", "/run/virtlogd.pid")):
         if STARTED.get(daemon):
             pid = read_pid(pidfile)

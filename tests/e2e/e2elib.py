@@ -1,0 +1,143 @@
+"""Setup and teardown shared by the end-to-end tests (tests/e2e/test_*.py)
+and bench/config_bench.py (GUEST=qemu): libvirtd on qemu:///system, the
+sample image (images/build-sample.sh) registered for an agent's --images
+directory, one cloud-agent per test module, and the module teardown.
+
+Owns STARTED: the pids of the virtlogd/libvirtd that ensure_libvirtd()
+started in this process, the only daemons stop_started() stops.
+Callers run under `flock /tmp/cloud-libvirt.lock`: libvirtd is shared with
+other users of the machine.
+"""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_INTEGRATION = os.path.join(HERE, "..", "integration")
+if _INTEGRATION not in sys.path:
+    sys.path.insert(0, _INTEGRATION)
+
+import agentlib  # noqa: E402
+import harness  # noqa: E402
+from harness import poll  # noqa: E402
+
+URI = "qemu:///system"
+STARTED = []
+
+
+def have(tool):
+    """True if tool is on PATH."""
+    return shutil.which(tool) is not None
+
+
+def virsh(*args):
+    """Runs `virsh -c qemu:///system args...`; returns the CompletedProcess
+    (output captured as text, not checked)."""
+    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True,
+                          timeout=60)
+
+
+def pid_alive(pidfile):
+    """True if the process named in pidfile exists."""
+    try:
+        with open(pidfile) as f:
+            os.kill(int(f.read().strip()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_libvirtd():
+    """Starts virtlogd and libvirtd (`-d`) unless libvirtd already answers,
+    records the pids it started in STARTED, waits until libvirtd answers."""
+    if virsh("version").returncode == 0:
+        return
+    for daemon, pidfile in (("virtlogd", "/run/virtlogd.pid"), ("libvirtd", "/run/libvirtd.pid")):
+        if not pid_alive(pidfile):
+            subprocess.run([daemon, "-d"], check=True)
+            poll(lambda p=pidfile: pid_alive(p), 10, what=daemon + " to start")
+            with open(pidfile) as f:
+                STARTED.append(int(f.read().strip()))
+    poll(lambda: virsh("version").returncode == 0, 30, what="libvirtd to answer")
+
+
+def add_blob(c, path, images):
+    """Copies the file at path into the --images directory images, named by
+    its digest, and records the blob in cluster c; returns the digest."""
+    with open(path, "rb") as f:
+        data = f.read()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    dst = os.path.join(images, digest)
+    shutil.copyfile(path, dst)
+    os.chmod(dst, 0o644)
+    c.psql("INSERT INTO blobs (digest, size) VALUES ('%s', %d) ON CONFLICT DO NOTHING"
+           % (digest, len(data)))
+    return digest
+
+
+def add_sample_image(c, image):
+    """Builds the sample image into c.tmp/sample and registers it in cluster
+    c as the kernel image `image` ("name:tag"), its blobs in c.tmp/images;
+    returns that directory, the agent's --images."""
+    name, tag = image.split(":")
+    sample = os.path.join(c.tmp, "sample")
+    subprocess.run(["bash", os.path.join(HERE, "..", "..", "images", "build-sample.sh"), sample],
+                   check=True, stdout=subprocess.DEVNULL)
+    images = os.path.join(c.tmp, "images")
+    os.makedirs(images, mode=0o755)
+    kernel = add_blob(c, os.path.join(sample, "vmlinuz"), images)
+    initrd = add_blob(c, os.path.join(sample, "initrd.img"), images)
+    with open(os.path.join(sample, "cmdline")) as f:
+        cmdline = f.read().strip().replace("'", "''")
+    c.psql("INSERT INTO images (id, name, tag, kind, kernel_digest, initrd_digest, cmdline, size) "
+           "VALUES ('%s', '%s', '%s', 'kernel', '%s', '%s', '%s', 0)"
+           % (harness.hex_id(8), name, tag, kernel, initrd, cmdline))
+    return images
+
+
+def start_agent(c, host, images=None, extra=(), what="the e2e agent to register"):
+    """Starts a cloud-agent named host on qemu:///system (16 vCPUs; blobs
+    from images if given, else fetched from the controller; extra: more
+    options) and waits up to 60 s for the host to be ready; returns it."""
+    agent = agentlib.Agent(c, host, uri=URI, hypervisor=None, images=images, cap_vcpus=16,
+                           extra=extra).start()
+    poll(lambda: c.psql("SELECT state FROM hosts WHERE name = '%s'" % host) == "ready", 60,
+         what=what)
+    return agent
+
+
+def stop_agent_and_guests(agent):
+    """Stops agent (if any), then destroys and undefines the domain
+    cloud-<id> of every instance of the harness cluster; returns that
+    cluster (None if none was started). The cluster keeps running."""
+    # The agent first: while it runs, a guest destroyed here is reported as
+    # exited and the reconciler starts it again, leaving a guest behind.
+    if agent is not None:
+        agent.stop()
+    c = harness._cluster
+    if c is not None:
+        for line in c.psql("SELECT id FROM instances").splitlines():
+            virsh("destroy", "cloud-" + line)
+            virsh("undefine", "cloud-" + line)
+    return c
+
+
+def stop_started():
+    """Sends SIGTERM to the virtlogd/libvirtd that ensure_libvirtd() started."""
+    for pid in STARTED:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def teardown(agent):
+    """The whole tearDownModule: stop_agent_and_guests(agent), then the
+    cluster (harness.stop()), then stop_started()."""
+    stop_agent_and_guests(agent)
+    harness.stop()
+    stop_started()
