@@ -141,3 +141,14 @@ def teardown(agent):
     stop_agent_and_guests(agent)
     harness.stop()
     stop_started()
+
+
+def console(agent, inst_id):
+    """What instance inst_id's guest wrote to its serial console so far (the
+    agent's <state>/run/<id>/console.log), "" if nothing yet."""
+    path = os.path.join(agent.dir, "state", "run", inst_id, "console.log")
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -81,12 +81,7 @@ def wait_state(ref, state, timeout, **fields):
 
 
 def console(inst_id):
-    path = os.path.join(AGENT.dir, "state", "run", inst_id, "console.log")
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    return e2elib.console(AGENT, inst_id)
 
 
 class QemuTest(harness.TestCase):

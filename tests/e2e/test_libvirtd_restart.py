@@ -130,12 +130,7 @@ def qemu_pid(inst_id):
 
 
 def console(inst_id):
-    path = os.path.join(AGENT.dir, "state", "run", inst_id, "console.log")
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    return e2elib.console(AGENT, inst_id)
 
 
 class LibvirtdRestartTest(harness.TestCase):
