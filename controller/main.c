@@ -505,8 +505,15 @@ run(struct opts *o)
     }
     if (o->tls_cert && (tls = tls_server_ctx(o->tls_cert, o->tls_key)) == NULL)
         goto out;
-    if (migrate_run(o->db, o->db_wait) < 0)
+    if (migrate_run(o->db, o->db_wait) < 0) {
+        if (o->dev && pg.conninfo != NULL && o->db == pg.conninfo)
+            log_warnx("cannot migrate the dev database under %s; if "
+                      "another build of cloud-controller made it, start "
+                      "afresh: remove that directory (rm -rf %s) or give "
+                      "--data-dir another",
+                      data_dir, data_dir);
         goto out;
+    }
     if (o->dev && (admin = tokencmd_dev_admin(o->db, data_dir)) == NULL)
         goto out;
     if (o->dev && !o->no_sample) {

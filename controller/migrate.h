@@ -23,6 +23,9 @@ int migrate_latest(void);
 /*
  * Connects (retrying for up to wait_s seconds while the server is not
  * there), applies what is missing, and returns 0, or -1 after logging why.
+ * Each applied migration's SHA-256 is kept in schema_migrations.checksum;
+ * one applied from other SQL than this build's (a database migrated by a
+ * different build) is an error, and nothing after it is applied.
  */
 int migrate_run(const char *conninfo, int wait_s);
 
