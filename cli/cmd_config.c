@@ -24,6 +24,7 @@ enum {
     OPT_WATCH,
     OPT_WAIT,
     OPT_TIMEOUT,
+    OPT_INSTANCE,
 };
 
 struct config_opts {
@@ -32,6 +33,7 @@ struct config_opts {
     bool watch;
     bool wait;    /* --wait: until every running instance acknowledged */
     long timeout; /* --timeout in seconds, 0 = none */
+    const char *instance; /* get --instance: that instance's effective config */
     const char *cmd;
 };
 
@@ -56,6 +58,9 @@ config_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         break;
     case OPT_WAIT:
         o->wait = true;
+        break;
+    case OPT_INSTANCE:
+        o->instance = val;
         break;
     case OPT_TIMEOUT:
         o->timeout = cli_parse_duration(val);
@@ -110,20 +115,36 @@ config_get(struct cli_ctx *ctx, struct config_opts *o, char **pos, int npos)
     char *path, *full;
     int rc;
 
-    if (npos > 2)
-        return cli_usage(ctx, "config", "get takes SERVICE [KEY]");
-    path = service_path(pos[0], "config");
+    const char *key, *whose = o->instance ? "instance" : "service";
+
+    if (o->instance != NULL) {
+        /* The effective config: the service's plus the link variables. */
+        char *esc;
+
+        if (npos > 1)
+            return cli_usage(ctx, "config", "get --instance INSTANCE takes [KEY]");
+        esc = cli_escape(o->instance);
+        path = xasprintf("/v1/instances/%s/config", esc);
+        free(esc);
+        key = npos == 1 ? pos[0] : NULL;
+    } else {
+        if (npos > 2)
+            return cli_usage(ctx, "config", "get takes SERVICE [KEY]");
+        path = service_path(pos[0], "config");
+        key = npos == 2 ? pos[1] : NULL;
+    }
     full = o->version >= 0 ? xasprintf("%s?version=%lld", path, o->version)
                            : xstrdup(path);
     rc = cli_api(ctx, "GET", full, NULL, &cfg, NULL);
     if (rc != 0)
         goto out;
-    if (npos == 2) {
-        json_t *v = json_object_get(json_object_get(cfg, "config"), pos[1]);
+    if (key != NULL) {
+        json_t *v = json_object_get(json_object_get(cfg, "config"), key);
         if (v == NULL) {
-            char *s = fmt_sanitize(pos[0], 0), *k = fmt_sanitize(pos[1], 200);
-            rc = cli_fail(ctx, "service %s: config version %lld has no key %s",
-                          s, jver(cfg), k);
+            char *s = fmt_sanitize(o->instance ? o->instance : pos[0], 0),
+                 *k = fmt_sanitize(key, 200);
+            rc = cli_fail(ctx, "%s %s: config version %lld has no key %s",
+                          whose, s, jver(cfg), k);
             free(s);
             free(k);
             goto out;
@@ -505,6 +526,7 @@ cmd_config(struct cli_ctx *ctx, int argc, char **argv)
         {"if-version", 0, true, OPT_IF_VERSION},
         {"wait", 'w', false, OPT_WAIT},
         {"timeout", 0, true, OPT_TIMEOUT},
+        {"instance", 0, true, OPT_INSTANCE},
         {NULL, 0, false, 0},
     };
     struct config_opts o = {
@@ -536,7 +558,16 @@ cmd_config(struct cli_ctx *ctx, int argc, char **argv)
                        sub);
         goto out;
     }
-    if (npos < 1) {
+    if (o.instance != NULL && strcmp(sub, "get") != 0) {
+        rc = cli_usage(ctx, "config", "--instance is for get only");
+        goto out;
+    }
+    if (o.instance != NULL && o.version >= 0) {
+        rc = cli_usage(ctx, "config",
+                       "--version is for a service's config, not --instance");
+        goto out;
+    }
+    if (npos < 1 && o.instance == NULL) {
         rc = cli_usage(ctx, "config", "a SERVICE is required");
         goto out;
     }

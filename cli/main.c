@@ -222,6 +222,7 @@ static const char help_events[] =
 
 static const char help_config[] =
     "Usage: cloudctl config get SERVICE [KEY] [--version N]\n"
+    "       cloudctl config get --instance INSTANCE [KEY]\n"
     "       cloudctl config set SERVICE KEY=VALUE... [--if-version N] [--wait]\n"
     "       cloudctl config unset SERVICE KEY... [--if-version N] [--wait]\n"
     "       cloudctl config history SERVICE\n"
@@ -232,7 +233,10 @@ static const char help_config[] =
     "grows on every change, pushed live into its running guests.\n"
     "\n"
     "  get        the keys and values (KEY VALUE, sorted), or one value\n"
-    "             alone; --version N shows an older version\n"
+    "             alone; --version N shows an older version; --instance\n"
+    "             shows what that instance's guest gets: its service's\n"
+    "             config plus <LINK>_ENDPOINTS and <LINK>_ENDPOINTS_VERSION\n"
+    "             for each linked service\n"
     "  set        sets keys (a merge: other keys stay); prints the new\n"
     "             version, \"web: config version 4\"\n"
     "  unset      removes keys\n"
@@ -242,6 +246,7 @@ static const char help_config[] =
     "\n"
     "Flags:\n"
     "  --version N      get: that version instead of the current one\n"
+    "  --instance I     get: instance I's effective config\n"
     "  --if-version N   write only if the current version is N (else the\n"
     "                   server refuses with 412 and nothing changes)\n"
     "  -w, --wait       after a write, wait until every running instance's\n"
@@ -252,6 +257,7 @@ static const char help_config[] =
     "  cloudctl config set web MODE=prod WORKERS=4\n"
     "  cloudctl config set web MODE=debug --wait\n"
     "  cloudctl config get web MODE\n"
+    "  cloudctl config get --instance web-1\n"
     "  cloudctl config rollback web 3\n";
 
 static const char help_endpoints[] =

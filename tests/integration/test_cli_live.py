@@ -191,6 +191,22 @@ class CliLiveTest(harness.TestCase):
         self.assertEqual(st, 200, ic)
         self.assertEqual(ic["config"].get(lk), "")
         self.assertEqual(ic["config"].get("N"), "1")
+        # The same through the CLI, by instance name: a table, one value,
+        # a missing key, and --instance only for get.
+        rc, out, err = cloudctl("config", "get", "--instance", inst["name"])
+        self.assertEqual(rc, 0, err)
+        rows = [l.split(None, 1) for l in out.splitlines()]
+        self.assertEqual(rows[0], ["KEY", "VALUE"])
+        self.assertIn([lk, '""'], rows)
+        self.assertIn(["N", "1"], rows)
+        rc, out, err = cloudctl("config", "get", "--instance", inst["name"], "N")
+        self.assertEqual((rc, out), (0, "1\n"), err)
+        rc, out, err = cloudctl("config", "get", "--instance", inst["name"], "NOPE")
+        self.assertEqual(rc, 1)
+        self.assertIn("instance %s: config version" % inst["name"], err)
+        rc, out, err = cloudctl("config", "set", "--instance", inst["name"], "A=b")
+        self.assertEqual(rc, 2)
+        self.assertIn("--instance is for get only", err)
 
 
 if __name__ == "__main__":
