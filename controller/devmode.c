@@ -131,8 +131,22 @@ devmode_libvirt(struct devmode *d, const char *agent_bin)
         }
     }
     if (run_wait(probe, NULL) == 0) {
+        /* libvirt's "default" NAT network, when it is up, gives guests an
+         * address (DHCP), so linked services see endpoints; it is not
+         * started here (dnsmasq, a bridge and firewall rules are the
+         * machine owner's to set up). */
+        char *net[] = {"sh", "-c",
+                       "virsh -q -c qemu:///system net-list --name | "
+                       "grep -qx default",
+                       NULL};
+
         d->uri = xstrdup("qemu:///system");
-        log_info("local agent: real QEMU guests through qemu:///system");
+        if (run_wait(net, NULL) == 0)
+            d->network = xstrdup("default");
+        log_info("local agent: real QEMU guests through qemu:///system%s",
+                 d->network ? ", NICs on libvirt's network \"default\""
+                            : " (no libvirt network \"default\" up: guests "
+                              "get no NIC, services no endpoints)");
     } else {
         d->uri = xstrdup("test:///default");
         log_warnx("libvirt's qemu:///system does not answer (not root, or "
@@ -180,7 +194,12 @@ devmode_start_agent(struct devmode *d, const char *agent_bin,
                         "run", "--controller", (char *)gateway, "--ca", ca,
                         "--cert", cert, "--key", key, "--images", images,
                         "--state-dir", state, "--labels", "dev=true",
-                        "--cap-vcpus", vcpus, NULL};
+                        "--cap-vcpus", vcpus, NULL, NULL, NULL};
+
+        if (d->network != NULL) {
+            argv[sizeof(argv) / sizeof(argv[0]) - 3] = "--network";
+            argv[sizeof(argv) / sizeof(argv[0]) - 2] = d->network;
+        }
         int fd = open(d->agent_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, STDOUT_FILENO);
@@ -407,6 +426,7 @@ devmode_stop(struct devmode *d)
     stop_pid(d->libvirtd_pid, "libvirtd", 0);
     stop_pid(d->virtlogd_pid, "virtlogd", 0);
     free(d->uri);
+    free(d->network);
     free(d->agent_log);
     memset(d, 0, sizeof(*d));
 }

@@ -13,6 +13,7 @@
 
 struct devmode {
     char *uri;          /* libvirt URI the local agent uses */
+    char *network;      /* libvirt network for guests' NICs, or NULL */
     char *agent_log;
     pid_t agent_pid;
     pid_t libvirtd_pid; /* only when we started it */
