@@ -235,33 +235,27 @@ val(const PGresult *res, int row, int col)
  *                     labels
  * ST_CACHE_SERVICES:  id, name, state, version, json, labels */
 static struct cache_obj *
-obj_from_row_at(const struct kind *k, const PGresult *res, int i, int c0)
+obj_from_row(const struct kind *k, const PGresult *res, int i)
 {
     struct cache_obj *o = xcalloc(1, sizeof(*o));
 
-    o->id = xstrdup(val(res, i, c0 + 0));
-    o->name = xstrdup(val(res, i, c0 + 1));
+    o->id = xstrdup(val(res, i, 0));
+    o->name = xstrdup(val(res, i, 1));
     if (k->is_service) {
-        o->state = xstrdup(val(res, i, c0 + 2));
-        o->version = strtoll(val(res, i, c0 + 3), NULL, 10);
-        o->json = xstrdup(val(res, i, c0 + 4));
-        o->labels = labels_canon_text(val(res, i, c0 + 5));
+        o->state = xstrdup(val(res, i, 2));
+        o->version = strtoll(val(res, i, 3), NULL, 10);
+        o->json = xstrdup(val(res, i, 4));
+        o->labels = labels_canon_text(val(res, i, 5));
     } else {
-        o->service = dup_or_null(val(res, i, c0 + 2));
-        o->host = dup_or_null(val(res, i, c0 + 3));
-        o->state = xstrdup(val(res, i, c0 + 4));
-        o->desired = xstrdup(val(res, i, c0 + 5));
-        o->version = strtoll(val(res, i, c0 + 6), NULL, 10);
-        o->json = xstrdup(val(res, i, c0 + 7));
-        o->labels = labels_canon_text(val(res, i, c0 + 8));
+        o->service = dup_or_null(val(res, i, 2));
+        o->host = dup_or_null(val(res, i, 3));
+        o->state = xstrdup(val(res, i, 4));
+        o->desired = xstrdup(val(res, i, 5));
+        o->version = strtoll(val(res, i, 6), NULL, 10);
+        o->json = xstrdup(val(res, i, 7));
+        o->labels = labels_canon_text(val(res, i, 8));
     }
     return o;
-}
-
-static struct cache_obj *
-obj_from_row(const struct kind *k, const PGresult *res, int i)
-{
-    return obj_from_row_at(k, res, i, 0);
 }
 
 struct fetch {
