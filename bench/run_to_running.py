@@ -138,6 +138,30 @@ class Api:
         return None, None
 
 
+def post_until_running(api, name, t0, limit, made=None):
+    """POST /v1/instances (the sample image, 1 vCPU, 256 MiB) and poll it
+    every millisecond until the API shows it running: (instance, time the
+    201 came, time running showed). Its id goes into made first, if given."""
+    st, inst = api.req("POST", "/v1/instances", {
+        "image": "hello:latest", "name": name,
+        "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
+    t_post = time.time()
+    if st != 201:
+        raise RuntimeError("POST /v1/instances: %s %s" % (st, inst))
+    if made is not None:
+        made.append(inst["id"])
+    path = "/v1/instances/" + inst["id"]
+    while True:
+        st, cur = api.req("GET", path)
+        if st == 200 and cur["state"] == "running":
+            return inst, t_post, time.time()
+        if st == 200 and cur["state"] in ("exited", "failed", "lost"):
+            raise RuntimeError("instance %s: %s" % (inst["id"], cur))
+        if time.time() - t0 > limit:
+            raise RuntimeError("instance %s never ran" % inst["id"])
+        time.sleep(0.001)
+
+
 def virsh(*args, check=False):
     r = subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True,
                        timeout=120)
@@ -228,24 +252,8 @@ def main():
         def cloud_run(i):
             events_since()
             t0 = time.time()
-            st, inst = api.req("POST", "/v1/instances", {
-                "image": "hello:latest", "name": "r2r-%d-%d" % (os.getpid(), i),
-                "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
-            t_post = time.time()
-            if st != 201:
-                raise RuntimeError("POST /v1/instances: %s %s" % (st, inst))
-            made.append(inst["id"])
-            path = "/v1/instances/" + inst["id"]
-            while True:
-                st, cur = api.req("GET", path)
-                if st == 200 and cur["state"] == "running":
-                    t_api = time.time()
-                    break
-                if st == 200 and cur["state"] in ("exited", "failed", "lost"):
-                    raise RuntimeError("instance %s: %s" % (inst["id"], cur))
-                if time.time() - t0 > 120:
-                    raise RuntimeError("instance %s never ran" % inst["id"])
-                time.sleep(0.001)
+            inst, t_post, t_api = post_until_running(api, "r2r-%d-%d" % (os.getpid(), i),
+                                                     t0, 120, made)
             t_lv = events.wait_started("cloud-" + inst["id"])
             t_def = events.defined.get("cloud-" + inst["id"])
             # The instance's events, by commit time.

@@ -33,8 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 os.environ.setdefault("CLOUD_CONTROLLER", "")  # harness reads it at import
 
-# The percentile, the API's time stamps and the API client of the QEMU run.
-from run_to_running import Api, parse_ts, pct  # noqa: E402
+# The percentile, the API's time stamps, the API client and the POST ->
+# running loop of the QEMU run.
+from run_to_running import Api, parse_ts, pct, post_until_running  # noqa: E402
 
 
 def agent_log(path):
@@ -92,23 +93,7 @@ class Rig:
         api = self.api
         self.events_since()
         t0 = time.time()
-        st, inst = api.req("POST", "/v1/instances", {
-            "image": "hello:latest", "name": "r2r-%d-%d" % (os.getpid(), i),
-            "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
-        t_post = time.time()
-        if st != 201:
-            raise RuntimeError("POST /v1/instances: %s %s" % (st, inst))
-        path = "/v1/instances/" + inst["id"]
-        while True:
-            st, cur = api.req("GET", path)
-            if st == 200 and cur["state"] == "running":
-                t_api = time.time()
-                break
-            if st == 200 and cur["state"] in ("exited", "failed", "lost"):
-                raise RuntimeError("instance %s: %s" % (inst["id"], cur))
-            if time.time() - t0 > 60:
-                raise RuntimeError("instance %s never ran" % inst["id"])
-            time.sleep(0.001)
+        inst, t_post, t_api = post_until_running(api, "r2r-%d-%d" % (os.getpid(), i), t0, 60)
         marks = {}
         for e in self.events_since():
             if e.get("object_id") != inst["id"]:
@@ -126,6 +111,7 @@ class Rig:
                 t_set = t
             if t_rep is None and ("instance %s: running" % inst["id"]) in msg:
                 t_rep = t
+        path = "/v1/instances/" + inst["id"]
         api.req("DELETE", path)
         self.harness.poll(lambda: api.req("GET", path)[0] == 404, 30, 0.01, "delete")
         return {"t0": t0, "post": t_post, "api": t_api, "set": t_set, "rep": t_rep,
