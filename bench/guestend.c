@@ -56,6 +56,9 @@ static int ep;
 static const char *key;
 
 static void
+say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
 say(const char *fmt, ...)
 {
     va_list ap;

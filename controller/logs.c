@@ -79,7 +79,8 @@ log_end(struct log_req *lr, int status, const char *error)
         http_stream_end(lr->r);
     else
         http_reply_error(lr->r, status, "unavailable", NULL,
-                         "instance %s: %s", lr->inst, error);
+                         "instance %s: %s", lr->inst,
+                         error != NULL ? error : "the log stream ended");
     log_req_free(lr);
 }
 

@@ -707,7 +707,7 @@ search(struct sched_cluster *c, const struct prep *p)
     struct sched_node *root = pick_tree(c, p);
     uint64_t mem = p->req->res.memory_mib;
     struct sched_host *h, *best = NULL;
-    uint32_t count, best_count = 0;
+    uint32_t count = 0, best_count = 0;
 
     if (p->req->strategy == SCHED_BINPACK) {
         /* ascending from the request's memory: the first fit is the best */
