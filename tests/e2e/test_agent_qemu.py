@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import e2elib  # noqa: E402
 import harness  # noqa: E402
-from e2elib import have, virsh  # noqa: E402
+from e2elib import virsh  # noqa: E402
 from harness import poll, request, unique_name  # noqa: E402
 
 IMAGE = "sample:e2e"
@@ -48,18 +48,9 @@ def tearDownModule():
 
 
 def place(inst_id):
-    """Simulate the reconciler's placement when it is not built in."""
-    try:
-        poll(lambda: harness.psql("SELECT host_id IS NOT NULL FROM instances WHERE id = '%s'"
-                                  % inst_id) == "t", 8, what="placement")
-    except AssertionError:
-        sys.stderr.write("\n[e2e] no reconciler placed %s; placing it by SQL\n" % inst_id)
-        harness.psql("WITH i AS (UPDATE instances SET state = 'scheduled', host_id = "
-                     "(SELECT id FROM hosts WHERE name = 'e2e-host'), version = version + 1 "
-                     "WHERE id = '%s' AND host_id IS NULL RETURNING id, name) "
-                     "SELECT cloud_event('instance.scheduled', 'instance', i.id, i.name, "
-                     "'instance ' || i.name || ' scheduled (test fixture)', 'itest') FROM i"
-                     % inst_id)
+    """Waits for the reconciler to place the instance (fails otherwise)."""
+    poll(lambda: harness.psql("SELECT host_id IS NOT NULL FROM instances WHERE id = '%s'"
+                              % inst_id) == "t", 30, what="placement by the reconciler")
 
 
 def run(args=None):
@@ -143,8 +134,4 @@ class QemuTest(harness.TestCase):
 
 
 if __name__ == "__main__":
-    for tool in ("qemu-system-x86_64", "libvirtd", "virtlogd", "virsh"):
-        if not have(tool):
-            print("SKIP: %s not installed" % tool)
-            sys.exit(77)
-    unittest.main()
+    e2elib.main()

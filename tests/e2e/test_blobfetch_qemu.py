@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import e2elib  # noqa: E402
 import harness  # noqa: E402
-from e2elib import have, virsh  # noqa: E402
+from e2elib import virsh  # noqa: E402
 from harness import poll, request, unique_name  # noqa: E402
 
 AGENT = None
@@ -159,9 +159,4 @@ class FetchQemuTest(harness.TestCase):
 
 
 if __name__ == "__main__":
-    for tool in ("qemu-system-x86_64", "libvirtd", "virtlogd", "virsh", "qemu-img",
-                 "mkfs.vfat", "mcopy", "syslinux"):
-        if not have(tool):
-            print("SKIP: %s not installed" % tool)
-            sys.exit(77)
-    unittest.main()
+    e2elib.main()

@@ -18,8 +18,13 @@ REDOCLY = os.environ.get("CLOUD_REDOCLY", os.path.join(ROOT, ".tools", "node_mod
 
 
 def load_spec():
-    """The spec with every $ref resolved, as a dict; None when redocly is missing."""
+    """The spec with every $ref resolved, as a dict; None when redocly is
+    missing on a developer's machine (the callers skip). Under CI (CI set)
+    a missing redocly is an error: scripts/setup.sh installs it there."""
     if not os.access(REDOCLY, os.X_OK):
+        if os.environ.get("CI"):
+            raise RuntimeError("redocly missing (%s) under CI; scripts/setup.sh installs it"
+                               % REDOCLY)
         return None
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "openapi.json")
