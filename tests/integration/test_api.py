@@ -304,7 +304,7 @@ class ServiceTests(harness.TestCase):
             "restart": "on-failure:3",
             "placement": {"constraints": ["zone=a", "disk!=hdd", "rack in (r1,r2)"],
                           "strategy": "binpack", "max_per_host": 2},
-            "partition_policy": "stop", "links": ["db", "cache"], "replicas": 3,
+            "partition_policy": "keep", "links": ["db", "cache"], "replicas": 3,
             "rollout": {"max_unavailable": 0, "max_surge": 2},
         }
         st, _, svc = request("POST", "/v1/services", spec)
@@ -422,7 +422,6 @@ class ServiceTests(harness.TestCase):
             "placement": {"constraints": ["zone=b"], "strategy": "binpack", "max_per_host": 1},
             "links": ["db"],
             "rollout": {"max_unavailable": 2, "max_surge": 0},
-            "partition_policy": "stop",
         }
         for field, value in changes.items():
             with self.subTest(field=field):
@@ -640,6 +639,17 @@ class ServiceValidationTests(harness.TestCase):
                 err = self.assertError(self.post(links=links), 422, "invalid")
                 self.assertTrue(err.get("field", "").startswith("links"), err)
         self.check("partition_policy", partition_policy="maybe")
+        # "stop" needs agents that fence themselves (not built): refused, on
+        # create and on PATCH, never stored and ignored.
+        err = self.assertError(self.post(partition_policy="stop"), 422, "invalid",
+                               field="partition_policy")
+        self.assertIn("not supported", err["message"])
+        svc = create_service(self)
+        st, _, body = request("PATCH", "/v1/services/%s" % svc["name"],
+                              {"partition_policy": "stop"})
+        self.assertEqual(st, 422, body)
+        self.assertEqual(request("GET", "/v1/services/%s" % svc["name"])[2]["partition_policy"],
+                         "keep")
 
 
 # -- instances ----------------------------------------------------------------
