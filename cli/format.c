@@ -554,14 +554,28 @@ fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
 
 /* ---- services -------------------------------------------------------- */
 
+/* "2/3": running of desired instances, as kubectl's READY; "-/3" from a
+ * controller that does not report running. */
+static char *
+running_pair(const json_t *svc, bool *short_of)
+{
+    json_t *run = json_object_get(svc, "running");
+    long long want = jint(svc, "replicas");
+
+    *short_of = !json_is_integer(run) || json_integer_value(run) != want;
+    if (json_is_integer(run))
+        return xasprintf("%lld/%lld", (long long)json_integer_value(run), want);
+    return xasprintf("-/%lld", want);
+}
+
 void
 fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
              bool color)
 {
-    static const char *const head[] = {"NAME", "IMAGE", "REPLICAS", "RESTART",
+    static const char *const head[] = {"NAME", "IMAGE", "RUNNING", "RESTART",
                                        "GEN",  "STATE", "AGE"};
     static const char *const whead[] = {
-        "NAME",  "ID",    "IMAGE",  "REPLICAS", "RESTART",
+        "NAME",  "ID",    "IMAGE",  "RUNNING", "RESTART",
         "GEN",   "CPUS",  "MEMORY", "STRATEGY", "CONSTRAINTS",
         "PORTS", "STATE", "AGE",    "LABELS"};
     struct fmt_table *t;
@@ -579,7 +593,9 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
         enum fmt_color sc =
             state && strcmp(state, "active") != 0 ? FMT_YELLOW : FMT_PLAIN;
         char *c[8];
-        c[0] = int_str(it, "replicas");
+        bool short_of;
+        c[0] = running_pair(it, &short_of);
+        enum fmt_color rc = short_of ? FMT_YELLOW : FMT_PLAIN;
         c[1] = int_str(it, "generation");
         c[2] = fmt_age(jstr(it, "created_at"), now);
         if (mode == FMT_WIDE) {
@@ -606,7 +622,7 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
                                  state,
                                  c[2],
                                  c[7]};
-            enum fmt_color cols[14] = {[11] = sc};
+            enum fmt_color cols[14] = {[3] = rc, [11] = sc};
             fmt_table_row(t, row, cols);
             free_cells(c, 8);
         } else {
@@ -617,7 +633,7 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
                                  c[1],
                                  state,
                                  c[2]};
-            enum fmt_color cols[7] = {[5] = sc};
+            enum fmt_color cols[7] = {[2] = rc, [5] = sc};
             fmt_table_row(t, row, cols);
             free_cells(c, 3);
         }

@@ -82,11 +82,7 @@ on_write(int status, const char *body, const struct db_error *err, void *arg)
     http_reply_json_text(r, status, body);
 }
 
-static void
-write_op(struct http_req *r, const char *op, int nargs, const char **args)
-{
-    writer_submit(app_of(r)->writer, op, nargs, args, on_write, r);
-}
+
 
 /* A cached object's JSON with its version as ETag. */
 static void
@@ -99,8 +95,106 @@ reply_cached(struct http_req *r, const struct cache_obj *o)
     http_reply_json_text(r, 200, o->json);
 }
 
+static void reply_buffer_status(struct http_req *r, int status,
+                                struct evbuffer *b);
+
+/* A service's JSON with "running" (cache_service_json) as the reply. */
 static void
-reply_buffer(struct http_req *r, struct evbuffer *b)
+reply_service(struct http_req *r, int status, const char *json,
+              long long running, long long version)
+{
+    struct evbuffer *b = evbuffer_new();
+    char etag[40];
+
+    if (b == NULL)
+        fatalx("cannot allocate an evbuffer");
+    cache_service_json_text(json, running, b);
+    if (version > 0) {
+        snprintf(etag, sizeof(etag), "\"%lld\"", version);
+        http_add_header(r, "ETag", etag);
+    }
+    reply_buffer_status(r, status, b);
+}
+
+/* A write of a service answered; its reply waits for the running count
+ * when the read cache cannot give it. */
+struct svc_reply {
+    struct http_req *r;
+    int status;
+    char *body;
+};
+
+static void
+on_service_running(const PGresult *res, const struct db_error *err,
+                   void *arg)
+{
+    struct svc_reply *sr = arg;
+    struct http_req *r = sr->r;
+
+    if (!gone(r)) {
+        if (err)
+            reply_db_error(r, err);
+        else
+            reply_service(r, sr->status, sr->body,
+                          PQntuples(res) == 1
+                              ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+                              : 0,
+                          0);
+    }
+    free(sr->body);
+    free(sr);
+}
+
+static void
+on_service_write(int status, const char *body, const struct db_error *err,
+                 void *arg)
+{
+    struct http_req *r = arg;
+    json_t *j;
+    const char *vals[1];
+    struct svc_reply *sr;
+
+    if (gone(r))
+        return;
+    if (err) {
+        reply_db_error(r, err);
+        return;
+    }
+    j = json_loads(body, 0, NULL);
+    vals[0] = json_string_value(json_object_get(j, "name"));
+    if (vals[0] == NULL) {
+        json_decref(j);
+        http_reply_json_text(r, status, body); /* not a service body */
+        return;
+    }
+    if (use_cache(r)) {
+        reply_service(r, status, body,
+                      cache_service_running(app_of(r)->cache, vals[0]), 0);
+        json_decref(j);
+        return;
+    }
+    sr = xcalloc(1, sizeof(*sr));
+    sr->r = r;
+    sr->status = status;
+    sr->body = xstrdup(body);
+    db_query(app_of(r)->db, store_stmt(ST_SERVICE_RUNNING), vals,
+             on_service_running, sr);
+    json_decref(j);
+}
+
+/* A write through the group-commit writer; a service's reply carries its
+ * running count as its reads do. */
+static void
+write_op(struct http_req *r, const char *op, int nargs, const char **args)
+{
+    writer_submit(app_of(r)->writer, op, nargs, args,
+                  strncmp(op, "service_", 8) == 0 ? on_service_write
+                                                  : on_write,
+                  r);
+}
+
+static void
+reply_buffer_status(struct http_req *r, int status, struct evbuffer *b)
 {
     size_t len = evbuffer_get_length(b);
     char *body = xmalloc(len + 1);
@@ -108,8 +202,14 @@ reply_buffer(struct http_req *r, struct evbuffer *b)
     evbuffer_remove(b, body, len);
     body[len] = '\0';
     evbuffer_free(b);
-    http_reply_json_text(r, 200, body);
+    http_reply_json_text(r, status, body);
     free(body);
+}
+
+static void
+reply_buffer(struct http_req *r, struct evbuffer *b)
+{
+    reply_buffer_status(r, 200, b);
 }
 
 /* One row (json, version) or none; r->data names the object kind. */
@@ -584,7 +684,9 @@ h_service_get(struct http_req *r)
             http_reply_error(r, 404, "not_found", NULL,
                              "service %s not found", http_param(r, 0));
         else
-            reply_cached(r, o);
+            reply_service(r, 200, o->json,
+                          cache_service_running(app_of(r)->cache, o->name),
+                          o->version);
         return;
     }
     r->data = "service";

@@ -33,6 +33,7 @@ struct kind {
     struct strmap names; /* instances: name -> obj */
     struct strmap pending;
     struct strmap tomb; /* id -> (time_t expiry cast to pointer) */
+    struct strmap running; /* instances: service name -> struct svc_running */
     int fetching;
     int loading;
     unsigned long long reload_seq;
@@ -45,6 +46,12 @@ struct cache {
     unsigned long long seq;
     int ready;
     int reload_again;
+};
+
+/* How many cached instances of a service are running; owns its key. */
+struct svc_running {
+    long long n;
+    char name[];
 };
 
 static int kind_fetch(struct cache *c, struct kind *k);
@@ -85,9 +92,36 @@ is_live(const struct cache_obj *o)
     return o->desired == NULL || strcmp(o->desired, "deleted") != 0;
 }
 
+/* Counts o in (d = 1) or out (d = -1) of its service's running figure. */
+static void
+running_count(struct kind *k, const struct cache_obj *o, int d)
+{
+    struct svc_running *r;
+    size_t len;
+
+    if (k->is_service || o->service == NULL || o->state == NULL ||
+        strcmp(o->state, "running") != 0)
+        return;
+    r = strmap_get(&k->running, o->service);
+    if (r == NULL) {
+        if (d < 0)
+            return;
+        len = strlen(o->service) + 1;
+        r = xcalloc(1, sizeof(*r) + len);
+        memcpy(r->name, o->service, len);
+        strmap_put(&k->running, r->name, r);
+    }
+    r->n += d;
+    if (r->n <= 0) {
+        strmap_del(&k->running, r->name);
+        free(r);
+    }
+}
+
 static void
 kind_unlink(struct kind *k, struct cache_obj *o)
 {
+    running_count(k, o, -1);
     omap_del(&k->order, obj_key(k, o));
     strmap_del(&k->by_id, o->id);
     if (!k->is_service && strmap_get(&k->names, o->name) == o)
@@ -101,6 +135,7 @@ kind_link(struct kind *k, struct cache_obj *o)
 
     omap_put(&k->order, obj_key(k, o), o);
     strmap_put(&k->by_id, o->id, o);
+    running_count(k, o, 1);
     if (k->is_service)
         return;
     /* The name names the live instance; a deleted one only while no live
@@ -199,6 +234,7 @@ kind_init(struct kind *k, int is_service)
     strmap_init(&k->names);
     strmap_init(&k->pending);
     strmap_init(&k->tomb);
+    strmap_init(&k->running);
 }
 
 static void
@@ -221,6 +257,9 @@ kind_fini(struct kind *k)
     strmap_fini(&k->pending);
     free_keys(&k->tomb);
     strmap_fini(&k->tomb);
+    for (size_t i = 0; i < k->running.cap; i++)
+        free(k->running.vals[i]);
+    strmap_fini(&k->running);
 }
 
 /* ---- rows from the database ------------------------------------------ */
@@ -773,8 +812,36 @@ eq_or_any(const char *want, const char *have)
     return want == NULL || (have != NULL && strcmp(want, have) == 0);
 }
 
+long long
+cache_service_running(const struct cache *c, const char *name)
+{
+    const struct svc_running *r = strmap_get(&c->inst.running, name);
+    return r != NULL ? r->n : 0;
+}
+
+void
+cache_service_json_text(const char *json, long long running,
+                        struct evbuffer *out)
+{
+    size_t len = strlen(json);
+
+    /* The object without its closing brace, then the status field: the
+     * cached text stays as the database wrote it. */
+    if (len == 0 || json[len - 1] != '}')
+        fatalx("cache: a service's JSON does not end with '}'");
+    evbuffer_add(out, json, len - 1);
+    evbuffer_add_printf(out, ",\"running\":%lld}", running);
+}
+
+void
+cache_service_json(const struct cache *c, const struct cache_obj *o,
+                   struct evbuffer *out)
+{
+    cache_service_json_text(o->json, cache_service_running(c, o->name), out);
+}
+
 static void
-page(struct kind *k, const char *after, int limit, struct evbuffer *out,
+page(const struct cache *c, struct kind *k, const char *after, int limit, struct evbuffer *out,
      const char *service, const char *state, const char *host,
      const char *desired, const struct label_sel *sel)
 {
@@ -793,7 +860,10 @@ page(struct kind *k, const char *after, int limit, struct evbuffer *out,
             break;
         if (n)
             evbuffer_add(out, ",", 1);
-        evbuffer_add(out, o->json, strlen(o->json));
+        if (k->is_service)
+            cache_service_json(c, o, out);
+        else
+            evbuffer_add(out, o->json, strlen(o->json));
         last = x->key;
         n++;
     }
@@ -811,7 +881,7 @@ cache_instance_list(struct cache *c, const char *after, const char *service,
                     const struct label_sel *sel, int limit,
                     struct evbuffer *out)
 {
-    page(&c->inst, after, limit, out, service, state, host, desired, sel);
+    page(c, &c->inst, after, limit, out, service, state, host, desired, sel);
 }
 
 void
@@ -819,5 +889,5 @@ cache_service_list(struct cache *c, const char *after, const char *state,
                    const struct label_sel *sel, int limit,
                    struct evbuffer *out)
 {
-    page(&c->svc, after, limit, out, NULL, state, NULL, NULL, sel);
+    page(c, &c->svc, after, limit, out, NULL, state, NULL, NULL, sel);
 }

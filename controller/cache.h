@@ -86,4 +86,16 @@ void cache_service_list(struct cache *c, const char *after, const char *state,
 
 size_t cache_count(const struct cache *c, int services);
 
+/*
+ * A service as the API shows it: its JSON with "running", the number of its
+ * instances in state running (kept from the cached instances as they
+ * change), appended to out. The _text form takes a service's JSON and the
+ * figure from elsewhere (a write's reply).
+ */
+long long cache_service_running(const struct cache *c, const char *name);
+void cache_service_json(const struct cache *c, const struct cache_obj *o,
+                        struct evbuffer *out);
+void cache_service_json_text(const char *json, long long running,
+                             struct evbuffer *out);
+
 #endif

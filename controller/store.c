@@ -5,15 +5,22 @@
  */
 #include "store.h"
 
+/* A service's JSON as the API shows it: with "running", the count of its
+ * running instances (the read cache adds the same from memory). */
+#define SERVICE_JSON_RUNNING                                                  \
+    "left(cloud_service_json(s)::text, -1) || ',\"running\":' || "            \
+    "(SELECT count(*) FROM instances i WHERE i.service_id = s.id "            \
+    "AND i.state = 'running') || '}'"
+
 const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_READY] = {"ready",
                   "SELECT coalesce(max(version), 0) FROM schema_migrations", 0},
     [ST_SERVICE_GET] = {"service_get",
-                        "SELECT cloud_service_json(s), s.version "
+                        "SELECT " SERVICE_JSON_RUNNING ", s.version "
                         "FROM services s WHERE s.name = $1",
                         1},
     [ST_SERVICE_LIST] = {"service_list",
-                         "SELECT s.name, cloud_service_json(s) FROM services s "
+                         "SELECT s.name, " SERVICE_JSON_RUNNING " FROM services s "
                          "WHERE ($1::text IS NULL OR s.name > $1) "
                          "AND ($2::text IS NULL OR s.state = $2) "
                          "ORDER BY s.name LIMIT $3::integer",
@@ -270,7 +277,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          8},
     [ST_SERVICE_LIST_SEL] =
         {"service_list_sel",
-         "SELECT s.name, cloud_service_json(s) FROM services s "
+         "SELECT s.name, " SERVICE_JSON_RUNNING " FROM services s "
          "WHERE ($1::text IS NULL OR s.name > $1) "
          "AND ($2::text IS NULL OR s.state = $2) "
          "AND s.labels @> $4::jsonb "
@@ -278,6 +285,11 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "ORDER BY s.name LIMIT $3::integer",
          5},
     /* end of labels statements */
+    [ST_SERVICE_RUNNING] = {"service_running",
+                            "SELECT count(*) FROM instances i "
+                            "JOIN services s ON s.id = i.service_id "
+                            "WHERE s.name = $1 AND i.state = 'running'",
+                            1},
     /* config, links and endpoints (migrations/0010_config.sql) */
     [ST_CONFIG_GET] = {"config_get",
                        "SELECT body, version "

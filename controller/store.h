@@ -60,6 +60,9 @@ enum store_stmt {
     ST_INSTANCE_LIST_SEL,
     ST_SERVICE_LIST_SEL,
     /* end of labels statements */
+    /* a service's running instances, for write replies read from the
+     * database (api.c service_reply) */
+    ST_SERVICE_RUNNING,
     /* config, links and endpoints (api_config.c, gateway.c;
      * migrations/0010_config.sql) */
     ST_CONFIG_GET,

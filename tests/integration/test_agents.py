@@ -141,6 +141,38 @@ class AgentsTest(harness.TestCase):
             self.assertIsNotNone(inst["started_at"], inst)
         st, _, ev = request("GET", "/v1/events?type=instance.state&limit=1000")
         self.assertTrue(any(" running on hv" in e["message"] for e in ev["items"]), ev["items"][:3])
+        # The service shows what runs: running next to replicas.
+        poll(lambda: request("GET", "/v1/services/" + name)[2].get("running") == REPLICAS, 10,
+             what="the service to show %d running" % REPLICAS)
+
+    def test_02b_service_shows_running_of_desired(self):
+        # A killed instance of a restart=never service stays exited: the
+        # service shows 1 of 2, in GET, in the list and in a write's reply.
+        name = unique_name("few")
+        st, _, svc = request("POST", "/v1/services", {
+            "name": name, "image": IMAGE, "replicas": 2, "restart": "never",
+            "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
+        self.assertEqual(st, 201, svc)
+        self.assertEqual(svc["running"], 0)
+        poll(lambda: request("GET", "/v1/services/" + name)[2]["running"] == 2, 30,
+             what="2 running")
+        st, _, page = request("GET", "/v1/instances?service=%s" % name)
+        victim = page["items"][0]
+        st, _, body = request("POST", "/v1/instances/%s/kill" % victim["id"], {"signal": "KILL"})
+        self.assertEqual(st, 202, body)
+        wait_state(self, victim["id"], "exited", exit_code=137)
+        poll(lambda: request("GET", "/v1/services/" + name)[2]["running"] == 1, 10,
+             what="1 running")
+        st, _, lst = request("GET", "/v1/services?limit=1000")
+        self.assertEqual([s["running"] for s in lst["items"] if s["name"] == name], [1])
+        st, _, patched = request("PATCH", "/v1/services/" + name, {"labels": {"t": "x"}})
+        self.assertEqual(st, 200, patched)
+        self.assertEqual((patched["running"], patched["replicas"]), (1, 2), patched)
+        # The database's answer (the read path before the cache is loaded)
+        # says the same.
+        self.assertEqual(sql("SELECT count(*) FROM instances i JOIN services s ON "
+                             "s.id = i.service_id WHERE s.name = '%s' AND i.state = 'running'"
+                             % name), "1")
 
     def test_03_kill_KILL_exits_137(self):
         inst = run_instance(self)

@@ -210,7 +210,7 @@ check "rm'd instance is gone" eval 'rc_is 1 && one_error_line'
 cli run --name web --replicas 2 --memory 128M hello:latest
 check "run --replicas creates a service" eval 'rc_is 0 && [ "$out" = web ]'
 cli services
-check "services lists it" out_has '^web +hello:latest +2 +'
+check "services lists it (running/desired)" out_has '^web +hello:latest +0/2 +'
 cli services ls -o json
 check "services -o json" eval '[ "$(jq -r ".items[0].name" <<<"$out")" = web ]'
 cli scale web=3
