@@ -306,10 +306,30 @@ domxml_add_os(xmlNodePtr dom, const struct domxml_spec *s)
     }
 }
 
+const char *
+domxml_panic_model(const char *arch)
+{
+    if (arch == NULL) {
+#if defined(__x86_64__) || defined(__i386__)
+        arch = "x86_64";
+#else
+        return NULL;
+#endif
+    }
+    /* x86: the ISA pvpanic device at port 0x505 (QEMU "pvpanic", the
+     * guest's pvpanic-mmio driver finds it through ACPI QEMU0001). */
+    if (strcmp(arch, "x86_64") == 0 || strcmp(arch, "i686") == 0)
+        return "isa";
+    /* Elsewhere QEMU has pvpanic-pci, which libvirt names only from 9.1
+     * (model "pvpanic"); Debian 12's 9.0 refuses it: no device there. */
+    return NULL;
+}
+
 static void
 domxml_add_devices(xmlNodePtr dom, const struct domxml_spec *s)
 {
     xmlNodePtr devs, n, src, tgt;
+    const char *panic;
 
     devs = domxml_elem(dom, "devices");
     if (s->disk != NULL) {
@@ -354,6 +374,12 @@ domxml_add_devices(xmlNodePtr dom, const struct domxml_spec *s)
         domxml_prop(tgt, "type", "virtio");
         domxml_prop(tgt, "name", DOMXML_CHANNEL_NAME);
     }
+    /* A guest kernel panic reaches libvirt (QEMU's pvpanic device; the
+     * guest needs its driver), which then ends the domain as on_crash says
+     * with reason "crashed": the agent's crash exit. */
+    panic = domxml_panic_model(s->arch);
+    if (panic != NULL)
+        domxml_prop(domxml_elem(devs, "panic"), "model", panic);
     /* Instances get exactly the memory they asked for. */
     domxml_prop(domxml_elem(devs, "memballoon"), "model", "none");
 }

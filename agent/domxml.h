@@ -78,6 +78,12 @@ char *domxml_domain_name(const char *instance_id);
 char *domxml_uuid(const char *instance_id);
 
 /*
+ * The libvirt <panic> model for a guest architecture (NULL: the agent's
+ * own): "isa" on x86, NULL where libvirt 9.0 has none (elsewhere).
+ */
+const char *domxml_panic_model(const char *arch);
+
+/*
  * Builds the domain XML for spec. Returns a new NUL-terminated string, or
  * NULL (logged) when the spec is invalid.
  */

@@ -61,7 +61,7 @@ struct winst {
     bool have_token;
     uint64_t tok_gen, tok_restart;
     bool stop_kill, destroyed;
-    int64_t stop_deadline_ms;
+    int64_t stop_begin_ms, stop_deadline_ms; /* ACPI shutdown sent; destroy after */
     int64_t started_ms, finished_ms;
     /* the last status posted */
     bool reported;
@@ -832,7 +832,8 @@ reconcile_one(struct worker *w, struct winst *in)
                     in->destroyed = true;
                     continue; /* read the state again */
                 }
-                in->stop_deadline_ms = now_ms() + in->spec.grace_ms;
+                in->stop_begin_ms = now_ms();
+                in->stop_deadline_ms = in->stop_begin_ms + in->spec.grace_ms;
                 if (drv->shutdown(w->conn, in->id) < 0) {
                     /* No ACPI (or refused): it has to be destroyed. */
                     if (drv->destroy(w->conn, in->id) < 0)
@@ -840,9 +841,14 @@ reconcile_one(struct worker *w, struct winst *in)
                     in->destroyed = true;
                     continue;
                 }
+                log_info("instance %s: ACPI shutdown sent; destroying it if it is still up in %u ms",
+                         in->id, in->spec.grace_ms);
                 report(w, in, WS_STOPPING, 0, NULL);
                 continue;
             }
+            /* A new grace for this stop (a second kill with its own
+             * grace_seconds) counts from the ACPI shutdown. */
+            in->stop_deadline_ms = in->stop_begin_ms + in->spec.grace_ms;
             if (!in->destroyed && now_ms() >= in->stop_deadline_ms) {
                 log_info("instance %s: no poweroff within %u ms of the ACPI shutdown; destroying it",
                          in->id, in->spec.grace_ms);

@@ -122,7 +122,8 @@ _cloudctl() {
     inspect | logs | kill | stop | start | restart | rm | wait)
         case $cmd in
         logs) flags="--follow -f --tail -n" ;;
-        kill) flags="--signal -s" ;;
+        kill) flags="--signal -s --grace" ;;
+        stop) flags="--grace" ;;
         wait) flags="--timeout" ;;
         esac
         words=$(_cloudctl_names instances)

@@ -24,6 +24,7 @@ enum {
     OPT_SIGNAL,
     OPT_TIMEOUT,
     OPT_SELECTOR,
+    OPT_GRACE,
 };
 
 static const char *
@@ -327,14 +328,28 @@ parse_signal(const char *s)
     return NULL;
 }
 
+struct kill_opts {
+    const char *cmd;
+    const char *sig;
+    long grace; /* seconds; -1: the instance's own */
+};
+
 static int
 kill_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 {
-    const char **sig = st;
+    struct kill_opts *o = st;
     if (id == OPT_SIGNAL) {
-        *sig = parse_signal(val);
-        if (*sig == NULL)
+        o->sig = parse_signal(val);
+        if (o->sig == NULL)
             return cli_usage(ctx, "kill", "signal \"%s\" is not TERM or KILL",
+                             val);
+    } else if (id == OPT_GRACE) {
+        /* The range (1..3600 s) is the API's to check: its 422 names it. */
+        o->grace = cli_parse_duration(val);
+        if (o->grace < 0)
+            return cli_usage(ctx, o->cmd,
+                             "--grace \"%s\" is not a number of seconds "
+                             "(30, 30s, 2m)",
                              val);
     }
     return 0;
@@ -388,10 +403,13 @@ out:
 
 static int
 signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
-                 bool services_too, int npos, char **pos)
+                 long grace, bool services_too, int npos, char **pos)
 {
     json_t *body = json_pack("{s:s}", "signal", sig);
     int rc = 0;
+
+    if (grace >= 0)
+        json_object_set_new(body, "grace_seconds", json_integer(grace));
 
     for (int i = 0; i < npos; i++) {
         json_t *ans = NULL;
@@ -427,19 +445,20 @@ cmd_kill(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct arg_spec specs[] = {
         {"signal", 's', true, OPT_SIGNAL},
+        {"grace", 0, true, OPT_GRACE},
         {NULL, 0, false, 0},
     };
-    const char *sig = "TERM";
+    struct kill_opts o = {.cmd = "kill", .sig = "TERM", .grace = -1};
     char **pos = NULL;
     int npos, rc;
 
-    rc = cli_parse(ctx, "kill", specs, 0, argc, argv, kill_opt, &sig, &pos,
+    rc = cli_parse(ctx, "kill", specs, 0, argc, argv, kill_opt, &o, &pos,
                    &npos);
     if (rc == 0 && npos < 1)
         rc = cli_usage(ctx, "kill",
                        "an instance ID, NAME or SERVICE is required");
     if (rc == 0)
-        rc = signal_instances(ctx, "kill", sig, true, npos, pos);
+        rc = signal_instances(ctx, "kill", o.sig, o.grace, true, npos, pos);
     free(pos);
     return rc;
 }
@@ -447,16 +466,22 @@ cmd_kill(struct cli_ctx *ctx, int argc, char **argv)
 int
 cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
 {
+    static const struct arg_spec specs[] = {
+        {"grace", 0, true, OPT_GRACE},
+        {NULL, 0, false, 0},
+    };
+    struct kill_opts o = {.cmd = "stop", .sig = "TERM", .grace = -1};
     char **pos = NULL;
     int npos, rc;
 
     /* The API's kill TERM is docker's stop: ACPI shutdown, then destroy
-     * after the grace period. */
-    rc = cli_parse(ctx, "stop", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
+     * after the grace period (--grace: docker's --time). */
+    rc = cli_parse(ctx, "stop", specs, 0, argc, argv, kill_opt, &o, &pos,
+                   &npos);
     if (rc == 0 && npos < 1)
         rc = cli_usage(ctx, "stop", "an instance ID or NAME is required");
     if (rc == 0)
-        rc = signal_instances(ctx, "stop", "TERM", false, npos, pos);
+        rc = signal_instances(ctx, "stop", "TERM", o.grace, false, npos, pos);
     free(pos);
     return rc;
 }

@@ -101,16 +101,20 @@ static const char help_logs[] =
     "  -n, --tail N    only the last N lines\n";
 
 static const char help_kill[] =
-    "Usage: cloudctl kill [-s TERM|KILL] ID|NAME|SERVICE...\n"
+    "Usage: cloudctl kill [-s TERM|KILL] [--grace SECONDS] ID|NAME|SERVICE...\n"
     "\n"
     "Sends a signal: TERM asks the guest to shut down (ACPI) and destroys it\n"
-    "after the grace period; KILL destroys it at once (exit code 137). An\n"
+    "after the grace period (exit code 143; 0 or the guest's code when it\n"
+    "powers off in time); KILL destroys it at once (exit code 137). An\n"
     "instance that never reached a host exits at once with 143 or 137. A\n"
     "service name kills every live instance of the service (the service\n"
     "then replaces them as its restart policy says).\n"
     "\n"
     "Flags:\n"
-    "  -s, --signal SIG   TERM (default) or KILL; SIGTERM, 15, SIGKILL, 9 too\n";
+    "  -s, --signal SIG   TERM (default) or KILL; SIGTERM, 15, SIGKILL, 9 too\n"
+    "  --grace SECONDS    this stop's grace period, 1 to 3600 s (30, 30s, 2m;\n"
+    "                     TERM only); default: the instance's\n"
+    "                     stop_grace_seconds (10 unless set)\n";
 
 static const char help_rm[] =
     "Usage: cloudctl rm ID|NAME...\n"
@@ -119,9 +123,13 @@ static const char help_rm[] =
     "running one is stopped first and goes when it has stopped.\n";
 
 static const char help_stop[] =
-    "Usage: cloudctl stop ID|NAME...\n"
+    "Usage: cloudctl stop [--grace SECONDS] ID|NAME...\n"
     "\n"
-    "Stops instances gracefully: the same as kill -s TERM.\n";
+    "Stops instances gracefully: the same as kill -s TERM.\n"
+    "\n"
+    "Flags:\n"
+    "  --grace SECONDS    this stop's grace period, 1 to 3600 s (30, 30s, 2m);\n"
+    "                     default: the instance's stop_grace_seconds\n";
 
 static const char help_start[] =
     "Usage: cloudctl start ID|NAME...\n"

@@ -829,18 +829,32 @@ h_instance_kill(struct http_req *r)
 {
     int empty;
     json_t *in = http_body_json(r, &empty);
-    const char *sig;
+    const char *sig, *vals[5];
+    char vs[24], gs[16];
+    long long ver;
+    int grace;
     struct verr e;
 
     if (in == NULL && !empty)
         return;
-    if (validate_kill(in, &sig, &e) < 0) {
+    if (validate_kill(in, &sig, &grace, &e) < 0) {
         json_decref(in);
         http_reply_error(r, 422, "invalid", e.field, "%s", e.message);
         return;
     }
     json_decref(in);
-    ref_action(r, "instance_kill", sig);
+    if (http_if_match(r, &ver) < 0)
+        return;
+    version_str(vs, sizeof(vs), ver);
+    snprintf(gs, sizeof(gs), "%d", grace);
+    /* The kill's own grace period travels to the agent with this stop
+     * (migrations/0018: instances.kill_grace_seconds). */
+    vals[0] = http_param(r, 0);
+    vals[1] = sig;
+    vals[2] = ver ? vs : NULL;
+    vals[3] = ACTOR;
+    vals[4] = grace ? gs : NULL;
+    write_op(r, "instance_kill", 5, vals);
 }
 
 /* ---- hosts ----------------------------------------------------------- */

@@ -884,7 +884,7 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
                 ? CLOUD__AGENT__PARTITION_POLICY__PARTITION_POLICY_STOP
                 : CLOUD__AGENT__PARTITION_POLICY__PARTITION_POLICY_KEEP;
         s->restart_count = col_u64(res, r, 14);
-        s->stop_grace_period_ms = 10000;
+        s->stop_grace_period_ms = (uint32_t)col_u64(res, r, 17);
         gwcfg_fill(cfgs, i, s, col_u64(res, r, 15),
                    PQgetisnull(res, r, 16) ? NULL : PQgetvalue(res, r, 16));
         pspecs[i] = s;

@@ -197,7 +197,9 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "(SELECT nullif(string_agg(a.value, ' '), '') "
          "FROM jsonb_array_elements_text(i.args) a)), "
          "coalesce(s.partition_policy, 'keep'), i.restart_count, "
-         "coalesce(ec.version, 0), ec.config "
+         "coalesce(ec.version, 0), ec.config, "
+         /* 0018: the kill's own grace, else the instance's */
+         "coalesce(i.kill_grace_seconds, i.stop_grace_seconds) * 1000 "
          "FROM instances i "
          "LEFT JOIN services s ON s.id = i.service_id "
          "LEFT JOIN LATERAL cloud_image_find(i.image) img ON true "

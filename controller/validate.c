@@ -658,6 +658,22 @@ check_labels(json_t *in, json_t *out, int fill, struct verr *e)
     return 0;
 }
 
+/* stop_grace_seconds: absent is the database's default (10) on create,
+ * unchanged on patch; so it is copied only when given. */
+static int
+check_stop_grace(json_t *in, json_t *out, struct verr *e)
+{
+    long long g;
+    int rc = get_int(in, "", "stop_grace_seconds", VALIDATE_GRACE_MIN,
+                     VALIDATE_GRACE_MAX, &g, e);
+
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        json_object_set_new(out, "stop_grace_seconds", json_integer(g));
+    return 0;
+}
+
 static int
 name_ok(const char *s)
 {
@@ -680,11 +696,13 @@ service_common(json_t *in, int create, struct verr *e)
     static const char *const create_keys[] = {
         "name",     "image",     "resources",        "args",  "env",
         "ports",    "restart",   "placement",        "links", "replicas",
-        "rollout",  "partition_policy", "labels", "ready_when", NULL};
+        "rollout",  "partition_policy", "labels", "ready_when",
+        "stop_grace_seconds", NULL};
     static const char *const patch_keys[] = {
         "image",   "resources", "args",    "env",
         "ports",   "restart",   "placement", "partition_policy",
-        "links",   "replicas",  "rollout", "labels", "ready_when", NULL};
+        "links",   "replicas",  "rollout", "labels", "ready_when",
+        "stop_grace_seconds", NULL};
     json_t *out = json_object();
     long long replicas = 1;
     int rc;
@@ -724,7 +742,8 @@ service_common(json_t *in, int create, struct verr *e)
         check_string_array(in, out, "links", MAX_LINKS, 63, create, name_ok,
                            "a service name", e) < 0 ||
         check_rollout(in, out, create, e) < 0 ||
-        check_labels(in, out, create, e) < 0)
+        check_labels(in, out, create, e) < 0 ||
+        check_stop_grace(in, out, e) < 0)
         goto bad;
     rc = get_int(in, "", "replicas", 0, 10000, &replicas, e);
     if (rc < 0)
@@ -754,7 +773,8 @@ validate_instance_create(json_t *in, struct verr *e)
 {
     static const char *const keys[] = {"name",    "image",     "resources",
                                        "args",    "env",       "restart",
-                                       "placement", "labels", NULL};
+                                       "placement", "labels",
+                                       "stop_grace_seconds", NULL};
     json_t *out = json_object();
     const char *name = NULL;
     int rc;
@@ -780,7 +800,7 @@ validate_instance_create(json_t *in, struct verr *e)
                            e) < 0 ||
         check_env(in, out, 1, e) < 0 || check_restart(in, out, "never", e) < 0 ||
         check_placement(in, out, 1, e) < 0 ||
-        check_labels(in, out, 1, e) < 0)
+        check_labels(in, out, 1, e) < 0 || check_stop_grace(in, out, e) < 0)
         goto bad;
     return out;
 bad:
@@ -789,30 +809,37 @@ bad:
 }
 
 int
-validate_kill(json_t *in, const char **signal, struct verr *e)
+validate_kill(json_t *in, const char **signal, int *grace, struct verr *e)
 {
-    static const char *const keys[] = {"signal", NULL};
+    static const char *const keys[] = {"signal", "grace_seconds", NULL};
     json_t *v;
+    long long g = 0;
 
     memset(e, 0, sizeof(*e));
     *signal = "TERM";
+    *grace = 0;
     if (in == NULL)
         return 0;
     if (check_body(in, e) < 0 || check_keys(in, "", keys, e) < 0)
         return -1;
     v = json_object_get(in, "signal");
-    if (v == NULL)
-        return 0;
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
+    if (v != NULL) {
+        const char *s = json_is_string(v) ? json_string_value(v) : "";
         if (strncmp(s, "SIG", 3) == 0)
             s += 3;
-        if (strcmp(s, "TERM") == 0 || strcmp(s, "KILL") == 0) {
-            *signal = strcmp(s, "TERM") == 0 ? "TERM" : "KILL";
-            return 0;
-        }
+        if (strcmp(s, "TERM") != 0 && strcmp(s, "KILL") != 0)
+            return fail(e, "signal", "signal must be TERM or KILL");
+        *signal = strcmp(s, "TERM") == 0 ? "TERM" : "KILL";
     }
-    return fail(e, "signal", "signal must be TERM or KILL");
+    if (get_int(in, "", "grace_seconds", VALIDATE_GRACE_MIN,
+                VALIDATE_GRACE_MAX, &g, e) < 0)
+        return -1;
+    if (g != 0 && strcmp(*signal, "KILL") == 0)
+        return fail(e, "grace_seconds",
+                    "grace_seconds applies to signal TERM only (KILL "
+                    "destroys at once)");
+    *grace = (int)g;
+    return 0;
 }
 
 static int

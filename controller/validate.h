@@ -38,7 +38,19 @@ json_t *validate_instance_create(json_t *in, struct verr *err);
 /* {"name","tag","kind","kernel","initrd","disk","cmdline"} */
 json_t *validate_image_create(json_t *in, struct verr *err);
 
-/* {"signal":"TERM"|"KILL"}; an empty or absent body means TERM. */
-int validate_kill(json_t *in, const char **signal, struct verr *err);
+/*
+ * The grace period of a TERM stop (ACPI shutdown, then destroy), in
+ * seconds: stop_grace_seconds of services and instances, grace_seconds of
+ * a kill. The database's CHECKs (migrations/0018) hold the same range.
+ */
+#define VALIDATE_GRACE_MIN 1
+#define VALIDATE_GRACE_MAX 3600
+
+/*
+ * {"signal":"TERM"|"KILL","grace_seconds":N}; an empty or absent body means
+ * TERM. *grace is the kill's grace period (TERM only), 0 when not given.
+ */
+int validate_kill(json_t *in, const char **signal, int *grace,
+                  struct verr *err);
 
 #endif

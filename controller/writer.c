@@ -213,13 +213,18 @@ void
 writer_submit(struct writer *w, const char *op, int nargs,
               const char *const *args, writer_cb cb, void *arg)
 {
-    struct wreq *r = xcalloc(1, sizeof(*r));
+    struct wreq *r;
 
+    /* More would be dropped: a caller's bug (token_create's actor was). */
+    if (nargs > WRITER_MAX_ARGS)
+        fatalx("writer: %s with %d arguments, at most %d", op, nargs,
+               WRITER_MAX_ARGS);
+    r = xcalloc(1, sizeof(*r));
     r->op = op;
     r->cb = cb;
     r->arg = arg;
     r->args = json_array();
-    for (int i = 0; i < nargs && i < WRITER_MAX_ARGS; i++)
+    for (int i = 0; i < nargs; i++)
         json_array_append_new(r->args,
                               args[i] ? json_string(args[i]) : json_null());
     TAILQ_INSERT_TAIL(&w->queue, r, link);

@@ -10,7 +10,7 @@
 #include "cache.h"
 #include "db.h"
 
-#define WRITER_MAX_ARGS 4
+#define WRITER_MAX_ARGS 6
 #define WRITER_BATCH_MAX 256
 
 /* status and body on success; err on failure (body NULL). */

@@ -51,13 +51,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
     const char *signal = NULL;
+    int grace = 0;
     json_error_t jerr;
     struct verr e;
     json_t *in;
 
     /* An empty body reaches validate_kill as NULL: TERM. */
     if (size == 0) {
-        if (validate_kill(NULL, &signal, &e) != 0 || signal == NULL)
+        if (validate_kill(NULL, &signal, &grace, &e) != 0 || signal == NULL ||
+            grace != 0)
             abort();
         return 0;
     }
@@ -72,9 +74,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_result(validate_instance_create(in, &e), &e);
     check_result(validate_image_create(in, &e), &e);
     signal = NULL;
-    if (validate_kill(in, &signal, &e) == 0) {
+    if (validate_kill(in, &signal, &grace, &e) == 0) {
         if (signal == NULL ||
-            (strcmp(signal, "TERM") != 0 && strcmp(signal, "KILL") != 0))
+            (strcmp(signal, "TERM") != 0 && strcmp(signal, "KILL") != 0) ||
+            (grace != 0 && (strcmp(signal, "TERM") != 0 ||
+                            grace < VALIDATE_GRACE_MIN ||
+                            grace > VALIDATE_GRACE_MAX)))
             abort();
     } else {
         check_refusal(&e);

@@ -13,6 +13,11 @@
 # answers each {"version":N,...} line with {"ack":N}, says {"ready":true}
 # once the host is connected, and on an exit request (cmdline cloud.exit=N,
 # or a line with "exit_code":N) writes {"exit":N} on the port and powers off.
+# The ACPI power button (virDomainShutdown: the agent's TERM) powers it off
+# cleanly (busybox acpid on the button's evdev device; not with cmdline
+# cloud.acpi=off), and a config line
+# with "PANIC":"now" panics its kernel (sysrq c), which QEMU's pvpanic
+# device reports to libvirt as a crash.
 # With a NIC (virtio-net) it asks DHCP for an address (so libvirt's lease
 # table knows it) and reports it as {"addr":"IP"}.
 #
@@ -26,8 +31,10 @@ kver=${KVER:-$(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort
 kernel=/boot/vmlinuz-$kver
 moddir=/lib/modules/$kver
 busybox=/bin/busybox
-# Guest drivers the contract needs: the console port, fw_cfg, and a NIC.
-want_modules="virtio_pci virtio_console qemu_fw_cfg virtio_net"
+# Guest drivers the contract needs: the console port, fw_cfg, a NIC, the
+# ACPI power button with its input events (evdev, for acpid), and the
+# ISA pvpanic device (pvpanic-mmio binds it through ACPI QEMU0001).
+want_modules="virtio_pci virtio_console qemu_fw_cfg virtio_net button evdev pvpanic-mmio"
 
 die() { echo "build-sample: $*" >&2; exit 1; }
 
@@ -91,6 +98,17 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
 while read -r m; do
   [ -n "$m" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
 done < /lib/modules/load.order
+
+# The ACPI power button: busybox acpid reads the button's input device
+# and runs /etc/acpi/PWRF/00000080 (its default action for KEY_POWER).
+# cmdline cloud.acpi=off: no acpid, a guest that ignores the button.
+if ! grep -qw cloud.acpi=off /proc/cmdline; then
+  mkdir -p /etc/acpi/PWRF
+  echo "PWRF PWRF/00000080" > /etc/acpid.conf
+  printf '#!/bin/sh\necho CLOUD-POWER-BUTTON >/dev/console\nsync\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+  chmod 755 /etc/acpi/PWRF/00000080
+  acpid -c /etc/acpi -a /etc/acpid.conf -l /tmp/acpid.log -p /tmp/acpid.pid
+fi
 
 echo "CLOUD-SAMPLE-BOOTED kernel=$(uname -r)"
 
@@ -172,6 +190,9 @@ while true; do
     [ -n "$v" ] && ( echo "{\"ack\":$v}" >&3 ) &
     code=$(echo "$line" | sed -n 's/.*"exit_code"[[:space:]]*:[[:space:]]*"\{0,1\}\([0-9][0-9]*\).*/\1/p')
     [ -n "$code" ] && report_exit "$code"
+    case "$line" in
+      *'"PANIC":"now"'*) echo "CLOUD-PANIC"; echo c > /proc/sysrq-trigger ;;
+    esac
   else
     usleep 200000
   fi

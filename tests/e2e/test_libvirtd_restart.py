@@ -11,8 +11,8 @@ start it. Checked:
     callbacks again: a domain destroyed behind its back is reported through
     a lifecycle event (debug log line "lifecycle event") as exited 137;
   - instance operations work afterwards: a TERM stop ends with an exit code
-    (the sample guest does not answer ACPI: 143 after the grace period; 0
-    if a guest powers off) and the QEMU process is gone; a new instance
+    (0 when the sample guest's acpid answers the power button; 143 after
+    the grace period if the guest was not that far in its boot) and the QEMU process is gone; a new instance
     starts and boots.
 
 Must run under `flock /tmp/cloud-libvirt.lock` (other tests start and stop
@@ -173,8 +173,9 @@ class LibvirtdRestartTest(harness.TestCase):
         self.assertIn("domain cloud-%s: lifecycle event" % victim["id"], agent_log()[mark:],
                       AGENT.log_tail())
 
-        # A TERM stop: the sample guest ignores ACPI, so it is destroyed after
-        # the grace period (143); a guest that powers off exits 0.
+        # A TERM stop: the sample guest powers off on the ACPI button (0);
+        # one still booting (no acpid yet) is destroyed after the grace (143).
+        # test_guest_stop_qemu checks each case on its own.
         st, _, body = request("POST", "/v1/instances/%s/kill" % inst["id"], {"signal": "TERM"})
         self.assertEqual(st, 202, body)
         done = wait_state(inst["id"], "exited", 60)

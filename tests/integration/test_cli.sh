@@ -192,6 +192,9 @@ check "run flags reach the API" eval 'rc_is 0 &&
 
 cli run hello
 id3=$out
+cli stop --grace 3601 "${id3:0:10}"
+check "stop --grace out of range: the API's 422 names grace_seconds" \
+    eval 'rc_is 1 && one_error_line "grace_seconds must be between 1 and 3600"'
 cli stop "${id3:0:10}"
 check "stop is kill -s TERM" eval 'rc_is 0 && [ "$out" = "${id3:0:10}" ]'
 cli ps -a --state exited

@@ -140,6 +140,8 @@ test_usage_errors(void **state)
     USAGE("required", "kill");
     USAGE("signal \"HUP\"", "kill", "-s", "HUP", "x");
     USAGE("-s needs a value", "kill", "-s");
+    USAGE("--grace \"soon\" is not a number", "kill", "--grace", "soon", "x");
+    USAGE("--grace \"-5\"", "stop", "--grace", "-5", "x");
     USAGE("SERVICE=REPLICAS is required", "scale");
     USAGE("\"web\" is not SERVICE=REPLICAS", "scale", "web");
     USAGE("\"web=-1\"", "scale", "web=-1");

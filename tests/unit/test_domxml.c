@@ -214,6 +214,36 @@ test_test_driver(void **state)
     golden_case("test_driver", &s);
 }
 
+/* A panic device where the architecture has one, with on_crash destroy, so
+ * a guest kernel panic ends the domain with reason "crashed". */
+static void
+test_panic_device(void **state)
+{
+    struct domxml_spec s = kernel_spec();
+    char *xml;
+
+    (void)state;
+    assert_string_equal(domxml_panic_model("x86_64"), "isa");
+    assert_string_equal(domxml_panic_model("i686"), "isa");
+    assert_null(domxml_panic_model("aarch64"));
+    assert_null(domxml_panic_model("riscv64"));
+#if defined(__x86_64__) || defined(__i386__)
+    assert_string_equal(domxml_panic_model(NULL), "isa");
+#endif
+    s.arch = "x86_64";
+    xml = domxml_build(&s);
+    assert_non_null(xml);
+    assert_non_null(strstr(xml, "<panic model=\"isa\"/>"));
+    assert_non_null(strstr(xml, "<on_crash>destroy</on_crash>"));
+    check_schema(xml);
+    free(xml);
+    s.arch = "riscv64";
+    xml = domxml_build(&s);
+    assert_non_null(xml);
+    assert_null(strstr(xml, "<panic"));
+    free(xml);
+}
+
 /* Metacharacters are escaped by libxml2 and come back intact. */
 static void
 test_escaping(void **state)
@@ -485,6 +515,7 @@ main(void)
         cmocka_unit_test(test_kernel_minimal),
         cmocka_unit_test(test_disk),
         cmocka_unit_test(test_test_driver),
+        cmocka_unit_test(test_panic_device),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_invalid_specs),
         cmocka_unit_test(test_metadata_roundtrip),

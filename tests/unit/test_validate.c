@@ -227,22 +227,93 @@ test_kill(void **state)
 {
     struct verr e;
     const char *sig;
+    int grace;
     json_t *in;
 
     (void)state;
-    assert_int_equal(validate_kill(NULL, &sig, &e), 0);
+    assert_int_equal(validate_kill(NULL, &sig, &grace, &e), 0);
     assert_string_equal(sig, "TERM");
+    assert_int_equal(grace, 0);
     in = parse("{\"signal\":\"SIGKILL\"}");
-    assert_int_equal(validate_kill(in, &sig, &e), 0);
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), 0);
     assert_string_equal(sig, "KILL");
     json_decref(in);
     in = parse("{\"signal\":\"HUP\"}");
-    assert_int_equal(validate_kill(in, &sig, &e), -1);
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), -1);
     assert_string_equal(e.field, "signal");
     json_decref(in);
     in = parse("{\"sig\":\"TERM\"}");
-    assert_int_equal(validate_kill(in, &sig, &e), -1);
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), -1);
     assert_string_equal(e.field, "sig");
+    json_decref(in);
+    /* A kill's own grace period: TERM only, 1..3600 s. */
+    in = parse("{\"grace_seconds\":30}");
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), 0);
+    assert_string_equal(sig, "TERM");
+    assert_int_equal(grace, 30);
+    json_decref(in);
+    in = parse("{\"signal\":\"TERM\",\"grace_seconds\":3600}");
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), 0);
+    assert_int_equal(grace, 3600);
+    json_decref(in);
+    in = parse("{\"signal\":\"TERM\",\"grace_seconds\":3601}");
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), -1);
+    assert_string_equal(e.field, "grace_seconds");
+    assert_non_null(strstr(e.message, "between 1 and 3600"));
+    json_decref(in);
+    in = parse("{\"grace_seconds\":0}");
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), -1);
+    assert_string_equal(e.field, "grace_seconds");
+    json_decref(in);
+    in = parse("{\"grace_seconds\":\"5\"}");
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), -1);
+    assert_string_equal(e.field, "grace_seconds");
+    json_decref(in);
+    in = parse("{\"signal\":\"KILL\",\"grace_seconds\":5}");
+    assert_int_equal(validate_kill(in, &sig, &grace, &e), -1);
+    assert_string_equal(e.field, "grace_seconds");
+    json_decref(in);
+}
+
+/* stop_grace_seconds on services and one-off instances: 1..3600, copied
+ * only when given (the database default applies otherwise). */
+static void
+test_stop_grace(void **state)
+{
+    struct verr e;
+    json_t *in, *out;
+
+    (void)state;
+    in = parse("{\"name\":\"web\",\"image\":\"nginx\","
+               "\"resources\":{\"vcpus\":1,\"memory_mib\":64},"
+               "\"stop_grace_seconds\":60}");
+    out = validate_service_create(in, &e);
+    assert_non_null(out);
+    assert_int_equal(json_integer_value(json_object_get(out, "stop_grace_seconds")), 60);
+    json_decref(out);
+    out = validate_instance_create(in, &e);
+    assert_non_null(out);
+    assert_int_equal(json_integer_value(json_object_get(out, "stop_grace_seconds")), 60);
+    json_decref(out);
+    json_object_del(in, "stop_grace_seconds");
+    out = validate_service_create(in, &e);
+    assert_non_null(out);
+    assert_null(json_object_get(out, "stop_grace_seconds"));
+    json_decref(out);
+    json_object_set_new(in, "stop_grace_seconds", json_integer(0));
+    assert_null(validate_service_create(in, &e));
+    assert_string_equal(e.field, "stop_grace_seconds");
+    assert_null(validate_instance_create(in, &e));
+    assert_string_equal(e.field, "stop_grace_seconds");
+    json_object_set_new(in, "stop_grace_seconds", json_integer(3601));
+    assert_null(validate_service_create(in, &e));
+    assert_string_equal(e.field, "stop_grace_seconds");
+    json_decref(in);
+    in = parse("{\"stop_grace_seconds\":120}");
+    out = validate_service_patch(in, &e);
+    assert_non_null(out);
+    assert_int_equal(json_integer_value(json_object_get(out, "stop_grace_seconds")), 120);
+    json_decref(out);
     json_decref(in);
 }
 
@@ -260,6 +331,7 @@ main(void)
         cmocka_unit_test(test_service_patch_partial),
         cmocka_unit_test(test_instance_defaults),
         cmocka_unit_test(test_kill),
+        cmocka_unit_test(test_stop_grace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

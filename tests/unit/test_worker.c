@@ -386,6 +386,64 @@ test_term_ignored_is_destroyed_143(void **state)
     worker_stop(w);
 }
 
+/* A kill with its own grace while the stop runs: the destroy waits for the
+ * new grace, counted from the ACPI shutdown. */
+static void
+test_grace_from_a_new_set_counts(void **state)
+{
+    struct worker *w = start();
+    struct worker_spec st;
+    const struct seen *s;
+    struct timespec t0, t1;
+    long ms;
+
+    (void)state;
+    set1(w, spec("g1", WORKER_RUN, false, 0));
+    assert_non_null(wait_for(w, "g1", WS_RUNNING));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    set1(w, spec("g1", WORKER_STOP, false, 0)); /* grace 200 ms */
+    assert_non_null(wait_for(w, "g1", WS_STOPPING));
+    st = spec("g1", WORKER_STOP, false, 0);
+    st.grace_ms = 1500;
+    set1(w, st);
+    usleep(600 * 1000);
+    assert_int_equal(fk_find("g1", 0)->destroys, 0);
+    s = wait_for(w, "g1", WS_EXITED);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_non_null(s);
+    assert_int_equal(s->code, 143);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 1400);
+    assert_int_equal(fk_find("g1", 0)->shutdowns, 1);
+    assert_int_equal(fk_find("g1", 0)->destroys, 1);
+    worker_stop(w);
+}
+
+/* A guest kernel panic: libvirt ends the domain (on_crash destroy) with
+ * reason crashed, and the instance exits 1, "the guest crashed". */
+static void
+test_crash_is_exit_1(void **state)
+{
+    struct worker *w = start();
+    struct fake_dom *d;
+    const struct seen *s;
+
+    (void)state;
+    set1(w, spec("c1", WORKER_RUN, false, 0));
+    assert_non_null(wait_for(w, "c1", WS_RUNNING));
+    pthread_mutex_lock(&fk_mu);
+    d = fk_find("c1", 0);
+    d->st = VIRT_STATE_SHUTOFF;
+    d->reason = VIRT_REASON_CRASHED;
+    pthread_mutex_unlock(&fk_mu);
+    fk_cb(fk_arg, "c1");
+    s = wait_for(w, "c1", WS_EXITED);
+    assert_non_null(s);
+    assert_int_equal(s->code, 1);
+    assert_string_equal(s->reason, "the guest crashed");
+    worker_stop(w);
+}
+
 static void
 test_kill_is_137_and_poweroff_is_0(void **state)
 {
@@ -618,6 +676,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_term_ignored_is_destroyed_143),
         cmocka_unit_test(test_kill_is_137_and_poweroff_is_0),
+        cmocka_unit_test(test_grace_from_a_new_set_counts),
+        cmocka_unit_test(test_crash_is_exit_1),
         cmocka_unit_test(test_start_failure_and_delete),
         cmocka_unit_test(test_adopted_kept_until_a_set_arrives),
         cmocka_unit_test(test_foreign_domains_left_alone),
