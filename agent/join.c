@@ -553,6 +553,16 @@ join_run(const struct join_opts *o)
     reply = read_frame(ssl, o->controller);
     if (reply == NULL)
         goto cleanup;
+    if (reply->msg_case == CLOUD__AGENT__ENVELOPE__MSG_ERROR &&
+        reply->error->code ==
+            CLOUD__AGENT__ERROR_CODE__ERROR_CODE_RATE_LIMITED) {
+        /* Nothing was judged: the same command may simply be retried. */
+        fail("the controller is not taking join attempts from this address "
+             "for now: %.300s; run the same command again in %u s",
+             reply->error->message, (unsigned)reply->error->retry_after_s);
+        rc = JOIN_EXIT_RETRY;
+        goto cleanup;
+    }
     if (reply->msg_case == CLOUD__AGENT__ENVELOPE__MSG_ERROR) {
         fail("the controller refused to join %s: %.300s", name,
              reply->error->message);

@@ -19,7 +19,9 @@ struct join_opts {
     unsigned timeout_s;
 };
 
-/* Returns the process exit code (0, 1 refused or failed, 2 usage). */
+/* Returns the process exit code (0, 1 refused or failed, 2 usage,
+ * JOIN_EXIT_RETRY rate limited: the same command may be run again). */
+#define JOIN_EXIT_RETRY 75 /* EX_TEMPFAIL */
 int join_run(const struct join_opts *o);
 
 /* <state-dir>/pki: where join writes and run looks by default. */

@@ -1032,6 +1032,8 @@ api_authorize(struct http_req *r, int need)
     }
     if (auth_check(a->auth, http_header(r, "Authorization"), &role, &name,
                    why, sizeof(why)) < 0) {
+        if (http_limit_anon(r) < 0) /* 429: too many from this address */
+            return -1;
         http_add_header(r, "WWW-Authenticate", "Bearer realm=\"cloud\"");
         http_reply_error(r, 401, "unauthorized", NULL, "%s", why);
         return -1;

@@ -1600,12 +1600,26 @@ conn_on_join(struct gw_conn *c, const frame_envelope *env)
     const Cloud__Agent__JoinRequest *q = env->join_request;
     const char *vals[6];
     char why[256];
+    unsigned retry;
 
     if (env->msg_case != CLOUD__AGENT__ENVELOPE__MSG_JOIN_REQUEST) {
         conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNAUTHENTICATED,
                         "no client certificate: only a JoinRequest is accepted");
         conn_shutdown(c, "no client certificate and the first message was %s, not join_request",
                       frame_msg_name(env));
+        return;
+    }
+    if (join_admit(c->gw->join, c->addr, &retry, why, sizeof(why)) < 0) {
+        Cloud__Agent__Envelope renv = CLOUD__AGENT__ENVELOPE__INIT;
+        Cloud__Agent__Error err = CLOUD__AGENT__ERROR__INIT;
+
+        err.code = CLOUD__AGENT__ERROR_CODE__ERROR_CODE_RATE_LIMITED;
+        err.message = why;
+        err.retry_after_s = retry;
+        renv.msg_case = CLOUD__AGENT__ENVELOPE__MSG_ERROR;
+        renv.error = &err;
+        (void)conn_send(c, &renv);
+        conn_shutdown(c, "join refused: %s", why);
         return;
     }
     c->join = xcalloc(1, sizeof(*c->join));

@@ -2,9 +2,17 @@
  * http: evhttp server, routing, limits and reply helpers (see http.h).
  *
  * libevent 2.1 has no connection limit of its own, so connections are
- * counted here: each connection that sends a request gets a record (found
- * through a small pointer hash) and a close callback. Over the limit a
- * request is answered 503 and the connection closed.
+ * counted here: each accepted connection gets a record (found through a
+ * small pointer hash) and a close callback. A connection is idle while it
+ * has no request being handled (never sent a byte, is sending one, or is
+ * kept alive after a reply); idle ones sit on a list, oldest first. At the
+ * limit a new connection closes the oldest idle one to make room (as h2o
+ * and nginx reuse idle keep-alive connections); a connection over its
+ * address's cap, or one that finds every other connection busy, is
+ * refused: its first request is answered 429 or 503 and it is closed.
+ *
+ *   accept --> IDLE --request--> BUSY --reply written--> IDLE --> ...
+ *     \--> REFUSED (idle, first to go) --request--> 429/503 + close
  */
 #define LOG_MODULE "http"
 #include "http.h"
@@ -29,6 +37,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "netopt.h"
+#include "ratelimit.h"
 #include "validate.h"
 
 TAILQ_HEAD(http_req_list, http_req);
@@ -38,7 +47,14 @@ struct http_conn {
     struct http_server *srv;
     struct http_req_list reqs;
     struct event *deadline; /* the next request must be in by then */
+    TAILQ_ENTRY(http_conn) idle_link;
+    int idle;     /* on srv->idle */
+    int has_addr; /* addr is known */
+    int counted;  /* counts against its address's cap */
+    int refused;  /* 0, or the status its first request gets */
+    struct rl_addr addr;
 };
+TAILQ_HEAD(http_conn_list, http_conn);
 
 struct http_server {
     struct event_base *base;
@@ -51,6 +67,10 @@ struct http_server {
     /* open-addressing map evcon -> http_conn */
     struct http_conn **slots;
     size_t nslots, nconns;
+    /* Idle connections: refused ones first, then the oldest idle. */
+    struct http_conn_list idle;
+    struct rl_counts *per_addr;
+    struct ratelimit *anon;
 };
 
 static const char *const unmatched_route = "unmatched";
@@ -119,6 +139,29 @@ conn_nodelay(struct evhttp_connection *evcon)
         log_warn("cannot set TCP_NODELAY");
 }
 
+/* ---- idle connections ------------------------------------------------- */
+
+static void
+idle_enter(struct http_conn *c)
+{
+    if (c->idle)
+        return;
+    if (c->refused)
+        TAILQ_INSERT_HEAD(&c->srv->idle, c, idle_link);
+    else
+        TAILQ_INSERT_TAIL(&c->srv->idle, c, idle_link);
+    c->idle = 1;
+}
+
+static void
+idle_leave(struct http_conn *c)
+{
+    if (!c->idle)
+        return;
+    TAILQ_REMOVE(&c->srv->idle, c, idle_link);
+    c->idle = 0;
+}
+
 static void
 conn_on_close(struct evhttp_connection *evcon, void *arg)
 {
@@ -139,6 +182,9 @@ conn_on_close(struct evhttp_connection *evcon, void *arg)
         if (r->on_cancel)
             r->on_cancel(r);
     }
+    idle_leave(c);
+    if (c->counted)
+        rl_counts_add(c->srv->per_addr, &c->addr, -1);
     conn_remove(c->srv, c);
     if (c->deadline)
         event_free(c->deadline);
@@ -157,16 +203,25 @@ conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
     /* Only armed while no request of this connection is being handled. */
     if (!TAILQ_EMPTY(&c->reqs))
         return;
-    log_info("closing an HTTP connection: no complete request within %d s",
-             c->srv->opts.request_timeout_s);
+    if (c->refused)
+        log_debug("closing a refused HTTP connection: no request within "
+                  "%d s", HTTP_REFUSED_TIMEOUT_S);
+    else
+        log_info("closing an HTTP connection: no complete request within "
+                 "%d s", c->srv->opts.request_timeout_s);
     evhttp_connection_free(c->evcon); /* conn_on_close frees c */
 }
 
+/* Starts the wait for the next request: the connection is idle until it
+ * is in. */
 static void
 conn_arm(struct http_conn *c, int extra_s)
 {
     struct timeval tv = {c->srv->opts.request_timeout_s + extra_s, 0};
 
+    if (c->refused && tv.tv_sec > HTTP_REFUSED_TIMEOUT_S)
+        tv.tv_sec = HTTP_REFUSED_TIMEOUT_S;
+    idle_enter(c);
     if (c->deadline == NULL)
         c->deadline = evtimer_new(c->srv->base, conn_deadline_cb, c);
     if (c->deadline == NULL || evtimer_add(c->deadline, &tv) < 0)
@@ -663,6 +718,74 @@ content_length_conflict(struct evhttp_request *req)
     return 0;
 }
 
+/* ---- connection and rate limits ----------------------------------------- */
+
+/* The first request of a refused connection: why, and close. */
+static void
+refuse_conn(struct http_req *r)
+{
+    struct http_server *srv = r->srv;
+    char who[RL_ADDR_TEXT];
+
+    http_add_header(r, "Connection", "close");
+    http_add_header(r, "Retry-After", "1");
+    if (r->conn->refused == 429) {
+        rl_addr_text(&r->conn->addr, who, sizeof(who));
+        http_reply_error(r, 429, "too_many_connections", NULL,
+                         "client address %s already has %d open connections, "
+                         "the limit per address (--max-conns-per-addr); "
+                         "close idle ones or retry later",
+                         who, srv->opts.max_conns_per_addr);
+        return;
+    }
+    http_reply_error(r, 503, "unavailable", NULL,
+                     "too many connections (limit %d) and none is idle; "
+                     "retry later",
+                     srv->max_conns);
+}
+
+int
+http_limit_anon(struct http_req *r)
+{
+    struct http_server *srv = r->srv;
+    unsigned retry = 1;
+    char who[RL_ADDR_TEXT], ra[16];
+
+    if (srv->anon == NULL || r->conn == NULL || !r->conn->has_addr ||
+        rl_take(srv->anon, &r->conn->addr, rl_now(), &retry) == 0)
+        return 0;
+    rl_addr_text(&r->conn->addr, who, sizeof(who));
+    snprintf(ra, sizeof(ra), "%u", retry);
+    http_add_header(r, "Retry-After", ra);
+    http_reply_error(r, 429, "rate_limited", NULL,
+                     "too many requests without a valid token from %s (at "
+                     "most %g per second, bursts of %g: --anon-rate, "
+                     "--anon-burst); retry in %u s",
+                     who, rl_rate(srv->anon), rl_burst(srv->anon), retry);
+    return -1;
+}
+
+/* An error answered before any token is looked at: it counts against the
+ * client address's budget of unauthenticated requests (429 once spent). */
+static void
+reply_anon_error(struct http_req *r, int status, const char *code,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+reply_anon_error(struct http_req *r, int status, const char *code,
+                 const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+
+    if (http_limit_anon(r) < 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    http_reply_error(r, status, code, NULL, "%s", msg);
+}
+
 static struct http_conn *conn_track(struct http_server *srv,
                                     struct evhttp_connection *evcon);
 static void on_request_tracked(struct http_server *srv, struct http_req *r,
@@ -686,6 +809,7 @@ on_request(struct evhttp_request *req, void *arg)
         c = conn_track(srv, evcon);
     if (c->deadline)
         evtimer_del(c->deadline);
+    idle_leave(c);
     evhttp_request_set_on_complete_cb(req, conn_on_complete, c);
     r->conn = c;
     TAILQ_INSERT_TAIL(&c->reqs, r, link);
@@ -718,6 +842,55 @@ conn_track(struct http_server *srv, struct evhttp_connection *evcon)
         evhttp_connection_set_closecb(evcon, conn_on_close, c);
         conn_nodelay(evcon);
     }
+    {
+        const struct sockaddr *sa = evhttp_connection_get_addr(evcon);
+
+        c->has_addr = sa != NULL && rl_addr_from_sockaddr(sa, &c->addr) == 0;
+    }
+    return c;
+}
+
+/*
+ * A new connection: makes room at the limit by closing the oldest idle
+ * connection, and refuses it over its address's cap (its first request
+ * is answered 429) or when every other connection is busy (503). At the
+ * limit a connection over its address's cap is closed at once rather
+ * than take an idle connection's place. Returns NULL if it was closed.
+ */
+static struct http_conn *
+conn_admit(struct http_server *srv, struct evhttp_connection *evcon)
+{
+    struct http_conn *c = conn_track(srv, evcon), *victim;
+    int over_addr = 0;
+    char who[RL_ADDR_TEXT];
+
+    if (srv->opts.max_conns_per_addr > 0 && c->has_addr &&
+        rl_counts_get(srv->per_addr, &c->addr) >=
+            (unsigned)srv->opts.max_conns_per_addr)
+        over_addr = 1;
+    if ((int)srv->nconns > srv->max_conns) {
+        victim = TAILQ_FIRST(&srv->idle);
+        if (victim != NULL && (!over_addr || victim->refused)) {
+            log_debug("closing an idle HTTP connection to make room (limit "
+                      "%d)", srv->max_conns);
+            evhttp_connection_free(victim->evcon); /* frees victim */
+        } else if (over_addr) {
+            rl_addr_text(&c->addr, who, sizeof(who));
+            log_debug("closing a new HTTP connection from %s: over its cap "
+                      "of %d and no room", who, srv->opts.max_conns_per_addr);
+            evhttp_connection_free(evcon); /* frees c */
+            return NULL;
+        } else {
+            c->refused = 503;
+        }
+    }
+    if (over_addr) {
+        c->refused = 429;
+    } else if (c->has_addr && !c->refused) {
+        rl_counts_add(srv->per_addr, &c->addr, 1);
+        c->counted = 1;
+    }
+    conn_arm(c, 0);
     return c;
 }
 
@@ -730,16 +903,12 @@ on_request_tracked(struct http_server *srv, struct http_req *r,
     const char *qs = evhttp_uri_get_query(uri);
     enum evhttp_cmd_type t = evhttp_request_get_command(req);
 
-    if ((int)srv->nconns > srv->max_conns) {
-        evhttp_add_header(evhttp_request_get_output_headers(req),
-                          "Connection", "close");
-        http_reply_error(r, 503, "unavailable", NULL,
-                         "too many connections (limit %d); retry later",
-                         srv->max_conns);
+    if (r->conn->refused) {
+        refuse_conn(r);
         return;
     }
     if (headers_size(req) > HTTP_MAX_HEADERS) {
-        http_reply_error(r, 413, "too_large", NULL,
+        reply_anon_error(r, 413, "too_large",
                          "request headers are over the limit of %d bytes",
                          HTTP_MAX_HEADERS);
         return;
@@ -747,7 +916,7 @@ on_request_tracked(struct http_server *srv, struct http_req *r,
     if (content_length_conflict(req)) {
         evhttp_add_header(evhttp_request_get_output_headers(req),
                           "Connection", "close");
-        http_reply_error(r, 400, "bad_request", NULL,
+        reply_anon_error(r, 400, "bad_request",
                          "the request has Content-Length headers with different values");
         return;
     }
@@ -755,7 +924,7 @@ on_request_tracked(struct http_server *srv, struct http_req *r,
     if (path == NULL || *path == '\0')
         path = "/";
     if (qs && evhttp_parse_query_str(qs, &r->query) < 0) {
-        http_reply_error(r, 400, "bad_request", NULL,
+        reply_anon_error(r, 400, "bad_request",
                          "the query string is malformed");
         return;
     }
@@ -772,7 +941,8 @@ on_request_tracked(struct http_server *srv, struct http_req *r,
         memcpy(r->params, params, sizeof(params));
         r->route = rt;
         if (t == EVHTTP_REQ_OPTIONS) {
-            preflight(r, rt);
+            if (http_limit_anon(r) == 0)
+                preflight(r, rt);
             return;
         }
         h = route_handler(rt, t);
@@ -781,7 +951,7 @@ on_request_tracked(struct http_server *srv, struct http_req *r,
             allow_header(rt, allow, sizeof(allow));
             evhttp_add_header(evhttp_request_get_output_headers(req),
                               "Allow", allow);
-            http_reply_error(r, 405, "method_not_allowed", NULL,
+            reply_anon_error(r, 405, "method_not_allowed",
                              "%s is not allowed on %s; allowed: %s",
                              r->method, rt->path, allow);
             return;
@@ -790,13 +960,14 @@ on_request_tracked(struct http_server *srv, struct http_req *r,
             int need = t == EVHTTP_REQ_GET ? rt->read_role : rt->write_role;
             if (need == 0)
                 need = t == EVHTTP_REQ_GET ? 1 : 2;
-            if (need != HTTP_ROLE_OPEN && srv->opts.authorize(r, need) < 0)
+            if (need == HTTP_ROLE_OPEN ? http_limit_anon(r) < 0
+                                       : srv->opts.authorize(r, need) < 0)
                 return;
         }
         h(r);
         return;
     }
-    http_reply_error(r, 404, "not_found", NULL, "no route for %s %.200s",
+    reply_anon_error(r, 404, "not_found", "no route for %s %.200s",
                      r->method, path);
 }
 
@@ -827,7 +998,7 @@ accepted_cb(evutil_socket_t fd, short what, void *arg)
     bufferevent_getcb(a->bev, &readcb, NULL, NULL, &cbarg);
     if (readcb != NULL && cbarg != NULL &&
         conn_find(a->srv, cbarg) == NULL)
-        conn_arm(conn_track(a->srv, cbarg), 0);
+        (void)conn_admit(a->srv, cbarg);
     event_free(a->ev);
     free(a);
 }
@@ -877,6 +1048,9 @@ http_server_new(struct event_base *base, const struct http_route *routes,
     srv->app = app;
     srv->nslots = 256;
     srv->slots = xcalloc(srv->nslots, sizeof(*srv->slots));
+    TAILQ_INIT(&srv->idle);
+    srv->per_addr = rl_counts_new();
+    srv->anon = rl_new(opts->anon_rate, opts->anon_burst, HTTP_RL_ENTRIES);
     srv->http = evhttp_new(base);
     if (srv->http == NULL)
         fatalx("cannot create the HTTP server");
@@ -931,6 +1105,8 @@ http_server_free(struct http_server *srv)
         return;
     /* evhttp_free closes connections: their close callbacks free records. */
     evhttp_free(srv->http);
+    rl_counts_free(srv->per_addr);
+    rl_free(srv->anon);
     free(srv->slots);
     free(srv);
 }

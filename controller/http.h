@@ -82,9 +82,21 @@ struct http_opts {
      * idle timeout; 0: HTTP_REQUEST_TIMEOUT_S. Unlike evhttp's idle
      * timeout it is not reset by each byte (slowloris). */
     int request_timeout_s;
+    /* Open connections per client address (ratelimit.h); 0: no cap. Over
+     * it a connection's first request is answered 429 and it is closed. */
+    int max_conns_per_addr;
+    /* Token bucket per client address for requests answered without a
+     * valid token (open routes, 404, 405, 401, early 400/413): rate per
+     * second (<= 0: no limit) and burst. Spent: 429 rate_limited. */
+    double anon_rate, anon_burst;
 };
 #define HTTP_REQUEST_TIMEOUT_S 20
 #define HTTP_IDLE_TIMEOUT_S 60
+#define HTTP_REFUSED_TIMEOUT_S 5 /* a refused connection's request */
+#define HTTP_MAX_CONNS_PER_ADDR 64
+#define HTTP_ANON_RATE 10
+#define HTTP_ANON_BURST 50
+#define HTTP_RL_ENTRIES 16384 /* client addresses remembered (buckets) */
 
 struct http_server *http_server_new(struct event_base *base,
                                     const struct http_route *routes,
@@ -112,6 +124,14 @@ int http_if_match(struct http_req *r, long long *version);
  * names the version in the 400 ("a config version"). */
 int http_if_match_min(struct http_req *r, long long min, const char *what,
                       long long *version);
+
+/*
+ * Counts r, a request that has no valid token, against its client
+ * address's budget; 0 while there is budget, else replies 429
+ * rate_limited with Retry-After and returns -1. The authorize callback
+ * calls it before answering 401.
+ */
+int http_limit_anon(struct http_req *r);
 
 /* Replies; each finishes (and frees) r. */
 void http_reply_raw(struct http_req *r, int status, const char *ctype,

@@ -29,6 +29,7 @@
 #include "mem.h"
 #include "migrate.h"
 #include "pin.h"
+#include "ratelimit.h"
 #include "store.h"
 #include "strmap.h"
 
@@ -44,7 +45,38 @@ struct join {
     int loaded;
     void (*on_reload)(void *arg);
     void *arg;
+    struct ratelimit *rl; /* join attempts per client address */
 };
+
+/* ---- join attempts per address --------------------------------------- */
+
+#define JOIN_RL_ENTRIES 4096
+
+void
+join_set_rate(struct join *j, double rate, double burst)
+{
+    if (j == NULL)
+        return;
+    rl_free(j->rl);
+    j->rl = rl_new(rate, burst, JOIN_RL_ENTRIES);
+}
+
+int
+join_admit(struct join *j, const char *addr, unsigned *retry_after_s,
+           char *why, size_t whylen)
+{
+    struct rl_addr a;
+
+    *retry_after_s = 0;
+    if (j->rl == NULL || rl_addr_parse(addr, &a) < 0 ||
+        rl_take(j->rl, &a, rl_now(), retry_after_s) == 0)
+        return 0;
+    snprintf(why, whylen,
+             "too many join attempts from %s (at most %g per second, bursts "
+             "of %g); retry in %u s",
+             addr, rl_rate(j->rl), rl_burst(j->rl), *retry_after_s);
+    return -1;
+}
 
 /* ---- the revocation set ------------------------------------------------ */
 
@@ -141,6 +173,7 @@ join_new(struct event_base *base, struct db_pool *db,
     j->db = db;
     j->on_reload = on_reload;
     j->arg = arg;
+    j->rl = rl_new(JOIN_RATE, JOIN_BURST, JOIN_RL_ENTRIES);
     strmap_init(&j->revoked);
     if (pki_ca_read(pki, &j->ca, &j->ca_key) < 0)
         goto fail;
@@ -177,6 +210,7 @@ join_free(struct join *j)
     X509_free(j->ca);
     EVP_PKEY_free(j->ca_key);
     free(j->ca_pem);
+    rl_free(j->rl);
     free(j);
 }
 

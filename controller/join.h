@@ -26,6 +26,9 @@
 #define JOIN_TOKEN_MAX 128  /* "<16 hex>.<64 hex>" is 81 */
 #define JOIN_CSR_MAX 16384  /* PEM bytes */
 #define JOIN_DEFAULT_TTL_S 3600
+/* JoinRequests per client address: a token bucket (ratelimit.h). */
+#define JOIN_RATE 0.2 /* per second */
+#define JOIN_BURST 20
 
 struct join;
 
@@ -36,6 +39,17 @@ struct join *join_new(struct event_base *base, struct db_pool *db,
 void join_free(struct join *j); /* accepts NULL */
 /* Re-reads the revocation set now (a host.cert_revoked event). */
 void join_refresh(struct join *j);
+/* Join attempts per client address: rate per second (<= 0: no limit) and
+ * burst; JOIN_RATE and JOIN_BURST until set. Accepts j == NULL. */
+void join_set_rate(struct join *j, double rate, double burst);
+/*
+ * Counts a JoinRequest from addr (text, as the gateway logs it): 0 if
+ * within the rate, else -1 with a sentence for the agent in why and the
+ * whole seconds to wait in *retry_after_s. Checked before the CSR is
+ * looked at, so a flood costs no signatures and no database work.
+ */
+int join_admit(struct join *j, const char *addr, unsigned *retry_after_s,
+               char *why, size_t whylen);
 /* 1 if serial (pin_serial form) is revoked, else 0. */
 int join_revoked(const struct join *j, const char *serial);
 

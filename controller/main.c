@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +42,9 @@ struct opts {
     const char *data_dir;
     int pool;
     int max_conns;
+    int max_conns_per_addr;
+    double anon_rate, anon_burst; /* per client address, http.c */
+    double join_rate, join_burst; /* per client address, join.c */
     int db_wait;
     unsigned long long max_blob;
     const char *tls_cert, *tls_key;
@@ -88,7 +92,23 @@ usage(FILE *f)
             "/var/lib/cloud/dev as root, ~/.local/share/cloud/dev otherwise)\n"
             "  --db-pool N          database connections (default 4)\n"
             "  --max-conns N        concurrent HTTP connections (default "
-            "1024)\n"
+            "1024); at the limit\n"
+            "                       the oldest idle one is closed for a "
+            "new one\n"
+            "  --max-conns-per-addr N\n"
+            "                       HTTP connections from one client "
+            "address (default %d;\n"
+            "                       0: no cap); over it: 429\n"
+            "  --anon-rate R        requests without a valid token (open "
+            "routes, 401s, 404s)\n"
+            "                       per second per client address (default "
+            "%d; 0: no limit);\n"
+            "                       over it: 429\n"
+            "  --anon-burst N       ... in a burst of up to N (default %d)\n"
+            "  --join-rate R        agent join attempts per second per "
+            "client address\n"
+            "                       (default %g; 0: no limit)\n"
+            "  --join-burst N       ... in a burst of up to N (default %d)\n"
             "  --db-wait SECONDS    how long to wait for PostgreSQL at start "
             "(default 30)\n"
             "  --max-blob-mib N     largest image blob accepted (default "
@@ -118,7 +138,8 @@ usage(FILE *f)
             "connecting (default 20)\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
-            DEFAULT_LISTEN);
+            DEFAULT_LISTEN, HTTP_MAX_CONNS_PER_ADDR, HTTP_ANON_RATE,
+            HTTP_ANON_BURST, JOIN_RATE, JOIN_BURST);
 }
 
 static int
@@ -138,6 +159,23 @@ int_opt(const char *name, const char *s, int min, int max)
     return (int)v;
 }
 
+static double
+num_opt(const char *name, const char *s, double min, double max)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || *end || end == s || !(v >= min && v <= max)) {
+        fprintf(stderr, "cloud-controller: %s must be a number from %g to "
+                        "%g, not \"%s\"\n",
+                name, min, max, s);
+        exit(2);
+    }
+    return v;
+}
+
 static void
 parse_opts(int argc, char **argv, struct opts *o)
 {
@@ -148,6 +186,11 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"data-dir", required_argument, NULL, 'r'},
         {"db-pool", required_argument, NULL, 'p'},
         {"max-conns", required_argument, NULL, 'm'},
+        {"max-conns-per-addr", required_argument, NULL, 'a'},
+        {"anon-rate", required_argument, NULL, 'R'},
+        {"anon-burst", required_argument, NULL, 'b'},
+        {"join-rate", required_argument, NULL, 'j'},
+        {"join-burst", required_argument, NULL, 'J'},
         {"db-wait", required_argument, NULL, 'w'},
         {"max-blob-mib", required_argument, NULL, 'B'},
         {"tls-cert", required_argument, NULL, 'C'},
@@ -172,6 +215,11 @@ parse_opts(int argc, char **argv, struct opts *o)
     o->db = getenv("CLOUD_DB_URL");
     o->pool = 4;
     o->max_conns = 1024;
+    o->max_conns_per_addr = HTTP_MAX_CONNS_PER_ADDR;
+    o->anon_rate = HTTP_ANON_RATE;
+    o->anon_burst = HTTP_ANON_BURST;
+    o->join_rate = JOIN_RATE;
+    o->join_burst = JOIN_BURST;
     o->db_wait = 30;
     o->max_blob = 8ull << 30;
     o->agent_listen = GATEWAY_DEFAULT_LISTEN;
@@ -183,6 +231,14 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'r': o->data_dir = optarg; break;
         case 'p': o->pool = int_opt("--db-pool", optarg, 1, 64); break;
         case 'm': o->max_conns = int_opt("--max-conns", optarg, 1, 100000); break;
+        case 'a':
+            o->max_conns_per_addr =
+                int_opt("--max-conns-per-addr", optarg, 0, 100000);
+            break;
+        case 'R': o->anon_rate = num_opt("--anon-rate", optarg, 0, 1e6); break;
+        case 'b': o->anon_burst = num_opt("--anon-burst", optarg, 1, 1e6); break;
+        case 'j': o->join_rate = num_opt("--join-rate", optarg, 0, 1e6); break;
+        case 'J': o->join_burst = num_opt("--join-burst", optarg, 1, 1e6); break;
         case 'w': o->db_wait = int_opt("--db-wait", optarg, 0, 3600); break;
         case 'B':
             o->max_blob = (unsigned long long)int_opt("--max-blob-mib", optarg,
@@ -390,6 +446,38 @@ cmd_issue_agent_cert(int argc, char **argv)
 }
 
 /*
+ * Every HTTP connection is a descriptor: raise the soft limit towards the
+ * hard one so that --max-conns, not accept()'s EMFILE, is what holds
+ * (EMFILE would leave the listener spinning on a connection it cannot
+ * take). The margin covers the database pool, the gateway and files.
+ */
+static void
+raise_nofile(int max_conns)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_conns + 512;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("cannot read RLIMIT_NOFILE");
+        return;
+    }
+    if (rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want
+                      ? want
+                      : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("cannot raise RLIMIT_NOFILE to %llu",
+                 (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur < want)
+        log_warnx("--max-conns %d needs about %llu file descriptors, and "
+                  "the limit is %llu: lower --max-conns or raise the hard "
+                  "limit (ulimit -Hn, LimitNOFILE=)",
+                  max_conns, (unsigned long long)want,
+                  (unsigned long long)rl.rlim_cur);
+}
+
+/*
  * Starts the agent gateway. With the default address a busy port only
  * warns (parallel test controllers all default to it); an explicit
  * --agent-listen that cannot be bound is fatal.
@@ -570,8 +658,13 @@ run(struct opts *o)
     if (start_gateway(o, &app, data_dir, &pki, &gw) < 0)
         goto out;
     app.gateway = gw; /* console logs (logs.c) */
+    join_set_rate(gateway_join(gw), o->join_rate, o->join_burst);
     memset(&hopts, 0, sizeof(hopts));
     hopts.max_conns = o->max_conns;
+    hopts.max_conns_per_addr = o->max_conns_per_addr;
+    hopts.anon_rate = o->anon_rate;
+    hopts.anon_burst = o->anon_burst;
+    raise_nofile(o->max_conns);
     hopts.request_timeout_s = o->request_timeout;
     hopts.tls = tls;
     hopts.cors_origins = o->ncors ? o->cors : NULL;
