@@ -298,9 +298,23 @@ CREATE TRIGGER tokens_quota_upd AFTER UPDATE OF revoked_at ON tokens
 -- Only one-off instances count (a service's replicas are bounded by the
 -- service's replicas); the WHEN clauses keep the agents' status updates
 -- and the reconciler's service instances free of any function call.
+-- Inserts count once per statement: a bulk create of 1,000 one-off
+-- instances is one counter update, not 1,000.
+CREATE FUNCTION cloud_quota_instances_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    d bigint;
+BEGIN
+    SELECT count(*) INTO d FROM inserted
+     WHERE service_id IS NULL AND desired_state <> 'deleted';
+    IF d > 0 THEN
+        PERFORM cloud_quota_take('instances', d);
+    END IF;
+    RETURN NULL;
+END $$;
 CREATE TRIGGER instances_quota_ins AFTER INSERT ON instances
-    FOR EACH ROW WHEN (NEW.service_id IS NULL)
-    EXECUTE FUNCTION cloud_quota_rows('instances');
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION cloud_quota_instances_inserted();
 CREATE TRIGGER instances_quota_del AFTER DELETE ON instances
     FOR EACH ROW WHEN (OLD.service_id IS NULL AND OLD.desired_state <> 'deleted')
     EXECUTE FUNCTION cloud_quota_rows('instances');

@@ -341,6 +341,32 @@ class QuotaTests(harness.TestCase):
                 else:
                     self.assertEqual(r[2]["error"]["code"], "quota")
 
+    def test_instances_race_through_the_bulk_path(self):
+        # Eight creates at once are batched into one bulk INSERT by the
+        # writer; with three slots left exactly three get in.
+        results = []
+        barrier = threading.Barrier(8)
+
+        def create():
+            barrier.wait()
+            results.append(request("POST", "/v1/instances", {"image": IMAGE}))
+
+        def run():
+            ts = [threading.Thread(target=create) for _ in range(8)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        self.with_quota("instances", 3, run)
+        codes = sorted(r[0] for r in results)
+        self.assertEqual(codes, [201] * 3 + [409] * 5, [r[2] for r in results])
+        for r in results:
+            if r[0] == 201:
+                request("DELETE", "/v1/instances/%s" % r[2]["id"])
+            else:
+                self.assertEqual((r[2]["error"]["code"], r[2]["error"]["field"]),
+                                 ("quota", "quotas.instances"))
+
     def test_instances_quota(self):
         def run():
             st, _, i = request("POST", "/v1/instances", {"image": IMAGE})
