@@ -103,6 +103,9 @@ class SettingsTests(harness.TestCase):
                          422, "invalid", "blobs")
         self.assertError(request("PATCH", "/v1/cluster/settings", {"retention": {}}),
                          422, "invalid", "retention")
+        self.assertError(request("PATCH", "/v1/cluster/settings", {"quotas": {"tokens": 5}},
+                                 {"If-Match": "999999"}), 412, "precondition_failed")
+        self.assertEqual(settings()["quotas"]["tokens"], s["quotas"]["tokens"])
         # A merge patch: one key changes, the others stay; one version step.
         v = s["version"]
         n = patch({"quotas": {"tokens": 12345}, "down_after_seconds": s["down_after_seconds"] + 1})
