@@ -93,9 +93,14 @@ on_event(void *arg, const char *id, const char *event, const char *data)
     struct cli_ctx *ctx = w->ctx;
     json_t *ev;
 
+    if (w->expired)
+        return 0; /* the server ends the stream after it */
     if (is_expired(event, data)) {
+        /* Not stopped from here: cancelling a request leaves the
+         * connection unusable for the next one; the server ends the
+         * stream right after this event anyway. */
         w->expired = true;
-        return 1;
+        return 0;
     }
     if (id[0] != '\0')
         xstrlcpy(w->last_id, id, sizeof(w->last_id));
@@ -194,12 +199,19 @@ cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
         if (w.expired || (got == 0 && r.status == 410)) {
             /* Pruned: what happened since our position is gone. Start
              * again from now; the callers' on_connect re-reads state. */
-            fprintf(ctx->err,
-                    "cloudctl: the events after %s were pruned by the "
-                    "controller (410 expired); re-listing from now, events "
-                    "in between are not shown\n",
-                    w.last_id[0] ? w.last_id : "--since");
+            if (w.last_id[0])
+                fprintf(ctx->err,
+                        "cloudctl: the events after %s were pruned by the "
+                        "controller (410 expired); re-listing from now, "
+                        "events in between are not shown\n",
+                        w.last_id);
+            else
+                fprintf(ctx->err,
+                        "cloudctl: events this watch had not seen were "
+                        "pruned by the controller (410 expired); re-listing "
+                        "from now, events in between are not shown\n");
             w.last_id[0] = '\0';
+            connected = true;
             {
                 char *np = drop_since(cur);
                 free(cur);

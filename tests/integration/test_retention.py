@@ -75,6 +75,12 @@ def upload(tc, data):
     return request("PUT", "%s?digest=sha256:%s" % (path, hashlib.sha256(data).hexdigest()))
 
 
+def cli_env(port):
+    return dict(os.environ, CLOUD_URL="http://127.0.0.1:%d" % port,
+                CLOUD_TOKEN=harness.cluster().token, NO_COLOR="1",
+                XDG_CONFIG_HOME=tempfile.mkdtemp(prefix="cloudctl-cfg-"))
+
+
 def read_log(path):
     with open(path, "rb") as f:
         return f.read()
@@ -232,6 +238,13 @@ class RetentionTests(harness.TestCase):
         watch = c.sse("/v1/events?watch=true")
         c.http_port = saved
         self.assertEqual(watch.status, 200)
+        # cloudctl events -f on that controller: told in the stream.
+        follower = None
+        if CLOUDCTL:
+            follower = subprocess.Popen(
+                [CLOUDCTL, "events", "-f", "-o", "json"],
+                env=cli_env(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(1.5)
         name = unique_name("hidden")
         os.kill(other.proc.pid, signal.SIGSTOP)
         try:
@@ -260,8 +273,20 @@ class RetentionTests(harness.TestCase):
             self.assertIsNotNone(ev, seen)
             self.assertEqual(ev["json"]["error"]["code"], "expired")
             self.assertIsNone(watch.next_event(5), "the stream ends after the error event")
+            if follower:
+                # Re-listed from now: the next event is printed.
+                tok = unique_name("afterexp")
+                self.assertEqual(request("POST", "/v1/tokens", {"name": tok, "role": "viewer"})[0], 201)
+                line, deadline = "", time.monotonic() + 10
+                while time.monotonic() < deadline and tok not in line:
+                    line = follower.stdout.readline()
+                self.assertIn(tok, line)
         finally:
             watch.close()
+            if follower:
+                follower.terminate()
+                _, err = follower.communicate(timeout=10)
+                self.assertIn("pruned by the controller (410 expired); re-listing from now", err)
             other.stop()
         request("DELETE", "/v1/services/%s" % name)
 
@@ -270,12 +295,8 @@ class RetentionTests(harness.TestCase):
             self.skipTest("CLOUDCTL is not set")
         first = make_events(1)
         self.prune_to(1)
-        c = harness.cluster()
-        env = dict(os.environ, CLOUD_URL="http://127.0.0.1:%d" % c.http_port,
-                   CLOUD_TOKEN=c.token, NO_COLOR="1",
-                   XDG_CONFIG_HOME=tempfile.mkdtemp(prefix="cloudctl-cfg-"))
         p = subprocess.Popen([CLOUDCTL, "events", "-f", "--since", str(first), "-o", "json"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             env=cli_env(harness.cluster().http_port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(1.5)
             name = unique_name("after410")
