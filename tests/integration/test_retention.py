@@ -503,3 +503,44 @@ class StorageTests(harness.TestCase):
         self.assertError(request("POST", "/v1/images", {"name": unique_name("gc"), "kind": "kernel",
                                                        "kernel": gone["digest"]}), 422, "invalid")
         request("DELETE", "/v1/images/%s:latest" % img)
+
+    def test_gc_waits_for_an_image_create_in_flight(self):
+        """An image create that holds the event lock and references an old
+        unreferenced blob: GC waits for it and keeps the blob and its file."""
+        st, _, b = upload(self, os.urandom(2500))
+        self.assertEqual(st, 201, b)
+        st, _, other = upload(self, os.urandom(2500))
+        self.assertEqual(st, 201, other)
+        for d in (b["digest"], other["digest"]):
+            harness.psql("UPDATE blobs SET created_at = now() - interval '1 hour' "
+                         "WHERE digest = '%s'" % d)
+            past = time.time() - 3600
+            os.utime(blob_file(d), (past, past))
+        name = unique_name("inflight")
+        done = []
+
+        def create_slowly():
+            harness.psql(
+                "BEGIN; SELECT pg_advisory_xact_lock(726200101); "
+                "INSERT INTO images (id, name, tag, kind, kernel_digest, size) "
+                "VALUES (cloud_new_id(), '%s', 'latest', 'kernel', '%s', 2500); "
+                "SELECT pg_sleep(5); COMMIT;" % (name, b["digest"]))
+            done.append(True)
+        t = threading.Thread(target=create_slowly)
+        t.start()
+        time.sleep(0.5)
+        old = settings()["blobs"]["gc_grace_seconds"]
+        patch({"blobs": {"gc_grace_seconds": 2}})
+        try:
+            t.join(30)
+            self.assertEqual(done, [True])
+            poll(lambda: int(harness.psql("SELECT count(*) FROM blobs WHERE digest = '%s'"
+                                          % other["digest"])) == 0, 20,
+                 what="GC to run after the create committed")
+        finally:
+            patch({"blobs": {"gc_grace_seconds": old}})
+        self.assertEqual(int(harness.psql("SELECT count(*) FROM blobs WHERE digest = '%s'"
+                                          % b["digest"])), 1)
+        self.assertTrue(os.path.exists(blob_file(b["digest"])))
+        self.assertFalse(os.path.exists(blob_file(other["digest"])))
+        request("DELETE", "/v1/images/%s:latest" % name)
