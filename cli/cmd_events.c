@@ -3,7 +3,10 @@
  * watch), and the watch loop that `config watch` and `endpoints -w` reuse
  * with callbacks of their own. A followed watch resumes after a dropped
  * connection with Last-Event-ID, so no event is lost or printed twice
- * across reconnects.
+ * across reconnects. When the controller no longer keeps the events after
+ * that id (410 expired, before the stream or as an "error" event in it),
+ * the watch says so on stderr and starts again from now, without
+ * Last-Event-ID or --since, as kubectl re-lists after a 410.
  */
 #include "cli.h"
 
@@ -35,7 +38,53 @@ struct watch {
     cli_watch_connect_fn on_connect;
     void *arg;
     int cb_rc; /* a callback's failure ends the watch with it */
+    bool expired; /* the stream ended with an "expired" error event */
 };
+
+/* An "error" event with code "expired": the position was pruned. */
+static bool
+is_expired(const char *event, const char *data)
+{
+    json_t *j, *code;
+    bool yes;
+
+    if (strcmp(event, "error") != 0)
+        return false;
+    j = json_loads(data, 0, NULL);
+    code = json_object_get(json_object_get(j, "error"), "code");
+    yes = json_is_string(code) && strcmp(json_string_value(code), "expired") == 0;
+    json_decref(j);
+    return yes;
+}
+
+/* path without its since= parameter (a new string). */
+static char *
+drop_since(const char *path)
+{
+    const char *q = strchr(path, '?');
+    char *out;
+    size_t n = 0, cap;
+
+    if (q == NULL)
+        return xstrdup(path);
+    cap = strlen(path) + 1;
+    out = xmalloc(cap);
+    memcpy(out, path, (size_t)(q - path));
+    n = (size_t)(q - path);
+    for (const char *p = q + 1; *p;) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (strncmp(p, "since=", 6) != 0) {
+            char sep = n == (size_t)(q - path) ? '?' : '&';
+            out[n++] = sep;
+            memcpy(out + n, p, len);
+            n += len;
+        }
+        p += len + (end ? 1 : 0);
+    }
+    out[n] = '\0';
+    return out;
+}
 
 static int
 on_event(void *arg, const char *id, const char *event, const char *data)
@@ -44,6 +93,15 @@ on_event(void *arg, const char *id, const char *event, const char *data)
     struct cli_ctx *ctx = w->ctx;
     json_t *ev;
 
+    if (w->expired)
+        return 0; /* the server ends the stream after it */
+    if (is_expired(event, data)) {
+        /* Not stopped from here: cancelling a request leaves the
+         * connection unusable for the next one; the server ends the
+         * stream right after this event anyway. */
+        w->expired = true;
+        return 0;
+    }
     if (id[0] != '\0')
         xstrlcpy(w->last_id, id, sizeof(w->last_id));
     if (w->on_ev != NULL) {
@@ -108,9 +166,13 @@ cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
     bool connected = false, warned = false;
     long backoff = 500;
     int rc = CLI_EXIT_FAIL;
+    char *cur = xstrdup(path);
 
-    if (cli_connect(ctx) != 0)
+    if (cli_connect(ctx) != 0) {
+        free(cur);
         return CLI_EXIT_FAIL;
+    }
+    path = cur;
     for (;;) {
         struct cli_http_resp r;
         char *hdr = NULL;
@@ -119,6 +181,7 @@ cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
         /* A fresh parser per connection: a half event is not resumed. */
         sse_init(&w.sse);
         w.got_data = false;
+        w.expired = false;
         if (w.last_id[0] != '\0') {
             hdr = xasprintf("Last-Event-ID: %s", w.last_id);
             headers[0] = hdr;
@@ -132,6 +195,31 @@ cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
             rc = w.cb_rc;
             cli_http_resp_clear(&r);
             break;
+        }
+        if (w.expired || (got == 0 && r.status == 410)) {
+            /* Pruned: what happened since our position is gone. Start
+             * again from now; the callers' on_connect re-reads state. */
+            if (w.last_id[0])
+                fprintf(ctx->err,
+                        "cloudctl: the events after %s were pruned by the "
+                        "controller (410 expired); re-listing from now, "
+                        "events in between are not shown\n",
+                        w.last_id);
+            else
+                fprintf(ctx->err,
+                        "cloudctl: events this watch had not seen were "
+                        "pruned by the controller (410 expired); re-listing "
+                        "from now, events in between are not shown\n");
+            w.last_id[0] = '\0';
+            connected = true;
+            {
+                char *np = drop_since(cur);
+                free(cur);
+                cur = np;
+                path = cur;
+            }
+            cli_http_resp_clear(&r);
+            continue;
         }
         if (got == 1) {
             rc = cli_fail(ctx, "GET %s: an event is over %u bytes", path,
@@ -168,6 +256,7 @@ cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
         backoff = backoff * 2 > WATCH_BACKOFF_MAX_MS ? WATCH_BACKOFF_MAX_MS
                                                      : backoff * 2;
     }
+    free(cur);
     return rc;
 }
 

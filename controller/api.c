@@ -951,9 +951,11 @@ h_events(struct http_req *r)
                          "watch must be true or false");
         return;
     }
-    snprintf(ss, sizeof(ss), "%lld", since < 0 ? 0 : since);
+    snprintf(ss, sizeof(ss), "%lld", since);
     limit_plus_one(lim, sizeof(lim), limit);
-    vals[0] = ss;
+    /* No since: from the oldest kept event. A since below the low-water
+     * mark is 410 expired (migrations/0019_retention_quotas.sql). */
+    vals[0] = since < 0 ? NULL : ss;
     vals[1] = object;
     vals[2] = type;
     vals[3] = lim;

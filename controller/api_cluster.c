@@ -2,7 +2,8 @@
  * api_cluster: GET and PATCH /v1/cluster/settings. The handlers validate,
  * name a store statement and answer with the JSON PostgreSQL built
  * (cloud_settings_json); the write and its event are one SQL function
- * (migrations/0003_reconcile.sql).
+ * (migrations/0003_reconcile.sql, extended by 0019: events_retention,
+ * quotas, blobs).
  */
 #define LOG_MODULE "api"
 #include "api_cluster.h"
@@ -36,6 +37,115 @@ reply_db_error(struct http_req *r, const struct db_error *err)
                      "%s", err->message);
 }
 
+/*
+ * The settings a PATCH may change: top-level integers, or objects of
+ * integers (events_retention, quotas, blobs; migrations/0019). Each with
+ * its range; the table's CHECKs repeat them as the last line.
+ */
+struct setting {
+    const char *group; /* NULL: a top-level key */
+    const char *key;
+    long long min, max;
+};
+
+static const struct setting settings[] = {
+    {NULL, "down_after_seconds", CLUSTER_DOWN_AFTER_MIN,
+     CLUSTER_DOWN_AFTER_MAX},
+    {"events_retention", "max_age_seconds", 60, 315360000},
+    {"events_retention", "max_events", 1, 1000000000},
+    {"quotas", "services", 0, 1000000000},
+    {"quotas", "instances", 0, 1000000000},
+    {"quotas", "images", 0, 1000000000},
+    {"quotas", "tokens", 0, 1000000000},
+    {"quotas", "upload_sessions", 0, 4096},
+    {"quotas", "blob_bytes", 0, 1LL << 60},
+    {"blobs", "gc_grace_seconds", 1, 315360000},
+    {"blobs", "min_free_bytes", 0, 1LL << 60},
+};
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static const struct setting *
+setting_find(const char *group, const char *key)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *st = &settings[i];
+        if (((group == NULL && st->group == NULL) ||
+             (group && st->group && strcmp(group, st->group) == 0)) &&
+            strcmp(key, st->key) == 0)
+            return st;
+        if (group == NULL && st->group && strcmp(key, st->group) == 0)
+            return st; /* a group: its members are checked next */
+    }
+    return NULL;
+}
+
+static int
+setting_value_ok(struct http_req *r, const struct setting *st,
+                 const json_t *v)
+{
+    char field[64];
+
+    snprintf(field, sizeof(field), "%s%s%s", st->group ? st->group : "",
+             st->group ? "." : "", st->key);
+    if (!json_is_integer(v) || json_integer_value(v) < st->min ||
+        json_integer_value(v) > st->max) {
+        http_reply_error(r, 422, "invalid", field,
+                         "%s must be an integer from %lld to %lld", field,
+                         st->min, st->max);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+settings_check(struct http_req *r, json_t *in)
+{
+    const char *key, *k2;
+    json_t *v, *v2;
+
+    json_object_foreach(in, key, v) {
+        const struct setting *st = setting_find(NULL, key);
+        if (st == NULL) {
+            http_reply_error(r, 422, "invalid", key,
+                             "unknown field \"%s\": the settings are "
+                             "down_after_seconds, events_retention, quotas "
+                             "and blobs",
+                             key);
+            return -1;
+        }
+        if (st->group == NULL) {
+            if (setting_value_ok(r, st, v) < 0)
+                return -1;
+            continue;
+        }
+        if (!json_is_object(v)) {
+            http_reply_error(r, 422, "invalid", key,
+                             "%s must be an object", key);
+            return -1;
+        }
+        json_object_foreach(v, k2, v2) {
+            const struct setting *m = setting_find(key, k2);
+            if (m == NULL) {
+                char names[256] = "";
+                for (size_t i = 0; i < NSETTINGS; i++)
+                    if (settings[i].group &&
+                        strcmp(settings[i].group, key) == 0) {
+                        size_t l = strlen(names);
+                        snprintf(names + l, sizeof(names) - l, "%s%s",
+                                 l ? ", " : "", settings[i].key);
+                    }
+                http_reply_error(r, 422, "invalid", key,
+                                 "unknown field \"%s.%s\": %s has %s", key,
+                                 k2, key, names);
+                return -1;
+            }
+            if (setting_value_ok(r, m, v2) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 static void
 on_settings(const PGresult *res, const struct db_error *err, void *arg)
 {
@@ -52,12 +162,19 @@ on_settings(const PGresult *res, const struct db_error *err, void *arg)
                          "the cluster settings row is missing");
         return;
     }
-    /* GET: (json); PATCH: (status, json) */
-    if (PQnfields(res) == 1)
+    /* GET: (json); PATCH: (status, json). This controller's blob store
+     * takes the new limits at once (read your writes); the others follow
+     * the controller.settings event (retention.c). */
+    if (PQnfields(res) == 1) {
+        blobs_settings(((struct app *)http_app(r))->blobs,
+                       PQgetvalue(res, 0, 0));
         http_reply_json_text(r, 200, PQgetvalue(res, 0, 0));
-    else
+    } else {
+        blobs_settings(((struct app *)http_app(r))->blobs,
+                       PQgetvalue(res, 0, 1));
         http_reply_json_text(r, (int)strtol(PQgetvalue(res, 0, 0), NULL, 10),
                              PQgetvalue(res, 0, 1));
+    }
 }
 
 void
@@ -73,8 +190,8 @@ api_cluster_h_settings_patch(struct http_req *r)
 {
     struct app *a = http_app(r);
     int empty;
-    json_t *in, *v;
-    const char *key, *vals[3];
+    json_t *in;
+    const char *vals[3];
     long long ver;
     char vs[24], *body = NULL;
 
@@ -87,24 +204,8 @@ api_cluster_h_settings_patch(struct http_req *r)
                              "a JSON body is required");
         return;
     }
-    json_object_foreach(in, key, v) {
-        if (strcmp(key, "down_after_seconds") != 0) {
-            http_reply_error(r, 422, "invalid", key,
-                             "unknown field \"%s\": the settings are "
-                             "down_after_seconds",
-                             key);
-            goto cleanup;
-        }
-    }
-    v = json_object_get(in, "down_after_seconds");
-    if (v && (!json_is_integer(v) ||
-              json_integer_value(v) < CLUSTER_DOWN_AFTER_MIN ||
-              json_integer_value(v) > CLUSTER_DOWN_AFTER_MAX)) {
-        http_reply_error(r, 422, "invalid", "down_after_seconds",
-                         "down_after_seconds must be an integer from %d to %d",
-                         CLUSTER_DOWN_AFTER_MIN, CLUSTER_DOWN_AFTER_MAX);
+    if (settings_check(r, in) < 0)
         goto cleanup;
-    }
     body = json_dumps(in, JSON_COMPACT);
     if (body == NULL) {
         http_reply_error(r, 500, "internal", NULL, "cannot encode the patch");

@@ -5,7 +5,18 @@
  * started it; the blobs directory is the one in --data-dir.
  *
  * File writes of at most one chunk (1 MiB) happen on the loop: they land in
- * the page cache. Blob downloads are paced by the client (the next piece is
+ * the page cache.
+ *
+ * Limits (cluster settings, migrations/0019; kept here by blobs_settings):
+ * quotas.upload_sessions bounds the sessions of this replica (they live in
+ * its memory, and the one loop makes the count race-free); an upload or
+ * chunk that would leave less than blobs.min_free_bytes free on the blob
+ * directory's file system is refused with 507. Garbage collection
+ * (blobs_gc, driven by retention.c) deletes the files of blobs whose rows
+ * the leader collected, and files this replica holds with no row, once
+ * older than blobs.gc_grace_seconds; a file is removed only after its row
+ * is gone, and never one written within the grace (a re-upload puts a new
+ * file in place). Blob downloads are paced by the client (the next piece is
  * read when the previous one has left), so a large blob is never in memory.
  */
 #define LOG_MODULE "blobs"
@@ -16,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,11 +40,12 @@
 #include "app.h"
 #include "log.h"
 #include "mem.h"
+#include "store.h"
 #include "strmap.h"
 #include "writer.h"
 
-#define MAX_SESSIONS 64
 #define SESSION_IDLE_SECS 600
+#define GC_BATCH "1000"
 #define PIECE (256 * 1024)
 
 struct upload {
@@ -50,7 +64,15 @@ struct blobs {
     unsigned long long max_blob;
     struct strmap sessions;
     struct event *sweep;
+    /* cluster settings (blobs_settings): the defaults until first read */
+    long long quota_sessions;
+    unsigned long long min_free;
+    long long gc_grace;
+    int gc_inflight;
+    int closing; /* freed by the GC query's callback */
 };
+
+static void blobs_release(struct blobs *b);
 
 /* ---- helpers --------------------------------------------------------- */
 
@@ -165,6 +187,36 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/*
+ * Answers 507 and returns -1 when writing need more bytes would leave less
+ * than the reserve free on the blob store's file system.
+ */
+static int
+space_ok(struct http_req *r, struct blobs *b, unsigned long long need)
+{
+    struct statvfs sv;
+    unsigned long long avail;
+
+    if (statvfs(b->dir, &sv) < 0) {
+        log_warn("statvfs %s", b->dir);
+        http_reply_error(r, 500, "internal", NULL,
+                         "cannot read the free space of the blob store: %s",
+                         strerror(errno));
+        return -1;
+    }
+    avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
+    if (avail < need || avail - need < b->min_free) {
+        http_reply_error(r, 507, "insufficient_storage", NULL,
+                         "the blob store has %llu bytes free; taking %llu "
+                         "more would leave less than the reserve of %llu "
+                         "bytes (cluster setting blobs.min_free_bytes); "
+                         "delete images or free disk space",
+                         avail, need, b->min_free);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- handlers -------------------------------------------------------- */
 
 void
@@ -174,12 +226,19 @@ blobs_h_upload_start(struct http_req *r)
     struct upload *u;
     unsigned char rnd[16];
 
-    if (b->sessions.len >= MAX_SESSIONS) {
-        http_reply_error(r, 429, "too_many", NULL,
-                         "%d uploads are in progress; retry later",
-                         MAX_SESSIONS);
+    if ((long long)b->sessions.len >= b->quota_sessions) {
+        http_reply_error(r, 409, "quota", "quotas.upload_sessions",
+                         "quota upload_sessions exceeded: %zu uploads are "
+                         "in progress on this controller, the quota is %lld; "
+                         "finish or cancel one (sessions end after %d s "
+                         "idle) or raise quotas.upload_sessions in the "
+                         "cluster settings",
+                         b->sessions.len, b->quota_sessions,
+                         SESSION_IDLE_SECS);
         return;
     }
+    if (space_ok(r, b, 0) < 0)
+        return;
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         http_reply_error(r, 500, "internal", NULL,
                          "cannot draw a random upload id");
@@ -247,6 +306,8 @@ blobs_h_upload_chunk(struct http_req *r)
                          "blobs are at most %llu bytes", b->max_blob);
         return;
     }
+    if (space_ok(r, b, len) < 0)
+        return;
     data = evbuffer_pullup(in, -1);
     for (size_t done = 0; done < len;) {
         ssize_t n = write(u->fd, data + done, len - done);
@@ -472,6 +533,9 @@ blobs_new(struct event_base *base, const char *data_dir,
     b->dir = xasprintf("%s/blobs/sha256", data_dir);
     b->updir = xasprintf("%s/uploads", data_dir);
     b->max_blob = max_blob;
+    b->quota_sessions = 64;
+    b->min_free = 1ULL << 30;
+    b->gc_grace = 86400;
     strmap_init(&b->sessions);
     if (mkdirs(b->dir) < 0 || mkdirs(b->updir) < 0) {
         blobs_free(b);
@@ -481,6 +545,14 @@ blobs_new(struct event_base *base, const char *data_dir,
     if (b->sweep == NULL || event_add(b->sweep, &tv) < 0)
         fatalx("cannot start the upload sweep timer");
     return b;
+}
+
+static void
+blobs_release(struct blobs *b)
+{
+    free(b->dir);
+    free(b->updir);
+    free(b);
 }
 
 void
@@ -493,9 +565,10 @@ blobs_free(struct blobs *b)
     strmap_fini(&b->sessions);
     if (b->sweep)
         event_free(b->sweep);
-    free(b->dir);
-    free(b->updir);
-    free(b);
+    b->sweep = NULL;
+    b->closing = 1;
+    if (!b->gc_inflight)
+        blobs_release(b); /* else db_pool_free fails the query: see gc_done */
 }
 
 int
@@ -512,4 +585,186 @@ const char *
 blobs_dir(const struct blobs *b)
 {
     return b->dir;
+}
+
+/* ---- settings and garbage collection --------------------------------- */
+
+void
+blobs_settings(struct blobs *b, const char *settings_json)
+{
+    json_t *j = json_loads(settings_json, 0, NULL);
+    json_t *v;
+
+    if (b == NULL || j == NULL) {
+        json_decref(j);
+        return;
+    }
+    v = json_object_get(json_object_get(j, "quotas"), "upload_sessions");
+    if (json_is_integer(v))
+        b->quota_sessions = json_integer_value(v);
+    v = json_object_get(json_object_get(j, "blobs"), "min_free_bytes");
+    if (json_is_integer(v) && json_integer_value(v) >= 0)
+        b->min_free = (unsigned long long)json_integer_value(v);
+    v = json_object_get(json_object_get(j, "blobs"), "gc_grace_seconds");
+    if (json_is_integer(v))
+        b->gc_grace = json_integer_value(v);
+    json_decref(j);
+}
+
+/* Removes the file of a blob whose row is gone, unless it was written
+ * within the grace (a new upload of the same digest put it back). */
+static void
+gc_unlink(struct blobs *b, const char *digest, const char *why)
+{
+    char *path;
+    struct stat st;
+
+    if (!digest_ok(digest))
+        return;
+    path = xasprintf("%s/%s", b->dir, digest + 7);
+    if (stat(path, &st) == 0 && time(NULL) - st.st_mtime >= b->gc_grace) {
+        if (unlink(path) == 0)
+            log_info("blob %s removed (%s)", digest, why);
+        else if (errno != ENOENT)
+            log_warn("cannot remove %s", path);
+    }
+    free(path);
+}
+
+/* The end of a GC pass; frees b if blobs_free ran meanwhile. */
+static int
+gc_done(struct blobs *b)
+{
+    b->gc_inflight = 0;
+    if (b->closing) {
+        blobs_release(b);
+        return 1;
+    }
+    return 0;
+}
+
+static void
+on_gc_unknown(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct blobs *b = arg;
+
+    if (b->closing) {
+        gc_done(b);
+        return;
+    }
+    if (err)
+        log_warnx("blob GC: cannot check the blob files: %s", err->message);
+    else
+        for (int i = 0; i < PQntuples(res); i++)
+            gc_unlink(b, PQgetvalue(res, i, 0), "no row");
+    gc_done(b);
+}
+
+/* This replica's files older than the grace, as a text[] literal; NULL
+ * when there are none. */
+static char *
+old_files(struct blobs *b)
+{
+    DIR *d = opendir(b->dir);
+    struct dirent *de;
+    char *lit = NULL;
+    size_t len = 0, n = 0;
+    time_t now = time(NULL);
+
+    if (d == NULL) {
+        log_warn("blob GC: cannot read %s", b->dir);
+        return NULL;
+    }
+    while ((de = readdir(d)) != NULL && n < 10000) {
+        struct stat st;
+        char digest[72];
+
+        if (strlen(de->d_name) != 64)
+            continue;
+        snprintf(digest, sizeof(digest), "sha256:%s", de->d_name);
+        if (!digest_ok(digest) ||
+            fstatat(dirfd(d), de->d_name, &st, 0) < 0 ||
+            now - st.st_mtime < b->gc_grace)
+            continue;
+        lit = xrealloc(lit, len + 75);
+        len += (size_t)snprintf(lit + len, 75, "%c%s", n ? ',' : '{',
+                                digest);
+        n++;
+    }
+    closedir(d);
+    if (lit) {
+        lit = xrealloc(lit, len + 2);
+        memcpy(lit + len, "}", 2);
+    }
+    return lit;
+}
+
+static void
+gc_files(struct blobs *b, struct db_pool *db)
+{
+    char *lit = old_files(b);
+    const char *vals[1] = {lit};
+
+    if (lit == NULL) {
+        gc_done(b);
+        return;
+    }
+    db_query(db, store_stmt(ST_BLOB_UNKNOWN), vals, on_gc_unknown, b);
+    free(lit);
+}
+
+struct gc_call {
+    struct blobs *b;
+    struct db_pool *db;
+};
+
+static void
+on_gc_rows(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct gc_call *gc = arg;
+    struct blobs *b = gc->b;
+    struct db_pool *db = gc->db;
+
+    free(gc);
+    if (b->closing) {
+        gc_done(b);
+        return;
+    }
+    if (err) {
+        log_warnx("blob GC failed: %s", err->message);
+        gc_done(b);
+        return;
+    }
+    /* The rows are gone (committed): now the files. */
+    for (int i = 0; i < PQntuples(res); i++) {
+        log_info("blob %s (%s bytes) collected: no image uses it",
+                 PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+        gc_unlink(b, PQgetvalue(res, i, 0), "collected");
+    }
+    gc_files(b, db);
+}
+
+void
+blobs_gc(struct blobs *b, struct db_pool *db, int leading)
+{
+    struct gc_call *gc;
+    const char *vals[1] = {GC_BATCH};
+
+    if (b == NULL || b->gc_inflight)
+        return;
+    b->gc_inflight = 1;
+    if (!leading) {
+        gc_files(b, db);
+        return;
+    }
+    gc = xcalloc(1, sizeof(*gc));
+    gc->b = b;
+    gc->db = db;
+    db_query(db, store_stmt(ST_BLOB_GC), vals, on_gc_rows, gc);
+}
+
+long long
+blobs_gc_grace(const struct blobs *b)
+{
+    return b->gc_grace;
 }

@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "db.h"
 #include "http.h"
 
 struct blobs;
@@ -32,6 +33,21 @@ void blobs_free(struct blobs *b);
 const char *blobs_dir(const struct blobs *b);
 /* Makes <data_dir>/blobs/sha256 (before the store opens); 0 or -1. */
 int blobs_ready_dir(const char *data_dir);
+
+/*
+ * Takes this replica's limits from the cluster settings JSON
+ * (cloud_settings_json): quotas.upload_sessions, blobs.min_free_bytes,
+ * blobs.gc_grace_seconds. Accepts NULL b.
+ */
+void blobs_settings(struct blobs *b, const char *settings_json);
+/*
+ * One garbage collection pass: the leader deletes the rows of blobs no
+ * image uses that are older than the grace (cloud_blob_gc) and then their
+ * files; every replica removes its files that have no row and are older
+ * than the grace. At most one pass in flight. db must outlive it.
+ */
+void blobs_gc(struct blobs *b, struct db_pool *db, int leading);
+long long blobs_gc_grace(const struct blobs *b);
 
 void blobs_h_upload_start(struct http_req *r);
 void blobs_h_upload_chunk(struct http_req *r);

@@ -114,6 +114,10 @@ db_error_from_fields(const char *state, const char *primary,
             err_set(err, 409, "conflict", primary);
         else if (strcmp(state, "CL412") == 0)
             err_set(err, 412, "precondition_failed", primary);
+        else if (strcmp(state, "CL410") == 0)
+            err_set(err, 410, "expired", primary);
+        else if (strcmp(state, "CLQTA") == 0)
+            err_set(err, 409, "quota", primary);
         else
             err_set(err, 422, "invalid", primary);
         return;

@@ -27,6 +27,7 @@
 #include "migrate.h"
 #include "pki.h" /* agent gateway */
 #include "reconcile.h"
+#include "retention.h"
 #include "store.h"
 #include "tls.h"
 #include "tokencmd.h"
@@ -533,6 +534,7 @@ run(struct opts *o)
     struct app app;
     struct devpg pg;
     struct http_server *srv = NULL;
+    struct retention *retention = NULL;
     struct event *sigint = NULL, *sigterm = NULL;
     struct gateway *gw = NULL; /* agent gateway */
     struct pki_paths pki = {0};
@@ -655,6 +657,7 @@ run(struct opts *o)
 
         app.reconciler = reconciler_new(app.base, app.db, app.watch, &ropts);
     }
+    retention = retention_new(&app); /* events pruning, blob GC */
     if (start_gateway(o, &app, data_dir, &pki, &gw) < 0)
         goto out;
     app.gateway = gw; /* console logs (logs.c) */
@@ -730,6 +733,7 @@ out:
     if (sigterm)
         event_free(sigterm);
     http_server_free(srv);
+    retention_free(retention);
     /* [reconciler shutdown goes here] */
     reconciler_free(app.reconciler);
     /* Writers fail what waits; then the pool fails what is in flight (its

@@ -52,14 +52,12 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                       "AND ($2::text IS NULL OR h.state = $2) "
                       "ORDER BY h.name LIMIT $3::integer",
                       3},
+    /* $1 NULL: from the oldest kept event; since below the low-water
+     * mark: CL410 (migrations/0019_retention_quotas.sql) */
     [ST_EVENT_LIST] = {"event_list",
-                       "SELECT e.id, e.type, e.object, cloud_event_json(e), "
-                       "e.object_id "
-                       "FROM events e "
-                       "WHERE e.id > $1::bigint "
-                       "AND ($2::text IS NULL OR e.object = $2) "
-                       "AND ($3::text IS NULL OR e.type = $3) "
-                       "ORDER BY e.id LIMIT $4::integer",
+                       "SELECT id, type, object, json, object_id "
+                       "FROM cloud_event_page($1::bigint, $2, $3, "
+                       "$4::integer)",
                        4},
     [ST_EVENT_MAX] = {"event_max",
                       "SELECT coalesce(max(id), 0) FROM events", 0},
@@ -373,7 +371,9 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "FROM jsonb_array_elements_text(i.constraints) c), '') END, "
          "i.strategy, i.max_per_host, i.exit_code, i.restart_count, "
          "cloud_ms(i.next_restart_at), cloud_ms(i.finished_at), "
-         "cloud_ms(i.created_at), i.pending_reason, i.version "
+         "cloud_ms(i.created_at), i.pending_reason, i.version, "
+         /* 37: the low-water mark (WATCH_COL_LOW_WATER) */
+         "(SELECT w.low_water FROM events_pruned w WHERE w.id = 1) "
          "FROM (SELECT l.*, l.last AND l.type = 'instance.guest' AS guest "
          "FROM (SELECT ev.*, ev.object = 'instance' AND ev.id = max(ev.id) "
          "OVER (PARTITION BY ev.object, ev.object_id) AS last "
@@ -386,4 +386,21 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "ORDER BY e.id",
          3},
     /* end of run to running statements */
+    /* event retention and blob GC (retention.c, blobs.c;
+     * migrations/0019_retention_quotas.sql) */
+    [ST_EVENTS_PRUNE] = {"events_prune",
+                         "SELECT deleted, low_water "
+                         "FROM cloud_events_prune($1::integer)",
+                         1},
+    [ST_BLOB_GC] = {"blob_gc",
+                    "SELECT digest, size FROM cloud_blob_gc($1::integer)", 1},
+    /* of the digests of files in this controller's blob directory, those
+     * with no row (a file whose row another controller collected, or whose
+     * upload was refused by the blob_bytes quota) */
+    [ST_BLOB_UNKNOWN] = {"blob_unknown",
+                         "SELECT d FROM unnest($1::text[]) d "
+                         "WHERE NOT EXISTS (SELECT 1 FROM blobs b "
+                         "WHERE b.digest = d)",
+                         1},
+    /* end of retention statements */
 };

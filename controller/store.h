@@ -78,6 +78,11 @@ enum store_stmt {
     /* run to running (watch.c hub; issue 4, docs/benchmarks.md) */
     ST_EVENT_HUB,
     /* end of run to running statements */
+    /* event retention, blob GC (retention.c, blobs.c; migrations/0019) */
+    ST_EVENTS_PRUNE,
+    ST_BLOB_GC,
+    ST_BLOB_UNKNOWN,
+    /* end of retention statements */
     ST__COUNT
 };
 

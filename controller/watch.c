@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <jansson.h>
 
 #include "log.h"
 #include "mem.h"
@@ -41,6 +42,7 @@ struct watch_client {
     char *object, *type;
     int inflight;
     int dead;
+    int started; /* the 200 and the stream's head are sent */
 };
 TAILQ_HEAD(client_list, watch_client);
 
@@ -89,11 +91,59 @@ client_drop(struct watch_client *c)
     if (c->r) {
         if (c->r->cancelled)
             http_req_release(c->r);
+        else if (!c->started)
+            http_reply_error(c->r, 503, "unavailable", NULL,
+                             "the watch ended before it began; retry");
         else
             http_stream_end(c->r);
         c->r = NULL;
     }
     client_free(c);
+}
+
+static void
+client_start(struct watch_client *c)
+{
+    struct http_req *r = c->r;
+
+    c->started = 1;
+    http_stream_start(r, 200, "text/event-stream");
+    /* A quiet cluster sends only keepalives; the client sends nothing. */
+    http_stream_long(r, 60);
+    http_stream_chunk(r, ": watching events\n\n", 19);
+}
+
+/*
+ * The client's position is below the low-water mark: events it has not
+ * seen were pruned. Before the stream began that is a plain 410; after,
+ * an "error" event with the same body (as a Kubernetes watch sends an
+ * ERROR event with a 410 Status), then the end of the stream. Either way
+ * the client lists again and watches from there.
+ */
+static void
+client_expire(struct watch_client *c, const char *message)
+{
+    json_t *j;
+    char *body, *msg;
+
+    if (!c->started) {
+        c->r->on_cancel = NULL;
+        http_reply_error(c->r, 410, "expired", "since", "%s", message);
+        c->r = NULL;
+        client_drop(c);
+        return;
+    }
+    j = json_pack("{s:{s:s,s:s}}", "error", "code", "expired", "message",
+                  message);
+    body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (body) {
+        msg = xasprintf("event: error\ndata: %s\n\n", body);
+        http_stream_chunk(c->r, msg, strlen(msg));
+        free(msg);
+        free(body);
+    }
+    client_drop(c);
 }
 
 static void
@@ -166,12 +216,24 @@ client_on_rows(const PGresult *res, const struct db_error *err, void *arg)
         client_drop(c);
         return;
     }
+    if (err && err->status == 410) {
+        client_expire(c, err->message);
+        return;
+    }
     if (err) {
         /* The client reconnects and resumes from its last id. */
         log_warnx("watch client catch-up failed: %s", err->message);
+        if (!c->started) {
+            c->r->on_cancel = NULL;
+            http_reply_error(c->r, err->status, err->code, NULL, "%s",
+                             err->message);
+            c->r = NULL;
+        }
         client_drop(c);
         return;
     }
+    if (!c->started)
+        client_start(c);
     if (c->state == CL_NEED_MAX) {
         c->cursor = ll_of(PQgetvalue(res, 0, 0));
         c->state = CL_CATCHUP;
@@ -224,11 +286,8 @@ watch_add(struct watch *w, struct http_req *r, long long since,
     r->on_cancel = client_on_cancel;
     TAILQ_INSERT_TAIL(&w->clients, c, link);
     w->nclients++;
-    http_stream_start(r, 200, "text/event-stream");
-    /* A quiet cluster sends only keepalives; the client sends nothing. */
-    http_stream_long(r, 60);
-    http_stream_chunk(r, ": watching events\n\n", 19);
     if (since < 0) {
+        client_start(c);
         if (w->last_id >= 0) {
             c->cursor = w->last_id;
             c->state = CL_LIVE;
@@ -236,12 +295,11 @@ watch_add(struct watch *w, struct http_req *r, long long since,
         }
         c->state = CL_NEED_MAX;
     } else {
+        /* The first page is read before the stream begins, even when the
+         * client is at the end already: a since below the low-water mark
+         * is answered 410 with no stream (cloud_event_page). */
         c->cursor = since;
         c->state = CL_CATCHUP;
-        if (w->last_id >= 0 && since >= w->last_id) {
-            c->state = CL_LIVE;
-            return;
-        }
     }
     client_step(c);
 }
@@ -249,6 +307,39 @@ watch_add(struct watch *w, struct http_req *r, long long since,
 /* ---- the hub --------------------------------------------------------- */
 
 static void hub_fetch(struct watch *w);
+
+/*
+ * Events above the hub's position were pruned before it read them (a
+ * controller cut off from the database for longer than the retention
+ * kept events, or a retention of a few events): the observers re-read
+ * everything, as after a reconnect, and live clients that had not seen
+ * them are told their stream expired. The newest event is never pruned,
+ * so a read that returns no rows proves nothing was missed.
+ */
+static void
+hub_check_low_water(struct watch *w, long long low_water)
+{
+    struct watch_client *c, *next;
+    char *msg;
+
+    if (low_water <= w->last_id)
+        return;
+    log_warnx("events %lld to %lld were pruned before this controller read "
+              "them; re-reading the state",
+              w->last_id + 1, low_water);
+    for (int o = 0; o < w->nobs; o++)
+        if (w->obs[o].on_reconnect)
+            w->obs[o].on_reconnect(w->obs[o].arg);
+    msg = xasprintf("events after %lld are no longer kept: events up to %lld "
+                    "were pruned (cluster setting events_retention); list "
+                    "again without since and watch from there",
+                    w->last_id, low_water);
+    TAILQ_FOREACH_SAFE(c, &w->clients, link, next) {
+        if (c->state == CL_LIVE && c->cursor < low_water)
+            client_expire(c, msg);
+    }
+    free(msg);
+}
 
 static void
 hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
@@ -269,6 +360,9 @@ hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
         n = 0;
     } else {
         n = PQntuples(res);
+        if (n > 0)
+            hub_check_low_water(
+                w, ll_of(PQgetvalue(res, 0, WATCH_COL_LOW_WATER)));
         for (int i = 0; i < n; i++) {
             const char *id = PQgetvalue(res, i, 0);
             long long eid = ll_of(id);
@@ -389,7 +483,8 @@ hub_on_keepalive(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     TAILQ_FOREACH(c, &w->clients, link)
-        http_stream_chunk(c->r, ": keepalive\n\n", 13);
+        if (c->started)
+            http_stream_chunk(c->r, ": keepalive\n\n", 13);
 }
 
 struct watch *

@@ -46,6 +46,7 @@ struct watch_observer {
 #define WATCH_COL_REC 15    /* the reconciler's row (ST_REC_INSTANCES, 22
                                columns), its id NULL unless this is the
                                instance's last event in the read */
+#define WATCH_COL_LOW_WATER 37 /* the newest pruned event id (0: none) */
 
 struct watch *watch_new(struct event_base *base, struct db_pool *db,
                         const char *conninfo);
@@ -56,7 +57,9 @@ int watch_clients(const struct watch *w);
 
 /*
  * Streams events with id > since (since < 0: from now on) matching the
- * optional object and type filters. Takes over r.
+ * optional object and type filters. Takes over r. A since below the
+ * low-water mark (pruned events) is answered 410 expired; a stream whose
+ * position falls below it later ends with an "error" event saying so.
  */
 void watch_add(struct watch *w, struct http_req *r, long long since,
                const char *object, const char *type);
