@@ -245,10 +245,17 @@ class LabelsTest(harness.TestCase):
         src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "controller", "store.c")).read()
 
+        # SERVICE_JSON_RUNNING, a macro of string pieces, stands in some.
+        mac = re.search(r'#define SERVICE_JSON_RUNNING((?:[^\n]*\\\n)*[^\n]*)\n', src)
+        self.assertIsNotNone(mac, "SERVICE_JSON_RUNNING")
+        mac_text = "".join('"%s"' % p for p in re.findall(r'"((?:[^"\\]|\\.)*)"', mac.group(1)))
+
         def stmt(name):
-            m = re.search(r'\{"%s",\s*((?:"(?:[^"\\]|\\.)*"\s*)+),\s*(\d+)\}' % name, src)
+            m = re.search(r'\{"%s",\s*((?:(?:"(?:[^"\\]|\\.)*"|SERVICE_JSON_RUNNING)\s*)+),'
+                          r'\s*(\d+)\}' % name, src)
             self.assertIsNotNone(m, name)
-            sql = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1)))
+            text = m.group(1).replace("SERVICE_JSON_RUNNING", mac_text)
+            sql = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', text))
             return sql.replace('\\"', '"'), int(m.group(2))
         run = unique_name("fb")
         for n, labels in (("a", {"fb": run, "t": "1"}), ("b", {"fb": run}), ("c", {})):
@@ -262,11 +269,14 @@ class LabelsTest(harness.TestCase):
         ssql, ns = stmt("service_list_sel")
         self.assertEqual((ni, ns), (8, 5))
 
-        def names(sql, args):
+        def names(sql, args, services=False):
             out = harness.psql("PREPARE x AS %s; EXECUTE x(%s); DEALLOCATE x;"
                                % (sql, ",".join(args)))
-            return sorted(json.loads(l.split("|", 1)[1])["name"]
-                          for l in out.splitlines() if "|" in l)
+            objs = [json.loads(l.split("|", 1)[1]) for l in out.splitlines() if "|" in l]
+            # services carry their running count (0 here: replicas 0)
+            if services:
+                self.assertTrue(all(o["running"] == 0 for o in objs), objs)
+            return sorted(o["name"] for o in objs)
 
         def inst(eq, keys):
             # after, service, state, host, desired_state, limit, eq, keys
@@ -276,7 +286,7 @@ class LabelsTest(harness.TestCase):
         def svc(eq, keys):
             # after, state, limit, eq, keys
             return names(ssql, ["NULL", "NULL", "'101'", "'%s'" % json.dumps(eq),
-                                "'%s'" % json.dumps(keys)])
+                                "'%s'" % json.dumps(keys)], services=True)
         a, b = run + "-a", run + "-b"
         for fn in (inst, svc):
             self.assertEqual(fn({"fb": run}, []), [a, b])
