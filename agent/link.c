@@ -455,6 +455,33 @@ on_desired(struct link *l, const Cloud__Agent__DesiredState *d)
             w->disk_digest = xstrdup(s->image->disk_digest);
             w->cmdline = xstrdup(s->image->cmdline);
         }
+        /* The boot line: env and args (issue 11). */
+        {
+            json_t *env = config_json(
+                s->id, (Cloud__Agent__InstanceSpec__ConfigEntry **)s->env,
+                s->n_env);
+            json_t *args = json_array();
+            size_t j;
+
+            w->args = xcalloc(s->n_args + 1, sizeof(*w->args));
+            for (j = 0; j < s->n_args; j++) {
+                json_t *a = json_string(s->args[j]);
+
+                if (a == NULL) {
+                    log_warnx("instance %s: args[%zu] is not UTF-8; sent as \"\"",
+                              s->id, j);
+                    a = json_string("");
+                }
+                json_array_append_new(args, a);
+                w->args[j] = xstrdup(json_string_value(a));
+            }
+            w->nargs = s->n_args;
+            if (env != NULL)
+                (void)chset_boot(l->chans, s->id, env, args);
+            json_decref(env);
+            json_decref(args);
+            w->boot_line = chset_boot_line(l->chans, s->id);
+        }
         if (s->config_version > 0) {
             json_t *cfg = config_json(s->id, s->config, s->n_config);
 

@@ -186,11 +186,13 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "SELECT i.id, i.name, i.generation, i.desired_state, "
          "coalesce(i.stop_signal, 'TERM'), i.vcpus, i.memory_mib, i.disk_gib, "
          "img.kind, img.kernel_digest, img.initrd_digest, img.disk_digest, "
-         "concat_ws(' ', nullif(img.cmdline, ''), "
-         "(SELECT nullif(string_agg(a.value, ' '), '') "
-         "FROM jsonb_array_elements_text(i.args) a)), "
+         /* 12: the image's own cmdline; the agent appends the args (18),
+          * quoted (common/cmdline.h) */
+         "img.cmdline, "
          "coalesce(s.partition_policy, 'keep'), i.restart_count, "
-         "coalesce(ec.version, 0), ec.config "
+         "coalesce(ec.version, 0), ec.config, "
+         /* 17, 18: the boot line's env and args (issue 11) */
+         "i.env::text, i.args::text "
          "FROM instances i "
          "LEFT JOIN services s ON s.id = i.service_id "
          "LEFT JOIN LATERAL cloud_image_find(i.image) img ON true "

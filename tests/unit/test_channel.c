@@ -129,7 +129,7 @@ test_parse_refuses(void **state)
 static void
 test_parse_too_long(void **state)
 {
-    size_t n = CHANNEL_LINE_MAX + 1;
+    size_t n = CHANNEL_IN_LINE_MAX + 1;
     char *line = xmalloc(n + 1);
     struct channel_msg m;
     char err[256];
@@ -383,7 +383,7 @@ static void
 test_too_long_line_redials(void **state)
 {
     struct fixture *f = *state;
-    size_t n = CHANNEL_LINE_MAX + 100;
+    size_t n = CHANNEL_IN_LINE_MAX + 100;
     char *big = xmalloc(n);
     json_t *cfg = json_pack("{s:s}", "k", "v");
     size_t off = 0;
