@@ -211,47 +211,39 @@ channel_format_config(uint64_t version, const json_t *config)
 char *
 channel_format_boot(const json_t *env, const json_t *args)
 {
-    json_t *o = json_object();
-    char *body, *line;
+    char *e = NULL, *a = NULL, *line = NULL;
     size_t i;
     json_t *v;
     const char *k;
 
     if ((env != NULL && !json_is_object(env)) ||
         (args != NULL && !json_is_array(args)))
-        goto bad;
+        return NULL;
     if (env != NULL) {
         json_object_foreach((json_t *)env, k, v) {
             if (!json_is_string(v))
-                goto bad;
+                return NULL;
         }
     }
     if (args != NULL) {
         json_array_foreach(args, i, v) {
             if (!json_is_string(v))
-                goto bad;
+                return NULL;
         }
     }
-    json_object_set_new(o, "env", env ? json_copy((json_t *)env) : json_object());
-    json_object_set_new(o, "args", args ? json_copy((json_t *)args) : json_array());
-    /* "env" before "args" (insertion order): the guest may read the env
-     * first, as a process's environment comes before its argv. */
-    body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    o = NULL;
-    if (body == NULL)
-        return NULL;
-    line = xasprintf("%s\n", body);
-    free(body);
-    if (strlen(line) > CHANNEL_LINE_MAX) {
+    e = env ? json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
+    a = args ? json_dumps(args, JSON_COMPACT) : xstrdup("[]");
+    /* "env" first: a guest may read the env before its argv, as a
+     * process's environment is there before it runs. */
+    if (e != NULL && a != NULL)
+        line = xasprintf("{\"env\":%s,\"args\":%s}\n", e, a);
+    free(e);
+    free(a);
+    if (line != NULL && strlen(line) > CHANNEL_LINE_MAX) {
         free(line);
-        return NULL;
+        line = NULL;
     }
     return line;
-
-bad:
-    json_decref(o);
-    return NULL;
 }
 
 /* ---- connections -------------------------------------------------------- */
