@@ -118,7 +118,7 @@ show_boot() {
   echo "$1" | awk -f /bin/bootline.awk
 }
 if [ -r "$fwcfg" ]; then
-  while IFS= read -r l; do
+  while IFS= read -r l || [ -n "$l" ]; do
     echo "CLOUD-FWCFG: $l"
     case "$l" in '{"env":'*) show_boot "$l" ;; esac
   done < "$fwcfg"
