@@ -29,8 +29,9 @@
 
 #define CHAN_RETRY_MIN_MS 200
 #define CHAN_RETRY_MAX_MS 5000
-/* A guest that reads nothing while versions pile up: drop and redial. */
-#define CHAN_OUT_MAX (1024 * 1024)
+/* A guest that reads nothing while versions pile up: drop and redial.
+ * Room for a whole line of the largest size and 1 MiB more. */
+#define CHAN_OUT_MAX (CHANNEL_LINE_MAX + 1024 * 1024)
 /* Dial failures logged at debug until a domain has had this long to boot. */
 #define CHAN_QUIET_MS 30000
 
@@ -129,9 +130,9 @@ channel_parse_line(const char *line, size_t len, struct channel_msg *m,
     int ret = -1;
 
     memset(m, 0, sizeof(*m));
-    if (len > CHANNEL_LINE_MAX) {
+    if (len > CHANNEL_IN_LINE_MAX) {
         snprintf(err, errlen, "line of %zu bytes is longer than %d", len,
-                 CHANNEL_LINE_MAX);
+                 CHANNEL_IN_LINE_MAX);
         return -1;
     }
     o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
@@ -207,6 +208,44 @@ channel_format_config(uint64_t version, const json_t *config)
     return line;
 }
 
+char *
+channel_format_boot(const json_t *env, const json_t *args)
+{
+    char *e = NULL, *a = NULL, *line = NULL;
+    size_t i;
+    json_t *v;
+    const char *k;
+
+    if ((env != NULL && !json_is_object(env)) ||
+        (args != NULL && !json_is_array(args)))
+        return NULL;
+    if (env != NULL) {
+        json_object_foreach((json_t *)env, k, v) {
+            if (!json_is_string(v))
+                return NULL;
+        }
+    }
+    if (args != NULL) {
+        json_array_foreach(args, i, v) {
+            if (!json_is_string(v))
+                return NULL;
+        }
+    }
+    e = env ? json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
+    a = args ? json_dumps(args, JSON_COMPACT) : xstrdup("[]");
+    /* "env" first: a guest may read the env before its argv, as a
+     * process's environment is there before it runs. */
+    if (e != NULL && a != NULL)
+        line = xasprintf("{\"env\":%s,\"args\":%s}\n", e, a);
+    free(e);
+    free(a);
+    if (line != NULL && strlen(line) > CHANNEL_LINE_MAX) {
+        free(line);
+        line = NULL;
+    }
+    return line;
+}
+
 /* ---- connections -------------------------------------------------------- */
 
 enum chan_state { CH_DETACHED = 0, CH_WAITING, CH_OPEN };
@@ -224,6 +263,7 @@ struct chan {
     /* config */
     uint64_t version; /* highest known */
     char *line;       /* its line, NULL while version is 0 */
+    char *boot;       /* the boot line (env, args), NULL until known */
     uint64_t written; /* highest written on this connection */
     bool ready_seen;  /* a {"ready"} arrived on this connection */
     /* what the guest said */
@@ -317,7 +357,7 @@ chan_write_line(struct chan *ch)
         return;
     out = bufferevent_get_output(ch->bev);
     if (evbuffer_get_length(out) > CHAN_OUT_MAX) {
-        chan_reset(ch, "the guest reads nothing (1 MiB unread)");
+        chan_reset(ch, "the guest reads nothing (a line and 1 MiB unread)");
         return;
     }
     if (bufferevent_write(ch->bev, ch->line, strlen(ch->line)) < 0) {
@@ -327,6 +367,22 @@ chan_write_line(struct chan *ch)
     ch->written = ch->version;
     log_info("instance %s: config version %" PRIu64 " written to the guest",
              ch->id, ch->version);
+}
+
+/* The boot line, then the current config line: what a run starts with. */
+static void
+chan_write_start(struct chan *ch)
+{
+    if (ch->bev != NULL && ch->boot != NULL) {
+        if (bufferevent_write(ch->bev, ch->boot, strlen(ch->boot)) < 0) {
+            chan_reset(ch, "cannot queue the boot line");
+            return;
+        }
+        log_info("instance %s: boot line (env, args) written to the guest",
+                 ch->id);
+    }
+    if (ch->line != NULL)
+        chan_write_line(ch);
 }
 
 static void
@@ -378,8 +434,8 @@ chan_on_line(struct chan *ch, const char *line, size_t len)
     if (m.has_ready) {
         /* A second readiness report on one connection is a new run of the
          * guest (a reboot keeps the socket): give it the config again. */
-        if (ch->ready_seen && ch->line != NULL && m.ready)
-            chan_write_line(ch);
+        if (ch->ready_seen && m.ready)
+            chan_write_start(ch);
         ch->ready_seen = true;
         if (ch->ready != m.ready) {
             ch->ready = m.ready;
@@ -420,13 +476,13 @@ chan_consume(struct chan *ch, struct evbuffer *in)
         char *line;
 
         if (eol.pos < 0) {
-            if (evbuffer_get_length(in) > CHANNEL_LINE_MAX) {
+            if (evbuffer_get_length(in) > CHANNEL_IN_LINE_MAX) {
                 chan_reset(ch, "a line longer than 64 KiB");
                 return -1;
             }
             return 0;
         }
-        if ((size_t)eol.pos > CHANNEL_LINE_MAX) {
+        if ((size_t)eol.pos > CHANNEL_IN_LINE_MAX) {
             chan_reset(ch, "a line longer than 64 KiB");
             return -1;
         }
@@ -520,7 +576,7 @@ chan_dial(struct chan *ch)
     }
     /* Reading stops at a full line's worth unconsumed: a too-long line is
      * seen (and refused) without buffering more of it. */
-    bufferevent_setwatermark(ch->bev, EV_READ, 0, CHANNEL_LINE_MAX + 2);
+    bufferevent_setwatermark(ch->bev, EV_READ, 0, CHANNEL_IN_LINE_MAX + 2);
     bufferevent_setcb(ch->bev, chan_read_cb, NULL, chan_event_cb, ch);
     if (bufferevent_enable(ch->bev, EV_READ | EV_WRITE) < 0) {
         chan_reset(ch, "cannot enable the bufferevent");
@@ -533,8 +589,7 @@ chan_dial(struct chan *ch)
     ch->written = 0;
     ch->ready_seen = false;
     log_info("instance %s: guest channel %s connected", ch->id, ch->path);
-    if (ch->line != NULL)
-        chan_write_line(ch);
+    chan_write_start(ch);
 }
 
 static void
@@ -594,6 +649,7 @@ chan_free(struct chan *ch)
     for (i = 0; i < ch->naddrs; i++)
         free(ch->addrs[i]);
     free(ch->line);
+    free(ch->boot);
     free(ch->path);
     free(ch->id);
     free(ch);
@@ -657,7 +713,7 @@ chset_detach(struct chset *cs, const char *id, int *exit_code)
             log_warnx("instance %s: cannot take the guest channel's input",
                       ch->id);
         while (ch->bev != NULL && chan_consume(ch, in) == 0 &&
-               evbuffer_read(in, fd, CHANNEL_LINE_MAX) > 0)
+               evbuffer_read(in, fd, CHANNEL_IN_LINE_MAX) > 0)
             ;
         evbuffer_free(in);
     }
@@ -700,7 +756,7 @@ chset_config(struct chset *cs, const char *id, uint64_t version,
     line = channel_format_config(version, config);
     if (line == NULL) {
         log_warnx("instance %s: config version %" PRIu64
-                  " cannot be sent: not an object of UTF-8 strings, or longer than %d bytes",
+                  " cannot be sent: not an object of UTF-8 strings, or longer than %u bytes",
                   id, version, CHANNEL_LINE_MAX);
         return -1;
     }
@@ -711,6 +767,32 @@ chset_config(struct chset *cs, const char *id, uint64_t version,
     if (ch->state == CH_OPEN && ch->bev != NULL && version > ch->written)
         chan_write_line(ch);
     return 1;
+}
+
+int
+chset_boot(struct chset *cs, const char *id, const json_t *env,
+           const json_t *args)
+{
+    struct chan *ch;
+    char *line = channel_format_boot(env, args);
+
+    if (line == NULL) {
+        log_warnx("instance %s: env and args cannot be sent: not strings, or longer than %u bytes",
+                  id, CHANNEL_LINE_MAX);
+        return -1;
+    }
+    ch = chan_get(cs, id);
+    free(ch->boot);
+    ch->boot = line;
+    return 0;
+}
+
+char *
+chset_boot_line(struct chset *cs, const char *id)
+{
+    struct chan *ch = strmap_get(&cs->chans, id);
+
+    return ch && ch->boot ? xstrdup(ch->boot) : NULL;
 }
 
 char *

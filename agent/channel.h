@@ -5,7 +5,10 @@
  * agent connects to it as a client from its event loop, retrying while the
  * domain boots, and speaks JSON lines:
  *
- *   down  {"version":N,"config":{...}}   one line per config version: on
+ *   down  {"env":{...},"args":[...]}   the boot line: the instance's env
+ *         and args, fixed for its life; on every connect and at every
+ *         new run, before the config line
+ *         {"version":N,"config":{...}}   one line per config version: on
  *         every connect (the current one) and whenever a higher version
  *         is learnt; never a version at or below one already written on
  *         the connection, except the current one again when the guest
@@ -16,8 +19,10 @@
  *                                    with this code
  *         {"addr":"ip[:port]"} or {"addr":[...]}  the guest's addresses
  *
- * Lines are bounded (CHANNEL_LINE_MAX); a malformed line is logged and
- * ignored, a longer one closes the connection (and it is dialled again).
+ * Lines are bounded: down CHANNEL_LINE_MAX (sized for the largest line
+ * the controller's limits allow, common/cmdline.h), up CHANNEL_IN_LINE_MAX;
+ * a malformed guest line is logged and ignored, a longer one closes the
+ * connection (and it is dialled again).
  * The set owns one struct chan per instance it has heard of; every change
  * the guest reports calls ops->changed so the daemon resends the status.
  */
@@ -30,7 +35,12 @@
 
 #include <jansson.h>
 
-#define CHANNEL_LINE_MAX 65536
+#include "cmdline.h"
+
+/* agent -> guest: what the controller's limits allow (cmdline.h) */
+#define CHANNEL_LINE_MAX GUEST_LINE_MAX
+/* guest -> agent: acks, readiness, exit codes, addresses */
+#define CHANNEL_IN_LINE_MAX 65536
 #define CHANNEL_ADDR_MAX 255   /* bytes of one address */
 #define CHANNEL_ADDRS_MAX 16   /* addresses per report */
 
@@ -65,6 +75,14 @@ int channel_addr_valid(const char *s);
  * encoded or the line would exceed CHANNEL_LINE_MAX.
  */
 char *channel_format_config(uint64_t version, const json_t *config);
+
+/*
+ * The boot line {"env":{...},"args":[...]} followed by a newline, compact,
+ * keys of env sorted. env an object of strings and args an array of
+ * strings (NULL: empty). NULL when they cannot be encoded or the line
+ * would exceed CHANNEL_LINE_MAX.
+ */
+char *channel_format_boot(const json_t *env, const json_t *args);
 
 /* ---- the connections ---------------------------------------------------- */
 
@@ -116,6 +134,19 @@ void chset_forget(struct chset *cs, const char *id);
  */
 int chset_config(struct chset *cs, const char *id, uint64_t version,
                  const json_t *config);
+
+/*
+ * The instance's env and args (DesiredState). Kept as the boot line, which
+ * is written on every connect and at every new run of the guest, before
+ * the config line; a change is kept for the next connect or run (env and
+ * args are what a run boots with). 0, or -1 (logged) when it cannot be
+ * encoded.
+ */
+int chset_boot(struct chset *cs, const char *id, const json_t *env,
+               const json_t *args);
+
+/* The boot line of the instance (a new string), NULL if none. */
+char *chset_boot_line(struct chset *cs, const char *id);
 
 /* The current config line of the instance (a new string), NULL if none. */
 char *chset_config_line(struct chset *cs, const char *id);

@@ -354,12 +354,12 @@ on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
         blobcache_link_up(l->cache);
 }
 
-/* A config map (InstanceSpec.config, ConfigUpdate.config) as a JSON
- * object; NULL (logged) when a key or value is not UTF-8. The two entry
- * types are the same message shape. */
+/* A config map (InstanceSpec.config, ConfigUpdate.config; InstanceSpec.env
+ * too, as what "config") as a JSON object; NULL (logged) when a key or
+ * value is not UTF-8. The entry types are the same message shape. */
 static json_t *
-config_json(const char *id, Cloud__Agent__InstanceSpec__ConfigEntry **e,
-            size_t n)
+map_json(const char *id, const char *what,
+         Cloud__Agent__InstanceSpec__ConfigEntry **e, size_t n)
 {
     json_t *o = json_object();
     size_t i;
@@ -368,8 +368,8 @@ config_json(const char *id, Cloud__Agent__InstanceSpec__ConfigEntry **e,
         json_t *v = json_string(e[i]->value);
 
         if (v == NULL || json_object_set_new(o, e[i]->key, v) < 0) {
-            log_warnx("instance %s: config key %.64s has a key or value that is not UTF-8; config not sent",
-                      id, e[i]->key);
+            log_warnx("instance %s: %s key %.64s has a key or value that is not UTF-8; %s not sent",
+                      id, what, e[i]->key, what);
             json_decref(o);
             return NULL;
         }
@@ -391,9 +391,9 @@ on_config_update(struct link *l, const Cloud__Agent__ConfigUpdate *u)
         log_warnx("ConfigUpdate without an instance id or a version ignored");
         return;
     }
-    cfg = config_json(u->instance_id,
-                      (Cloud__Agent__InstanceSpec__ConfigEntry **)u->config,
-                      u->n_config);
+    cfg = map_json(u->instance_id, "config",
+                   (Cloud__Agent__InstanceSpec__ConfigEntry **)u->config,
+                   u->n_config);
     if (cfg == NULL)
         return;
     if (chset_config(l->chans, u->instance_id, u->version, cfg) > 0)
@@ -455,8 +455,35 @@ on_desired(struct link *l, const Cloud__Agent__DesiredState *d)
             w->disk_digest = xstrdup(s->image->disk_digest);
             w->cmdline = xstrdup(s->image->cmdline);
         }
+        /* The boot line: env and args (issue 11). */
+        {
+            json_t *env = map_json(
+                s->id, "env",
+                (Cloud__Agent__InstanceSpec__ConfigEntry **)s->env, s->n_env);
+            json_t *args = json_array();
+            size_t j;
+
+            w->args = xcalloc(s->n_args + 1, sizeof(*w->args));
+            for (j = 0; j < s->n_args; j++) {
+                json_t *a = json_string(s->args[j]);
+
+                if (a == NULL) {
+                    log_warnx("instance %s: args[%zu] is not UTF-8; sent as \"\"",
+                              s->id, j);
+                    a = json_string("");
+                }
+                json_array_append_new(args, a);
+                w->args[j] = xstrdup(json_string_value(a));
+            }
+            w->nargs = s->n_args;
+            if (env != NULL)
+                (void)chset_boot(l->chans, s->id, env, args);
+            json_decref(env);
+            json_decref(args);
+            w->boot_line = chset_boot_line(l->chans, s->id);
+        }
         if (s->config_version > 0) {
-            json_t *cfg = config_json(s->id, s->config, s->n_config);
+            json_t *cfg = map_json(s->id, "config", s->config, s->n_config);
 
             if (cfg != NULL)
                 (void)chset_config(l->chans, s->id, s->config_version, cfg);

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmdline.h"
 #include "domxml.h"
 #include "log.h"
 #include "mem.h"
@@ -142,6 +143,10 @@ worker_spec_clear(struct worker_spec *s)
     free(s->disk_digest);
     free(s->cmdline);
     free(s->config_line);
+    for (size_t i = 0; i < s->nargs; i++)
+        free(s->args[i]);
+    free(s->args);
+    free(s->boot_line);
     memset(s, 0, sizeof(*s));
 }
 
@@ -435,20 +440,23 @@ disk_overlay_delete(struct worker *w, const char *id)
 
 /*
  * Writes the boot config (fw_cfg opt/org.cloud/config, read by guests
- * without virtio-serial) next to the console log: a temporary file renamed
- * into place, readable by QEMU's user. Returns its path, or NULL with why.
+ * without virtio-serial) next to the console log: the lines the channel
+ * starts with, the boot line (env, args) then the config line, each
+ * optional; a temporary file renamed into place, readable by QEMU's user.
+ * Returns its path, or NULL with why.
  */
 static char *
-write_boot_config(const char *run, const char *line, char *why,
-                  size_t whylen)
+write_boot_config(const char *run, const char *boot, const char *line,
+                  char *why, size_t whylen)
 {
     char *path = xasprintf("%s/config.json", run);
     char *tmp = xasprintf("%s/.config.json.tmp", run);
-    size_t len = strlen(line);
+    size_t blen = boot ? strlen(boot) : 0, len = line ? strlen(line) : 0;
     FILE *f;
 
     f = fopen(tmp, "w");
-    if (f == NULL || fwrite(line, 1, len, f) != len || fflush(f) != 0 ||
+    if (f == NULL || fwrite(boot ? boot : "", 1, blen, f) != blen ||
+        fwrite(line ? line : "", 1, len, f) != len || fflush(f) != 0 ||
         fchmod(fileno(f), 0644) < 0) {
         snprintf(why, whylen, "cannot write the boot config %s: %s", tmp,
                  strerror(errno));
@@ -499,7 +507,7 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
     struct domxml_spec d = {0};
     char *sock = NULL, *bootcfg = NULL;
     char *kernel = NULL, *initrd = NULL, *disk = NULL, *run = NULL;
-    char *log = NULL, *xml = NULL;
+    char *log = NULL, *xml = NULL, *cmdline = NULL;
     int ret = -1, rb;
 
     if (!s->disk_image &&
@@ -554,9 +562,9 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
             /* QEMU binds it: a stale one from an earlier run is in the way. */
             (void)unlink(sock);
         }
-        if (s->config_line != NULL &&
-            (bootcfg = write_boot_config(run, s->config_line, why, whylen)) ==
-                NULL)
+        if ((s->boot_line != NULL || s->config_line != NULL) &&
+            (bootcfg = write_boot_config(run, s->boot_line, s->config_line,
+                                         why, whylen)) == NULL)
             goto cleanup;
     }
     d.instance_id = in->id;
@@ -567,7 +575,15 @@ start_domain(struct worker *w, struct winst *in, char *why, size_t whylen)
     d.arch = w->facts.arch;
     d.kernel = kernel;
     d.initrd = initrd;
-    d.cmdline = kernel && s->cmdline && s->cmdline[0] ? s->cmdline : NULL;
+    /* A kernel gets the args on its command line, quoted; a disk booted
+     * through the BIOS has them in the boot line only (channel, fw_cfg). */
+    if (kernel != NULL) {
+        cmdline = cmdline_join(s->cmdline, (const char *const *)s->args,
+                               s->nargs, CMDLINE_MAX, why, whylen);
+        if (cmdline == NULL)
+            goto cleanup;
+    }
+    d.cmdline = cmdline && cmdline[0] ? cmdline : NULL;
     d.disk = disk;
     d.console_log = log;
     d.channel_path = sock;
@@ -595,6 +611,7 @@ blob_missing:
 
 cleanup:
     free(sock);
+    free(cmdline);
     free(bootcfg);
     free(kernel);
     free(initrd);
@@ -1022,6 +1039,17 @@ str_eq(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+static bool
+args_eq(const struct worker_spec *a, const struct worker_spec *b)
+{
+    if (a->nargs != b->nargs)
+        return false;
+    for (size_t i = 0; i < a->nargs; i++)
+        if (!str_eq(a->args[i], b->args[i]))
+            return false;
+    return true;
+}
+
 /* True if b asks for nothing a does not (same run, same stop, same image). */
 static bool
 spec_same(const struct worker_spec *a, const struct worker_spec *b)
@@ -1034,7 +1062,7 @@ spec_same(const struct worker_spec *a, const struct worker_spec *b)
            str_eq(a->kernel_digest, b->kernel_digest) &&
            str_eq(a->initrd_digest, b->initrd_digest) &&
            str_eq(a->disk_digest, b->disk_digest) &&
-           str_eq(a->cmdline, b->cmdline);
+           str_eq(a->cmdline, b->cmdline) && args_eq(a, b);
 }
 
 /*

@@ -46,6 +46,12 @@ struct worker_spec {
      * written as the fw_cfg boot config file; NULL when there is none. */
     uint64_t config_version;
     char *config_line;
+    /* The instance's args (kernel images: appended to cmdline, quoted,
+     * common/cmdline.h) and the boot line {"env","args"} (channel.h), also
+     * the first line of the boot config file; NULL when unknown. */
+    char **args;
+    size_t nargs;
+    char *boot_line;
 };
 
 /* Observed states, as agent.proto numbers them. */

@@ -156,6 +156,11 @@ on_config_line(struct fdst *s, char *line, uint64_t t)
     char ack[64];
     long long version;
 
+    /* The boot line (env, args; agent/channel.h) precedes the config. */
+    if (j != NULL && json_is_object(json_object_get(j, "env"))) {
+        json_decref(j);
+        return;
+    }
     if (j == NULL || !json_is_integer(v = json_object_get(j, "version")) ||
         !json_is_object(cfg = json_object_get(j, "config"))) {
         say("E bad line from the agent on %s: %.200s\n", s->inst, line);

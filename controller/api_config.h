@@ -9,12 +9,15 @@
 #ifndef CLOUD_API_CONFIG_H
 #define CLOUD_API_CONFIG_H
 
+#include "cmdline.h"
 #include "http.h"
 
-#define CONFIG_MAX_KEYS 1000
-#define CONFIG_MAX_KEY 128
-#define CONFIG_MAX_VALUE (64 * 1024)
-#define CONFIG_MAX_TOTAL (1024 * 1024)
+/* The limits the agent's channel is sized for (cmdline.h); the SQL of
+ * migrations/0010_config.sql holds the same numbers for merged PATCHes. */
+#define CONFIG_MAX_KEYS GUEST_CONFIG_KEYS_MAX
+#define CONFIG_MAX_KEY GUEST_CONFIG_KEY_MAX
+#define CONFIG_MAX_VALUE GUEST_CONFIG_VALUE_MAX
+#define CONFIG_MAX_TOTAL GUEST_CONFIG_TOTAL_MAX
 
 void api_config_h_get(struct http_req *r);
 void api_config_h_put(struct http_req *r);

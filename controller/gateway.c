@@ -887,6 +887,9 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
         s->stop_grace_period_ms = (uint32_t)col_u64(res, r, 17);
         gwcfg_fill(cfgs, i, s, col_u64(res, r, 15),
                    PQgetisnull(res, r, 16) ? NULL : PQgetvalue(res, r, 16));
+        gwcfg_fill_boot(cfgs, i, s,
+                        PQgetisnull(res, r, 18) ? NULL : PQgetvalue(res, r, 18),
+                        PQgetisnull(res, r, 19) ? NULL : PQgetvalue(res, r, 19));
         pspecs[i] = s;
     }
     /* Remember which instances this host holds, for event routing. */

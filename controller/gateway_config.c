@@ -21,6 +21,10 @@ struct gwcfg_one {
     size_t n;
     Cloud__Agent__InstanceSpec__ConfigEntry *entries, **pentries;
     Cloud__Agent__ConfigUpdate__ConfigEntry *uentries, **puentries;
+    /* the boot line: env and args */
+    json_t *env, *args;
+    Cloud__Agent__InstanceSpec__EnvEntry *eentries, **peentries;
+    char **argv;
 };
 
 struct gwcfg_set {
@@ -87,6 +91,73 @@ gwcfg_fill(struct gwcfg_set *set, size_t i, Cloud__Agent__InstanceSpec *spec,
 }
 
 void
+gwcfg_fill_boot(struct gwcfg_set *set, size_t i,
+                Cloud__Agent__InstanceSpec *spec, const char *env_json,
+                const char *args_json)
+{
+    struct gwcfg_one *o;
+    json_error_t e;
+    const char *k;
+    json_t *v;
+    size_t j = 0, n;
+
+    spec->n_env = 0;
+    spec->env = NULL;
+    spec->n_args = 0;
+    spec->args = NULL;
+    if (i >= set->n)
+        return;
+    o = &set->v[i];
+    if (env_json != NULL) {
+        o->env = json_loads(env_json, 0, &e);
+        if (o->env == NULL || !json_is_object(o->env)) {
+            log_warnx("instance %s: env is not a JSON object; sent empty",
+                      spec->id);
+            json_decref(o->env);
+            o->env = NULL;
+        }
+    }
+    if (o->env != NULL) {
+        n = json_object_size(o->env);
+        o->eentries = xcalloc(n + 1, sizeof(*o->eentries));
+        o->peentries = xcalloc(n + 1, sizeof(*o->peentries));
+        json_object_foreach(o->env, k, v) {
+            if (!json_is_string(v) || j >= n)
+                continue;
+            cloud__agent__instance_spec__env_entry__init(&o->eentries[j]);
+            o->eentries[j].key = (char *)k;
+            o->eentries[j].value = (char *)json_string_value(v);
+            o->peentries[j] = &o->eentries[j];
+            j++;
+        }
+        spec->n_env = j;
+        spec->env = o->peentries;
+    }
+    if (args_json != NULL) {
+        o->args = json_loads(args_json, 0, &e);
+        if (o->args == NULL || !json_is_array(o->args)) {
+            log_warnx("instance %s: args are not a JSON array; sent empty",
+                      spec->id);
+            json_decref(o->args);
+            o->args = NULL;
+        }
+    }
+    if (o->args != NULL) {
+        n = json_array_size(o->args);
+        o->argv = xcalloc(n + 1, sizeof(*o->argv));
+        for (j = 0; j < n; j++) {
+            v = json_array_get(o->args, j);
+            /* a non-string would shift the args: the agent gets "" and
+             * the guest sees the hole */
+            o->argv[j] = (char *)(json_is_string(v) ? json_string_value(v)
+                                                     : "");
+        }
+        spec->n_args = n;
+        spec->args = o->argv;
+    }
+}
+
+void
 gwcfg_strip(struct gwcfg_set *set, Cloud__Agent__InstanceSpec **specs,
             size_t n)
 {
@@ -131,6 +202,11 @@ gwcfg_set_free(struct gwcfg_set *set)
         return;
     for (size_t i = 0; i < set->n; i++) {
         json_decref(set->v[i].json);
+        json_decref(set->v[i].env);
+        json_decref(set->v[i].args);
+        free(set->v[i].eentries);
+        free(set->v[i].peentries);
+        free(set->v[i].argv);
         free(set->v[i].entries);
         free(set->v[i].pentries);
         free(set->v[i].uentries);

@@ -29,6 +29,14 @@ struct gwcfg_set *gwcfg_set_new(size_t n);
 void gwcfg_fill(struct gwcfg_set *set, size_t i,
                 Cloud__Agent__InstanceSpec *spec, uint64_t version,
                 const char *json);
+/*
+ * Fills spec i's env and args (the instance's boot line, issue 11) from the
+ * query's JSON columns (env an object of strings, args an array of
+ * strings; NULL: none). Anything else is logged and sent empty.
+ */
+void gwcfg_fill_boot(struct gwcfg_set *set, size_t i,
+                     Cloud__Agent__InstanceSpec *spec, const char *env_json,
+                     const char *args_json);
 /* Clears every spec's config fields (the set is sent without them). */
 void gwcfg_strip(struct gwcfg_set *set, Cloud__Agent__InstanceSpec **specs,
                  size_t n);

@@ -191,13 +191,15 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "SELECT i.id, i.name, i.generation, i.desired_state, "
          "coalesce(i.stop_signal, 'TERM'), i.vcpus, i.memory_mib, i.disk_gib, "
          "img.kind, img.kernel_digest, img.initrd_digest, img.disk_digest, "
-         "concat_ws(' ', nullif(img.cmdline, ''), "
-         "(SELECT nullif(string_agg(a.value, ' '), '') "
-         "FROM jsonb_array_elements_text(i.args) a)), "
+         /* 12: the image's own cmdline; the agent appends the args (19),
+          * quoted (common/cmdline.h) */
+         "img.cmdline, "
          "coalesce(s.partition_policy, 'keep'), i.restart_count, "
          "coalesce(ec.version, 0), ec.config, "
-         /* 0018: the kill's own grace, else the instance's */
-         "coalesce(i.kill_grace_seconds, i.stop_grace_seconds) * 1000 "
+         /* 17, 0018: the kill's own grace, else the instance's */
+         "coalesce(i.kill_grace_seconds, i.stop_grace_seconds) * 1000, "
+         /* 18, 19: the boot line's env and args (issue 11) */
+         "i.env::text, i.args::text "
          "FROM instances i "
          "LEFT JOIN services s ON s.id = i.service_id "
          "LEFT JOIN LATERAL cloud_image_find(i.image) img ON true "

@@ -10,13 +10,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmdline.h"
 #include "labels.h"
 #include "mem.h"
 
 #define MAX_LIST 256
 #define MAX_STR 4096
 #define MAX_PORTS 64
-#define MAX_LINKS 64
+#define MAX_LINKS GUEST_LINKS_MAX
 #define MAX_CONSTRAINTS 32
 
 static int
@@ -363,6 +364,40 @@ check_string_array(json_t *in, json_t *out, const char *key, size_t maxn,
     return 0;
 }
 
+/*
+ * args: an array of at most MAX_LIST strings that go on a kernel command
+ * line, quoted (cmdline.h): no double quote or control character in one,
+ * and at most CMDLINE_ARGS_MAX bytes together as quoted there, so that
+ * with any image's command line (CMDLINE_IMAGE_MAX) they fit the kernel's.
+ */
+static int
+check_args(json_t *in, json_t *out, int fill, struct verr *e)
+{
+    json_t *a, *v;
+    size_t i, total = 0;
+    char path[64], why[160];
+
+    if (check_string_array(in, out, "args", MAX_LIST, MAX_STR, fill, NULL,
+                           NULL, e) < 0)
+        return -1;
+    a = json_object_get(in, "args");
+    if (a == NULL)
+        return 0;
+    json_array_foreach(a, i, v) {
+        snprintf(path, sizeof(path), "args[%zu]", i);
+        if (cmdline_arg_check(json_string_value(v), why, sizeof(why)) < 0)
+            return fail(e, path, "%s %s", path, why);
+        total += (i > 0 ? 1 : 0) + cmdline_arg_len(json_string_value(v));
+    }
+    if (total > CMDLINE_ARGS_MAX)
+        return fail(e, "args",
+                    "args take %zu bytes on the kernel command line (quoted, "
+                    "space-separated); at most %d, so that with the image's "
+                    "own command line (at most %d) they fit the kernel's %d",
+                    total, CMDLINE_ARGS_MAX, CMDLINE_IMAGE_MAX, CMDLINE_MAX);
+    return 0;
+}
+
 static int
 env_key_ok(const char *k)
 {
@@ -382,6 +417,7 @@ check_env(json_t *in, json_t *out, int fill, struct verr *e)
     json_t *o = json_object_get(in, "env"), *v;
     const char *k;
     char path[160];
+    size_t total = 0;
 
     if (o == NULL) {
         if (fill)
@@ -390,8 +426,9 @@ check_env(json_t *in, json_t *out, int fill, struct verr *e)
     }
     if (!json_is_object(o))
         return fail(e, "env", "env must be an object of strings");
-    if (json_object_size(o) > MAX_LIST)
-        return fail(e, "env", "env must have at most %d keys", MAX_LIST);
+    if (json_object_size(o) > GUEST_ENV_KEYS_MAX)
+        return fail(e, "env", "env must have at most %d keys",
+                    GUEST_ENV_KEYS_MAX);
     json_object_foreach(o, k, v) {
         snprintf(path, sizeof(path), "env.%s", k);
         if (!env_key_ok(k))
@@ -399,11 +436,17 @@ check_env(json_t *in, json_t *out, int fill, struct verr *e)
                         "env key \"%.64s\" must match "
                         "[A-Za-z_][A-Za-z0-9_]{0,127}",
                         k);
-        if (!json_is_string(v) || json_string_length(v) > MAX_STR ||
+        if (!json_is_string(v) || json_string_length(v) > GUEST_ENV_VALUE_MAX ||
             strlen(json_string_value(v)) != json_string_length(v))
             return fail(e, path, "%s must be a string of at most %d bytes",
-                        path, MAX_STR);
+                        path, GUEST_ENV_VALUE_MAX);
+        total += strlen(k) + json_string_length(v);
     }
+    /* The boot line carries the whole env to the guest (cmdline.h). */
+    if (total > GUEST_ENV_TOTAL_MAX)
+        return fail(e, "env",
+                    "env has %zu bytes of keys and values; at most %d",
+                    total, GUEST_ENV_TOTAL_MAX);
     json_object_set(out, "env", o);
     return 0;
 }
@@ -731,8 +774,7 @@ service_common(json_t *in, int create, struct verr *e)
     }
     if (check_image(in, out, create, e) < 0 ||
         check_resources(in, out, create, e) < 0 ||
-        check_string_array(in, out, "args", MAX_LIST, MAX_STR, create, NULL,
-                           NULL, e) < 0 ||
+        check_args(in, out, create, e) < 0 ||
         check_env(in, out, create, e) < 0 || check_ports(in, out, create, e) < 0 ||
         check_restart(in, out, create ? "always" : NULL, e) < 0 ||
         check_placement(in, out, create, e) < 0 ||
@@ -796,8 +838,7 @@ validate_instance_create(json_t *in, struct verr *e)
         json_object_set_new(out, "name", json_string(name));
     }
     if (check_image(in, out, 1, e) < 0 || check_resources(in, out, 1, e) < 0 ||
-        check_string_array(in, out, "args", MAX_LIST, MAX_STR, 1, NULL, NULL,
-                           e) < 0 ||
+        check_args(in, out, 1, e) < 0 ||
         check_env(in, out, 1, e) < 0 || check_restart(in, out, "never", e) < 0 ||
         check_placement(in, out, 1, e) < 0 ||
         check_labels(in, out, 1, e) < 0 || check_stop_grace(in, out, e) < 0)
@@ -920,7 +961,7 @@ validate_image_create(json_t *in, struct verr *e)
         fail(e, "disk", "a disk image needs a disk blob");
         goto bad;
     }
-    rc = get_str(in, "cmdline", 4096, &cmdline, e);
+    rc = get_str(in, "cmdline", CMDLINE_IMAGE_MAX, &cmdline, e);
     if (rc < 0)
         goto bad;
     /* A disk image boots its disk through the BIOS, or the kernel it

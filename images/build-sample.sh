@@ -8,7 +8,12 @@
 #   OUTDIR/cmdline      default kernel command line
 #
 # The guest prints CLOUD-SAMPLE-BOOTED on ttyS0, prints its boot config
-# (cmdline cloud.* and fw_cfg opt/org.cloud/config), echoes each JSON line
+# (cmdline cloud.* and each line of fw_cfg opt/org.cloud/config as
+# "CLOUD-FWCFG: ..."), its init's argv (the args after "--" on the kernel
+# command line) as "CLOUD-ARGS: [arg]" lines, and once per boot the boot
+# line {"env":{...},"args":[...]} (from fw_cfg, else the first one on the
+# channel) as "CLOUD-ENV: KEY=VALUE" and "CLOUD-BOOTARGS: [arg]" lines
+# (JSON escapes other than \" \\ \/ are printed as they are); echoes each JSON line
 # it reads from virtio-serial port org.cloud.config.0 as "CLOUD-CONFIG: ...",
 # answers each {"version":N,...} line with {"ack":N}, says {"ready":true}
 # once the host is connected, and on an exit request (cmdline cloud.exit=N,
@@ -111,6 +116,8 @@ if ! grep -qw cloud.acpi=off /proc/cmdline; then
 fi
 
 echo "CLOUD-SAMPLE-BOOTED kernel=$(uname -r)"
+# init's argv: what came after "--" (or was a bare word) on the command line
+for a in "$@"; do echo "CLOUD-ARGS: [$a]"; done
 
 exit_req=
 for w in $(cat /proc/cmdline); do
@@ -120,8 +127,19 @@ for w in $(cat /proc/cmdline); do
   esac
 done
 fwcfg=/sys/firmware/qemu_fw_cfg/by_name/opt/org.cloud/config/raw
+# The boot line {"env":{...},"args":[...]} as CLOUD-ENV / CLOUD-BOOTARGS
+# lines, once per boot (fw_cfg has it first; else the channel).
+env_shown=
+show_boot() {
+  [ -n "$env_shown" ] && return 0
+  env_shown=1
+  echo "$1" | awk -f /bin/bootline.awk
+}
 if [ -r "$fwcfg" ]; then
-  echo "CLOUD-FWCFG: $(cat "$fwcfg")"
+  while IFS= read -r l || [ -n "$l" ]; do
+    echo "CLOUD-FWCFG: $l"
+    case "$l" in '{"env":'*) show_boot "$l" ;; esac
+  done < "$fwcfg"
 fi
 
 # Find the config port; udev would make the by-name link, we have no udev.
@@ -186,6 +204,7 @@ while true; do
   # Reads return EOF while no host is connected: poll.
   if read -r line <&3; then
     echo "CLOUD-CONFIG: $line"
+    case "$line" in '{"env":'*) show_boot "$line" ;; esac
     v=$(echo "$line" | sed -n 's/^{"version":\([0-9][0-9]*\),.*/\1/p')
     [ -n "$v" ] && ( echo "{\"ack\":$v}" >&3 ) &
     code=$(echo "$line" | sed -n 's/.*"exit_code"[[:space:]]*:[[:space:]]*"\{0,1\}\([0-9][0-9]*\).*/\1/p')
@@ -199,6 +218,47 @@ while true; do
 done
 EOF
 chmod 755 "$root/init"
+
+# The boot line's reader: the compact JSON the agent writes (channel.h).
+cat > "$root/bin/bootline.awk" <<'AWK'
+function str(   out, c) {
+  out = ""
+  p++
+  while (p <= length(s)) {
+    c = substr(s, p, 1)
+    if (c == "\\") {
+      c = substr(s, p + 1, 1)
+      if (c != "\"" && c != "\\" && c != "/") out = out "\\"
+      out = out c
+      p += 2
+      continue
+    }
+    if (c == "\"") { p++; return out }
+    out = out c
+    p++
+  }
+  return out
+}
+{
+  s = $0
+  if (substr(s, 1, 8) != "{\"env\":{") next
+  p = 9
+  while (substr(s, p, 1) == "\"") {
+    k = str()
+    p++
+    v = str()
+    print "CLOUD-ENV: " k "=" v
+    if (substr(s, p, 1) == ",") p++
+  }
+  p++
+  if (substr(s, p, 9) != ",\"args\":[") next
+  p += 9
+  while (substr(s, p, 1) == "\"") {
+    print "CLOUD-BOOTARGS: [" str() "]"
+    if (substr(s, p, 1) == ",") p++
+  }
+}
+AWK
 
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 > "$work/initrd.img"
 cp "$kernel" "$work/vmlinuz"

@@ -10,7 +10,9 @@ agent's cache over its mTLS link (BlobRequest/BlobChunk).
     BIOS boots, as qcow2) boots from a qcow2 overlay that libvirt's storage
     API made over the cached base, sized to disk_gib: the console shows
     the disk's own command line (cloud.disk=1), the overlay's backing file
-    is the cached blob; deleting the instance deletes the overlay.
+    is the cached blob; deleting the instance deletes the overlay. Its args
+    and env, which no command line can carry on a BIOS boot, reach the
+    guest in the boot line (fw_cfg): "CLOUD-BOOTARGS: [two words]".
 
 Run under `flock /tmp/cloud-libvirt.lock` (ctest does). Exit code 77 (ctest
 skip) when QEMU, libvirtd or the disk tools are missing.
@@ -19,6 +21,7 @@ skip) when QEMU, libvirtd or the disk tools are missing.
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -92,10 +95,11 @@ def tearDownModule():
     e2elib.stop_started()
 
 
-def run(image, disk_gib=0):
-    st, _, inst = request("POST", "/v1/instances", {
-        "image": image, "name": unique_name("fetch"), "restart": "never",
-        "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": disk_gib}})
+def run(image, disk_gib=0, **extra):
+    body = {"image": image, "name": unique_name("fetch"), "restart": "never",
+            "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": disk_gib}}
+    body.update(extra)
+    st, _, inst = request("POST", "/v1/instances", body)
     assert st == 201, inst
     return inst
 
@@ -134,12 +138,20 @@ class FetchQemuTest(harness.TestCase):
         wait_state(inst["id"], "exited", 60)
 
     def test_2_disk_image_boots_from_overlay(self):
-        inst = run("fetched:disk", disk_gib=1)
+        inst = run("fetched:disk", disk_gib=1, args=["two words", "x"], env={"ON": "disk"})
         wait_state(inst["id"], "running", 120)
         self.assertTrue(os.path.exists(cache(DIGESTS["disk"])))
         poll(lambda: "CLOUD-CMDLINE: cloud.disk=1" in console(inst["id"]), 180, interval=1,
              what="the disk's own boot on the console")
         self.assertIn("CLOUD-SAMPLE-BOOTED", console(inst["id"]))
+        # No command line of ours on a BIOS boot: the args come in the boot
+        # line, whole, never dropped.
+        poll(lambda: "CLOUD-ENV: ON=disk" in console(inst["id"]), 60, interval=1,
+             what="the disk guest's env from its boot line")
+        out = console(inst["id"])
+        self.assertEqual(re.findall(r"^CLOUD-BOOTARGS: \[(.*)\]\s*$", out, re.M),
+                         ["two words", "x"], out[-2000:])
+        self.assertNotIn("CLOUD-ARGS:", out)
         overlay = os.path.join(AGENT.dir, "state", "disks", "cloud-%s.qcow2" % inst["id"])
         self.assertTrue(os.path.exists(overlay))
         info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", overlay],

@@ -2,7 +2,11 @@
 controller (reconciler on) + PostgreSQL + one cloud-agent on real libvirtd +
 QEMU (TCG) with the sample image (images/build-sample.sh), through the REST
 API only:
-  - a service whose config was set before it started: the guest prints that
+  - a service with env and args whose config was set before it started:
+    the guest prints its env from the boot line in fw_cfg ("CLOUD-ENV:
+    KEY=VALUE", a value with a space and double quotes intact) and its
+    init's argv ("CLOUD-ARGS: [two words]": an arg with a space is one arg
+    after "--" on the kernel command line); it prints that
     config from fw_cfg (opt/org.cloud/config, "CLOUD-FWCFG: ..."), receives
     the same line on the channel, acks it and says ready: the instance
     shows config_version N and ready true;
@@ -100,11 +104,12 @@ def wait_fields(ref, timeout, **want):
                              % (ref, want, last.get("i"), console(ref)[-3000:]))
 
 
-def service_with_config(tc, config):
+def service_with_config(tc, config, **extra):
     name = unique_name("gch")
-    st, _, svc = request("POST", "/v1/services", {
-        "name": name, "image": IMAGE, "replicas": 0, "restart": "never",
-        "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
+    body = {"name": name, "image": IMAGE, "replicas": 0, "restart": "never",
+            "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}}
+    body.update(extra)
+    st, _, svc = request("POST", "/v1/services", body)
     tc.assertEqual(st, 201, svc)
     st, _, cfg = request("PUT", "/v1/services/%s/config" % name, {"config": config})
     tc.assertEqual(st, 200, cfg)
@@ -128,15 +133,28 @@ class GuestChannelTest(harness.TestCase):
 
     def test_1_boot_config_ack_ready_then_live_change(self):
         value = "boot-" + harness.hex_id(4)
-        name, inst = service_with_config(self, {"GREETING": value})
+        env = {"GREETING_ENV": "hello world", "QUOTED": 'say "hi"'}
+        args = ["--", "two words", "x"]
+        name, inst = service_with_config(self, {"GREETING": value}, env=env, args=args)
         wait_fields(inst["id"], 180, state="running")
         t_running = time.monotonic()
         v1 = effective_version(inst["id"])
-        # fw_cfg: read by the guest at boot, before any channel exists.
-        fw = poll(lambda: marked_json(inst["id"], "CLOUD-FWCFG:"), 240, interval=1,
+        # fw_cfg: read by the guest at boot, before any channel exists: the
+        # boot line (env, args), then the config line.
+        fw = poll(lambda: [l for l in marked_json(inst["id"], "CLOUD-FWCFG:")
+                           if "version" in l], 240, interval=1,
                   what="the guest to print its fw_cfg boot config")[0]
         self.assertEqual(fw["version"], v1, fw)
         self.assertEqual(fw["config"].get("GREETING"), value, fw)
+        boot = [l for l in marked_json(inst["id"], "CLOUD-FWCFG:") if "env" in l]
+        self.assertEqual(boot, [{"env": env, "args": args}])
+        # The guest's view: its env, and its init's argv with the boundary
+        # of "two words" kept on the kernel command line.
+        out = console(inst["id"])
+        self.assertIn("CLOUD-ENV: GREETING_ENV=hello world\n", out.replace("\r", ""))
+        self.assertIn('CLOUD-ENV: QUOTED=say "hi"\n', out.replace("\r", ""))
+        self.assertEqual(re.findall(r"^CLOUD-ARGS: \[(.*)\]\s*$", out, re.M),
+                         ["two words", "x"], out[-3000:])
         # The same version on the channel; the guest acks it and is ready.
         line = poll(lambda: [l for l in marked_json(inst["id"], "CLOUD-CONFIG:")
                              if l.get("version") == v1], 120, interval=1,
@@ -166,7 +184,11 @@ class GuestChannelTest(harness.TestCase):
         self.assertEqual(after["started_at"], ready["started_at"], after)
         self.assertEqual(virsh("domid", "cloud-" + inst["id"]).stdout.strip(), domid)
         # Versions only go up: each one was written once, in order.
-        versions = [l["version"] for l in marked_json(inst["id"], "CLOUD-CONFIG:")]
+        versions = [l["version"] for l in marked_json(inst["id"], "CLOUD-CONFIG:")
+                    if "version" in l]
+        # The boot line came on the channel too, first (one connection).
+        self.assertEqual([l for l in marked_json(inst["id"], "CLOUD-CONFIG:") if "env" in l],
+                         [{"env": env, "args": args}])
         self.assertEqual(versions, sorted(set(versions)), versions)
 
         if NETWORK:

@@ -6,8 +6,10 @@ gives every test-driver domain a run dir and a channel socket path
 The test driver runs no guest and no QEMU binds that socket: GuestPeer
 plays QEMU + guest there. It listens on the socket, accepts the agent's
 connection, records every line the agent writes (with its arrival time and
-the number of the connection it came on), answers {"ack":N} to each config
-line at once (unless ack=False), and sends what the test says the guest
+the number of the connection it came on): config lines in lines, boot lines
+({"env":{...},"args":[...]}, written first on every connection) in boots;
+answers {"ack":N} to each config line at once (unless ack=False), and sends
+what the test says the guest
 reports ({"ready":...}, {"addr":...}, anything else), again on every new
 connection, as a guest that boots and announces itself would.
 
@@ -61,6 +63,7 @@ class GuestPeer(threading.Thread):
         self.sel = selectors.DefaultSelector()
         self.cond = threading.Condition()
         self.lines = {}         # inst -> [Line] in arrival order
+        self.boots = {}         # inst -> [(conn, {"env":...,"args":...})]
         self.connects = {}      # inst -> connections accepted
         self.errors = []
         self.guest = {}         # inst -> {"ready":..., "addr":...} announced
@@ -135,6 +138,11 @@ class GuestPeer(threading.Thread):
     def lines_of(self, inst):
         with self.cond:
             return list(self.lines.get(inst, []))
+
+    def boots_of(self, inst):
+        """The boot lines inst's guest end read: [(conn, obj)]."""
+        with self.cond:
+            return list(self.boots.get(inst, []))
 
     def last(self, inst):
         """The newest config line of inst, or None."""
@@ -316,6 +324,13 @@ class GuestPeer(threading.Thread):
             raw, st[2] = st[2].split(b"\n", 1)
             try:
                 msg = json.loads(raw)
+                if isinstance(msg, dict) and "env" in msg:
+                    if not isinstance(msg["env"], dict) or not isinstance(msg.get("args"), list):
+                        raise TypeError("a boot line needs env {} and args []")
+                    with self.cond:
+                        self.boots.setdefault(inst, []).append((n, msg))
+                        self.cond.notify_all()
+                    continue
                 line = Line(now, n, int(msg["version"]), msg["config"])
                 if not isinstance(line.config, dict):
                     raise TypeError("config is not an object")

@@ -615,6 +615,47 @@ class ServiceValidationTests(harness.TestCase):
         self.assertTrue(err.get("field", "").startswith("placement.constraints"), err)
         self.check("placement.strategy", placement={"strategy": "random"})
 
+    def test_args_fit_the_kernel_command_line(self):
+        """args go on the kernel command line, quoted where they hold a
+        space (common/cmdline.h): a double quote or a control character
+        cannot be carried, and together, quoted, they take at most 1022
+        bytes (2047 for the kernel, 1024 for the image's own cmdline)."""
+        for bad in ('say "hi"', "tab\there", "nl\n", "\x7f"):
+            with self.subTest(arg=bad):
+                err = self.assertError(self.post(args=["ok", bad]), 422, "invalid",
+                                       field="args[1]")
+                self.assertIn("args[1]", err["message"])
+        # 1022 bytes on the command line: 2 quoted args, a space between.
+        fits = ["a " + "x" * 507, "b " + "y" * 506]
+        self.assertEqual(sum(len(a) + 2 for a in fits) + 1, 1022)
+        st, _, svc = self.post(args=fits)
+        self.assertEqual(st, 201, svc)
+        self.assertEqual(svc["args"], fits)
+        # One byte more (a third, empty arg is "" and a space: 3 more).
+        err = self.assertError(self.post(args=["a " + "x" * 508, "b " + "y" * 506]), 422,
+                               "invalid", field="args")
+        self.assertIn("1022", err["message"])
+        err = self.assertError(self.post(args=fits + [""]), 422, "invalid", field="args")
+        self.assertIn("1025", err["message"])
+        # Also on a patch and on a one-off instance.
+        st, _, _ = request("PATCH", "/v1/services/" + svc["name"], {"args": ['"']})
+        self.assertEqual(st, 422)
+        self.assertError(request("POST", "/v1/instances", {"image": IMAGE, "args": ["x" * 1023]}),
+                         422, "invalid", field="args")
+
+    def test_env_total_is_capped(self):
+        """The env goes to the guest in one boot line with every desired
+        set: 16 KiB of keys and values at most."""
+        env = {"K%02d" % i: "v" * 4093 for i in range(4)}   # 4 * (3 + 4093) = 16384
+        st, _, svc = self.post(env=env)
+        self.assertEqual(st, 201, svc)
+        env["K04"] = ""
+        err = self.assertError(self.post(env=env), 422, "invalid", field="env")
+        self.assertIn("16387", err["message"])
+        self.assertIn("16384", err["message"])
+        self.assertError(request("POST", "/v1/instances", {"image": IMAGE, "env": env}),
+                         422, "invalid", field="env")
+
     def test_collections(self):
         err = self.assertError(self.post(args=["a"] * 257), 422, "invalid")
         self.assertTrue(err.get("field", "").startswith("args"), err)

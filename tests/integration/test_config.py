@@ -247,6 +247,37 @@ class ConfigApiTest(harness.TestCase):
         st, _, ev = request("GET", "/v1/events?object=config")
         self.assertEqual(st, 200)
 
+    def test_14_link_variables_are_capped_with_a_marker(self):
+        """L_ENDPOINTS holds at most 16384 bytes (0020): past that the
+        sorted list is cut after the last whole address that fits and
+        L_ENDPOINTS_TRUNCATED gives how many endpoints there are; never a
+        silent drop. The endpoints row is written by hand: 1,500 running
+        instances are not needed to see the cut."""
+        c = harness.cluster()
+        db = unique_name("capdb")
+        web = service(self, links=[db])
+        lk = db.upper().replace("-", "_")
+        eps = [{"addr": "10.%d.%d.%d:5432" % (i // 65536, (i // 256) % 256, i % 256)}
+               for i in range(1500)]
+        c.psql("INSERT INTO service_runtime (name, endpoints, endpoints_version) "
+               "VALUES ('%s', '%s'::jsonb, 7)" % (db, json.dumps(eps)))
+        cfg = json.loads(c.psql("SELECT config FROM cloud_effective_config('%s')" % web["id"]))
+        val = cfg[lk + "_ENDPOINTS"]
+        full = sorted(e["addr"] for e in eps)
+        kept = val.split(",")
+        self.assertLessEqual(len(val), 16384)
+        self.assertEqual(kept, full[:len(kept)])
+        self.assertGreater(len(val) + 1 + len(full[len(kept)]), 16384)
+        self.assertEqual(cfg[lk + "_ENDPOINTS_TRUNCATED"], "1500")
+        self.assertEqual(cfg[lk + "_ENDPOINTS_VERSION"], "7")
+        # A list that fits is whole and has no marker.
+        c.psql("UPDATE service_runtime SET endpoints = '%s'::jsonb WHERE name = '%s'"
+               % (json.dumps(eps[:3]), db))
+        cfg = json.loads(c.psql("SELECT config FROM cloud_effective_config('%s')" % web["id"]))
+        self.assertEqual(cfg[lk + "_ENDPOINTS"], ",".join(full[:0] + sorted(
+            e["addr"] for e in eps[:3])))
+        self.assertNotIn(lk + "_ENDPOINTS_TRUNCATED", cfg)
+
     def test_12_concurrent_edits(self):
         """If-Match on the same version: exactly one writer wins. Merge
         patches without it: each lands, versions are distinct and dense."""
@@ -673,6 +704,110 @@ class LinksAndDeliveryTest(harness.TestCase):
         line = self.guest.wait_line(i2, lambda l: True, 10, "the new instance's config")
         self.assertEqual((line.version, line.config), (ic["version"], ic["config"]))
         acked(i2, ic["version"])
+
+
+class BootLineTest(harness.TestCase):
+    """env and args (issue 11): the agent writes the boot line
+    {"env":{...},"args":[...]} first on every channel connection (before
+    the config line), from InstanceSpec env and args; a change of env is a
+    new generation, rolled out as new instances that boot with it. And a
+    config of 1 MiB of control characters (about 6 MB as a JSON line)
+    reaches the guest and is acknowledged."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.agent, cls.guest = agent_with_guests(unique_name("bl"), cap_vcpus=64,
+                                                 cap_memory=65536)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.stop()
+        cls.guest.stop()
+
+    def tearDown(self):
+        errors, self.guest.errors[:] = list(self.guest.errors), []
+        self.assertEqual(errors, [], "errors at the guest end")
+
+    def boots(self, iid, pred, timeout, what):
+        g = self.guest
+        return g.wait(lambda: [b for b in g.boots.get(iid, []) if pred(b)], timeout,
+                      "%s (agent log:\n%s)" % (what, self.agent.log_tail(10)))
+
+    def running(self, name, n, timeout=30):
+        def ok():
+            got = [i for i in instances_of(name) if i["state"] == "running"]
+            return got if len(got) == n else None
+        return poll(ok, timeout, what="%d running instances of %s" % (n, name))
+
+    def test_01_env_and_args_arrive_first_on_every_connection(self):
+        g = self.guest
+        env = {"GREETING": "hello world", "QUOTED": 'a "b" \\ c', "CTRL": "x\x01y", "EMPTY": ""}
+        args = ["--", "two words", "", "plain"]
+        svc = service(self, replicas=1, env=env, args=args)
+        i1 = self.running(svc["name"], 1)[0]["id"]
+        conn, msg = self.boots(i1, lambda b: True, 10, "the boot line")[0]
+        self.assertEqual(msg, {"env": env, "args": args})
+        # A config comes after it on the same connection; no second boot line.
+        request("PUT", cfg_path(svc["name"]), {"config": {"A": "1"}})
+        line = g.wait_line(i1, lambda l: l.config.get("A") == "1", 10, "the config")
+        self.assertEqual(line.conn, conn)
+        self.assertEqual([b for b in g.boots_of(i1) if b[0] == conn], [(conn, msg)])
+        # A new connection (the agent restarts) starts with it again.
+        n = g.connects[i1]
+        self.agent.stop()
+        self.agent.start()
+        _, again = self.boots(i1, lambda b: b[0] > n, 30, "the boot line after a restart")[0]
+        self.assertEqual(again, msg)
+        # env changed: a new generation; the rollout replaces the instance
+        # by one that boots with the new env (the old one never sees it).
+        st, _, s2 = request("PATCH", "/v1/services/" + svc["name"],
+                            {"env": {"GREETING": "bye"}})
+        self.assertEqual((st, s2["generation"]), (200, svc["generation"] + 1), s2)
+
+        def replaced():
+            got = instances_of(svc["name"])
+            return got[0] if len(got) == 1 and got[0]["id"] != i1 and \
+                got[0]["state"] == "running" else None
+        i2 = poll(replaced, 30, what="the rollout of %s" % svc["name"])
+        self.assertEqual(i2["generation"], s2["generation"])
+        _, b2 = self.boots(i2["id"], lambda b: True, 10, "the new instance's boot line")[0]
+        self.assertEqual(b2, {"env": {"GREETING": "bye"}, "args": args})
+        self.assertTrue(all(b[1]["env"] == env for b in g.boots_of(i1)))
+        request("PATCH", "/v1/services/" + svc["name"], {"replicas": 0})
+
+    def test_02_one_off_instance_gets_its_env_without_a_config(self):
+        st, _, inst = request("POST", "/v1/instances", {
+            "image": IMAGE, "name": unique_name("bl1"), "env": {"MODE": "once"},
+            "args": ["cloud.x=1", "a b"],
+            "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
+        self.assertEqual(st, 201, inst)
+        _, b = self.boots(inst["id"], lambda b: True, 30, "the one-off's boot line")[0]
+        self.assertEqual(b, {"env": {"MODE": "once"}, "args": ["cloud.x=1", "a b"]})
+        self.assertEqual(self.guest.lines_of(inst["id"]), [])
+        request("POST", "/v1/instances/%s/kill" % inst["id"], {"signal": "KILL"})
+
+    def test_03_a_config_of_control_characters_reaches_the_guest(self):
+        """1 MiB of keys and values is what the API accepts; escaped, a
+        control character is 6 bytes: the line is some 5.5 MB, which the
+        agent's 64 KiB line limit used to drop with a log line while the
+        API showed nothing wrong. Written by PATCHes of 2 keys (each body
+        under the API's 1 MiB)."""
+        svc = service(self, replicas=1)
+        i1 = self.running(svc["name"], 1)[0]["id"]
+        big = {}
+        for k in range(0, 14, 2):
+            part = {"C%02d" % j: "\x01" * 65536 for j in (k, k + 1)}
+            st, _, doc = request("PATCH", cfg_path(svc["name"]), {"config": part})
+            self.assertEqual(st, 200, doc)
+            big.update(part)
+        st, _, ic = request("GET", "/v1/instances/%s/config" % i1)
+        want = ic["version"]
+        line = self.guest.wait_line(i1, lambda l: l.version == want, 30,
+                                    "the 5.5 MB config line (agent log:\n%s)"
+                                    % self.agent.log_tail(10))
+        self.assertEqual(line.config, big)
+        acked(i1, want, 20)
+        request("PATCH", "/v1/services/" + svc["name"], {"replicas": 0})
 
 
 class RealAgentTest(harness.TestCase):

@@ -116,6 +116,20 @@ class ImageTests(harness.TestCase):
         self.assertEqual((st, body["deleted"]), (200, True))
         self.assertError(request("GET", "/v1/images/%s:v1" % name), 404, "not_found")
 
+    def test_cmdline_leaves_room_for_args(self):
+        """An image's cmdline is at most 1024 bytes: with a space and the
+        args' 1022 it fits the kernel's 2047 (common/cmdline.h)."""
+        _, (st, _, b) = upload(self, os.urandom(1000))
+        self.assertEqual(st, 201, b)
+        body = {"name": unique_name("img"), "kind": "kernel", "kernel": b["digest"],
+                "cmdline": "c" * 1025}
+        err = self.assertError(request("POST", "/v1/images", body), 422, "invalid",
+                               field="cmdline")
+        self.assertIn("1024", err["message"])
+        body["cmdline"] = "c" * 1024
+        st, _, img = request("POST", "/v1/images", body)
+        self.assertEqual((st, img.get("cmdline")), (201, "c" * 1024), img)
+
     def test_validation(self):
         self.assertError(request("POST", "/v1/images", {"name": "x", "kind": "kernel"}),
                          422, "invalid", field="kernel")

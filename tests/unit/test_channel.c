@@ -129,7 +129,7 @@ test_parse_refuses(void **state)
 static void
 test_parse_too_long(void **state)
 {
-    size_t n = CHANNEL_LINE_MAX + 1;
+    size_t n = CHANNEL_IN_LINE_MAX + 1;
     char *line = xmalloc(n + 1);
     struct channel_msg m;
     char err[256];
@@ -179,6 +179,66 @@ test_format(void **state)
         json_decref(cfg);
         free(big);
     }
+}
+
+static void
+test_format_boot(void **state)
+{
+    json_t *env = json_pack("{s:s, s:s}", "B", "2", "A", "x\001\"y");
+    json_t *args = json_pack("[s, s, s]", "--", "a b", "");
+    char *line;
+
+    (void)state;
+    line = channel_format_boot(env, args);
+    assert_non_null(line);
+    assert_string_equal(line, "{\"env\":{\"A\":\"x\\u0001\\\"y\",\"B\":\"2\"},"
+                              "\"args\":[\"--\",\"a b\",\"\"]}\n");
+    free(line);
+    line = channel_format_boot(NULL, NULL);
+    assert_string_equal(line, "{\"env\":{},\"args\":[]}\n");
+    free(line);
+    json_array_append_new(args, json_integer(1));
+    assert_null(channel_format_boot(env, args));
+    json_decref(env);
+    json_decref(args);
+}
+
+/* The worst line the controller's limits allow (cmdline.h): 1 MiB of
+ * config made of control characters, each 6 bytes escaped, and every link
+ * at its cap. It is formatted, not refused. */
+static void
+test_format_largest_config(void **state)
+{
+    json_t *cfg = json_object();
+    char key[160], *line, *v = xmalloc(GUEST_CONFIG_VALUE_MAX + 1);
+    size_t used = 0;
+    int i;
+
+    (void)state;
+    memset(v, 1, GUEST_CONFIG_VALUE_MAX);
+    v[GUEST_CONFIG_VALUE_MAX] = '\0';
+    for (i = 0; used + 3 + GUEST_CONFIG_VALUE_MAX <= GUEST_CONFIG_TOTAL_MAX; i++) {
+        snprintf(key, sizeof(key), "K%02d", i);
+        json_object_set_new(cfg, key, json_string(v));
+        used += 3 + GUEST_CONFIG_VALUE_MAX;
+    }
+    memset(v, '9', GUEST_LINK_ENDPOINTS_MAX);
+    v[GUEST_LINK_ENDPOINTS_MAX] = '\0';
+    for (i = 0; i < GUEST_LINKS_MAX; i++) {
+        snprintf(key, sizeof(key), "%0*d_ENDPOINTS", 63, i);
+        json_object_set_new(cfg, key, json_string(v));
+        snprintf(key, sizeof(key), "%0*d_ENDPOINTS_TRUNCATED", 63, i);
+        json_object_set_new(cfg, key, json_string("18446744073709551615"));
+        snprintf(key, sizeof(key), "%0*d_ENDPOINTS_VERSION", 63, i);
+        json_object_set_new(cfg, key, json_string("18446744073709551615"));
+    }
+    line = channel_format_config(UINT64_MAX, cfg);
+    assert_non_null(line);
+    assert_true(strlen(line) > 6 * (size_t)(GUEST_CONFIG_TOTAL_MAX - 64 * 1024));
+    assert_true(strlen(line) <= GUEST_CONFIG_LINE_BOUND);
+    free(line);
+    json_decref(cfg);
+    free(v);
 }
 
 /* ---- connections ---------------------------------------------------------- */
@@ -379,11 +439,94 @@ test_exit_read_at_detach(void **state)
     assert_false(chset_view(f->cs, "i1", &v));
 }
 
+/* The boot line goes first, on connect and at a new run of the guest. */
+static void
+test_boot_line_first(void **state)
+{
+    struct fixture *f = *state;
+    json_t *env = json_pack("{s:s}", "MODE", "a b");
+    json_t *args = json_pack("[s]", "x y");
+    json_t *cfg = json_pack("{s:s}", "k", "v");
+    const char *both = "{\"env\":{\"MODE\":\"a b\"},\"args\":[\"x y\"]}\n"
+                       "{\"version\":2,\"config\":{\"k\":\"v\"}}\n";
+    char *line;
+
+    assert_int_equal(chset_boot(f->cs, "i1", env, args), 0);
+    assert_int_equal(chset_config(f->cs, "i1", 2, cfg), 1);
+    line = chset_boot_line(f->cs, "i1");
+    assert_string_equal(line, "{\"env\":{\"MODE\":\"a b\"},\"args\":[\"x y\"]}\n");
+    free(line);
+    chset_attach(f->cs, "i1", f->path);
+    guest_accept(f);
+    assert_string_equal(guest_read(f, 100), both);
+    /* A new config: only the config line. */
+    json_object_set_new(cfg, "k", json_string("w"));
+    assert_int_equal(chset_config(f->cs, "i1", 3, cfg), 1);
+    assert_string_equal(guest_read(f, 100),
+                        "{\"version\":3,\"config\":{\"k\":\"w\"}}\n");
+    /* The first ready is this run; a second one is a new run: both again. */
+    guest_write(f, "{\"ready\":true}\n");
+    assert_string_equal(guest_read(f, 100), "");
+    guest_write(f, "{\"ready\":true}\n");
+    assert_string_equal(guest_read(f, 100),
+                        "{\"env\":{\"MODE\":\"a b\"},\"args\":[\"x y\"]}\n"
+                        "{\"version\":3,\"config\":{\"k\":\"w\"}}\n");
+    /* Without a config, the boot line alone. */
+    assert_int_equal(chset_boot(f->cs, "i2", NULL, NULL), 0);
+    line = chset_boot_line(f->cs, "i2");
+    assert_string_equal(line, "{\"env\":{},\"args\":[]}\n");
+    free(line);
+    json_decref(env);
+    json_decref(args);
+    json_decref(cfg);
+}
+
+/* A config line of several MB (control characters escaped) is written
+ * whole: what the API accepts, the agent carries. */
+static void
+test_big_line_written(void **state)
+{
+    struct fixture *f = *state;
+    size_t n = 900 * 1024, got = 0, cap = 7 * n;
+    char *v = xmalloc(n + 1), *buf = xmalloc(cap);
+    json_t *cfg, *back;
+    int waited = 0;
+
+    memset(v, 1, n);
+    v[n] = '\0';
+    cfg = json_pack("{s:s}", "k", v);
+    assert_int_equal(chset_config(f->cs, "i1", 1, cfg), 1);
+    chset_attach(f->cs, "i1", f->path);
+    guest_accept(f);
+    while (waited < 10000 && (got == 0 || buf[got - 1] != '\n')) {
+        struct pollfd p = {.fd = f->gfd, .events = POLLIN};
+
+        spin(f, 5);
+        waited += 5;
+        if (poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+            ssize_t r = read(f->gfd, buf + got, cap - got);
+
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+    }
+    assert_true(got > 6 * n);
+    assert_int_equal(buf[got - 1], '\n');
+    back = json_loadb(buf, got - 1, 0, NULL);
+    assert_non_null(back);
+    assert_true(json_equal(json_object_get(back, "config"), cfg));
+    json_decref(back);
+    json_decref(cfg);
+    free(v);
+    free(buf);
+}
+
 static void
 test_too_long_line_redials(void **state)
 {
     struct fixture *f = *state;
-    size_t n = CHANNEL_LINE_MAX + 100;
+    size_t n = CHANNEL_IN_LINE_MAX + 100;
     char *big = xmalloc(n);
     json_t *cfg = json_pack("{s:s}", "k", "v");
     size_t off = 0;
@@ -473,6 +616,10 @@ main(void)
         cmocka_unit_test(test_parse_refuses),
         cmocka_unit_test(test_parse_too_long),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_boot),
+        cmocka_unit_test(test_format_largest_config),
+        cmocka_unit_test_setup_teardown(test_boot_line_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_line_written, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_writes_current_config,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_exit_read_at_detach, setup,

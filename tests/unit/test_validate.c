@@ -180,6 +180,82 @@ test_service_invalid(void **state)
     expect_invalid(validate_instance_create, "{\"image\":\"hello\",\"replicas\":2}", "replicas");
 }
 
+/* args and env limits (common/cmdline.h), checked where they enter. */
+static void
+test_args_env_limits(void **state)
+{
+    struct verr e;
+    json_t *in, *out;
+    char key[16];
+
+    (void)state;
+    expect_invalid(validate_service_create, "{\"name\":\"web\",\"image\":\"hello\",\"args\":[\"a\",\"b\\\"c\"]}", "args[1]");
+    expect_invalid(validate_instance_create, "{\"image\":\"hello\",\"args\":[\"a\\u0001\"]}", "args[0]");
+    expect_invalid(validate_service_patch, "{\"args\":[\"\\t\"]}", "args[0]");
+    /* 256 args (the count limit): 255 of one letter, one of 511 bytes. */
+    in = json_pack("{s:s, s:[]}", "image", "hello", "args");
+    for (int i = 0; i < 255; i++)
+        json_array_append_new(json_object_get(in, "args"), json_string("a"));
+    {
+        char big[600];
+
+        memset(big, 'b', 511);
+        big[511] = '\0';
+        json_array_append_new(json_object_get(in, "args"), json_string(big));
+    }
+    /* 255 + 511 + 255 spaces = 1021 and 1022 ("aa") fit; "a a", quoted
+     * 5 bytes instead of 1, makes 1026. */
+    out = validate_instance_create(in, &e);
+    assert_non_null(out);
+    json_decref(out);
+    json_string_set(json_array_get(json_object_get(in, "args"), 0), "aa");
+    out = validate_instance_create(in, &e);
+    assert_non_null(out);
+    json_decref(out);
+    json_string_set(json_array_get(json_object_get(in, "args"), 1), "a a");
+    assert_null(validate_instance_create(in, &e));
+    assert_string_equal(e.field, "args");
+    assert_non_null(strstr(e.message, "1026 bytes"));
+    json_decref(in);
+    /* env: 16384 bytes of names and values at most. */
+    in = json_pack("{s:s, s:{}}", "image", "hello", "env");
+    for (int i = 0; i < 4; i++) {
+        char v[4096];
+
+        memset(v, 'v', 4093);
+        v[4093] = '\0';
+        snprintf(key, sizeof(key), "K%02d", i);
+        json_object_set_new(json_object_get(in, "env"), key, json_string(v));
+    }
+    out = validate_instance_create(in, &e);
+    assert_non_null(out);
+    json_decref(out);
+    json_object_set_new(json_object_get(in, "env"), "X", json_string(""));
+    assert_null(validate_instance_create(in, &e));
+    assert_string_equal(e.field, "env");
+    assert_non_null(strstr(e.message, "16385"));
+    json_decref(in);
+    /* An image cmdline of 1025 bytes leaves no room for the args. */
+    in = json_pack("{s:s, s:s, s:s, s:s}", "name", "img", "kind", "kernel",
+                   "kernel", "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                   "cmdline", "");
+    {
+        char c[1100];
+
+        memset(c, 'c', 1025);
+        c[1025] = '\0';
+        json_object_set_new(in, "cmdline", json_string(c));
+        assert_null(validate_image_create(in, &e));
+        assert_string_equal(e.field, "cmdline");
+        c[1024] = '\0';
+        json_object_set_new(in, "cmdline", json_string(c));
+        out = validate_image_create(in, &e);
+        assert_non_null(out);
+        json_decref(out);
+    }
+    json_decref(in);
+}
+
 static void
 test_service_patch_partial(void **state)
 {
@@ -328,6 +404,7 @@ main(void)
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_service_defaults),
         cmocka_unit_test(test_service_invalid),
+        cmocka_unit_test(test_args_env_limits),
         cmocka_unit_test(test_service_patch_partial),
         cmocka_unit_test(test_instance_defaults),
         cmocka_unit_test(test_kill),

@@ -41,6 +41,7 @@ static struct fake_dom fk[FAKE_MAX];
 static int fk_n;
 static int fk_fail_start;
 static int fk_lists; /* list calls */
+static char fk_last_xml[8192]; /* the last domain XML defined */
 static virt_event_cb fk_cb;
 static void *fk_arg;
 
@@ -110,6 +111,7 @@ fk_define_start(struct virt_conn *c, const char *id, const char *xml)
     (void)c;
     assert_non_null(strstr(xml, id));
     pthread_mutex_lock(&fk_mu);
+    xstrlcpy(fk_last_xml, xml, sizeof(fk_last_xml));
     if (fk_fail_start) {
         rc = -1;
     } else {
@@ -512,6 +514,59 @@ test_start_failure_and_delete(void **state)
     worker_stop(w);
 }
 
+/* args go on the kernel command line quoted (common/cmdline.h); one that
+ * cannot (a double quote, or too long) fails the instance with why. */
+static void
+test_args_quoted_on_the_cmdline(void **state)
+{
+    struct worker *w = start();
+    struct worker_spec a = spec("q1", WORKER_RUN, false, 0);
+    const struct seen *s;
+    char *big;
+
+    (void)state;
+    free(a.cmdline);
+    a.cmdline = xstrdup("console=ttyS0");
+    a.nargs = 4;
+    a.args = xcalloc(4, sizeof(*a.args));
+    a.args[0] = xstrdup("--");
+    a.args[1] = xstrdup("two words");
+    a.args[2] = xstrdup("");
+    a.args[3] = xstrdup("k=v w");
+    set1(w, a);
+    assert_non_null(wait_for(w, "q1", WS_RUNNING));
+    pthread_mutex_lock(&fk_mu);
+    if (strstr(fk_last_xml,
+               "<cmdline>console=ttyS0 -- \"two words\" \"\" \"k=v w\"</cmdline>") == NULL)
+        fail_msg("cmdline not quoted in:\n%s", fk_last_xml);
+    pthread_mutex_unlock(&fk_mu);
+
+    a = spec("q2", WORKER_RUN, false, 0);
+    a.nargs = 1;
+    a.args = xcalloc(1, sizeof(*a.args));
+    a.args[0] = xstrdup("say \"hi\"");
+    set1(w, a);
+    s = wait_for(w, "q2", WS_FAILED);
+    assert_non_null(s);
+    assert_non_null(strstr(s->reason, "args[0] contains a double quote"));
+
+    /* An image cmdline from before its limit, with args: over 2047. */
+    a = spec("q3", WORKER_RUN, false, 0);
+    big = xmalloc(2001);
+    memset(big, 'c', 2000);
+    big[2000] = '\0';
+    free(a.cmdline);
+    a.cmdline = big;
+    a.nargs = 1;
+    a.args = xcalloc(1, sizeof(*a.args));
+    a.args[0] = xstrdup("x" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    set1(w, a);
+    s = wait_for(w, "q3", WS_FAILED);
+    assert_non_null(s);
+    assert_non_null(strstr(s->reason, "2057 bytes; at most 2047"));
+    worker_stop(w);
+}
+
 static void
 test_adopted_kept_until_a_set_arrives(void **state)
 {
@@ -679,6 +734,7 @@ main(void)
         cmocka_unit_test(test_grace_from_a_new_set_counts),
         cmocka_unit_test(test_crash_is_exit_1),
         cmocka_unit_test(test_start_failure_and_delete),
+        cmocka_unit_test(test_args_quoted_on_the_cmdline),
         cmocka_unit_test(test_adopted_kept_until_a_set_arrives),
         cmocka_unit_test(test_foreign_domains_left_alone),
         cmocka_unit_test(test_new_set_touches_only_changes),
