@@ -681,7 +681,7 @@ old_files(struct blobs *b)
 
         if (strlen(de->d_name) != 64)
             continue;
-        snprintf(digest, sizeof(digest), "sha256:%s", de->d_name);
+        snprintf(digest, sizeof(digest), "sha256:%.64s", de->d_name);
         if (!digest_ok(digest) ||
             fstatat(dirfd(d), de->d_name, &st, 0) < 0 ||
             now - st.st_mtime < b->gc_grace)
