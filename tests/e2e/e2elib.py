@@ -73,6 +73,16 @@ def main():
     unittest.main(module="__main__")
 
 
+def start_module(host, image="sample:e2e"):
+    """The usual setUpModule: libvirtd, a reconciling controller, the sample
+    image registered as image, and one agent named host; returns the agent
+    (pass it to teardown)."""
+    ensure_libvirtd()
+    c = harness.start(reconcile=True)
+    images = add_sample_image(c, image)
+    return start_agent(c, host, images=images)
+
+
 def ensure_libvirtd():
     """Starts virtlogd and libvirtd (`-d`) unless libvirtd already answers,
     records the pids it started in STARTED, waits until libvirtd answers."""

@@ -13,7 +13,8 @@ Through the REST API only:
     instances).
 
 Run it under `flock /tmp/cloud-libvirt.lock` (it may start libvirtd).
-Exit code 77 (ctest skip) when QEMU or libvirtd is missing.
+Exit code 77 (ctest skip) when QEMU or libvirtd is missing (a failure under CI;
+e2elib.main).
 """
 
 import json

@@ -21,7 +21,8 @@ API only:
     libvirt's default network.
 
 Run it under `flock /tmp/cloud-libvirt.lock` (it may start libvirtd).
-Exit code 77 (ctest skip) when QEMU or libvirtd is missing.
+Exit code 77 (ctest skip) when QEMU or libvirtd is missing (a failure under CI;
+e2elib.main).
 """
 
 import json

@@ -18,7 +18,8 @@ start it. Checked:
 Must run under `flock /tmp/cloud-libvirt.lock` (other tests start and stop
 libvirtd too). Starts virtlogd/libvirtd if they are not running, leaves
 libvirtd running if it was running before, stops only what it started.
-Exit code 77 (ctest skip) when QEMU or libvirtd is missing or not root.
+Exit code 77 (ctest skip) when QEMU or libvirtd is missing or not root (a
+failure under CI; e2elib.main).
 """
 
 import os

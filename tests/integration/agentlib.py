@@ -142,3 +142,37 @@ def read_until_closed(sock, timeout=5.0):
             return data
         data += chunk
     raise AssertionError("the gateway did not close the connection in %.0fs" % timeout)
+
+
+# -- one reconciling controller with one agent (test_lifecycle, test_stop_grace)
+
+def start_with_agent(host):
+    """Starts a reconciling controller with hello:latest and one agent named
+    host; returns the Agent once its host is ready."""
+    c = harness.start(reconcile=True)
+    c.add_image("hello", "latest")
+    agent = Agent(c, host, cap_vcpus=8, cap_memory=8192).start()
+    harness.poll(lambda: harness.request("GET", "/v1/hosts/" + host)[2].get("state") == "ready",
+                 30, what="the agent's host to be ready")
+    return agent
+
+
+def stop_with_agent(agent):
+    """The teardown of start_with_agent."""
+    if agent:
+        agent.stop()
+    harness.stop()
+
+
+def instance(ref):
+    """The instance ref as the API shows it, or None."""
+    st, _, body = harness.request("GET", "/v1/instances/%s" % ref)
+    return body if st == 200 else None
+
+
+def wait_instance(ref, pred, what, timeout=30):
+    """Polls until pred(instance) holds; returns the instance."""
+    def ok():
+        inst = instance(ref)
+        return inst if inst and pred(inst) else None
+    return harness.poll(ok, timeout, what="%s: %s" % (ref, what))

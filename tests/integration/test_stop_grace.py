@@ -30,29 +30,15 @@ AGENT = None
 
 def setUpModule():
     global AGENT
-    c = harness.start(reconcile=True)
-    c.add_image("hello", "latest")
-    AGENT = agentlib.Agent(c, "gr1", cap_vcpus=8, cap_memory=8192).start()
-    poll(lambda: request("GET", "/v1/hosts/gr1")[2].get("state") == "ready", 30,
-         what="the agent's host to be ready")
+    AGENT = agentlib.start_with_agent("gr1")
 
 
 def tearDownModule():
-    if AGENT:
-        AGENT.stop()
-    harness.stop()
+    agentlib.stop_with_agent(AGENT)
 
 
-def get(ref):
-    st, _, body = request("GET", "/v1/instances/%s" % ref)
-    return body if st == 200 else None
-
-
-def wait_for(ref, pred, what, timeout=30):
-    def ok():
-        inst = get(ref)
-        return inst if inst and pred(inst) else None
-    return poll(ok, timeout, what="%s: %s" % (ref, what))
+get = agentlib.instance
+wait_for = agentlib.wait_instance
 
 
 def agent_graces(inst_id):
