@@ -115,7 +115,7 @@ _cloudctl() {
     run)
         flags="--name --cpus --memory -m --disk --replicas --restart --label -l
             --constraint --spread --binpack --max-per-host --env -e --wait -w --timeout
-            --link --ready-when"
+            --link --ready-when --stop-grace"
         words=$(_cloudctl_names images)
         ;;
     ps) flags="--all -a --quiet -q --service --host --state --selector -l" ;;
@@ -142,7 +142,7 @@ _cloudctl() {
             update)
                 flags="--image --replicas --cpus --memory -m --disk --arg --env -e
                     --restart --constraint --spread --binpack --max-per-host --wait -w --timeout
-                    --label -l --no-labels --link --unlink --ready-when"
+                    --label -l --no-labels --link --unlink --ready-when --stop-grace"
                 ;;
             ls) flags="--state --selector -l" ;;
             esac

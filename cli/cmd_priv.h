@@ -65,6 +65,7 @@ enum {
     CLI_SPEC_BINPACK,
     CLI_SPEC_ENV,
     CLI_SPEC_MAX_PER_HOST,
+    CLI_SPEC_STOP_GRACE,
 };
 
 struct cli_spec {

@@ -37,6 +37,7 @@ enum {
     OPT_MAX_PER_HOST,
     OPT_LINK,
     OPT_READY_WHEN,
+    OPT_STOP_GRACE,
 };
 
 static const struct arg_spec run_specs[] = {
@@ -56,6 +57,7 @@ static const struct arg_spec run_specs[] = {
     {"max-per-host", 0, true, OPT_MAX_PER_HOST},
     {"link", 0, true, OPT_LINK},
     {"ready-when", 0, true, OPT_READY_WHEN},
+    {"stop-grace", 0, true, OPT_STOP_GRACE},
     {NULL, 0, false, 0},
 };
 
@@ -193,6 +195,17 @@ cli_spec_opt(struct cli_ctx *ctx, const char *cmd, struct cli_spec *sp, int id,
     case CLI_SPEC_ENV:
         sp->env_set = true;
         return cli_add_env(ctx, cmd, sp->env, val);
+    case CLI_SPEC_STOP_GRACE: {
+        /* The range (1..3600 s) is the API's to check: its 422 says it. */
+        long g = cli_parse_duration(val);
+        if (g < 0)
+            return cli_usage(ctx, cmd,
+                             "--stop-grace \"%s\" is not a number of seconds "
+                             "like 30, 30s or 2m",
+                             val);
+        json_object_set_new(sp->body, "stop_grace_seconds", json_integer(g));
+        return 0;
+    }
     }
     return cli_usage(ctx, cmd, "internal error: option %d unhandled", id);
 }
@@ -511,6 +524,8 @@ run_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_ENV, val);
     case OPT_MAX_PER_HOST:
         return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_MAX_PER_HOST, val);
+    case OPT_STOP_GRACE:
+        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_STOP_GRACE, val);
     }
     return 0;
 }

@@ -220,6 +220,7 @@ static const struct arg_spec update_specs[] = {
     {"link", 0, true, OPT_LINK},
     {"unlink", 0, true, OPT_UNLINK},
     {"ready-when", 0, true, OPT_READY_WHEN},
+    {"stop-grace", 0, true, CLI_SPEC_STOP_GRACE},
     {NULL, 0, false, 0},
 };
 

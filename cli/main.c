@@ -48,6 +48,9 @@ static const char help_run[] =
     "  --ready-when WHEN      a service: when an instance counts as an\n"
     "                         endpoint, running (default) or guest (its\n"
     "                         guest said ready)\n"
+    "  --stop-grace SECONDS   how long a TERM stop waits for the guest to\n"
+    "                         power off before it is destroyed, 1 to 3600 s\n"
+    "                         (30, 30s, 2m; default 10)\n"
     "  --constraint EXPR      placement constraint: k=v, k!=v, \"k in (a,b)\"\n"
     "                         (repeatable)\n"
     "  --spread | --binpack   placement strategy (default spread)\n"
@@ -192,6 +195,8 @@ static const char help_services[] =
     "  --unlink SERVICE     remove a link (repeatable); links are changed\n"
     "                       with If-Match, so a concurrent edit fails\n"
     "  --ready-when WHEN    running or guest: when an instance is an endpoint\n"
+    "  --stop-grace SECONDS the grace period of TERM stops, 1 to 3600 s (the\n"
+    "                       live instances take it at once)\n"
     "  -w, --wait           wait until the new generation runs\n"
     "  --timeout DURATION   give up waiting after 90s, 5m, 1h...\n";
 

@@ -195,6 +195,14 @@ id3=$out
 cli stop --grace 3601 "${id3:0:10}"
 check "stop --grace out of range: the API's 422 names grace_seconds" \
     eval 'rc_is 1 && one_error_line "grace_seconds must be between 1 and 3600"'
+cli run --name grace1 --stop-grace 2m hello
+check "run --stop-grace sets stop_grace_seconds" eval \
+    'rc_is 0 && [ "$(curl -fsS -H "Authorization: Bearer $CLOUD_TOKEN" "$CLOUD_URL/v1/instances/grace1" | jq .stop_grace_seconds)" = 120 ]'
+cli run --name grace2 --stop-grace soon hello
+check "run --stop-grace needs seconds" eval 'rc_is 2 && one_error_line "--stop-grace \"soon\""'
+cli run --name grace3 --stop-grace 3601 hello
+check "run --stop-grace out of range: the API's 422" \
+    eval 'rc_is 1 && one_error_line "stop_grace_seconds must be between 1 and 3600"'
 cli stop "${id3:0:10}"
 check "stop is kill -s TERM" eval 'rc_is 0 && [ "$out" = "${id3:0:10}" ]'
 cli ps -a --state exited
@@ -223,6 +231,9 @@ check "scale reached the API" eval '[ "$(jq .replicas <<<"$out")" = 3 ]'
 cli services update web --image hello --memory 256M
 check "services update bumps the generation" \
     eval 'rc_is 0 && [ "$out" = "web updated (generation 2)" ]'
+cli services update web --stop-grace 45
+check "services update --stop-grace" eval \
+    'rc_is 0 && [ "$(curl -fsS -H "Authorization: Bearer $CLOUD_TOKEN" "$CLOUD_URL/v1/services/web" | jq .stop_grace_seconds)" = 45 ]'
 cli scale web=abc
 check "scale with a bad count: usage error" eval 'rc_is 2 && one_error_line'
 cli scale nosuch=1
