@@ -18,6 +18,7 @@
 #include "api_cluster.h" /* reconciler */
 #include "api_join.h"    /* agent enrolment */
 #include "api_config.h"  /* config, links, endpoints */
+#include "api_util.h"
 #include "app.h"
 #include "labels.h"
 #include "log.h"
@@ -47,24 +48,6 @@ use_cache(struct http_req *r)
     return cache_ready(a->cache) && watch_listening(a->watch);
 }
 
-static void
-reply_db_error(struct http_req *r, const struct db_error *err)
-{
-    http_reply_error(r, err->status, err->code, err->field, "%s",
-                     err->message);
-}
-
-/* Drops a request whose client left while the database worked. */
-static int
-gone(struct http_req *r)
-{
-    if (r->cancelled) {
-        http_req_release(r);
-        return 1;
-    }
-    return 0;
-}
-
 /* ---- generic result handlers ----------------------------------------- */
 
 /* The answer of a write (writer.c). */
@@ -73,10 +56,10 @@ on_write(int status, const char *body, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     if (err) {
-        reply_db_error(r, err);
+        api_reply_db_error(r, err);
         return;
     }
     http_reply_json_text(r, status, body);
@@ -131,9 +114,9 @@ on_service_running(const PGresult *res, const struct db_error *err,
     struct svc_reply *sr = arg;
     struct http_req *r = sr->r;
 
-    if (!gone(r)) {
+    if (!api_gone(r)) {
         if (err)
-            reply_db_error(r, err);
+            api_reply_db_error(r, err);
         else
             reply_service(r, sr->status, sr->body,
                           PQntuples(res) == 1
@@ -154,10 +137,10 @@ on_service_write(int status, const char *body, const struct db_error *err,
     const char *vals[1];
     struct svc_reply *sr;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     if (err) {
-        reply_db_error(r, err);
+        api_reply_db_error(r, err);
         return;
     }
     j = json_loads(body, 0, NULL);
@@ -218,10 +201,10 @@ on_get(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     if (err) {
-        reply_db_error(r, err);
+        api_reply_db_error(r, err);
         return;
     }
     if (PQntuples(res) == 0) {
@@ -252,13 +235,13 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     size_t len;
     char *body;
 
-    if (gone(r)) {
+    if (api_gone(r)) {
         free(lc);
         return;
     }
     if (err) {
         free(lc);
-        reply_db_error(r, err);
+        api_reply_db_error(r, err);
         return;
     }
     n = PQntuples(res);
@@ -452,7 +435,7 @@ on_ready(const PGresult *res, const struct db_error *err, void *arg)
     struct http_req *r = arg;
     long v;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     if (err) {
         http_reply_error(r, 503, "unavailable", NULL, "not ready: %s",
@@ -491,7 +474,7 @@ on_counts(const PGresult *res, const struct db_error *err, void *arg)
     size_t len;
     char *body;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     app = app_of(r);
     b = evbuffer_new();
@@ -1096,13 +1079,13 @@ on_token_created(int status, const char *body, const struct db_error *err,
     struct token_create *tc = r->data;
     json_t *j;
 
-    if (gone(r)) {
+    if (api_gone(r)) {
         free(tc);
         return;
     }
     if (err) {
         free(tc);
-        reply_db_error(r, err);
+        api_reply_db_error(r, err);
         return;
     }
     /* The secret is shown this once; PostgreSQL holds only its SHA-256. */

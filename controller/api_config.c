@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "api_util.h"
 #include "app.h"
 #include "log.h"
 #include "mem.h"
@@ -41,23 +42,6 @@ app_of(struct http_req *r)
     return http_app(r);
 }
 
-static int
-gone(struct http_req *r)
-{
-    if (r->cancelled) {
-        http_req_release(r);
-        return 1;
-    }
-    return 0;
-}
-
-static void
-reply_db_error(struct http_req *r, const struct db_error *err)
-{
-    http_reply_error(r, err->status, err->code,
-                     err->field[0] ? err->field : NULL, "%s", err->message);
-}
-
 /* (body, version) with the version as ETag, or (status, body, version). */
 static void
 on_doc(const PGresult *res, const struct db_error *err, void *arg)
@@ -66,10 +50,10 @@ on_doc(const PGresult *res, const struct db_error *err, void *arg)
     int write, status = 200;
     char etag[40];
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     if (err) {
-        reply_db_error(r, err);
+        api_reply_db_error(r, err);
         return;
     }
     if (PQntuples(res) != 1) {
@@ -306,10 +290,10 @@ on_text(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     if (err) {
-        reply_db_error(r, err);
+        api_reply_db_error(r, err);
         return;
     }
     if (PQntuples(res) != 1) {
@@ -559,10 +543,10 @@ on_watch_first(const PGresult *res, const struct db_error *err, void *arg)
     struct ep_hub *h;
     struct ep_client *c;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     if (err) {
-        reply_db_error(r, err);
+        api_reply_db_error(r, err);
         return;
     }
     if (PQntuples(res) != 1) {
