@@ -50,23 +50,6 @@ use_cache(struct http_req *r)
 
 /* ---- generic result handlers ----------------------------------------- */
 
-/* The answer of a write (writer.c). */
-static void
-on_write(int status, const char *body, const struct db_error *err, void *arg)
-{
-    struct http_req *r = arg;
-
-    if (api_gone(r))
-        return;
-    if (err) {
-        api_reply_db_error(r, err);
-        return;
-    }
-    http_reply_json_text(r, status, body);
-}
-
-
-
 /* A cached object's JSON with its version as ETag. */
 static void
 reply_cached(struct http_req *r, const struct cache_obj *o)
@@ -114,16 +97,12 @@ on_service_running(const PGresult *res, const struct db_error *err,
     struct svc_reply *sr = arg;
     struct http_req *r = sr->r;
 
-    if (!api_gone(r)) {
-        if (err)
-            api_reply_db_error(r, err);
-        else
-            reply_service(r, sr->status, sr->body,
-                          PQntuples(res) == 1
-                              ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
-                              : 0,
-                          0);
-    }
+    if (!api_db_done(r, err))
+        reply_service(r, sr->status, sr->body,
+                      PQntuples(res) == 1
+                          ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+                          : 0,
+                      0);
     free(sr->body);
     free(sr);
 }
@@ -137,12 +116,8 @@ on_service_write(int status, const char *body, const struct db_error *err,
     const char *vals[1];
     struct svc_reply *sr;
 
-    if (api_gone(r))
+    if (api_db_done(r, err))
         return;
-    if (err) {
-        api_reply_db_error(r, err);
-        return;
-    }
     j = json_loads(body, 0, NULL);
     vals[0] = json_string_value(json_object_get(j, "name"));
     if (vals[0] == NULL) {
@@ -172,7 +147,7 @@ write_op(struct http_req *r, const char *op, int nargs, const char **args)
 {
     writer_submit(app_of(r)->writer, op, nargs, args,
                   strncmp(op, "service_", 8) == 0 ? on_service_write
-                                                  : on_write,
+                                                  : api_reply_write,
                   r);
 }
 
@@ -201,12 +176,8 @@ on_get(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
 
-    if (api_gone(r))
+    if (api_db_done(r, err))
         return;
-    if (err) {
-        api_reply_db_error(r, err);
-        return;
-    }
     if (PQntuples(res) == 0) {
         http_reply_error(r, 404, "not_found", NULL, "%s %s not found",
                          (const char *)r->data, http_param(r, 0));
@@ -235,13 +206,8 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     size_t len;
     char *body;
 
-    if (api_gone(r)) {
+    if (api_db_done(r, err)) {
         free(lc);
-        return;
-    }
-    if (err) {
-        free(lc);
-        api_reply_db_error(r, err);
         return;
     }
     n = PQntuples(res);
@@ -1079,13 +1045,8 @@ on_token_created(int status, const char *body, const struct db_error *err,
     struct token_create *tc = r->data;
     json_t *j;
 
-    if (api_gone(r)) {
+    if (api_db_done(r, err)) {
         free(tc);
-        return;
-    }
-    if (err) {
-        free(tc);
-        api_reply_db_error(r, err);
         return;
     }
     /* The secret is shown this once; PostgreSQL holds only its SHA-256. */

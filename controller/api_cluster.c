@@ -134,17 +134,8 @@ on_settings(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
 
-    if (api_gone(r))
+    if (api_db_one_row(r, res, err, "cluster settings"))
         return;
-    if (err) {
-        api_reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL,
-                         "the cluster settings row is missing");
-        return;
-    }
     /* GET: (json); PATCH: (status, json). This controller's blob store
      * takes the new limits at once (read your writes); the others follow
      * the controller.settings event (retention.c). */

@@ -174,16 +174,8 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     struct http_req *r = arg;
     char *body;
 
-    if (api_gone(r))
+    if (api_db_one_row(r, res, err, "join token list"))
         return;
-    if (err != NULL) {
-        api_reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL, "the list query failed");
-        return;
-    }
     body = xasprintf("{\"items\":%s}", PQgetvalue(res, 0, 0));
     http_reply_json_text(r, 200, body);
     free(body);
@@ -209,16 +201,8 @@ on_revoked(const PGresult *res, const struct db_error *err, void *arg)
     struct http_req *r = arg;
     char body[64];
 
-    if (api_gone(r))
+    if (api_db_one_row(r, res, err, "revocation"))
         return;
-    if (err != NULL) {
-        api_reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL, "the revocation failed");
-        return;
-    }
     snprintf(body, sizeof(body), "{\"revoked\":%ld}",
              strtol(PQgetvalue(res, 0, 0), NULL, 10));
     http_reply_json_text(r, 200, body);

@@ -311,21 +311,6 @@ blobs_h_upload_chunk(struct http_req *r)
     reply_upload(r, 202, u);
 }
 
-static void
-on_blob_registered(int status, const char *body, const struct db_error *err,
-                   void *arg)
-{
-    struct http_req *r = arg;
-
-    if (api_gone(r))
-        return;
-    if (err) {
-        api_reply_db_error(r, err);
-        return;
-    }
-    http_reply_json_text(r, status, body);
-}
-
 void
 blobs_h_upload_finish(struct http_req *r)
 {
@@ -373,7 +358,7 @@ blobs_h_upload_finish(struct http_req *r)
     args[1] = size;
     args[2] = r->actor ? r->actor : "anonymous";
     writer_submit(((struct app *)http_app(r))->writer, "blob_add", 3, args,
-                  on_blob_registered, r);
+                  api_reply_write, r);
 }
 
 void
