@@ -290,17 +290,6 @@ split_listen(const char *s, char **host, unsigned short *port)
     return 0;
 }
 
-/* mkdir -p, said once on failure. */
-static int
-make_dir(const char *path, mode_t mode)
-{
-    if (fsutil_mkdir_p(path, mode) < 0) {
-        log_warn("cannot create directory %s", path);
-        return -1;
-    }
-    return 0;
-}
-
 static char *
 default_data_dir(int dev)
 {
@@ -325,7 +314,8 @@ write_context(const char *url, const char *token)
         dir = xasprintf("%s/.config/cloud", home);
     else
         return;
-    if (make_dir(dir, 0700) < 0) {
+    if (fsutil_mkdir_p(dir, 0700) < 0) {
+        log_warn("cannot create directory %s", dir);
         free(dir);
         return;
     }
@@ -540,8 +530,10 @@ run(struct opts *o)
     }
     if (o->dev) {
         data_dir = o->data_dir ? xstrdup(o->data_dir) : default_data_dir(1);
-        if (make_dir(data_dir, 0755) < 0)
+        if (fsutil_mkdir_p(data_dir, 0755) < 0) {
+            log_warn("cannot create directory %s", data_dir);
             goto out;
+        }
         if (o->db == NULL) {
             if (devpg_start(&pg, data_dir) < 0)
                 goto out;
@@ -550,8 +542,10 @@ run(struct opts *o)
     } else if (o->data_dir != NULL) {
         data_dir = xstrdup(o->data_dir);
     }
-    if (data_dir && make_dir(data_dir, 0755) < 0)
+    if (data_dir && fsutil_mkdir_p(data_dir, 0755) < 0) {
+        log_warn("cannot create directory %s", data_dir);
         goto out;
+    }
     if (!o->dev && o->db == NULL) {
         fprintf(stderr, "cloud-controller: give --db URL (or CLOUD_DB_URL), "
                         "or run --dev for an all-in-one cluster\n");
@@ -606,7 +600,7 @@ run(struct opts *o)
         if (script == NULL)
             log_warnx("no images/build-sample.sh found (--sample-script): "
                       "no sample image");
-        else if (make_dir(data_dir, 0755) == 0 &&
+        else if (fsutil_mkdir_p(data_dir, 0755) == 0 &&
                  (blobs_ready_dir(data_dir) < 0 ||
                   devmode_sample_image(script, data_dir, o->db) < 0))
             log_warnx("continuing without the sample image");

@@ -14,7 +14,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,36 +22,23 @@
 
 #include "fsutil.h"
 #include "mem.h"
+#include "unit_tmpdir.h"
 
 static char *root;
 
 static int
 setup(void **state)
 {
-    char tmpl[] = "/tmp/test_fsutil.XXXXXX";
-
     (void)state;
-    if (mkdtemp(tmpl) == NULL)
-        return -1;
-    root = xstrdup(tmpl);
-    return 0;
-}
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    root = unit_tmpdir_new("test_fsutil");
+    return root == NULL ? -1 : 0;
 }
 
 static int
 teardown(void **state)
 {
     (void)state;
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(root);
+    unit_tmpdir_free(root);
     return 0;
 }
 
@@ -77,19 +63,23 @@ slurp(const char *path)
     return buf;
 }
 
-/* Names in dir other than . and .. */
+static int
+not_dots(const struct dirent *de)
+{
+    return strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+}
+
+/* How many names dir holds besides . and .. */
 static int
 entries(const char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
+    struct dirent **list;
+    int n = scandir(dir, &list, not_dots, NULL);
 
-    assert_non_null(d);
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            n++;
-    closedir(d);
+    assert_true(n >= 0);
+    for (int i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
     return n;
 }
 

@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 #include "mem.h"
 #include "tlsctx.h"
 #include "tlsev.h"
+#include "unit_tmpdir.h"
 
 static char *dir;
 /* ca: our CA; other: a foreign CA; srv: serverAuth of ca; cli: clientAuth
@@ -46,23 +46,16 @@ path_of(const char *name)
     return xasprintf("%s/%s", dir, name);
 }
 
+/* x as PEM to path, or k when x is NULL. */
 static void
-write_key(const char *path, EVP_PKEY *k)
+write_pem(const char *path, X509 *x, EVP_PKEY *k)
 {
     FILE *f = fopen(path, "w");
 
     assert_non_null(f);
-    assert_int_equal(PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL), 1);
-    fclose(f);
-}
-
-static void
-write_cert(const char *path, X509 *x)
-{
-    FILE *f = fopen(path, "w");
-
-    assert_non_null(f);
-    assert_int_equal(PEM_write_X509(f, x), 1);
+    assert_int_equal(x ? PEM_write_X509(f, x)
+                       : PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL),
+                     1);
     fclose(f);
 }
 
@@ -124,8 +117,8 @@ leaf(const char *name, X509 *ca, EVP_PKEY *cakey, const char *eku,
     n = xasprintf("%s.key", name);
     *keyp = path_of(n);
     free(n);
-    write_cert(*pem, x);
-    write_key(*keyp, k);
+    write_pem(*pem, x, NULL);
+    write_pem(*keyp, NULL, k);
     X509_free(x);
     EVP_PKEY_free(k);
 }
@@ -133,22 +126,21 @@ leaf(const char *name, X509 *ca, EVP_PKEY *cakey, const char *eku,
 static int
 setup(void **state)
 {
-    char tmpl[] = "/tmp/test_tlsctx.XXXXXX";
     EVP_PKEY *cak, *otherk;
     X509 *ca, *other;
 
     (void)state;
-    if (mkdtemp(tmpl) == NULL)
+    dir = unit_tmpdir_new("test_tlsctx");
+    if (dir == NULL)
         return -1;
-    dir = xstrdup(tmpl);
     cak = EVP_EC_gen("P-256");
     otherk = EVP_EC_gen("P-256");
     ca = make_cert("test CA", cak, NULL, NULL, NULL);
     other = make_cert("other CA", otherk, NULL, NULL, NULL);
     ca_pem = path_of("ca.pem");
     other_pem = path_of("other.pem");
-    write_cert(ca_pem, ca);
-    write_cert(other_pem, other);
+    write_pem(ca_pem, ca, NULL);
+    write_pem(other_pem, other, NULL);
     leaf("srv", ca, cak, "serverAuth", &srv_pem, &srv_key);
     leaf("cli", ca, cak, "clientAuth", &cli_pem, &cli_key);
     leaf("alien", other, otherk, "clientAuth", &alien_pem, &alien_key);
@@ -160,20 +152,10 @@ setup(void **state)
 }
 
 static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int
 teardown(void **state)
 {
     (void)state;
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
+    unit_tmpdir_free(dir);
     free(ca_pem);
     free(other_pem);
     free(srv_pem);
@@ -353,61 +335,81 @@ handshake(SSL_CTX *sctx, SSL_CTX *cctx, int client_max_version)
     return h;
 }
 
+/* Verify results a case expects: ANY, NOT_OK (some refusal) or a code. */
+#define VR_ANY (-1L)
+#define VR_NOT_OK (-2L)
+
+static void
+check_vr(const char *what, const char *side, long got, long want)
+{
+    if ((want == VR_NOT_OK && got == X509_V_OK) ||
+        (want >= 0 && got != want))
+        fail_msg("%s: %s verify result %ld, want %ld", what, side, got, want);
+}
+
 static void
 test_handshakes(void **state)
 {
-    SSL_CTX *srv = ctx_ok(TLSCTX_SERVER, TLSCTX_PEER_CA, srv_pem, srv_key,
-                          ca_pem);
-    SSL_CTX *c;
-    struct hs h;
+    /* The server is the gateway (mutual TLS, the CA) unless srv_cli: then
+     * a server presenting a clientAuth certificate. */
+    const struct {
+        const char *what;
+        int srv_cli;
+        enum tlsctx_peer peer;
+        char **cert, **key, **ca;
+        int max_version;
+        int server_ok, client_ok, server_has_peer;
+        long server_vr, client_vr;
+    } cases[] = {
+        {"an agent with its certificate", 0, TLSCTX_PEER_CA, &cli_pem,
+         &cli_key, &ca_pem, 0, 1, 1, 1, X509_V_OK, X509_V_OK},
+        {"a joining agent (no certificate, trusts by pin)", 0,
+         TLSCTX_PEER_NONE, NULL, NULL, NULL, 0, 1, 1, 0, VR_ANY, VR_ANY},
+        {"a client certificate of another CA", 0, TLSCTX_PEER_CA, &alien_pem,
+         &alien_key, &ca_pem, 0, 0, -1, -1, VR_NOT_OK, VR_ANY},
+        {"the controller's serverAuth certificate as a client", 0,
+         TLSCTX_PEER_CA, &srv_pem, &srv_key, &ca_pem, 0, 0, -1, -1,
+         X509_V_ERR_INVALID_PURPOSE, VR_ANY},
+        {"a server of another CA", 0, TLSCTX_PEER_CA, NULL, NULL, &other_pem,
+         0, -1, 0, -1, VR_ANY, VR_NOT_OK},
+        {"a TLS 1.1 client", 0, TLSCTX_PEER_NONE, NULL, NULL, NULL,
+         TLS1_1_VERSION, 0, 0, -1, VR_ANY, VR_ANY},
+        {"a clientAuth certificate posing as a server", 1, TLSCTX_PEER_CA,
+         NULL, NULL, &ca_pem, 0, -1, 0, -1, VR_ANY,
+         X509_V_ERR_INVALID_PURPOSE},
+    };
 
     (void)state;
-    /* An agent with its certificate. */
-    c = ctx_ok(TLSCTX_CLIENT, TLSCTX_PEER_CA, cli_pem, cli_key, ca_pem);
-    h = handshake(srv, c, 0);
-    assert_true(h.server_ok && h.client_ok && h.server_has_peer);
-    SSL_CTX_free(c);
-    /* A joining agent: no certificate, trusts by pin (nothing checked). */
-    c = ctx_ok(TLSCTX_CLIENT, TLSCTX_PEER_NONE, NULL, NULL, NULL);
-    h = handshake(srv, c, 0);
-    assert_true(h.server_ok && h.client_ok && !h.server_has_peer);
-    SSL_CTX_free(c);
-    /* A client certificate of another CA fails the handshake. */
-    c = ctx_ok(TLSCTX_CLIENT, TLSCTX_PEER_CA, alien_pem, alien_key, ca_pem);
-    h = handshake(srv, c, 0);
-    assert_false(h.server_ok);
-    assert_int_not_equal(h.server_vr, X509_V_OK);
-    SSL_CTX_free(c);
-    /* The controller's serverAuth certificate cannot act as a client. */
-    c = ctx_ok(TLSCTX_CLIENT, TLSCTX_PEER_CA, srv_pem, srv_key, ca_pem);
-    h = handshake(srv, c, 0);
-    assert_false(h.server_ok);
-    assert_int_equal(h.server_vr, X509_V_ERR_INVALID_PURPOSE);
-    SSL_CTX_free(c);
-    /* A server that does not chain to the client's CA is refused. */
-    c = ctx_ok(TLSCTX_CLIENT, TLSCTX_PEER_CA, NULL, NULL, other_pem);
-    h = handshake(srv, c, 0);
-    assert_false(h.client_ok);
-    assert_int_not_equal(h.client_vr, X509_V_OK);
-    SSL_CTX_free(c);
-    /* TLS 1.1 at most: refused. */
-    c = ctx_ok(TLSCTX_CLIENT, TLSCTX_PEER_NONE, NULL, NULL, NULL);
-    SSL_CTX_set_min_proto_version(c, TLS1_VERSION);
-    SSL_CTX_set_security_level(c, 0);
-    h = handshake(srv, c, TLS1_1_VERSION);
-    assert_false(h.server_ok);
-    assert_false(h.client_ok);
-    SSL_CTX_free(c);
-    SSL_CTX_free(srv);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        SSL_CTX *srv = cases[i].srv_cli
+                           ? ctx_ok(TLSCTX_SERVER, TLSCTX_PEER_NONE, cli_pem,
+                                    cli_key, NULL)
+                           : ctx_ok(TLSCTX_SERVER, TLSCTX_PEER_CA, srv_pem,
+                                    srv_key, ca_pem);
+        SSL_CTX *c = ctx_ok(TLSCTX_CLIENT, cases[i].peer,
+                            cases[i].cert ? *cases[i].cert : NULL,
+                            cases[i].key ? *cases[i].key : NULL,
+                            cases[i].ca ? *cases[i].ca : NULL);
+        struct hs h;
 
-    /* A clientAuth certificate cannot pose as a server. */
-    srv = ctx_ok(TLSCTX_SERVER, TLSCTX_PEER_NONE, cli_pem, cli_key, NULL);
-    c = ctx_ok(TLSCTX_CLIENT, TLSCTX_PEER_CA, NULL, NULL, ca_pem);
-    h = handshake(srv, c, 0);
-    assert_false(h.client_ok);
-    assert_int_equal(h.client_vr, X509_V_ERR_INVALID_PURPOSE);
-    SSL_CTX_free(c);
-    SSL_CTX_free(srv);
+        if (cases[i].max_version) {
+            /* Let the client offer it at all, so that the server refuses. */
+            SSL_CTX_set_min_proto_version(c, TLS1_VERSION);
+            SSL_CTX_set_security_level(c, 0);
+        }
+        h = handshake(srv, c, cases[i].max_version);
+        if ((cases[i].server_ok >= 0 && h.server_ok != cases[i].server_ok) ||
+            (cases[i].client_ok >= 0 && h.client_ok != cases[i].client_ok) ||
+            (cases[i].server_has_peer >= 0 &&
+             h.server_has_peer != cases[i].server_has_peer))
+            fail_msg("%s: server %d client %d peer certificate %d",
+                     cases[i].what, h.server_ok, h.client_ok,
+                     h.server_has_peer);
+        check_vr(cases[i].what, "server", h.server_vr, cases[i].server_vr);
+        check_vr(cases[i].what, "client", h.client_vr, cases[i].client_vr);
+        SSL_CTX_free(c);
+        SSL_CTX_free(srv);
+    }
 }
 
 static void
