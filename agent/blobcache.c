@@ -25,8 +25,11 @@
 
 #include <openssl/evp.h>
 
+#include "digest.h"
+#include "fsutil.h"
 #include "log.h"
 #include "mem.h"
+#include "monotime.h"
 #include "strmap.h"
 
 enum bc_state {
@@ -43,9 +46,9 @@ struct bc_entry {
     char *tmp;
     EVP_MD_CTX *md;
     uint64_t got, total;
-    int64_t started_ms, failed_ms;
+    long long started_ms, failed_ms; /* mono_ms() */
     int kicked_pct;
-    int64_t kicked_ms;
+    long long kicked_ms;
     char *reason; /* BC_FAILED */
 };
 
@@ -68,22 +71,6 @@ struct blobcache {
     struct strmap refs;    /* digests of the desired set (key = value) */
     bool have_set;
 };
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool
-digest_ok(const char *d)
-{
-    return d != NULL && strncmp(d, "sha256:", 7) == 0 && strlen(d) == 71 &&
-           strspn(d + 7, "0123456789abcdef") == 64;
-}
 
 static void
 entry_close(struct bc_entry *e, bool unlink_tmp)
@@ -248,7 +235,7 @@ blobcache_resolve(struct blobcache *bc, const char *digest, char **pathp,
     int ret;
 
     *pathp = NULL;
-    if (!digest_ok(digest)) {
+    if (!digest_valid(digest)) {
         snprintf(why, whylen, "image blob %.80s is not a sha256 digest",
                  digest ? digest : "");
         return -1;
@@ -398,7 +385,7 @@ blobcache_note_set(struct blobcache *bc, const struct worker_spec *specs,
         for (int k = 0; k < 3; k++) {
             struct bc_entry *e;
 
-            if (!digest_ok(ds[k]))
+            if (!digest_valid(ds[k]))
                 continue;
             ref_add(bc, ds[k]);
             /* Prefetch for what is to run; the worker asks again anyway. */
@@ -435,17 +422,12 @@ entry_by_req(struct blobcache *bc, uint64_t id)
 static int
 entry_finish(struct blobcache *bc, struct bc_entry *e)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    char got[72], *final;
+    char got[DIGEST_TEXT_SIZE], *final;
 
-    if (EVP_DigestFinal_ex(e->md, md, &mdlen) != 1 || mdlen != 32) {
+    if (digest_final(e->md, got) < 0) {
         entry_fail(bc, e, "cannot fetch image %s: SHA-256 failed", e->digest);
         return -1;
     }
-    memcpy(got, "sha256:", 7);
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(got + 7 + 2 * i, 3, "%02x", md[i]);
     if (strcmp(got, e->digest) != 0) {
         entry_fail(bc, e,
                    "image %s arrived from the controller with digest %s "
@@ -453,30 +435,15 @@ entry_finish(struct blobcache *bc, struct bc_entry *e)
                    e->digest, got, e->got);
         return -1;
     }
-    if (fsync(e->fd) < 0) {
-        entry_fail(bc, e, "cannot fetch image %s: fsync %s: %s", e->digest,
-                   e->tmp, strerror(errno));
-        return -1;
-    }
     final = cache_path(bc, e->digest);
-    if (rename(e->tmp, final) < 0) {
-        entry_fail(bc, e, "cannot fetch image %s: rename to %s: %s",
+    if (fsutil_commit(e->fd, e->tmp, final) < 0) {
+        entry_fail(bc, e, "cannot fetch image %s: store it as %s: %s",
                    e->digest, final, strerror(errno));
         free(final);
         return -1;
     }
     free(final);
-    {
-        /* The rename is durable once the directory is. */
-        int dfd = open(bc->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-        if (dfd < 0 || fsync(dfd) < 0)
-            log_warn("cannot sync %s", bc->dir);
-        if (dfd >= 0)
-            close(dfd);
-    }
-    log_info("fetched %s into the cache (%" PRIu64 " bytes in %" PRId64
-             " ms)",
+    log_info("fetched %s into the cache (%" PRIu64 " bytes in %lld ms)",
              e->digest, e->got, mono_ms() - e->started_ms);
     bc->fetched++;
     free(e->tmp);
@@ -692,7 +659,7 @@ blobcache_evict(struct blobcache *bc)
     while ((de = readdir(d)) != NULL) {
         struct stat st;
 
-        if (!digest_ok(de->d_name) ||
+        if (!digest_valid(de->d_name) ||
             fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
             continue;
         if (n == cap) {
@@ -730,26 +697,6 @@ blobcache_evict(struct blobcache *bc)
 
 /* ---- life cycle ------------------------------------------------------ */
 
-static int
-mkdirs(const char *path)
-{
-    char *p = xstrdup(path);
-    int rc = 0;
-
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-            rc = -1;
-        *s = '/';
-    }
-    if (mkdir(p, 0755) < 0 && errno != EEXIST)
-        rc = -1;
-    free(p);
-    return rc;
-}
-
 /* Leftovers of fetches a previous run did not finish. */
 static void
 remove_temps(const char *dir)
@@ -773,7 +720,7 @@ blobcache_new(struct event_base *base, const struct blobcache_opts *o,
     struct blobcache *bc;
     struct timeval tv = {BLOBCACHE_EVICT_INTERVAL_S, 0};
 
-    if (mkdirs(o->dir) < 0 || access(o->dir, W_OK) < 0) {
+    if (fsutil_mkdir_p(o->dir, 0755) < 0 || access(o->dir, W_OK) < 0) {
         log_warn("cannot use %s as the image cache", o->dir);
         return NULL;
     }

@@ -18,6 +18,7 @@
 #include "domxml.h"
 #include "log.h"
 #include "mem.h"
+#include "tlsctx.h"
 
 static X509 *
 ident_read(const char *path, const char *what)
@@ -33,12 +34,12 @@ ident_read(const char *path, const char *what)
     if (fclose(fp) != 0)
         log_warn("closing %s", path);
     if (x == NULL) {
-        char buf[256] = "no PEM certificate";
-        unsigned long e = ERR_get_error();
+        char buf[256];
 
-        if (e != 0)
-            ERR_error_string_n(e, buf, sizeof(buf));
-        ERR_clear_error();
+        if (ERR_peek_error() == 0)
+            snprintf(buf, sizeof(buf), "no PEM certificate");
+        else
+            tlsctx_error(buf, sizeof(buf));
         log_warnx("the %s %s holds no readable certificate: %s", what, path,
                   buf);
     }

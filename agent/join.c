@@ -28,8 +28,10 @@
 #include <openssl/x509v3.h>
 
 #include "frame.h"
+#include "fsutil.h"
 #include "mem.h"
 #include "pin.h"
+#include "tlsctx.h"
 
 #define JOIN_REPLY_MAX (1024u * 1024u)
 
@@ -48,19 +50,13 @@ fail(const char *fmt, ...)
     fprintf(stderr, "cloud-agent: %s\n", buf);
 }
 
-/* OpenSSL's first queued error as text (or "unknown"), queue cleared. */
+/* OpenSSL's first queued error as text, queue cleared (tlsctx_error). */
 static const char *
 ssl_err(void)
 {
     static char buf[256];
-    unsigned long e = ERR_get_error();
 
-    if (e == 0)
-        xstrlcpy(buf, "unknown OpenSSL error", sizeof(buf));
-    else
-        ERR_error_string_n(e, buf, sizeof(buf));
-    ERR_clear_error();
-    return buf;
+    return tlsctx_error(buf, sizeof(buf));
 }
 
 char *
@@ -85,76 +81,15 @@ name_ok(const char *s)
     return 1;
 }
 
+/* path atomically and durably (fsutil.h), said once on failure. */
 static int
-mkdir_p(const char *path, mode_t leaf_mode)
+write_file(const char *path, mode_t mode, const char *data)
 {
-    char *p = xstrdup(path), *s;
-    int ret = 0;
-
-    for (s = p + 1; *s != '\0' && ret == 0; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-            ret = -1;
-        *s = '/';
+    if (fsutil_write_atomic(path, mode, data, strlen(data)) < 0) {
+        fail("cannot write %s: %s", path, strerror(errno));
+        return -1;
     }
-    if (ret == 0 && mkdir(p, leaf_mode) < 0 && errno != EEXIST)
-        ret = -1;
-    if (ret < 0)
-        fail("cannot create directory %s: %s", p, strerror(errno));
-    free(p);
-    return ret;
-}
-
-/* Writes data to path through path.tmp (mode), fsync and rename. */
-static int
-write_atomic(const char *path, mode_t mode, const char *data, size_t len)
-{
-    char *tmp = xasprintf("%s.tmp", path);
-    int fd, ret = -1;
-    size_t off = 0;
-
-    (void)unlink(tmp);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        fail("cannot create %s: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            fail("cannot write %s: %s", tmp, strerror(errno));
-            goto cleanup;
-        }
-        off += (size_t)w;
-    }
-    if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
-        fail("cannot write %s: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    if (close(fd) < 0) {
-        fd = -1;
-        fail("cannot write %s: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0) {
-        fail("cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto cleanup;
-    }
-    ret = 0;
-
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    if (ret < 0)
-        (void)unlink(tmp);
-    free(tmp);
-    return ret;
+    return 0;
 }
 
 /* Connects to host:port with send/receive timeouts. -1 (said) on failure. */
@@ -420,15 +355,17 @@ store_result(const struct join_opts *o, const char *name, EVP_PKEY *key,
         fail("cannot encode the private key: %s", ssl_err());
         goto cleanup;
     }
-    if (mkdir_p(o->pki_dir, 0700) < 0)
+    if (fsutil_mkdir_p(o->pki_dir, 0700) < 0) {
+        fail("cannot create directory %s: %s", o->pki_dir, strerror(errno));
         goto cleanup;
+    }
     key_path = xasprintf("%s/key.pem", o->pki_dir);
     cert_path = xasprintf("%s/cert.pem", o->pki_dir);
     ca_path = xasprintf("%s/ca.pem", o->pki_dir);
     /* The key first: a cert.pem never stands beside someone else's key. */
-    if (write_atomic(key_path, 0600, kp, strlen(kp)) < 0 ||
-        write_atomic(ca_path, 0644, r->ca_pem, strlen(r->ca_pem)) < 0 ||
-        write_atomic(cert_path, 0644, r->cert_pem, strlen(r->cert_pem)) < 0)
+    if (write_file(key_path, 0600, kp) < 0 ||
+        write_file(ca_path, 0644, r->ca_pem) < 0 ||
+        write_file(cert_path, 0644, r->cert_pem) < 0)
         goto cleanup;
     (void)pin_serial(cert, serial, sizeof(serial));
     na = X509_get0_notAfter(cert);
@@ -464,6 +401,7 @@ join_run(const struct join_opts *o)
     char *csr = NULL;
     const char *colon;
     SSL_CTX *ctx = NULL;
+    char why[TLSCTX_WHY_MAX];
     SSL *ssl = NULL;
     X509 *ca = NULL;
     EVP_PKEY *key = NULL;
@@ -512,15 +450,19 @@ join_run(const struct join_opts *o)
     fd = dial(host, port, o->timeout_s ? o->timeout_s : 15);
     if (fd < 0)
         goto cleanup;
-    ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-        (ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1 ||
+    /* Nothing is trusted yet: the pin decides (check_server). */
+    ctx = tlsctx_new(&(struct tlsctx_opts){.role = TLSCTX_CLIENT,
+                                           .peer = TLSCTX_PEER_NONE},
+                     why, sizeof(why));
+    if (ctx == NULL) {
+        fail("cannot set up TLS: %s", why);
+        goto cleanup;
+    }
+    if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1 ||
         (!host_is_ip(host) && SSL_set_tlsext_host_name(ssl, host) != 1)) {
         fail("cannot set up TLS: %s", ssl_err());
         goto cleanup;
     }
-    /* Nothing is trusted yet: the pin decides (check_server). */
-    SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
     if (SSL_connect(ssl) != 1) {
         fail("TLS handshake with %s failed: %s", o->controller, ssl_err());
         goto cleanup;

@@ -27,7 +27,6 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -40,6 +39,8 @@
 #include "netopt.h"
 #include "mem.h"
 #include "strmap.h"
+#include "tlsctx.h"
+#include "tlsev.h"
 #include "virt.h"
 #include "worker.h"
 
@@ -626,7 +627,6 @@ static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct link *l = arg;
-    unsigned long e;
     char buf[256] = "";
 
     if (bev != l->bev)
@@ -642,22 +642,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
         link_send_hello(l);
         return;
     }
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-        if (ERR_GET_LIB(e) == ERR_LIB_SYS)
-            snprintf(buf, sizeof(buf), "%s", strerror(ERR_GET_REASON(e)));
-        else
-            ERR_error_string_n(e, buf, sizeof(buf));
-    }
-    {
-        /* OpenSSL 3's queue through libevent says little; name the
-         * certificate check that failed, if one did. */
-        SSL *vssl = bufferevent_openssl_get_ssl(bev);
-        long vr = vssl ? SSL_get_verify_result(vssl) : X509_V_OK;
-
-        if (vr != X509_V_OK)
-            snprintf(buf, sizeof(buf), "the controller's certificate is refused: %s",
-                     X509_verify_cert_error_string(vr));
-    }
+    tlsev_error(bev, "controller's", buf, sizeof(buf));
     if (what & BEV_EVENT_TIMEOUT)
         link_down(l, "no Welcome in time");
     else if (what & BEV_EVENT_EOF)
@@ -866,37 +851,23 @@ parse_labels(struct link *l, const char *spec)
     return ret;
 }
 
+/* The controller's certificate must chain to our CA and be for serverAuth
+ * (tlsctx.h): an agent's (clientAuth only, same CA) cannot pose as a
+ * controller. */
 static SSL_CTX *
 client_ctx(const struct link_opts *o)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    char buf[256] = "";
-    unsigned long e;
+    struct tlsctx_opts to = {.role = TLSCTX_CLIENT,
+                             .peer = TLSCTX_PEER_CA,
+                             .cert = o->cert,
+                             .key = o->key,
+                             .ca = o->ca};
+    char why[TLSCTX_WHY_MAX];
+    SSL_CTX *ctx = tlsctx_new(&to, why, sizeof(why));
 
     if (ctx == NULL)
-        goto fail;
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-        SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1 ||
-        SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1)
-        goto fail;
-    /* The controller's certificate must be for serverAuth: an agent's
-     * (clientAuth only, same CA) cannot pose as a controller. */
-    if (!SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER))
-        goto fail;
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        log_warnx("cannot set up TLS for the controller link: %s", why);
     return ctx;
-
-fail:
-    e = ERR_get_error();
-    if (e)
-        ERR_error_string_n(e, buf, sizeof(buf));
-    ERR_clear_error();
-    log_warnx("cannot set up TLS with CA %s, certificate %s and key %s: %s",
-              o->ca, o->cert, o->key, buf);
-    SSL_CTX_free(ctx);
-    return NULL;
 }
 
 static void

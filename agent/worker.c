@@ -27,6 +27,7 @@
 
 #include "cmdline.h"
 #include "domxml.h"
+#include "fsutil.h"
 #include "log.h"
 #include "mem.h"
 #include "strmap.h"
@@ -442,7 +443,8 @@ disk_overlay_delete(struct worker *w, const char *id)
  * Writes the boot config (fw_cfg opt/org.cloud/config, read by guests
  * without virtio-serial) next to the console log: the lines the channel
  * starts with, the boot line (env, args) then the config line, each
- * optional; a temporary file renamed into place, readable by QEMU's user.
+ * optional; replaced atomically and durably (fsutil.h), readable by
+ * QEMU's user.
  * Returns its path, or NULL with why.
  */
 static char *
@@ -450,33 +452,16 @@ write_boot_config(const char *run, const char *boot, const char *line,
                   char *why, size_t whylen)
 {
     char *path = xasprintf("%s/config.json", run);
-    char *tmp = xasprintf("%s/.config.json.tmp", run);
-    size_t blen = boot ? strlen(boot) : 0, len = line ? strlen(line) : 0;
-    FILE *f;
+    char *data = xasprintf("%s%s", boot ? boot : "", line ? line : "");
 
-    f = fopen(tmp, "w");
-    if (f == NULL || fwrite(boot ? boot : "", 1, blen, f) != blen ||
-        fwrite(line ? line : "", 1, len, f) != len || fflush(f) != 0 ||
-        fchmod(fileno(f), 0644) < 0) {
-        snprintf(why, whylen, "cannot write the boot config %s: %s", tmp,
-                 strerror(errno));
-        if (f != NULL)
-            fclose(f);
-        goto fail;
-    }
-    if (fclose(f) != 0 || rename(tmp, path) < 0) {
+    if (fsutil_write_atomic(path, 0644, data, strlen(data)) < 0) {
         snprintf(why, whylen, "cannot write the boot config %s: %s", path,
                  strerror(errno));
-        goto fail;
+        free(path);
+        path = NULL;
     }
-    free(tmp);
+    free(data);
     return path;
-
-fail:
-    (void)unlink(tmp);
-    free(tmp);
-    free(path);
-    return NULL;
 }
 
 /* The guest channel socket of an adopted domain, if QEMU bound one. */

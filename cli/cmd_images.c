@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "cmd_priv.h"
+#include "digest.h"
 #include "http.h"
 #include "mem.h"
 
@@ -136,8 +137,6 @@ push_blob(struct cli_ctx *ctx, const char *file, char *digest)
 {
     json_t *ans = NULL;
     char *buf = NULL, *path = NULL, *fin = NULL;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
     unsigned long long off = 0;
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
     int fd = open(file, O_RDONLY | O_CLOEXEC), rc = CLI_EXIT_FAIL;
@@ -180,10 +179,11 @@ push_blob(struct cli_ctx *ctx, const char *file, char *digest)
     }
     if (ctx->progress)
         fprintf(ctx->err, "\n");
-    EVP_DigestFinal_ex(sha, md, &mdlen);
-    memcpy(digest, "sha256:", 7);
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(digest + 7 + 2 * i, 3, "%02x", md[i]);
+    if (digest_final(sha, digest) < 0) {
+        rc = cli_fail(ctx, "images push: cannot compute the SHA-256 of %s",
+                      file);
+        goto out;
+    }
     fin = xasprintf("%s?digest=%s", path, digest);
     rc = cli_api(ctx, "PUT", fin, NULL, &ans, NULL);
 out:

@@ -22,6 +22,8 @@
 #include <openssl/x509v3.h>
 
 #include "mem.h"
+#include "tlsctx.h"
+#include "tlsev.h"
 
 #ifndef CLOUD_VERSION
 #define CLOUD_VERSION "0.0.0"
@@ -56,19 +58,6 @@ struct req_state {
     bool too_large;
     bool is_stream;
 };
-
-static char *
-ssl_error_string(void)
-{
-    unsigned long e = ERR_get_error();
-    char buf[256];
-
-    if (e == 0)
-        return NULL;
-    ERR_error_string_n(e, buf, sizeof(buf));
-    ERR_clear_error();
-    return xstrdup(buf);
-}
 
 struct cli_http *
 cli_http_new(const char *url, const char *token, const char *cacert,
@@ -127,26 +116,17 @@ cli_http_new(const char *url, const char *token, const char *cacert,
         goto fail;
     }
     if (https) {
-        h->ssl_ctx = SSL_CTX_new(TLS_client_method());
+        /* --insecure: nothing is checked; else the server's certificate
+         * against --cacert or the system's CAs (tlsctx.h). */
+        struct tlsctx_opts to = {.role = TLSCTX_CLIENT,
+                                 .peer = insecure ? TLSCTX_PEER_NONE
+                                                  : TLSCTX_PEER_CA,
+                                 .ca = cacert};
+        char why[TLSCTX_WHY_MAX];
+
+        h->ssl_ctx = tlsctx_new(&to, why, sizeof(why));
         if (h->ssl_ctx == NULL) {
-            char *why = ssl_error_string();
-            *err = xasprintf("cannot create a TLS context: %s",
-                             why ? why : "unknown OpenSSL error");
-            free(why);
-            goto fail;
-        }
-        SSL_CTX_set_min_proto_version(h->ssl_ctx, TLS1_2_VERSION);
-        SSL_CTX_set_verify(h->ssl_ctx,
-                           insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
-        int ok = cacert != NULL
-                     ? SSL_CTX_load_verify_locations(h->ssl_ctx, cacert, NULL)
-                     : SSL_CTX_set_default_verify_paths(h->ssl_ctx);
-        if (ok != 1) {
-            char *why = ssl_error_string();
-            *err = xasprintf("cannot load CA certificates%s%s: %s",
-                             cacert ? " from " : "", cacert ? cacert : "",
-                             why ? why : "unknown OpenSSL error");
-            free(why);
+            *err = xstrdup(why);
             goto fail;
         }
     }
@@ -298,17 +278,10 @@ describe_failure(struct req_state *st, struct bufferevent *bev)
     char *r;
 
     if (bev != NULL && h->ssl_ctx != NULL) {
-        unsigned long e;
-        while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-            char buf[256];
-            /* libevent also queues bare SSL_get_error() codes here, such
-             * as SSL_ERROR_SYSCALL: the socket error explains those. */
-            if (ERR_GET_LIB(e) == 0 && e < 64)
-                continue;
-            ERR_error_string_n(e, buf, sizeof(buf));
-            free(ssl);
+        char buf[256];
+
+        if (tlsev_error(bev, "server's", buf, sizeof(buf))[0] != '\0')
             ssl = xstrdup(buf);
-        }
     }
     if (bev != NULL && bufferevent_socket_get_dns_error(bev) != 0) {
         r = xasprintf(

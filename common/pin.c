@@ -11,6 +11,11 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "digest.h"
+
+_Static_assert(PIN_LEN == DIGEST_LEN && PIN_TEXT_LEN == DIGEST_TEXT_LEN,
+               "a pin is a digest of a public key");
+
 int
 pin_compute(X509 *x, unsigned char out[PIN_LEN])
 {
@@ -32,14 +37,10 @@ int
 pin_format(X509 *x, char *out, size_t outlen)
 {
     unsigned char md[PIN_LEN];
-    size_t i, n;
 
     if (outlen < PIN_TEXT_LEN + 1 || pin_compute(x, md) < 0)
         return -1;
-    n = strlen(PIN_PREFIX);
-    memcpy(out, PIN_PREFIX, n);
-    for (i = 0; i < PIN_LEN; i++)
-        snprintf(out + n + 2 * i, 3, "%02x", md[i]);
+    digest_format(md, out);
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include "api_cluster.h" /* reconciler */
 #include "api_join.h"    /* agent enrolment */
 #include "api_config.h"  /* config, links, endpoints */
+#include "api_util.h"
 #include "app.h"
 #include "labels.h"
 #include "log.h"
@@ -47,42 +48,7 @@ use_cache(struct http_req *r)
     return cache_ready(a->cache) && watch_listening(a->watch);
 }
 
-static void
-reply_db_error(struct http_req *r, const struct db_error *err)
-{
-    http_reply_error(r, err->status, err->code, err->field, "%s",
-                     err->message);
-}
-
-/* Drops a request whose client left while the database worked. */
-static int
-gone(struct http_req *r)
-{
-    if (r->cancelled) {
-        http_req_release(r);
-        return 1;
-    }
-    return 0;
-}
-
 /* ---- generic result handlers ----------------------------------------- */
-
-/* The answer of a write (writer.c). */
-static void
-on_write(int status, const char *body, const struct db_error *err, void *arg)
-{
-    struct http_req *r = arg;
-
-    if (gone(r))
-        return;
-    if (err) {
-        reply_db_error(r, err);
-        return;
-    }
-    http_reply_json_text(r, status, body);
-}
-
-
 
 /* A cached object's JSON with its version as ETag. */
 static void
@@ -131,16 +97,12 @@ on_service_running(const PGresult *res, const struct db_error *err,
     struct svc_reply *sr = arg;
     struct http_req *r = sr->r;
 
-    if (!gone(r)) {
-        if (err)
-            reply_db_error(r, err);
-        else
-            reply_service(r, sr->status, sr->body,
-                          PQntuples(res) == 1
-                              ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
-                              : 0,
-                          0);
-    }
+    if (!api_db_done(r, err))
+        reply_service(r, sr->status, sr->body,
+                      PQntuples(res) == 1
+                          ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+                          : 0,
+                      0);
     free(sr->body);
     free(sr);
 }
@@ -154,12 +116,8 @@ on_service_write(int status, const char *body, const struct db_error *err,
     const char *vals[1];
     struct svc_reply *sr;
 
-    if (gone(r))
+    if (api_db_done(r, err))
         return;
-    if (err) {
-        reply_db_error(r, err);
-        return;
-    }
     j = json_loads(body, 0, NULL);
     vals[0] = json_string_value(json_object_get(j, "name"));
     if (vals[0] == NULL) {
@@ -189,7 +147,7 @@ write_op(struct http_req *r, const char *op, int nargs, const char **args)
 {
     writer_submit(app_of(r)->writer, op, nargs, args,
                   strncmp(op, "service_", 8) == 0 ? on_service_write
-                                                  : on_write,
+                                                  : api_reply_write,
                   r);
 }
 
@@ -218,12 +176,8 @@ on_get(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
 
-    if (gone(r))
+    if (api_db_done(r, err))
         return;
-    if (err) {
-        reply_db_error(r, err);
-        return;
-    }
     if (PQntuples(res) == 0) {
         http_reply_error(r, 404, "not_found", NULL, "%s %s not found",
                          (const char *)r->data, http_param(r, 0));
@@ -252,13 +206,8 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     size_t len;
     char *body;
 
-    if (gone(r)) {
+    if (api_db_done(r, err)) {
         free(lc);
-        return;
-    }
-    if (err) {
-        free(lc);
-        reply_db_error(r, err);
         return;
     }
     n = PQntuples(res);
@@ -452,7 +401,7 @@ on_ready(const PGresult *res, const struct db_error *err, void *arg)
     struct http_req *r = arg;
     long v;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     if (err) {
         http_reply_error(r, 503, "unavailable", NULL, "not ready: %s",
@@ -491,7 +440,7 @@ on_counts(const PGresult *res, const struct db_error *err, void *arg)
     size_t len;
     char *body;
 
-    if (gone(r))
+    if (api_gone(r))
         return;
     app = app_of(r);
     b = evbuffer_new();
@@ -1096,13 +1045,8 @@ on_token_created(int status, const char *body, const struct db_error *err,
     struct token_create *tc = r->data;
     json_t *j;
 
-    if (gone(r)) {
+    if (api_db_done(r, err)) {
         free(tc);
-        return;
-    }
-    if (err) {
-        free(tc);
-        reply_db_error(r, err);
         return;
     }
     /* The secret is shown this once; PostgreSQL holds only its SHA-256. */

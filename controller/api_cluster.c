@@ -14,28 +14,11 @@
 
 #include <jansson.h>
 
+#include "api_util.h"
 #include "app.h"
 #include "log.h"
 #include "mem.h"
 #include "store.h"
-
-static int
-gone(struct http_req *r)
-{
-    if (r->cancelled) {
-        http_req_release(r);
-        return 1;
-    }
-    return 0;
-}
-
-static void
-reply_db_error(struct http_req *r, const struct db_error *err)
-{
-    http_reply_error(r, err->status, err->code, err->field[0] ? err->field
-                                                              : NULL,
-                     "%s", err->message);
-}
 
 /*
  * The settings a PATCH may change: top-level integers, or objects of
@@ -151,17 +134,8 @@ on_settings(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
 
-    if (gone(r))
+    if (api_db_one_row(r, res, err, "cluster settings"))
         return;
-    if (err) {
-        reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL,
-                         "the cluster settings row is missing");
-        return;
-    }
     /* GET: (json); PATCH: (status, json). This controller's blob store
      * takes the new limits at once (read your writes); the others follow
      * the controller.settings event (retention.c). */

@@ -9,7 +9,10 @@
  * endpoints.changed event marks the clients of that service; after each
  * batch of events every marked client re-reads its list and gets it if the
  * version moved. A client is freed when its query is not in flight (a query
- * callback finishes a client that left meanwhile).
+ * callback finishes a client that left meanwhile). This is not a second
+ * event hub: it streams a document re-read on demand, not the event log,
+ * and rides on watch.c's (as an observer for the triggers, and a
+ * watch_stream for keepalives and the limit on a client that lags).
  */
 #define LOG_MODULE "api"
 #include "api_config.h"
@@ -20,9 +23,9 @@
 #include <string.h>
 #include <sys/queue.h>
 
-#include <event2/event.h>
 #include <jansson.h>
 
+#include "api_util.h"
 #include "app.h"
 #include "log.h"
 #include "mem.h"
@@ -31,7 +34,6 @@
 #define ACTOR (r->actor ? r->actor : "anonymous")
 #define HISTORY_DEFAULT 20
 #define HISTORY_MAX 100
-#define EP_KEEPALIVE_S 15
 #define EP_WRITE_TIMEOUT_S 60
 #define EP_MAX_WATCHERS 10000
 
@@ -39,23 +41,6 @@ static struct app *
 app_of(struct http_req *r)
 {
     return http_app(r);
-}
-
-static int
-gone(struct http_req *r)
-{
-    if (r->cancelled) {
-        http_req_release(r);
-        return 1;
-    }
-    return 0;
-}
-
-static void
-reply_db_error(struct http_req *r, const struct db_error *err)
-{
-    http_reply_error(r, err->status, err->code,
-                     err->field[0] ? err->field : NULL, "%s", err->message);
 }
 
 /* (body, version) with the version as ETag, or (status, body, version). */
@@ -66,18 +51,8 @@ on_doc(const PGresult *res, const struct db_error *err, void *arg)
     int write, status = 200;
     char etag[40];
 
-    if (gone(r))
+    if (api_db_one_row(r, res, err, "config"))
         return;
-    if (err) {
-        reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL,
-                         "the config query returned %d rows",
-                         PQntuples(res));
-        return;
-    }
     write = PQnfields(res) == 3 && r->data != NULL;
     if (write)
         status = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
@@ -306,18 +281,8 @@ on_text(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct http_req *r = arg;
 
-    if (gone(r))
+    if (api_db_one_row(r, res, err, "history"))
         return;
-    if (err) {
-        reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL,
-                         "the history query returned %d rows",
-                         PQntuples(res));
-        return;
-    }
     http_reply_json_text(r, 200, PQgetvalue(res, 0, 0));
 }
 
@@ -367,6 +332,7 @@ api_config_h_instance(struct http_req *r)
 struct ep_client {
     TAILQ_ENTRY(ep_client) link;
     struct ep_hub *hub;
+    struct watch_stream stream; /* keepalives and the lag limit (watch.h) */
     struct http_req *r; /* NULL once finished */
     char *name;         /* the service */
     char *sid;          /* its id when the watch began */
@@ -376,9 +342,9 @@ struct ep_client {
 
 struct ep_hub {
     struct db_pool *db;
+    struct watch *watch;
     TAILQ_HEAD(, ep_client) clients;
     int nclients;
-    struct event *keepalive;
 };
 
 static struct ep_hub *hub; /* one per process: the first watch makes it */
@@ -401,6 +367,7 @@ ep_drop(struct ep_client *c)
     if (!c->dead) {
         TAILQ_REMOVE(&c->hub->clients, c, link);
         c->hub->nclients--;
+        watch_stream_del(c->hub->watch, &c->stream);
         c->dead = 1;
     }
     if (c->inflight)
@@ -462,6 +429,13 @@ ep_on_rows(const PGresult *res, const struct db_error *err, void *arg)
     v = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     if (v > c->sent)
         ep_send(c, PQgetvalue(res, 0, 0), v);
+    if (watch_lagging(c->r)) {
+        log_warnx("endpoint watch of %s fell behind; closing its stream so "
+                  "it resumes",
+                  c->name);
+        ep_drop(c);
+        return;
+    }
     if (c->dirty)
         ep_fetch(c);
 }
@@ -515,22 +489,9 @@ ep_on_reconnect(void *arg)
     ep_on_batch(h);
 }
 
-static void
-ep_on_keepalive(evutil_socket_t fd, short what, void *arg)
-{
-    struct ep_hub *h = arg;
-    struct ep_client *c;
-
-    (void)fd;
-    (void)what;
-    TAILQ_FOREACH(c, &h->clients, link)
-        http_stream_chunk(c->r, ": keepalive\n\n", 13);
-}
-
 static struct ep_hub *
 ep_hub_get(struct app *a)
 {
-    struct timeval tv = {EP_KEEPALIVE_S, 0};
     struct watch_observer obs = {
         .on_event = ep_on_event,
         .on_batch = ep_on_batch,
@@ -541,10 +502,8 @@ ep_hub_get(struct app *a)
         return hub;
     hub = xcalloc(1, sizeof(*hub));
     hub->db = a->db;
+    hub->watch = a->watch;
     TAILQ_INIT(&hub->clients);
-    hub->keepalive = event_new(a->base, -1, EV_PERSIST, ep_on_keepalive, hub);
-    if (hub->keepalive == NULL || event_add(hub->keepalive, &tv) < 0)
-        fatalx("cannot start the endpoint watch keepalive timer");
     obs.arg = hub;
     watch_observe(a->watch, &obs);
     return hub;
@@ -559,18 +518,8 @@ on_watch_first(const PGresult *res, const struct db_error *err, void *arg)
     struct ep_hub *h;
     struct ep_client *c;
 
-    if (gone(r))
+    if (api_db_one_row(r, res, err, "endpoints"))
         return;
-    if (err) {
-        reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL,
-                         "the endpoints query returned %d rows",
-                         PQntuples(res));
-        return;
-    }
     h = ep_hub_get(app_of(r));
     if (h->nclients >= EP_MAX_WATCHERS) {
         http_reply_error(r, 503, "unavailable", NULL,
@@ -589,6 +538,8 @@ on_watch_first(const PGresult *res, const struct db_error *err, void *arg)
     TAILQ_INSERT_TAIL(&h->clients, c, link);
     h->nclients++;
     http_stream_start(r, 200, "text/event-stream");
+    c->stream.r = r;
+    watch_stream_add(h->watch, &c->stream);
     /* Quiet services send only keepalives; the client sends nothing. */
     http_stream_long(r, EP_WRITE_TIMEOUT_S);
     ep_send(c, PQgetvalue(res, 0, 0), strtoll(PQgetvalue(res, 0, 1), NULL, 10));

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "api_util.h"
 #include "app.h"
 #include "gateway.h"
 #include "join.h"
@@ -28,23 +29,6 @@ struct token_new {
     char *command_host;
     unsigned short port;
 };
-
-static int
-gone(struct http_req *r)
-{
-    if (r->cancelled) {
-        http_req_release(r);
-        return 1;
-    }
-    return 0;
-}
-
-static void
-reply_db_error(struct http_req *r, const struct db_error *err)
-{
-    http_reply_error(r, err->status, err->code,
-                     err->field[0] ? err->field : NULL, "%s", err->message);
-}
 
 static void
 token_new_free(struct token_new *t)
@@ -65,13 +49,13 @@ on_token_created(const PGresult *res, const struct db_error *err, void *arg)
     json_t *j;
 
     r->data = NULL;
-    if (gone(r)) {
+    if (api_gone(r)) {
         token_new_free(t);
         return;
     }
     if (err != NULL || PQntuples(res) != 1) {
         if (err != NULL)
-            reply_db_error(r, err);
+            api_reply_db_error(r, err);
         else
             http_reply_error(r, 500, "internal", NULL,
                              "the join token was not stored");
@@ -190,16 +174,8 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     struct http_req *r = arg;
     char *body;
 
-    if (gone(r))
+    if (api_db_one_row(r, res, err, "join token list"))
         return;
-    if (err != NULL) {
-        reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL, "the list query failed");
-        return;
-    }
     body = xasprintf("{\"items\":%s}", PQgetvalue(res, 0, 0));
     http_reply_json_text(r, 200, body);
     free(body);
@@ -225,16 +201,8 @@ on_revoked(const PGresult *res, const struct db_error *err, void *arg)
     struct http_req *r = arg;
     char body[64];
 
-    if (gone(r))
+    if (api_db_one_row(r, res, err, "revocation"))
         return;
-    if (err != NULL) {
-        reply_db_error(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        http_reply_error(r, 500, "internal", NULL, "the revocation failed");
-        return;
-    }
     snprintf(body, sizeof(body), "{\"revoked\":%ld}",
              strtol(PQgetvalue(res, 0, 0), NULL, 10));
     http_reply_json_text(r, 200, body);

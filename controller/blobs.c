@@ -37,7 +37,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "api_util.h"
 #include "app.h"
+#include "digest.h"
+#include "fsutil.h"
 #include "log.h"
 #include "mem.h"
 #include "store.h"
@@ -76,37 +79,15 @@ static void blobs_release(struct blobs *b);
 
 /* ---- helpers --------------------------------------------------------- */
 
+/* mkdir -p (fsutil.h), said once. */
 static int
 mkdirs(const char *path)
 {
-    char *p = xstrdup(path);
-    int rc = 0;
-
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-            rc = -1;
-        *s = '/';
+    if (fsutil_mkdir_p(path, 0755) < 0) {
+        log_warn("cannot create directory %s", path);
+        return -1;
     }
-    if (mkdir(p, 0755) < 0 && errno != EEXIST)
-        rc = -1;
-    if (rc < 0)
-        log_warn("cannot create %s", path);
-    free(p);
-    return rc;
-}
-
-static int
-digest_ok(const char *d)
-{
-    if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 71)
-        return 0;
-    for (const char *p = d + 7; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return 0;
-    return 1;
+    return 0;
 }
 
 static struct blobs *
@@ -330,49 +311,26 @@ blobs_h_upload_chunk(struct http_req *r)
     reply_upload(r, 202, u);
 }
 
-static void
-on_blob_registered(int status, const char *body, const struct db_error *err,
-                   void *arg)
-{
-    struct http_req *r = arg;
-
-    if (r->cancelled) {
-        http_req_release(r);
-        return;
-    }
-    if (err) {
-        http_reply_error(r, err->status, err->code, err->field, "%s",
-                         err->message);
-        return;
-    }
-    http_reply_json_text(r, status, body);
-}
-
 void
 blobs_h_upload_finish(struct http_req *r)
 {
     struct blobs *b = blobs_of(r);
     struct upload *u = session(r);
     const char *want = http_query(r, "digest");
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    char got[72], *final = NULL, size[24];
+    char got[DIGEST_TEXT_SIZE], *final = NULL, size[24];
     const char *args[3];
 
     if (u == NULL)
         return;
-    if (want == NULL || !digest_ok(want)) {
+    if (want == NULL || !digest_valid(want)) {
         http_reply_error(r, 400, "bad_request", "digest",
                          "finish an upload with ?digest=sha256:<64 hex>");
         return;
     }
-    if (EVP_DigestFinal_ex(u->md, md, &mdlen) != 1 || mdlen != 32) {
+    if (digest_final(u->md, got) < 0) {
         http_reply_error(r, 500, "internal", NULL, "SHA-256 final failed");
         return;
     }
-    memcpy(got, "sha256:", 7);
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(got + 7 + 2 * i, 3, "%02x", md[i]);
     strmap_del(&b->sessions, u->id);
     if (strcmp(got, want) != 0) {
         http_reply_error(r, 422, "invalid", "digest",
@@ -382,14 +340,9 @@ blobs_h_upload_finish(struct http_req *r)
         upload_free(u);
         return;
     }
-    if (fsync(u->fd) < 0) {
-        log_warn("upload %s: fsync", u->id);
-        http_reply_error(r, 500, "internal", NULL, "cannot store the blob");
-        upload_free(u);
-        return;
-    }
     final = xasprintf("%s/%s", b->dir, got + 7);
-    if (rename(u->path, final) < 0) {
+    /* Durable before the row that names it is written. */
+    if (fsutil_commit(u->fd, u->path, final) < 0) {
         log_warn("cannot move upload %s to %s", u->id, final);
         http_reply_error(r, 500, "internal", NULL, "cannot store the blob");
         free(final);
@@ -405,7 +358,7 @@ blobs_h_upload_finish(struct http_req *r)
     args[1] = size;
     args[2] = r->actor ? r->actor : "anonymous";
     writer_submit(((struct app *)http_app(r))->writer, "blob_add", 3, args,
-                  on_blob_registered, r);
+                  api_reply_write, r);
 }
 
 void
@@ -492,7 +445,7 @@ blobs_h_get(struct http_req *r)
     struct stat st;
     int fd;
 
-    if (!digest_ok(digest)) {
+    if (!digest_valid(digest)) {
         http_reply_error(r, 400, "bad_request", "digest",
                          "a blob is named sha256:<64 hex>, not %.80s",
                          digest);
@@ -619,7 +572,7 @@ gc_unlink(struct blobs *b, const char *digest, const char *why)
     char *path;
     struct stat st;
 
-    if (!digest_ok(digest))
+    if (!digest_valid(digest))
         return;
     path = xasprintf("%s/%s", b->dir, digest + 7);
     if (stat(path, &st) == 0 && time(NULL) - st.st_mtime >= b->gc_grace) {
@@ -682,7 +635,7 @@ old_files(struct blobs *b)
         if (strlen(de->d_name) != 64)
             continue;
         snprintf(digest, sizeof(digest), "sha256:%.64s", de->d_name);
-        if (!digest_ok(digest) ||
+        if (!digest_valid(digest) ||
             fstatat(dirfd(d), de->d_name, &st, 0) < 0 ||
             now - st.st_mtime < b->gc_grace)
             continue;

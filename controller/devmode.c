@@ -23,6 +23,8 @@
 #include <libpq-fe.h>
 #include <openssl/evp.h>
 
+#include "digest.h"
+#include "fsutil.h"
 #include "log.h"
 #include "mem.h"
 #include "pki.h"
@@ -229,8 +231,7 @@ static int
 file_digest(const char *path, char *out, long long *size)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned char buf[65536], h[EVP_MAX_MD_SIZE];
-    unsigned int hl = 0;
+    unsigned char buf[65536];
     int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -1;
     ssize_t n;
 
@@ -241,11 +242,8 @@ file_digest(const char *path, char *out, long long *size)
         EVP_DigestUpdate(md, buf, (size_t)n);
         *size += n;
     }
-    if (n < 0 || EVP_DigestFinal_ex(md, h, &hl) != 1)
+    if (n < 0 || digest_final(md, out) < 0)
         goto out;
-    memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < hl; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", h[i]);
     rc = 0;
 out:
     if (fd >= 0)
@@ -275,7 +273,7 @@ store_blob(const char *src, const char *data_dir, const char *digest)
     while ((n = read(in, buf, sizeof(buf))) > 0)
         if (write(out, buf, (size_t)n) != n)
             goto done;
-    if (n < 0 || fsync(out) < 0 || rename(tmp, dst) < 0)
+    if (n < 0 || fsutil_commit(out, tmp, dst) < 0)
         goto done;
     rc = 0;
 done:

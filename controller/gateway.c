@@ -25,8 +25,6 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <jansson.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -41,6 +39,8 @@
 #include "pin.h"
 #include "store.h"
 #include "strmap.h"
+#include "tlsctx.h"
+#include "tlsev.h"
 
 #define GW_HELLO_TIMEOUT_S 15
 #define GW_FIRST_FRAME_MS 10000 /* default of cfg.first_frame_ms */
@@ -1737,7 +1737,6 @@ static void
 conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct gw_conn *c = arg;
-    unsigned long e;
     char buf[256] = "";
 
     if (what & BEV_EVENT_CONNECTED) {
@@ -1773,22 +1772,7 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
                   SSL_get_version(ssl));
         return;
     }
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-        if (ERR_GET_LIB(e) == ERR_LIB_SYS)
-            snprintf(buf, sizeof(buf), "%s", strerror(ERR_GET_REASON(e)));
-        else
-            ERR_error_string_n(e, buf, sizeof(buf));
-    }
-    {
-        /* OpenSSL 3's queue through libevent says little; name the
-         * certificate check that failed, if one did. */
-        SSL *vssl = bufferevent_openssl_get_ssl(bev);
-        long vr = vssl ? SSL_get_verify_result(vssl) : X509_V_OK;
-
-        if (vr != X509_V_OK)
-            snprintf(buf, sizeof(buf), "the client certificate is refused: %s",
-                     X509_verify_cert_error_string(vr));
-    }
+    tlsev_error(bev, "client", buf, sizeof(buf));
     if (what & BEV_EVENT_TIMEOUT)
         conn_shutdown(c, c->state == GW_READY
                              ? "no heartbeat for three intervals"
@@ -1863,57 +1847,24 @@ listen_error_cb(struct evconnlistener *l, void *arg)
 
 /* ---- life cycle ------------------------------------------------------ */
 
-/* Sends the CA after the controller's certificate (join.c: the pin). */
-static int
-gw_add_ca_to_chain(SSL_CTX *ctx, const char *ca_path)
-{
-    FILE *f = fopen(ca_path, "r");
-    X509 *ca = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-    int ok;
-
-    if (f)
-        fclose(f);
-    if (ca == NULL)
-        return -1;
-    ok = SSL_CTX_add1_chain_cert(ctx, ca);
-    X509_free(ca);
-    return ok == 1 ? 0 : -1;
-}
-
+/* mTLS (tlsctx.h TLSCTX_PEER_CA): a client certificate must be of our CA;
+ * a client without one may only send a JoinRequest (conn_on_join). The CA
+ * goes in the chain sent, so that a joining agent can check it against its
+ * pin. */
 static SSL_CTX *
 gw_ssl_ctx(const struct pki_paths *p)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct tlsctx_opts o = {.role = TLSCTX_SERVER,
+                            .peer = TLSCTX_PEER_CA,
+                            .cert = p->cert,
+                            .key = p->key,
+                            .ca = p->ca_cert};
+    char why[TLSCTX_WHY_MAX];
+    SSL_CTX *ctx = tlsctx_new(&o, why, sizeof(why));
 
     if (ctx == NULL)
-        goto fail;
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-        SSL_CTX_use_certificate_chain_file(ctx, p->cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, p->key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1 ||
-        SSL_CTX_load_verify_locations(ctx, p->ca_cert, NULL) != 1 ||
-        !SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT))
-        goto fail;
-    /* mTLS: a client certificate must be of our CA; a client without one
-     * may only send a JoinRequest (conn_on_join). The CA goes in the chain
-     * sent, so that a joining agent can check it against its pin. */
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (gw_add_ca_to_chain(ctx, p->ca_cert) < 0)
-        goto fail;
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        log_warnx("agent gateway: cannot set up TLS: %s", why);
     return ctx;
-
-fail: {
-    char buf[256] = "";
-    unsigned long e = ERR_get_error();
-
-    if (e)
-        ERR_error_string_n(e, buf, sizeof(buf));
-    ERR_clear_error();
-    log_warnx("agent gateway: cannot set up TLS with %s: %s", p->cert, buf);
-    SSL_CTX_free(ctx);
-    return NULL;
-}
 }
 
 struct gateway *

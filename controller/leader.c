@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "monotime.h"
 #include "store.h"
 
 struct leader {
@@ -44,15 +45,6 @@ struct renew {
     long long epoch; /* what we asked to renew */
     unsigned long long term;
 };
-
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static long long
 real_ms(void)

@@ -21,6 +21,7 @@
 #include "app.h"
 #include "devmode.h"
 #include "devpg.h"
+#include "fsutil.h"
 #include "gateway.h" /* agent gateway */
 #include "log.h"
 #include "mem.h"
@@ -29,7 +30,7 @@
 #include "reconcile.h"
 #include "retention.h"
 #include "store.h"
-#include "tls.h"
+#include "tlsctx.h"
 #include "tokencmd.h"
 #include "join.h"
 
@@ -289,28 +290,6 @@ split_listen(const char *s, char **host, unsigned short *port)
     return 0;
 }
 
-static int
-mkdir_p(const char *path, mode_t mode)
-{
-    char *p = xstrdup(path);
-    int rc = 0;
-
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-            rc = -1;
-        *s = '/';
-    }
-    if (mkdir(p, mode) < 0 && errno != EEXIST)
-        rc = -1;
-    if (rc < 0)
-        log_warn("cannot create %s", path);
-    free(p);
-    return rc;
-}
-
 static char *
 default_data_dir(int dev)
 {
@@ -327,8 +306,7 @@ static void
 write_context(const char *url, const char *token)
 {
     const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-    char *dir, *path, *tmp;
-    FILE *f;
+    char *dir, *path, *body;
 
     if (xdg && *xdg)
         dir = xasprintf("%s/cloud", xdg);
@@ -336,23 +314,18 @@ write_context(const char *url, const char *token)
         dir = xasprintf("%s/.config/cloud", home);
     else
         return;
-    if (mkdir_p(dir, 0700) < 0) {
+    if (fsutil_mkdir_p(dir, 0700) < 0) {
+        log_warn("cannot create directory %s", dir);
         free(dir);
         return;
     }
     path = xasprintf("%s/context.json", dir);
-    tmp = xasprintf("%s.tmp", path);
-    f = fopen(tmp, "w"); /* umask-independent below: it holds a secret */
-    if (f == NULL || fchmod(fileno(f), 0600) < 0) {
-        log_warn("cannot write %s", tmp);
-        if (f)
-            fclose(f);
-    } else {
-        fprintf(f, "{\"url\":\"%s\",\"token\":\"%s\"}\n", url, token);
-        if (fclose(f) != 0 || rename(tmp, path) != 0)
-            log_warn("cannot write %s", path);
-    }
-    free(tmp);
+    body = xasprintf("{\"url\":\"%s\",\"token\":\"%s\"}\n", url, token);
+    /* 0600 whatever the umask: it holds a secret. */
+    if (fsutil_write_atomic(path, 0600, body, strlen(body)) < 0)
+        log_warn("cannot write %s", path);
+    OPENSSL_cleanse(body, strlen(body));
+    free(body);
     free(path);
     free(dir);
 }
@@ -557,8 +530,10 @@ run(struct opts *o)
     }
     if (o->dev) {
         data_dir = o->data_dir ? xstrdup(o->data_dir) : default_data_dir(1);
-        if (mkdir_p(data_dir, 0755) < 0)
+        if (fsutil_mkdir_p(data_dir, 0755) < 0) {
+            log_warn("cannot create directory %s", data_dir);
             goto out;
+        }
         if (o->db == NULL) {
             if (devpg_start(&pg, data_dir) < 0)
                 goto out;
@@ -567,8 +542,10 @@ run(struct opts *o)
     } else if (o->data_dir != NULL) {
         data_dir = xstrdup(o->data_dir);
     }
-    if (data_dir && mkdir_p(data_dir, 0755) < 0)
+    if (data_dir && fsutil_mkdir_p(data_dir, 0755) < 0) {
+        log_warn("cannot create directory %s", data_dir);
         goto out;
+    }
     if (!o->dev && o->db == NULL) {
         fprintf(stderr, "cloud-controller: give --db URL (or CLOUD_DB_URL), "
                         "or run --dev for an all-in-one cluster\n");
@@ -593,8 +570,18 @@ run(struct opts *o)
         rc = 2;
         goto out;
     }
-    if (o->tls_cert && (tls = tls_server_ctx(o->tls_cert, o->tls_key)) == NULL)
-        goto out;
+    if (o->tls_cert) {
+        struct tlsctx_opts to = {.role = TLSCTX_SERVER,
+                                 .peer = TLSCTX_PEER_NONE,
+                                 .cert = o->tls_cert,
+                                 .key = o->tls_key};
+        char why[TLSCTX_WHY_MAX];
+
+        if ((tls = tlsctx_new(&to, why, sizeof(why))) == NULL) {
+            log_errx("API TLS: %s", why);
+            goto out;
+        }
+    }
     if (migrate_run(o->db, o->db_wait) < 0) {
         if (o->dev && pg.conninfo != NULL && o->db == pg.conninfo)
             log_warnx("cannot migrate the dev database under %s; if "
@@ -613,7 +600,7 @@ run(struct opts *o)
         if (script == NULL)
             log_warnx("no images/build-sample.sh found (--sample-script): "
                       "no sample image");
-        else if (mkdir_p(data_dir, 0755) == 0 &&
+        else if (fsutil_mkdir_p(data_dir, 0755) == 0 &&
                  (blobs_ready_dir(data_dir) < 0 ||
                   devmode_sample_image(script, data_dir, o->db) < 0))
             log_warnx("continuing without the sample image");

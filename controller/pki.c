@@ -23,8 +23,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "fsutil.h"
 #include "log.h"
 #include "mem.h"
+#include "tlsctx.h"
 
 #define PKI_CA_DAYS 3650
 #define PKI_LEAF_DAYS 825
@@ -35,13 +37,9 @@
 static void
 pki_ssl_fail(const char *msg)
 {
-    char buf[256] = "";
-    unsigned long e = ERR_get_error();
+    char buf[256];
 
-    if (e != 0)
-        ERR_error_string_n(e, buf, sizeof(buf));
-    ERR_clear_error();
-    log_warnx("%s: %s", msg, buf[0] ? buf : "unknown OpenSSL error");
+    log_warnx("%s: %s", msg, tlsctx_error(buf, sizeof(buf)));
 }
 
 int
@@ -60,31 +58,15 @@ pki_name_valid(const char *name)
     return rc == 0 ? 0 : -1;
 }
 
-/* mkdir -p: parents get 0755, the leaf mode. */
+/* mkdir -p (fsutil.h: parents 0755, the leaf mode), said once. */
 static int
 pki_mkdir(const char *path, mode_t mode)
 {
-    char *p = xstrdup(path), *s;
-    int ret = 0;
-
-    for (s = p + 1; *s != '\0'; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-            log_warn("cannot create directory %s", p);
-            ret = -1;
-        }
-        *s = '/';
-        if (ret < 0)
-            break;
+    if (fsutil_mkdir_p(path, mode) < 0) {
+        log_warn("cannot create directory %s", path);
+        return -1;
     }
-    if (ret == 0 && mkdir(p, mode) < 0 && errno != EEXIST) {
-        log_warn("cannot create directory %s", p);
-        ret = -1;
-    }
-    free(p);
-    return ret;
+    return 0;
 }
 
 static EVP_PKEY *
@@ -190,56 +172,40 @@ cleanup:
     return x;
 }
 
-/* Writes a PEM file through path.tmp (mode) and a rename. */
+/* Writes cert (or else key) as PEM to path (mode), atomically and durably
+ * (fsutil.h). */
 static int
 pki_write(const char *path, mode_t mode, X509 *cert, EVP_PKEY *key)
 {
-    char *tmp = xasprintf("%s.tmp", path);
-    FILE *f = NULL;
-    int fd, ok, ret = -1;
+    BIO *mem = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long len;
+    int ok, ret = -1;
 
-    (void)unlink(tmp);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        log_warn("cannot create %s", tmp);
-        goto cleanup;
-    }
-    f = fdopen(fd, "w");
-    if (f == NULL) {
-        log_warn("cannot open %s", tmp);
-        close(fd);
-        goto cleanup;
+    if (mem == NULL) {
+        pki_ssl_fail("cannot allocate a memory BIO");
+        return -1;
     }
     if (cert != NULL)
-        ok = PEM_write_X509(f, cert);
+        ok = PEM_write_bio_X509(mem, cert);
     else
-        ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    if (!ok) {
+        ok = PEM_write_bio_PrivateKey(mem, key, NULL, NULL, 0, NULL, NULL);
+    len = BIO_get_mem_data(mem, &data);
+    if (!ok || len <= 0) {
         pki_ssl_fail("cannot write PEM data");
         goto cleanup;
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        log_warn("cannot write %s", tmp);
-        goto cleanup;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        log_warn("cannot write %s", tmp);
-        goto cleanup;
-    }
-    f = NULL;
-    if (rename(tmp, path) < 0) {
-        log_warn("cannot rename %s to %s", tmp, path);
+    if (fsutil_write_atomic(path, mode, data, (size_t)len) < 0) {
+        log_warn("cannot write %s", path);
         goto cleanup;
     }
     ret = 0;
 
 cleanup:
-    if (f != NULL)
-        fclose(f);
-    if (ret < 0)
-        (void)unlink(tmp);
-    free(tmp);
+    /* A key's PEM must not linger in freed memory. */
+    if (data != NULL && len > 0)
+        OPENSSL_cleanse(data, (size_t)len);
+    BIO_free(mem);
     return ret;
 }
 

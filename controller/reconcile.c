@@ -29,6 +29,7 @@
 #include "leader.h"
 #include "log.h"
 #include "mem.h"
+#include "monotime.h"
 #include "../scheduler/sched.h"
 #include "store.h"
 #include "strmap.h"
@@ -208,15 +209,6 @@ struct qctx {
 
 static void pass_continue(struct reconciler *r);
 static void pass_end(struct reconciler *r);
-
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *
 val(const PGresult *res, int row, int col)

@@ -58,6 +58,7 @@ struct watch {
     int fetching, again;
     struct watch_observer obs[WATCH_MAX_OBSERVERS];
     int nobs;
+    TAILQ_HEAD(, watch_stream) streams; /* other modules' (watch_stream) */
 };
 
 static void client_step(struct watch_client *c);
@@ -166,17 +167,18 @@ client_matches(const struct watch_client *c, const char *object,
     return 1;
 }
 
-static size_t
-client_backlog(const struct watch_client *c)
+int
+watch_lagging(const struct http_req *r)
 {
     struct evhttp_connection *evcon;
     struct bufferevent *bev;
 
-    if (c->r == NULL || c->r->req == NULL)
+    if (r == NULL || r->req == NULL)
         return 0;
-    evcon = evhttp_request_get_connection(c->r->req);
+    evcon = evhttp_request_get_connection(r->req);
     bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+    return bev && evbuffer_get_length(bufferevent_get_output(bev)) >
+                      WATCH_MAX_BUFFERED;
 }
 
 static void
@@ -377,7 +379,7 @@ hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
                 }
                 client_send(c, id, PQgetvalue(res, i, 1),
                             PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
-                if (client_backlog(c) > WATCH_MAX_BUFFERED) {
+                if (watch_lagging(c->r)) {
                     log_warnx("watch client fell %d bytes behind; closing "
                               "its stream so it resumes",
                               WATCH_MAX_BUFFERED);
@@ -479,12 +481,27 @@ hub_on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
     struct watch *w = arg;
     struct watch_client *c;
+    struct watch_stream *st;
 
     (void)fd;
     (void)what;
     TAILQ_FOREACH(c, &w->clients, link)
         if (c->started)
             http_stream_chunk(c->r, ": keepalive\n\n", 13);
+    TAILQ_FOREACH(st, &w->streams, link)
+        http_stream_chunk(st->r, ": keepalive\n\n", 13);
+}
+
+void
+watch_stream_add(struct watch *w, struct watch_stream *s)
+{
+    TAILQ_INSERT_TAIL(&w->streams, s, link);
+}
+
+void
+watch_stream_del(struct watch *w, struct watch_stream *s)
+{
+    TAILQ_REMOVE(&w->streams, s, link);
 }
 
 struct watch *
@@ -497,6 +514,7 @@ watch_new(struct event_base *base, struct db_pool *db, const char *conninfo)
     w->db = db;
     w->last_id = -1;
     TAILQ_INIT(&w->clients);
+    TAILQ_INIT(&w->streams);
     w->keepalive = event_new(base, -1, EV_PERSIST, hub_on_keepalive, w);
     if (w->keepalive == NULL || event_add(w->keepalive, &tv) < 0)
         fatalx("cannot start the watch keepalive timer");

@@ -10,6 +10,8 @@
 #ifndef CLOUD_WATCH_H
 #define CLOUD_WATCH_H
 
+#include <sys/queue.h>
+
 #include "db.h"
 #include "http.h"
 
@@ -63,5 +65,24 @@ int watch_clients(const struct watch *w);
  */
 void watch_add(struct watch *w, struct http_req *r, long long since,
                const char *object, const char *type);
+
+/*
+ * A server-sent event stream that another module feeds with documents of
+ * its own (api_config.c's endpoint watches: the list of a service, re-read
+ * when an endpoints.changed event marks it). The hub keeps it with its own
+ * clients: one keepalive timer sends ": keepalive" to both every 15 s.
+ * The owner adds a stream once its 200 is sent and deletes it before it
+ * ends the stream; it checks watch_lagging after each document it sends.
+ */
+struct watch_stream {
+    struct http_req *r;
+    TAILQ_ENTRY(watch_stream) link; /* the hub's */
+};
+void watch_stream_add(struct watch *w, struct watch_stream *s);
+void watch_stream_del(struct watch *w, struct watch_stream *s);
+
+/* 1 if r's client has fallen more than the hub's limit (8 MiB unsent)
+ * behind: end its stream, and it resumes from where it stands. */
+int watch_lagging(const struct http_req *r);
 
 #endif

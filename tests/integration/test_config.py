@@ -328,6 +328,23 @@ class ConfigApiTest(harness.TestCase):
                 break
         self.assertEqual(versions, list(range(102, 2, -1)))
 
+    def test_14_endpoint_watch_gets_keepalives(self):
+        # docs/api.md: an endpoint watch, like the event watch, gets a
+        # comment line `: keepalive` every 15 s (watch.c's timer serves both).
+        s = service(self)
+        w = harness.cluster().sse("/v1/services/%s/endpoints?watch=true" % s["name"])
+        try:
+            self.assertEqual(w.status, 200)
+            first = w.next_event(5)
+            self.assertEqual((first["event"], first["id"]), ("endpoints", "0"))
+            deadline = time.monotonic() + 20
+            while ": keepalive" not in w.comments and time.monotonic() < deadline:
+                w.next_event(0.25)
+            self.assertIn(": keepalive", w.comments,
+                          "no ': keepalive' on the endpoint watch within 20 s")
+        finally:
+            w.close()
+
     def test_11_answers_match_the_openapi_contract(self):
         import contract
         spec = contract.load_spec()
