@@ -17,11 +17,11 @@
 #include "mem.h"
 
 struct dsparts {
-    size_t max_parts, max_bytes;
+    size_t max_parts, max_bytes, max_mem;
     /* the partial set (nparts > 0) */
     uint64_t session, leader, revision;
     uint32_t nparts, got;
-    size_t bytes;
+    size_t bytes, mem;
     frame_envelope **envs; /* [nparts], NULL where not yet come */
     /* the last set refused: its other parts are dropped quietly */
     bool refused;
@@ -29,12 +29,13 @@ struct dsparts {
 };
 
 struct dsparts *
-dsparts_new(size_t max_parts, size_t max_bytes)
+dsparts_new(size_t max_parts, size_t max_bytes, size_t max_mem)
 {
     struct dsparts *a = xcalloc(1, sizeof(*a));
 
     a->max_parts = max_parts;
     a->max_bytes = max_bytes;
+    a->max_mem = max_mem;
     return a;
 }
 
@@ -48,7 +49,7 @@ dsparts_reset(struct dsparts *a)
     free(a->envs);
     a->envs = NULL;
     a->nparts = a->got = 0;
-    a->bytes = 0;
+    a->bytes = a->mem = 0;
     a->refused = false;
 }
 
@@ -71,6 +72,27 @@ dsparts_set_clear(struct dsparts_set *s)
     free(s->envs);
     free(s->instances);
     memset(s, 0, sizeof(*s));
+}
+
+/*
+ * What a part holds in memory, roughly: its bytes plus the unpacked
+ * structures, which a few bytes on the wire can stand for (an empty map
+ * entry is 2 bytes packed, some 40 unpacked).
+ */
+static size_t
+part_mem(const Cloud__Agent__DesiredState *d, size_t packed)
+{
+    size_t m = packed + sizeof(*d);
+
+    for (size_t i = 0; i < d->n_instances; i++) {
+        const Cloud__Agent__InstanceSpec *s = d->instances[i];
+
+        m += sizeof(*s) + sizeof(s) + sizeof(Cloud__Agent__ImageSpec) +
+             s->n_env * (sizeof(**s->env) + sizeof(*s->env)) +
+             s->n_config * (sizeof(**s->config) + sizeof(*s->config)) +
+             s->n_args * sizeof(*s->args);
+    }
+    return m;
 }
 
 static bool
@@ -131,7 +153,7 @@ dsparts_add(struct dsparts *a, frame_envelope *env, struct dsparts_set *out,
 {
     const Cloud__Agent__DesiredState *d = env->desired_state;
     frame_envelope **one;
-    size_t size;
+    size_t size, mem;
 
     if (d->parts <= 1) {
         if (d->part != 0)
@@ -187,6 +209,13 @@ dsparts_add(struct dsparts *a, frame_envelope *env, struct dsparts_set *out,
                       "%zu bytes of a set)",
                       d->revision, a->bytes + size, d->part, d->parts,
                       a->max_bytes);
+    mem = part_mem(d, size);
+    if (mem > a->max_mem || a->mem + mem > a->max_mem)
+        return refuse(a, d, env, why, whylen,
+                      "desired set revision %" PRIu64 " refused: over %zu "
+                      "bytes of memory at part %u of %u (this agent holds at "
+                      "most %zu of a set)",
+                      d->revision, a->mem + mem, d->part, d->parts, a->max_mem);
     if (a->nparts == 0) {
         a->session = d->session_epoch;
         a->leader = d->leader_epoch;
@@ -203,11 +232,12 @@ dsparts_add(struct dsparts *a, frame_envelope *env, struct dsparts_set *out,
     }
     a->envs[d->part] = env;
     a->bytes += size;
+    a->mem += mem;
     if (++a->got < a->nparts)
         return DSPARTS_HELD;
     hand_over(a->envs, a->nparts, out);
     a->envs = NULL; /* out owns them */
     a->nparts = a->got = 0;
-    a->bytes = 0;
+    a->bytes = a->mem = 0;
     return DSPARTS_WHOLE;
 }

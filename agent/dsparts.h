@@ -5,10 +5,12 @@
  * revision first, then hands it here; the set is handed on only when it is
  * whole. Owns the frames of the one partial set it holds.
  *
- * Bounds, checked before anything is kept: at most DSPARTS_MAX parts and
+ * Bounds, checked before anything is kept: at most DSPARTS_MAX parts,
  * DSPARTS_BYTES_MAX bytes (the sum of the parts' packed DesiredState
- * sizes) per set. A set over them is refused whole (the link answers with
- * an Error) and the rest of its parts are dropped without another Error.
+ * sizes) and DSPARTS_MEM_MAX bytes of memory (those bytes plus the
+ * unpacked structures, which a few packed bytes can stand for) per set.
+ * A set over them is refused whole (the link answers with an Error) and
+ * the rest of its parts are dropped without another Error.
  */
 #ifndef CLOUD_AGENT_DSPARTS_H
 #define CLOUD_AGENT_DSPARTS_H
@@ -22,6 +24,9 @@
 /* Below the controller's 64 MiB output cap (GW_MAX_OUTPUT), so a whole
  * set queued at once never trips it; announced in Hello.desired_set_max. */
 #define DSPARTS_BYTES_MAX (32u * 1024u * 1024u)
+/* A legitimate set needs some 300 bytes of structures per instance: 100,000
+ * small instances fit. */
+#define DSPARTS_MEM_MAX (96u * 1024u * 1024u)
 
 enum dsparts_status {
     DSPARTS_REFUSED = -1, /* over a bound or inconsistent: why says so */
@@ -40,7 +45,7 @@ struct dsparts_set {
 
 struct dsparts;
 
-struct dsparts *dsparts_new(size_t max_parts, size_t max_bytes);
+struct dsparts *dsparts_new(size_t max_parts, size_t max_bytes, size_t max_mem);
 void dsparts_free(struct dsparts *a);
 /* Drops the partial set (a new session). */
 void dsparts_reset(struct dsparts *a);

@@ -1043,7 +1043,7 @@ link_run(const struct link_opts *o)
 
         l.chans = chset_new(l.base, &cops, &l);
     }
-    l.parts = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX);
+    l.parts = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX, DSPARTS_MEM_MAX);
     /*
      * Image blobs come from the controller into the cache. On libvirt's
      * test driver, which reads no file, only with an explicit --cache-dir

@@ -28,7 +28,7 @@ part_env(uint64_t session, uint64_t revision, uint32_t part, uint32_t parts,
     Cloud__Agent__DesiredState ds = CLOUD__AGENT__DESIRED_STATE__INIT;
     Cloud__Agent__InstanceSpec *specs, **pspecs;
     Cloud__Agent__InstanceSpec__EnvEntry *ee, **pee;
-    char (*ids)[32];
+    char(*ids)[32];
     char *big = NULL;
     frame_envelope *out = NULL;
     uint8_t *buf = NULL;
@@ -71,9 +71,9 @@ part_env(uint64_t session, uint64_t revision, uint32_t part, uint32_t parts,
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE;
     env.desired_state = &ds;
     assert_int_equal(frame_encode_buf(&env, &buf, &len), 0);
-    assert_int_equal(frame_decode_buf(buf, len, NULL, &out, &used, err,
-                                      sizeof(err)),
-                     FRAME_OK);
+    assert_int_equal(
+        frame_decode_buf(buf, len, NULL, &out, &used, err, sizeof(err)),
+        FRAME_OK);
     assert_int_equal(used, len);
     free(buf);
     free(big);
@@ -104,6 +104,12 @@ assert_ids(const struct dsparts_set *s, const char *tag, size_t n)
     }
 }
 
+static struct dsparts *
+new_default(void)
+{
+    return dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX, DSPARTS_MEM_MAX);
+}
+
 static enum dsparts_status
 add(struct dsparts *a, frame_envelope *env, struct dsparts_set *set)
 {
@@ -118,7 +124,7 @@ add(struct dsparts *a, frame_envelope *env, struct dsparts_set *set)
 static void
 test_one_frame_set_is_whole_at_once(void **state)
 {
-    struct dsparts *a = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX);
+    struct dsparts *a = new_default();
     struct dsparts_set set;
 
     (void)state;
@@ -142,7 +148,7 @@ test_one_frame_set_is_whole_at_once(void **state)
 static void
 test_parts_in_order_make_one_set(void **state)
 {
-    struct dsparts *a = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX);
+    struct dsparts *a = new_default();
     struct dsparts_set set;
 
     (void)state;
@@ -159,7 +165,7 @@ test_parts_in_order_make_one_set(void **state)
 static void
 test_parts_out_of_order_in_part_order(void **state)
 {
-    struct dsparts *a = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX);
+    struct dsparts *a = new_default();
     struct dsparts_set set;
 
     (void)state;
@@ -176,7 +182,7 @@ test_parts_out_of_order_in_part_order(void **state)
 static void
 test_newer_revision_discards_partial_set(void **state)
 {
-    struct dsparts *a = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX);
+    struct dsparts *a = new_default();
     struct dsparts_set set;
 
     (void)state;
@@ -200,7 +206,7 @@ test_newer_revision_discards_partial_set(void **state)
 static void
 test_stale_part_keeps_partial_set(void **state)
 {
-    struct dsparts *a = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX);
+    struct dsparts *a = new_default();
     struct dsparts_set set;
 
     (void)state;
@@ -218,7 +224,7 @@ test_stale_part_keeps_partial_set(void **state)
 static void
 test_another_session_discards_partial_set(void **state)
 {
-    struct dsparts *a = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX);
+    struct dsparts *a = new_default();
     struct dsparts_set set;
 
     (void)state;
@@ -243,7 +249,7 @@ test_another_session_discards_partial_set(void **state)
 static void
 test_bounds_refuse_the_set(void **state)
 {
-    struct dsparts *a = dsparts_new(4, 64 * 1024);
+    struct dsparts *a = dsparts_new(4, 64 * 1024, 1u << 30);
     struct dsparts_set set;
 
     (void)state;
@@ -278,6 +284,22 @@ test_bounds_refuse_the_set(void **state)
     dsparts_free(a);
 }
 
+static void
+test_memory_bound_counts_unpacked_structures(void **state)
+{
+    /* 2,000 tiny instances: some 20 KB packed, far more unpacked */
+    struct dsparts *a = dsparts_new(4, 1u << 30, 256 * 1024);
+    struct dsparts_set set;
+
+    (void)state;
+    assert_int_equal(add(a, part_of(3, 0, 2, 0, 2000), &set), DSPARTS_REFUSED);
+    assert_int_equal(add(a, part_of(4, 0, 2, 0, 100), &set), DSPARTS_HELD);
+    assert_int_equal(add(a, part_of(4, 1, 2, 100, 100), &set), DSPARTS_WHOLE);
+    assert_int_equal(set.n, 200);
+    dsparts_set_clear(&set);
+    dsparts_free(a);
+}
+
 int
 main(void)
 {
@@ -289,6 +311,7 @@ main(void)
         cmocka_unit_test(test_stale_part_keeps_partial_set),
         cmocka_unit_test(test_another_session_discards_partial_set),
         cmocka_unit_test(test_bounds_refuse_the_set),
+        cmocka_unit_test(test_memory_bound_counts_unpacked_structures),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
