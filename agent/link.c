@@ -490,7 +490,8 @@ apply_desired(struct link *l, uint64_t revision,
         log_info("desired set revision %" PRIu64 ": %zu instances in %zu parts",
                  revision, n, nparts);
     else
-        log_info("desired set revision %" PRIu64 ": %zu instances", revision, n);
+        log_info("desired set revision %" PRIu64 ": %zu instances", revision,
+                 n);
     if (l->cache)
         blobcache_note_set(l->cache, specs, n);
     worker_set_desired(l->worker, specs, n);

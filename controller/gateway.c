@@ -886,8 +886,8 @@ desired_send(struct gw_conn *c, Cloud__Agent__DesiredState *ds)
         size_t one = cloud__agent__instance_spec__get_packed_size(all[i]);
 
         one += 1 + varint_len(one);
-        if (size > 0 && size + one > GW_DESIRED_PART_MAX -
-                                         GW_DESIRED_PART_OVERHEAD) {
+        if (size > 0 &&
+            size + one > GW_DESIRED_PART_MAX - GW_DESIRED_PART_OVERHEAD) {
             ends[nparts++] = i;
             size = 0;
         }
