@@ -33,6 +33,7 @@
 #include "channel.h"
 #include "blobcache.h"
 #include "conlog.h"
+#include "dsparts.h"
 #include "frame.h"
 #include "ident.h"
 #include "log.h"
@@ -80,6 +81,7 @@ struct link {
     struct conlog *conlog; /* console log streams (LogRequest) */
     struct blobcache *cache; /* image blobs (blobcache.h); NULL: --images only */
     struct chset *chans;   /* guest channels (channel.h) */
+    struct dsparts *parts; /* a desired set coming in parts (dsparts.h) */
 };
 
 static void link_connect(struct link *l);
@@ -218,6 +220,7 @@ link_down(struct link *l, const char *fmt, ...)
         conlog_drop_all(l->conlog);
     if (l->cache)
         blobcache_link_down(l->cache);
+    dsparts_reset(l->parts); /* a partial set belongs to the session */
     if (l->bev) {
         bufferevent_disable(l->bev, EV_READ | EV_WRITE);
         if (l->dead_bev)
@@ -252,6 +255,7 @@ link_send_hello(struct link *l)
     h.agent_version = (char *)l->o->version;
     h.protocol_version = CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
     h.highest_leader_epoch = l->highest_leader_epoch;
+    h.desired_set_max = DSPARTS_BYTES_MAX;
     cap.vcpus = l->o->cap_vcpus ? l->o->cap_vcpus : l->facts.vcpus;
     cap.memory_mib =
         l->o->cap_memory_mib ? l->o->cap_memory_mib : l->facts.memory_mib;
@@ -334,6 +338,7 @@ on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
     l->host_id = xstrdup(w->host_id);
     l->epoch = w->session_epoch;
     l->revision = 0;
+    dsparts_reset(l->parts);
     l->hb_seq = 0;
     l->hb_ms = w->heartbeat_interval_ms ? w->heartbeat_interval_ms : 2000;
     if (l->hb_ms < 100)
@@ -403,30 +408,18 @@ on_config_update(struct link *l, const Cloud__Agent__ConfigUpdate *u)
     json_decref(cfg);
 }
 
+/* Hands a whole desired set (revision, instances[0..n)) to the worker. */
 static void
-on_desired(struct link *l, const Cloud__Agent__DesiredState *d)
+apply_desired(struct link *l, uint64_t revision,
+              Cloud__Agent__InstanceSpec *const *instances, size_t n,
+              size_t nparts)
 {
     struct worker_spec *specs;
     size_t i;
 
-    if (l->state != L_READY || d->session_epoch != l->epoch) {
-        log_warnx("DesiredState for session %" PRIu64 " ignored (ours is %" PRIu64
-                  ")",
-                  d->session_epoch, l->epoch);
-        return;
-    }
-    if (d->leader_epoch < l->highest_leader_epoch) {
-        log_warnx("DesiredState from leader epoch %" PRIu64
-                  " refused: epoch %" PRIu64 " was seen",
-                  d->leader_epoch, l->highest_leader_epoch);
-        return;
-    }
-    l->highest_leader_epoch = d->leader_epoch;
-    if (d->revision <= l->revision)
-        return; /* applied already */
-    specs = xcalloc(d->n_instances + 1, sizeof(*specs));
-    for (i = 0; i < d->n_instances; i++) {
-        const Cloud__Agent__InstanceSpec *s = d->instances[i];
+    specs = xcalloc(n + 1, sizeof(*specs));
+    for (i = 0; i < n; i++) {
+        const Cloud__Agent__InstanceSpec *s = instances[i];
         struct worker_spec *w = &specs[i];
 
         w->id = xstrdup(s->id);
@@ -493,12 +486,74 @@ on_desired(struct link *l, const Cloud__Agent__DesiredState *d)
             w->config_line = chset_config_line(l->chans, s->id);
         }
     }
-    l->revision = d->revision;
-    log_info("desired set revision %" PRIu64 ": %zu instances", d->revision,
-             d->n_instances);
+    l->revision = revision;
+    if (nparts > 1)
+        log_info("desired set revision %" PRIu64 ": %zu instances in %zu parts",
+                 revision, n, nparts);
+    else
+        log_info("desired set revision %" PRIu64 ": %zu instances", revision,
+                 n);
     if (l->cache)
-        blobcache_note_set(l->cache, specs, d->n_instances);
-    worker_set_desired(l->worker, specs, d->n_instances);
+        blobcache_note_set(l->cache, specs, n);
+    worker_set_desired(l->worker, specs, n);
+}
+
+static void
+link_send_error(struct link *l, Cloud__Agent__ErrorCode code, const char *msg)
+{
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__Error err = CLOUD__AGENT__ERROR__INIT;
+
+    err.code = code;
+    err.message = (char *)msg;
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_ERROR;
+    env.error = &err;
+    (void)link_send(l, &env);
+}
+
+/*
+ * A DesiredState frame (takes env): the whole set, or one of its parts
+ * (dsparts.h), applied once every part is here.
+ */
+static void
+on_desired(struct link *l, frame_envelope *env)
+{
+    const Cloud__Agent__DesiredState *d = env->desired_state;
+    struct dsparts_set set;
+    char why[256];
+
+    if (l->state != L_READY || d->session_epoch != l->epoch) {
+        log_warnx("DesiredState for session %" PRIu64 " ignored (ours is %" PRIu64
+                  ")",
+                  d->session_epoch, l->epoch);
+        frame_envelope_free(env);
+        return;
+    }
+    if (d->leader_epoch < l->highest_leader_epoch) {
+        log_warnx("DesiredState from leader epoch %" PRIu64
+                  " refused: epoch %" PRIu64 " was seen",
+                  d->leader_epoch, l->highest_leader_epoch);
+        frame_envelope_free(env);
+        return;
+    }
+    l->highest_leader_epoch = d->leader_epoch;
+    if (d->revision <= l->revision) {
+        frame_envelope_free(env); /* applied already */
+        return;
+    }
+    switch (dsparts_add(l->parts, env, &set, why, sizeof(why))) {
+    case DSPARTS_HELD:
+        return;
+    case DSPARTS_REFUSED:
+        log_warnx("%s", why);
+        link_send_error(l, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                        why);
+        return;
+    case DSPARTS_WHOLE:
+        break;
+    }
+    apply_desired(l, set.revision, set.instances, set.n, set.nenvs);
+    dsparts_set_clear(&set);
 }
 
 /* ---- image blobs (blobcache.c) ----------------------------------------- */
@@ -569,16 +624,17 @@ on_log_request(struct link *l, const Cloud__Agent__LogRequest *q)
     conlog_start(l->conlog, &req);
 }
 
-static void
-on_message(struct link *l, const frame_envelope *env)
+/* Handles env; false when it is to be freed, true when it was kept. */
+static bool
+on_message(struct link *l, frame_envelope *env)
 {
     switch (env->msg_case) {
     case CLOUD__AGENT__ENVELOPE__MSG_WELCOME:
         on_welcome(l, env->welcome);
         break;
     case CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE:
-        on_desired(l, env->desired_state);
-        break;
+        on_desired(l, env);
+        return true;
     case CLOUD__AGENT__ENVELOPE__MSG_ERROR:
         log_warnx("controller error %d: %.512s", (int)env->error->code,
                   env->error->message);
@@ -598,6 +654,7 @@ on_message(struct link *l, const frame_envelope *env)
                  frame_msg_name(env));
         break;
     }
+    return false;
 }
 
 static void
@@ -618,8 +675,8 @@ read_cb(struct bufferevent *bev, void *arg)
             link_down(l, "bad frame from the controller: %s", err);
             break;
         }
-        on_message(l, env);
-        frame_envelope_free(env);
+        if (!on_message(l, env))
+            frame_envelope_free(env);
     }
 }
 
@@ -958,6 +1015,7 @@ link_run(const struct link_opts *o)
 
         l.chans = chset_new(l.base, &cops, &l);
     }
+    l.parts = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX, DSPARTS_MEM_MAX);
     /*
      * Image blobs come from the controller into the cache. On libvirt's
      * test driver, which reads no file, only with an explicit --cache-dir
@@ -996,6 +1054,7 @@ cleanup:
     free(cache_dir);
     conlog_free(l.conlog);
     chset_free(l.chans);
+    dsparts_free(l.parts);
     if (l.bev)
         bufferevent_free(l.bev);
     if (l.dead_bev)

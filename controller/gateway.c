@@ -55,6 +55,13 @@
 /* After a config push, the hosts' desired sets catch up this much later
  * (off the push's path; see on_cfg_push). */
 #define GW_CFG_SETTLE_MS 300
+/* A desired set over this (packed) goes in parts of at most this much each
+ * (agent.proto DesiredState.part/parts), well under FRAME_MAX: one
+ * instance larger than that (inline configs) goes alone in its part. */
+#define GW_DESIRED_PART_MAX (1024u * 1024u)
+/* What a part adds beside its instances: session_epoch, revision,
+ * leader_epoch, part, parts, the envelope's tag and length. */
+#define GW_DESIRED_PART_OVERHEAD 64u
 
 enum gw_state {
     GW_HANDSHAKE = 0,
@@ -84,6 +91,9 @@ struct gw_conn {
     uint64_t revision;
     uint8_t *last_set; /* packed instances of the last set sent */
     size_t last_set_len;
+    /* Hello.desired_set_max: most bytes of a set in parts the agent takes;
+     * 0 for an agent before parts, which gets only one-frame sets */
+    uint64_t set_max;
     char **ids; /* instance ids of the last set read (owners in gw->owner) */
     size_t nids;
     /* heartbeats */
@@ -493,6 +503,7 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
              " MiB, %zu instances found)",
              c->name, c->addr, h->agent_version, hv, h->capacity->vcpus,
              h->capacity->memory_mib, h->n_instances);
+    c->set_max = h->desired_set_max;
     c->state = GW_REGISTERING;
     bufferevent_disable(c->bev, EV_READ);
     vals[0] = js;
@@ -825,19 +836,108 @@ col_u64(const PGresult *res, int row, int c)
     return strtoull(col(res, row, c), NULL, 10);
 }
 
+static size_t
+varint_len(size_t v)
+{
+    size_t n = 1;
+
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/*
+ * Sends ds (revision set, instances filled) to c: in one frame when it is
+ * at most GW_DESIRED_PART_MAX packed (every small set: the frame is the
+ * one a controller before parts sent), else in parts of at most that much
+ * each, cut between instances, to an agent that takes parts. Returns the
+ * number of frames sent, or -1 (logged) when the set was not sent.
+ */
+static int
+desired_send(struct gw_conn *c, Cloud__Agent__DesiredState *ds)
+{
+    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    Cloud__Agent__InstanceSpec **all = ds->instances;
+    size_t n = ds->n_instances, *ends = NULL, nparts = 0, size = 0, sum = 0;
+    size_t i, start;
+    int rc = -1;
+
+    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE;
+    env.desired_state = ds;
+    size = cloud__agent__desired_state__get_packed_size(ds);
+    if (size <= GW_DESIRED_PART_MAX ||
+        (c->set_max == 0 &&
+         cloud__agent__envelope__get_packed_size(&env) <= FRAME_MAX))
+        return conn_send(c, &env) < 0 ? -1 : 1;
+    if (c->set_max == 0) {
+        log_warnx("host %s: desired set revision %" PRIu64 " (%zu instances, "
+                  "%zu bytes) is over one frame and its agent, a build "
+                  "before sets in parts, takes only one; not sent (upgrade "
+                  "the agent)",
+                  c->name, ds->revision, n, size);
+        return -1;
+    }
+    /* Where each part ends: instances while they fit, at least one. */
+    ends = xcalloc(n + 1, sizeof(*ends));
+    size = 0;
+    for (i = 0; i < n; i++) {
+        size_t one = cloud__agent__instance_spec__get_packed_size(all[i]);
+
+        one += 1 + varint_len(one);
+        if (size > 0 &&
+            size + one > GW_DESIRED_PART_MAX - GW_DESIRED_PART_OVERHEAD) {
+            ends[nparts++] = i;
+            size = 0;
+        }
+        size += one;
+    }
+    ends[nparts++] = n;
+    /* The agent's bound, as it counts: the parts' packed sizes. */
+    ds->parts = (uint32_t)nparts;
+    for (i = 0, start = 0; i < nparts; start = ends[i++]) {
+        ds->part = (uint32_t)i;
+        ds->instances = all + start;
+        ds->n_instances = ends[i] - start;
+        sum += cloud__agent__desired_state__get_packed_size(ds);
+    }
+    if (sum > c->set_max) {
+        log_warnx("host %s: desired set revision %" PRIu64 " (%zu instances) "
+                  "is %zu bytes in %zu parts; its agent takes at most %" PRIu64
+                  "; not sent",
+                  c->name, ds->revision, n, sum, nparts, c->set_max);
+        goto cleanup;
+    }
+    for (i = 0, start = 0; i < nparts; start = ends[i++]) {
+        ds->part = (uint32_t)i;
+        ds->instances = all + start;
+        ds->n_instances = ends[i] - start;
+        if (conn_send(c, &env) < 0)
+            goto cleanup;
+    }
+    rc = (int)nparts;
+
+cleanup:
+    ds->instances = all;
+    ds->n_instances = n;
+    ds->part = ds->parts = 0;
+    free(ends);
+    return rc;
+}
+
 static void
 on_desired(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct gw_conn *c = arg;
     struct gateway *gw = c->gw;
-    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
     Cloud__Agent__DesiredState ds = CLOUD__AGENT__DESIRED_STATE__INIT;
     Cloud__Agent__InstanceSpec *specs = NULL, **pspecs = NULL;
     Cloud__Agent__ImageSpec *imgs = NULL;
     struct gwcfg_set *cfgs = NULL;
     uint8_t *packed = NULL;
     size_t len, i;
-    int n = 0;
+    int n = 0, nframes;
 
     gw->desired_inflight--;
     c->desired_inflight = 0;
@@ -917,13 +1017,12 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
         memcmp(packed, c->last_set, len) == 0)
         goto done;
     ds.revision = ++c->revision;
-    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE;
-    env.desired_state = &ds;
-    /* Too big for one frame with every config inline: the set without
-     * them, then one ConfigUpdate per instance (gateway_config.h). */
+    /* Too big with every config inline: the set without them (in parts
+     * if need be), then one ConfigUpdate per instance (gateway_config.h). */
     if (len > GWCFG_INLINE_MAX)
         gwcfg_strip(cfgs, pspecs, (size_t)n);
-    if (conn_send(c, &env) < 0)
+    nframes = desired_send(c, &ds);
+    if (nframes < 0)
         goto done;
     for (i = 0; len > GWCFG_INLINE_MAX && i < (size_t)n; i++) {
         Cloud__Agent__Envelope cenv = CLOUD__AGENT__ENVELOPE__INIT;
@@ -936,8 +1035,9 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
         if (conn_send(c, &cenv) < 0)
             goto done;
     }
-    log_debug("host %s: desired set revision %" PRIu64 " with %d instances",
-              c->name, c->revision, n);
+    log_debug("host %s: desired set revision %" PRIu64 " with %d instances "
+              "in %d frames",
+              c->name, c->revision, n, nframes);
     free(c->last_set);
     c->last_set = packed;
     c->last_set_len = len;

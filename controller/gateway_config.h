@@ -3,8 +3,10 @@
  * desired sets the gateway sends to agents. The desired-state query carries,
  * per instance, the effective config version and the config as a JSON
  * object of strings; this module turns them into InstanceSpec fields, and,
- * when a set would be too large for one frame with every config inline,
- * into one ConfigUpdate per instance sent after a set without configs.
+ * when a set would be over GWCFG_INLINE_MAX with every config inline, into
+ * one ConfigUpdate per instance sent after a set without configs (a set
+ * still too large for one frame then goes in parts: gateway.c
+ * desired_send).
  */
 #ifndef CLOUD_GATEWAY_CONFIG_H
 #define CLOUD_GATEWAY_CONFIG_H
