@@ -41,6 +41,9 @@
 #define WORKER_ADDR_SLOW_MS 15000
 #define WORKER_RECONNECT_MIN_MS 500
 #define WORKER_RECONNECT_MAX_MS 15000
+/* A TERM stop presses the power button again this often until its grace
+ * period ends (a guest still booting at the first press misses it). */
+#define WORKER_ACPI_REPEAT_MS 2000
 
 enum phase {
     P_NONE = 0, /* nothing done or seen yet */
@@ -64,6 +67,7 @@ struct winst {
     uint64_t tok_gen, tok_restart;
     bool stop_kill, destroyed;
     int64_t stop_begin_ms, stop_deadline_ms; /* ACPI shutdown sent; destroy after */
+    int64_t stop_press_ms; /* the next press of the power button */
     int64_t started_ms, finished_ms;
     /* the last status posted */
     bool reported;
@@ -607,6 +611,15 @@ cleanup:
     return ret;
 }
 
+/* When a TERM stop next needs the worker: a press of the button or the
+ * end of the grace period. */
+static int64_t
+stop_next_ms(const struct winst *in)
+{
+    return in->stop_press_ms < in->stop_deadline_ms ? in->stop_press_ms
+                                                    : in->stop_deadline_ms;
+}
+
 /* ---- addresses (--network) -------------------------------------------- */
 
 /* A running instance whose NIC addresses the worker polls. */
@@ -843,6 +856,7 @@ reconcile_one(struct worker *w, struct winst *in)
                     in->destroyed = true;
                     continue;
                 }
+                in->stop_press_ms = in->stop_begin_ms + WORKER_ACPI_REPEAT_MS;
                 log_info("instance %s: ACPI shutdown sent; destroying it if it is still up in %u ms",
                          in->id, in->spec.grace_ms);
                 report(w, in, WS_STOPPING, 0, NULL);
@@ -858,6 +872,16 @@ reconcile_one(struct worker *w, struct winst *in)
                     return 0;
                 in->destroyed = true;
                 continue;
+            }
+            /* A guest that was still booting when the button was first
+             * pressed (no ACPI handler yet) may answer a later press, as
+             * a person would press it again: every WORKER_ACPI_REPEAT_MS
+             * until the deadline. A failed press is not an error here:
+             * the deadline still holds. */
+            if (!in->destroyed && now_ms() >= in->stop_press_ms) {
+                (void)drv->shutdown(w->conn, in->id);
+                in->stop_press_ms = now_ms() + WORKER_ACPI_REPEAT_MS;
+                continue; /* read the state again */
             }
             return 0; /* waiting for the guest */
         }
@@ -1120,8 +1144,8 @@ worker_main(void *arg)
                 struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
 
                 if (in && in->phase == P_STOPPING && !in->destroyed &&
-                    in->stop_deadline_ms < wake)
-                    wake = in->stop_deadline_ms;
+                    stop_next_ms(in) < wake)
+                    wake = stop_next_ms(in);
                 if (in && addr_watched(w, in) && in->addr_next_ms < wake)
                     wake = in->addr_next_ms;
             }
@@ -1212,7 +1236,7 @@ worker_main(void *arg)
                     continue;
                 if (in->dirty || strmap_get(&touched, in->id) != NULL ||
                     (in->phase == P_STOPPING && !in->destroyed &&
-                     now_ms() >= in->stop_deadline_ms) ||
+                     now_ms() >= stop_next_ms(in)) ||
                     (addr_watched(w, in) && now_ms() >= in->addr_next_ms))
                     due[k++] = in;
             }

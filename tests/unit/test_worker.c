@@ -40,6 +40,7 @@ static pthread_mutex_t fk_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct fake_dom fk[FAKE_MAX];
 static int fk_n;
 static int fk_fail_start;
+static int fk_deaf_presses; /* presses a guest misses (still booting); -1: all */
 static int fk_lists; /* list calls */
 static char fk_last_xml[8192]; /* the last domain XML defined */
 static virt_event_cb fk_cb;
@@ -132,8 +133,15 @@ fk_shutdown(struct virt_conn *c, const char *id)
     (void)c;
     pthread_mutex_lock(&fk_mu);
     d = fk_find(id, 0);
-    if (d)
-        d->shutdowns++; /* this guest ignores ACPI */
+    if (d) {
+        d->shutdowns++;
+        /* By default the guest ignores ACPI; with fk_deaf_presses >= 0 it
+         * powers off at the press after that many. */
+        if (fk_deaf_presses >= 0 && d->shutdowns > fk_deaf_presses) {
+            d->st = VIRT_STATE_SHUTOFF;
+            d->reason = VIRT_REASON_SHUTDOWN;
+        }
+    }
     pthread_mutex_unlock(&fk_mu);
     return 0;
 }
@@ -349,6 +357,7 @@ start(void)
     pthread_mutex_lock(&fk_mu);
     fk_n = 0;
     fk_fail_start = 0;
+    fk_deaf_presses = -1;
     pthread_mutex_unlock(&fk_mu);
     nseen = 0;
     return worker_start(&o, notify, NULL);
@@ -418,6 +427,34 @@ test_grace_from_a_new_set_counts(void **state)
     assert_true(ms >= 1400);
     assert_int_equal(fk_find("g1", 0)->shutdowns, 1);
     assert_int_equal(fk_find("g1", 0)->destroys, 1);
+    worker_stop(w);
+}
+
+/* A guest still booting misses the first press of the power button: the
+ * agent presses it again during the grace period, and the guest that
+ * answers the second press exits 0, not 143. */
+static void
+test_term_pressed_again_while_booting(void **state)
+{
+    struct worker *w = start();
+    struct worker_spec st;
+    const struct seen *s;
+
+    (void)state;
+    set1(w, spec("b1", WORKER_RUN, false, 0));
+    assert_non_null(wait_for(w, "b1", WS_RUNNING));
+    pthread_mutex_lock(&fk_mu);
+    fk_deaf_presses = 1;
+    pthread_mutex_unlock(&fk_mu);
+    st = spec("b1", WORKER_STOP, false, 0);
+    st.grace_ms = 8000;
+    set1(w, st);
+    for (int k = 0; k < 3 && (s = wait_for(w, "b1", WS_EXITED)) == NULL; k++)
+        ;
+    assert_non_null(s);
+    assert_int_equal(s->code, 0);
+    assert_int_equal(fk_find("b1", 0)->shutdowns, 2);
+    assert_int_equal(fk_find("b1", 0)->destroys, 0);
     worker_stop(w);
 }
 
@@ -732,6 +769,7 @@ main(void)
         cmocka_unit_test(test_term_ignored_is_destroyed_143),
         cmocka_unit_test(test_kill_is_137_and_poweroff_is_0),
         cmocka_unit_test(test_grace_from_a_new_set_counts),
+        cmocka_unit_test(test_term_pressed_again_while_booting),
         cmocka_unit_test(test_crash_is_exit_1),
         cmocka_unit_test(test_start_failure_and_delete),
         cmocka_unit_test(test_args_quoted_on_the_cmdline),
