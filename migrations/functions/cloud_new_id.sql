@@ -1,0 +1,4 @@
+CREATE OR REPLACE FUNCTION cloud_new_id() RETURNS text
+LANGUAGE sql VOLATILE AS $$
+    SELECT substr(replace(gen_random_uuid()::text, '-', ''), 1, 16)
+$$;
