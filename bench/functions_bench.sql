@@ -9,6 +9,7 @@
 --   psql -X -At -v ON_ERROR_STOP=1 -h HOST -p PORT -U postgres fb -f bench/functions_bench.sql
 --
 -- It writes rows (services, instances, events): use a throwaway database.
+\set QUIET 1
 INSERT INTO blobs (digest, size) VALUES ('sha256:' || repeat('b', 64), 1);
 INSERT INTO images (id, name, tag, kind, kernel_digest, cmdline, size)
   VALUES ('00000000000000b1', 'bench', 'latest', 'kernel', 'sha256:' || repeat('b', 64), 'console=ttyS0', 1);
