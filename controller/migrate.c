@@ -134,25 +134,44 @@ static const struct {
     const char *name;
     const char *sum;
 } legacy[] = {
-    {1, "0001_init", "b2ed1ddcfb462af34ee298ac9b8be2c118ddef190ea31d0017e365ec6514068c"},
-    {2, "0002_api", "55326c38adebb6c5e7b4b14cabd3db1330605eefc9e26b14e7398f2dfb30b0bf"},
-    {3, "0003_reconcile", "d0cc1451a15eb5f4aec9e712c5f1e0b16e7bc407816398ece5ed2b3af7f25413"},
-    {4, "0004_agents", "ec7e5c98e0da5d3e32794879a03c9624f7323f49de60d4d8503eddbce1bd10bd"},
-    {5, "0005_images", "ea6311505e13561645c88c6918cdbb9726279a9e2d4ddbac26882f44f22e73df"},
-    {6, "0006_tokens", "28c3cd776dc8abaabd05167f08c64816b12b4c7cb7dd766b5e83071e0864c732"},
-    {7, "0007_bulk_create", "5eeae84773279824e09d42f6410e241fcc8b0926218691bb60c6f4b55523a912"},
-    {8, "0008_start_restart", "aeccc4892993d8cdb4c0fdb837f86e6c9252f831a2c5fd908e8cb2d829037f18"},
-    {9, "0009_guest_channel", "a6e6a890452bd1e4f7227f8c40325c24ff06f4f1ab0c975b241fa121ac3f0250"},
-    {10, "0010_config", "398e6e55a7f19442bbdf355c9e6a69bf4f41a2bdc37cee56083dc1409de58d11"},
-    {11, "0011_labels", "bcffbfebb6c98a7838b7a9ed5e68579ff42a818d7162605002049415b5b42a26"},
-    {12, "0012_join", "dcd8736435df4080bca35565f7373ecab326e92f8650668b06ee38032a72a12a"},
-    {13, "0013_config_fast", "dd1bbfe7bc3c1c4bad06bfc8b9630ee8d1cef119eb908b88b129ec1a13268776"},
-    {15, "0015_lock_order", "92845efff675a5699096d4084b5c7128f5e30e6e48cab2a7275ac15b67f693a7"},
-    {16, "0016_status_set_path", "1be63ebd26520587cfe619329472dbd350b8ce2b8ddafb132cc8504d9c1e2f86"},
-    {17, "0017_labels_check_trigger", "378aa29a72fd33b0d8824cd6344436c3fb76a37809d976ffd924955a4313a5bd"},
-    {18, "0018_stop_grace", "537ec84e63c8de22fe2396a38204f145b87bfb460f0b70a75eb8253982e5b3fe"},
-    {19, "0019_retention_quotas", "42004614707220d402c3ec0b15b3c14dd137c0c7475a2803d0f1e90dafec4a17"},
-    {20, "0020_guest_limits", "9351cbc630f135e3f2f7ad7ee37da8f4b1cb50603f231c4853cf7450a2dc39cf"},
+    {1, "0001_init",
+     "b2ed1ddcfb462af34ee298ac9b8be2c118ddef190ea31d0017e365ec6514068c"},
+    {2, "0002_api",
+     "55326c38adebb6c5e7b4b14cabd3db1330605eefc9e26b14e7398f2dfb30b0bf"},
+    {3, "0003_reconcile",
+     "d0cc1451a15eb5f4aec9e712c5f1e0b16e7bc407816398ece5ed2b3af7f25413"},
+    {4, "0004_agents",
+     "ec7e5c98e0da5d3e32794879a03c9624f7323f49de60d4d8503eddbce1bd10bd"},
+    {5, "0005_images",
+     "ea6311505e13561645c88c6918cdbb9726279a9e2d4ddbac26882f44f22e73df"},
+    {6, "0006_tokens",
+     "28c3cd776dc8abaabd05167f08c64816b12b4c7cb7dd766b5e83071e0864c732"},
+    {7, "0007_bulk_create",
+     "5eeae84773279824e09d42f6410e241fcc8b0926218691bb60c6f4b55523a912"},
+    {8, "0008_start_restart",
+     "aeccc4892993d8cdb4c0fdb837f86e6c9252f831a2c5fd908e8cb2d829037f18"},
+    {9, "0009_guest_channel",
+     "a6e6a890452bd1e4f7227f8c40325c24ff06f4f1ab0c975b241fa121ac3f0250"},
+    {10, "0010_config",
+     "398e6e55a7f19442bbdf355c9e6a69bf4f41a2bdc37cee56083dc1409de58d11"},
+    {11, "0011_labels",
+     "bcffbfebb6c98a7838b7a9ed5e68579ff42a818d7162605002049415b5b42a26"},
+    {12, "0012_join",
+     "dcd8736435df4080bca35565f7373ecab326e92f8650668b06ee38032a72a12a"},
+    {13, "0013_config_fast",
+     "dd1bbfe7bc3c1c4bad06bfc8b9630ee8d1cef119eb908b88b129ec1a13268776"},
+    {15, "0015_lock_order",
+     "92845efff675a5699096d4084b5c7128f5e30e6e48cab2a7275ac15b67f693a7"},
+    {16, "0016_status_set_path",
+     "1be63ebd26520587cfe619329472dbd350b8ce2b8ddafb132cc8504d9c1e2f86"},
+    {17, "0017_labels_check_trigger",
+     "378aa29a72fd33b0d8824cd6344436c3fb76a37809d976ffd924955a4313a5bd"},
+    {18, "0018_stop_grace",
+     "537ec84e63c8de22fe2396a38204f145b87bfb460f0b70a75eb8253982e5b3fe"},
+    {19, "0019_retention_quotas",
+     "42004614707220d402c3ec0b15b3c14dd137c0c7475a2803d0f1e90dafec4a17"},
+    {20, "0020_guest_limits",
+     "9351cbc630f135e3f2f7ad7ee37da8f4b1cb50603f231c4853cf7450a2dc39cf"},
 };
 #define BASELINE_VERSION 20
 #define BASELINE_VERSION_S "20"
@@ -200,7 +219,8 @@ carry_forward(PGconn *c, const char *baseline_name, const char *baseline_sum)
         return -1;
     }
     n = PQntuples(res);
-    if (n == 0 || (n == 1 && strcmp(PQgetvalue(res, 0, 1), baseline_name) == 0)) {
+    if (n == 0 ||
+        (n == 1 && strcmp(PQgetvalue(res, 0, 1), baseline_name) == 0)) {
         PQclear(res);
         return 0; /* new, or already in this layout */
     }
@@ -227,8 +247,9 @@ carry_forward(PGconn *c, const char *baseline_name, const char *baseline_sum)
                  "cloud-controller, and its migrations 0001-0020 are not "
                  "those this build can carry forward (at %s: missing, or "
                  "from other SQL); migrations 0001-0020 are one migration "
-                 "now (0020_baseline): bring the database to 0020_guest_limits "
-                 "with a build from before that change, or use a new database",
+                 "now (0020_baseline): bring the database to "
+                 "0020_guest_limits with a build from before that change, "
+                 "or use a new database",
                  bad);
         PQclear(res);
         return -1;
@@ -316,21 +337,83 @@ apply_functions(PGconn *c, const unsigned char *changed, int bound)
     return 0;
 }
 
+/* Whether a function file of this build is named name. */
+static int
+has_file(const char *name)
+{
+    for (int i = 0; i < nsqlfuncs; i++)
+        if (strcmp(sqlfuncs[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Drops the functions of the public schema no file names (the old layers,
+ * a file removed; not those of extensions), and forgets the checksums of
+ * removed files. 0 or -1.
+ */
+static int
+sweep_functions(PGconn *c)
+{
+    PGresult *res;
+    int dropped = 0, rc = 0;
+
+    res = PQexec(c, "SELECT p.proname, p.oid::regprocedure FROM pg_proc p "
+                    "WHERE p.pronamespace = 'public'::regnamespace "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+                    "WHERE d.classid = 'pg_proc'::regclass "
+                    "AND d.objid = p.oid AND d.deptype = 'e') ORDER BY 2");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_errx("cannot list the functions: %s", PQresultErrorMessage(res));
+        PQclear(res);
+        return -1;
+    }
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        char *sql;
+
+        if (has_file(PQgetvalue(res, r, 0)))
+            continue;
+        sql = xasprintf("DROP ROUTINE %s", PQgetvalue(res, r, 1));
+        rc = exec_ok(c, sql, "dropping a function no file defines");
+        free(sql);
+        dropped++;
+    }
+    PQclear(res);
+    if (rc < 0)
+        return -1;
+    if (dropped > 0)
+        log_info("dropped %d function(s) no file of migrations/functions "
+                 "defines", dropped);
+    res = PQexec(c, "SELECT name FROM schema_functions");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_errx("cannot read schema_functions: %s",
+                 PQresultErrorMessage(res));
+        PQclear(res);
+        return -1;
+    }
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        const char *vals[1] = {PQgetvalue(res, r, 0)};
+
+        if (!has_file(vals[0]))
+            rc = exec_params_ok(c,
+                                "DELETE FROM schema_functions WHERE name = $1",
+                                1, vals, "forgetting a removed function file");
+    }
+    PQclear(res);
+    return rc;
+}
+
 /*
  * After every changed file ran with body checks off (so their order among
  * themselves does not matter), runs them once more with checks on, now
  * that everything they refer to exists: a body that does not parse, or
  * names a missing table or function (SQL bodies), fails the migration
- * instead of its first call. Then records their checksums, and drops the
- * functions of the schema no file defines (the old layers, a file
- * removed). 0 or -1.
+ * instead of its first call. Then records their checksums and sweeps.
+ * 0 or -1.
  */
 static int
 finish_functions(PGconn *c, char (*sums)[65], const unsigned char *changed)
 {
-    size_t cap = 4, len;
-    char *names;
-    PGresult *res;
     int nchanged = 0;
 
     if (exec_ok(c, "SET LOCAL check_function_bodies = on", "SET") < 0)
@@ -352,58 +435,7 @@ finish_functions(PGconn *c, char (*sums)[65], const unsigned char *changed)
     if (nchanged > 0)
         log_info("applied %d function file(s) of migrations/functions",
                  nchanged);
-    /* Names are identifiers (cmake/embed_migrations.cmake checks). */
-    for (int i = 0; i < nsqlfuncs; i++)
-        cap += strlen(sqlfuncs[i].name) + 1;
-    names = xmalloc(cap);
-    len = (size_t)snprintf(names, cap, "{");
-    for (int i = 0; i < nsqlfuncs; i++)
-        len += (size_t)snprintf(names + len, cap - len, "%s%s", i ? "," : "",
-                                sqlfuncs[i].name);
-    snprintf(names + len, cap - len, "}");
-    {
-        const char *vals[1] = {names};
-
-        res = PQexecParams(
-            c,
-            "SELECT p.oid::regprocedure::text FROM pg_proc p "
-            "WHERE p.pronamespace = 'public'::regnamespace "
-            "AND NOT p.proname = ANY ($1::text[]) "
-            "AND NOT EXISTS (SELECT 1 FROM pg_depend d "
-            "WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid "
-            "AND d.deptype = 'e') ORDER BY 1",
-            1, NULL, vals, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            log_errx("cannot list the functions: %s",
-                     PQresultErrorMessage(res));
-            PQclear(res);
-            free(names);
-            return -1;
-        }
-        for (int r = 0; r < PQntuples(res); r++) {
-            char sql[512];
-
-            snprintf(sql, sizeof(sql), "DROP ROUTINE %s", PQgetvalue(res, r, 0));
-            if (exec_ok(c, sql, "dropping a function no file defines") < 0) {
-                PQclear(res);
-                free(names);
-                return -1;
-            }
-        }
-        if (PQntuples(res) > 0)
-            log_info("dropped %d function(s) no file of migrations/functions "
-                     "defines", PQntuples(res));
-        PQclear(res);
-        if (exec_params_ok(c,
-                           "DELETE FROM schema_functions "
-                           "WHERE NOT name = ANY ($1::text[])",
-                           1, vals, "forgetting removed function files") < 0) {
-            free(names);
-            return -1;
-        }
-    }
-    free(names);
-    return 0;
+    return sweep_functions(c);
 }
 
 int
