@@ -1,3 +1,8 @@
+-- The group-committed writes of controller/writer.c (docs/decisions.md
+-- §1): p is an array of {op, args}, run in order through cloud_batch_one;
+-- one result row per item. p_safe: each item in its own subtransaction,
+-- so a failing item fails alone (the writer's retry after a fast-path
+-- failure). Takes the event lock first (§11).
 CREATE OR REPLACE FUNCTION cloud_batch(p jsonb, p_safe boolean)
 RETURNS TABLE (idx integer, status integer, body json, err_state text,
                err_message text, err_field text, event_id bigint)

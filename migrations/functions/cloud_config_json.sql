@@ -1,3 +1,4 @@
+-- A config version as the API shows it (GET /v1/services/{name}/config).
 CREATE OR REPLACE FUNCTION cloud_config_json(s services, p_version bigint, p_data jsonb, p_at timestamptz)
 RETURNS json
 LANGUAGE sql STABLE AS $$

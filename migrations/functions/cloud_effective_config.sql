@@ -1,3 +1,7 @@
+-- A service's effective config: its stored config plus, per linked
+-- service, <NAME>_ENDPOINTS (cut to 16 KiB, cloud_link_endpoints),
+-- <NAME>_ENDPOINTS_TRUNCATED while cut and <NAME>_ENDPOINTS_VERSION;
+-- version is the service's runtime epoch.
 CREATE OR REPLACE FUNCTION cloud_effective_config(p_service text, OUT version bigint, OUT config jsonb)
 LANGUAGE sql STABLE AS $$
     SELECT coalesce((SELECT r.epoch FROM service_runtime r WHERE r.name = s.name), 0),

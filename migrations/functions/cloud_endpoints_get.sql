@@ -1,3 +1,5 @@
+-- GET /v1/services/{name}/endpoints: the stored endpoints and their
+-- version (CL404 without the service).
 CREATE OR REPLACE FUNCTION cloud_endpoints_get(p_name text, OUT body json, OUT version bigint)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN

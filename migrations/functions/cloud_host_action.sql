@@ -1,3 +1,5 @@
+-- POST /v1/hosts/{name}/{cordon,uncordon,drain}: the host's next state and
+-- its event (CL409 for a down host).
 CREATE OR REPLACE FUNCTION cloud_host_action(p_name text, p_action text, p_if_match bigint,
                                   p_actor text, OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$

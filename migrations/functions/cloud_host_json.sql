@@ -1,3 +1,4 @@
+-- A host as the API shows it.
 CREATE OR REPLACE FUNCTION cloud_host_json(h hosts) RETURNS json
 LANGUAGE sql STABLE AS $$
     SELECT json_build_object('id', h.id, 'name', h.name, 'address', h.address,

@@ -1,3 +1,5 @@
+-- POST /v1/images: an image of uploaded blobs (kernel, initrd, disk; CL422
+-- for one not uploaded), its size their sum.
 CREATE OR REPLACE FUNCTION cloud_image_create(p jsonb, p_actor text,
                                    OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$

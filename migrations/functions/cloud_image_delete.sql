@@ -1,3 +1,5 @@
+-- DELETE /v1/images/{ref}: refused (CL409) while a service or a live
+-- instance uses it.
 CREATE OR REPLACE FUNCTION cloud_image_delete(p_ref text, p_actor text,
                                    OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$

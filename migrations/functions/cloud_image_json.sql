@@ -1,3 +1,4 @@
+-- An image as the API shows it.
 CREATE OR REPLACE FUNCTION cloud_image_json(i images) RETURNS json
 LANGUAGE sql STABLE AS $$
     SELECT json_build_object('id', i.id, 'name', i.name, 'tag', i.tag,

@@ -1,3 +1,4 @@
+-- CL422 naming the image field when p_ref names no image.
 CREATE OR REPLACE FUNCTION cloud_image_require(p_ref text) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 BEGIN

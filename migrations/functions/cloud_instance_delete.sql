@@ -1,3 +1,5 @@
+-- DELETE /v1/instances/{id}: an unplaced instance goes at once; a placed
+-- one is marked for deletion and goes when its host reports it gone.
 CREATE OR REPLACE FUNCTION cloud_instance_delete(p_ref text, p_if_match bigint, p_actor text,
                                       OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$

@@ -1,3 +1,5 @@
+-- The instance p_ref (id or name) locked FOR UPDATE, checked against If-
+-- Match (CL404, CL412).
 CREATE OR REPLACE FUNCTION cloud_instance_lock(p_ref text, p_if_match bigint) RETURNS instances
 LANGUAGE plpgsql AS $$
 DECLARE

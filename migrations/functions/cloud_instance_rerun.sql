@@ -1,3 +1,5 @@
+-- Back to pending for another run (restart, start, a restart policy): the
+-- last run's fields cleared; the caller writes the event.
 CREATE OR REPLACE FUNCTION cloud_instance_rerun(i instances, p_why text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN

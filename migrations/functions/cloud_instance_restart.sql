@@ -1,3 +1,6 @@
+-- POST /v1/instances/{id}/restart: an ended instance runs again at once, a
+-- placed one stops first and runs again when it has ended (the
+-- instances_restart trigger).
 CREATE OR REPLACE FUNCTION cloud_instance_restart(p_ref text, p_if_match bigint, p_actor text,
                                        OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$

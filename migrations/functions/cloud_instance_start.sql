@@ -1,3 +1,5 @@
+-- POST /v1/instances/{id}/start: an ended instance runs again (202); one
+-- meant to run already is 200, one still stopping CL409.
 CREATE OR REPLACE FUNCTION cloud_instance_start(p_ref text, p_if_match bigint, p_actor text,
                                      OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$

@@ -1,3 +1,5 @@
+-- Records a join token (its SHA-256 only) valid for p_ttl_seconds; returns
+-- its expiry.
 CREATE OR REPLACE FUNCTION cloud_join_token_create(p_id text, p_sha256_hex text, p_ttl_seconds bigint,
                                         p_actor text)
 RETURNS timestamptz LANGUAGE plpgsql AS $$

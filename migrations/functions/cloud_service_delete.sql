@@ -1,3 +1,6 @@
+-- DELETE /v1/services/{name}: its instances that hold nothing go now, the
+-- others are asked to stop; the service goes when none is left (200), else
+-- it is deleting (202).
 CREATE OR REPLACE FUNCTION cloud_service_delete(p_name text, p_if_match bigint, p_actor text,
                                      OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$

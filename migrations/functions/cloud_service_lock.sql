@@ -1,3 +1,5 @@
+-- The service p_name locked FOR UPDATE, checked against If-Match (CL404,
+-- CL412).
 CREATE OR REPLACE FUNCTION cloud_service_lock(p_name text, p_if_match bigint) RETURNS services
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -1,3 +1,5 @@
+-- Records an API token (its SHA-256 only) with a role and an optional TTL;
+-- the tokens quota counts it.
 CREATE OR REPLACE FUNCTION cloud_token_create(p_name text, p_role text, p_sha256_hex text,
                                    p_ttl_seconds bigint, p_actor text,
                                    OUT status integer, OUT body json)

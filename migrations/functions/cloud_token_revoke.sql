@@ -1,3 +1,4 @@
+-- Revokes the token p_name.
 CREATE OR REPLACE FUNCTION cloud_token_revoke(p_name text, p_actor text,
                                    OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$

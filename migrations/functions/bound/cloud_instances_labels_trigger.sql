@@ -1,3 +1,5 @@
+-- The instances' labels CHECK, as a trigger that runs only for rows with
+-- labels (a CHECK ran for every insert).
 CREATE OR REPLACE FUNCTION cloud_instances_labels_trigger() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

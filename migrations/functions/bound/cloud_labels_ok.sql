@@ -1,3 +1,6 @@
+-- Labels: a flat object of at most 64 string values (empty or 1..63 such
+-- characters) under valid keys (controller/labels.c names the offending
+-- one).
 CREATE OR REPLACE FUNCTION cloud_labels_ok(l jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
     SELECT l = '{}'::jsonb

@@ -1,3 +1,6 @@
+-- Keeps quota_usage current for the kind TG_ARGV[0] (rows; for instances
+-- the live one-off ones, for tokens the unrevoked ones, for blob_bytes
+-- their size); an increase past the quota is refused (cloud_quota_take).
 CREATE OR REPLACE FUNCTION cloud_quota_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
