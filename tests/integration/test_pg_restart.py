@@ -6,6 +6,10 @@ recovers by itself: readiness, writes, and the event watch (LISTEN is
 re-established and the watch resumes from the event table).
 """
 
+import gzip
+import http.client
+import json
+import os
 import subprocess
 import time
 import unittest
@@ -202,31 +206,221 @@ class MigrationChecksumTests(harness.TestCase):
     and a row from before checksums were kept takes this build's."""
 
     def migrate(self):
-        c = harness.cluster()
-        r = subprocess.run([c.controller_bin, "migrate", "--db", c.db_url],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=60)
-        return r.returncode, r.stdout
+        return migrate(harness.cluster().db_url)
 
     def test_checksums(self):
         c = harness.cluster()
         sums = c.psql("SELECT count(*) FROM schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")
         self.assertEqual(sums, c.psql("SELECT count(*) FROM schema_migrations"))
-        good = c.psql("SELECT checksum FROM schema_migrations WHERE version = 2")
+        good = c.psql("SELECT checksum FROM schema_migrations WHERE version = 20")
         try:
-            c.psql("UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = 2")
+            c.psql("UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = 20")
             rc, out = self.migrate()
             self.assertNotEqual(rc, 0, out)
-            self.assertIn("0002_api", out)
+            self.assertIn("0020_baseline", out)
             self.assertIn("different build", out)
             # From before checksums: adopted, and migrating works again.
-            c.psql("UPDATE schema_migrations SET checksum = NULL WHERE version = 2")
+            c.psql("UPDATE schema_migrations SET checksum = NULL WHERE version = 20")
             rc, out = self.migrate()
             self.assertEqual(rc, 0, out)
-            self.assertEqual(c.psql("SELECT checksum FROM schema_migrations WHERE version = 2"),
+            self.assertEqual(c.psql("SELECT checksum FROM schema_migrations WHERE version = 20"),
                              good)
         finally:
-            c.psql("UPDATE schema_migrations SET checksum = '%s' WHERE version = 2" % good)
+            c.psql("UPDATE schema_migrations SET checksum = '%s' WHERE version = 20" % good)
+
+
+def migrate(db_url):
+    c = harness.cluster()
+    r = subprocess.run([c.controller_bin, "migrate", "--db", db_url],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=60)
+    return r.returncode, r.stdout
+
+
+# A database as the build before the squash of 0001-0020 left it
+# (pg_dump of `cloud-controller migrate` plus two services, one of them
+# with labels, a stop grace, ready_when and an idempotency key, a service
+# linking it, and a one-off instance), made with that build's own
+# functions. Gzipped: it holds the old layered functions, and this tree
+# should define each function in one place only (migrations/functions/).
+LEGACY_DUMP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                           "legacy_0020.sql.gz")
+
+# The parts of a schema two databases must share: columns, constraints,
+# indexes, triggers, functions (signature and body).
+SCHEMA_SQL = """
+SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+  SELECT format('column %s.%s %s %s %s', c.relname, a.attname,
+                format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                pg_get_expr(d.adbin, d.adrelid)) AS x
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+   WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+     AND a.attnum > 0 AND NOT a.attisdropped
+     AND c.relname NOT IN ('schema_migrations', 'schema_functions')
+  UNION ALL
+  SELECT format('constraint %s %s %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
+    FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+     AND conrelid::regclass::text NOT IN ('schema_migrations', 'schema_functions')
+  UNION ALL
+  SELECT format('index %s', pg_get_indexdef(indexrelid)) FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indrelid
+   WHERE c.relnamespace = 'public'::regnamespace
+     AND c.relname NOT IN ('schema_migrations', 'schema_functions')
+  UNION ALL
+  SELECT format('trigger %s %s %s %s', tgrelid::regclass, tgname, tgtype, tgfoid::regprocedure)
+    FROM pg_trigger WHERE NOT tgisinternal
+  UNION ALL
+  SELECT format('function %s %s', oid::regprocedure, md5(prosrc))
+    FROM pg_proc WHERE pronamespace = 'public'::regnamespace) s
+"""
+
+
+class LegacyLayoutTests(harness.TestCase):
+    """Migrations 0001-0020 are one baseline migration now, and every SQL
+    function has one file (docs/decisions.md §18): a database migrated by
+    an earlier build through 0020 is carried forward (its function layers
+    replaced, its rows kept), one migrated part of the way is refused."""
+
+    def load_legacy(self):
+        c = harness.cluster()
+        db = "legacy_" + harness.hex_id(4)
+        c.psql("CREATE DATABASE %s" % db, db="postgres")
+        with gzip.open(LEGACY_DUMP, "rt") as f:
+            sql = f.read()
+        # pg_dump empties search_path, but the services' labels CHECK
+        # calls cloud_labels_ok, which names cloud_label_key_ok unqualified.
+        sql = sql.replace("SELECT pg_catalog.set_config('search_path', '', false);", "")
+        r = subprocess.run([os.path.join(harness.PG_BINDIR, "psql"), "-X", "-q",
+                            "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                            "-p", str(c.pg_port), "-U", harness.PG_USER, "-d", db],
+                           input=sql, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        return db, c.db_url.rsplit("/", 1)[0] + "/" + db
+
+    def test_carry_forward(self):
+        c = harness.cluster()
+        db, url = self.load_legacy()
+        self.assertEqual(c.psql("SELECT count(*) FROM schema_migrations", db=db), "19")
+        rc, out = migrate(url)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("carried forward", out)
+        self.assertEqual(c.psql("SELECT version, name, checksum FROM schema_migrations "
+                                "WHERE version <= 20", db=db),
+                         c.psql("SELECT version, name, checksum FROM schema_migrations "
+                                "WHERE version <= 20"))
+        self.assertEqual(c.psql("SELECT count(*) FROM pg_proc WHERE pronamespace = "
+                                "'public'::regnamespace AND proname ~ '_(pre[0-9]{4}|unlocked)$'",
+                                db=db), "0")
+        # The same schema and functions as a database this build made.
+        self.assertEqual(c.psql(SCHEMA_SQL, db=db), c.psql(SCHEMA_SQL))
+        # Its rows are kept ...
+        self.assertEqual(c.psql("SELECT name, labels, stop_grace_seconds, ready_when, links "
+                                "FROM services ORDER BY name", db=db),
+                         'api|{}|10|running|["web"]\nweb|{"tier": "front"}|30|guest|[]')
+        self.assertEqual(c.psql("SELECT labels, stop_grace_seconds FROM instances", db=db),
+                         '{"k": "v"}|7')
+        self.assertEqual(c.psql("SELECT string_agg(kind || '=' || used, ',' ORDER BY kind) "
+                                "FROM quota_usage", db=db),
+                         "blob_bytes=1,images=1,instances=1,services=2,tokens=0")
+        # ... and the collapsed functions work on them: a replayed
+        # idempotency key answers the fixture's service, a patch relabels.
+        web = c.psql("SELECT id FROM services WHERE name = 'web'", db=db)
+        self.assertEqual(c.psql("SELECT status, body->>'id' FROM cloud_service_create("
+                                "'{}'::jsonb, 'legacy-key-1', 't')", db=db), "200|" + web)
+        self.assertEqual(c.psql("SELECT status, body->'labels', body->'stop_grace_seconds' "
+                                "FROM cloud_service_patch('web', "
+                                "'{\"labels\": {\"tier\": \"back\"}, \"stop_grace_seconds\": 5}', "
+                                "NULL, 't')", db=db),
+                         '200|{"tier": "back"}|5')
+        self.assertEqual(c.psql("SELECT version FROM services WHERE name = 'web'", db=db), "2")
+        # Migrating again changes nothing.
+        rc, out = migrate(url)
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("applied", out)
+        self.assertNotIn("carried", out)
+        # A controller serves it, through the collapsed functions.
+        tok = subprocess.run([c.controller_bin, "token", "create", "--db", url, "--name",
+                              "legacy-admin", "--role", "admin"], capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(tok.returncode, 0, tok.stderr)
+        extra = c.spawn_controller("legacy", ["--db", url], reconcile=False)
+
+        def call(method, path, body=None):
+            conn = http.client.HTTPConnection("127.0.0.1", extra.http_port, timeout=10)
+            try:
+                conn.request(method, path, body=None if body is None else json.dumps(body),
+                             headers={"Authorization": "Bearer " + tok.stdout.strip(),
+                                      "Content-Type": "application/json"})
+                resp = conn.getresponse()
+                return resp.status, json.loads(resp.read() or b"null")
+            finally:
+                conn.close()
+        try:
+            st, web_json = call("GET", "/v1/services/web")
+            self.assertEqual(st, 200, web_json)
+            self.assertEqual((web_json["labels"], web_json["stop_grace_seconds"],
+                              web_json["ready_when"], web_json["version"]),
+                             ({"tier": "back"}, 5, "guest", 2))
+            st, made = call("POST", "/v1/services", {"name": "late", "image": "legacy",
+                                                     "labels": {"a": "b"},
+                                                     "stop_grace_seconds": 60})
+            self.assertEqual(st, 201, made)
+            self.assertEqual((made["labels"], made["stop_grace_seconds"]), ({"a": "b"}, 60))
+        finally:
+            extra.stop()
+
+    def test_partial_refused(self):
+        c = harness.cluster()
+        db, url = self.load_legacy()
+        # As if the earlier build had stopped after 0019.
+        c.psql("DELETE FROM schema_migrations WHERE version = 20", db=db)
+        rc, out = migrate(url)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("0020_guest_limits", out)
+        self.assertIn("new database", out)
+        # Nothing was changed (one transaction).
+        self.assertEqual(c.psql("SELECT count(*) FROM schema_migrations", db=db), "18")
+        self.assertEqual(c.psql("SELECT count(*) FROM pg_proc WHERE proname = "
+                                "'cloud_service_create_pre0018'", db=db), "1")
+        self.assertEqual(c.psql("SELECT to_regclass('schema_functions') IS NULL OR "
+                                "(SELECT count(*) = 0 FROM schema_functions)", db=db), "t")
+
+
+class FunctionFileTests(harness.TestCase):
+    """A function file is applied when its checksum differs from the one
+    recorded in schema_functions; a function no file defines is dropped."""
+
+    def test_applied_on_change_and_swept(self):
+        c = harness.cluster()
+        n = c.psql("SELECT count(*) FROM schema_functions")
+        self.assertEqual(n, c.psql("SELECT count(DISTINCT proname) FROM pg_proc "
+                                   "WHERE pronamespace = 'public'::regnamespace"))
+        good = c.psql("SELECT checksum FROM schema_functions WHERE name = 'cloud_ms'")
+        self.assertRegex(good, "^[0-9a-f]{64}$")
+        try:
+            c.psql("CREATE FUNCTION cloud_stray_pre0001() RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+            # Drift without a checksum change is not looked at ...
+            c.psql("CREATE OR REPLACE FUNCTION cloud_ms(t timestamptz) RETURNS bigint "
+                   "LANGUAGE sql IMMUTABLE AS 'SELECT 42::bigint'")
+            rc, out = migrate(c.db_url)
+            self.assertEqual(rc, 0, out)
+            self.assertEqual(c.psql("SELECT cloud_ms(now())"), "42")
+            self.assertEqual(c.psql("SELECT count(*) FROM pg_proc WHERE proname = 'cloud_stray_pre0001'"),
+                             "0")
+            # ... a changed checksum applies the file.
+            c.psql("UPDATE schema_functions SET checksum = repeat('0', 64) WHERE name = 'cloud_ms'")
+            rc, out = migrate(c.db_url)
+            self.assertEqual(rc, 0, out)
+            self.assertIn("applied 1 function file", out)
+            self.assertEqual(c.psql("SELECT cloud_ms('1970-01-01 00:00:01+00')"), "1000")
+            self.assertEqual(c.psql("SELECT checksum FROM schema_functions WHERE name = 'cloud_ms'"),
+                             good)
+        finally:
+            c.psql("DROP FUNCTION IF EXISTS cloud_stray_pre0001()")
+            c.psql("UPDATE schema_functions SET checksum = repeat('0', 64) WHERE name = 'cloud_ms'")
+            migrate(c.db_url)
 
 
 if __name__ == "__main__":

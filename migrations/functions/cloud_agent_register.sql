@@ -1,0 +1,43 @@
+-- p: {"name","address","vcpus","memory_mib","disk_gib","hypervisor","arch",
+--     "labels"}. Returns the host id and the new session epoch.
+CREATE OR REPLACE FUNCTION cloud_agent_register(p jsonb, OUT host_id text, OUT session_epoch bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    h hosts;
+    was text;
+BEGIN
+    -- The event lock before any row lock (docs/decisions.md §11).
+    PERFORM pg_advisory_xact_lock(726200101);
+    SELECT * INTO h FROM hosts WHERE name = p->>'name' FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO hosts (id, name, address, state, labels, cap_vcpus, cap_memory_mib,
+                           cap_disk_gib, hypervisor, arch, session_epoch, last_seen)
+        VALUES (cloud_new_id(), p->>'name', coalesce(p->>'address', ''), 'ready',
+                coalesce(p->'labels', '{}'), (p->>'vcpus')::integer,
+                (p->>'memory_mib')::bigint, (p->>'disk_gib')::bigint,
+                p->>'hypervisor', coalesce(nullif(p->>'arch', ''), 'x86_64'), 1, now())
+        RETURNING * INTO h;
+        PERFORM cloud_event('host.registered', 'host', h.id, h.name,
+            format('host %s registered: %s vcpus, %s MiB, %s (session 1)',
+                   h.name, h.cap_vcpus, h.cap_memory_mib, h.hypervisor), 'agent');
+    ELSE
+        was := h.state;
+        UPDATE hosts SET address = coalesce(p->>'address', address),
+               labels = coalesce(p->'labels', labels),
+               cap_vcpus = (p->>'vcpus')::integer,
+               cap_memory_mib = (p->>'memory_mib')::bigint,
+               cap_disk_gib = (p->>'disk_gib')::bigint,
+               hypervisor = p->>'hypervisor',
+               arch = coalesce(nullif(p->>'arch', ''), arch),
+               session_epoch = hosts.session_epoch + 1,
+               state = CASE WHEN hosts.state = 'down' THEN 'ready' ELSE hosts.state END,
+               last_seen = now(), version = version + 1, updated_at = now()
+         WHERE id = h.id RETURNING * INTO h;
+        PERFORM cloud_event('host.registered', 'host', h.id, h.name,
+            format('host %s registered: %s vcpus, %s MiB, %s (session %s%s)',
+                   h.name, h.cap_vcpus, h.cap_memory_mib, h.hypervisor, h.session_epoch,
+                   CASE WHEN was = 'down' THEN ', was down' ELSE '' END), 'agent');
+    END IF;
+    host_id := h.id;
+    session_epoch := h.session_epoch;
+END $$;

@@ -1,0 +1,3 @@
+-- Versions kept per service (older ones are pruned on write).
+CREATE OR REPLACE FUNCTION cloud_config_keep() RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT 100::bigint $$;

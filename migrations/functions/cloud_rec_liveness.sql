@@ -1,0 +1,58 @@
+-- Marks down every registered host (session_epoch > 0: a host no agent
+-- ever registered has no heartbeat to miss) silent for down_after, where silence is measured
+-- from the latest of its last heartbeat, its creation and the start of the
+-- caller's term (p_since_ms, on the database clock): a new leader never
+-- declares a host down before it has itself watched it for down_after.
+-- The host's instances become lost; those of services get desired state
+-- deleted (their service replaces them), one-offs keep theirs (their restart
+-- policy decides). Returns what changed, for the caller to re-read.
+CREATE OR REPLACE FUNCTION cloud_rec_liveness(p_epoch bigint, p_actor text, p_since_ms bigint)
+RETURNS TABLE (kind text, id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    da integer;
+    since timestamptz := to_timestamp(p_since_ms / 1000.0);
+    h hosts;
+    i instances;
+    silent integer;
+BEGIN
+    -- The event lock before any row lock (docs/decisions.md §11).
+    PERFORM pg_advisory_xact_lock(726200101);
+    PERFORM cloud_lease_check(p_epoch);
+    SELECT down_after_seconds INTO da FROM cluster_settings WHERE cluster_settings.id = 1;
+    FOR h IN SELECT * FROM hosts
+              WHERE state <> 'down' AND session_epoch > 0
+                AND greatest(coalesce(last_seen, created_at), created_at, since)
+                    < now() - make_interval(secs => da)
+              ORDER BY hosts.id FOR UPDATE LOOP
+        silent := floor(extract(epoch FROM now() - coalesce(h.last_seen, h.created_at)));
+        UPDATE hosts SET state = 'down', version = version + 1, updated_at = now()
+         WHERE hosts.id = h.id;
+        PERFORM cloud_event('host.down', 'host', h.id, h.name,
+            format('host %s down: no heartbeat for %s s', h.name, silent), p_actor);
+        kind := 'host';
+        id := h.id;
+        RETURN NEXT;
+        FOR i IN UPDATE instances SET state = 'lost',
+                        reason = format('host %s down: no heartbeat for %s s', h.name, silent),
+                        desired_state = CASE WHEN service_id IS NOT NULL THEN 'deleted'
+                                             ELSE desired_state END,
+                        stop_signal = CASE WHEN service_id IS NOT NULL
+                                           THEN coalesce(stop_signal, 'KILL')
+                                           ELSE stop_signal END,
+                        finished_at = now(), version = version + 1, updated_at = now()
+                  WHERE host_id = h.id AND state NOT IN ('exited', 'failed', 'lost')
+                 RETURNING * LOOP
+            PERFORM cloud_event('instance.lost', 'instance', i.id, i.name,
+                format('instance %s lost with host %s%s', i.name, h.name,
+                       CASE WHEN i.service_id IS NOT NULL
+                            THEN format(': service %s replaces it',
+                                        (SELECT name FROM services WHERE services.id = i.service_id))
+                            ELSE '' END), p_actor);
+            kind := 'instance';
+            id := i.id;
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END $$;

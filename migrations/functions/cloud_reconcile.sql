@@ -1,0 +1,65 @@
+-- One batch of reconciler decisions: p is a JSON array of
+-- {"op": ..., ...}. One transaction, one NOTIFY, the epoch checked first.
+-- Each op re-checks its object's version and state and quietly does nothing
+-- when they moved on (the caller re-reads what it returns and decides
+-- again). Returns the objects to re-read.
+CREATE OR REPLACE FUNCTION cloud_reconcile(p_epoch bigint, p_actor text, p jsonb)
+RETURNS TABLE (kind text, id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    a jsonb;
+    nid text;
+BEGIN
+    -- The event lock before any row lock (docs/decisions.md §11).
+    PERFORM pg_advisory_xact_lock(726200101);
+    PERFORM cloud_lease_check(p_epoch);
+    FOR a IN SELECT value FROM jsonb_array_elements(p) LOOP
+        CASE a->>'op'
+        WHEN 'create' THEN
+            nid := cloud_rec_create(a, p_actor);
+            IF nid IS NOT NULL THEN
+                kind := 'instance';
+                id := nid;
+                RETURN NEXT;
+            END IF;
+            kind := 'service';
+            id := a->>'service';
+            RETURN NEXT;
+            CONTINUE;
+        WHEN 'retire' THEN
+            PERFORM cloud_rec_retire(a, p_actor);
+        WHEN 'purge' THEN
+            PERFORM cloud_rec_purge(a, p_actor);
+        WHEN 'place' THEN
+            PERFORM cloud_rec_place(a, p_actor);
+        WHEN 'unplaceable' THEN
+            PERFORM cloud_rec_unplaceable(a, p_actor);
+        WHEN 'restart' THEN
+            PERFORM cloud_rec_restart(a, p_actor);
+        WHEN 'service_remove' THEN
+            PERFORM cloud_rec_service_remove(a, p_actor);
+            kind := 'service';
+            id := a->>'id';
+            RETURN NEXT;
+            CONTINUE;
+        WHEN 'drained' THEN
+            PERFORM cloud_rec_drained(a, p_actor);
+            kind := 'host';
+            id := a->>'id';
+            RETURN NEXT;
+            CONTINUE;
+        WHEN 'event' THEN
+            -- A decision that changes no row (rollout progress, a restart
+            -- policy that says no): the event is the record.
+            PERFORM cloud_event(a->>'type', a->>'object', a->>'id', a->>'name',
+                                a->>'message', p_actor);
+            CONTINUE;
+        ELSE
+            PERFORM cloud_raise('CL422', format('unknown reconciler operation %s', a->>'op'));
+        END CASE;
+        kind := 'instance';
+        id := a->>'id';
+        RETURN NEXT;
+    END LOOP;
+END $$;
