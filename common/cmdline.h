@@ -31,7 +31,7 @@
 #define GUEST_ENV_KEYS_MAX 256
 #define GUEST_ENV_VALUE_MAX 4096
 #define GUEST_ENV_TOTAL_MAX (16 * 1024)
-/* Service config (api_config.h, migrations/0010_config.sql). */
+/* Service config (api_config.h, migrations/functions/cloud_config_write.sql). */
 #define GUEST_CONFIG_KEYS_MAX 1000
 #define GUEST_CONFIG_KEY_MAX 128
 #define GUEST_CONFIG_VALUE_MAX (64 * 1024)

@@ -2,7 +2,7 @@
  * api_cluster: GET and PATCH /v1/cluster/settings. The handlers validate,
  * name a store statement and answer with the JSON PostgreSQL built
  * (cloud_settings_json); the write and its event are one SQL function
- * (migrations/0003_reconcile.sql, extended by 0019: events_retention,
+ * (migrations/functions/cloud_settings_*.sql: events_retention,
  * quotas, blobs).
  */
 #define LOG_MODULE "api"

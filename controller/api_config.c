@@ -2,7 +2,7 @@
  * api_config: the config, history, rollback, effective config and endpoint
  * routes (see api_config.h). The handlers validate and name a store
  * statement; versions, merge and limits on the merged result live in
- * migrations/0010_config.sql.
+ * migrations/functions/cloud_config_*.sql.
  *
  * Endpoint watches: one hub per process (created by the first watch, it
  * observes the event stream from then on) holds the watching clients. An

@@ -4,7 +4,7 @@
  *   POST .../config/rollback, GET /v1/instances/{id}/config,
  *   GET /v1/services/{name}/endpoints[?watch=true] (Server-Sent Events).
  * The writes, versions and the effective config are SQL functions of
- * migrations/0010_config.sql; delivery to agents is gateway_config.h.
+ * migrations/functions/cloud_config_*.sql; delivery to agents is gateway_config.h.
  */
 #ifndef CLOUD_API_CONFIG_H
 #define CLOUD_API_CONFIG_H
@@ -13,7 +13,7 @@
 #include "http.h"
 
 /* The limits the agent's channel is sized for (cmdline.h); the SQL of
- * migrations/0010_config.sql holds the same numbers for merged PATCHes. */
+ * migrations/functions/cloud_config_write.sql holds the same numbers for merged PATCHes. */
 #define CONFIG_MAX_KEYS GUEST_CONFIG_KEYS_MAX
 #define CONFIG_MAX_KEY GUEST_CONFIG_KEY_MAX
 #define CONFIG_MAX_VALUE GUEST_CONFIG_VALUE_MAX

@@ -1,5 +1,5 @@
 /*
- * gateway_config: the effective config (migrations/0010_config.sql) in the
+ * gateway_config: the effective config (migrations/functions/cloud_effective_config.sql) in the
  * desired sets the gateway sends to agents. The desired-state query carries,
  * per instance, the effective config version and the config as a JSON
  * object of strings; this module turns them into InstanceSpec fields, and,

@@ -1,6 +1,6 @@
 /*
  * labels: label rules, canonical form and selectors (see labels.h). The
- * same limits are CHECKs in migrations/0011_labels.sql.
+ * same limits are CHECKs in migrations/0020_baseline.sql (functions/bound/cloud_labels_ok.sql).
  */
 #define LOG_MODULE "labels"
 #include "labels.h"

@@ -53,7 +53,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                       "ORDER BY h.name LIMIT $3::integer",
                       3},
     /* $1 NULL: from the oldest kept event; since below the low-water
-     * mark: CL410 (migrations/0019_retention_quotas.sql) */
+     * mark: CL410 (migrations/functions/cloud_event_page.sql) */
     [ST_EVENT_LIST] = {"event_list",
                        "SELECT id, type, object, json, object_id "
                        "FROM cloud_event_page($1::bigint, $2, $3, "
@@ -115,7 +115,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                        "ORDER BY t.name LIMIT $2::integer",
                        2},
     /* reconciler statements below this line */
-    /* migrations/0003_reconcile.sql; docs/reconciler.md */
+    /* migrations/functions/cloud_rec_*.sql; docs/reconciler.md */
     [ST_LEASE_ACQUIRE] = {"lease_acquire",
                           "SELECT epoch, now_ms, took_over "
                           "FROM cloud_lease_acquire($1, $2::bigint, "
@@ -166,7 +166,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "$1::jsonb, $2::bigint, $3)",
                            3},
     /* end of reconciler statements */
-    /* agent gateway statements (gateway.c, migrations/0004_agents.sql) */
+    /* agent gateway statements (gateway.c, migrations/functions/cloud_agent_*.sql) */
     [ST_AGENT_REGISTER] = {"agent_register",
                            "SELECT host_id, session_epoch "
                            "FROM cloud_agent_register($1::jsonb)",
@@ -260,7 +260,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                               "AND used_at IS NULL RETURNING id",
                               1},
     /* end of agent enrolment statements */
-    /* labels (migrations/0011_labels.sql): the lists of ST_INSTANCE_LIST and
+    /* labels (migrations/0020_baseline.sql): the lists of ST_INSTANCE_LIST and
      * ST_SERVICE_LIST with a label selector, equality terms as a jsonb
      * object (@>), bare keys as a jsonb array (?&) */
     [ST_INSTANCE_LIST_SEL] =
@@ -292,7 +292,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                             "JOIN services s ON s.id = i.service_id "
                             "WHERE s.name = $1 AND i.state = 'running'",
                             1},
-    /* config, links and endpoints (migrations/0010_config.sql) */
+    /* config, links and endpoints (migrations/functions/cloud_config_*.sql) */
     [ST_CONFIG_GET] = {"config_get",
                        "SELECT body, version "
                        "FROM cloud_config_get($1, $2::bigint)",
@@ -389,7 +389,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          3},
     /* end of run to running statements */
     /* event retention and blob GC (retention.c, blobs.c;
-     * migrations/0019_retention_quotas.sql) */
+     * migrations/functions/cloud_events_prune.sql, cloud_blob_gc.sql) */
     [ST_EVENTS_PRUNE] = {"events_prune",
                          "SELECT deleted, low_water "
                          "FROM cloud_events_prune($1::integer)",

@@ -2,7 +2,7 @@
  * store: every SQL statement the controller runs, and nothing else speaks
  * SQL. Statements are parameterised and prepared on every pool connection.
  * API writes go through ST_BATCH (writer.c: group commit) to the functions
- * of migrations/0002_api.sql, which append the event (and so NOTIFY) inside
+ * of migrations/functions/, which append the event (and so NOTIFY) inside
  * the same transaction.
  */
 #ifndef CLOUD_STORE_H
@@ -56,7 +56,7 @@ enum store_stmt {
     ST_JOIN_CERT_LIST_JSON,
     ST_JOIN_TOKEN_DELETE,
     /* end of agent enrolment statements */
-    /* labels (migrations/0011_labels.sql): lists with a label selector */
+    /* labels (migrations/0020_baseline.sql): lists with a label selector */
     ST_INSTANCE_LIST_SEL,
     ST_SERVICE_LIST_SEL,
     /* end of labels statements */
@@ -64,7 +64,7 @@ enum store_stmt {
      * database (api.c service_reply) */
     ST_SERVICE_RUNNING,
     /* config, links and endpoints (api_config.c, gateway.c;
-     * migrations/0010_config.sql) */
+     * migrations/functions/cloud_config_*.sql) */
     ST_CONFIG_GET,
     ST_CONFIG_WRITE,
     ST_CONFIG_HISTORY,

@@ -1,6 +1,6 @@
 /*
  * tokencmd: token administration from the controller binary (tokencmd.h).
- * Uses the same SQL functions as the API (migrations/0006_tokens.sql), so
+ * Uses the same SQL functions as the API (migrations/functions/cloud_token_*.sql), so
  * every token change is an event with its actor, here "cli".
  */
 #define LOG_MODULE "token"

@@ -1,4 +1,4 @@
-"""Guest channel fields of an instance (migrations/0009, agent --network).
+"""Guest channel fields of an instance (the addresses, ready and config_version columns, agent --network).
 
 One cloud-agent on libvirt's test:///default driver with --network default:
 the test driver's "default" network gives every domain with a NIC an

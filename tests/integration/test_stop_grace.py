@@ -1,4 +1,4 @@
-"""The stop grace period (migrations/0018): stop_grace_seconds on services
+"""The stop grace period: stop_grace_seconds on services
 and one-off instances, grace_seconds on a kill, with one cloud-agent on
 libvirt's test driver and the reconciler.
 
