@@ -76,12 +76,12 @@ reset(void **state)
 static void
 test_render(void **state)
 {
+    /* Routes are compared by pointer (they come from the route table). */
+    static const char route[] = "/v1/instances", get[] = "GET";
     struct metrics_figures f = figures();
     char *text;
 
     (void)state;
-    /* Routes are compared by pointer (they come from the route table). */
-    static const char route[] = "/v1/instances", get[] = "GET";
     metrics_http_observe(route, get, 200, 0.002);
     metrics_http_observe(route, get, 200, 0.3);
     metrics_http_observe(route, get, 404, 0.0001);
