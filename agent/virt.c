@@ -7,8 +7,10 @@
 #define LOG_MODULE "virt"
 
 #include "virt.h"
+#include "virt_priv.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <libxml/tree.h>
 
 #include "domxml.h"
 #include "log.h"
@@ -99,6 +102,21 @@ virt_fail(struct virt_conn *c, const char *fmt, ...)
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     snprintf(c->err, sizeof(c->err), "%s: %s", what, virGetLastErrorMessage());
+    log_warnx("%s", c->err);
+}
+
+/* As virt_fail, for a failure of this file's own, not of a libvirt call. */
+static void virt_failx(struct virt_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+virt_failx(struct virt_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
     log_warnx("%s", c->err);
 }
 
@@ -660,34 +678,94 @@ virt_event_loop_start(void)
 
 /* ---- disk overlays (libvirt storage API) ------------------------------ */
 
-/* s with &<>"' escaped for an XML attribute or text (xmalloc'd). */
-static char *
-virt_xml_escape(const char *s)
+/*
+ * Pool and volume XML are built with libxml2's tree API, as domxml.c builds
+ * the domain XML: text through xmlNewTextChild() and attributes through
+ * xmlNewProp(), so that the library escapes every path, never this file.
+ */
+static xmlNodePtr
+virt_xml_elem(xmlNodePtr parent, const char *name)
 {
-    size_t n = 1;
-    char *out, *o;
+    return xmlNewChild(parent, NULL, (const xmlChar *)name, NULL);
+}
 
-    for (const char *p = s; *p; p++)
-        n += strchr("&<>\"'", *p) ? 6 : 1;
-    out = o = xmalloc(n);
-    for (const char *p = s; *p; p++) {
-        const char *rep = *p == '&'    ? "&amp;"
-                          : *p == '<'  ? "&lt;"
-                          : *p == '>'  ? "&gt;"
-                          : *p == '"'  ? "&quot;"
-                          : *p == '\'' ? "&apos;"
-                                       : NULL;
-        if (rep != NULL) {
-            size_t k = strlen(rep);
+static xmlNodePtr
+virt_xml_text(xmlNodePtr parent, const char *name, const char *content)
+{
+    return xmlNewTextChild(parent, NULL, (const xmlChar *)name,
+                           (const xmlChar *)content);
+}
 
-            memcpy(o, rep, k);
-            o += k;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
+static void
+virt_xml_prop(xmlNodePtr node, const char *name, const char *value)
+{
+    xmlNewProp(node, (const xmlChar *)name, (const xmlChar *)value);
+}
+
+/* A new document whose root element is called name. */
+static xmlDocPtr
+virt_xml_doc(const char *name, xmlNodePtr *rootp)
+{
+    xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+
+    if (doc == NULL)
+        fatalx("cannot allocate an XML document");
+    *rootp = xmlNewNode(NULL, (const xmlChar *)name);
+    if (*rootp == NULL)
+        fatalx("cannot allocate an XML element");
+    xmlDocSetRootElement(doc, *rootp);
+    return doc;
+}
+
+/* The document as indented text with a final newline (xmalloc'd), or NULL
+ * if libxml2 cannot write it; frees the document either way. */
+static char *
+virt_xml_finish(xmlDocPtr doc)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    char *out = NULL;
+
+    if (buf == NULL)
+        fatalx("cannot allocate an XML buffer");
+    if (xmlNodeDump(buf, doc, xmlDocGetRootElement(doc), 0, 1) >= 0)
+        out = xasprintf("%s\n", (const char *)xmlBufferContent(buf));
+    xmlBufferFree(buf);
+    xmlFreeDoc(doc);
     return out;
+}
+
+char *
+virt_pool_xml(const char *name, const char *dir)
+{
+    xmlNodePtr pool, target;
+    xmlDocPtr doc = virt_xml_doc("pool", &pool);
+
+    virt_xml_prop(pool, "type", "dir");
+    virt_xml_text(pool, "name", name);
+    target = virt_xml_elem(pool, "target");
+    virt_xml_text(target, "path", dir);
+    virt_xml_text(virt_xml_elem(target, "permissions"), "mode", "0755");
+    return virt_xml_finish(doc);
+}
+
+char *
+virt_volume_xml(const char *name, uint64_t capacity, const char *backing,
+                const char *backing_fmt)
+{
+    xmlNodePtr vol, n;
+    xmlDocPtr doc = virt_xml_doc("volume", &vol);
+    char num[32];
+
+    virt_xml_text(vol, "name", name);
+    snprintf(num, sizeof(num), "%" PRIu64, capacity);
+    virt_xml_prop(virt_xml_text(vol, "capacity", num), "unit", "bytes");
+    n = virt_xml_elem(vol, "target");
+    virt_xml_prop(virt_xml_elem(n, "format"), "type", "qcow2");
+    virt_xml_text(virt_xml_elem(n, "permissions"), "mode", "0644");
+    n = virt_xml_elem(vol, "backingStore");
+    virt_xml_text(n, "path", backing);
+    virt_xml_prop(virt_xml_elem(n, "format"), "type", backing_fmt);
+    return virt_xml_finish(doc);
 }
 
 /* One pool per directory: its name comes from the path (FNV-1a). */
@@ -707,7 +785,7 @@ virt_pool_name(const char *dir)
 static virStoragePoolPtr
 virt_pool(struct virt_conn *c, const char *dir, int create)
 {
-    char *name = virt_pool_name(dir), *xml = NULL, *edir = NULL;
+    char *name = virt_pool_name(dir), *xml = NULL;
     virStoragePoolPtr pool;
     int active;
 
@@ -717,11 +795,12 @@ virt_pool(struct virt_conn *c, const char *dir, int create)
         return NULL;
     }
     if (pool == NULL) {
-        edir = virt_xml_escape(dir);
-        xml = xasprintf("<pool type='dir'><name>%s</name><target><path>%s"
-                        "</path><permissions><mode>0755</mode></permissions>"
-                        "</target></pool>",
-                        name, edir);
+        xml = virt_pool_xml(name, dir);
+        if (xml == NULL) {
+            virt_failx(c, "cannot write the XML of storage pool %s over %s",
+                       name, dir);
+            goto out;
+        }
         pool = virStoragePoolDefineXML(c->conn, xml, 0);
         if (pool == NULL) {
             virt_fail(c, "cannot define the storage pool %s over %s", name,
@@ -756,7 +835,6 @@ virt_pool(struct virt_conn *c, const char *dir, int create)
 out:
     free(name);
     free(xml);
-    free(edir);
     return pool;
 }
 
@@ -768,7 +846,7 @@ virt_lv_overlay_create(struct virt_conn *c, const char *pool_dir,
 {
     virStoragePoolPtr pool;
     virStorageVolPtr vol;
-    char *vname, *xml = NULL, *eback = NULL, *path;
+    char *vname, *xml = NULL, *path;
     int ret = -1;
 
     *pathp = NULL;
@@ -779,13 +857,12 @@ virt_lv_overlay_create(struct virt_conn *c, const char *pool_dir,
     /* Kept across restarts of the instance: its disk is its state. */
     vol = virStorageVolLookupByName(pool, vname);
     if (vol == NULL) {
-        eback = virt_xml_escape(backing);
-        xml = xasprintf(
-            "<volume><name>%s</name><capacity unit='bytes'>%llu</capacity>"
-            "<target><format type='qcow2'/><permissions><mode>0644</mode>"
-            "</permissions></target><backingStore><path>%s</path>"
-            "<format type='%s'/></backingStore></volume>",
-            vname, (unsigned long long)capacity, eback, backing_fmt);
+        xml = virt_volume_xml(vname, capacity, backing, backing_fmt);
+        if (xml == NULL) {
+            virt_failx(c, "cannot write the XML of overlay %s over %s", vname,
+                       backing);
+            goto out;
+        }
         vol = virStorageVolCreateXML(pool, xml, 0);
         if (vol == NULL) {
             virt_fail(c, "cannot create the overlay %s over %s", vname,
@@ -811,7 +888,6 @@ out:
     virStoragePoolFree(pool);
     free(vname);
     free(xml);
-    free(eback);
     return ret;
 }
 

@@ -61,9 +61,6 @@ reply_cached(struct http_req *r, const struct cache_obj *o)
     http_reply_json_text(r, 200, o->json);
 }
 
-static void reply_buffer_status(struct http_req *r, int status,
-                                struct evbuffer *b);
-
 /* A service's JSON with "running" (cache_service_json) as the reply. */
 static void
 reply_service(struct http_req *r, int status, const char *json,
@@ -79,7 +76,7 @@ reply_service(struct http_req *r, int status, const char *json,
         snprintf(etag, sizeof(etag), "\"%lld\"", version);
         http_add_header(r, "ETag", etag);
     }
-    reply_buffer_status(r, status, b);
+    http_reply_json_buffer(r, status, b);
 }
 
 /* A write of a service answered; its reply waits for the running count
@@ -151,25 +148,6 @@ write_op(struct http_req *r, const char *op, int nargs, const char **args)
                   r);
 }
 
-static void
-reply_buffer_status(struct http_req *r, int status, struct evbuffer *b)
-{
-    size_t len = evbuffer_get_length(b);
-    char *body = xmalloc(len + 1);
-
-    evbuffer_remove(b, body, len);
-    body[len] = '\0';
-    evbuffer_free(b);
-    http_reply_json_text(r, status, body);
-    free(body);
-}
-
-static void
-reply_buffer(struct http_req *r, struct evbuffer *b)
-{
-    reply_buffer_status(r, 200, b);
-}
-
 /* One row (json, version) or none; r->data names the object kind. */
 static void
 on_get(const PGresult *res, const struct db_error *err, void *arg)
@@ -203,8 +181,6 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     struct list_ctx *lc = r->data;
     struct evbuffer *b;
     int n, more;
-    size_t len;
-    char *body;
 
     if (api_db_done(r, err)) {
         free(lc);
@@ -221,7 +197,8 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     for (int i = 0; i < n; i++) {
         if (i)
             evbuffer_add(b, ",", 1);
-        evbuffer_add_printf(b, "%s", PQgetvalue(res, i, lc->json_col));
+        evbuffer_add(b, PQgetvalue(res, i, lc->json_col),
+                     (size_t)PQgetlength(res, i, lc->json_col));
     }
     if (more) {
         json_t *cur = json_string(PQgetvalue(res, n - 1, 0));
@@ -232,14 +209,8 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     } else {
         evbuffer_add_printf(b, "],\"next\":null}");
     }
-    len = evbuffer_get_length(b);
-    body = xmalloc(len + 1);
-    evbuffer_remove(b, body, len);
-    body[len] = '\0';
-    evbuffer_free(b);
     free(lc);
-    http_reply_json_text(r, 200, body);
-    free(body);
+    http_reply_json_buffer(r, 200, b);
 }
 
 /* ---- query parameters ------------------------------------------------- */
@@ -433,88 +404,54 @@ h_readyz(struct http_req *r)
 static void
 on_counts(const PGresult *res, const struct db_error *err, void *arg)
 {
+    static const struct metrics_kind kinds[] = {
+        {"instances", instance_states},
+        {"hosts", host_states},
+        {"services", service_states},
+    };
     struct http_req *r = arg;
     struct app *app;
     struct evbuffer *b;
     struct db_pool_stats st;
-    size_t len;
-    char *body;
+    struct metrics_figures f = {0};
+    struct metrics_count *counts = NULL;
+    int n;
 
     if (api_gone(r))
         return;
     app = app_of(r);
+    n = err == NULL ? PQntuples(res) : 0;
+    db_pool_stats(app->db, &st);
+    f.db_size = st.size;
+    f.db_up = st.up;
+    f.db_busy = st.busy;
+    f.db_queued = st.queued;
+    f.db_queries = st.queries;
+    f.db_errors = st.errors;
+    f.db_reconnects = st.reconnects;
+    f.db_answered = err == NULL;
+    f.watch_clients = watch_clients(app->watch);
+    writer_stats(app->writer, &f.write_batches, &f.writes,
+                 &f.write_bulk_batches, &f.write_retries);
+    f.cache_ready = cache_ready(app->cache);
+    f.cache_instances = cache_count(app->cache, 0);
+    f.cache_services = cache_count(app->cache, 1);
+    f.kinds = kinds;
+    f.nkinds = sizeof(kinds) / sizeof(kinds[0]);
+    if (n > 0)
+        counts = xcalloc((size_t)n, sizeof(*counts));
+    for (int i = 0; i < n; i++)
+        counts[i] = (struct metrics_count){PQgetvalue(res, i, 0),
+                                           PQgetvalue(res, i, 1),
+                                           PQgetvalue(res, i, 2)};
+    f.counts = counts;
+    f.ncounts = (size_t)n;
     b = evbuffer_new();
     if (b == NULL)
         fatalx("cannot allocate an evbuffer");
-    metrics_render_http(b);
-    db_pool_stats(app->db, &st);
-    evbuffer_add_printf(
-        b,
-        "# HELP cloud_db_pool_connections Database pool connections by "
-        "state.\n# TYPE cloud_db_pool_connections gauge\n"
-        "cloud_db_pool_connections{state=\"configured\"} %d\n"
-        "cloud_db_pool_connections{state=\"up\"} %d\n"
-        "cloud_db_pool_connections{state=\"busy\"} %d\n"
-        "# HELP cloud_db_queue_length Queries waiting for a connection.\n"
-        "# TYPE cloud_db_queue_length gauge\ncloud_db_queue_length %d\n"
-        "# TYPE cloud_db_queries_total counter\ncloud_db_queries_total %llu\n"
-        "# TYPE cloud_db_errors_total counter\ncloud_db_errors_total %llu\n"
-        "# TYPE cloud_db_reconnects_total counter\n"
-        "cloud_db_reconnects_total %llu\n"
-        "# HELP cloud_db_up Whether the database answered this scrape.\n"
-        "# TYPE cloud_db_up gauge\ncloud_db_up %d\n"
-        "# TYPE cloud_watch_clients gauge\ncloud_watch_clients %d\n",
-        st.size, st.up, st.busy, st.queued, st.queries, st.errors,
-        st.reconnects, err == NULL, watch_clients(app->watch));
-    {
-        unsigned long long batches, writes, bulk, retries;
-        writer_stats(app->writer, &batches, &writes, &bulk, &retries);
-        evbuffer_add_printf(
-            b,
-            "# HELP cloud_write_batches_total Group commits sent.\n"
-            "# TYPE cloud_write_batches_total counter\n"
-            "cloud_write_batches_total %llu\n"
-            "# TYPE cloud_writes_total counter\ncloud_writes_total %llu\n"
-            "# HELP cloud_write_bulk_batches_total Batches of creates "
-            "written set-based.\n"
-            "# TYPE cloud_write_bulk_batches_total counter\n"
-            "cloud_write_bulk_batches_total %llu\n"
-            "# HELP cloud_write_retries_total Batches sent again item by "
-            "item after a failure.\n"
-            "# TYPE cloud_write_retries_total counter\n"
-            "cloud_write_retries_total %llu\n"
-            "# HELP cloud_cache_ready Whether reads are served from memory.\n"
-            "# TYPE cloud_cache_ready gauge\ncloud_cache_ready %d\n"
-            "# TYPE cloud_cache_objects gauge\n"
-            "cloud_cache_objects{kind=\"instances\"} %zu\n"
-            "cloud_cache_objects{kind=\"services\"} %zu\n",
-            batches, writes, bulk, retries, cache_ready(app->cache),
-            cache_count(app->cache, 0), cache_count(app->cache, 1));
-    }
-    if (err == NULL) {
-        const char *kinds[] = {"instances", "hosts", "services"};
-        const char *const *states[] = {instance_states, host_states,
-                                       service_states};
-        for (int k = 0; k < 3; k++) {
-            evbuffer_add_printf(b, "# TYPE cloud_%s gauge\n", kinds[k]);
-            /* Every state, zero included, so dashboards see the series. */
-            for (const char *const *s = states[k]; *s; s++) {
-                const char *count = "0";
-                for (int i = 0; i < PQntuples(res); i++)
-                    if (strcmp(PQgetvalue(res, i, 0), kinds[k]) == 0 &&
-                        strcmp(PQgetvalue(res, i, 1), *s) == 0)
-                        count = PQgetvalue(res, i, 2);
-                evbuffer_add_printf(b, "cloud_%s{state=\"%s\"} %s\n",
-                                    kinds[k], *s, count);
-            }
-        }
-    }
-    len = evbuffer_get_length(b);
-    body = xmalloc(len + 1);
-    evbuffer_remove(b, body, len);
-    evbuffer_free(b);
-    http_reply_raw(r, 200, "text/plain; version=0.0.4", body, len);
-    free(body);
+    metrics_render(b, &f);
+    free(counts);
+    http_reply_buffer(r, 200, "text/plain; version=0.0.4", b);
 }
 
 static void
@@ -543,7 +480,7 @@ h_services_list(struct http_req *r)
             fatalx("cannot allocate an evbuffer");
         cache_service_list(app_of(r)->cache, after, state, &sel, limit, b);
         labels_sel_free(&sel);
-        reply_buffer(r, b);
+        http_reply_json_buffer(r, 200, b);
         return;
     }
     limit_plus_one(lim, sizeof(lim), limit);
@@ -713,7 +650,7 @@ h_instances_list(struct http_req *r)
         cache_instance_list(app_of(r)->cache, after, service, state, host,
                             desired, &sel, limit, b);
         labels_sel_free(&sel);
-        reply_buffer(r, b);
+        http_reply_json_buffer(r, 200, b);
         return;
     }
     limit_plus_one(lim, sizeof(lim), limit);

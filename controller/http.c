@@ -334,35 +334,63 @@ reason_of(int status)
     }
 }
 
+/* Sends body and frees it: evhttp moves its chains onto the connection's
+ * output, so the bytes are not copied again. */
+static void
+reply_with(struct http_req *r, int status, const char *ctype,
+           struct evbuffer *body)
+{
+    if (r->req != NULL && !r->cancelled) {
+        evhttp_add_header(evhttp_request_get_output_headers(r->req),
+                          "Content-Type", ctype);
+        evhttp_send_reply(r->req, status, reason_of(status), body);
+        observe(r, status);
+    }
+    evbuffer_free(body);
+    req_free(r);
+}
+
+static struct evbuffer *
+new_buffer(void)
+{
+    struct evbuffer *buf = evbuffer_new();
+
+    if (buf == NULL)
+        fatalx("cannot allocate an evbuffer");
+    return buf;
+}
+
 void
 http_reply_raw(struct http_req *r, int status, const char *ctype,
                const char *body, size_t len)
 {
-    if (r->req != NULL && !r->cancelled) {
-        struct evbuffer *buf = evbuffer_new();
-        evhttp_add_header(evhttp_request_get_output_headers(r->req),
-                          "Content-Type", ctype);
-        if (buf == NULL)
-            fatalx("cannot allocate an evbuffer");
-        evbuffer_add(buf, body, len);
-        evhttp_send_reply(r->req, status, reason_of(status), buf);
-        evbuffer_free(buf);
-        observe(r, status);
-    }
-    req_free(r);
+    struct evbuffer *buf = new_buffer();
+
+    evbuffer_add(buf, body, len);
+    reply_with(r, status, ctype, buf);
+}
+
+void
+http_reply_buffer(struct http_req *r, int status, const char *ctype,
+                  struct evbuffer *body)
+{
+    reply_with(r, status, ctype, body);
+}
+
+void
+http_reply_json_buffer(struct http_req *r, int status, struct evbuffer *json)
+{
+    evbuffer_add(json, "\n", 1);
+    reply_with(r, status, "application/json", json);
 }
 
 void
 http_reply_json_text(struct http_req *r, int status, const char *json)
 {
-    size_t n = strlen(json);
-    char *body = xmalloc(n + 2);
+    struct evbuffer *buf = new_buffer();
 
-    memcpy(body, json, n);
-    body[n] = '\n';
-    body[n + 1] = '\0';
-    http_reply_raw(r, status, "application/json", body, n + 1);
-    free(body);
+    evbuffer_add(buf, json, strlen(json));
+    http_reply_json_buffer(r, status, buf);
 }
 
 void

@@ -137,6 +137,13 @@ int http_limit_anon(struct http_req *r);
 void http_reply_raw(struct http_req *r, int status, const char *ctype,
                     const char *body, size_t len);
 void http_reply_json_text(struct http_req *r, int status, const char *json);
+/* The same with a body built in an evbuffer: the reply takes the buffer
+ * (and frees it) without copying its bytes; the JSON one adds the final
+ * newline that every JSON reply ends with. */
+void http_reply_buffer(struct http_req *r, int status, const char *ctype,
+                       struct evbuffer *body);
+void http_reply_json_buffer(struct http_req *r, int status,
+                            struct evbuffer *json);
 void http_reply_json(struct http_req *r, int status, json_t *obj);
 void http_reply_error(struct http_req *r, int status, const char *code,
                       const char *field, const char *fmt, ...)

@@ -5,6 +5,7 @@
  */
 #include "metrics.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "mem.h"
@@ -108,6 +109,84 @@ metrics_render_http(struct evbuffer *out)
                             h->route, h->method, h->count, h->route,
                             h->method, h->sum, h->route, h->method, h->count);
     }
+}
+
+static void
+render_figures(struct evbuffer *out, const struct metrics_figures *f)
+{
+    evbuffer_add_printf(
+        out,
+        "# HELP cloud_db_pool_connections Database pool connections by "
+        "state.\n# TYPE cloud_db_pool_connections gauge\n"
+        "cloud_db_pool_connections{state=\"configured\"} %d\n"
+        "cloud_db_pool_connections{state=\"up\"} %d\n"
+        "cloud_db_pool_connections{state=\"busy\"} %d\n"
+        "# HELP cloud_db_queue_length Queries waiting for a connection.\n"
+        "# TYPE cloud_db_queue_length gauge\ncloud_db_queue_length %d\n"
+        "# TYPE cloud_db_queries_total counter\ncloud_db_queries_total %llu\n"
+        "# TYPE cloud_db_errors_total counter\ncloud_db_errors_total %llu\n"
+        "# TYPE cloud_db_reconnects_total counter\n"
+        "cloud_db_reconnects_total %llu\n"
+        "# HELP cloud_db_up Whether the database answered this scrape.\n"
+        "# TYPE cloud_db_up gauge\ncloud_db_up %d\n"
+        "# TYPE cloud_watch_clients gauge\ncloud_watch_clients %d\n",
+        f->db_size, f->db_up, f->db_busy, f->db_queued, f->db_queries,
+        f->db_errors, f->db_reconnects, f->db_answered, f->watch_clients);
+    evbuffer_add_printf(
+        out,
+        "# HELP cloud_write_batches_total Group commits sent.\n"
+        "# TYPE cloud_write_batches_total counter\n"
+        "cloud_write_batches_total %llu\n"
+        "# TYPE cloud_writes_total counter\ncloud_writes_total %llu\n"
+        "# HELP cloud_write_bulk_batches_total Batches of creates "
+        "written set-based.\n"
+        "# TYPE cloud_write_bulk_batches_total counter\n"
+        "cloud_write_bulk_batches_total %llu\n"
+        "# HELP cloud_write_retries_total Batches sent again item by "
+        "item after a failure.\n"
+        "# TYPE cloud_write_retries_total counter\n"
+        "cloud_write_retries_total %llu\n"
+        "# HELP cloud_cache_ready Whether reads are served from memory.\n"
+        "# TYPE cloud_cache_ready gauge\ncloud_cache_ready %d\n"
+        "# TYPE cloud_cache_objects gauge\n"
+        "cloud_cache_objects{kind=\"instances\"} %zu\n"
+        "cloud_cache_objects{kind=\"services\"} %zu\n",
+        f->write_batches, f->writes, f->write_bulk_batches, f->write_retries,
+        f->cache_ready, f->cache_instances, f->cache_services);
+}
+
+/* The count of kind in state from the query's rows; "0" if none. */
+static const char *
+count_of(const struct metrics_figures *f, const char *kind,
+         const char *state)
+{
+    for (size_t i = 0; i < f->ncounts; i++)
+        if (strcmp(f->counts[i].kind, kind) == 0 &&
+            strcmp(f->counts[i].state, state) == 0)
+            return f->counts[i].count;
+    return "0";
+}
+
+static void
+render_objects(struct evbuffer *out, const struct metrics_figures *f)
+{
+    for (size_t k = 0; k < f->nkinds; k++) {
+        const char *name = f->kinds[k].name;
+
+        evbuffer_add_printf(out, "# TYPE cloud_%s gauge\n", name);
+        for (const char *const *s = f->kinds[k].states; *s; s++)
+            evbuffer_add_printf(out, "cloud_%s{state=\"%s\"} %s\n", name, *s,
+                                count_of(f, name, *s));
+    }
+}
+
+void
+metrics_render(struct evbuffer *out, const struct metrics_figures *f)
+{
+    metrics_render_http(out);
+    render_figures(out, f);
+    if (f->db_answered)
+        render_objects(out, f);
 }
 
 void

@@ -21,55 +21,15 @@
 
 #include "domxml.h"
 #include "mem.h"
-
-static char *
-slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    char *buf;
-    long n;
-
-    if (fp == NULL)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    buf = xmalloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-        fclose(fp);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
+#include "unit_golden.h"
 
 static void
 check_golden(const char *name, const char *xml)
 {
-    char *path = xasprintf("%s/%s.xml", GOLDEN_DIR, name);
-    const char *upd = getenv("UPDATE_GOLDEN");
-    char *want;
+    char *file = xasprintf("%s.xml", name);
 
-    if (upd != NULL && strcmp(upd, "1") == 0) {
-        FILE *fp = fopen(path, "w");
-        assert_non_null(fp);
-        assert_int_equal(fputs(xml, fp) >= 0, 1);
-        assert_int_equal(fclose(fp), 0);
-        fprintf(stderr, "updated %s\n", path);
-    } else {
-        want = slurp(path);
-        if (want == NULL)
-            fail_msg("golden file %s is missing; run with UPDATE_GOLDEN=1",
-                     path);
-        if (strcmp(want, xml) != 0) {
-            fprintf(stderr, "--- expected %s\n%s--- got\n%s", path, want, xml);
-            fail_msg("domain XML differs from %s", path);
-        }
-        free(want);
-    }
-    free(path);
+    unit_golden_check(GOLDEN_DIR, file, xml);
+    free(file);
 }
 
 /* Validates xml against libvirt's RELAX NG domain schema, if installed. */

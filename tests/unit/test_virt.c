@@ -2,7 +2,10 @@
  * test_virt: the libvirt driver against libvirt's test driver
  * (test:///default, in-process, no daemon): define and start from generated
  * domain XML, re-adopt from metadata, shutdown, destroy, undefine, and the
- * error paths carrying libvirt's own message.
+ * error paths carrying libvirt's own message. The storage pool and overlay
+ * volume XML against golden files (tests/golden/virt/, rewritten with
+ * UPDATE_GOLDEN=1) and libvirt's RELAX NG schemas, and overlays created on
+ * the test driver's storage over a directory whose name needs escaping.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,11 +15,16 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <libxml/parser.h>
+#include <libxml/relaxng.h>
+#include <libxml/xpath.h>
 
 #include "domxml.h"
 #include "hv.h"
 #include "mem.h"
+#include "unit_golden.h"
 #include "virt.h"
+#include "virt_priv.h"
 
 static const struct virt_driver *drv = &virt_libvirt_driver;
 
@@ -227,6 +235,141 @@ test_errors_carry_libvirt_text(void **state)
     drv->close(NULL);
 }
 
+/* ---- storage pool and overlay volume XML ------------------------------ */
+
+/* XML metacharacters of every kind, in a directory name. */
+#define NASTY_DIR "/srv/a&b/<c>/\"d\"/'e'"
+
+/* Fails unless xml is valid against libvirt's schema file rng. */
+static void
+check_schema(const char *xml, const char *rng)
+{
+    char *path = xasprintf("%s/%s", LIBVIRT_SCHEMA_DIR, rng);
+    xmlRelaxNGParserCtxtPtr pctx = xmlRelaxNGNewParserCtxt(path);
+    xmlRelaxNGPtr schema = xmlRelaxNGParse(pctx);
+    xmlRelaxNGValidCtxtPtr vctx;
+    xmlDocPtr doc;
+
+    if (schema == NULL)
+        fail_msg("cannot read libvirt's schema %s (libvirt-daemon)", path);
+    vctx = xmlRelaxNGNewValidCtxt(schema);
+    doc = xmlReadMemory(xml, (int)strlen(xml), rng, NULL, XML_PARSE_NONET);
+    assert_non_null(doc);
+    assert_int_equal(xmlRelaxNGValidateDoc(vctx, doc), 0);
+    xmlFreeDoc(doc);
+    xmlRelaxNGFreeValidCtxt(vctx);
+    xmlRelaxNGFree(schema);
+    xmlRelaxNGFreeParserCtxt(pctx);
+    free(path);
+}
+
+/* The string value of XPath expr over xml, as a parser reads it. */
+static char *
+xpath_string(const char *xml, const char *expr)
+{
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "x.xml", NULL, 0);
+    xmlXPathContextPtr ctx;
+    xmlXPathObjectPtr obj;
+    char *out;
+
+    assert_non_null(doc);
+    ctx = xmlXPathNewContext(doc);
+    obj = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
+    assert_non_null(obj);
+    out = xstrdup((const char *)obj->stringval);
+    xmlXPathFreeObject(obj);
+    xmlXPathFreeContext(ctx);
+    xmlFreeDoc(doc);
+    return out;
+}
+
+static void
+assert_xpath(const char *xml, const char *expr, const char *want)
+{
+    char *got = xpath_string(xml, expr);
+
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void
+test_pool_xml(void **state)
+{
+    char *xml = virt_pool_xml("cloud-disks-0123abcd",
+                              "/var/lib/cloud-agent/disks");
+
+    (void)state;
+    assert_non_null(xml);
+    unit_golden_check(GOLDEN_DIR, "pool.xml", xml);
+    check_schema(xml, "storagepool.rng");
+    free(xml);
+}
+
+static void
+test_volume_xml(void **state)
+{
+    char *xml = virt_volume_xml(
+        "cloud-7f3a9c.qcow2", 10737418240ull,
+        "/var/lib/cloud-agent/images/sha256-aa/disk.qcow2", "qcow2");
+
+    (void)state;
+    assert_non_null(xml);
+    unit_golden_check(GOLDEN_DIR, "volume.xml", xml);
+    check_schema(xml, "storagevol.rng");
+    assert_xpath(xml, "string(/volume/capacity)", "10737418240");
+    free(xml);
+}
+
+/* Paths with & < > " ' are escaped by libxml2 and read back intact. */
+static void
+test_xml_escaping(void **state)
+{
+    char *pool = virt_pool_xml("cloud-disks-0123abcd", NASTY_DIR);
+    char *vol = virt_volume_xml("cloud-esc.qcow2", 1,
+                                NASTY_DIR "/</path><evil/>", "raw");
+
+    (void)state;
+    assert_non_null(pool);
+    assert_non_null(vol);
+    unit_golden_check(GOLDEN_DIR, "pool_escaping.xml", pool);
+    unit_golden_check(GOLDEN_DIR, "volume_escaping.xml", vol);
+    check_schema(pool, "storagepool.rng");
+    check_schema(vol, "storagevol.rng");
+    assert_null(strstr(vol, "<evil/>"));
+    assert_xpath(pool, "string(/pool/target/path)", NASTY_DIR);
+    assert_xpath(vol, "string(/volume/backingStore/path)",
+                 NASTY_DIR "/</path><evil/>");
+    assert_xpath(vol, "string(/volume/backingStore/format/@type)", "raw");
+    free(pool);
+    free(vol);
+}
+
+/* libvirt (its test driver) takes the pool and volume XML: the overlay's
+ * path is the escaped directory as it was given. */
+static void
+test_overlay_on_test_driver(void **state)
+{
+    struct virt_conn *c = *state;
+    char *path = NULL, *again = NULL;
+
+    assert_int_equal(drv->overlay_create(c, NASTY_DIR, "ov1",
+                                         "/images/a&b.qcow2", "qcow2",
+                                         1024 * 1024, &path),
+                     0);
+    assert_non_null(path);
+    assert_string_equal(path, NASTY_DIR "/cloud-ov1.qcow2");
+    /* Kept: a second create finds the volume there. */
+    assert_int_equal(drv->overlay_create(c, NASTY_DIR, "ov1",
+                                         "/images/a&b.qcow2", "qcow2",
+                                         1024 * 1024, &again),
+                     0);
+    assert_string_equal(again, path);
+    assert_int_equal(drv->overlay_delete(c, NASTY_DIR, "ov1"), 0);
+    assert_int_equal(drv->overlay_delete(c, NASTY_DIR, "ov1"), 0);
+    free(path);
+    free(again);
+}
+
 int
 main(void)
 {
@@ -236,6 +379,10 @@ main(void)
         cmocka_unit_test(test_redefine_generation),
         cmocka_unit_test(test_list_skips_foreign),
         cmocka_unit_test(test_errors_carry_libvirt_text),
+        cmocka_unit_test(test_pool_xml),
+        cmocka_unit_test(test_volume_xml),
+        cmocka_unit_test(test_xml_escaping),
+        cmocka_unit_test(test_overlay_on_test_driver),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
