@@ -21,7 +21,7 @@
 #include <libpq-fe.h>
 
 #include "db.h"
-#include "../scheduler/sched.h"
+#include "cloudsched.h"
 #include "strmap.h"
 
 struct leader;
