@@ -58,6 +58,11 @@ teardown(void **state)
 {
     struct fx *f = *state;
 
+    /* the placements decided (reconcile_loop.c releases them when the
+     * batch returns; the model goes with the mirror here) */
+    for (size_t k = 0; k < f->p.ntent; k++)
+        free(f->p.tent[k].svc);
+    free(f->p.tent);
     mirror_clear_x(&f->r, 0);
     for (int k = 0; k < K__COUNT; k++) {
         strmap_fini(&f->r.dec[k]);
