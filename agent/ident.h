@@ -7,7 +7,8 @@
  * CA certificate's DER, in hex. Every agent of a cluster trusts the same CA
  * and so computes the same id; two clusters have different CAs. The agent's
  * name is the CN of its client certificate, which the controller checks
- * against the host name (gateway.c), so it is unique in the cluster.
+ * against the host name (controller/gateway_conn.c), so it is unique in
+ * the cluster.
  */
 #ifndef CLOUD_AGENT_IDENT_H
 #define CLOUD_AGENT_IDENT_H

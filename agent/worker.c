@@ -728,6 +728,216 @@ token_current(const struct winst *in)
            in->tok_restart >= in->spec.restart_count;
 }
 
+/* An instance not in the desired set: only observed until the controller
+ * has sent a set, then stopped and forgotten. 0: done. */
+static int
+reconcile_absent(struct worker *w, struct winst *in, enum virt_state st,
+                 enum virt_reason rsn)
+{
+    const struct virt_driver *drv = w->o.drv;
+    const char *reason;
+    int code;
+
+    if (!w->have_set) {
+        /* Until the controller speaks, only observe. */
+        if (is_up(st)) {
+            in->phase = P_RUNNING;
+            report(w, in, WS_RUNNING, 0, NULL);
+        } else if (st != VIRT_STATE_ABSENT) {
+            exit_by_reason(st, rsn, &code, &reason);
+            if (in->phase == P_RUNNING || in->phase == P_NONE) {
+                in->phase = P_DONE;
+                report(w, in, WS_EXITED, code, reason);
+            }
+        }
+        return 0;
+    }
+    /* Not wanted here (any more): stop and forget it. */
+    if (st != VIRT_STATE_ABSENT) {
+        log_info("instance %s: not in the desired set; removing its domain",
+                 in->id);
+        if (drv->destroy(w->conn, in->id) < 0 ||
+            drv->undefine(w->conn, in->id) < 0)
+            return 0; /* logged; the next resync retries */
+    }
+    disk_overlay_delete(w, in->id);
+    inst_drop(w, in);
+    return 0;
+}
+
+/* An instance to run: adopt it if it runs, report its exit, or start a new
+ * run when its generation or restart count asks for one. 0: done. */
+static int
+reconcile_run(struct worker *w, struct winst *in, enum virt_state st,
+              enum virt_reason rsn)
+{
+    char why[1024];
+    const char *reason;
+    int code;
+
+    if (is_up(st)) {
+        if (in->phase != P_RUNNING) {
+            in->phase = P_RUNNING;
+            if (!in->have_token) {
+                /* Re-adopted after an agent restart. */
+                in->have_token = true;
+                in->tok_gen = in->spec.generation;
+                in->tok_restart = in->spec.restart_count;
+            }
+            if (in->started_ms == 0)
+                in->started_ms = wall_ms();
+        }
+        addr_poll(w, in);
+        report(w, in, WS_RUNNING, 0, NULL);
+        return 0;
+    }
+    if (in->phase == P_RUNNING || in->phase == P_STOPPING ||
+        (in->phase == P_NONE && st != VIRT_STATE_ABSENT &&
+         in->adopted)) {
+        exit_by_reason(st, rsn, &code, &reason);
+        in->phase = P_DONE;
+        if (!in->have_token) {
+            in->have_token = true;
+            in->tok_gen = in->spec.generation;
+            in->tok_restart = in->spec.restart_count;
+        }
+        report(w, in, WS_EXITED, code, reason);
+        return 0;
+    }
+    if (in->phase == P_DONE && token_current(in))
+        return 0;
+    /* A new run. */
+    {
+        struct winst prev = *in;
+        int rc;
+
+        in->have_token = true;
+        in->tok_gen = in->spec.generation;
+        in->tok_restart = in->spec.restart_count;
+        in->destroyed = false;
+        in->stop_kill = false;
+        rc = start_domain(w, in, why, sizeof(why));
+        if (rc > 0) {
+            /* An image blob is on its way: not a run yet. The
+             * blob cache kicks us when it is there. */
+            in->have_token = prev.have_token;
+            in->tok_gen = prev.tok_gen;
+            in->tok_restart = prev.tok_restart;
+            report(w, in, WS_STARTING, 0, why);
+            return 0;
+        }
+        if (rc < 0) {
+            in->phase = P_DONE;
+            report(w, in, WS_FAILED, 0, why);
+            return 0;
+        }
+    }
+    in->phase = P_RUNNING;
+    in->started_ms = wall_ms();
+    /* A NIC has an address once the guest asked DHCP: soon. */
+    in->addr_since_ms = 0;
+    in->addr_next_ms = now_ms() + WORKER_ADDR_FIRST_MS;
+    report(w, in, WS_RUNNING, 0, NULL);
+    return 0;
+}
+
+/* An instance to stop or delete: ACPI shutdown, pressed again while the
+ * grace lasts, destroyed after it (or at once for a kill); the exit
+ * reported once it is down, then the domain undefined for a delete.
+ * 0: done; 1: a step was taken, read the state again. */
+static int
+reconcile_stop(struct worker *w, struct winst *in, enum virt_state st,
+               enum virt_reason rsn)
+{
+    const struct virt_driver *drv = w->o.drv;
+    const char *reason;
+    int code;
+
+    if (is_up(st)) {
+        if (in->phase != P_STOPPING ||
+            (in->spec.kill && !in->stop_kill)) {
+            in->phase = P_STOPPING;
+            in->stop_kill = in->spec.kill;
+            if (in->stop_kill) {
+                if (drv->destroy(w->conn, in->id) < 0)
+                    return 0;
+                in->destroyed = true;
+                return 1; /* read the state again */
+            }
+            in->stop_begin_ms = now_ms();
+            in->stop_deadline_ms = in->stop_begin_ms + in->spec.grace_ms;
+            if (drv->shutdown(w->conn, in->id) < 0) {
+                /* No ACPI (or refused): it has to be destroyed. */
+                if (drv->destroy(w->conn, in->id) < 0)
+                    return 0;
+                in->destroyed = true;
+                return 1;
+            }
+            in->stop_press_ms = in->stop_begin_ms + WORKER_ACPI_REPEAT_MS;
+            log_info("instance %s: ACPI shutdown sent; destroying it if it is still up in %u ms",
+                     in->id, in->spec.grace_ms);
+            report(w, in, WS_STOPPING, 0, NULL);
+            return 1;
+        }
+        /* A new grace for this stop (a second kill with its own
+         * grace_seconds) counts from the ACPI shutdown. */
+        in->stop_deadline_ms = in->stop_begin_ms + in->spec.grace_ms;
+        if (!in->destroyed && now_ms() >= in->stop_deadline_ms) {
+            log_info("instance %s: no poweroff within %u ms of the ACPI shutdown; destroying it",
+                     in->id, in->spec.grace_ms);
+            if (drv->destroy(w->conn, in->id) < 0)
+                return 0;
+            in->destroyed = true;
+            return 1;
+        }
+        /* A guest that was still booting when the button was first
+         * pressed (no ACPI handler yet) may answer a later press, as
+         * a person would press it again: every WORKER_ACPI_REPEAT_MS
+         * until the deadline. A failed press is not an error here:
+         * the deadline still holds. */
+        if (!in->destroyed && now_ms() >= in->stop_press_ms) {
+            (void)drv->shutdown(w->conn, in->id);
+            in->stop_press_ms = now_ms() + WORKER_ACPI_REPEAT_MS;
+            return 1; /* read the state again */
+        }
+        return 0; /* waiting for the guest */
+    }
+    /* down (or gone) */
+    if (in->phase == P_STOPPING) {
+        if (in->stop_kill) {
+            code = 137;
+            reason = "killed (SIGKILL: destroyed)";
+        } else if (in->destroyed) {
+            code = 143;
+            reason = "terminated (SIGTERM: destroyed after the grace period)";
+        } else {
+            exit_by_reason(st, rsn, &code, &reason);
+            if (rsn == VIRT_REASON_SHUTDOWN)
+                reason = "";
+        }
+        in->phase = P_DONE;
+        report(w, in, WS_EXITED, code, reason);
+    } else if (in->phase == P_RUNNING ||
+               (in->phase == P_NONE && st != VIRT_STATE_ABSENT)) {
+        exit_by_reason(st, rsn, &code, &reason);
+        in->phase = P_DONE;
+        report(w, in, WS_EXITED, code, reason);
+    } else if (in->phase == P_NONE) {
+        in->phase = P_DONE;
+        report(w, in, WS_EXITED, in->spec.kill ? 137 : 143,
+               "stopped before it started");
+    }
+    if (in->spec.desired == WORKER_DELETE && in->phase != P_REMOVED) {
+        if (st != VIRT_STATE_ABSENT && drv->undefine(w->conn, in->id) < 0)
+            return 0; /* the next resync retries */
+        if (in->spec.disk_image)
+            disk_overlay_delete(w, in->id);
+        in->phase = P_REMOVED;
+        report(w, in, WS_REMOVED, 0, NULL);
+    }
+    return 0;
+}
+
 /* Returns -1 when libvirt failed in a way that needs a reconnect check. */
 static int
 reconcile_one(struct worker *w, struct winst *in)
@@ -735,190 +945,16 @@ reconcile_one(struct worker *w, struct winst *in)
     const struct virt_driver *drv = w->o.drv;
     enum virt_state st;
     enum virt_reason rsn;
-    char why[1024];
-    const char *reason;
-    int code, round;
 
-    for (round = 0; round < 3; round++) {
+    for (int round = 0; round < 3; round++) {
         if (drv->state_reason(w->conn, in->id, &st, &rsn) < 0)
             return -1;
-        if (!in->in_set) {
-            if (!w->have_set) {
-                /* Until the controller speaks, only observe. */
-                if (is_up(st)) {
-                    in->phase = P_RUNNING;
-                    report(w, in, WS_RUNNING, 0, NULL);
-                } else if (st != VIRT_STATE_ABSENT) {
-                    exit_by_reason(st, rsn, &code, &reason);
-                    if (in->phase == P_RUNNING || in->phase == P_NONE) {
-                        in->phase = P_DONE;
-                        report(w, in, WS_EXITED, code, reason);
-                    }
-                }
-                return 0;
-            }
-            /* Not wanted here (any more): stop and forget it. */
-            if (st != VIRT_STATE_ABSENT) {
-                log_info("instance %s: not in the desired set; removing its domain",
-                         in->id);
-                if (drv->destroy(w->conn, in->id) < 0 ||
-                    drv->undefine(w->conn, in->id) < 0)
-                    return 0; /* logged; the next resync retries */
-            }
-            disk_overlay_delete(w, in->id);
-            inst_drop(w, in);
+        if (!in->in_set)
+            return reconcile_absent(w, in, st, rsn);
+        if (in->spec.desired == WORKER_RUN)
+            return reconcile_run(w, in, st, rsn);
+        if (reconcile_stop(w, in, st, rsn) == 0)
             return 0;
-        }
-        if (in->spec.desired == WORKER_RUN) {
-            if (is_up(st)) {
-                if (in->phase != P_RUNNING) {
-                    in->phase = P_RUNNING;
-                    if (!in->have_token) {
-                        /* Re-adopted after an agent restart. */
-                        in->have_token = true;
-                        in->tok_gen = in->spec.generation;
-                        in->tok_restart = in->spec.restart_count;
-                    }
-                    if (in->started_ms == 0)
-                        in->started_ms = wall_ms();
-                }
-                addr_poll(w, in);
-                report(w, in, WS_RUNNING, 0, NULL);
-                return 0;
-            }
-            if (in->phase == P_RUNNING || in->phase == P_STOPPING ||
-                (in->phase == P_NONE && st != VIRT_STATE_ABSENT &&
-                 in->adopted)) {
-                exit_by_reason(st, rsn, &code, &reason);
-                in->phase = P_DONE;
-                if (!in->have_token) {
-                    in->have_token = true;
-                    in->tok_gen = in->spec.generation;
-                    in->tok_restart = in->spec.restart_count;
-                }
-                report(w, in, WS_EXITED, code, reason);
-                return 0;
-            }
-            if (in->phase == P_DONE && token_current(in))
-                return 0;
-            /* A new run. */
-            {
-                struct winst prev = *in;
-                int rc;
-
-                in->have_token = true;
-                in->tok_gen = in->spec.generation;
-                in->tok_restart = in->spec.restart_count;
-                in->destroyed = false;
-                in->stop_kill = false;
-                rc = start_domain(w, in, why, sizeof(why));
-                if (rc > 0) {
-                    /* An image blob is on its way: not a run yet. The
-                     * blob cache kicks us when it is there. */
-                    in->have_token = prev.have_token;
-                    in->tok_gen = prev.tok_gen;
-                    in->tok_restart = prev.tok_restart;
-                    report(w, in, WS_STARTING, 0, why);
-                    return 0;
-                }
-                if (rc < 0) {
-                    in->phase = P_DONE;
-                    report(w, in, WS_FAILED, 0, why);
-                    return 0;
-                }
-            }
-            in->phase = P_RUNNING;
-            in->started_ms = wall_ms();
-            /* A NIC has an address once the guest asked DHCP: soon. */
-            in->addr_since_ms = 0;
-            in->addr_next_ms = now_ms() + WORKER_ADDR_FIRST_MS;
-            report(w, in, WS_RUNNING, 0, NULL);
-            return 0;
-        }
-        /* STOP or DELETE */
-        if (is_up(st)) {
-            if (in->phase != P_STOPPING ||
-                (in->spec.kill && !in->stop_kill)) {
-                in->phase = P_STOPPING;
-                in->stop_kill = in->spec.kill;
-                if (in->stop_kill) {
-                    if (drv->destroy(w->conn, in->id) < 0)
-                        return 0;
-                    in->destroyed = true;
-                    continue; /* read the state again */
-                }
-                in->stop_begin_ms = now_ms();
-                in->stop_deadline_ms = in->stop_begin_ms + in->spec.grace_ms;
-                if (drv->shutdown(w->conn, in->id) < 0) {
-                    /* No ACPI (or refused): it has to be destroyed. */
-                    if (drv->destroy(w->conn, in->id) < 0)
-                        return 0;
-                    in->destroyed = true;
-                    continue;
-                }
-                in->stop_press_ms = in->stop_begin_ms + WORKER_ACPI_REPEAT_MS;
-                log_info("instance %s: ACPI shutdown sent; destroying it if it is still up in %u ms",
-                         in->id, in->spec.grace_ms);
-                report(w, in, WS_STOPPING, 0, NULL);
-                continue;
-            }
-            /* A new grace for this stop (a second kill with its own
-             * grace_seconds) counts from the ACPI shutdown. */
-            in->stop_deadline_ms = in->stop_begin_ms + in->spec.grace_ms;
-            if (!in->destroyed && now_ms() >= in->stop_deadline_ms) {
-                log_info("instance %s: no poweroff within %u ms of the ACPI shutdown; destroying it",
-                         in->id, in->spec.grace_ms);
-                if (drv->destroy(w->conn, in->id) < 0)
-                    return 0;
-                in->destroyed = true;
-                continue;
-            }
-            /* A guest that was still booting when the button was first
-             * pressed (no ACPI handler yet) may answer a later press, as
-             * a person would press it again: every WORKER_ACPI_REPEAT_MS
-             * until the deadline. A failed press is not an error here:
-             * the deadline still holds. */
-            if (!in->destroyed && now_ms() >= in->stop_press_ms) {
-                (void)drv->shutdown(w->conn, in->id);
-                in->stop_press_ms = now_ms() + WORKER_ACPI_REPEAT_MS;
-                continue; /* read the state again */
-            }
-            return 0; /* waiting for the guest */
-        }
-        /* down (or gone) */
-        if (in->phase == P_STOPPING) {
-            if (in->stop_kill) {
-                code = 137;
-                reason = "killed (SIGKILL: destroyed)";
-            } else if (in->destroyed) {
-                code = 143;
-                reason = "terminated (SIGTERM: destroyed after the grace period)";
-            } else {
-                exit_by_reason(st, rsn, &code, &reason);
-                if (rsn == VIRT_REASON_SHUTDOWN)
-                    reason = "";
-            }
-            in->phase = P_DONE;
-            report(w, in, WS_EXITED, code, reason);
-        } else if (in->phase == P_RUNNING ||
-                   (in->phase == P_NONE && st != VIRT_STATE_ABSENT)) {
-            exit_by_reason(st, rsn, &code, &reason);
-            in->phase = P_DONE;
-            report(w, in, WS_EXITED, code, reason);
-        } else if (in->phase == P_NONE) {
-            in->phase = P_DONE;
-            report(w, in, WS_EXITED, in->spec.kill ? 137 : 143,
-                   "stopped before it started");
-        }
-        if (in->spec.desired == WORKER_DELETE && in->phase != P_REMOVED) {
-            if (st != VIRT_STATE_ABSENT && drv->undefine(w->conn, in->id) < 0)
-                return 0; /* the next resync retries */
-            if (in->spec.disk_image)
-                disk_overlay_delete(w, in->id);
-            in->phase = P_REMOVED;
-            report(w, in, WS_REMOVED, 0, NULL);
-        }
-        return 0;
     }
     return 0;
 }

@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "mem.h"
-#include "sched.h"
+#include "cloudsched.h"
 
 struct rng {
     uint64_t s;

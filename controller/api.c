@@ -22,7 +22,7 @@
 #include "app.h"
 #include "labels.h"
 #include "log.h"
-#include "logs.h"
+#include "api_logs.h"
 #include "mem.h"
 #include "metrics.h"
 #include "store.h"

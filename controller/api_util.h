@@ -1,6 +1,6 @@
 /*
  * api_util: what every REST handler module (api.c, api_cluster.c,
- * api_config.c, api_join.c, blobs.c) does when a database round trip
+ * api_config.c, api_join.c, api_blobs.c) does when a database round trip
  * returns: drop a request whose client left, answer a database error, or
  * answer a write with the writer's body.
  */

@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
+#include "api_blobs.h"
 #include "auth.h"
-#include "blobs.h"
 #include "cache.h"
 #include "db.h"
 #include "http.h"

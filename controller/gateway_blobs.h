@@ -1,14 +1,15 @@
 /*
  * gateway_blobs: blob downloads over an agent's link (BlobRequest ->
  * BlobChunks, proto/agent.proto). One struct gwblobs per agent connection,
- * made on its first BlobRequest by the gateway (gateway.c) and freed when
+ * made on its first BlobRequest by the gateway (gateway_conn.c) and freed when
  * the connection ends.
  *
- * A blob is read from this controller's blob store (<data-dir>/blobs/sha256,
- * blobs.c) in GWBLOBS_PIECE pieces. The next piece is queued only while the
- * connection's output buffer holds less than GWBLOBS_LOW_WATER bytes, so a
- * disk image of gigabytes never sits in memory and heartbeats, desired
- * sets and log chunks to the same agent wait behind at most that much.
+ * A blob is read from this controller's blob store
+ * (<data-dir>/blobs/sha256, api_blobs.c) in GWBLOBS_PIECE pieces. The next
+ * piece is queued only while the connection's output buffer holds less
+ * than GWBLOBS_LOW_WATER bytes, so a disk image of gigabytes never sits in
+ * memory and heartbeats, desired sets and log chunks to the same agent
+ * wait behind at most that much.
  * At most GWBLOBS_STREAMS_PER_AGENT requests run at once per connection;
  * they take turns piece by piece.
  *

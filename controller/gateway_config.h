@@ -5,7 +5,7 @@
  * object of strings; this module turns them into InstanceSpec fields, and,
  * when a set would be over GWCFG_INLINE_MAX with every config inline, into
  * one ConfigUpdate per instance sent after a set without configs (a set
- * still too large for one frame then goes in parts: gateway.c
+ * still too large for one frame then goes in parts: gateway_desired.c
  * desired_send).
  */
 #ifndef CLOUD_GATEWAY_CONFIG_H

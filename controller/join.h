@@ -76,10 +76,4 @@ int join_ca_pin(const struct join *j, char *out, size_t outlen);
  * SHA-256 (hex). 0 or -1 (logged). */
 int join_token_new(char id[17], char secret[65], char sha[65]);
 
-/* `cloud-controller join-token ...` and `cloud-controller cert ...`:
- * argv[0] is the command word; returns the exit code. def_data_dir: the
- * controller's data directory when --data-dir is not given. */
-int join_token_main(const char *def_data_dir, int argc, char **argv);
-int join_cert_main(int argc, char **argv);
-
 #endif

@@ -1,7 +1,7 @@
 /*
  * cloud-controller: the cluster's "kernel". Parses options, migrates the
  * schema, and runs one libevent loop for the REST API, the database pool and
- * the event watch. `--dev` brings its own PostgreSQL (devpg.c).
+ * the event watch. `--dev` brings its own PostgreSQL (dev_pg.c).
  */
 #define LOG_MODULE "main"
 #include <errno.h>
@@ -19,10 +19,13 @@
 #include <openssl/ssl.h>
 
 #include "app.h"
-#include "devmode.h"
-#include "devpg.h"
+#include "cmd_join.h"
+#include "cmd_token.h"
+#include "dev_mode.h"
+#include "dev_pg.h"
 #include "fsutil.h"
 #include "gateway.h" /* agent gateway */
+#include "join.h" /* agent enrolment */
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
@@ -31,8 +34,6 @@
 #include "retention.h"
 #include "store.h"
 #include "tlsctx.h"
-#include "tokencmd.h"
-#include "join.h"
 
 #define CLOUD_VERSION "0.1.0"
 #define DEFAULT_LISTEN "127.0.0.1:7070"
@@ -364,7 +365,7 @@ cmd_token(int argc, char **argv)
         free(rest);
         return 1;
     }
-    rc = tokencmd_main(db, n, rest);
+    rc = cmd_token_main(db, n, rest);
     free(rest);
     return rc;
 }
@@ -383,7 +384,7 @@ cmd_migrate(int argc, char **argv)
     return migrate_run(o.db, o.db_wait) < 0 ? 1 : 0;
 }
 
-/* ---- agent gateway (gateway.c, pki.c) ---- */
+/* ---- agent gateway (gateway_*.c, pki.c) ---- */
 
 static int
 cmd_issue_agent_cert(int argc, char **argv)
@@ -505,7 +506,7 @@ static int
 run(struct opts *o)
 {
     struct app app;
-    struct devpg pg;
+    struct dev_pg pg;
     struct http_server *srv = NULL;
     struct retention *retention = NULL;
     struct event *sigint = NULL, *sigterm = NULL;
@@ -515,7 +516,7 @@ run(struct opts *o)
     unsigned short port = 0, bound = 0;
     SSL_CTX *tls = NULL;
     struct http_opts hopts;
-    struct devmode dm;
+    struct dev_mode dm;
     char *agent_bin = NULL, *script = NULL;
     int rc = 1;
 
@@ -535,7 +536,7 @@ run(struct opts *o)
             goto out;
         }
         if (o->db == NULL) {
-            if (devpg_start(&pg, data_dir) < 0)
+            if (dev_pg_start(&pg, data_dir) < 0)
                 goto out;
             o->db = pg.conninfo;
         }
@@ -591,18 +592,18 @@ run(struct opts *o)
                       data_dir, data_dir);
         goto out;
     }
-    if (o->dev && (admin = tokencmd_dev_admin(o->db, data_dir)) == NULL)
+    if (o->dev && (admin = cmd_token_dev_admin(o->db, data_dir)) == NULL)
         goto out;
     if (o->dev && !o->no_sample) {
         script = o->sample_script
                      ? xstrdup(o->sample_script)
-                     : devmode_find("../../images/build-sample.sh", NULL);
+                     : dev_mode_find("../../images/build-sample.sh", NULL);
         if (script == NULL)
             log_warnx("no images/build-sample.sh found (--sample-script): "
                       "no sample image");
         else if (fsutil_mkdir_p(data_dir, 0755) == 0 &&
                  (blobs_ready_dir(data_dir) < 0 ||
-                  devmode_sample_image(script, data_dir, o->db) < 0))
+                  dev_mode_sample_image(script, data_dir, o->db) < 0))
             log_warnx("continuing without the sample image");
     }
 
@@ -647,7 +648,7 @@ run(struct opts *o)
     retention = retention_new(&app); /* events pruning, blob GC */
     if (start_gateway(o, &app, data_dir, &pki, &gw) < 0)
         goto out;
-    app.gateway = gw; /* console logs (logs.c) */
+    app.gateway = gw; /* console logs (api_logs.c) */
     join_set_rate(gateway_join(gw), o->join_rate, o->join_burst);
     memset(&hopts, 0, sizeof(hopts));
     hopts.max_conns = o->max_conns;
@@ -674,15 +675,15 @@ run(struct opts *o)
 
     if (o->dev && !o->no_local_agent) {
         agent_bin = o->agent_bin ? xstrdup(o->agent_bin)
-                                 : devmode_find("../agent/cloud-agent",
-                                                "/usr/bin/cloud-agent");
+                                 : dev_mode_find("../agent/cloud-agent",
+                                                 "/usr/bin/cloud-agent");
         if (access(agent_bin, X_OK) != 0) {
             log_warnx("no cloud-agent at %s (--agent-bin): no local agent",
                       agent_bin);
         } else if (strcmp(o->agent_listen, "none") == 0 ||
-                   devmode_libvirt(&dm, agent_bin) < 0 ||
-                   devmode_start_agent(&dm, agent_bin, data_dir,
-                                       o->agent_listen) < 0) {
+                   dev_mode_libvirt(&dm, agent_bin) < 0 ||
+                   dev_mode_start_agent(&dm, agent_bin, data_dir,
+                                        o->agent_listen) < 0) {
             log_warnx("no local agent: instances stay pending");
         }
     }
@@ -736,8 +737,8 @@ out:
     cache_free(app.cache);
     if (app.base)
         event_base_free(app.base);
-    devmode_stop(&dm);
-    devpg_stop(&pg);
+    dev_mode_stop(&dm);
+    dev_pg_stop(&pg);
     free(agent_bin);
     free(script);
     free(host);
@@ -771,13 +772,13 @@ main(int argc, char **argv)
         return cmd_issue_agent_cert(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "join-token") == 0) {
         char *def = default_data_dir(0);
-        int rc = join_token_main(def, argc - 1, argv + 1);
+        int rc = cmd_join_token_main(def, argc - 1, argv + 1);
 
         free(def);
         return rc;
     }
     if (argc > 1 && strcmp(argv[1], "cert") == 0)
-        return join_cert_main(argc - 1, argv + 1);
+        return cmd_join_cert_main(argc - 1, argv + 1);
     parse_opts(argc, argv, &o);
     if (optind < argc) {
         fprintf(stderr, "cloud-controller: unknown command \"%s\"\n",

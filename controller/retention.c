@@ -1,7 +1,7 @@
 /*
  * retention: the housekeeping timer (see retention.h). Owns the timer and
  * the in-flight flags of its three queries (prune, settings, blob GC via
- * blobs.c); at most one of each is in flight.
+ * api_blobs.c); at most one of each is in flight.
  */
 #define LOG_MODULE "retention"
 #include "retention.h"

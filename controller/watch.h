@@ -1,8 +1,11 @@
 /*
- * watch: Server-Sent Events fan-out of the event log.
+ * watch: the controller's event bus, and the Server-Sent Events fan-out of
+ * the event log (GET /v1/watch) on top of it.
  *
- * One LISTEN session wakes the hub; the hub re-reads the events table from
- * the highest id it has sent and fans each event out to the live clients.
+ * One LISTEN session wakes the hub (watch.c); the hub re-reads the events
+ * table from the highest id it has sent and fans each event out to the
+ * in-process observers (watch_observe) and to the live SSE clients
+ * (api_watch.c).
  * A client that joins behind (since=<id> or Last-Event-ID) first catches up
  * with its own queries, then joins the live set. After any reconnect of the
  * listener the hub re-reads from its last id, so nothing is lost.

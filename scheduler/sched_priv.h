@@ -1,11 +1,11 @@
 /*
  * sched_priv: internals of the scheduler shared by its .c files and its unit
- * tests. Not part of the public API; the controller includes sched.h only.
+ * tests. Not part of the public API; the controller includes cloudsched.h only.
  */
 #ifndef CLOUD_SCHED_PRIV_H
 #define CLOUD_SCHED_PRIV_H
 
-#include "sched.h"
+#include "cloudsched.h"
 
 #include <stdarg.h>
 

@@ -11,7 +11,7 @@ refused; the gateway refuses clients without a certificate of the cluster
 CA and closes the connection on a bad frame.
 
 Placement: services become instances and instances get hosts through the
-reconciler (controller/reconcile.c). Where that has not happened within a
+reconciler (controller/reconcile_*.c). Where that has not happened within a
 few seconds (the reconciler not built in), the test simulates it with SQL:
 instances are inserted/placed (state 'scheduled', host_id set) and an event
 is appended for each, as every writer must. It prints when it does so.

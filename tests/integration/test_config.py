@@ -590,7 +590,7 @@ class LinksAndDeliveryTest(harness.TestCase):
         """72 instances of a 60,000-byte config on one host: the desired set
         with every config inline would be some 4.4 MB, over the 4 MiB frame
         limit (proto/frame.h), so only the set without configs followed by
-        one ConfigUpdate per instance (gateway.c, GWCFG_INLINE_MAX) gets
+        one ConfigUpdate per instance (gateway_desired.c, GWCFG_INLINE_MAX) gets
         them there; one config line still fits the channel's 64 KiB.
         Checked for a change, and after a reconnect (the whole set of the
         new session); then a small config goes inline again."""

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "mem.h"
-#include "sched.h"
+#include "cloudsched.h"
 #include "sched_priv.h"
 
 static const struct sched_resources small = {1, 1024, 10};

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "mem.h"
-#include "sched.h"
+#include "cloudsched.h"
 #include "sched_priv.h"
 
 #define MAX_HOSTS 400

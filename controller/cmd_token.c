@@ -1,10 +1,10 @@
 /*
- * tokencmd: token administration from the controller binary (tokencmd.h).
+ * cmd_token: token administration from the controller binary (cmd_token.h).
  * Uses the same SQL functions as the API (migrations/functions/cloud_token_*.sql), so
  * every token change is an event with its actor, here "cli".
  */
 #define LOG_MODULE "token"
-#include "tokencmd.h"
+#include "cmd_token.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -159,7 +159,7 @@ cmd_revoke(PGconn *c, const char *name)
 }
 
 int
-tokencmd_main(const char *conninfo, int argc, char **argv)
+cmd_token_main(const char *conninfo, int argc, char **argv)
 {
     PGconn *c;
     int rc;
@@ -197,7 +197,7 @@ tokencmd_main(const char *conninfo, int argc, char **argv)
 }
 
 char *
-tokencmd_dev_admin(const char *conninfo, const char *data_dir)
+cmd_token_dev_admin(const char *conninfo, const char *data_dir)
 {
     char *path = xasprintf("%s/admin-token", data_dir);
     char buf[128] = "", sha[65], name[32];

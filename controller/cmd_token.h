@@ -1,18 +1,18 @@
 /*
- * tokencmd: `cloud-controller token create|list|revoke`, run against the
+ * cmd_token: `cloud-controller token create|list|revoke`, run against the
  * database directly (blocking libpq: a command, not the daemon), and the
  * dev cluster's admin token, kept in <data-dir>/admin-token (mode 0600).
  */
-#ifndef CLOUD_TOKENCMD_H
-#define CLOUD_TOKENCMD_H
+#ifndef CLOUD_CMD_TOKEN_H
+#define CLOUD_CMD_TOKEN_H
 
 /* argv[0] is "token"; returns the process exit code. */
-int tokencmd_main(const char *conninfo, int argc, char **argv);
+int cmd_token_main(const char *conninfo, int argc, char **argv);
 
 /*
  * Returns the dev cluster's admin secret (caller frees): the one stored in
  * data_dir when it is still live, else a new one, stored. NULL on failure.
  */
-char *tokencmd_dev_admin(const char *conninfo, const char *data_dir);
+char *cmd_token_dev_admin(const char *conninfo, const char *data_dir);
 
 #endif

@@ -1,9 +1,9 @@
 /*
- * devpg: dev mode's own PostgreSQL (see devpg.h). Child processes are run
+ * dev_pg: dev mode's own PostgreSQL (see dev_pg.h). Child processes are run
  * with fork/execv and an argument vector: no shell sees any path.
  */
 #define LOG_MODULE "devpg"
-#include "devpg.h"
+#include "dev_pg.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 #include "mem.h"
 
 char *
-devpg_find_bindir(void)
+dev_pg_find_bindir(void)
 {
     DIR *d = opendir("/usr/lib/postgresql");
     struct dirent *e;
@@ -134,7 +134,7 @@ mkdir_owned(const char *dir)
 }
 
 static int
-create_database(struct devpg *pg)
+create_database(struct dev_pg *pg)
 {
     char *ci = xasprintf("postgresql://postgres@127.0.0.1:%d/postgres",
                          pg->port);
@@ -168,14 +168,14 @@ out:
 }
 
 int
-devpg_start(struct devpg *pg, const char *datadir)
+dev_pg_start(struct dev_pg *pg, const char *datadir)
 {
     char *initdb = NULL, *pgctl = NULL, *opts = NULL, *logf = NULL,
          *ver = NULL;
     int rc = -1;
 
     memset(pg, 0, sizeof(*pg));
-    pg->bindir = devpg_find_bindir();
+    pg->bindir = dev_pg_find_bindir();
     if (pg->bindir == NULL) {
         log_errx("no PostgreSQL server found under /usr/lib/postgresql; "
                  "run scripts/setup.sh");
@@ -246,12 +246,12 @@ out:
     free(logf);
     free(ver);
     if (rc < 0)
-        devpg_stop(pg);
+        dev_pg_stop(pg);
     return rc;
 }
 
 void
-devpg_stop(struct devpg *pg)
+dev_pg_stop(struct dev_pg *pg)
 {
     if (pg->started) {
         char *pgctl = xasprintf("%s/pg_ctl", pg->bindir);

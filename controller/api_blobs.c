@@ -1,5 +1,5 @@
 /*
- * blobs: blob store and chunked uploads (see blobs.h). Owns the upload
+ * api_blobs: blob store and chunked uploads (see api_blobs.h). Owns the upload
  * sessions (in memory, with their open file and running SHA-256), their idle
  * timer, and the blob files. A session lives on the controller replica that
  * started it; the blobs directory is the one in --data-dir.
@@ -20,7 +20,7 @@
  * read when the previous one has left), so a large blob is never in memory.
  */
 #define LOG_MODULE "blobs"
-#include "blobs.h"
+#include "api_blobs.h"
 
 #include <errno.h>
 #include <fcntl.h>

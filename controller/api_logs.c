@@ -1,12 +1,12 @@
 /*
- * logs: the console log route (see logs.h). Owns one struct log_req per
+ * api_logs: the console log route (see api_logs.h). Owns one struct log_req per
  * request: the gateway's stream handle, the first-chunk timer and whether
  * the reply has started. It ends in exactly one of: the last chunk, the
  * agent's connection ending (gateway on_lost), the client leaving
  * (r->on_cancel), the first chunk not coming in time, a slow client.
  */
 #define LOG_MODULE "logs"
-#include "logs.h"
+#include "api_logs.h"
 
 #include <errno.h>
 #include <stdio.h>

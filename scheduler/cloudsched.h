@@ -1,10 +1,12 @@
 /*
- * sched: the placement library. A pure in-memory model of the cluster (hosts,
- * their capacity, allocation, labels, state, hypervisor and per-service
- * instance counts) plus the placement algorithm that picks a host for an
- * instance. No I/O, no globals, no logging: the controller owns one
- * struct sched_cluster, loads it from PostgreSQL at start, keeps it current
- * with the incremental calls below, and asks it where pending instances go.
+ * cloudsched: the placement library (scheduler/sched*.c; named so that it
+ * never shadows the system <sched.h>). A pure in-memory model of the
+ * cluster (hosts, their capacity, allocation, labels, state, hypervisor
+ * and per-service instance counts) plus the placement algorithm that picks
+ * a host for an instance. No I/O, no globals, no logging: the controller
+ * owns one struct sched_cluster, loads it from PostgreSQL at start, keeps
+ * it current with the incremental calls below, and asks it where pending
+ * instances go.
  *
  * Conventions
  *  - Functions return 0 on success and -1 on failure (or a pointer / NULL).
@@ -31,8 +33,8 @@
  *   instance ended:         sched_release(c, host_id, &res, &svc);
  *   host changed:           sched_host_set_state/_labels/_capacity(...);
  */
-#ifndef CLOUD_SCHED_H
-#define CLOUD_SCHED_H
+#ifndef CLOUD_CLOUDSCHED_H
+#define CLOUD_CLOUDSCHED_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * logs: GET /v1/instances/{id}/logs, an instance's serial console. The
+ * api_logs: GET /v1/instances/{id}/logs, an instance's serial console. The
  * instance is resolved in the read cache; its host's agent, if connected to
  * this controller's gateway, streams the console log (LogRequest ->
  * LogChunks) and the chunks go to the client as a chunked text/plain body.
@@ -7,8 +7,8 @@
  * ?follow=true it goes on until the client leaves (the agent is told to
  * stop), the instance is removed, or the agent disconnects.
  */
-#ifndef CLOUD_LOGS_H
-#define CLOUD_LOGS_H
+#ifndef CLOUD_API_LOGS_H
+#define CLOUD_API_LOGS_H
 
 #include "http.h"
 

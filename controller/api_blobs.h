@@ -1,5 +1,5 @@
 /*
- * blobs: the content-addressed blob store under <data-dir>/blobs and the
+ * api_blobs: the content-addressed blob store under <data-dir>/blobs and the
  * chunked upload sessions that fill it, with their HTTP handlers:
  *
  *   POST   /v1/blobs/uploads            start a session -> {"id","offset"}
@@ -17,8 +17,8 @@
  * Every request body stays within the API's 1 MiB limit, as the Docker
  * registry's chunked uploads do, so nothing large is ever buffered.
  */
-#ifndef CLOUD_BLOBS_H
-#define CLOUD_BLOBS_H
+#ifndef CLOUD_API_BLOBS_H
+#define CLOUD_API_BLOBS_H
 
 #include <event2/event.h>
 

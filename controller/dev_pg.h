@@ -1,13 +1,13 @@
 /*
- * devpg: the private PostgreSQL cluster of dev mode. Creates it under a data
+ * dev_pg: the private PostgreSQL cluster of dev mode. Creates it under a data
  * directory on first use (initdb), starts it on a free loopback port, creates
  * the database, and stops it cleanly on exit. As root it runs PostgreSQL as
  * the `postgres` system user, since initdb refuses to run as root.
  */
-#ifndef CLOUD_DEVPG_H
-#define CLOUD_DEVPG_H
+#ifndef CLOUD_DEV_PG_H
+#define CLOUD_DEV_PG_H
 
-struct devpg {
+struct dev_pg {
     char *dir;      /* the cluster: <data-dir>/pg */
     char *bindir;   /* PostgreSQL's server binaries */
     int port;
@@ -16,8 +16,8 @@ struct devpg {
 };
 
 /* Finds the newest /usr/lib/postgresql/<v>/bin with initdb; NULL if none. */
-char *devpg_find_bindir(void);
-int devpg_start(struct devpg *pg, const char *datadir);
-void devpg_stop(struct devpg *pg);
+char *dev_pg_find_bindir(void);
+int dev_pg_start(struct dev_pg *pg, const char *datadir);
+void dev_pg_stop(struct dev_pg *pg);
 
 #endif

@@ -1,11 +1,11 @@
 /*
- * devmode: local agent, libvirt and sample image for the dev cluster (see
- * devmode.h). Children are started with fork/execv and argument vectors;
+ * dev_mode: local agent, libvirt and sample image for the dev cluster (see
+ * dev_mode.h). Children are started with fork/execv and argument vectors;
  * no shell ever sees a path. Runs before the event loop starts, except
- * devmode_stop, which runs after it ends, so blocking here is fine.
+ * dev_mode_stop, which runs after it ends, so blocking here is fine.
  */
 #define LOG_MODULE "dev"
-#include "devmode.h"
+#include "dev_mode.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -91,7 +91,7 @@ wait_for_file(const char *path, int secs)
 }
 
 char *
-devmode_find(const char *rel, const char *fallback)
+dev_mode_find(const char *rel, const char *fallback)
 {
     char exe[PATH_MAX], *slash, *p;
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -111,7 +111,7 @@ devmode_find(const char *rel, const char *fallback)
 }
 
 int
-devmode_libvirt(struct devmode *d, const char *agent_bin)
+dev_mode_libvirt(struct dev_mode *d, const char *agent_bin)
 {
     char *probe[] = {(char *)agent_bin, "--connect", "qemu:///system",
                      "facts", NULL};
@@ -159,8 +159,8 @@ devmode_libvirt(struct devmode *d, const char *agent_bin)
 }
 
 int
-devmode_start_agent(struct devmode *d, const char *agent_bin,
-                    const char *data_dir, const char *gateway)
+dev_mode_start_agent(struct dev_mode *d, const char *agent_bin,
+                     const char *data_dir, const char *gateway)
 {
     char host[256], vcpus[24];
     char *pki = xasprintf("%s/agent-pki", data_dir);
@@ -290,8 +290,8 @@ done:
 }
 
 int
-devmode_sample_image(const char *script, const char *data_dir,
-                     const char *conninfo)
+dev_mode_sample_image(const char *script, const char *data_dir,
+                      const char *conninfo)
 {
     char *outdir = xasprintf("%s/sample", data_dir);
     char *log = xasprintf("%s/sample-build.log", data_dir);
@@ -418,7 +418,7 @@ stop_pid(pid_t pid, const char *what, int reap)
 }
 
 void
-devmode_stop(struct devmode *d)
+dev_mode_stop(struct dev_mode *d)
 {
     stop_pid(d->agent_pid, "local agent", 1);
     stop_pid(d->libvirtd_pid, "libvirtd", 0);
