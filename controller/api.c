@@ -1111,7 +1111,7 @@ const struct http_route api_routes[] = {
     {.path = "/v1/instances/:id/kill", .post = h_instance_kill},
     {.path = "/v1/instances/:id/start", .post = h_instance_start},
     {.path = "/v1/instances/:id/restart", .post = h_instance_restart},
-    {.path = "/v1/instances/:id/logs", .get = logs_h_get}, /* logs.c */
+    {.path = "/v1/instances/:id/logs", .get = logs_h_get}, /* api_logs.c */
     {.path = "/v1/hosts", .get = h_hosts_list},
     {.path = "/v1/hosts/:name", .get = h_host_get},
     {.path = "/v1/hosts/:name/cordon", .post = h_host_cordon, .write_role = ADMIN},

@@ -166,7 +166,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "$1::jsonb, $2::bigint, $3)",
                            3},
     /* end of reconciler statements */
-    /* agent gateway statements (gateway.c, migrations/functions/cloud_agent_*.sql) */
+    /* agent gateway statements (gateway_*.c, migrations/functions/cloud_agent_*.sql) */
     [ST_AGENT_REGISTER] = {"agent_register",
                            "SELECT host_id, session_epoch "
                            "FROM cloud_agent_register($1::jsonb)",
@@ -326,7 +326,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "WHERE id = ANY($1::text[])))",
          1},
     /* end of config statements */
-    /* live config push (gateway.c): the instances of the given services and
+    /* live config push (gateway_desired.c): the instances of the given services and
      * of services linking to them, each with its host and its service's
      * effective config, computed once per service (materialized CTE). */
     [ST_CONFIG_PUSH] =
@@ -388,7 +388,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "ORDER BY e.id",
          3},
     /* end of run to running statements */
-    /* event retention and blob GC (retention.c, blobs.c;
+    /* event retention and blob GC (retention.c, api_blobs.c;
      * migrations/functions/cloud_events_prune.sql, cloud_blob_gc.sql) */
     [ST_EVENTS_PRUNE] = {"events_prune",
                          "SELECT deleted, low_water "

@@ -29,7 +29,7 @@ enum store_stmt {
     ST_CREATE_MANY,
     ST_TOKENS_LOAD,
     ST_TOKEN_LIST,
-    /* reconciler statements (reconcile.c, leader.c) below this line */
+    /* reconciler statements (reconcile_*.c, leader.c) below this line */
     ST_LEASE_ACQUIRE,
     ST_REC_LIVENESS,
     ST_REC_APPLY,
@@ -39,7 +39,7 @@ enum store_stmt {
     ST_SETTINGS_GET,
     ST_SETTINGS_PATCH,
     /* end of reconciler statements */
-    /* agent gateway statements (gateway.c) */
+    /* agent gateway statements (gateway_*.c) */
     ST_AGENT_REGISTER,
     ST_AGENT_HEARTBEATS,
     ST_AGENT_STATUS,
@@ -63,7 +63,7 @@ enum store_stmt {
     /* a service's running instances, for write replies read from the
      * database (api.c service_reply) */
     ST_SERVICE_RUNNING,
-    /* config, links and endpoints (api_config.c, gateway.c;
+    /* config, links and endpoints (api_config.c, gateway_desired.c;
      * migrations/functions/cloud_config_*.sql) */
     ST_CONFIG_GET,
     ST_CONFIG_WRITE,
@@ -72,13 +72,13 @@ enum store_stmt {
     ST_ENDPOINTS_GET,
     ST_CONFIG_HOSTS_OF,
     /* end of config statements */
-    /* live config push (gateway.c; issue 6, docs/config.md "Delivery") */
+    /* live config push (gateway_desired.c; issue 6, docs/config.md "Delivery") */
     ST_CONFIG_PUSH,
     /* end of live config push statements */
     /* run to running (watch.c hub; issue 4, docs/benchmarks.md) */
     ST_EVENT_HUB,
     /* end of run to running statements */
-    /* event retention, blob GC (retention.c, blobs.c; migrations/0019) */
+    /* event retention, blob GC (retention.c, api_blobs.c; migrations/functions/) */
     ST_EVENTS_PRUNE,
     ST_BLOB_GC,
     ST_BLOB_UNKNOWN,

@@ -1,7 +1,7 @@
 /*
  * tlsctx: the SSL_CTX of every TLS endpoint (OpenSSL 3) and OpenSSL's error
  * queue as text. The API server (controller/main.c), the agent gateway
- * (controller/gateway.c), the agent's link (agent/link.c), `cloud-agent
+ * (controller/gateway_conn.c), the agent's link (agent/link.c), `cloud-agent
  * join` (agent/join.c) and cloudctl (cli/http.c) build their contexts here,
  * so that one policy holds everywhere:
  *
