@@ -499,27 +499,23 @@ gw_cfg_settle_cb(evutil_socket_t fd, short what, void *arg)
 
 /* After a batch of events: one query for the instances of every service
  * whose effective config changed (ST_CONFIG_PUSH), pushed by on_cfg_push. */
-static void
-cfg_flush(struct gateway *gw)
+/* The keys of m as a PostgreSQL text[] literal ({a,b,c}); the caller
+ * frees it. gw_id_ok() admitted only [A-Za-z0-9_-]: no quoting needed. */
+static char *
+keys_literal(const struct strmap *m)
 {
-    struct evbuffer *b;
-    const char *vals[1];
+    struct evbuffer *b = evbuffer_new();
     char *lit;
     size_t i, len;
     int first = 1;
 
-    if (gw->cfg_services.len == 0 || gw->cfg_inflight)
-        return;
-    b = evbuffer_new();
     if (b == NULL)
         fatalx("cannot allocate a buffer");
     evbuffer_add(b, "{", 1);
-    for (i = 0; i < gw->cfg_services.cap; i++) {
-        if (gw->cfg_services.keys[i] == NULL)
+    for (i = 0; i < m->cap; i++) {
+        if (m->keys[i] == NULL)
             continue;
-        /* gw_id_ok() admitted only [A-Za-z0-9_-]: no quoting needed. */
-        evbuffer_add_printf(b, "%s%s", first ? "" : ",",
-                            gw->cfg_services.keys[i]);
+        evbuffer_add_printf(b, "%s%s", first ? "" : ",", m->keys[i]);
         first = 0;
     }
     evbuffer_add(b, "}", 2); /* with the NUL */
@@ -528,6 +524,18 @@ cfg_flush(struct gateway *gw)
     if (evbuffer_remove(b, lit, len) != (int)len)
         fatalx("cannot read a buffer");
     evbuffer_free(b);
+    return lit;
+}
+
+static void
+cfg_flush(struct gateway *gw)
+{
+    const char *vals[1];
+    char *lit;
+
+    if (gw->cfg_services.len == 0 || gw->cfg_inflight)
+        return;
+    lit = keys_literal(&gw->cfg_services);
     gw_cfg_clear(gw);
     vals[0] = lit;
     gw->cfg_inflight = 1;
@@ -608,11 +616,8 @@ void
 gw_on_batch(void *arg)
 {
     struct gateway *gw = arg;
-    struct evbuffer *b;
     const char *vals[1];
     char *lit;
-    size_t i, len;
-    int first = 1;
 
     if (gw->closed)
         return;
@@ -620,23 +625,7 @@ gw_on_batch(void *arg)
     cfg_flush(gw);
     if (gw->unknown.len == 0 || gw->hosts_inflight)
         return;
-    b = evbuffer_new();
-    if (b == NULL)
-        fatalx("cannot allocate a buffer");
-    evbuffer_add(b, "{", 1);
-    for (i = 0; i < gw->unknown.cap; i++) {
-        if (gw->unknown.keys[i] == NULL)
-            continue;
-        /* gw_id_ok() admitted only [A-Za-z0-9_-]: no quoting needed. */
-        evbuffer_add_printf(b, "%s%s", first ? "" : ",", gw->unknown.keys[i]);
-        first = 0;
-    }
-    evbuffer_add(b, "}", 2); /* with the NUL */
-    len = evbuffer_get_length(b);
-    lit = xmalloc(len);
-    if (evbuffer_remove(b, lit, len) != (int)len)
-        fatalx("cannot read a buffer");
-    evbuffer_free(b);
+    lit = keys_literal(&gw->unknown);
     unknown_clear(gw);
     vals[0] = lit;
     gw->hosts_inflight = 1;
