@@ -176,3 +176,55 @@ def wait_instance(ref, pred, what, timeout=30):
         inst = instance(ref)
         return inst if inst and pred(inst) else None
     return harness.poll(ok, timeout, what="%s: %s" % (ref, what))
+
+
+# -- a minimal protobuf codec, for tests that speak the agent protocol by hand
+
+def pb_varint(v):
+    """v as a protobuf varint."""
+    out = b""
+    while True:
+        x = v & 0x7f
+        v >>= 7
+        if v:
+            out += bytes([x | 0x80])
+        else:
+            return out + bytes([x])
+
+
+def pb_string(field, s):
+    """A length-delimited field (str or bytes)."""
+    b = s.encode() if isinstance(s, str) else s
+    return pb_varint(field << 3 | 2) + pb_varint(len(b)) + b
+
+
+def pb_uint(field, v):
+    """A varint field."""
+    return pb_varint(field << 3) + pb_varint(v)
+
+
+def pb_parse(b):
+    """{field: [int or bytes, ...]} of one protobuf message (no groups)."""
+    out, i = {}, 0
+    while i < len(b):
+        key, i = _pb_read_varint(b, i)
+        if key & 7 == 0:
+            v, i = _pb_read_varint(b, i)
+        elif key & 7 == 2:
+            n, i = _pb_read_varint(b, i)
+            v, i = b[i:i + n], i + n
+        else:
+            raise AssertionError("unexpected wire type %d" % (key & 7))
+        out.setdefault(key >> 3, []).append(v)
+    return out
+
+
+def _pb_read_varint(b, i):
+    v = shift = 0
+    while True:
+        x = b[i]
+        i += 1
+        v |= (x & 0x7f) << shift
+        shift += 7
+        if not x & 0x80:
+            return v, i

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import agentlib
 import harness
+from agentlib import pb_parse, pb_string, pb_uint, pb_varint  # noqa: F401
 from harness import poll
 
 DEADLINE_S = 3
@@ -95,53 +96,6 @@ def joined_agent(name):
 
 def host_state(name):
     return harness.psql("SELECT state FROM hosts WHERE name = '%s'" % name)
-
-
-def pb_string(field, s):
-    b = s.encode() if isinstance(s, str) else s
-    return pb_varint(field << 3 | 2) + pb_varint(len(b)) + b
-
-
-def pb_varint(v):
-    out = b""
-    while True:
-        x = v & 0x7f
-        v >>= 7
-        if v:
-            out += bytes([x | 0x80])
-        else:
-            return out + bytes([x])
-
-
-def pb_uint(field, v):
-    return pb_varint(field << 3) + pb_varint(v)
-
-
-def pb_parse(b):
-    """{field: [int or bytes, ...]} of one protobuf message (no groups)."""
-    out, i = {}, 0
-    while i < len(b):
-        key, i = _varint(b, i)
-        if key & 7 == 0:
-            v, i = _varint(b, i)
-        elif key & 7 == 2:
-            n, i = _varint(b, i)
-            v, i = b[i:i + n], i + n
-        else:
-            raise AssertionError("unexpected wire type %d" % (key & 7))
-        out.setdefault(key >> 3, []).append(v)
-    return out
-
-
-def _varint(b, i):
-    v = shift = 0
-    while True:
-        x = b[i]
-        i += 1
-        v |= (x & 0x7f) << shift
-        shift += 7
-        if not x & 0x80:
-            return v, i
 
 
 def read_frames(sock, want, timeout=10.0):
