@@ -22,6 +22,7 @@
 #include "domxml.h"
 #include "mem.h"
 #include "unit_golden.h"
+#include "unit_xml.h"
 
 static void
 check_golden(const char *name, const char *xml)
@@ -32,57 +33,19 @@ check_golden(const char *name, const char *xml)
     free(file);
 }
 
-/* Validates xml against libvirt's RELAX NG domain schema, if installed. */
+/* Validates xml against libvirt's RELAX NG domain schema. */
 static void
 check_schema(const char *xml)
 {
-    xmlRelaxNGParserCtxtPtr pctx;
-    xmlRelaxNGValidCtxtPtr vctx;
-    xmlRelaxNGPtr schema;
-    xmlDocPtr doc;
-    FILE *fp;
-
-    fp = fopen(LIBVIRT_DOMAIN_RNG, "r");
-    if (fp == NULL) {
-        fprintf(stderr, "note: %s missing, schema check skipped\n",
-                LIBVIRT_DOMAIN_RNG);
-        return;
-    }
-    fclose(fp);
-    pctx = xmlRelaxNGNewParserCtxt(LIBVIRT_DOMAIN_RNG);
-    schema = xmlRelaxNGParse(pctx);
-    assert_non_null(schema);
-    vctx = xmlRelaxNGNewValidCtxt(schema);
-    doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
-                        XML_PARSE_NONET);
-    assert_non_null(doc);
-    assert_int_equal(xmlRelaxNGValidateDoc(vctx, doc), 0);
-    xmlFreeDoc(doc);
-    xmlRelaxNGFreeValidCtxt(vctx);
-    xmlRelaxNGFree(schema);
-    xmlRelaxNGFreeParserCtxt(pctx);
+    unit_rng_check(xml, LIBVIRT_DOMAIN_RNG);
 }
 
-/* The string value of an XPath expression over xml (new string). */
+/* The string value of an XPath expression over xml (new string); c: is
+ * the instance metadata's namespace. */
 static char *
 xpath_string(const char *xml, const char *expr)
 {
-    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "d.xml", NULL, 0);
-    xmlXPathContextPtr ctx;
-    xmlXPathObjectPtr obj;
-    char *out;
-
-    assert_non_null(doc);
-    ctx = xmlXPathNewContext(doc);
-    xmlXPathRegisterNs(ctx, (const xmlChar *)"c",
-                       (const xmlChar *)DOMXML_METADATA_NS);
-    obj = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
-    assert_non_null(obj);
-    out = xstrdup((const char *)obj->stringval);
-    xmlXPathFreeObject(obj);
-    xmlXPathFreeContext(ctx);
-    xmlFreeDoc(doc);
-    return out;
+    return unit_xpath_string(xml, expr, "c", DOMXML_METADATA_NS);
 }
 
 static struct domxml_spec

@@ -23,6 +23,7 @@
 #include "hv.h"
 #include "mem.h"
 #include "unit_golden.h"
+#include "unit_xml.h"
 #include "virt.h"
 #include "virt_priv.h"
 
@@ -245,42 +246,15 @@ static void
 check_schema(const char *xml, const char *rng)
 {
     char *path = xasprintf("%s/%s", LIBVIRT_SCHEMA_DIR, rng);
-    xmlRelaxNGParserCtxtPtr pctx = xmlRelaxNGNewParserCtxt(path);
-    xmlRelaxNGPtr schema = xmlRelaxNGParse(pctx);
-    xmlRelaxNGValidCtxtPtr vctx;
-    xmlDocPtr doc;
 
-    if (schema == NULL)
-        fail_msg("cannot read libvirt's schema %s (libvirt-daemon)", path);
-    vctx = xmlRelaxNGNewValidCtxt(schema);
-    doc = xmlReadMemory(xml, (int)strlen(xml), rng, NULL, XML_PARSE_NONET);
-    assert_non_null(doc);
-    assert_int_equal(xmlRelaxNGValidateDoc(vctx, doc), 0);
-    xmlFreeDoc(doc);
-    xmlRelaxNGFreeValidCtxt(vctx);
-    xmlRelaxNGFree(schema);
-    xmlRelaxNGFreeParserCtxt(pctx);
+    unit_rng_check(xml, path);
     free(path);
 }
 
-/* The string value of XPath expr over xml, as a parser reads it. */
 static char *
 xpath_string(const char *xml, const char *expr)
 {
-    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "x.xml", NULL, 0);
-    xmlXPathContextPtr ctx;
-    xmlXPathObjectPtr obj;
-    char *out;
-
-    assert_non_null(doc);
-    ctx = xmlXPathNewContext(doc);
-    obj = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
-    assert_non_null(obj);
-    out = xstrdup((const char *)obj->stringval);
-    xmlXPathFreeObject(obj);
-    xmlXPathFreeContext(ctx);
-    xmlFreeDoc(doc);
-    return out;
+    return unit_xpath_string(xml, expr, NULL, NULL);
 }
 
 static void
