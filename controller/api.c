@@ -148,7 +148,8 @@ write_op(struct http_req *r, const char *op, int nargs, const char **args)
                   r);
 }
 
-/* One row (json, version) or none; r->data names the object kind. */
+/* One row (OBJECT_GET_*, ST_IMAGE_GET's the JSON alone) or none; r->data
+ * names the object kind. */
 static void
 on_get(const PGresult *res, const struct db_error *err, void *arg)
 {
@@ -161,17 +162,32 @@ on_get(const PGresult *res, const struct db_error *err, void *arg)
                          (const char *)r->data, http_param(r, 0));
         return;
     }
-    if (PQnfields(res) > 1) {
+    if (PQnfields(res) > OBJECT_GET_VERSION) {
         char etag[40];
-        snprintf(etag, sizeof(etag), "\"%s\"", PQgetvalue(res, 0, 1));
+        snprintf(etag, sizeof(etag), "\"%s\"",
+                 PQgetvalue(res, 0, OBJECT_GET_VERSION));
         http_add_header(r, "ETag", etag);
     }
-    http_reply_json_text(r, 200, PQgetvalue(res, 0, 0));
+    http_reply_json_text(r, 200, PQgetvalue(res, 0, OBJECT_GET_JSON));
 }
+
+/* The columns of each list statement: the next page's cursor, the item. */
+static const struct list_cols {
+    int key, json;
+} list_cols[ST__COUNT] = {
+    [ST_SERVICE_LIST] = {SERVICE_LIST_NAME, SERVICE_LIST_JSON},
+    [ST_SERVICE_LIST_SEL] = {SERVICE_LIST_NAME, SERVICE_LIST_JSON},
+    [ST_INSTANCE_LIST] = {INSTANCE_LIST_ID, INSTANCE_LIST_JSON},
+    [ST_INSTANCE_LIST_SEL] = {INSTANCE_LIST_ID, INSTANCE_LIST_JSON},
+    [ST_HOST_LIST] = {HOST_LIST_NAME, HOST_LIST_JSON},
+    [ST_EVENT_LIST] = {EVENT_LIST_ID, EVENT_LIST_JSON},
+    [ST_IMAGE_LIST] = {IMAGE_LIST_REF, IMAGE_LIST_JSON},
+    [ST_TOKEN_LIST] = {TOKEN_LIST_NAME, TOKEN_LIST_JSON},
+};
 
 struct list_ctx {
     int limit;
-    int json_col; /* column of the item's JSON; column 0 is the cursor */
+    const struct list_cols *cols;
 };
 
 static void
@@ -197,11 +213,11 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     for (int i = 0; i < n; i++) {
         if (i)
             evbuffer_add(b, ",", 1);
-        evbuffer_add(b, PQgetvalue(res, i, lc->json_col),
-                     (size_t)PQgetlength(res, i, lc->json_col));
+        evbuffer_add(b, PQgetvalue(res, i, lc->cols->json),
+                     (size_t)PQgetlength(res, i, lc->cols->json));
     }
     if (more) {
-        json_t *cur = json_string(PQgetvalue(res, n - 1, 0));
+        json_t *cur = json_string(PQgetvalue(res, n - 1, lc->cols->key));
         char *s = json_dumps(cur, JSON_ENCODE_ANY);
         evbuffer_add_printf(b, "],\"next\":%s}", s);
         free(s);
@@ -310,13 +326,12 @@ static const char *const event_objects[] = {"service", "instance", "host",
                                             "controller", NULL};
 
 static void
-run_list(struct http_req *r, enum store_stmt st, const char **vals,
-         int limit, int json_col)
+run_list(struct http_req *r, enum store_stmt st, const char **vals, int limit)
 {
     struct list_ctx *lc = xcalloc(1, sizeof(*lc));
 
     lc->limit = limit;
-    lc->json_col = json_col;
+    lc->cols = &list_cols[st];
     r->data = lc;
     db_query(app_of(r)->db, store_stmt(st), vals, on_list, r);
 }
@@ -331,14 +346,14 @@ run_list_labels(struct http_req *r, enum store_stmt st, enum store_stmt st_sel,
     char *eq, *keys;
 
     if (sel->n == 0) {
-        run_list(r, st, vals, limit, 1);
+        run_list(r, st, vals, limit);
         return;
     }
     labels_sel_sql(sel, &eq, &keys);
     labels_sel_free(sel);
     vals[n] = eq;
     vals[n + 1] = keys;
-    run_list(r, st_sel, vals, limit, 1);
+    run_list(r, st_sel, vals, limit);
     free(eq);
     free(keys);
 }
@@ -441,9 +456,10 @@ on_counts(const PGresult *res, const struct db_error *err, void *arg)
     if (n > 0)
         counts = xcalloc((size_t)n, sizeof(*counts));
     for (int i = 0; i < n; i++)
-        counts[i] = (struct metrics_count){PQgetvalue(res, i, 0),
-                                           PQgetvalue(res, i, 1),
-                                           PQgetvalue(res, i, 2)};
+        counts[i] =
+            (struct metrics_count){PQgetvalue(res, i, OBJECT_COUNTS_KIND),
+                                   PQgetvalue(res, i, OBJECT_COUNTS_STATE),
+                                   PQgetvalue(res, i, OBJECT_COUNTS_COUNT)};
     f.counts = counts;
     f.ncounts = (size_t)n;
     b = evbuffer_new();
@@ -759,7 +775,7 @@ h_hosts_list(struct http_req *r)
     vals[0] = after;
     vals[1] = state;
     vals[2] = lim;
-    run_list(r, ST_HOST_LIST, vals, limit, 1);
+    run_list(r, ST_HOST_LIST, vals, limit);
 }
 
 static void
@@ -845,7 +861,7 @@ h_events(struct http_req *r)
     vals[1] = object;
     vals[2] = type;
     vals[3] = lim;
-    run_list(r, ST_EVENT_LIST, vals, limit, 3);
+    run_list(r, ST_EVENT_LIST, vals, limit);
 }
 
 /* ---- images ---------------------------------------------------------- */
@@ -863,7 +879,7 @@ cursor_list(struct http_req *r, enum store_stmt st)
     limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
     vals[1] = lim;
-    run_list(r, st, vals, limit, 1);
+    run_list(r, st, vals, limit);
 }
 
 static void

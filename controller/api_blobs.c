@@ -691,8 +691,9 @@ on_gc_rows(const PGresult *res, const struct db_error *err, void *arg)
     /* The rows are gone (committed): now the files. */
     for (int i = 0; i < PQntuples(res); i++) {
         log_info("blob %s (%s bytes) collected: no image uses it",
-                 PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-        gc_unlink(b, PQgetvalue(res, i, 0), "collected");
+                 PQgetvalue(res, i, BLOB_GC_DIGEST),
+                 PQgetvalue(res, i, BLOB_GC_SIZE));
+        gc_unlink(b, PQgetvalue(res, i, BLOB_GC_DIGEST), "collected");
     }
     gc_files(b, db);
 }

@@ -14,13 +14,15 @@
 
 const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_READY] = {"ready",
-                  "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, 1},
+                  "SELECT coalesce(max(version), 0) FROM schema_migrations", 0,
+                  1},
     [ST_SERVICE_GET] = {"service_get",
                         "SELECT " SERVICE_JSON_RUNNING ", s.version "
                         "FROM services s WHERE s.name = $1",
-                        1, SERVICE_GET__NCOLS},
+                        1, OBJECT_GET__NCOLS},
     [ST_SERVICE_LIST] = {"service_list",
-                         "SELECT s.name, " SERVICE_JSON_RUNNING " FROM services s "
+                         "SELECT s.name, " SERVICE_JSON_RUNNING
+                         " FROM services s "
                          "WHERE ($1::text IS NULL OR s.name > $1) "
                          "AND ($2::text IS NULL OR s.state = $2) "
                          "ORDER BY s.name LIMIT $3::integer",
@@ -29,7 +31,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                          "SELECT cloud_instance_json(i), i.version "
                          "FROM instances i "
                          "WHERE i.id = cloud_instance_resolve($1)",
-                         1, INSTANCE_GET__NCOLS},
+                         1, OBJECT_GET__NCOLS},
     [ST_INSTANCE_LIST] =
         {"instance_list",
          "SELECT i.id, cloud_instance_json(i) FROM instances i "
@@ -45,7 +47,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_HOST_GET] = {"host_get",
                      "SELECT cloud_host_json(h), h.version FROM hosts h "
                      "WHERE h.name = $1",
-                     1, HOST_GET__NCOLS},
+                     1, OBJECT_GET__NCOLS},
     [ST_HOST_LIST] = {"host_list",
                       "SELECT h.name, cloud_host_json(h) FROM hosts h "
                       "WHERE ($1::text IS NULL OR h.name > $1) "
@@ -59,18 +61,19 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                        "FROM cloud_event_page($1::bigint, $2, $3, "
                        "$4::integer)",
                        4, EVENT_LIST__NCOLS},
-    [ST_EVENT_MAX] = {"event_max",
-                      "SELECT coalesce(max(id), 0) FROM events", 0, 1},
+    [ST_EVENT_MAX] = {"event_max", "SELECT coalesce(max(id), 0) FROM events", 0,
+                      1},
     [ST_IMAGE_GET] = {"image_get",
                       "SELECT cloud_image_json(i) FROM cloud_image_find($1) i "
                       "WHERE i.id IS NOT NULL",
                       1, 1},
-    [ST_IMAGE_LIST] = {"image_list",
-                       "SELECT i.name || ':' || i.tag, cloud_image_json(i) "
-                       "FROM images i "
-                       "WHERE ($1::text IS NULL OR i.name || ':' || i.tag > $1) "
-                       "ORDER BY 1 LIMIT $2::integer",
-                       2, IMAGE_LIST__NCOLS},
+    [ST_IMAGE_LIST] =
+        {"image_list",
+         "SELECT i.name || ':' || i.tag, cloud_image_json(i) "
+         "FROM images i "
+         "WHERE ($1::text IS NULL OR i.name || ':' || i.tag > $1) "
+         "ORDER BY 1 LIMIT $2::integer",
+         2, IMAGE_LIST__NCOLS},
     [ST_OBJECT_COUNTS] = {"object_counts",
                           "SELECT 'instances', state, count(*) FROM instances "
                           "GROUP BY state UNION ALL "
@@ -125,11 +128,11 @@ const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_REC_LIVENESS] = {"rec_liveness",
                          "SELECT kind, id FROM cloud_rec_liveness($1::bigint, "
                          "$2, $3::bigint)",
-                         3, REC_LIVENESS__NCOLS},
+                         3, REC_TOUCHED__NCOLS},
     [ST_REC_APPLY] = {"rec_apply",
                       "SELECT kind, id FROM cloud_reconcile($1::bigint, $2, "
                       "$3::jsonb)",
-                      3, REC_APPLY__NCOLS},
+                      3, REC_TOUCHED__NCOLS},
     [ST_REC_HOSTS] = {"rec_hosts",
                       "SELECT h.id, h.name, h.state, h.version, h.cap_vcpus, "
                       "h.cap_memory_mib, h.cap_disk_gib, h.hypervisor, "
@@ -158,16 +161,18 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "FROM instances i "
          "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
          1, REC_INSTANCES__NCOLS},
-    [ST_SETTINGS_GET] = {"settings_get",
-                         "SELECT cloud_settings_json(s) FROM cluster_settings s "
-                         "WHERE s.id = 1",
-                         0, 1},
+    [ST_SETTINGS_GET] =
+        {"settings_get",
+         "SELECT cloud_settings_json(s) FROM cluster_settings s "
+         "WHERE s.id = 1",
+         0, 1},
     [ST_SETTINGS_PATCH] = {"settings_patch",
                            "SELECT status, body FROM cloud_settings_patch("
                            "$1::jsonb, $2::bigint, $3)",
                            3, SETTINGS_PATCH__NCOLS},
     /* end of reconciler statements */
-    /* agent gateway statements (gateway_*.c, migrations/functions/cloud_agent_*.sql) */
+    /* agent gateway statements (gateway_*.c,
+       migrations/functions/cloud_agent_*.sql) */
     [ST_AGENT_REGISTER] = {"agent_register",
                            "SELECT host_id, session_epoch "
                            "FROM cloud_agent_register($1::jsonb)",
@@ -329,8 +334,8 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "WHERE id = ANY($1::text[])))",
          1, 1},
     /* end of config statements */
-    /* live config push (gateway_desired.c): the instances of the given services and
-     * of services linking to them, each with its host and its service's
+    /* live config push (gateway_desired.c): the instances of the given services
+     * and of services linking to them, each with its host and its service's
      * effective config, computed once per service (materialized CTE). */
     [ST_CONFIG_PUSH] =
         {"config_push",
@@ -398,7 +403,8 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                          "FROM cloud_events_prune($1::integer)",
                          1, EVENTS_PRUNE__NCOLS},
     [ST_BLOB_GC] = {"blob_gc",
-                    "SELECT digest, size FROM cloud_blob_gc($1::integer)", 1, BLOB_GC__NCOLS},
+                    "SELECT digest, size FROM cloud_blob_gc($1::integer)", 1,
+                    BLOB_GC__NCOLS},
     /* of the digests of files in this controller's blob directory, those
      * with no row (a file whose row another controller collected, or whose
      * upload was refused by the blob_bytes quota) */

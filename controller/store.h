@@ -93,13 +93,12 @@ enum store_stmt {
  * the statement is prepared (db.c). Single-column statements read column 0
  * and declare 1. A statement sharing another's columns says so in store.c.
  */
-enum { SERVICE_GET_JSON, SERVICE_GET_VERSION, SERVICE_GET__NCOLS };
+/* ST_SERVICE_GET, ST_INSTANCE_GET, ST_HOST_GET (api.c on_get) */
+enum { OBJECT_GET_JSON, OBJECT_GET_VERSION, OBJECT_GET__NCOLS };
 /* also ST_SERVICE_LIST_SEL */
 enum { SERVICE_LIST_NAME, SERVICE_LIST_JSON, SERVICE_LIST__NCOLS };
-enum { INSTANCE_GET_JSON, INSTANCE_GET_VERSION, INSTANCE_GET__NCOLS };
 /* also ST_INSTANCE_LIST_SEL */
 enum { INSTANCE_LIST_ID, INSTANCE_LIST_JSON, INSTANCE_LIST__NCOLS };
-enum { HOST_GET_JSON, HOST_GET_VERSION, HOST_GET__NCOLS };
 enum { HOST_LIST_NAME, HOST_LIST_JSON, HOST_LIST__NCOLS };
 enum {
     EVENT_LIST_ID,
@@ -162,8 +161,8 @@ enum {
     LEASE_ACQUIRE_TOOK_OVER,
     LEASE_ACQUIRE__NCOLS
 };
-enum { REC_LIVENESS_KIND, REC_LIVENESS_ID, REC_LIVENESS__NCOLS };
-enum { REC_APPLY_KIND, REC_APPLY_ID, REC_APPLY__NCOLS };
+/* ST_REC_LIVENESS, ST_REC_APPLY: the rows a write touched */
+enum { REC_TOUCHED_KIND, REC_TOUCHED_ID, REC_TOUCHED__NCOLS };
 enum {
     REC_HOSTS_ID,
     REC_HOSTS_NAME,

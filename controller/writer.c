@@ -111,9 +111,11 @@ wreq_free(struct wreq *r)
 static void
 item_error(const PGresult *res, int row, struct db_error *err)
 {
-    const char *state = PQgetvalue(res, row, 3);
-    const char *msg = PQgetvalue(res, row, 4);
-    const char *field = PQgetisnull(res, row, 5) ? "" : PQgetvalue(res, row, 5);
+    const char *state = PQgetvalue(res, row, BATCH_ERR_STATE);
+    const char *msg = PQgetvalue(res, row, BATCH_ERR_MESSAGE);
+    const char *field = PQgetisnull(res, row, BATCH_ERR_FIELD)
+                            ? ""
+                            : PQgetvalue(res, row, BATCH_ERR_FIELD);
 
     db_error_from_fields(state, msg, field, err);
 }
@@ -147,17 +149,19 @@ on_batch(const PGresult *res, const struct db_error *err, void *arg)
             db_error_from_fields("XX000", "the batch returned too few rows",
                                  "", &e);
             r->cb(0, NULL, &e, r->arg);
-        } else if (PQgetisnull(res, i, 1)) {
+        } else if (PQgetisnull(res, i, BATCH_STATUS)) {
             struct db_error e;
             item_error(res, i, &e);
             r->cb(0, NULL, &e, r->arg);
         } else {
-            const char *body = PQgetvalue(res, i, 2);
-            int status = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
+            const char *body = PQgetvalue(res, i, BATCH_BODY);
+            int status =
+                (int)strtol(PQgetvalue(res, i, BATCH_STATUS), NULL, 10);
             /* Before the reply: a client reads its own write. */
-            long long eid = PQgetisnull(res, i, 6)
-                                ? 0
-                                : strtoll(PQgetvalue(res, i, 6), NULL, 10);
+            long long eid =
+                PQgetisnull(res, i, BATCH_EVENT_ID)
+                    ? 0
+                    : strtoll(PQgetvalue(res, i, BATCH_EVENT_ID), NULL, 10);
             if (w->cache)
                 cache_apply_write(w->cache, r->op, body, eid);
             r->cb(status, body, NULL, r->arg);
