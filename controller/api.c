@@ -140,11 +140,11 @@ on_service_write(int status, const char *body, const struct db_error *err,
 /* A write through the group-commit writer; a service's reply carries its
  * running count as its reads do. */
 static void
-write_op(struct http_req *r, const char *op, int nargs, const char **args)
+write_op(struct http_req *r, const struct writer_op *op)
 {
-    writer_submit(app_of(r)->writer, op, nargs, args,
-                  strncmp(op, "service_", 8) == 0 ? on_service_write
-                                                  : api_reply_write,
+    writer_submit(app_of(r)->writer, op,
+                  strncmp(op->op, "service_", 8) == 0 ? on_service_write
+                                                      : api_reply_write,
                   r);
 }
 
@@ -553,7 +553,7 @@ static void
 create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
             const char *op)
 {
-    const char *key, *vals[3];
+    const char *key;
     char *body;
 
     if (idem_key(r, &key) < 0)
@@ -561,10 +561,8 @@ create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
     body = validated_body(r, fn);
     if (body == NULL)
         return;
-    vals[0] = body;
-    vals[1] = key;
-    vals[2] = ACTOR;
-    write_op(r, op, 3, vals);
+    write_op(r, &(struct writer_op){
+                    .op = op, .body = body, .idem_key = key, .actor = ACTOR});
     free(body);
 }
 
@@ -600,7 +598,6 @@ h_service_patch(struct http_req *r)
 {
     long long ver;
     char vs[24], *body;
-    const char *vals[4];
 
     if (http_if_match(r, &ver) < 0)
         return;
@@ -608,32 +605,30 @@ h_service_patch(struct http_req *r)
     if (body == NULL)
         return;
     version_str(vs, sizeof(vs), ver);
-    vals[0] = http_param(r, 0);
-    vals[1] = body;
-    vals[2] = ver ? vs : NULL;
-    vals[3] = ACTOR;
-    write_op(r, "service_patch", 4, vals);
+    write_op(r, &(struct writer_op){.op = "service_patch",
+                                    .ref = http_param(r, 0),
+                                    .body = body,
+                                    .if_match = ver ? vs : NULL,
+                                    .actor = ACTOR});
     free(body);
 }
 
-/* DELETE and the POST actions: a reference, an optional If-Match. */
+/* DELETE and the POST actions: a reference, an optional If-Match; action:
+ * host_action's, else NULL. */
 static void
-ref_action(struct http_req *r, const char *op, const char *arg)
+ref_action(struct http_req *r, const char *op, const char *action)
 {
     long long ver;
     char vs[24];
-    const char *vals[4];
-    int n = 0;
 
     if (http_if_match(r, &ver) < 0)
         return;
     version_str(vs, sizeof(vs), ver);
-    vals[n++] = http_param(r, 0);
-    if (arg)
-        vals[n++] = arg;
-    vals[n++] = ver ? vs : NULL;
-    vals[n++] = ACTOR;
-    write_op(r, op, n, vals);
+    write_op(r, &(struct writer_op){.op = op,
+                                    .ref = http_param(r, 0),
+                                    .action = action,
+                                    .if_match = ver ? vs : NULL,
+                                    .actor = ACTOR});
 }
 
 static void
@@ -731,7 +726,7 @@ h_instance_kill(struct http_req *r)
 {
     int empty;
     json_t *in = http_body_json(r, &empty);
-    const char *sig, *vals[5];
+    const char *sig;
     char vs[24], gs[16];
     long long ver;
     int grace;
@@ -751,12 +746,12 @@ h_instance_kill(struct http_req *r)
     snprintf(gs, sizeof(gs), "%d", grace);
     /* The kill's own grace period travels to the agent with this stop
      * (migrations/0018: instances.kill_grace_seconds). */
-    vals[0] = http_param(r, 0);
-    vals[1] = sig;
-    vals[2] = ver ? vs : NULL;
-    vals[3] = ACTOR;
-    vals[4] = grace ? gs : NULL;
-    write_op(r, "instance_kill", 5, vals);
+    write_op(r, &(struct writer_op){.op = "instance_kill",
+                                    .ref = http_param(r, 0),
+                                    .signal = sig,
+                                    .if_match = ver ? vs : NULL,
+                                    .actor = ACTOR,
+                                    .grace_s = grace ? gs : NULL});
 }
 
 /* ---- hosts ----------------------------------------------------------- */
@@ -892,22 +887,20 @@ static void
 h_images_create(struct http_req *r)
 {
     char *body = validated_body(r, validate_image_create);
-    const char *vals[2];
 
     if (body == NULL)
         return;
-    vals[0] = body;
-    vals[1] = ACTOR;
-    write_op(r, "image_create", 2, vals);
+    write_op(r, &(struct writer_op){
+                    .op = "image_create", .body = body, .actor = ACTOR});
     free(body);
 }
 
 static void
 h_image_delete(struct http_req *r)
 {
-    const char *vals[2] = {http_param(r, 0), ACTOR};
-
-    write_op(r, "image_delete", 2, vals);
+    write_op(r, &(struct writer_op){.op = "image_delete",
+                                    .ref = http_param(r, 0),
+                                    .actor = ACTOR});
 }
 
 static void
@@ -969,7 +962,6 @@ api_on_error(struct http_req *r, int status, const char *message)
 {
     char what[300];
     char st[8];
-    const char *args[4];
 
     /* Reads are not audited; nor is who we do not know (401). */
     if (strcmp(r->method, "GET") == 0 || r->actor == NULL)
@@ -977,11 +969,13 @@ api_on_error(struct http_req *r, int status, const char *message)
     snprintf(what, sizeof(what), "%s %s", r->method,
              evhttp_request_get_uri(r->req));
     snprintf(st, sizeof(st), "%d", status);
-    args[0] = r->actor;
-    args[1] = what;
-    args[2] = st;
-    args[3] = message;
-    writer_submit(app_of(r)->writer, "audit", 4, args, on_audited, NULL);
+    writer_submit(app_of(r)->writer,
+                  &(struct writer_op){.op = "audit",
+                                      .actor = r->actor,
+                                      .request = what,
+                                      .status = st,
+                                      .message = message},
+                  on_audited, NULL);
 }
 
 /* ---- tokens ---------------------------------------------------------- */
@@ -1022,7 +1016,7 @@ h_tokens_create(struct http_req *r)
     static const char *const keys[] = {"name", "role", "ttl_seconds", NULL};
     int empty;
     json_t *in = http_body_json(r, &empty), *v;
-    const char *name, *role, *args[5];
+    const char *name, *role;
     enum auth_role ro;
     char sha[65], ttl[24] = "";
     struct token_create *tc;
@@ -1080,12 +1074,13 @@ h_tokens_create(struct http_req *r)
         return;
     }
     r->data = tc;
-    args[0] = name;
-    args[1] = auth_role_name(ro);
-    args[2] = sha;
-    args[3] = v ? ttl : NULL;
-    args[4] = ACTOR;
-    writer_submit(app_of(r)->writer, "token_create", 5, args,
+    writer_submit(app_of(r)->writer,
+                  &(struct writer_op){.op = "token_create",
+                                      .ref = name,
+                                      .role = auth_role_name(ro),
+                                      .sha256 = sha,
+                                      .ttl_s = v ? ttl : NULL,
+                                      .actor = ACTOR},
                   on_token_created, r);
     json_decref(in);
 }
@@ -1099,9 +1094,9 @@ h_tokens_list(struct http_req *r)
 static void
 h_token_revoke(struct http_req *r)
 {
-    const char *vals[2] = {http_param(r, 0), ACTOR};
-
-    write_op(r, "token_revoke", 2, vals);
+    write_op(r, &(struct writer_op){.op = "token_revoke",
+                                    .ref = http_param(r, 0),
+                                    .actor = ACTOR});
 }
 
 /* ---- the table ------------------------------------------------------- */

@@ -318,7 +318,6 @@ blobs_h_upload_finish(struct http_req *r)
     struct upload *u = session(r);
     const char *want = http_query(r, "digest");
     char got[DIGEST_TEXT_SIZE], *final = NULL, size[24];
-    const char *args[3];
 
     if (u == NULL)
         return;
@@ -354,11 +353,13 @@ blobs_h_upload_finish(struct http_req *r)
     snprintf(size, sizeof(size), "%llu", u->offset);
     upload_free(u);
     free(final);
-    args[0] = got;
-    args[1] = size;
-    args[2] = r->actor ? r->actor : "anonymous";
-    writer_submit(((struct app *)http_app(r))->writer, "blob_add", 3, args,
-                  api_reply_write, r);
+    writer_submit(
+        ((struct app *)http_app(r))->writer,
+        &(struct writer_op){.op = "blob_add",
+                            .ref = got,
+                            .size = size,
+                            .actor = r->actor ? r->actor : "anonymous"},
+        api_reply_write, r);
 }
 
 void
