@@ -270,29 +270,34 @@ val(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
+/* The columns both kinds' rows have: id, name, state, version, json,
+ * labels. */
+static const struct obj_cols {
+    int id, name, state, version, json, labels;
+} service_cols = {CACHE_SERVICES_ID,    CACHE_SERVICES_NAME,
+                  CACHE_SERVICES_STATE, CACHE_SERVICES_VERSION,
+                  CACHE_SERVICES_JSON,  CACHE_SERVICES_LABELS},
+  instance_cols = {CACHE_INSTANCES_ID,    CACHE_INSTANCES_NAME,
+                   CACHE_INSTANCES_STATE, CACHE_INSTANCES_VERSION,
+                   CACHE_INSTANCES_JSON,  CACHE_INSTANCES_LABELS};
+
 /* A row of ST_CACHE_SERVICES or ST_CACHE_INSTANCES. */
 static struct cache_obj *
 obj_from_row(const struct kind *k, const PGresult *res, int i)
 {
+    const struct obj_cols *c = k->is_service ? &service_cols : &instance_cols;
     struct cache_obj *o = xcalloc(1, sizeof(*o));
 
-    if (k->is_service) {
-        o->id = xstrdup(val(res, i, CACHE_SERVICES_ID));
-        o->name = xstrdup(val(res, i, CACHE_SERVICES_NAME));
-        o->state = xstrdup(val(res, i, CACHE_SERVICES_STATE));
-        o->version = strtoll(val(res, i, CACHE_SERVICES_VERSION), NULL, 10);
-        o->json = xstrdup(val(res, i, CACHE_SERVICES_JSON));
-        o->labels = labels_canon_text(val(res, i, CACHE_SERVICES_LABELS));
-    } else {
-        o->id = xstrdup(val(res, i, CACHE_INSTANCES_ID));
-        o->name = xstrdup(val(res, i, CACHE_INSTANCES_NAME));
+    o->id = xstrdup(val(res, i, c->id));
+    o->name = xstrdup(val(res, i, c->name));
+    o->state = xstrdup(val(res, i, c->state));
+    o->version = strtoll(val(res, i, c->version), NULL, 10);
+    o->json = xstrdup(val(res, i, c->json));
+    o->labels = labels_canon_text(val(res, i, c->labels));
+    if (!k->is_service) {
         o->service = dup_or_null(val(res, i, CACHE_INSTANCES_SERVICE));
         o->host = dup_or_null(val(res, i, CACHE_INSTANCES_HOST));
-        o->state = xstrdup(val(res, i, CACHE_INSTANCES_STATE));
         o->desired = xstrdup(val(res, i, CACHE_INSTANCES_DESIRED));
-        o->version = strtoll(val(res, i, CACHE_INSTANCES_VERSION), NULL, 10);
-        o->json = xstrdup(val(res, i, CACHE_INSTANCES_JSON));
-        o->labels = labels_canon_text(val(res, i, CACHE_INSTANCES_LABELS));
     }
     return o;
 }

@@ -516,6 +516,20 @@ conn_broken(struct db_conn *c, const char *why)
     evtimer_add(c->retry, &tv);
 }
 
+/* Preparing or describing a statement failed: nothing runs on this
+ * connection until it connects again. */
+static void
+conn_setup_failed(struct db_conn *c, const char *what, PGresult *res)
+{
+    struct db_error err;
+
+    db_error_from_result(res, c->pg, &err);
+    log_errx("cannot %s statement %s: %s", what,
+             c->pool->stmts[c->prep_next].name, err.message);
+    PQclear(res);
+    conn_broken(c, err.message);
+}
+
 /* One operation (prepare, query or LISTEN) finished: act on its result. */
 static void
 conn_op_done(struct db_conn *c)
@@ -528,12 +542,7 @@ conn_op_done(struct db_conn *c)
     switch (c->state) {
     case CONN_PREPARING:
         if (!ok) {
-            struct db_error err;
-            db_error_from_result(res, c->pg, &err);
-            log_errx("cannot prepare statement %s: %s",
-                     c->pool->stmts[c->prep_next].name, err.message);
-            PQclear(res);
-            conn_broken(c, err.message);
+            conn_setup_failed(c, "prepare", res);
             return;
         }
         PQclear(res);
@@ -544,12 +553,7 @@ conn_op_done(struct db_conn *c)
         char why[256];
 
         if (!ok) {
-            struct db_error err;
-            db_error_from_result(res, c->pg, &err);
-            log_errx("cannot describe statement %s: %s",
-                     c->pool->stmts[c->prep_next].name, err.message);
-            PQclear(res);
-            conn_broken(c, err.message);
+            conn_setup_failed(c, "describe", res);
             return;
         }
         if (db_stmt_check(&c->pool->stmts[c->prep_next], res, why,

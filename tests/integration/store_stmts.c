@@ -25,6 +25,18 @@
 #include "log.h"
 #include "store.h"
 
+/* 1 when res is a command's success; else prints why and clears it. */
+static int
+step_ok(PGresult *res, const char *what, const char *name)
+{
+    if (PQresultStatus(res) == PGRES_COMMAND_OK)
+        return 1;
+    printf("statement %s: cannot %s it: %s", name, what,
+           PQresultErrorMessage(res));
+    PQclear(res);
+    return 0;
+}
+
 static int
 check_table(const char *conninfo)
 {
@@ -48,20 +60,14 @@ check_table(const char *conninfo)
             continue;
         }
         res = PQprepare(c, s->name, s->sql, s->nparams, NULL);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            printf("statement %s does not prepare: %s", s->name,
-                   PQresultErrorMessage(res));
+        if (!step_ok(res, "prepare", s->name)) {
             bad++;
-            PQclear(res);
             continue;
         }
         PQclear(res);
         res = PQdescribePrepared(c, s->name);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            printf("statement %s cannot be described: %s", s->name,
-                   PQresultErrorMessage(res));
+        if (!step_ok(res, "describe", s->name)) {
             bad++;
-            PQclear(res);
             continue;
         }
         if (db_stmt_check(s, res, why, sizeof(why)) < 0) {

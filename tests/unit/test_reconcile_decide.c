@@ -103,19 +103,20 @@ row(int n, const char *const *v)
 static void
 host(struct fx *f, const char *id, const char *st, int registered)
 {
-    const char *v[REC_HOSTS__NCOLS] = {
-        [REC_HOSTS_ID] = id,
-        [REC_HOSTS_NAME] = id,
-        [REC_HOSTS_STATE] = st,
-        [REC_HOSTS_VERSION] = "1",
-        [REC_HOSTS_VCPUS] = "8",
-        [REC_HOSTS_MEMORY_MIB] = "8192",
-        [REC_HOSTS_DISK_GIB] = "100",
-        [REC_HOSTS_HYPERVISOR] = "qemu",
-        [REC_HOSTS_LABELS] = "",
-        [REC_HOSTS_SESSION_EPOCH] = registered ? "1" : "0",
-    };
-    PGresult *res = row(REC_HOSTS__NCOLS, v);
+    const char *v[REC_HOSTS__NCOLS];
+    PGresult *res;
+
+    v[REC_HOSTS_ID] = id;
+    v[REC_HOSTS_NAME] = id;
+    v[REC_HOSTS_STATE] = st;
+    v[REC_HOSTS_VERSION] = "1";
+    v[REC_HOSTS_VCPUS] = "8";
+    v[REC_HOSTS_MEMORY_MIB] = "8192";
+    v[REC_HOSTS_DISK_GIB] = "100";
+    v[REC_HOSTS_HYPERVISOR] = "qemu";
+    v[REC_HOSTS_LABELS] = "";
+    v[REC_HOSTS_SESSION_EPOCH] = registered ? "1" : "0";
+    res = row(REC_HOSTS__NCOLS, v);
 
     host_apply(&f->r, res, 0);
     PQclear(res);
