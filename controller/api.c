@@ -140,15 +140,16 @@ on_service_write(int status, const char *body, const struct db_error *err,
 /* A write through the group-commit writer; a service's reply carries its
  * running count as its reads do. */
 static void
-write_op(struct http_req *r, const char *op, int nargs, const char **args)
+write_op(struct http_req *r, const struct writer_op *op)
 {
-    writer_submit(app_of(r)->writer, op, nargs, args,
-                  strncmp(op, "service_", 8) == 0 ? on_service_write
-                                                  : api_reply_write,
+    writer_submit(app_of(r)->writer, op,
+                  strncmp(op->op, "service_", 8) == 0 ? on_service_write
+                                                      : api_reply_write,
                   r);
 }
 
-/* One row (json, version) or none; r->data names the object kind. */
+/* One row (OBJECT_GET_*, ST_IMAGE_GET's the JSON alone) or none; r->data
+ * names the object kind. */
 static void
 on_get(const PGresult *res, const struct db_error *err, void *arg)
 {
@@ -161,17 +162,32 @@ on_get(const PGresult *res, const struct db_error *err, void *arg)
                          (const char *)r->data, http_param(r, 0));
         return;
     }
-    if (PQnfields(res) > 1) {
+    if (PQnfields(res) > OBJECT_GET_VERSION) {
         char etag[40];
-        snprintf(etag, sizeof(etag), "\"%s\"", PQgetvalue(res, 0, 1));
+        snprintf(etag, sizeof(etag), "\"%s\"",
+                 PQgetvalue(res, 0, OBJECT_GET_VERSION));
         http_add_header(r, "ETag", etag);
     }
-    http_reply_json_text(r, 200, PQgetvalue(res, 0, 0));
+    http_reply_json_text(r, 200, PQgetvalue(res, 0, OBJECT_GET_JSON));
 }
+
+/* The columns of each list statement: the next page's cursor, the item. */
+static const struct list_cols {
+    int key, json;
+} list_cols[ST__COUNT] = {
+    [ST_SERVICE_LIST] = {SERVICE_LIST_NAME, SERVICE_LIST_JSON},
+    [ST_SERVICE_LIST_SEL] = {SERVICE_LIST_NAME, SERVICE_LIST_JSON},
+    [ST_INSTANCE_LIST] = {INSTANCE_LIST_ID, INSTANCE_LIST_JSON},
+    [ST_INSTANCE_LIST_SEL] = {INSTANCE_LIST_ID, INSTANCE_LIST_JSON},
+    [ST_HOST_LIST] = {HOST_LIST_NAME, HOST_LIST_JSON},
+    [ST_EVENT_LIST] = {EVENT_LIST_ID, EVENT_LIST_JSON},
+    [ST_IMAGE_LIST] = {IMAGE_LIST_REF, IMAGE_LIST_JSON},
+    [ST_TOKEN_LIST] = {TOKEN_LIST_NAME, TOKEN_LIST_JSON},
+};
 
 struct list_ctx {
     int limit;
-    int json_col; /* column of the item's JSON; column 0 is the cursor */
+    const struct list_cols *cols;
 };
 
 static void
@@ -197,11 +213,11 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     for (int i = 0; i < n; i++) {
         if (i)
             evbuffer_add(b, ",", 1);
-        evbuffer_add(b, PQgetvalue(res, i, lc->json_col),
-                     (size_t)PQgetlength(res, i, lc->json_col));
+        evbuffer_add(b, PQgetvalue(res, i, lc->cols->json),
+                     (size_t)PQgetlength(res, i, lc->cols->json));
     }
     if (more) {
-        json_t *cur = json_string(PQgetvalue(res, n - 1, 0));
+        json_t *cur = json_string(PQgetvalue(res, n - 1, lc->cols->key));
         char *s = json_dumps(cur, JSON_ENCODE_ANY);
         evbuffer_add_printf(b, "],\"next\":%s}", s);
         free(s);
@@ -310,13 +326,12 @@ static const char *const event_objects[] = {"service", "instance", "host",
                                             "controller", NULL};
 
 static void
-run_list(struct http_req *r, enum store_stmt st, const char **vals,
-         int limit, int json_col)
+run_list(struct http_req *r, enum store_stmt st, const char **vals, int limit)
 {
     struct list_ctx *lc = xcalloc(1, sizeof(*lc));
 
     lc->limit = limit;
-    lc->json_col = json_col;
+    lc->cols = &list_cols[st];
     r->data = lc;
     db_query(app_of(r)->db, store_stmt(st), vals, on_list, r);
 }
@@ -331,14 +346,14 @@ run_list_labels(struct http_req *r, enum store_stmt st, enum store_stmt st_sel,
     char *eq, *keys;
 
     if (sel->n == 0) {
-        run_list(r, st, vals, limit, 1);
+        run_list(r, st, vals, limit);
         return;
     }
     labels_sel_sql(sel, &eq, &keys);
     labels_sel_free(sel);
     vals[n] = eq;
     vals[n + 1] = keys;
-    run_list(r, st_sel, vals, limit, 1);
+    run_list(r, st_sel, vals, limit);
     free(eq);
     free(keys);
 }
@@ -441,9 +456,10 @@ on_counts(const PGresult *res, const struct db_error *err, void *arg)
     if (n > 0)
         counts = xcalloc((size_t)n, sizeof(*counts));
     for (int i = 0; i < n; i++)
-        counts[i] = (struct metrics_count){PQgetvalue(res, i, 0),
-                                           PQgetvalue(res, i, 1),
-                                           PQgetvalue(res, i, 2)};
+        counts[i] =
+            (struct metrics_count){PQgetvalue(res, i, OBJECT_COUNTS_KIND),
+                                   PQgetvalue(res, i, OBJECT_COUNTS_STATE),
+                                   PQgetvalue(res, i, OBJECT_COUNTS_COUNT)};
     f.counts = counts;
     f.ncounts = (size_t)n;
     b = evbuffer_new();
@@ -537,7 +553,7 @@ static void
 create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
             const char *op)
 {
-    const char *key, *vals[3];
+    const char *key;
     char *body;
 
     if (idem_key(r, &key) < 0)
@@ -545,10 +561,8 @@ create_with(struct http_req *r, json_t *(*fn)(json_t *, struct verr *),
     body = validated_body(r, fn);
     if (body == NULL)
         return;
-    vals[0] = body;
-    vals[1] = key;
-    vals[2] = ACTOR;
-    write_op(r, op, 3, vals);
+    write_op(r, &(struct writer_op){
+                    .op = op, .body = body, .idem_key = key, .actor = ACTOR});
     free(body);
 }
 
@@ -584,7 +598,6 @@ h_service_patch(struct http_req *r)
 {
     long long ver;
     char vs[24], *body;
-    const char *vals[4];
 
     if (http_if_match(r, &ver) < 0)
         return;
@@ -592,32 +605,30 @@ h_service_patch(struct http_req *r)
     if (body == NULL)
         return;
     version_str(vs, sizeof(vs), ver);
-    vals[0] = http_param(r, 0);
-    vals[1] = body;
-    vals[2] = ver ? vs : NULL;
-    vals[3] = ACTOR;
-    write_op(r, "service_patch", 4, vals);
+    write_op(r, &(struct writer_op){.op = "service_patch",
+                                    .ref = http_param(r, 0),
+                                    .body = body,
+                                    .if_match = ver ? vs : NULL,
+                                    .actor = ACTOR});
     free(body);
 }
 
-/* DELETE and the POST actions: a reference, an optional If-Match. */
+/* DELETE and the POST actions: a reference, an optional If-Match; action:
+ * host_action's, else NULL. */
 static void
-ref_action(struct http_req *r, const char *op, const char *arg)
+ref_action(struct http_req *r, const char *op, const char *action)
 {
     long long ver;
     char vs[24];
-    const char *vals[4];
-    int n = 0;
 
     if (http_if_match(r, &ver) < 0)
         return;
     version_str(vs, sizeof(vs), ver);
-    vals[n++] = http_param(r, 0);
-    if (arg)
-        vals[n++] = arg;
-    vals[n++] = ver ? vs : NULL;
-    vals[n++] = ACTOR;
-    write_op(r, op, n, vals);
+    write_op(r, &(struct writer_op){.op = op,
+                                    .ref = http_param(r, 0),
+                                    .action = action,
+                                    .if_match = ver ? vs : NULL,
+                                    .actor = ACTOR});
 }
 
 static void
@@ -715,7 +726,7 @@ h_instance_kill(struct http_req *r)
 {
     int empty;
     json_t *in = http_body_json(r, &empty);
-    const char *sig, *vals[5];
+    const char *sig;
     char vs[24], gs[16];
     long long ver;
     int grace;
@@ -735,12 +746,12 @@ h_instance_kill(struct http_req *r)
     snprintf(gs, sizeof(gs), "%d", grace);
     /* The kill's own grace period travels to the agent with this stop
      * (migrations/0018: instances.kill_grace_seconds). */
-    vals[0] = http_param(r, 0);
-    vals[1] = sig;
-    vals[2] = ver ? vs : NULL;
-    vals[3] = ACTOR;
-    vals[4] = grace ? gs : NULL;
-    write_op(r, "instance_kill", 5, vals);
+    write_op(r, &(struct writer_op){.op = "instance_kill",
+                                    .ref = http_param(r, 0),
+                                    .signal = sig,
+                                    .if_match = ver ? vs : NULL,
+                                    .actor = ACTOR,
+                                    .grace_s = grace ? gs : NULL});
 }
 
 /* ---- hosts ----------------------------------------------------------- */
@@ -759,7 +770,7 @@ h_hosts_list(struct http_req *r)
     vals[0] = after;
     vals[1] = state;
     vals[2] = lim;
-    run_list(r, ST_HOST_LIST, vals, limit, 1);
+    run_list(r, ST_HOST_LIST, vals, limit);
 }
 
 static void
@@ -845,7 +856,7 @@ h_events(struct http_req *r)
     vals[1] = object;
     vals[2] = type;
     vals[3] = lim;
-    run_list(r, ST_EVENT_LIST, vals, limit, 3);
+    run_list(r, ST_EVENT_LIST, vals, limit);
 }
 
 /* ---- images ---------------------------------------------------------- */
@@ -863,7 +874,7 @@ cursor_list(struct http_req *r, enum store_stmt st)
     limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
     vals[1] = lim;
-    run_list(r, st, vals, limit, 1);
+    run_list(r, st, vals, limit);
 }
 
 static void
@@ -876,22 +887,20 @@ static void
 h_images_create(struct http_req *r)
 {
     char *body = validated_body(r, validate_image_create);
-    const char *vals[2];
 
     if (body == NULL)
         return;
-    vals[0] = body;
-    vals[1] = ACTOR;
-    write_op(r, "image_create", 2, vals);
+    write_op(r, &(struct writer_op){
+                    .op = "image_create", .body = body, .actor = ACTOR});
     free(body);
 }
 
 static void
 h_image_delete(struct http_req *r)
 {
-    const char *vals[2] = {http_param(r, 0), ACTOR};
-
-    write_op(r, "image_delete", 2, vals);
+    write_op(r, &(struct writer_op){.op = "image_delete",
+                                    .ref = http_param(r, 0),
+                                    .actor = ACTOR});
 }
 
 static void
@@ -953,7 +962,6 @@ api_on_error(struct http_req *r, int status, const char *message)
 {
     char what[300];
     char st[8];
-    const char *args[4];
 
     /* Reads are not audited; nor is who we do not know (401). */
     if (strcmp(r->method, "GET") == 0 || r->actor == NULL)
@@ -961,11 +969,13 @@ api_on_error(struct http_req *r, int status, const char *message)
     snprintf(what, sizeof(what), "%s %s", r->method,
              evhttp_request_get_uri(r->req));
     snprintf(st, sizeof(st), "%d", status);
-    args[0] = r->actor;
-    args[1] = what;
-    args[2] = st;
-    args[3] = message;
-    writer_submit(app_of(r)->writer, "audit", 4, args, on_audited, NULL);
+    writer_submit(app_of(r)->writer,
+                  &(struct writer_op){.op = "audit",
+                                      .actor = r->actor,
+                                      .request = what,
+                                      .status = st,
+                                      .message = message},
+                  on_audited, NULL);
 }
 
 /* ---- tokens ---------------------------------------------------------- */
@@ -1006,7 +1016,7 @@ h_tokens_create(struct http_req *r)
     static const char *const keys[] = {"name", "role", "ttl_seconds", NULL};
     int empty;
     json_t *in = http_body_json(r, &empty), *v;
-    const char *name, *role, *args[5];
+    const char *name, *role;
     enum auth_role ro;
     char sha[65], ttl[24] = "";
     struct token_create *tc;
@@ -1064,12 +1074,13 @@ h_tokens_create(struct http_req *r)
         return;
     }
     r->data = tc;
-    args[0] = name;
-    args[1] = auth_role_name(ro);
-    args[2] = sha;
-    args[3] = v ? ttl : NULL;
-    args[4] = ACTOR;
-    writer_submit(app_of(r)->writer, "token_create", 5, args,
+    writer_submit(app_of(r)->writer,
+                  &(struct writer_op){.op = "token_create",
+                                      .ref = name,
+                                      .role = auth_role_name(ro),
+                                      .sha256 = sha,
+                                      .ttl_s = v ? ttl : NULL,
+                                      .actor = ACTOR},
                   on_token_created, r);
     json_decref(in);
 }
@@ -1083,9 +1094,9 @@ h_tokens_list(struct http_req *r)
 static void
 h_token_revoke(struct http_req *r)
 {
-    const char *vals[2] = {http_param(r, 0), ACTOR};
-
-    write_op(r, "token_revoke", 2, vals);
+    write_op(r, &(struct writer_op){.op = "token_revoke",
+                                    .ref = http_param(r, 0),
+                                    .actor = ACTOR});
 }
 
 /* ---- the table ------------------------------------------------------- */

@@ -318,7 +318,6 @@ blobs_h_upload_finish(struct http_req *r)
     struct upload *u = session(r);
     const char *want = http_query(r, "digest");
     char got[DIGEST_TEXT_SIZE], *final = NULL, size[24];
-    const char *args[3];
 
     if (u == NULL)
         return;
@@ -354,11 +353,13 @@ blobs_h_upload_finish(struct http_req *r)
     snprintf(size, sizeof(size), "%llu", u->offset);
     upload_free(u);
     free(final);
-    args[0] = got;
-    args[1] = size;
-    args[2] = r->actor ? r->actor : "anonymous";
-    writer_submit(((struct app *)http_app(r))->writer, "blob_add", 3, args,
-                  api_reply_write, r);
+    writer_submit(
+        ((struct app *)http_app(r))->writer,
+        &(struct writer_op){.op = "blob_add",
+                            .ref = got,
+                            .size = size,
+                            .actor = r->actor ? r->actor : "anonymous"},
+        api_reply_write, r);
 }
 
 void
@@ -691,8 +692,9 @@ on_gc_rows(const PGresult *res, const struct db_error *err, void *arg)
     /* The rows are gone (committed): now the files. */
     for (int i = 0; i < PQntuples(res); i++) {
         log_info("blob %s (%s bytes) collected: no image uses it",
-                 PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-        gc_unlink(b, PQgetvalue(res, i, 0), "collected");
+                 PQgetvalue(res, i, BLOB_GC_DIGEST),
+                 PQgetvalue(res, i, BLOB_GC_SIZE));
+        gc_unlink(b, PQgetvalue(res, i, BLOB_GC_DIGEST), "collected");
     }
     gc_files(b, db);
 }

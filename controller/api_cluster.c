@@ -136,18 +136,19 @@ on_settings(const PGresult *res, const struct db_error *err, void *arg)
 
     if (api_db_one_row(r, res, err, "cluster settings"))
         return;
-    /* GET: (json); PATCH: (status, json). This controller's blob store
-     * takes the new limits at once (read your writes); the others follow
+    /* GET: the JSON alone; PATCH: SETTINGS_PATCH_*. This controller's blob
+     * store takes the new limits at once (read your writes); the others follow
      * the controller.settings event (retention.c). */
-    if (PQnfields(res) == 1) {
+    if (PQnfields(res) != SETTINGS_PATCH__NCOLS) {
         blobs_settings(((struct app *)http_app(r))->blobs,
                        PQgetvalue(res, 0, 0));
         http_reply_json_text(r, 200, PQgetvalue(res, 0, 0));
     } else {
         blobs_settings(((struct app *)http_app(r))->blobs,
-                       PQgetvalue(res, 0, 1));
-        http_reply_json_text(r, (int)strtol(PQgetvalue(res, 0, 0), NULL, 10),
-                             PQgetvalue(res, 0, 1));
+                       PQgetvalue(res, 0, SETTINGS_PATCH_BODY));
+        http_reply_json_text(
+            r, (int)strtol(PQgetvalue(res, 0, SETTINGS_PATCH_STATUS), NULL, 10),
+            PQgetvalue(res, 0, SETTINGS_PATCH_BODY));
     }
 }
 

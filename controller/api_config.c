@@ -43,7 +43,8 @@ app_of(struct http_req *r)
     return http_app(r);
 }
 
-/* (body, version) with the version as ETag, or (status, body, version). */
+/* CONFIG_GET_* (also ST_INSTANCE_CONFIG's) with the version as ETag, or
+ * CONFIG_WRITE_*. */
 static void
 on_doc(const PGresult *res, const struct db_error *err, void *arg)
 {
@@ -53,12 +54,16 @@ on_doc(const PGresult *res, const struct db_error *err, void *arg)
 
     if (api_db_one_row(r, res, err, "config"))
         return;
-    write = PQnfields(res) == 3 && r->data != NULL;
+    write = PQnfields(res) == CONFIG_WRITE__NCOLS && r->data != NULL;
     if (write)
-        status = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    snprintf(etag, sizeof(etag), "\"%s\"", PQgetvalue(res, 0, write ? 2 : 1));
+        status = (int)strtol(PQgetvalue(res, 0, CONFIG_WRITE_STATUS), NULL, 10);
+    snprintf(
+        etag, sizeof(etag), "\"%s\"",
+        PQgetvalue(res, 0, write ? CONFIG_WRITE_VERSION : CONFIG_GET_VERSION));
     http_add_header(r, "ETag", etag);
-    http_reply_json_text(r, status, PQgetvalue(res, 0, write ? 1 : 0));
+    http_reply_json_text(
+        r, status,
+        PQgetvalue(res, 0, write ? CONFIG_WRITE_BODY : CONFIG_GET_BODY));
 }
 
 /* A non-negative integer from a query value or header; -1 when malformed. */
@@ -426,9 +431,9 @@ ep_on_rows(const PGresult *res, const struct db_error *err, void *arg)
         ep_drop(c);
         return;
     }
-    v = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    v = strtoll(PQgetvalue(res, 0, ENDPOINTS_GET_VERSION), NULL, 10);
     if (v > c->sent)
-        ep_send(c, PQgetvalue(res, 0, 0), v);
+        ep_send(c, PQgetvalue(res, 0, ENDPOINTS_GET_BODY), v);
     if (watch_lagging(c->r)) {
         log_warnx("endpoint watch of %s fell behind; closing its stream so "
                   "it resumes",
@@ -531,7 +536,9 @@ on_watch_first(const PGresult *res, const struct db_error *err, void *arg)
     c->hub = h;
     c->r = r;
     c->name = xstrdup(http_param(r, 0));
-    c->sid = PQgetisnull(res, 0, 2) ? NULL : xstrdup(PQgetvalue(res, 0, 2));
+    c->sid = PQgetisnull(res, 0, ENDPOINTS_GET_SERVICE_ID)
+                 ? NULL
+                 : xstrdup(PQgetvalue(res, 0, ENDPOINTS_GET_SERVICE_ID));
     c->sent = -1;
     r->data = c;
     r->on_cancel = ep_on_cancel;
@@ -542,7 +549,8 @@ on_watch_first(const PGresult *res, const struct db_error *err, void *arg)
     watch_stream_add(h->watch, &c->stream);
     /* Quiet services send only keepalives; the client sends nothing. */
     http_stream_long(r, EP_WRITE_TIMEOUT_S);
-    ep_send(c, PQgetvalue(res, 0, 0), strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+    ep_send(c, PQgetvalue(res, 0, ENDPOINTS_GET_BODY),
+            strtoll(PQgetvalue(res, 0, ENDPOINTS_GET_VERSION), NULL, 10));
 }
 
 void

@@ -153,15 +153,17 @@ watch_client_send(struct watch_client *c, const char *id, const char *type,
     free(msg);
 }
 
-/* A row set from ST_EVENT_LIST: id, type, object, json. */
+/* A row set from ST_EVENT_LIST. */
 static int
 rows_send(struct watch_client *c, const PGresult *res)
 {
     int n = PQntuples(res);
 
     for (int i = 0; i < n; i++)
-        watch_client_send(c, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-                    PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+        watch_client_send(c, PQgetvalue(res, i, EVENT_LIST_ID),
+                          PQgetvalue(res, i, EVENT_LIST_TYPE),
+                          PQgetvalue(res, i, EVENT_LIST_OBJECT),
+                          PQgetvalue(res, i, EVENT_LIST_JSON));
     return n;
 }
 

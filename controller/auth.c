@@ -76,7 +76,7 @@ auth_role_parse(const char *s, enum auth_role *r)
 
 static void reload(struct auth *a);
 
-/* ST_TOKENS_LOAD: sha hex, name, role, expiry (unix seconds or NULL) */
+/* The rows of ST_TOKENS_LOAD. */
 static void
 on_loaded(const PGresult *res, const struct db_error *err, void *arg)
 {
@@ -91,13 +91,15 @@ on_loaded(const PGresult *res, const struct db_error *err, void *arg)
     strmap_init(&fresh);
     for (int i = 0; i < PQntuples(res); i++) {
         struct token *t = xcalloc(1, sizeof(*t));
-        xstrlcpy(t->sha, PQgetvalue(res, i, 0), sizeof(t->sha));
-        t->name = xstrdup(PQgetvalue(res, i, 1));
-        if (auth_role_parse(PQgetvalue(res, i, 2), &t->role) < 0)
+        xstrlcpy(t->sha, PQgetvalue(res, i, TOKENS_LOAD_SHA256),
+                 sizeof(t->sha));
+        t->name = xstrdup(PQgetvalue(res, i, TOKENS_LOAD_NAME));
+        if (auth_role_parse(PQgetvalue(res, i, TOKENS_LOAD_ROLE), &t->role) < 0)
             t->role = ROLE_NONE; /* join tokens open no API door */
-        t->expires = PQgetisnull(res, i, 3)
-                         ? 0
-                         : strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        t->expires =
+            PQgetisnull(res, i, TOKENS_LOAD_EXPIRES)
+                ? 0
+                : strtoll(PQgetvalue(res, i, TOKENS_LOAD_EXPIRES), NULL, 10);
         strmap_put(&fresh, t->sha, t);
     }
     table_clear(&a->table);

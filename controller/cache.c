@@ -270,29 +270,34 @@ val(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-/* ST_CACHE_INSTANCES: id, name, service, host, state, desired, version, json,
- *                     labels
- * ST_CACHE_SERVICES:  id, name, state, version, json, labels */
+/* The columns both kinds' rows have: id, name, state, version, json,
+ * labels. */
+static const struct obj_cols {
+    int id, name, state, version, json, labels;
+} service_cols = {CACHE_SERVICES_ID,    CACHE_SERVICES_NAME,
+                  CACHE_SERVICES_STATE, CACHE_SERVICES_VERSION,
+                  CACHE_SERVICES_JSON,  CACHE_SERVICES_LABELS},
+  instance_cols = {CACHE_INSTANCES_ID,    CACHE_INSTANCES_NAME,
+                   CACHE_INSTANCES_STATE, CACHE_INSTANCES_VERSION,
+                   CACHE_INSTANCES_JSON,  CACHE_INSTANCES_LABELS};
+
+/* A row of ST_CACHE_SERVICES or ST_CACHE_INSTANCES. */
 static struct cache_obj *
 obj_from_row(const struct kind *k, const PGresult *res, int i)
 {
+    const struct obj_cols *c = k->is_service ? &service_cols : &instance_cols;
     struct cache_obj *o = xcalloc(1, sizeof(*o));
 
-    o->id = xstrdup(val(res, i, 0));
-    o->name = xstrdup(val(res, i, 1));
-    if (k->is_service) {
-        o->state = xstrdup(val(res, i, 2));
-        o->version = strtoll(val(res, i, 3), NULL, 10);
-        o->json = xstrdup(val(res, i, 4));
-        o->labels = labels_canon_text(val(res, i, 5));
-    } else {
-        o->service = dup_or_null(val(res, i, 2));
-        o->host = dup_or_null(val(res, i, 3));
-        o->state = xstrdup(val(res, i, 4));
-        o->desired = xstrdup(val(res, i, 5));
-        o->version = strtoll(val(res, i, 6), NULL, 10);
-        o->json = xstrdup(val(res, i, 7));
-        o->labels = labels_canon_text(val(res, i, 8));
+    o->id = xstrdup(val(res, i, c->id));
+    o->name = xstrdup(val(res, i, c->name));
+    o->state = xstrdup(val(res, i, c->state));
+    o->version = strtoll(val(res, i, c->version), NULL, 10);
+    o->json = xstrdup(val(res, i, c->json));
+    o->labels = labels_canon_text(val(res, i, c->labels));
+    if (!k->is_service) {
+        o->service = dup_or_null(val(res, i, CACHE_INSTANCES_SERVICE));
+        o->host = dup_or_null(val(res, i, CACHE_INSTANCES_HOST));
+        o->desired = xstrdup(val(res, i, CACHE_INSTANCES_DESIRED));
     }
     return o;
 }
@@ -656,7 +661,7 @@ cache_on_event(void *arg, long long id, const char *type, const char *object,
 }
 
 /*
- * A guest-only change (watch.h WATCH_COL_GUEST: acked config version,
+ * A guest-only change (store.h EVENT_HUB_GUEST_*: acked config version,
  * ready, addresses) of an instance whose copy here is exactly one version
  * behind: nothing else can have moved, so the copy is patched with the
  * hub's columns instead of re-read. A config change acked by 100 guests
@@ -667,19 +672,20 @@ static int
 guest_patch(struct cache *c, struct cache_obj *o, long long event_id,
             const PGresult *res, int row)
 {
-    const int col = WATCH_COL_GUEST;
     long long version;
     json_t *j, *addrs;
     char *out;
 
-    if (o == NULL || PQnfields(res) < col + 5 || PQgetisnull(res, row, col) ||
-        PQgetisnull(res, row, col + 4))
+    if (o == NULL || PQnfields(res) <= EVENT_HUB_GUEST_UPDATED_AT ||
+        PQgetisnull(res, row, EVENT_HUB_GUEST_VERSION) ||
+        PQgetisnull(res, row, EVENT_HUB_GUEST_UPDATED_AT))
         return -1;
-    version = strtoll(PQgetvalue(res, row, col), NULL, 10);
+    version = strtoll(PQgetvalue(res, row, EVENT_HUB_GUEST_VERSION), NULL, 10);
     if (version != o->version + 1)
         return -1;
     j = json_loads(o->json, 0, NULL);
-    addrs = json_loads(PQgetvalue(res, row, col + 3), 0, NULL);
+    addrs =
+        json_loads(PQgetvalue(res, row, EVENT_HUB_GUEST_ADDRESSES), 0, NULL);
     if (!json_is_object(j) || !json_is_array(addrs)) {
         json_decref(j);
         json_decref(addrs);
@@ -687,13 +693,16 @@ guest_patch(struct cache *c, struct cache_obj *o, long long event_id,
     }
     json_object_set_new(
         j, "config_version",
-        json_integer(strtoll(PQgetvalue(res, row, col + 1), NULL, 10)));
-    json_object_set_new(j, "ready",
-                        json_boolean(PQgetvalue(res, row, col + 2)[0] == 't'));
+        json_integer(strtoll(
+            PQgetvalue(res, row, EVENT_HUB_GUEST_CONFIG_VERSION), NULL, 10)));
+    json_object_set_new(
+        j, "ready",
+        json_boolean(PQgetvalue(res, row, EVENT_HUB_GUEST_READY)[0] == 't'));
     json_object_set_new(j, "addresses", addrs);
     json_object_set_new(j, "version", json_integer(version));
-    json_object_set_new(j, "updated_at",
-                        json_string(PQgetvalue(res, row, col + 4)));
+    json_object_set_new(
+        j, "updated_at",
+        json_string(PQgetvalue(res, row, EVENT_HUB_GUEST_UPDATED_AT)));
     out = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (out == NULL)
@@ -706,7 +715,7 @@ guest_patch(struct cache *c, struct cache_obj *o, long long event_id,
     return 0;
 }
 
-/* An instance event read with its instance's id (watch.h WATCH_COL_INST):
+/* An instance event read with its instance's id (store.h EVENT_HUB_INST):
  * gone, it is removed at once; a guest-only change is patched in place
  * (guest_patch); otherwise re-read as before (the hub does not carry the
  * JSON: cloud_instance_json costs 1-2 ms a row, which would delay the
@@ -721,14 +730,14 @@ cache_on_event_row(void *arg, long long id, const char *type,
     struct cache_obj *o;
 
     if (object_id == NULL || strcmp(object, "instance") != 0 ||
-        PQnfields(res) <= WATCH_COL_INST) {
+        PQnfields(res) <= EVENT_HUB_INST) {
         cache_note(c, object, object_id, id);
         return;
     }
     o = strmap_get(&k->by_id, object_id);
     if (o != NULL && o->event_id >= id)
         return; /* this controller wrote it and holds it already */
-    if (PQgetisnull(res, row, WATCH_COL_INST)) {
+    if (PQgetisnull(res, row, EVENT_HUB_INST)) {
         /* Gone when the event was read: deleted. */
         kind_remove(k, object_id);
         tombstone(k, object_id);

@@ -141,6 +141,8 @@ cleanup:
 static int
 token_list(const char *db)
 {
+    /* the columns of the SELECT below */
+    enum { TOKEN_ID, TOKEN_EXPIRES, TOKEN_STATE };
     PGconn *c = connect_db(db);
     PGresult *res;
     int i;
@@ -160,8 +162,9 @@ token_list(const char *db)
     }
     printf("%-16s  %-24s  %s\n", "ID", "EXPIRES", "STATE");
     for (i = 0; i < PQntuples(res); i++)
-        printf("%-16s  %-24s  %s\n", PQgetvalue(res, i, 0),
-               PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+        printf("%-16s  %-24s  %s\n", PQgetvalue(res, i, TOKEN_ID),
+               PQgetvalue(res, i, TOKEN_EXPIRES),
+               PQgetvalue(res, i, TOKEN_STATE));
     PQclear(res);
     PQfinish(c);
     return 0;
@@ -306,9 +309,11 @@ cert_list(const char *db)
     }
     printf("%-34s  %-24s  %-24s  %s\n", "SERIAL", "HOST", "NOT AFTER", "STATE");
     for (i = 0; i < PQntuples(res); i++)
-        printf("%-34s  %-24s  %-24s  %s\n", PQgetvalue(res, i, 0),
-               PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-               PQgetvalue(res, i, 3));
+        printf("%-34s  %-24s  %-24s  %s\n",
+               PQgetvalue(res, i, JOIN_CERT_LIST_SERIAL),
+               PQgetvalue(res, i, JOIN_CERT_LIST_HOST),
+               PQgetvalue(res, i, JOIN_CERT_LIST_NOT_AFTER),
+               PQgetvalue(res, i, JOIN_CERT_LIST_STATE));
     PQclear(res);
     PQfinish(c);
     return 0;

@@ -116,6 +116,8 @@ cmd_create(PGconn *c, int argc, char **argv)
 static int
 cmd_list(PGconn *c)
 {
+    /* the columns of the SELECT below */
+    enum { TOKEN_NAME, TOKEN_ROLE, TOKEN_EXPIRES, TOKEN_STATE };
     PGresult *res = PQexec(c,
                            "SELECT name, role, coalesce(cloud_ts(expires_at), "
                            "'never'), CASE WHEN revoked_at IS NOT NULL THEN "
@@ -129,9 +131,10 @@ cmd_list(PGconn *c)
     }
     printf("%-24s %-9s %-26s %s\n", "NAME", "ROLE", "EXPIRES", "STATE");
     for (int i = 0; i < PQntuples(res); i++)
-        printf("%-24s %-9s %-26s %s\n", PQgetvalue(res, i, 0),
-               PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-               PQgetvalue(res, i, 3));
+        printf("%-24s %-9s %-26s %s\n", PQgetvalue(res, i, TOKEN_NAME),
+               PQgetvalue(res, i, TOKEN_ROLE),
+               PQgetvalue(res, i, TOKEN_EXPIRES),
+               PQgetvalue(res, i, TOKEN_STATE));
     PQclear(res);
     return 0;
 }

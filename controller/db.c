@@ -29,6 +29,7 @@ enum conn_state {
     CONN_DOWN = 0,
     CONN_CONNECTING,
     CONN_PREPARING, /* preparing statement prep_next */
+    CONN_DESCRIBING, /* describing it, to check its declared shape */
     CONN_LISTENING, /* listener: LISTEN sent, waiting for its result */
     CONN_IDLE,
     CONN_BUSY,
@@ -287,6 +288,38 @@ conn_send_prepare(struct db_conn *c)
     conn_flush(c);
 }
 
+/* One round trip per statement and connection, at connect time only. */
+static void
+conn_send_describe(struct db_conn *c)
+{
+    const struct db_stmt *s = &c->pool->stmts[c->prep_next];
+
+    if (!PQsendDescribePrepared(c->pg, s->name)) {
+        conn_broken(c, PQerrorMessage(c->pg));
+        return;
+    }
+    conn_flush(c);
+}
+
+int
+db_stmt_check(const struct db_stmt *s, const PGresult *desc, char *why,
+              size_t len)
+{
+    if (PQnparams(desc) != s->nparams) {
+        snprintf(why, len,
+                 "statement %s takes %d parameters, the controller passes %d",
+                 s->name, PQnparams(desc), s->nparams);
+        return -1;
+    }
+    if (PQnfields(desc) != s->ncols) {
+        snprintf(why, len,
+                 "statement %s returns %d columns, the controller reads %d",
+                 s->name, PQnfields(desc), s->ncols);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 conn_send_req(struct db_conn *c)
 {
@@ -483,6 +516,20 @@ conn_broken(struct db_conn *c, const char *why)
     evtimer_add(c->retry, &tv);
 }
 
+/* Preparing or describing a statement failed: nothing runs on this
+ * connection until it connects again. */
+static void
+conn_setup_failed(struct db_conn *c, const char *what, PGresult *res)
+{
+    struct db_error err;
+
+    db_error_from_result(res, c->pg, &err);
+    log_errx("cannot %s statement %s: %s", what,
+             c->pool->stmts[c->prep_next].name, err.message);
+    PQclear(res);
+    conn_broken(c, err.message);
+}
+
 /* One operation (prepare, query or LISTEN) finished: act on its result. */
 static void
 conn_op_done(struct db_conn *c)
@@ -495,16 +542,32 @@ conn_op_done(struct db_conn *c)
     switch (c->state) {
     case CONN_PREPARING:
         if (!ok) {
-            struct db_error err;
-            db_error_from_result(res, c->pg, &err);
-            log_errx("cannot prepare statement %s: %s",
-                     c->pool->stmts[c->prep_next].name, err.message);
+            conn_setup_failed(c, "prepare", res);
+            return;
+        }
+        PQclear(res);
+        c->state = CONN_DESCRIBING;
+        conn_send_describe(c);
+        return;
+    case CONN_DESCRIBING: {
+        char why[256];
+
+        if (!ok) {
+            conn_setup_failed(c, "describe", res);
+            return;
+        }
+        if (db_stmt_check(&c->pool->stmts[c->prep_next], res, why,
+                          sizeof(why)) < 0) {
+            /* The SQL and the C that reads it disagree: a defect, or a
+             * schema this build does not know; nothing runs on it. */
+            log_errx("%s", why);
             PQclear(res);
-            conn_broken(c, err.message);
+            conn_broken(c, why);
             return;
         }
         PQclear(res);
         if (++c->prep_next < c->pool->nstmts) {
+            c->state = CONN_PREPARING;
             conn_send_prepare(c);
             return;
         }
@@ -514,6 +577,7 @@ conn_op_done(struct db_conn *c)
         c->pool->ever_up = 1;
         pool_kick(c->pool);
         return;
+    }
     case CONN_LISTENING:
         PQclear(res);
         if (!ok) {

@@ -2,7 +2,8 @@
  * db: asynchronous PostgreSQL on the controller's libevent loop.
  *
  * A pool of libpq connections in non-blocking mode, each an explicit state
- * machine (connecting -> preparing -> idle <-> busy -> broken -> connecting).
+ * machine (connecting -> preparing <-> describing -> idle <-> busy -> broken
+ * -> connecting).
  * Every statement the controller runs is registered up front and prepared on
  * each connection when it connects. A listener connection delivers NOTIFY
  * wake-ups. The loop never waits on the database.
@@ -13,11 +14,18 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
-/* A prepared statement: name and SQL; registered with db_pool_new(). */
+/*
+ * A prepared statement: name and SQL; registered with db_pool_new(). nparams
+ * and ncols are its contract with the C that runs it: the parameters passed
+ * and the result columns read (store.h names them). Each connection checks
+ * both against PostgreSQL's description of the statement once, when it
+ * prepares it (db_stmt_check).
+ */
 struct db_stmt {
     const char *name;
     const char *sql;
     int nparams;
+    int ncols;
 };
 
 /* What went wrong with a query, already translated for the API edge. */
@@ -72,6 +80,14 @@ struct db_listener *db_listener_new(struct event_base *base,
                                     db_connect_cb on_connect, void *arg);
 void db_listener_free(struct db_listener *l);
 int db_listener_up(const struct db_listener *l);
+
+/*
+ * 0 when desc, PQdescribePrepared's result for s, has the parameters and
+ * result columns s declares; else -1 with a sentence naming the statement
+ * in why.
+ */
+int db_stmt_check(const struct db_stmt *s, const PGresult *desc, char *why,
+                  size_t len);
 
 /* Fills err from an SQLSTATE, message and field (a batch item's error). */
 void db_error_from_fields(const char *sqlstate, const char *primary,

@@ -346,13 +346,15 @@ dev_mode_sample_image(const char *script, const char *data_dir,
         /* hello:latest names the newest sample; an older one is replaced
          * when nothing uses it. */
         const char *ref[1] = {"hello:latest"};
+        enum { SAMPLE_KERNEL, SAMPLE_INITRD };
+
         res = PQexecParams(c,
                            "SELECT kernel_digest, initrd_digest FROM images "
                            "WHERE name = 'hello' AND tag = 'latest'",
                            0, NULL, NULL, NULL, NULL, 0);
         if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-            strcmp(PQgetvalue(res, 0, 0), kd) == 0 &&
-            strcmp(PQgetvalue(res, 0, 1), id) == 0) {
+            strcmp(PQgetvalue(res, 0, SAMPLE_KERNEL), kd) == 0 &&
+            strcmp(PQgetvalue(res, 0, SAMPLE_INITRD), id) == 0) {
             PQclear(res);
             log_info("sample image hello:latest is up to date");
             rc = 0;

@@ -282,12 +282,13 @@ on_registered(const PGresult *res, const struct db_error *err, void *arg)
         conn_shutdown(c, "registration failed");
         goto done;
     }
-    epoch = strtoull(PQgetvalue(res, 0, 1), &end, 10);
+    epoch =
+        strtoull(PQgetvalue(res, 0, AGENT_REGISTER_SESSION_EPOCH), &end, 10);
     if (*end != '\0') {
         conn_shutdown(c, "registration returned a bad epoch");
         goto done;
     }
-    c->host_id = xstrdup(PQgetvalue(res, 0, 0));
+    c->host_id = xstrdup(PQgetvalue(res, 0, AGENT_REGISTER_HOST_ID));
     c->epoch = epoch;
     old = strmap_get(&gw->by_host, c->host_id);
     if (old != NULL && old != c)

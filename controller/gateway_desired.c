@@ -58,6 +58,12 @@ col(const PGresult *res, int row, int c)
     return PQgetisnull(res, row, c) ? "" : PQgetvalue(res, row, c);
 }
 
+static const char *
+col_or_null(const PGresult *res, int row, int c)
+{
+    return PQgetisnull(res, row, c) ? NULL : PQgetvalue(res, row, c);
+}
+
 static uint64_t
 col_u64(const PGresult *res, int row, int c)
 {
@@ -189,35 +195,36 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
 
         cloud__agent__instance_spec__init(s);
         cloud__agent__image_spec__init(im);
-        s->id = (char *)col(res, r, 0);
-        s->name = (char *)col(res, r, 1);
-        s->generation = col_u64(res, r, 2);
-        s->desired_state = desired_of(col(res, r, 3));
-        s->stop_signal = strcmp(col(res, r, 4), "KILL") == 0
-                             ? CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_KILL
-                             : CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_TERM;
-        s->vcpus = (uint32_t)col_u64(res, r, 5);
-        s->memory_mib = col_u64(res, r, 6);
-        s->disk_gib = col_u64(res, r, 7);
-        im->kind = strcmp(col(res, r, 8), "disk") == 0
+        s->id = (char *)col(res, r, AGENT_DESIRED_ID);
+        s->name = (char *)col(res, r, AGENT_DESIRED_NAME);
+        s->generation = col_u64(res, r, AGENT_DESIRED_GENERATION);
+        s->desired_state = desired_of(col(res, r, AGENT_DESIRED_DESIRED_STATE));
+        s->stop_signal =
+            strcmp(col(res, r, AGENT_DESIRED_STOP_SIGNAL), "KILL") == 0
+                ? CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_KILL
+                : CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_TERM;
+        s->vcpus = (uint32_t)col_u64(res, r, AGENT_DESIRED_VCPUS);
+        s->memory_mib = col_u64(res, r, AGENT_DESIRED_MEMORY_MIB);
+        s->disk_gib = col_u64(res, r, AGENT_DESIRED_DISK_GIB);
+        im->kind = strcmp(col(res, r, AGENT_DESIRED_IMAGE_KIND), "disk") == 0
                        ? CLOUD__AGENT__IMAGE_KIND__IMAGE_KIND_DISK
                        : CLOUD__AGENT__IMAGE_KIND__IMAGE_KIND_KERNEL;
-        im->kernel_digest = (char *)col(res, r, 9);
-        im->initrd_digest = (char *)col(res, r, 10);
-        im->disk_digest = (char *)col(res, r, 11);
-        im->cmdline = (char *)col(res, r, 12);
+        im->kernel_digest = (char *)col(res, r, AGENT_DESIRED_KERNEL_DIGEST);
+        im->initrd_digest = (char *)col(res, r, AGENT_DESIRED_INITRD_DIGEST);
+        im->disk_digest = (char *)col(res, r, AGENT_DESIRED_DISK_DIGEST);
+        im->cmdline = (char *)col(res, r, AGENT_DESIRED_CMDLINE);
         s->image = im;
         s->partition_policy =
-            strcmp(col(res, r, 13), "stop") == 0
+            strcmp(col(res, r, AGENT_DESIRED_PARTITION_POLICY), "stop") == 0
                 ? CLOUD__AGENT__PARTITION_POLICY__PARTITION_POLICY_STOP
                 : CLOUD__AGENT__PARTITION_POLICY__PARTITION_POLICY_KEEP;
-        s->restart_count = col_u64(res, r, 14);
-        s->stop_grace_period_ms = (uint32_t)col_u64(res, r, 17);
-        gwcfg_fill(cfgs, i, s, col_u64(res, r, 15),
-                   PQgetisnull(res, r, 16) ? NULL : PQgetvalue(res, r, 16));
-        gwcfg_fill_boot(cfgs, i, s,
-                        PQgetisnull(res, r, 18) ? NULL : PQgetvalue(res, r, 18),
-                        PQgetisnull(res, r, 19) ? NULL : PQgetvalue(res, r, 19));
+        s->restart_count = col_u64(res, r, AGENT_DESIRED_RESTART_COUNT);
+        s->stop_grace_period_ms =
+            (uint32_t)col_u64(res, r, AGENT_DESIRED_STOP_GRACE_MS);
+        gwcfg_fill(cfgs, i, s, col_u64(res, r, AGENT_DESIRED_CONFIG_VERSION),
+                   col_or_null(res, r, AGENT_DESIRED_CONFIG));
+        gwcfg_fill_boot(cfgs, i, s, col_or_null(res, r, AGENT_DESIRED_ENV),
+                        col_or_null(res, r, AGENT_DESIRED_ARGS));
         pspecs[i] = s;
     }
     /* Remember which instances this host holds, for event routing. */
@@ -226,7 +233,7 @@ on_desired(const PGresult *res, const struct db_error *err, void *arg)
     for (i = 0; i < (size_t)n; i++) {
         struct gw_conn *prev;
 
-        c->ids[i] = xstrdup(col(res, (int)i, 0));
+        c->ids[i] = xstrdup(col(res, (int)i, AGENT_DESIRED_ID));
         prev = strmap_put(&gw->owner, c->ids[i], c);
         if (prev != NULL && prev != c) {
             prev->dirty = 1; /* it moved away from there */
@@ -429,10 +436,10 @@ on_cfg_push(const PGresult *res, const struct db_error *err, void *arg)
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {
-        const char *id = PQgetvalue(res, i, 0);
-        const char *host = PQgetvalue(res, i, 1);
-        uint64_t version = col_u64(res, i, 2);
-        const char *json = PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3);
+        const char *id = PQgetvalue(res, i, CONFIG_PUSH_INSTANCE_ID);
+        const char *host = PQgetvalue(res, i, CONFIG_PUSH_HOST_ID);
+        uint64_t version = col_u64(res, i, CONFIG_PUSH_CONFIG_VERSION);
+        const char *json = col_or_null(res, i, CONFIG_PUSH_CONFIG);
         struct gw_conn *c = strmap_get(&gw->owner, id);
         Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
 
@@ -584,8 +591,8 @@ gw_on_event(void *arg, long long id, const char *type, const char *object,
     strmap_put(&gw->unknown, key, key);
 }
 
-/* The hub's row names the host of an instance event's instance (watch.h
- * WATCH_COL_HOST_ID), read with the event: that host's set is re-read with
+/* The hub's row names the host of an instance event's instance (store.h
+ * EVENT_HUB_HOST_ID), read with the event: that host's set is re-read with
  * no ST_AGENT_HOSTS_OF round trip. NULL: unplaced or gone, no set names it
  * (the query would have found no host either). */
 void
@@ -596,7 +603,7 @@ gw_on_event_row(void *arg, long long id, const char *type, const char *object,
     struct gw_conn *c;
 
     if (gw->closed || object_id == NULL || strcmp(object, "instance") != 0 ||
-        PQnfields(res) <= WATCH_COL_HOST_ID) {
+        PQnfields(res) <= EVENT_HUB_HOST_ID) {
         gw_on_event(arg, id, type, object, object_id);
         return;
     }
@@ -605,8 +612,8 @@ gw_on_event_row(void *arg, long long id, const char *type, const char *object,
         return;
     if (strmap_get(&gw->owner, object_id) != NULL)
         gw_on_event(arg, id, type, object, object_id); /* its old host */
-    if (!PQgetisnull(res, row, WATCH_COL_HOST_ID)) {
-        c = strmap_get(&gw->by_host, PQgetvalue(res, row, WATCH_COL_HOST_ID));
+    if (!PQgetisnull(res, row, EVENT_HUB_HOST_ID)) {
+        c = strmap_get(&gw->by_host, PQgetvalue(res, row, EVENT_HUB_HOST_ID));
         if (c != NULL)
             c->dirty = 1;
     }

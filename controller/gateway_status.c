@@ -210,8 +210,8 @@ on_status_done(const PGresult *res, const struct db_error *err, void *arg)
     } else {
         n = PQntuples(res);
         for (i = 0; i < n; i++) {
-            long idx = strtol(PQgetvalue(res, i, 0), NULL, 10);
-            const char *why = PQgetvalue(res, i, 1);
+            long idx = strtol(PQgetvalue(res, i, AGENT_STATUS_IDX), NULL, 10);
+            const char *why = PQgetvalue(res, i, AGENT_STATUS_REFUSED);
             struct gw_conn *c;
 
             if (idx < 0 || (size_t)idx >= gw->ninflight)

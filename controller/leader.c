@@ -151,9 +151,9 @@ on_renew(const PGresult *res, const struct db_error *err, void *arg)
             stop_leading(l, "another controller holds the lease");
         goto out;
     }
-    epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    now_ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    took_over = PQgetvalue(res, 0, 2)[0] == 't';
+    epoch = strtoll(PQgetvalue(res, 0, LEASE_ACQUIRE_EPOCH), NULL, 10);
+    now_ms = strtoll(PQgetvalue(res, 0, LEASE_ACQUIRE_NOW_MS), NULL, 10);
+    took_over = PQgetvalue(res, 0, LEASE_ACQUIRE_TOOK_OVER)[0] == 't';
     /* The database stamped now_ms somewhere between send and answer. */
     l->db_offset_ms = now_ms - rq->sent_real_ms;
     if (l->leading && (took_over || epoch != l->epoch))

@@ -203,6 +203,8 @@ static int
 carry_forward(PGconn *c, const char *baseline_name, const char *baseline_sum)
 {
     const int nlegacy = (int)(sizeof(legacy) / sizeof(legacy[0]));
+    /* the columns of the SELECT below */
+    enum { MIG_VERSION, MIG_NAME, MIG_CHECKSUM };
     char v[16];
     const char *vals[3] = {v, baseline_name, baseline_sum};
     PGresult *res;
@@ -220,7 +222,7 @@ carry_forward(PGconn *c, const char *baseline_name, const char *baseline_sum)
     }
     n = PQntuples(res);
     if (n == 0 ||
-        (n == 1 && strcmp(PQgetvalue(res, 0, 1), baseline_name) == 0)) {
+        (n == 1 && strcmp(PQgetvalue(res, 0, MIG_NAME), baseline_name) == 0)) {
         PQclear(res);
         return 0; /* new, or already in this layout */
     }
@@ -230,17 +232,18 @@ carry_forward(PGconn *c, const char *baseline_name, const char *baseline_sum)
             bad = legacy[i].name;
             break;
         }
-        if (strtol(PQgetvalue(res, i, 0), NULL, 10) != legacy[i].version ||
-            strcmp(PQgetvalue(res, i, 1), legacy[i].name) != 0 ||
-            (!PQgetisnull(res, i, 2) &&
-             strcmp(PQgetvalue(res, i, 2), legacy[i].sum) != 0)) {
+        if (strtol(PQgetvalue(res, i, MIG_VERSION), NULL, 10) !=
+                legacy[i].version ||
+            strcmp(PQgetvalue(res, i, MIG_NAME), legacy[i].name) != 0 ||
+            (!PQgetisnull(res, i, MIG_CHECKSUM) &&
+             strcmp(PQgetvalue(res, i, MIG_CHECKSUM), legacy[i].sum) != 0)) {
             ok = 0;
             bad = legacy[i].name;
         }
     }
     if (ok && n != nlegacy) {
         ok = 0;
-        bad = PQgetvalue(res, nlegacy, 1);
+        bad = PQgetvalue(res, nlegacy, MIG_NAME);
     }
     if (!ok) {
         log_errx("the database was migrated by another build of "
@@ -294,6 +297,8 @@ apply_one(PGconn *c, const struct migration *m, const char *sum)
 static int
 changed_functions(PGconn *c, char (*sums)[65], unsigned char *changed)
 {
+    /* the columns of the SELECT below */
+    enum { FUNC_NAME, FUNC_CHECKSUM };
     PGresult *res = PQexec(c, "SELECT name, checksum FROM schema_functions");
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -311,8 +316,9 @@ changed_functions(PGconn *c, char (*sums)[65], unsigned char *changed)
         }
         changed[i] = 1;
         for (int r = 0; r < PQntuples(res); r++)
-            if (strcmp(PQgetvalue(res, r, 0), sqlfuncs[i].name) == 0) {
-                changed[i] = strcmp(PQgetvalue(res, r, 1), sums[i]) != 0;
+            if (strcmp(PQgetvalue(res, r, FUNC_NAME), sqlfuncs[i].name) == 0) {
+                changed[i] =
+                    strcmp(PQgetvalue(res, r, FUNC_CHECKSUM), sums[i]) != 0;
                 break;
             }
     }
@@ -355,6 +361,8 @@ has_file(const char *name)
 static int
 sweep_functions(PGconn *c)
 {
+    /* the columns of the first SELECT below */
+    enum { PROC_NAME, PROC_SIGNATURE };
     PGresult *res;
     int dropped = 0, rc = 0;
 
@@ -371,9 +379,9 @@ sweep_functions(PGconn *c)
     for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
         char *sql;
 
-        if (has_file(PQgetvalue(res, r, 0)))
+        if (has_file(PQgetvalue(res, r, PROC_NAME)))
             continue;
-        sql = xasprintf("DROP ROUTINE %s", PQgetvalue(res, r, 1));
+        sql = xasprintf("DROP ROUTINE %s", PQgetvalue(res, r, PROC_SIGNATURE));
         rc = exec_ok(c, sql, "dropping a function no file defines");
         free(sql);
         dropped++;

@@ -168,6 +168,16 @@ is_fenced(const struct db_error *err)
     return strcmp(err->sqlstate, "CLEPC") == 0;
 }
 
+/* Each kind's re-read and the column of its rows' id. */
+static const struct {
+    enum store_stmt stmt;
+    int id_col;
+} fetch_of[K__COUNT] = {
+    [K_HOST] = {ST_REC_HOSTS, REC_HOSTS_ID},
+    [K_SVC] = {ST_REC_SERVICES, REC_SERVICES_ID},
+    [K_INST] = {ST_REC_INSTANCES, REC_INSTANCES_ID},
+};
+
 static void
 on_fetch(const PGresult *res, const struct db_error *err, void *arg)
 {
@@ -198,7 +208,8 @@ on_fetch(const PGresult *res, const struct db_error *err, void *arg)
         default: inst_apply(r, res, row); break;
         }
         if (q->ids)
-            strmap_put(&seen, PQgetvalue(res, row, 0), (void *)1);
+            strmap_put(&seen, PQgetvalue(res, row, fetch_of[q->kind].id_col),
+                       (void *)1);
     }
     /* Asked for and not there: deleted. */
     for (size_t k = 0; q->ids && k < q->n; k++) {
@@ -214,12 +225,6 @@ on_fetch(const PGresult *res, const struct db_error *err, void *arg)
     qctx_free(q);
     pass_continue(r);
 }
-
-static const enum store_stmt fetch_stmt[K__COUNT] = {
-    [K_HOST] = ST_REC_HOSTS,
-    [K_SVC] = ST_REC_SERVICES,
-    [K_INST] = ST_REC_INSTANCES,
-};
 
 /* Issues the next pending fetch of the pass; 0 when none was left. */
 static int
@@ -245,7 +250,7 @@ fetch_next(struct reconciler *r)
         f->n = f->cap = 0;
         f->all = 0;
         vals[0] = lit;
-        db_query(r->db, store_stmt(fetch_stmt[k]), vals, on_fetch, q);
+        db_query(r->db, store_stmt(fetch_of[k].stmt), vals, on_fetch, q);
         free(lit);
         return 1;
     }
@@ -259,7 +264,8 @@ take_touched(struct pass *p, const PGresult *res)
     int n = PQntuples(res);
 
     for (int row = 0; row < n; row++) {
-        const char *kind = PQgetvalue(res, row, 0), *id = PQgetvalue(res, row, 1);
+        const char *kind = PQgetvalue(res, row, REC_TOUCHED_KIND);
+        const char *id = PQgetvalue(res, row, REC_TOUCHED_ID);
 
         if (strcmp(kind, "host") == 0)
             fl_add(&p->fetch[K_HOST], id);
@@ -571,7 +577,7 @@ obs_event(void *arg, long long id, const char *type, const char *object,
 }
 
 /*
- * An event read with its instance's row (watch.h WATCH_COL_REC): between
+ * An event read with its instance's row (store.h EVENT_HUB_REC): between
  * passes, the row goes into the mirror at once, as the next pass's re-read
  * of the id would have put it (read after the event's commit, under the
  * same version guard), and the pass that the batch kicks decides with no
@@ -587,22 +593,23 @@ obs_event_row(void *arg, long long id, const char *type, const char *object,
     if (object_id == NULL || r->closing || !leader_acting(r->leader))
         return;
     if (strcmp(object, "instance") != 0 || r->p != NULL || !r->loaded ||
-        r->need_load || PQnfields(res) < WATCH_COL_REC + 22 ||
+        r->need_load || PQnfields(res) < EVENT_HUB_REC + REC_INSTANCES__NCOLS ||
         strmap_get(&r->dirty[K_INST], object_id) != NULL) {
         obs_event(arg, id, type, object, object_id);
         return;
     }
-    if (PQgetisnull(res, row, WATCH_COL_INST)) {
+    if (PQgetisnull(res, row, EVENT_HUB_INST)) {
         inst_remove(r, object_id); /* gone when the event was read */
         return;
     }
-    if (PQgetisnull(res, row, WATCH_COL_REC))
+    if (PQgetisnull(res, row, EVENT_HUB_REC + REC_INSTANCES_ID))
         return; /* a later event of the instance in this read carries it */
-    if (strcmp(PQgetvalue(res, row, WATCH_COL_REC), object_id) != 0) {
+    if (strcmp(PQgetvalue(res, row, EVENT_HUB_REC + REC_INSTANCES_ID),
+               object_id) != 0) {
         obs_event(arg, id, type, object, object_id);
         return;
     }
-    inst_apply_at(r, res, row, WATCH_COL_REC);
+    inst_apply_at(r, res, row, EVENT_HUB_REC);
 }
 
 static void

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "store.h"
 
 const char *const ist_names[] = {"pending", "scheduled", "starting",
                                  "running", "stopping", "exited",
@@ -396,31 +397,31 @@ mirror_clear(struct reconciler *r)
     mirror_clear_x(r, 1);
 }
 
-/* ST_REC_HOSTS: id, name, state, version, vcpus, memory, disk, hypervisor,
- * labels, session_epoch */
+/* A row of ST_REC_HOSTS. */
 void
 host_apply(struct reconciler *r, const PGresult *res, int row)
 {
-    const char *id = val(res, row, 0);
+    const char *id = val(res, row, REC_HOSTS_ID);
     struct rhost *h = strmap_get(&r->hosts, id);
-    long long version = ll(val(res, row, 3));
+    long long version = ll(val(res, row, REC_HOSTS_VERSION));
     struct sched_resources cap = {
-        .vcpus = (uint32_t)ll(val(res, row, 4)),
-        .memory_mib = (uint64_t)ll(val(res, row, 5)),
-        .disk_gib = (uint64_t)ll(val(res, row, 6)),
+        .vcpus = (uint32_t)ll(val(res, row, REC_HOSTS_VCPUS)),
+        .memory_mib = (uint64_t)ll(val(res, row, REC_HOSTS_MEMORY_MIB)),
+        .disk_gib = (uint64_t)ll(val(res, row, REC_HOSTS_DISK_GIB)),
     };
-    const char *state = val(res, row, 2), *labels = val(res, row, 8);
-    int registered = ll(val(res, row, 9)) > 0;
+    const char *state = val(res, row, REC_HOSTS_STATE),
+               *labels = val(res, row, REC_HOSTS_LABELS);
+    int registered = ll(val(res, row, REC_HOSTS_SESSION_EPOCH)) > 0;
 
     if (h && h->version > version)
         return;
     if (h == NULL) {
         h = xcalloc(1, sizeof(*h));
         h->id = xstrdup(id);
-        h->name = xstrdup(val(res, row, 1));
+        h->name = xstrdup(val(res, row, REC_HOSTS_NAME));
         h->state = xstrdup(state);
         h->labels = xstrdup(labels ? labels : "");
-        h->hypervisor = xstrdup(val(res, row, 7));
+        h->hypervisor = xstrdup(val(res, row, REC_HOSTS_HYPERVISOR));
         h->cap = cap;
         h->version = version;
         h->registered = registered;
@@ -478,14 +479,13 @@ host_remove(struct reconciler *r, const char *id)
     host_free(h);
 }
 
-/* ST_REC_SERVICES: id, name, state, version, replicas, generation,
- * max_unavailable, max_surge, restart */
+/* A row of ST_REC_SERVICES. */
 void
 svc_apply(struct reconciler *r, const PGresult *res, int row)
 {
-    const char *id = val(res, row, 0);
+    const char *id = val(res, row, REC_SERVICES_ID);
     struct rsvc *s = strmap_get(&r->svcs, id);
-    long long version = ll(val(res, row, 3));
+    long long version = ll(val(res, row, REC_SERVICES_VERSION));
 
     if (s && s->version > version)
         return;
@@ -495,14 +495,14 @@ svc_apply(struct reconciler *r, const PGresult *res, int row)
         strmap_put(&r->svcs, s->id, s);
     }
     mark(r, K_SVC, s->id);
-    set_str(&s->name, val(res, row, 1));
-    s->deleting = rec_streq(val(res, row, 2), "deleting");
+    set_str(&s->name, val(res, row, REC_SERVICES_NAME));
+    s->deleting = rec_streq(val(res, row, REC_SERVICES_STATE), "deleting");
     s->version = version;
-    s->replicas = (int)ll(val(res, row, 4));
-    s->generation = ll(val(res, row, 5));
-    s->max_unavailable = (int)ll(val(res, row, 6));
-    s->max_surge = (int)ll(val(res, row, 7));
-    set_str(&s->restart, val(res, row, 8));
+    s->replicas = (int)ll(val(res, row, REC_SERVICES_REPLICAS));
+    s->generation = ll(val(res, row, REC_SERVICES_GENERATION));
+    s->max_unavailable = (int)ll(val(res, row, REC_SERVICES_MAX_UNAVAILABLE));
+    s->max_surge = (int)ll(val(res, row, REC_SERVICES_MAX_SURGE));
+    set_str(&s->restart, val(res, row, REC_SERVICES_RESTART));
 }
 
 void
@@ -521,16 +521,15 @@ ist_parse(const char *s)
     return IS_PENDING;
 }
 
-/* ST_REC_INSTANCES: id, name, service_id, ordinal, generation, state,
- * desired_state, host_id, vcpus, memory_mib, disk_gib, restart, constraints,
- * strategy, max_per_host, exit_code, restart_count, next_restart_ms,
- * finished_ms, created_ms, pending_reason, version */
+/* A row of ST_REC_INSTANCES at column c0 (0, or EVENT_HUB_REC in the
+ * hub's rows). */
 void
 inst_apply_at(struct reconciler *r, const PGresult *res, int row, int c0)
 {
-    const char *id = val(res, row, c0 + 0), *d = val(res, row, c0 + 6);
+    const char *id = val(res, row, c0 + REC_INSTANCES_ID),
+               *d = val(res, row, c0 + REC_INSTANCES_DESIRED_STATE);
     struct rinst *i = strmap_get(&r->insts, id);
-    long long version = ll(val(res, row, c0 + 21));
+    long long version = ll(val(res, row, c0 + REC_INSTANCES_VERSION));
     enum sched_strategy strat = SCHED_SPREAD;
     int was_counted = 0;
     uint64_t was_sid = 0;
@@ -540,10 +539,13 @@ inst_apply_at(struct reconciler *r, const PGresult *res, int row, int c0)
     if (i == NULL) {
         i = xcalloc(1, sizeof(*i));
         i->id = xstrdup(id);
-        i->svc_id = rec_dup_or_null(val(res, row, c0 + 2));
-        i->res.vcpus = (uint32_t)ll(val(res, row, c0 + 8));
-        i->res.memory_mib = (uint64_t)ll(val(res, row, c0 + 9));
-        i->res.disk_gib = (uint64_t)ll(val(res, row, c0 + 10));
+        i->svc_id =
+            rec_dup_or_null(val(res, row, c0 + REC_INSTANCES_SERVICE_ID));
+        i->res.vcpus = (uint32_t)ll(val(res, row, c0 + REC_INSTANCES_VCPUS));
+        i->res.memory_mib =
+            (uint64_t)ll(val(res, row, c0 + REC_INSTANCES_MEMORY_MIB));
+        i->res.disk_gib =
+            (uint64_t)ll(val(res, row, c0 + REC_INSTANCES_DISK_GIB));
         strmap_put(&r->insts, i->id, i);
         grp_link(r, i);
     } else {
@@ -558,30 +560,37 @@ inst_apply_at(struct reconciler *r, const PGresult *res, int row, int c0)
     mark(r, K_INST, i->id);
     if (i->svc_id)
         mark(r, K_SVC, i->svc_id);
-    set_str(&i->name, val(res, row, c0 + 1));
-    i->ordinal = (int)ll(val(res, row, c0 + 3));
-    i->generation = ll(val(res, row, c0 + 4));
-    i->state = ist_parse(val(res, row, c0 + 5));
+    set_str(&i->name, val(res, row, c0 + REC_INSTANCES_NAME));
+    i->ordinal = (int)ll(val(res, row, c0 + REC_INSTANCES_ORDINAL));
+    i->generation = ll(val(res, row, c0 + REC_INSTANCES_GENERATION));
+    i->state = ist_parse(val(res, row, c0 + REC_INSTANCES_STATE));
     i->desired = rec_streq(d, "deleted")   ? ID_DELETED
                  : rec_streq(d, "stopped") ? ID_STOPPED
                                        : ID_RUNNING;
-    if (!rec_streq(i->host_id, val(res, row, c0 + 7))) {
+    if (!rec_streq(i->host_id, val(res, row, c0 + REC_INSTANCES_HOST_ID))) {
         host_unlink(i);
-        set_str(&i->host_id, val(res, row, c0 + 7));
+        set_str(&i->host_id, val(res, row, c0 + REC_INSTANCES_HOST_ID));
         host_link(r, i);
     }
-    set_str(&i->restart, val(res, row, c0 + 11));
-    set_str(&i->constraints, val(res, row, c0 + 12) ? val(res, row, c0 + 12) : "");
-    if (sched_strategy_parse(val(res, row, c0 + 13), &strat) < 0)
+    set_str(&i->restart, val(res, row, c0 + REC_INSTANCES_RESTART));
+    set_str(&i->constraints, val(res, row, c0 + REC_INSTANCES_CONSTRAINTS)
+                                 ? val(res, row, c0 + REC_INSTANCES_CONSTRAINTS)
+                                 : "");
+    if (sched_strategy_parse(val(res, row, c0 + REC_INSTANCES_STRATEGY),
+                             &strat) < 0)
         strat = SCHED_SPREAD;
     i->strategy = strat;
-    i->max_per_host = (uint32_t)ll(val(res, row, c0 + 14));
-    i->exit_code = val(res, row, c0 + 15) ? (int)ll(val(res, row, c0 + 15)) : -1;
-    i->restart_count = (int)ll(val(res, row, c0 + 16));
-    i->next_restart_ms = ll(val(res, row, c0 + 17));
-    i->finished_ms = ll(val(res, row, c0 + 18));
-    i->created_ms = ll(val(res, row, c0 + 19));
-    set_str(&i->pending_reason, val(res, row, c0 + 20));
+    i->max_per_host =
+        (uint32_t)ll(val(res, row, c0 + REC_INSTANCES_MAX_PER_HOST));
+    i->exit_code = val(res, row, c0 + REC_INSTANCES_EXIT_CODE)
+                       ? (int)ll(val(res, row, c0 + REC_INSTANCES_EXIT_CODE))
+                       : -1;
+    i->restart_count = (int)ll(val(res, row, c0 + REC_INSTANCES_RESTART_COUNT));
+    i->next_restart_ms = ll(val(res, row, c0 + REC_INSTANCES_NEXT_RESTART_MS));
+    i->finished_ms = ll(val(res, row, c0 + REC_INSTANCES_FINISHED_MS));
+    i->created_ms = ll(val(res, row, c0 + REC_INSTANCES_CREATED_MS));
+    set_str(&i->pending_reason,
+            val(res, row, c0 + REC_INSTANCES_PENDING_REASON));
     i->version = version;
     inst_count(r, i);
     if (i->hlink)

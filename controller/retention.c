@@ -56,10 +56,10 @@ on_pruned(const PGresult *res, const struct db_error *err, void *arg)
         log_warnx("cannot prune events: %s", err->message);
         return;
     }
-    deleted = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    deleted = strtoll(PQgetvalue(res, 0, EVENTS_PRUNE_DELETED), NULL, 10);
     if (deleted > 0)
         log_info("pruned %lld events; events up to %s are no longer kept",
-                 deleted, PQgetvalue(res, 0, 1));
+                 deleted, PQgetvalue(res, 0, EVENTS_PRUNE_LOW_WATER));
     /* A full batch: more to go. Through the loop, so other work runs in
      * between the statements. */
     if (deleted >= RETENTION_BATCH)

@@ -14,22 +14,24 @@
 
 const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_READY] = {"ready",
-                  "SELECT coalesce(max(version), 0) FROM schema_migrations", 0},
+                  "SELECT coalesce(max(version), 0) FROM schema_migrations", 0,
+                  1},
     [ST_SERVICE_GET] = {"service_get",
                         "SELECT " SERVICE_JSON_RUNNING ", s.version "
                         "FROM services s WHERE s.name = $1",
-                        1},
+                        1, OBJECT_GET__NCOLS},
     [ST_SERVICE_LIST] = {"service_list",
-                         "SELECT s.name, " SERVICE_JSON_RUNNING " FROM services s "
+                         "SELECT s.name, " SERVICE_JSON_RUNNING
+                         " FROM services s "
                          "WHERE ($1::text IS NULL OR s.name > $1) "
                          "AND ($2::text IS NULL OR s.state = $2) "
                          "ORDER BY s.name LIMIT $3::integer",
-                         3},
+                         3, SERVICE_LIST__NCOLS},
     [ST_INSTANCE_GET] = {"instance_get",
                          "SELECT cloud_instance_json(i), i.version "
                          "FROM instances i "
                          "WHERE i.id = cloud_instance_resolve($1)",
-                         1},
+                         1, OBJECT_GET__NCOLS},
     [ST_INSTANCE_LIST] =
         {"instance_list",
          "SELECT i.id, cloud_instance_json(i) FROM instances i "
@@ -41,36 +43,37 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "(SELECT id FROM hosts WHERE name = $4)) "
          "AND ($5::text IS NULL OR i.desired_state = $5) "
          "ORDER BY i.id LIMIT $6::integer",
-         6},
+         6, INSTANCE_LIST__NCOLS},
     [ST_HOST_GET] = {"host_get",
                      "SELECT cloud_host_json(h), h.version FROM hosts h "
                      "WHERE h.name = $1",
-                     1},
+                     1, OBJECT_GET__NCOLS},
     [ST_HOST_LIST] = {"host_list",
                       "SELECT h.name, cloud_host_json(h) FROM hosts h "
                       "WHERE ($1::text IS NULL OR h.name > $1) "
                       "AND ($2::text IS NULL OR h.state = $2) "
                       "ORDER BY h.name LIMIT $3::integer",
-                      3},
+                      3, HOST_LIST__NCOLS},
     /* $1 NULL: from the oldest kept event; since below the low-water
      * mark: CL410 (migrations/functions/cloud_event_page.sql) */
     [ST_EVENT_LIST] = {"event_list",
                        "SELECT id, type, object, json, object_id "
                        "FROM cloud_event_page($1::bigint, $2, $3, "
                        "$4::integer)",
-                       4},
-    [ST_EVENT_MAX] = {"event_max",
-                      "SELECT coalesce(max(id), 0) FROM events", 0},
+                       4, EVENT_LIST__NCOLS},
+    [ST_EVENT_MAX] = {"event_max", "SELECT coalesce(max(id), 0) FROM events", 0,
+                      1},
     [ST_IMAGE_GET] = {"image_get",
                       "SELECT cloud_image_json(i) FROM cloud_image_find($1) i "
                       "WHERE i.id IS NOT NULL",
-                      1},
-    [ST_IMAGE_LIST] = {"image_list",
-                       "SELECT i.name || ':' || i.tag, cloud_image_json(i) "
-                       "FROM images i "
-                       "WHERE ($1::text IS NULL OR i.name || ':' || i.tag > $1) "
-                       "ORDER BY 1 LIMIT $2::integer",
-                       2},
+                      1, 1},
+    [ST_IMAGE_LIST] =
+        {"image_list",
+         "SELECT i.name || ':' || i.tag, cloud_image_json(i) "
+         "FROM images i "
+         "WHERE ($1::text IS NULL OR i.name || ':' || i.tag > $1) "
+         "ORDER BY 1 LIMIT $2::integer",
+         2, IMAGE_LIST__NCOLS},
     [ST_OBJECT_COUNTS] = {"object_counts",
                           "SELECT 'instances', state, count(*) FROM instances "
                           "GROUP BY state UNION ALL "
@@ -78,7 +81,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                           "GROUP BY state UNION ALL "
                           "SELECT 'services', state, count(*) FROM services "
                           "GROUP BY state",
-                          0},
+                          0, OBJECT_COUNTS__NCOLS},
     [ST_CACHE_INSTANCES] =
         {"cache_instances",
          "SELECT i.id, i.name, s.name, h.name, i.state, i.desired_state, "
@@ -86,49 +89,50 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "LEFT JOIN services s ON s.id = i.service_id "
          "LEFT JOIN hosts h ON h.id = i.host_id "
          "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
-         1},
+         1, CACHE_INSTANCES__NCOLS},
     [ST_CACHE_SERVICES] = {"cache_services",
                            "SELECT s.id, s.name, s.state, s.version, "
                            "cloud_service_json(s), s.labels FROM services s "
                            "WHERE $1::text[] IS NULL "
                            "OR s.id = ANY($1::text[])",
-                           1},
+                           1, CACHE_SERVICES__NCOLS},
     [ST_BATCH] = {"batch",
                   "SELECT idx, status, body, err_state, err_message, "
                   "err_field, event_id "
                   "FROM cloud_batch($1::jsonb, $2::boolean)",
-                  2},
+                  2, BATCH__NCOLS},
+    /* the columns of ST_BATCH */
     [ST_CREATE_MANY] = {"create_many",
                         "SELECT idx, status, body, err_state, err_message, "
                         "err_field, event_id "
                         "FROM cloud_instance_create_many($1::jsonb, $2)",
-                        2},
+                        2, BATCH__NCOLS},
     [ST_TOKENS_LOAD] = {"tokens_load",
                         "SELECT encode(secret_sha256, 'hex'), name, role, "
                         "extract(epoch FROM expires_at)::bigint FROM tokens "
                         "WHERE revoked_at IS NULL "
                         "AND (expires_at IS NULL OR expires_at > now())",
-                        0},
+                        0, TOKENS_LOAD__NCOLS},
     [ST_TOKEN_LIST] = {"token_list",
                        "SELECT t.name, cloud_token_json(t) FROM tokens t "
                        "WHERE ($1::text IS NULL OR t.name > $1) "
                        "ORDER BY t.name LIMIT $2::integer",
-                       2},
+                       2, TOKEN_LIST__NCOLS},
     /* reconciler statements below this line */
     /* migrations/functions/cloud_rec_*.sql; docs/reconciler.md */
     [ST_LEASE_ACQUIRE] = {"lease_acquire",
                           "SELECT epoch, now_ms, took_over "
                           "FROM cloud_lease_acquire($1, $2::bigint, "
                           "$3::integer)",
-                          3},
+                          3, LEASE_ACQUIRE__NCOLS},
     [ST_REC_LIVENESS] = {"rec_liveness",
                          "SELECT kind, id FROM cloud_rec_liveness($1::bigint, "
                          "$2, $3::bigint)",
-                         3},
+                         3, REC_TOUCHED__NCOLS},
     [ST_REC_APPLY] = {"rec_apply",
                       "SELECT kind, id FROM cloud_reconcile($1::bigint, $2, "
                       "$3::jsonb)",
-                      3},
+                      3, REC_TOUCHED__NCOLS},
     [ST_REC_HOSTS] = {"rec_hosts",
                       "SELECT h.id, h.name, h.state, h.version, h.cap_vcpus, "
                       "h.cap_memory_mib, h.cap_disk_gib, h.hypervisor, "
@@ -137,13 +141,13 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                       "FROM jsonb_each_text(h.labels) l), ''), "
                       "h.session_epoch FROM hosts h "
                       "WHERE $1::text[] IS NULL OR h.id = ANY($1::text[])",
-                      1},
+                      1, REC_HOSTS__NCOLS},
     [ST_REC_SERVICES] = {"rec_services",
                          "SELECT s.id, s.name, s.state, s.version, s.replicas, "
                          "s.generation, s.max_unavailable, s.max_surge, "
                          "s.restart FROM services s "
                          "WHERE $1::text[] IS NULL OR s.id = ANY($1::text[])",
-                         1},
+                         1, REC_SERVICES__NCOLS},
     [ST_REC_INSTANCES] =
         {"rec_instances",
          "SELECT i.id, i.name, i.service_id, i.ordinal, i.generation, "
@@ -156,27 +160,29 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "cloud_ms(i.created_at), i.pending_reason, i.version "
          "FROM instances i "
          "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
-         1},
-    [ST_SETTINGS_GET] = {"settings_get",
-                         "SELECT cloud_settings_json(s) FROM cluster_settings s "
-                         "WHERE s.id = 1",
-                         0},
+         1, REC_INSTANCES__NCOLS},
+    [ST_SETTINGS_GET] =
+        {"settings_get",
+         "SELECT cloud_settings_json(s) FROM cluster_settings s "
+         "WHERE s.id = 1",
+         0, 1},
     [ST_SETTINGS_PATCH] = {"settings_patch",
                            "SELECT status, body FROM cloud_settings_patch("
                            "$1::jsonb, $2::bigint, $3)",
-                           3},
+                           3, SETTINGS_PATCH__NCOLS},
     /* end of reconciler statements */
-    /* agent gateway statements (gateway_*.c, migrations/functions/cloud_agent_*.sql) */
+    /* agent gateway statements (gateway_*.c,
+       migrations/functions/cloud_agent_*.sql) */
     [ST_AGENT_REGISTER] = {"agent_register",
                            "SELECT host_id, session_epoch "
                            "FROM cloud_agent_register($1::jsonb)",
-                           1},
+                           1, AGENT_REGISTER__NCOLS},
     [ST_AGENT_HEARTBEATS] = {"agent_heartbeats",
-                             "SELECT cloud_agent_heartbeats($1::jsonb)", 1},
+                             "SELECT cloud_agent_heartbeats($1::jsonb)", 1, 1},
     [ST_AGENT_STATUS] = {"agent_status",
                          "SELECT idx, refused "
                          "FROM cloud_agent_status($1::jsonb, $2::boolean)",
-                         2},
+                         2, AGENT_STATUS__NCOLS},
     /* A host's desired set: every instance placed there until its agent
      * confirms removal (deleted ones included, so the agent stops them). */
     [ST_AGENT_DESIRED] =
@@ -191,42 +197,43 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "SELECT i.id, i.name, i.generation, i.desired_state, "
          "coalesce(i.stop_signal, 'TERM'), i.vcpus, i.memory_mib, i.disk_gib, "
          "img.kind, img.kernel_digest, img.initrd_digest, img.disk_digest, "
-         /* 12: the image's own cmdline; the agent appends the args (19),
-          * quoted (common/cmdline.h) */
+         /* AGENT_DESIRED_CMDLINE: the image's own cmdline; the agent
+          * appends AGENT_DESIRED_ARGS, quoted (common/cmdline.h) */
          "img.cmdline, "
          "coalesce(s.partition_policy, 'keep'), i.restart_count, "
          "coalesce(ec.version, 0), ec.config, "
-         /* 17, 0018: the kill's own grace, else the instance's */
+         /* AGENT_DESIRED_STOP_GRACE_MS, 0018: the kill's own grace,
+          * else the instance's */
          "coalesce(i.kill_grace_seconds, i.stop_grace_seconds) * 1000, "
-         /* 18, 19: the boot line's env and args (issue 11) */
+         /* AGENT_DESIRED_ENV, _ARGS: the boot line's (issue 11) */
          "i.env::text, i.args::text "
          "FROM instances i "
          "LEFT JOIN services s ON s.id = i.service_id "
          "LEFT JOIN LATERAL cloud_image_find(i.image) img ON true "
          "LEFT JOIN ec ON ec.service_id = i.service_id "
          "WHERE i.host_id = $1 ORDER BY i.id",
-         1},
+         1, AGENT_DESIRED__NCOLS},
     [ST_AGENT_HOSTS_OF] = {"agent_hosts_of",
                            "SELECT DISTINCT host_id FROM instances "
                            "WHERE id = ANY($1::text[]) AND host_id IS NOT NULL",
-                           1},
+                           1, 1},
     /* end of agent gateway statements */
     /* agent enrolment and certificate revocation (join.c) */
     [ST_JOIN_TOKEN_CREATE] = {"join_token_create",
                               "SELECT cloud_ts(cloud_join_token_create($1, $2, "
                               "$3::bigint, $4))",
-                              4},
+                              4, 1},
     [ST_JOIN_COMPLETE] = {"join_complete",
                           "SELECT cloud_join_complete($1, $2, $3, $4, "
                           "$5::timestamptz, $6)",
-                          6},
+                          6, 1},
     [ST_JOIN_REVOKED] = {"join_revoked",
                          "SELECT serial FROM agent_certs "
                          "WHERE revoked_at IS NOT NULL "
                          "AND (not_after IS NULL OR not_after > now())",
-                         0},
+                         0, 1},
     [ST_JOIN_CERT_REVOKE] = {"join_cert_revoke",
-                             "SELECT cloud_cert_revoke($1, $2, $3)", 3},
+                             "SELECT cloud_cert_revoke($1, $2, $3)", 3, 1},
     [ST_JOIN_CERT_LIST] = {"join_cert_list",
                            "SELECT serial, coalesce(host_name, '-'), "
                            "coalesce(cloud_ts(not_after), '-'), "
@@ -234,7 +241,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "WHEN not_after <= now() THEN 'expired' "
                            "ELSE 'active' END "
                            "FROM agent_certs ORDER BY issued_at, serial",
-                           0},
+                           0, JOIN_CERT_LIST__NCOLS},
     /* the API's lists: newest first, at most 1000 */
     [ST_JOIN_TOKEN_LIST_JSON] =
         {"join_token_list_json",
@@ -245,7 +252,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "THEN 'used' WHEN t.expires_at <= now() THEN 'expired' "
          "ELSE 'active' END)), '[]') FROM (SELECT * FROM join_tokens "
          "ORDER BY created_at DESC, id LIMIT 1000) t",
-         0},
+         0, 1},
     [ST_JOIN_CERT_LIST_JSON] =
         {"join_cert_list_json",
          "SELECT coalesce(json_agg(json_build_object('serial', c.serial, "
@@ -253,12 +260,12 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "'not_after', cloud_ts(c.not_after), 'revoked_at', "
          "cloud_ts(c.revoked_at))), '[]') FROM (SELECT * FROM agent_certs "
          "ORDER BY issued_at DESC, serial LIMIT 1000) c",
-         0},
+         0, 1},
     /* an unused join token; a used one stays as the record of its join */
     [ST_JOIN_TOKEN_DELETE] = {"join_token_delete",
                               "DELETE FROM join_tokens WHERE id = $1 "
                               "AND used_at IS NULL RETURNING id",
-                              1},
+                              1, 1},
     /* end of agent enrolment statements */
     /* labels (migrations/0020_baseline.sql): the lists of ST_INSTANCE_LIST and
      * ST_SERVICE_LIST with a label selector, equality terms as a jsonb
@@ -276,7 +283,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "AND i.labels @> $7::jsonb "
          "AND i.labels ?& ARRAY(SELECT jsonb_array_elements_text($8::jsonb)) "
          "ORDER BY i.id LIMIT $6::integer",
-         8},
+         8, INSTANCE_LIST__NCOLS},
     [ST_SERVICE_LIST_SEL] =
         {"service_list_sel",
          "SELECT s.name, " SERVICE_JSON_RUNNING " FROM services s "
@@ -285,36 +292,37 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "AND s.labels @> $4::jsonb "
          "AND s.labels ?& ARRAY(SELECT jsonb_array_elements_text($5::jsonb)) "
          "ORDER BY s.name LIMIT $3::integer",
-         5},
+         5, SERVICE_LIST__NCOLS},
     /* end of labels statements */
     [ST_SERVICE_RUNNING] = {"service_running",
                             "SELECT count(*) FROM instances i "
                             "JOIN services s ON s.id = i.service_id "
                             "WHERE s.name = $1 AND i.state = 'running'",
-                            1},
+                            1, 1},
     /* config, links and endpoints (migrations/functions/cloud_config_*.sql) */
     [ST_CONFIG_GET] = {"config_get",
                        "SELECT body, version "
                        "FROM cloud_config_get($1, $2::bigint)",
-                       2},
+                       2, CONFIG_GET__NCOLS},
     [ST_CONFIG_WRITE] = {"config_write",
                          "SELECT status, body, version "
                          "FROM cloud_config_write($1, $2, $3::jsonb, "
                          "$4::bigint, $5)",
-                         5},
+                         5, CONFIG_WRITE__NCOLS},
     [ST_CONFIG_HISTORY] = {"config_history",
                            "SELECT cloud_config_history($1, $2::bigint, "
                            "$3::integer)",
-                           3},
+                           3, 1},
+    /* the columns of ST_CONFIG_GET */
     [ST_INSTANCE_CONFIG] = {"instance_config",
                             "SELECT body, version "
                             "FROM cloud_instance_config($1)",
-                            1},
+                            1, CONFIG_GET__NCOLS},
     [ST_ENDPOINTS_GET] = {"endpoints_get",
                           "SELECT body, version, "
                           "(SELECT id FROM services WHERE name = $1) "
                           "FROM cloud_endpoints_get($1)",
-                          1},
+                          1, ENDPOINTS_GET__NCOLS},
     /* The hosts whose agents hold instances of the given services or of
      * services linking to them: a config or endpoints change concerns them. */
     [ST_CONFIG_HOSTS_OF] =
@@ -324,10 +332,10 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "WHERE i.host_id IS NOT NULL AND (s.id = ANY($1::text[]) "
          "OR s.links ?| ARRAY(SELECT name FROM services "
          "WHERE id = ANY($1::text[])))",
-         1},
+         1, 1},
     /* end of config statements */
-    /* live config push (gateway_desired.c): the instances of the given services and
-     * of services linking to them, each with its host and its service's
+    /* live config push (gateway_desired.c): the instances of the given services
+     * and of services linking to them, each with its host and its service's
      * effective config, computed once per service (materialized CTE). */
     [ST_CONFIG_PUSH] =
         {"config_push",
@@ -341,30 +349,30 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "FROM instances i JOIN ec ON ec.service_id = i.service_id "
          "WHERE i.host_id IS NOT NULL AND i.desired_state <> 'deleted' "
          "ORDER BY i.service_id, i.host_id",
-         1},
+         1, CONFIG_PUSH__NCOLS},
     /* end of live config push statements */
     /* run to running (watch.c): the hub's read of new events, each instance
      * event with its instance's host, its id (NULL: gone) and, for the last
-     * event of an instance in the read, the reconciler's row (15-36). Spares
-     * the gateway its hosts query and the reconciler its re-read (watch.h
-     * WATCH_COL_*). $3: with the SSE JSON. */
+     * event of an instance in the read, the reconciler's row (EVENT_HUB_REC).
+     * Spares the gateway its hosts query and the reconciler its re-read
+     * (store.h EVENT_HUB_*). $3: with the SSE JSON. */
     [ST_EVENT_HUB] =
         {"event_hub",
          "SELECT e.id, e.type, e.object, e.json, e.object_id, i.host_id, "
          "i.id, "
-         /* 7-11: a guest-only change (the instance's last event in the
-          * read is instance.guest): what it moves, for the read cache to
-          * patch its copy (watch.h WATCH_COL_GUEST); NULL otherwise.
-          * 12-14: NULL (the whole cloud_instance_json would cost 1-2 ms a
-          * row and delay every observer). */
+         /* EVENT_HUB_GUEST_*: a guest-only change (the instance's last
+          * event in the read is instance.guest): what it moves, for the
+          * read cache to patch its copy; NULL otherwise.
+          * EVENT_HUB_UNUSED*: NULL (the whole cloud_instance_json would
+          * cost 1-2 ms a row and delay every observer). */
          "CASE WHEN e.guest THEN i.version END, "
          "CASE WHEN e.guest THEN i.config_version END, "
          "CASE WHEN e.guest THEN i.ready END, "
          "CASE WHEN e.guest THEN i.addresses END, "
          "CASE WHEN e.guest THEN cloud_ts(i.updated_at) END, "
          "NULL, NULL, NULL, "
-         /* 15-36: the reconciler's row (ST_REC_INSTANCES), id NULL unless
-          * this is the instance's last event in the read */
+         /* EVENT_HUB_REC: the reconciler's row (ST_REC_INSTANCES), id NULL
+          * unless this is the instance's last event in the read */
          "CASE WHEN e.last THEN i.id END, i.name, i.service_id, i.ordinal, "
          "i.generation, i.state, i.desired_state, i.host_id, i.vcpus, "
          "i.memory_mib, i.disk_gib, i.restart, "
@@ -374,7 +382,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "i.strategy, i.max_per_host, i.exit_code, i.restart_count, "
          "cloud_ms(i.next_restart_at), cloud_ms(i.finished_at), "
          "cloud_ms(i.created_at), i.pending_reason, i.version, "
-         /* 37: the low-water mark (WATCH_COL_LOW_WATER) */
+         /* EVENT_HUB_LOW_WATER */
          "(SELECT w.low_water FROM events_pruned w WHERE w.id = 1) "
          "FROM (SELECT l.*, l.last AND l.type = 'instance.guest' AS guest "
          "FROM (SELECT ev.*, ev.object = 'instance' AND ev.id = max(ev.id) "
@@ -386,16 +394,17 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "LEFT JOIN instances i ON e.object = 'instance' "
          "AND i.id = e.object_id "
          "ORDER BY e.id",
-         3},
+         3, EVENT_HUB__NCOLS},
     /* end of run to running statements */
     /* event retention and blob GC (retention.c, api_blobs.c;
      * migrations/functions/cloud_events_prune.sql, cloud_blob_gc.sql) */
     [ST_EVENTS_PRUNE] = {"events_prune",
                          "SELECT deleted, low_water "
                          "FROM cloud_events_prune($1::integer)",
-                         1},
+                         1, EVENTS_PRUNE__NCOLS},
     [ST_BLOB_GC] = {"blob_gc",
-                    "SELECT digest, size FROM cloud_blob_gc($1::integer)", 1},
+                    "SELECT digest, size FROM cloud_blob_gc($1::integer)", 1,
+                    BLOB_GC__NCOLS},
     /* of the digests of files in this controller's blob directory, those
      * with no row (a file whose row another controller collected, or whose
      * upload was refused by the blob_bytes quota) */
@@ -403,6 +412,6 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                          "SELECT d FROM unnest($1::text[]) d "
                          "WHERE NOT EXISTS (SELECT 1 FROM blobs b "
                          "WHERE b.digest = d)",
-                         1},
+                         1, 1},
     /* end of retention statements */
 };

@@ -81,21 +81,27 @@ hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
         n = PQntuples(res);
         if (n > 0)
             hub_check_low_water(
-                w, watch_ll(PQgetvalue(res, 0, WATCH_COL_LOW_WATER)));
+                w, watch_ll(PQgetvalue(res, 0, EVENT_HUB_LOW_WATER)));
         for (int i = 0; i < n; i++) {
-            const char *id = PQgetvalue(res, i, 0);
+            const char *id = PQgetvalue(res, i, EVENT_HUB_ID);
+            const char *type = PQgetvalue(res, i, EVENT_HUB_TYPE);
+            const char *object = PQgetvalue(res, i, EVENT_HUB_OBJECT);
+            const char *object_id =
+                PQgetisnull(res, i, EVENT_HUB_OBJECT_ID)
+                    ? NULL
+                    : PQgetvalue(res, i, EVENT_HUB_OBJECT_ID);
             long long eid = watch_ll(id);
             TAILQ_FOREACH_SAFE(c, &w->clients, link, next) {
                 if (c->state != CL_LIVE || c->cursor >= eid)
                     continue;
-                if (PQgetisnull(res, i, 3)) {
+                if (PQgetisnull(res, i, EVENT_HUB_JSON)) {
                     /* Read without JSON (no client was connected when the
                      * read began): this client catches up on its own. */
                     c->state = CL_CATCHUP;
                     continue;
                 }
-                watch_client_send(c, id, PQgetvalue(res, i, 1),
-                            PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+                watch_client_send(c, id, type, object,
+                                  PQgetvalue(res, i, EVENT_HUB_JSON));
                 if (watch_lagging(c->r)) {
                     log_warnx("watch client fell %d bytes behind; closing "
                               "its stream so it resumes",
@@ -106,18 +112,11 @@ hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
             w->last_id = eid;
             for (int o = 0; o < w->nobs; o++)
                 if (w->obs[o].on_event_row)
-                    w->obs[o].on_event_row(
-                        w->obs[o].arg, eid, PQgetvalue(res, i, 1),
-                        PQgetvalue(res, i, 2),
-                        PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
-                        res, i);
+                    w->obs[o].on_event_row(w->obs[o].arg, eid, type, object,
+                                           object_id, res, i);
                 else if (w->obs[o].on_event)
-                    w->obs[o].on_event(w->obs[o].arg, eid,
-                                       PQgetvalue(res, i, 1),
-                                       PQgetvalue(res, i, 2),
-                                       PQgetisnull(res, i, 4)
-                                           ? NULL
-                                           : PQgetvalue(res, i, 4));
+                    w->obs[o].on_event(w->obs[o].arg, eid, type, object,
+                                       object_id);
         }
         for (int o = 0; o < w->nobs; o++)
             if (n > 0 && w->obs[o].on_batch)

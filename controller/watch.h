@@ -33,25 +33,13 @@ struct watch_observer {
     void (*on_reconnect)(void *arg);
     void *arg;
     /* When set, runs instead of on_event, with the hub's result row (see
-     * WATCH_COL_*; an instance event carries its instance's host and, the
-     * last one of an instance in a read, the read cache's row). */
+     * store.h EVENT_HUB_*; an instance event carries its instance's host
+     * and, the last one of an instance in a read, the reconciler's row). */
     void (*on_event_row)(void *arg, long long id, const char *type,
                          const char *object, const char *object_id,
                          const PGresult *res, int row);
 };
 #define WATCH_MAX_OBSERVERS 8
-/* Columns of the hub's rows (ST_EVENT_HUB), for on_event_row: */
-#define WATCH_COL_HOST_ID 5 /* the instance's host_id, NULL: none or gone */
-#define WATCH_COL_INST 6    /* the instance's id, NULL: gone */
-#define WATCH_COL_GUEST 7   /* a guest-only change (the instance's last
-                               event in the read is instance.guest): its
-                               version, config_version, ready, addresses
-                               (JSON) and updated_at (cloud_ts); all NULL
-                               otherwise. 12-14 are NULL. */
-#define WATCH_COL_REC 15    /* the reconciler's row (ST_REC_INSTANCES, 22
-                               columns), its id NULL unless this is the
-                               instance's last event in the read */
-#define WATCH_COL_LOW_WATER 37 /* the newest pruned event id (0: none) */
 
 struct watch *watch_new(struct event_base *base, struct db_pool *db,
                         const char *conninfo);

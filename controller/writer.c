@@ -7,6 +7,7 @@
 #define LOG_MODULE "writer"
 #include "writer.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -17,10 +18,43 @@
 #include "mem.h"
 #include "store.h"
 
+/*
+ * The operations of cloud_batch_one (migrations/functions/
+ * cloud_batch_one.sql): each one's struct writer_op fields, in the order of
+ * its positional arguments there. A list ends at the first 0, the offset of
+ * op, which is never an argument.
+ */
+#define WRITER_MAX_ARGS 5
+#define OPF(field) offsetof(struct writer_op, field)
+static const struct writer_opdef {
+    const char *op;
+    size_t args[WRITER_MAX_ARGS + 1];
+} writer_ops[] = {
+    {"service_create", {OPF(body), OPF(idem_key), OPF(actor)}},
+    {"service_patch", {OPF(ref), OPF(body), OPF(if_match), OPF(actor)}},
+    {"service_delete", {OPF(ref), OPF(if_match), OPF(actor)}},
+    {"instance_create", {OPF(body), OPF(idem_key), OPF(actor)}},
+    {"instance_kill",
+     {OPF(ref), OPF(signal), OPF(if_match), OPF(actor), OPF(grace_s)}},
+    {"instance_delete", {OPF(ref), OPF(if_match), OPF(actor)}},
+    {"instance_start", {OPF(ref), OPF(if_match), OPF(actor)}},
+    {"instance_restart", {OPF(ref), OPF(if_match), OPF(actor)}},
+    {"host_action", {OPF(ref), OPF(action), OPF(if_match), OPF(actor)}},
+    {"blob_add", {OPF(ref), OPF(size), OPF(actor)}},
+    {"image_create", {OPF(body), OPF(actor)}},
+    {"image_delete", {OPF(ref), OPF(actor)}},
+    {"token_create",
+     {OPF(ref), OPF(role), OPF(sha256), OPF(ttl_s), OPF(actor)}},
+    {"token_revoke", {OPF(ref), OPF(actor)}},
+    {"audit", {OPF(actor), OPF(request), OPF(status), OPF(message)}},
+};
+_Static_assert(offsetof(struct writer_op, op) == 0,
+               "writer_ops' lists end at op's offset");
+
 struct wreq {
     TAILQ_ENTRY(wreq) link;
-    const char *op;
-    json_t *args;
+    const struct writer_opdef *def;
+    json_t *args; /* the JSON array cloud_batch_one reads */
     writer_cb cb;
     void *arg;
 };
@@ -64,6 +98,17 @@ batch_send(struct writer *w, struct batch *b)
     db_query(w->db, store_stmt(ST_BATCH), vals, on_batch, b);
 }
 
+/* The argument of r that is field of struct writer_op; NULL when r's
+ * operation takes no such field. */
+static const char *
+wreq_arg(const struct wreq *r, size_t field)
+{
+    for (size_t i = 0; i < WRITER_MAX_ARGS && r->def->args[i] != 0; i++)
+        if (r->def->args[i] == field)
+            return json_string_value(json_array_get(r->args, i));
+    return NULL;
+}
+
 /*
  * A batch of one-off instance creates by one actor without idempotency
  * keys goes through cloud_instance_create_many(): one INSERT for all.
@@ -77,18 +122,18 @@ batch_bulk(struct batch *b)
     if (b->n < 2)
         return;
     for (int i = 0; i < b->n; i++) {
-        json_t *a = b->items[i]->args;
-        const char *who = json_string_value(json_array_get(a, 2));
-        if (strcmp(b->items[i]->op, "instance_create") != 0 ||
-            !json_is_null(json_array_get(a, 1)) || who == NULL ||
+        const struct wreq *r = b->items[i];
+        const char *who = wreq_arg(r, OPF(actor));
+        if (strcmp(r->def->op, "instance_create") != 0 ||
+            wreq_arg(r, OPF(idem_key)) != NULL || who == NULL ||
             (actor && strcmp(actor, who) != 0))
             return;
         actor = who;
     }
     arr = json_array();
     for (int i = 0; i < b->n; i++) {
-        json_t *body = json_loads(
-            json_string_value(json_array_get(b->items[i]->args, 0)), 0, NULL);
+        const char *text = wreq_arg(b->items[i], OPF(body));
+        json_t *body = text ? json_loads(text, 0, NULL) : NULL;
         if (body == NULL) {
             json_decref(arr);
             return;
@@ -111,9 +156,11 @@ wreq_free(struct wreq *r)
 static void
 item_error(const PGresult *res, int row, struct db_error *err)
 {
-    const char *state = PQgetvalue(res, row, 3);
-    const char *msg = PQgetvalue(res, row, 4);
-    const char *field = PQgetisnull(res, row, 5) ? "" : PQgetvalue(res, row, 5);
+    const char *state = PQgetvalue(res, row, BATCH_ERR_STATE);
+    const char *msg = PQgetvalue(res, row, BATCH_ERR_MESSAGE);
+    const char *field = PQgetisnull(res, row, BATCH_ERR_FIELD)
+                            ? ""
+                            : PQgetvalue(res, row, BATCH_ERR_FIELD);
 
     db_error_from_fields(state, msg, field, err);
 }
@@ -147,19 +194,21 @@ on_batch(const PGresult *res, const struct db_error *err, void *arg)
             db_error_from_fields("XX000", "the batch returned too few rows",
                                  "", &e);
             r->cb(0, NULL, &e, r->arg);
-        } else if (PQgetisnull(res, i, 1)) {
+        } else if (PQgetisnull(res, i, BATCH_STATUS)) {
             struct db_error e;
             item_error(res, i, &e);
             r->cb(0, NULL, &e, r->arg);
         } else {
-            const char *body = PQgetvalue(res, i, 2);
-            int status = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
+            const char *body = PQgetvalue(res, i, BATCH_BODY);
+            int status =
+                (int)strtol(PQgetvalue(res, i, BATCH_STATUS), NULL, 10);
             /* Before the reply: a client reads its own write. */
-            long long eid = PQgetisnull(res, i, 6)
-                                ? 0
-                                : strtoll(PQgetvalue(res, i, 6), NULL, 10);
+            long long eid =
+                PQgetisnull(res, i, BATCH_EVENT_ID)
+                    ? 0
+                    : strtoll(PQgetvalue(res, i, BATCH_EVENT_ID), NULL, 10);
             if (w->cache)
-                cache_apply_write(w->cache, r->op, body, eid);
+                cache_apply_write(w->cache, r->def->op, body, eid);
             r->cb(status, body, NULL, r->arg);
         }
         wreq_free(r);
@@ -193,8 +242,8 @@ writer_kick(struct writer *w)
         TAILQ_REMOVE(&w->queue, r, link);
         w->queued--;
         b->items[b->n++] = r;
-        json_array_append_new(arr, json_pack("{s:s,s:O}", "op", r->op,
-                                             "args", r->args));
+        json_array_append_new(
+            arr, json_pack("{s:s,s:O}", "op", r->def->op, "args", r->args));
     }
     b->text = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);
@@ -210,23 +259,26 @@ writer_kick(struct writer *w)
 }
 
 void
-writer_submit(struct writer *w, const char *op, int nargs,
-              const char *const *args, writer_cb cb, void *arg)
+writer_submit(struct writer *w, const struct writer_op *op, writer_cb cb,
+              void *arg)
 {
+    const struct writer_opdef *def = NULL;
     struct wreq *r;
 
-    /* More would be dropped: a caller's bug (token_create's actor was). */
-    if (nargs > WRITER_MAX_ARGS)
-        fatalx("writer: %s with %d arguments, at most %d", op, nargs,
-               WRITER_MAX_ARGS);
+    for (size_t i = 0; i < sizeof(writer_ops) / sizeof(writer_ops[0]); i++)
+        if (strcmp(writer_ops[i].op, op->op) == 0)
+            def = &writer_ops[i];
+    if (def == NULL)
+        fatalx("writer: unknown operation %s", op->op);
     r = xcalloc(1, sizeof(*r));
-    r->op = op;
+    r->def = def;
     r->cb = cb;
     r->arg = arg;
     r->args = json_array();
-    for (int i = 0; i < nargs; i++)
-        json_array_append_new(r->args,
-                              args[i] ? json_string(args[i]) : json_null());
+    for (size_t i = 0; i < WRITER_MAX_ARGS && def->args[i] != 0; i++) {
+        const char *v = *(const char *const *)((const char *)op + def->args[i]);
+        json_array_append_new(r->args, v ? json_string(v) : json_null());
+    }
     TAILQ_INSERT_TAIL(&w->queue, r, link);
     w->queued++;
     writer_kick(w);

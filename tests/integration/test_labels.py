@@ -252,7 +252,7 @@ class LabelsTest(harness.TestCase):
 
         def stmt(name):
             m = re.search(r'\{"%s",\s*((?:(?:"(?:[^"\\]|\\.)*"|SERVICE_JSON_RUNNING)\s*)+),'
-                          r'\s*(\d+)\}' % name, src)
+                          r'\s*(\d+),\s*\w+\}' % name, src)
             self.assertIsNotNone(m, name)
             text = m.group(1).replace("SERVICE_JSON_RUNNING", mac_text)
             sql = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', text))

@@ -21,6 +21,7 @@
 
 #include "mem.h"
 #include "reconcile_priv.h"
+#include "store.h"
 
 #define NOW 1000000000LL /* the database clock of the tests, ms */
 
@@ -102,9 +103,20 @@ row(int n, const char *const *v)
 static void
 host(struct fx *f, const char *id, const char *st, int registered)
 {
-    const char *v[] = {id, id, st, "1", "8", "8192", "100", "qemu", "",
-                       registered ? "1" : "0"};
-    PGresult *res = row(10, v);
+    const char *v[REC_HOSTS__NCOLS];
+    PGresult *res;
+
+    v[REC_HOSTS_ID] = id;
+    v[REC_HOSTS_NAME] = id;
+    v[REC_HOSTS_STATE] = st;
+    v[REC_HOSTS_VERSION] = "1";
+    v[REC_HOSTS_VCPUS] = "8";
+    v[REC_HOSTS_MEMORY_MIB] = "8192";
+    v[REC_HOSTS_DISK_GIB] = "100";
+    v[REC_HOSTS_HYPERVISOR] = "qemu";
+    v[REC_HOSTS_LABELS] = "";
+    v[REC_HOSTS_SESSION_EPOCH] = registered ? "1" : "0";
+    res = row(REC_HOSTS__NCOLS, v);
 
     host_apply(&f->r, res, 0);
     PQclear(res);
@@ -115,16 +127,23 @@ service(struct fx *f, const char *id, const char *st, int replicas, int gen,
         int maxu, int surge, const char *restart)
 {
     char r[16], g[16], u[16], s[16];
-    const char *v[9];
+    const char *v[REC_SERVICES__NCOLS];
     PGresult *res;
 
     snprintf(r, sizeof(r), "%d", replicas);
     snprintf(g, sizeof(g), "%d", gen);
     snprintf(u, sizeof(u), "%d", maxu);
     snprintf(s, sizeof(s), "%d", surge);
-    v[0] = id, v[1] = id, v[2] = st, v[3] = "1", v[4] = r, v[5] = g;
-    v[6] = u, v[7] = s, v[8] = restart;
-    res = row(9, v);
+    v[REC_SERVICES_ID] = id;
+    v[REC_SERVICES_NAME] = id;
+    v[REC_SERVICES_STATE] = st;
+    v[REC_SERVICES_VERSION] = "1";
+    v[REC_SERVICES_REPLICAS] = r;
+    v[REC_SERVICES_GENERATION] = g;
+    v[REC_SERVICES_MAX_UNAVAILABLE] = u;
+    v[REC_SERVICES_MAX_SURGE] = s;
+    v[REC_SERVICES_RESTART] = restart;
+    res = row(REC_SERVICES__NCOLS, v);
     svc_apply(&f->r, res, 0);
     PQclear(res);
 }
@@ -148,7 +167,7 @@ static void
 inst(struct fx *f, const struct ispec *s)
 {
     char gen[16], mem[16], ec[16], rc[16], nr[24], fin[24], cr[24], ver[16];
-    const char *v[22];
+    const char *v[REC_INSTANCES__NCOLS];
     PGresult *res;
 
     snprintf(gen, sizeof(gen), "%d", s->gen);
@@ -160,13 +179,29 @@ inst(struct fx *f, const struct ispec *s)
     snprintf(cr, sizeof(cr), "%lld",
              s->created_ms ? s->created_ms : NOW - 100000 + f->nrow);
     snprintf(ver, sizeof(ver), "%d", ++f->nrow);
-    v[0] = s->id, v[1] = s->id, v[2] = s->svc, v[3] = "0", v[4] = gen;
-    v[5] = s->state, v[6] = s->desired ? s->desired : "running";
-    v[7] = s->host, v[8] = "1", v[9] = mem, v[10] = "1";
-    v[11] = s->restart ? s->restart : "never", v[12] = "", v[13] = "spread";
-    v[14] = "0", v[15] = s->exit_code >= 0 ? ec : NULL, v[16] = rc;
-    v[17] = nr, v[18] = fin, v[19] = cr, v[20] = s->reason, v[21] = ver;
-    res = row(22, v);
+    v[REC_INSTANCES_ID] = s->id;
+    v[REC_INSTANCES_NAME] = s->id;
+    v[REC_INSTANCES_SERVICE_ID] = s->svc;
+    v[REC_INSTANCES_ORDINAL] = "0";
+    v[REC_INSTANCES_GENERATION] = gen;
+    v[REC_INSTANCES_STATE] = s->state;
+    v[REC_INSTANCES_DESIRED_STATE] = s->desired ? s->desired : "running";
+    v[REC_INSTANCES_HOST_ID] = s->host;
+    v[REC_INSTANCES_VCPUS] = "1";
+    v[REC_INSTANCES_MEMORY_MIB] = mem;
+    v[REC_INSTANCES_DISK_GIB] = "1";
+    v[REC_INSTANCES_RESTART] = s->restart ? s->restart : "never";
+    v[REC_INSTANCES_CONSTRAINTS] = "";
+    v[REC_INSTANCES_STRATEGY] = "spread";
+    v[REC_INSTANCES_MAX_PER_HOST] = "0";
+    v[REC_INSTANCES_EXIT_CODE] = s->exit_code >= 0 ? ec : NULL;
+    v[REC_INSTANCES_RESTART_COUNT] = rc;
+    v[REC_INSTANCES_NEXT_RESTART_MS] = nr;
+    v[REC_INSTANCES_FINISHED_MS] = fin;
+    v[REC_INSTANCES_CREATED_MS] = cr;
+    v[REC_INSTANCES_PENDING_REASON] = s->reason;
+    v[REC_INSTANCES_VERSION] = ver;
+    res = row(REC_INSTANCES__NCOLS, v);
     inst_apply(&f->r, res, 0);
     PQclear(res);
 }
