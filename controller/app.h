@@ -18,6 +18,9 @@
 struct app {
     struct event_base *base;
     struct db_pool *db;
+    /* One connection for the lease and agent heartbeats only: neither may
+     * queue behind API or reconciler work (docs/decisions.md §21). */
+    struct db_pool *ctl_db;
     struct watch *watch;
     struct cache *cache;
     struct writer *writer;

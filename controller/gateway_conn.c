@@ -782,6 +782,7 @@ gateway_new(struct event_base *base, struct db_pool *db, struct watch *watch,
     gw = xcalloc(1, sizeof(*gw));
     gw->base = base;
     gw->db = db;
+    gw->hb_db = cfg->hb_db ? cfg->hb_db : db;
     gw->cfg = *cfg;
     gw->ssl = gw_ssl_ctx(cfg->pki);
     if (gw->ssl == NULL) {

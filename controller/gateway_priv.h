@@ -107,6 +107,7 @@ struct gw_status {
 struct gateway {
     struct event_base *base;
     struct db_pool *db;
+    struct db_pool *hb_db; /* heartbeats: never behind bulk work */
     struct gateway_config cfg;
     SSL_CTX *ssl;
     struct evconnlistener *listener;

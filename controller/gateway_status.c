@@ -314,7 +314,7 @@ gw_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
         fatalx("cannot serialise a JSON array");
     vals[0] = js;
     gw->hb_inflight = 1;
-    db_query(gw->db, store_stmt(ST_AGENT_HEARTBEATS), vals, on_heartbeats_done,
+    db_query(gw->hb_db, store_stmt(ST_AGENT_HEARTBEATS), vals, on_heartbeats_done,
              gw);
     free(js);
 }

@@ -471,6 +471,7 @@ start_gateway(const struct opts *o, struct app *app, const char *data_dir,
                                                         : HTTP_REQUEST_TIMEOUT_S) *
                           1000u,
         .blob_dir = app->blobs ? blobs_dir(app->blobs) : NULL,
+        .hb_db = app->ctl_db,
     };
     char *ghost = NULL;
     unsigned short gport = 0, gbound = 0;
@@ -612,6 +613,7 @@ run(struct opts *o)
     if (app.base == NULL)
         fatalx("cannot create the event loop");
     app.db = db_pool_new(app.base, o->db, o->pool, store_stmts, ST__COUNT);
+    app.ctl_db = db_pool_new(app.base, o->db, 1, store_stmts, ST__COUNT);
     app.watch = watch_new(app.base, app.db, o->db);
     app.cache = cache_new(app.base, app.db);
     app.writer = writer_new(app.db, app.cache);
@@ -641,7 +643,8 @@ run(struct opts *o)
     }
     /* [reconciler start-up goes here] */
     if (!o->no_reconcile) {
-        struct reconciler_opts ropts = {.lease_secs = o->lease_secs};
+        struct reconciler_opts ropts = {.lease_secs = o->lease_secs,
+                                        .lease_db = app.ctl_db};
 
         app.reconciler = reconciler_new(app.base, app.db, app.watch, &ropts);
     }
@@ -731,6 +734,7 @@ out:
     auth_free(app.auth);
     gateway_close(gw); /* agent gateway: its queries fail in db_pool_free */
     db_pool_free(app.db);
+    db_pool_free(app.ctl_db);
     gateway_free(gw);
     pki_paths_clear(&pki);
     watch_free(app.watch);

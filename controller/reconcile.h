@@ -22,6 +22,7 @@ struct reconciler;
 struct reconciler_opts {
     int lease_secs;       /* LEADER_LEASE_DEFAULT if 0 */
     const char *identity; /* NULL: hostname-pid-random */
+    struct db_pool *lease_db; /* the lease's own pool (NULL: db) */
 };
 
 /* Starts competing for the lease; observes w's event stream. */

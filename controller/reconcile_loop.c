@@ -657,7 +657,8 @@ reconciler_new(struct event_base *base, struct db_pool *db, struct watch *w,
     r->kick = event_new(base, -1, 0, on_kick, r);
     if (r->tick == NULL || r->kick == NULL || event_add(r->tick, &tv) < 0)
         fatalx("cannot create the reconciler timers");
-    r->leader = leader_new(base, db, opts->identity,
+    r->leader = leader_new(base, opts->lease_db ? opts->lease_db : db,
+                           opts->identity,
                            opts->lease_secs ? opts->lease_secs
                                             : LEADER_LEASE_DEFAULT,
                            &cbs);

@@ -2,7 +2,9 @@
 -- §1): p is an array of {op, args}, run in order through cloud_batch_one;
 -- one result row per item. p_safe: each item in its own subtransaction,
 -- so a failing item fails alone (the writer's retry after a fast-path
--- failure). Takes the event lock first (§11).
+-- failure). Takes the event lock first (§11). Audit items (refused or
+-- failed requests) are written together first, in one statement
+-- (cloud_audit_many), and answer 200 {} without an event id.
 CREATE OR REPLACE FUNCTION cloud_batch(p jsonb, p_safe boolean)
 RETURNS TABLE (idx integer, status integer, body json, err_state text,
                err_message text, err_field text, event_id bigint)
@@ -18,12 +20,20 @@ DECLARE
 BEGIN
     -- The event lock before any row lock (docs/decisions.md §11).
     PERFORM pg_advisory_xact_lock(726200101);
+    PERFORM cloud_audit_many(p);
     FOR item IN SELECT value FROM jsonb_array_elements(p) LOOP
         idx := i;
         err_state := NULL;
         err_message := NULL;
         err_field := NULL;
-        IF NOT p_safe THEN
+        IF item->>'op' = 'audit' THEN
+            status := 200;
+            body := '{}'::json;
+            event_id := NULL;
+            RETURN NEXT;
+            i := i + 1;
+            CONTINUE;
+        ELSIF NOT p_safe THEN
             r := cloud_batch_one(item->>'op', item->'args');
             status := r.st;
             body := r.bd;

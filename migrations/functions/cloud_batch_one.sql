@@ -49,9 +49,6 @@ BEGIN
     WHEN 'token_revoke' THEN
         SELECT f.status, f.body INTO st, bd
           FROM cloud_token_revoke(a->>0, a->>1) f;
-    WHEN 'audit' THEN
-        SELECT f.status, f.body INTO st, bd
-          FROM cloud_audit(a->>0, a->>1, (a->>2)::integer, a->>3) f;
     ELSE
         PERFORM cloud_raise('CL422', format('unknown batch operation %s', op));
     END CASE;

@@ -1,6 +1,11 @@
 -- Renews the caller's lease with one conditional UPDATE on the database's
 -- clock, or takes over an expired (or its own, after it stopped acting)
 -- lease, bumping the epoch. No row: another controller holds a live lease.
+-- A renewal takes no lock but the lease row's, which no other transaction
+-- holds for long: it never queues behind reconciler batches or API writes
+-- (docs/decisions.md §21). A takeover writes an event, so it takes the
+-- event lock first (§11), then the lease lock exclusively: it waits for
+-- every reconciler transaction of the old epoch that passed its fence.
 CREATE OR REPLACE FUNCTION cloud_lease_acquire(p_holder text, p_epoch bigint, p_secs integer)
 RETURNS TABLE (epoch bigint, now_ms bigint, took_over boolean)
 LANGUAGE plpgsql AS $$
@@ -10,8 +15,6 @@ DECLARE
     prev text;
     prev_exp timestamptz;
 BEGIN
-    -- The event lock before any row lock (docs/decisions.md §11).
-    PERFORM pg_advisory_xact_lock(726200101);
     UPDATE leader_lease SET expires_at = now() + make_interval(secs => p_secs)
      WHERE id = 1 AND holder = p_holder AND leader_lease.epoch = p_epoch
        AND expires_at > now()
@@ -23,6 +26,9 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
+    -- The event lock before any row lock (§11), then the lease lock.
+    PERFORM pg_advisory_xact_lock(726200101);
+    PERFORM pg_advisory_xact_lock(726200102);
     SELECT holder, expires_at INTO prev, prev_exp FROM leader_lease WHERE id = 1;
     UPDATE leader_lease SET holder = p_holder, epoch = leader_lease.epoch + 1,
            expires_at = now() + make_interval(secs => p_secs)

@@ -3,6 +3,13 @@
 -- Each op re-checks its object's version and state and quietly does nothing
 -- when they moved on (the caller re-reads what it returns and decides
 -- again). Returns the objects to re-read.
+--
+-- The two ops a scale-up is made of, place and unplaceable, are applied
+-- set-based after the others: one UPDATE and one INSERT of events for all
+-- of each kind, with the same checks as one op at a time
+-- (cloud_rec_place_many, cloud_rec_unplaceable_many; issue 13). A pass
+-- decides once per instance; where an earlier op moved an instance on, the
+-- version check skips the later one, whatever the order.
 CREATE OR REPLACE FUNCTION cloud_reconcile(p_epoch bigint, p_actor text, p jsonb)
 RETURNS TABLE (kind text, id text)
 LANGUAGE plpgsql AS $$
@@ -14,7 +21,8 @@ BEGIN
     -- The event lock before any row lock (docs/decisions.md §11).
     PERFORM pg_advisory_xact_lock(726200101);
     PERFORM cloud_lease_check(p_epoch);
-    FOR a IN SELECT value FROM jsonb_array_elements(p) LOOP
+    FOR a IN SELECT value FROM jsonb_array_elements(p)
+              WHERE value->>'op' NOT IN ('place', 'unplaceable') LOOP
         CASE a->>'op'
         WHEN 'create' THEN
             nid := cloud_rec_create(a, p_actor);
@@ -31,10 +39,6 @@ BEGIN
             PERFORM cloud_rec_retire(a, p_actor);
         WHEN 'purge' THEN
             PERFORM cloud_rec_purge(a, p_actor);
-        WHEN 'place' THEN
-            PERFORM cloud_rec_place(a, p_actor);
-        WHEN 'unplaceable' THEN
-            PERFORM cloud_rec_unplaceable(a, p_actor);
         WHEN 'restart' THEN
             PERFORM cloud_rec_restart(a, p_actor);
         WHEN 'service_remove' THEN
@@ -62,4 +66,8 @@ BEGIN
         id := a->>'id';
         RETURN NEXT;
     END LOOP;
+    PERFORM cloud_rec_place_many(p, p_actor);
+    PERFORM cloud_rec_unplaceable_many(p, p_actor);
+    RETURN QUERY SELECT 'instance'::text, x->>'id' FROM jsonb_array_elements(p) x
+                  WHERE x->>'op' IN ('place', 'unplaceable');
 END $$;

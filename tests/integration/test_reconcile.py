@@ -253,6 +253,51 @@ class ReconcileTests(harness.TestCase):
         poll(lambda: inst_row(iid)[0] == "scheduled", 15, what="placed once a host fits")
         self.assertEqual(inst_row(iid)[3], "")
 
+    def test_batch_place_and_explain_check_each_op(self):
+        """cloud_reconcile applies place and unplaceable ops set-based: each
+        op still checks its instance's version and state and its host. Run
+        in a transaction that is rolled back, so the leader never sees it."""
+        tag = unique_name("sb")
+        _, up = add_host(tag, memory_mib=1024)
+        _, down = add_host(tag, memory_mib=1024, heartbeat=False)
+        psql("UPDATE hosts SET state = 'down' WHERE id = '%s'" % down)
+        # fits nowhere, so the leader leaves them pending (it explains them)
+        ids = [create_instance(tag, "never", memory_mib=65536)["id"] for _ in range(5)]
+        for i in ids:
+            poll(lambda: inst_row(i)[3], 15, what="explained by the leader")
+        ver = {i: int(psql("SELECT version FROM instances WHERE id = '%s'" % i)) for i in ids}
+        ops = [
+            {"op": "place", "id": ids[0], "version": ver[ids[0]], "host": up},        # placed
+            {"op": "place", "id": ids[1], "version": ver[ids[1]] - 1, "host": up},    # stale
+            {"op": "place", "id": ids[2], "version": ver[ids[2]], "host": down},      # host down
+            {"op": "unplaceable", "id": ids[3], "version": ver[ids[3]], "reason": "r2"},  # new
+            {"op": "unplaceable", "id": ids[4], "version": ver[ids[4]] + 1, "reason": "r2"},  # stale
+            {"op": "unplaceable", "id": ids[3], "version": ver[ids[3]] + 1, "reason": "r2"},  # same
+        ]
+        inlist = ",".join("'%s'" % i for i in ids)
+        out = psql(
+            "BEGIN; "
+            "SELECT string_agg(kind || ':' || id, ',' ORDER BY id) FROM cloud_reconcile("
+            "(SELECT epoch FROM leader_lease), 'test', '%s'::jsonb); "
+            "SELECT string_agg(id || '~' || state || '~' || coalesce(pending_reason, '') || '~' "
+            "|| coalesce(host_id, ''), '^' ORDER BY id) FROM instances WHERE id IN (%s); "
+            "SELECT string_agg(type || ':' || object_id, ',' ORDER BY id) FROM events "
+            "WHERE actor = 'test'; ROLLBACK;" % (json.dumps(ops), inlist)).splitlines()
+        returned, state, evs = out[0], out[1], out[2]
+        self.assertEqual(sorted(returned.split(",")), sorted("instance:" + i for i in ids + [ids[3]]))
+        st = {f.split("~")[0]: f.split("~")[1:] for f in state.split("^")}
+        self.assertEqual(st[ids[0]][0], "scheduled")
+        self.assertEqual(st[ids[0]][1:], ["", up])
+        for i in ids[1:]:
+            self.assertEqual(st[i][0], "pending", i)
+            self.assertEqual(st[i][2], "", i)
+        self.assertEqual(st[ids[3]][1], "r2")
+        self.assertNotEqual(st[ids[4]][1], "r2")
+        # one event per row changed; the repeated reason wrote nothing
+        self.assertEqual(evs, "instance.scheduled:%s,instance.unschedulable:%s" % (ids[0], ids[3]))
+        for i in ids:
+            request("DELETE", "/v1/instances/%s" % i)
+
     def test_restart_on_failure_with_backoff_and_limit(self):
         tag = unique_name("rs")
         h, _ = add_host(tag)

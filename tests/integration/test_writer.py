@@ -76,3 +76,34 @@ class WriterTests(harness.TestCase):
         st, _, m = request("GET", "/metrics")
         self.assertEqual(st, 200)
         self.assertIn("cloud_write_batches_total", m)
+
+    def test_refused_writes_audited_in_batches_with_creates(self):
+        # Refused requests (422 in the API, before the database) and a
+        # duplicate (409 from the database) share batches with creates: each
+        # answer is its own, and each refused request has its audit event.
+        since = int(harness.psql("SELECT coalesce(max(id), 0) FROM events"))
+        dup = unique_name("adup")
+        bodies = []
+        for k in range(30):
+            if k % 3 == 0:
+                bodies.append({"image": IMAGE, "resources": {"vcpus": 1, "memory_mib": 1}})
+            else:
+                bodies.append({"image": IMAGE})
+        bodies[4] = {"image": IMAGE, "name": dup}
+        bodies[5] = {"image": IMAGE, "name": dup}
+        answers = fire(bodies)
+        for k, (st, _, body) in enumerate(answers):
+            if k % 3 == 0:
+                self.assertEqual(st, 422, body)
+                self.assertEqual(body["error"]["field"], "resources.memory_mib")
+            elif k not in (4, 5):
+                self.assertEqual(st, 201, body)
+        self.assertEqual(sorted(answers[k][0] for k in (4, 5)), [201, 409])
+        audits = harness.psql(
+            "SELECT type || ' ' || message FROM events WHERE id > %d AND object = 'api' "
+            "ORDER BY id" % since).splitlines()
+        refused = [a for a in audits if "-> 422" in a]
+        self.assertEqual(len(refused), 10, audits)
+        for a in refused:
+            self.assertRegex(a, r"^api\.failed .*: POST /v1/instances -> 422 ")
+        self.assertEqual(len([a for a in audits if "-> 409" in a]), 1, audits)
