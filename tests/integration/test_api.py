@@ -526,6 +526,9 @@ class ServiceTests(harness.TestCase):
         self.assertNotIn(third["name"], [s["name"] for s in items if s["id"] != first["id"]])
         # Without the key, the same body is a duplicate.
         self.assertError(request("POST", "/v1/services", {"name": name, "image": IMAGE}), 409, "conflict")
+        # The key names a service: it cannot create an instance.
+        self.assertError(request("POST", "/v1/instances", {"image": IMAGE},
+                                 headers={"Idempotency-Key": key}), 409, "conflict")
 
     def test_idempotency_key_over_128_chars(self):
         st, _, body = request("POST", "/v1/services", {"name": unique_name("k"), "image": IMAGE},
@@ -751,6 +754,11 @@ class InstanceTests(harness.TestCase):
         items, _ = walk(self, "/v1/instances", 1000)
         self.assertEqual([i["id"] for i in items].count(first["id"]), 1)
         self.assertEqual([i["name"] for i in items].count(first["name"]), 1)
+        # Once the instance is gone, a retry cannot answer it.
+        st, _, body = request("DELETE", "/v1/instances/" + first["id"])
+        self.assertEqual(st, 200, body)
+        self.assertError(request("POST", "/v1/instances", {"image": IMAGE},
+                                 headers={"Idempotency-Key": key}), 409, "conflict")
 
     def test_get_by_id_prefix_and_name(self):
         inst = create_instance(self, name=unique_name("get"))
