@@ -23,8 +23,8 @@ BEGIN
     IF prior.route <> p_route THEN
         PERFORM cloud_raise('CL409', format('idempotency key %s was already used on %s', p_key, prior.route));
     END IF;
-    -- The row first, then its JSON: a SELECT of the JSON function over
-    -- the table is planned anew each call (several times slower).
+    -- The row first, then its JSON: one SELECT of the JSON function over
+    -- the table measured several times slower (docs/benchmarks.md).
     IF p_route = 'POST /v1/services' THEN
         SELECT * INTO s FROM services WHERE id = prior.object_id;
         IF FOUND THEN
