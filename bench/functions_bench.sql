@@ -58,6 +58,36 @@ BEGIN
   END LOOP;
   INSERT INTO t VALUES ('instance kill x3000', extract(epoch FROM clock_timestamp() - t0) * 1000);
   t0 := clock_timestamp();
+  FOR r IN SELECT id FROM instances WHERE name LIKE 'run-%' AND state = 'exited' LIMIT 3000 LOOP
+    PERFORM cloud_instance_start(r.id, NULL, 'bench');
+  END LOOP;
+  INSERT INTO t VALUES ('instance start x3000', extract(epoch FROM clock_timestamp() - t0) * 1000);
+  t0 := clock_timestamp();
+  FOR r IN SELECT id FROM instances WHERE name LIKE 'run-%' LIMIT 3000 LOOP
+    PERFORM cloud_instance_restart(r.id, NULL, 'bench');
+  END LOOP;
+  INSERT INTO t VALUES ('instance restart x3000', extract(epoch FROM clock_timestamp() - t0) * 1000);
+  t0 := clock_timestamp();
+  FOR k IN 1..2000 LOOP
+    PERFORM cloud_instance_create(ibody::jsonb, 'idem-' || k, 'bench');
+  END LOOP;
+  INSERT INTO t VALUES ('instance create x2000 with a new idempotency key', extract(epoch FROM clock_timestamp() - t0) * 1000);
+  t0 := clock_timestamp();
+  FOR k IN 1..2000 LOOP
+    PERFORM cloud_instance_create(ibody::jsonb, 'idem-' || k, 'bench');
+  END LOOP;
+  INSERT INTO t VALUES ('instance create x2000 replayed by its key', extract(epoch FROM clock_timestamp() - t0) * 1000);
+  -- The reconciler's batches hold the lease of epoch 1.
+  UPDATE leader_lease SET holder = 'bench', epoch = 1, expires_at = now() + interval '1 hour';
+  t0 := clock_timestamp();
+  FOR r IN SELECT jsonb_agg(jsonb_build_object('op', 'unplaceable', 'id', id, 'version', version,
+                                               'reason', 'no host (bench)')) AS ops
+             FROM (SELECT id, version, (row_number() OVER (ORDER BY id) - 1) / 20 AS b
+                     FROM instances WHERE state = 'pending' LIMIT 4000) x GROUP BY b LOOP
+    PERFORM count(*) FROM cloud_reconcile(1, 'bench', r.ops);
+  END LOOP;
+  INSERT INTO t VALUES ('cloud_reconcile 200x20 unplaceable', extract(epoch FROM clock_timestamp() - t0) * 1000);
+  t0 := clock_timestamp();
   FOR k IN 1..1000 LOOP
     PERFORM cloud_settings_patch(jsonb_build_object('down_after_seconds', 30 + k % 2, 'quotas', jsonb_build_object('tokens', 100 + k % 2)), NULL, 'bench');
   END LOOP;

@@ -209,38 +209,28 @@ cleanup:
     return ret;
 }
 
-static X509 *
-pki_read_cert(const char *path)
+/* Reads a certificate into *cert (cert not NULL) or else a private key
+ * into *key from the PEM file path. 0 or -1. */
+static int
+pki_read(const char *path, X509 **cert, EVP_PKEY **key)
 {
     FILE *f = fopen(path, "r");
-    X509 *x;
+    int ok;
 
     if (f == NULL) {
         log_warn("cannot open %s", path);
-        return NULL;
+        return -1;
     }
-    x = PEM_read_X509(f, NULL, NULL, NULL);
+    if (cert != NULL)
+        ok = (*cert = PEM_read_X509(f, NULL, NULL, NULL)) != NULL;
+    else
+        ok = (*key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) != NULL;
     fclose(f);
-    if (x == NULL)
+    if (!ok) {
         pki_ssl_fail(path);
-    return x;
-}
-
-static EVP_PKEY *
-pki_read_key(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    EVP_PKEY *k;
-
-    if (f == NULL) {
-        log_warn("cannot open %s", path);
-        return NULL;
+        return -1;
     }
-    k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    if (k == NULL)
-        pki_ssl_fail(path);
-    return k;
+    return 0;
 }
 
 static int
@@ -281,15 +271,7 @@ pki_ca_load(const struct pki_paths *p, X509 **cap, EVP_PKEY **keyp)
         log_info("created the cluster CA in %s", p->ca_cert);
         return 0;
     }
-    *cap = pki_read_cert(p->ca_cert);
-    *keyp = pki_read_key(p->ca_key);
-    if (*cap == NULL || *keyp == NULL)
-        goto fail;
-    if (X509_check_private_key(*cap, *keyp) != 1) {
-        pki_ssl_fail("the CA key does not match the CA certificate");
-        goto fail;
-    }
-    return 0;
+    return pki_ca_read(p, cap, keyp);
 
 fail:
     X509_free(*cap);
@@ -299,12 +281,13 @@ fail:
     return -1;
 }
 
-/* Issues a leaf certificate into cert_path/key_path. */
-static int
-pki_issue(X509 *ca, EVP_PKEY *ca_key, const char *cn, const char *eku,
-          const char *san, const char *cert_path, const char *key_path)
+/* A leaf certificate for key, signed by the CA, for eku (serverAuth or
+ * clientAuth) and with the subjectAltName list san unless it is NULL. */
+static X509 *
+pki_make_leaf(EVP_PKEY *key, const char *cn, const char *eku, const char *san,
+              X509 *ca, EVP_PKEY *ca_key, int days)
 {
-    struct pki_ext exts[] = {
+    const struct pki_ext exts[] = {
         {NID_basic_constraints, "critical,CA:FALSE"},
         {NID_key_usage, "critical,digitalSignature,keyAgreement"},
         {NID_ext_key_usage, eku},
@@ -313,13 +296,22 @@ pki_issue(X509 *ca, EVP_PKEY *ca_key, const char *cn, const char *eku,
         {san != NULL ? NID_subject_alt_name : 0, san},
         {0, NULL},
     };
+
+    return pki_make_cert(key, cn, ca, ca_key, days, exts);
+}
+
+/* Issues a leaf certificate into cert_path/key_path. */
+static int
+pki_issue(X509 *ca, EVP_PKEY *ca_key, const char *cn, const char *eku,
+          const char *san, const char *cert_path, const char *key_path)
+{
     EVP_PKEY *key = pki_keygen();
     X509 *x = NULL;
     int ret = -1;
 
     if (key == NULL)
         return -1;
-    x = pki_make_cert(key, cn, ca, ca_key, PKI_LEAF_DAYS, exts);
+    x = pki_make_leaf(key, cn, eku, san, ca, ca_key, PKI_LEAF_DAYS);
     if (x == NULL || pki_write(key_path, 0600, NULL, key) < 0 ||
         pki_write(cert_path, 0644, x, NULL) < 0)
         goto cleanup;
@@ -396,10 +388,10 @@ pki_paths_clear(struct pki_paths *p)
 static int
 pki_copy_cert(const char *from, const char *to)
 {
-    X509 *x = pki_read_cert(from);
+    X509 *x = NULL;
     int ret;
 
-    if (x == NULL)
+    if (pki_read(from, &x, NULL) < 0)
         return -1;
     ret = pki_write(to, 0644, x, NULL);
     X509_free(x);
@@ -451,9 +443,14 @@ cleanup:
 int
 pki_ca_read(const struct pki_paths *p, X509 **ca, EVP_PKEY **ca_key)
 {
-    *ca = pki_read_cert(p->ca_cert);
-    *ca_key = pki_read_key(p->ca_key);
-    if (*ca == NULL || *ca_key == NULL ||
+    int rc_cert, rc_key;
+
+    *ca = NULL;
+    *ca_key = NULL;
+    /* Both read, so that both are reported when both are unreadable. */
+    rc_cert = pki_read(p->ca_cert, ca, NULL);
+    rc_key = pki_read(p->ca_key, NULL, ca_key);
+    if (rc_cert < 0 || rc_key < 0 ||
         X509_check_private_key(*ca, *ca_key) != 1) {
         if (*ca != NULL && *ca_key != NULL)
             pki_ssl_fail("the CA key does not match the CA certificate");
@@ -471,18 +468,8 @@ pki_sign_agent(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *pub, const char *name,
                int days)
 {
     char *san = xasprintf("DNS:%s", name);
-    const struct pki_ext exts[] = {
-        {NID_basic_constraints, "critical,CA:FALSE"},
-        {NID_key_usage, "critical,digitalSignature,keyAgreement"},
-        {NID_ext_key_usage, "clientAuth"},
-        {NID_subject_key_identifier, "hash"},
-        {NID_authority_key_identifier, "keyid:always"},
-        {NID_subject_alt_name, san},
-        {0, NULL},
-    };
-    X509 *x;
+    X509 *x = pki_make_leaf(pub, name, "clientAuth", san, ca, ca_key, days);
 
-    x = pki_make_cert(pub, name, ca, ca_key, days, exts);
     free(san);
     return x;
 }

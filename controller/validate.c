@@ -297,6 +297,54 @@ get_str(json_t *obj, const char *key, size_t maxlen, const char **out,
     return 0;
 }
 
+/* The nested object in->key (resources, placement, rollout) into *sec,
+ * checked to hold only keys: 1 to go on (*sec NULL when it is absent and
+ * fill asks for the defaults), 0 when it is absent and there is nothing
+ * to fill, -1 on error. */
+static int
+get_section(json_t *in, const char *key, const char *const *keys, int fill,
+            json_t **sec, struct verr *e)
+{
+    *sec = json_object_get(in, key);
+    if (*sec == NULL)
+        return fill ? 1 : 0;
+    if (!json_is_object(*sec))
+        return fail(e, key, "%s must be an object", key);
+    if (check_keys(*sec, key, keys, e) < 0)
+        return -1;
+    return 1;
+}
+
+/* A section of integers: each of keys (NULL-terminated) within lim's
+ * {min, max} and, where absent, lim's default when fill asks for the
+ * defaults (a create) or left out (a patch). */
+static int
+check_int_section(json_t *in, json_t *out, const char *section,
+                  const char *const *keys, const long long (*lim)[3], int fill,
+                  struct verr *e)
+{
+    json_t *sec, *o;
+    int go = get_section(in, section, keys, fill, &sec, e);
+
+    if (go <= 0)
+        return go;
+    o = json_object();
+    for (int i = 0; keys[i]; i++) {
+        long long v = lim[i][2];
+        int rc = sec ? get_int(sec, section, keys[i], lim[i][0], lim[i][1],
+                               &v, e)
+                     : 1;
+        if (rc < 0) {
+            json_decref(o);
+            return -1;
+        }
+        if (rc == 0 || fill)
+            json_object_set_new(o, keys[i], json_integer(v));
+    }
+    json_object_set_new(out, section, o);
+    return 0;
+}
+
 /* resources: {vcpus, memory_mib, disk_gib}; partial when patching. */
 static int
 check_resources(json_t *in, json_t *out, int fill, struct verr *e)
@@ -305,31 +353,8 @@ check_resources(json_t *in, json_t *out, int fill, struct verr *e)
                                        NULL};
     static const long long lim[3][3] = {
         {1, 256, 1}, {16, 1048576, 256}, {0, 65536, 0}};
-    json_t *r = json_object_get(in, "resources"), *o;
-    long long v;
 
-    if (r == NULL && !fill)
-        return 0;
-    if (r != NULL && !json_is_object(r))
-        return fail(e, "resources", "resources must be an object");
-    o = json_object();
-    if (r && check_keys(r, "resources", keys, e) < 0)
-        goto bad;
-    for (int i = 0; i < 3; i++) {
-        int rc = r ? get_int(r, "resources", keys[i], lim[i][0], lim[i][1],
-                             &v, e)
-                   : 1;
-        if (rc < 0)
-            goto bad;
-        if (rc == 1 && !fill)
-            continue;
-        json_object_set_new(o, keys[i], json_integer(rc == 0 ? v : lim[i][2]));
-    }
-    json_object_set_new(out, "resources", o);
-    return 0;
-bad:
-    json_decref(o);
-    return -1;
+    return check_int_section(in, out, "resources", keys, lim, fill, e);
 }
 
 static int
@@ -512,98 +537,76 @@ bad:
 }
 
 static int
+check_constraints(json_t *c, struct verr *e)
+{
+    json_t *v;
+    size_t i;
+
+    if (!json_is_array(c) || json_array_size(c) > MAX_CONSTRAINTS)
+        return fail(e, "placement.constraints",
+                    "placement.constraints must be an array of at most %d "
+                    "strings",
+                    MAX_CONSTRAINTS);
+    json_array_foreach(c, i, v) {
+        char path[64], msg[200];
+        snprintf(path, sizeof(path), "placement.constraints[%zu]", i);
+        if (!json_is_string(v) || json_string_length(v) > 512)
+            return fail(e, path, "%s must be a string", path);
+        if (validate_constraint(json_string_value(v), msg, sizeof(msg)) < 0)
+            return fail(e, path, "%s", msg);
+    }
+    return 0;
+}
+
+/* Checks all of placement before building its copy, so an error leaves
+ * nothing to free. */
+static int
 check_placement(json_t *in, json_t *out, int fill, struct verr *e)
 {
     static const char *const keys[] = {"constraints", "strategy",
                                        "max_per_host", NULL};
-    json_t *pl = json_object_get(in, "placement"), *o, *c, *v;
+    json_t *pl, *o, *c = NULL, *st = NULL;
     long long mph = 0;
-    int rc;
-    size_t i;
+    int rc = get_section(in, "placement", keys, fill, &pl, e);
 
-    if (pl == NULL && !fill)
-        return 0;
-    if (pl != NULL && !json_is_object(pl))
-        return fail(e, "placement", "placement must be an object");
-    o = json_object();
-    if (pl && check_keys(pl, "placement", keys, e) < 0)
-        goto bad;
-    c = pl ? json_object_get(pl, "constraints") : NULL;
-    if (c) {
-        if (!json_is_array(c) || json_array_size(c) > MAX_CONSTRAINTS) {
-            fail(e, "placement.constraints",
-                 "placement.constraints must be an array of at most %d "
-                 "strings",
-                 MAX_CONSTRAINTS);
-            goto bad;
-        }
-        json_array_foreach(c, i, v) {
-            char path[64], msg[200];
-            snprintf(path, sizeof(path), "placement.constraints[%zu]", i);
-            if (!json_is_string(v) || json_string_length(v) > 512) {
-                fail(e, path, "%s must be a string", path);
-                goto bad;
-            }
-            if (validate_constraint(json_string_value(v), msg, sizeof(msg)) <
-                0) {
-                fail(e, path, "%s", msg);
-                goto bad;
-            }
-        }
-        json_object_set(o, "constraints", c);
-    } else if (fill) {
-        json_object_set_new(o, "constraints", json_array());
+    if (rc <= 0)
+        return rc;
+    if (pl) {
+        c = json_object_get(pl, "constraints");
+        st = json_object_get(pl, "strategy");
     }
-    v = pl ? json_object_get(pl, "strategy") : NULL;
-    if (v) {
-        if (!json_is_string(v) ||
-            (strcmp(json_string_value(v), "spread") != 0 &&
-             strcmp(json_string_value(v), "binpack") != 0)) {
-            fail(e, "placement.strategy",
-                 "placement.strategy must be spread or binpack");
-            goto bad;
-        }
-        json_object_set(o, "strategy", v);
-    } else if (fill) {
-        json_object_set_new(o, "strategy", json_string("spread"));
-    }
+    if (c && check_constraints(c, e) < 0)
+        return -1;
+    if (st && (!json_is_string(st) ||
+               (strcmp(json_string_value(st), "spread") != 0 &&
+                strcmp(json_string_value(st), "binpack") != 0)))
+        return fail(e, "placement.strategy",
+                    "placement.strategy must be spread or binpack");
     rc = pl ? get_int(pl, "placement", "max_per_host", 0, 10000, &mph, e) : 1;
     if (rc < 0)
-        goto bad;
+        return -1;
+    o = json_object();
+    if (c)
+        json_object_set(o, "constraints", c);
+    else if (fill)
+        json_object_set_new(o, "constraints", json_array());
+    if (st)
+        json_object_set(o, "strategy", st);
+    else if (fill)
+        json_object_set_new(o, "strategy", json_string("spread"));
     if (rc == 0 || fill)
         json_object_set_new(o, "max_per_host", json_integer(mph));
     json_object_set_new(out, "placement", o);
     return 0;
-bad:
-    json_decref(o);
-    return -1;
 }
 
 static int
 check_rollout(json_t *in, json_t *out, int fill, struct verr *e)
 {
     static const char *const keys[] = {"max_unavailable", "max_surge", NULL};
-    json_t *r = json_object_get(in, "rollout"), *o;
+    static const long long lim[2][3] = {{0, 10000, 1}, {0, 10000, 1}};
 
-    if (r == NULL && !fill)
-        return 0;
-    if (r != NULL && !json_is_object(r))
-        return fail(e, "rollout", "rollout must be an object");
-    if (r && check_keys(r, "rollout", keys, e) < 0)
-        return -1;
-    o = json_object();
-    for (int i = 0; i < 2; i++) {
-        long long v = 1;
-        int rc = r ? get_int(r, "rollout", keys[i], 0, 10000, &v, e) : 1;
-        if (rc < 0) {
-            json_decref(o);
-            return -1;
-        }
-        if (rc == 0 || fill)
-            json_object_set_new(o, keys[i], json_integer(v));
-    }
-    json_object_set_new(out, "rollout", o);
-    return 0;
+    return check_int_section(in, out, "rollout", keys, lim, fill, e);
 }
 
 static int

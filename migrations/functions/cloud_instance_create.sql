@@ -7,17 +7,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     i instances;
     nid text := cloud_new_id();
-    prior text;
     nm text;
 BEGIN
-    prior := cloud_idem_claim(p_idem, 'POST /v1/instances', nid);
-    IF prior IS NOT NULL THEN
-        SELECT * INTO i FROM instances WHERE id = prior;
-        IF NOT FOUND THEN
-            PERFORM cloud_raise('CL409', format('idempotency key %s created an instance that no longer exists', p_idem));
-        END IF;
+    body := cloud_idem_replay(p_idem, 'POST /v1/instances', nid);
+    IF body IS NOT NULL THEN
         status := 200;
-        body := cloud_instance_json(i);
         RETURN;
     END IF;
     PERFORM cloud_image_require(p->>'image');

@@ -6,10 +6,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     i instances;
 BEGIN
-    i := cloud_instance_lock(p_ref, p_if_match);
-    IF i.desired_state = 'deleted' THEN
-        PERFORM cloud_raise('CL409', format('instance %s is being deleted', i.name));
-    END IF;
+    i := cloud_instance_lock(p_ref, p_if_match, true);
     IF i.state IN ('exited', 'failed', 'lost') THEN
         PERFORM cloud_instance_rerun(i, 'start requested');
         PERFORM cloud_event('instance.started', 'instance', i.id, i.name,

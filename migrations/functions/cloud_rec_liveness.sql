@@ -17,8 +17,6 @@ DECLARE
     i instances;
     silent integer;
 BEGIN
-    -- The event lock before any row lock (docs/decisions.md §11).
-    PERFORM pg_advisory_xact_lock(726200101);
     PERFORM cloud_lease_check(p_epoch);
     SELECT down_after_seconds INTO da FROM cluster_settings WHERE cluster_settings.id = 1;
     FOR h IN SELECT * FROM hosts

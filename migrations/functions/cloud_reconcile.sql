@@ -18,23 +18,21 @@ DECLARE
     a jsonb;
     nid text;
 BEGIN
-    -- The event lock before any row lock (docs/decisions.md §11).
-    PERFORM pg_advisory_xact_lock(726200101);
     PERFORM cloud_lease_check(p_epoch);
     FOR a IN SELECT value FROM jsonb_array_elements(p)
               WHERE value->>'op' NOT IN ('place', 'unplaceable') LOOP
+        -- What to re-read: the op's object, an instance unless it says.
+        kind := 'instance';
+        id := a->>'id';
         CASE a->>'op'
         WHEN 'create' THEN
             nid := cloud_rec_create(a, p_actor);
             IF nid IS NOT NULL THEN
-                kind := 'instance';
                 id := nid;
                 RETURN NEXT;
             END IF;
             kind := 'service';
             id := a->>'service';
-            RETURN NEXT;
-            CONTINUE;
         WHEN 'retire' THEN
             PERFORM cloud_rec_retire(a, p_actor);
         WHEN 'purge' THEN
@@ -44,15 +42,9 @@ BEGIN
         WHEN 'service_remove' THEN
             PERFORM cloud_rec_service_remove(a, p_actor);
             kind := 'service';
-            id := a->>'id';
-            RETURN NEXT;
-            CONTINUE;
         WHEN 'drained' THEN
             PERFORM cloud_rec_drained(a, p_actor);
             kind := 'host';
-            id := a->>'id';
-            RETURN NEXT;
-            CONTINUE;
         WHEN 'event' THEN
             -- A decision that changes no row (rollout progress, a restart
             -- policy that says no): the event is the record.
@@ -62,8 +54,6 @@ BEGIN
         ELSE
             PERFORM cloud_raise('CL422', format('unknown reconciler operation %s', a->>'op'));
         END CASE;
-        kind := 'instance';
-        id := a->>'id';
         RETURN NEXT;
     END LOOP;
     PERFORM cloud_rec_place_many(p, p_actor);

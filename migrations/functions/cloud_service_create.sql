@@ -10,16 +10,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s services;
     nid text := cloud_new_id();
-    prior text;
 BEGIN
-    prior := cloud_idem_claim(p_idem, 'POST /v1/services', nid);
-    IF prior IS NOT NULL THEN
-        SELECT * INTO s FROM services WHERE id = prior;
-        IF NOT FOUND THEN
-            PERFORM cloud_raise('CL409', format('idempotency key %s created a service that no longer exists', p_idem));
-        END IF;
+    body := cloud_idem_replay(p_idem, 'POST /v1/services', nid);
+    IF body IS NOT NULL THEN
         status := 200;
-        body := cloud_service_json(s);
         RETURN;
     END IF;
     PERFORM cloud_image_require(p->>'image');

@@ -23,7 +23,7 @@ if _INTEGRATION not in sys.path:
 
 import agentlib  # noqa: E402
 import harness  # noqa: E402
-from harness import poll  # noqa: E402
+from harness import poll, request, unique_name  # noqa: E402
 
 URI = "qemu:///system"
 STARTED = []
@@ -184,3 +184,46 @@ def console(agent, inst_id):
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def run_instance(image, prefix, args=None):
+    """POSTs a one-off instance of image (1 vCPU, 256 MiB) named
+    prefix-<random> with args; returns it."""
+    st, _, inst = request("POST", "/v1/instances", {
+        "image": image, "name": unique_name(prefix), "args": args or [],
+        "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
+    assert st == 201, inst
+    return inst
+
+
+def get(ref):
+    """The instance ref as the API shows it (asserting a 200)."""
+    st, _, inst = request("GET", "/v1/instances/" + ref)
+    assert st == 200, inst
+    return inst
+
+
+def wait_state(ref, state, timeout, interval=0.5, **fields):
+    """Polls until instance ref is in state with fields; returns it."""
+    def ok():
+        st, _, inst = request("GET", "/v1/instances/" + ref)
+        if st == 200 and inst["state"] == state and all(inst.get(k) == v for k, v in fields.items()):
+            return inst
+        return None
+    return poll(ok, timeout, interval=interval, what="instance %s %s %r" % (ref, state, fields))
+
+
+def wait_fields(agent, ref, timeout, interval=0.5, **want):
+    """Polls until instance ref has the fields want; returns it. On time
+    out the assertion names its last fields and the end of its console
+    (agent's)."""
+    last = {}
+
+    def ok():
+        last["i"] = get(ref)
+        return last["i"] if all(last["i"].get(k) == v for k, v in want.items()) else None
+    try:
+        return poll(ok, timeout, interval=interval, what="instance %s %r" % (ref, want))
+    except AssertionError:
+        raise AssertionError("instance %s never had %r; last %r; console:\n%s"
+                             % (ref, want, last.get("i"), console(agent, ref)[-3000:]))

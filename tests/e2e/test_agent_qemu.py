@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import e2elib  # noqa: E402
 import harness  # noqa: E402
 from e2elib import virsh  # noqa: E402
-from harness import poll, request, unique_name  # noqa: E402
+from harness import poll, request  # noqa: E402
 
 IMAGE = "sample:e2e"
 AGENT = None
@@ -52,21 +52,12 @@ def place(inst_id):
 
 
 def run(args=None):
-    st, _, inst = request("POST", "/v1/instances", {
-        "image": IMAGE, "name": unique_name("e2e"), "args": args or [],
-        "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
-    assert st == 201, inst
+    inst = e2elib.run_instance(IMAGE, "e2e", args)
     place(inst["id"])
     return inst
 
 
-def wait_state(ref, state, timeout, **fields):
-    def ok():
-        st, _, inst = request("GET", "/v1/instances/" + ref)
-        if st == 200 and inst["state"] == state and all(inst.get(k) == v for k, v in fields.items()):
-            return inst
-        return None
-    return poll(ok, timeout, interval=0.5, what="instance %s %s %r" % (ref, state, fields))
+wait_state = e2elib.wait_state
 
 
 def console(inst_id):

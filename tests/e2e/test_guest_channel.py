@@ -86,23 +86,11 @@ def marked_json(inst_id, marker):
     return out
 
 
-def get(ref):
-    st, _, inst = request("GET", "/v1/instances/" + ref)
-    assert st == 200, inst
-    return inst
+get = e2elib.get
 
 
 def wait_fields(ref, timeout, **want):
-    last = {}
-
-    def ok():
-        last["i"] = get(ref)
-        return last["i"] if all(last["i"].get(k) == v for k, v in want.items()) else None
-    try:
-        return poll(ok, timeout, interval=0.5, what="instance %s %r" % (ref, want))
-    except AssertionError:
-        raise AssertionError("instance %s never had %r; last %r; console:\n%s"
-                             % (ref, want, last.get("i"), console(ref)[-3000:]))
+    return e2elib.wait_fields(AGENT, ref, timeout, interval=0.5, **want)
 
 
 def service_with_config(tc, config, **extra):

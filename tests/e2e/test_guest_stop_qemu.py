@@ -50,23 +50,11 @@ def console(inst_id):
     return e2elib.console(AGENT, inst_id)
 
 
-def get(ref):
-    st, _, inst = request("GET", "/v1/instances/" + ref)
-    assert st == 200, inst
-    return inst
+get = e2elib.get
 
 
 def wait_fields(ref, timeout, **want):
-    last = {}
-
-    def ok():
-        last["i"] = get(ref)
-        return last["i"] if all(last["i"].get(k) == v for k, v in want.items()) else None
-    try:
-        return poll(ok, timeout, interval=0.2, what="instance %s %r" % (ref, want))
-    except AssertionError:
-        raise AssertionError("instance %s never had %r; last %r; console:\n%s"
-                             % (ref, want, last.get("i"), console(ref)[-3000:]))
+    return e2elib.wait_fields(AGENT, ref, timeout, interval=0.2, **want)
 
 
 def run_ready(tc, args=()):

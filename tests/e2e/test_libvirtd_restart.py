@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import e2elib  # noqa: E402
 import harness  # noqa: E402
 from e2elib import virsh  # noqa: E402
-from harness import poll, request, unique_name  # noqa: E402
+from harness import poll, request  # noqa: E402
 
 HOST = "e2e-lvrestart"
 IMAGE = "sample:lvrestart"
@@ -104,20 +104,11 @@ def tearDownModule():
 
 
 def run(args=None):
-    st, _, inst = request("POST", "/v1/instances", {
-        "image": IMAGE, "name": unique_name("lvr"), "args": args or [],
-        "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
-    assert st == 201, inst
-    return inst
+    return e2elib.run_instance(IMAGE, "lvr", args)
 
 
 def wait_state(ref, state, timeout, **fields):
-    def ok():
-        st, _, inst = request("GET", "/v1/instances/" + ref)
-        if st == 200 and inst["state"] == state and all(inst.get(k) == v for k, v in fields.items()):
-            return inst
-        return None
-    return poll(ok, timeout, interval=0.2, what="instance %s %s %r" % (ref, state, fields))
+    return e2elib.wait_state(ref, state, timeout, interval=0.2, **fields)
 
 
 def agent_log():

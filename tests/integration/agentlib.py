@@ -96,12 +96,7 @@ class Agent:
 
     def stop(self):
         if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            harness.terminate(self.proc)
         self._close()
 
     def _close(self):
@@ -146,12 +141,13 @@ def read_until_closed(sock, timeout=5.0):
 
 # -- one reconciling controller with one agent (test_lifecycle, test_stop_grace)
 
-def start_with_agent(host):
+def start_with_agent(host, **kw):
     """Starts a reconciling controller with hello:latest and one agent named
-    host; returns the Agent once its host is ready."""
+    host (8 vCPUs, 8 GiB; kw further Agent arguments); returns the Agent
+    once its host is ready."""
     c = harness.start(reconcile=True)
     c.add_image("hello", "latest")
-    agent = Agent(c, host, cap_vcpus=8, cap_memory=8192).start()
+    agent = Agent(c, host, cap_vcpus=8, cap_memory=8192, **kw).start()
     harness.poll(lambda: harness.request("GET", "/v1/hosts/" + host)[2].get("state") == "ready",
                  30, what="the agent's host to be ready")
     return agent
@@ -203,8 +199,16 @@ def pb_uint(field, v):
     return pb_varint(field << 3) + pb_varint(v)
 
 
+def pb_msg(*fields):
+    """A message of (field, value) pairs: an int a varint field, str or
+    bytes a length-delimited one."""
+    return b"".join(pb_uint(f, v) if isinstance(v, int) else pb_string(f, v)
+                    for f, v in fields)
+
+
 def pb_parse(b):
-    """{field: [int or bytes, ...]} of one protobuf message (no groups)."""
+    """{field: [int or bytes, ...]} of one protobuf message (no groups;
+    fixed64 and fixed32 fields as their 8 or 4 bytes)."""
     out, i = {}, 0
     while i < len(b):
         key, i = _pb_read_varint(b, i)
@@ -213,6 +217,10 @@ def pb_parse(b):
         elif key & 7 == 2:
             n, i = _pb_read_varint(b, i)
             v, i = b[i:i + n], i + n
+        elif key & 7 == 1:
+            v, i = b[i:i + 8], i + 8
+        elif key & 7 == 5:
+            v, i = b[i:i + 4], i + 4
         else:
             raise AssertionError("unexpected wire type %d" % (key & 7))
         out.setdefault(key >> 3, []).append(v)

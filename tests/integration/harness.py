@@ -61,6 +61,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def terminate(proc, what=None, timeout=10):
+    """SIGTERM proc and wait for it; after timeout seconds SIGKILL it (and
+    say so on stderr when what names it). Returns its exit status."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if what:
+            sys.stderr.write("harness: %s ignored SIGTERM for %ds; killing\n" % (what, timeout))
+        proc.kill()
+        proc.wait()
+    return proc.returncode
+
+
 def hex_id(nbytes=8):
     return secrets.token_hex(nbytes)
 
@@ -251,13 +265,7 @@ class Cluster:
             return
         termed = self.proc.poll() is None
         if termed:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                sys.stderr.write("harness: cloud-controller ignored SIGTERM for 10s; killing\n")
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc, "cloud-controller")
         rc = self.proc.returncode
         self.proc = None
         if self._ctl_log_fh:
@@ -493,12 +501,7 @@ class ExtraController:
             return
         termed = self.proc.poll() is None
         if termed:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc)
         rc = self.proc.returncode
         self.proc = None
         self._fh.close()
@@ -631,6 +634,14 @@ def stop():
         _cluster = None
 
 
+def module_fixture(**kw):
+    """(setUpModule, tearDownModule) for a test module on one cluster,
+    start(**kw), with the image hello:latest."""
+    def set_up():
+        start(**kw).add_image("hello", "latest")
+    return set_up, stop
+
+
 def cluster():
     if _cluster is None:
         raise HarnessError("harness.start() was not called")
@@ -643,6 +654,23 @@ def request(method, path, body=None, headers=None, **kw):
 
 def psql(sql):
     return cluster().psql(sql)
+
+
+def post_at_once(path, bodies):
+    """POSTs every body to path at once, each from its own thread released
+    together with the others; returns the answers in the order of bodies."""
+    out = [None] * len(bodies)
+    go = threading.Barrier(len(bodies))
+
+    def one(k):
+        go.wait()
+        out[k] = request("POST", path, bodies[k])
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
 
 
 def stop_pg():

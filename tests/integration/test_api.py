@@ -217,19 +217,19 @@ class ProtocolTests(harness.TestCase):
                 self.assertTrue(allowed <= got, "Allow: %r, expected %r" % (allow, allowed))
                 self.assertNotIn(method, got)
 
-    def test_malformed_json_is_400(self):
-        for raw in (b"{", b'{"name": }', b"{'name': 'x'}", b'{"name":"a"} trailing', b"\xff\xfe"):
+    def assert_bodies_400(self, raws):
+        for raw in raws:
             with self.subTest(raw=raw):
                 self.assertError(request("POST", "/v1/services", raw,
                                          headers={"Content-Type": "application/json"}),
                                  400, "bad_request")
 
+    def test_malformed_json_is_400(self):
+        self.assert_bodies_400((b"{", b'{"name": }', b"{'name': 'x'}", b'{"name":"a"} trailing',
+                                b"\xff\xfe"))
+
     def test_non_object_body_is_400(self):
-        for raw in (b"[]", b'"web"', b"42", b"null", b"true"):
-            with self.subTest(raw=raw):
-                self.assertError(request("POST", "/v1/services", raw,
-                                         headers={"Content-Type": "application/json"}),
-                                 400, "bad_request")
+        self.assert_bodies_400((b"[]", b'"web"', b"42", b"null", b"true"))
         self.assertError(request("POST", "/v1/instances", b"[1]",
                                  headers={"Content-Type": "application/json"}), 400, "bad_request")
 
@@ -406,14 +406,7 @@ class ServiceTests(harness.TestCase):
             "env": {"MODE": "test"},
             "ports": [{"name": "http", "port": 80, "protocol": "tcp"}],
         }
-        for field, value in changes.items():
-            with self.subTest(field=field):
-                svc = create_service(self)
-                st, _, p = request("PATCH", "/v1/services/%s" % svc["name"], {field: value})
-                self.assertEqual(st, 200, p)
-                self.assertEqual(p[field], value)
-                self.assertEqual(p["generation"], 2, "%s must bump generation" % field)
-                self.assertEqual(p["version"], 2)
+        self.patch_each(changes, 2, "%s must bump generation")
 
     def test_patch_other_fields_keep_generation(self):
         changes = {
@@ -423,13 +416,18 @@ class ServiceTests(harness.TestCase):
             "links": ["db"],
             "rollout": {"max_unavailable": 2, "max_surge": 0},
         }
+        self.patch_each(changes, 1, "%s must not bump generation")
+
+    def patch_each(self, changes, generation, why):
+        """PATCHes each field of changes alone into a new service: the
+        field as sent, version 2, and generation as given."""
         for field, value in changes.items():
             with self.subTest(field=field):
                 svc = create_service(self)
                 st, _, p = request("PATCH", "/v1/services/%s" % svc["name"], {field: value})
                 self.assertEqual(st, 200, p)
                 self.assertEqual(p[field], value)
-                self.assertEqual(p["generation"], 1, "%s must not bump generation" % field)
+                self.assertEqual(p["generation"], generation, why % field)
                 self.assertEqual(p["version"], 2)
 
     def test_patch_several_then_generation_once(self):
@@ -528,6 +526,9 @@ class ServiceTests(harness.TestCase):
         self.assertNotIn(third["name"], [s["name"] for s in items if s["id"] != first["id"]])
         # Without the key, the same body is a duplicate.
         self.assertError(request("POST", "/v1/services", {"name": name, "image": IMAGE}), 409, "conflict")
+        # The key names a service: it cannot create an instance.
+        self.assertError(request("POST", "/v1/instances", {"image": IMAGE},
+                                 headers={"Idempotency-Key": key}), 409, "conflict")
 
     def test_idempotency_key_over_128_chars(self):
         st, _, body = request("POST", "/v1/services", {"name": unique_name("k"), "image": IMAGE},
@@ -753,6 +754,11 @@ class InstanceTests(harness.TestCase):
         items, _ = walk(self, "/v1/instances", 1000)
         self.assertEqual([i["id"] for i in items].count(first["id"]), 1)
         self.assertEqual([i["name"] for i in items].count(first["name"]), 1)
+        # Once the instance is gone, a retry cannot answer it.
+        st, _, body = request("DELETE", "/v1/instances/" + first["id"])
+        self.assertEqual(st, 200, body)
+        self.assertError(request("POST", "/v1/instances", {"image": IMAGE},
+                                 headers={"Idempotency-Key": key}), 409, "conflict")
 
     def test_get_by_id_prefix_and_name(self):
         inst = create_instance(self, name=unique_name("get"))

@@ -228,51 +228,6 @@ class BlobFetchTests(harness.TestCase):
 
 # ---- the gateway's side, at the protocol level ------------------------------
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def _msg(*fields):
-    """(num, value): int -> varint, str/bytes -> length-delimited."""
-    out = b""
-    for num, v in fields:
-        if isinstance(v, int):
-            out += _varint(num << 3) + _varint(int(v))
-        else:
-            v = v.encode() if isinstance(v, str) else v
-            out += _varint((num << 3) | 2) + _varint(len(v)) + v
-    return out
-
-
-def _read_varint(buf, i):
-    n = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
-
-
-def _parse(buf):
-    out, i = {}, 0
-    while i < len(buf):
-        key, i = _read_varint(buf, i)
-        if key & 7 == 0:
-            v, i = _read_varint(buf, i)
-        else:
-            n, i = _read_varint(buf, i)
-            v, i = buf[i:i + n], i + n
-        out.setdefault(key >> 3, []).append(v)
-    return out
-
-
 class RawAgent:
     """Hello over mTLS, then BlobRequests by hand (too small a host for the
     scheduler to place anything on it)."""
@@ -280,13 +235,14 @@ class RawAgent:
     def __init__(self, name):
         c = harness.cluster()
         self.sock = agentlib.tls_client(c, cert_dir=agentlib.issue_cert(c, name), timeout=30)
-        self.send(1, _msg((1, name), (2, "raw"), (3, _msg((1, 1), (2, 16), (3, 0))),
-                          (4, _msg((1, "x86_64"), (2, "test"), (4, "test"))), (7, 1)))
+        msg = agentlib.pb_msg
+        self.send(1, msg((1, name), (2, "raw"), (3, msg((1, 1), (2, 16), (3, 0))),
+                         (4, msg((1, "x86_64"), (2, "test"), (4, "test"))), (7, 1)))
         while 2 not in self.recv():
             pass
 
     def send(self, kind, payload):
-        env = _msg((kind, payload))
+        env = agentlib.pb_msg((kind, payload))
         self.sock.sendall(struct.pack(">I", len(env)) + env)
 
     def _exact(self, n):
@@ -300,10 +256,10 @@ class RawAgent:
 
     def recv(self):
         (n,) = struct.unpack(">I", self._exact(4))
-        return _parse(self._exact(n))
+        return agentlib.pb_parse(self._exact(n))
 
     def request(self, rid, digest, offset=0, cancel=False):
-        self.send(10, _msg((1, rid), (2, digest), (3, offset), (4, int(cancel))))
+        self.send(10, agentlib.pb_msg((1, rid), (2, digest), (3, offset), (4, int(cancel))))
 
     def chunks(self, want_eofs):
         """Reads until want_eofs streams ended: ({id: (data, total, error)},
@@ -313,7 +269,7 @@ class RawAgent:
             env = self.recv()
             if 11 not in env:
                 continue
-            ch = _parse(env[11][0])
+            ch = agentlib.pb_parse(env[11][0])
             rid = ch.get(1, [0])[0]
             off = ch.get(2, [0])[0]
             data, total, err = got.get(rid, (b"", 0, ""))

@@ -140,6 +140,30 @@ one_error_line() {
         [ -z "$out" ] && { [ -z "${1:-}" ] || grep -qE -- "$1" <<<"$err"; }
 }
 
+# A cloudctl that follows (watch, -f, -w) runs in the background:
+# bg NAME ARGS... starts it into $tmp/NAME.out and .err; bg_until NAME
+# PATTERN waits up to 5 s for its output to match; bg_end NAME stops it
+# and leaves its $out and $err.
+bg() {
+    local name=$1
+    shift
+    "$CLOUDCTL" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    bg_pid=$!
+}
+bg_until() {
+    for _ in $(seq 1 50); do
+        grep -q -- "$2" "$tmp/$1.out" && return 0
+        sleep 0.1
+    done
+    return 0
+}
+bg_end() {
+    kill "$bg_pid" 2>/dev/null || true
+    wait "$bg_pid" 2>/dev/null || true
+    out=$(cat "$tmp/$1.out")
+    err=$(cat "$tmp/$1.err")
+}
+
 # ---- one-off instance ------------------------------------------------------
 cli run hello:latest
 check "run prints the new instance id" eval 'rc_is 0 && [[ "$out" =~ ^[0-9a-f]{16}$ ]]'
@@ -350,22 +374,12 @@ cli config get nosuch
 check "config of an unknown service: 404, one line" eval 'rc_is 1 && one_error_line nosuch'
 cli config rollback web 999
 check "config rollback to an unknown version: one line" eval 'rc_is 1 && one_error_line 999'
-"$CLOUDCTL" config watch web >"$tmp/cwatch.out" 2>"$tmp/cwatch.err" &
-cwatch_pid=$!
-for _ in $(seq 1 50); do
-    grep -q 'config version 4' "$tmp/cwatch.out" && break
-    sleep 0.1
-done
+bg cwatch config watch web
+bg_until cwatch 'config version 4'
 "$CLOUDCTL" config set web MODE=watched >/dev/null
 "$CLOUDCTL" config set lnk OTHER=1 >/dev/null
-for _ in $(seq 1 50); do
-    grep -q 'config version 5' "$tmp/cwatch.out" && break
-    sleep 0.1
-done
-kill "$cwatch_pid" 2>/dev/null || true
-wait "$cwatch_pid" 2>/dev/null || true
-out=$(cat "$tmp/cwatch.out")
-err=$(cat "$tmp/cwatch.err")
+bg_until cwatch 'config version 5'
+bg_end cwatch
 check "config watch prints the current version, then the new one" \
     eval 'out_has "^web: config version 4 " && out_has "^web: config version 5 " &&
           out_has "^MODE +watched$" && out_lacks "OTHER" && [ -z "$err" ]'
@@ -377,16 +391,9 @@ check "endpoints -o json is the API object" \
     eval 'rc_is 0 && [ "$(jq -r ".service, (.endpoints | length)" <<<"$out" | paste -sd,)" = web,0 ]'
 cli endpoints nosuch
 check "endpoints of an unknown service: one line" eval 'rc_is 1 && one_error_line nosuch'
-"$CLOUDCTL" endpoints web -w >"$tmp/ewatch.out" 2>"$tmp/ewatch.err" &
-ewatch_pid=$!
-for _ in $(seq 1 50); do
-    grep -q 'endpoints version' "$tmp/ewatch.out" && break
-    sleep 0.1
-done
-kill "$ewatch_pid" 2>/dev/null || true
-wait "$ewatch_pid" 2>/dev/null || true
-out=$(cat "$tmp/ewatch.out")
-err=$(cat "$tmp/ewatch.err")
+bg ewatch endpoints web -w
+bg_until ewatch 'endpoints version'
+bg_end ewatch
 check "endpoints -w prints the current list first" \
     eval 'out_has "^web: endpoints version [0-9]+$" && out_has "^NAME +ADDR$" && [ -z "$err" ]'
 cli config set web WAITED=1 --wait
@@ -437,18 +444,11 @@ cli events -o json --type host.cordoned
 check "events -o json with a type filter" \
     eval '[ "$(jq -r "[.items[].type] | unique | join(\",\")" <<<"$out")" = host.cordoned ]'
 
-"$CLOUDCTL" events -f >"$tmp/follow.out" 2>"$tmp/follow.err" &
-follow_pid=$!
+bg follow events -f
 sleep 1
 "$CLOUDCTL" hosts cordon hv1 >/dev/null
-for _ in $(seq 1 50); do
-    grep -q 'host\.cordoned' "$tmp/follow.out" && break
-    sleep 0.1
-done
-kill "$follow_pid" 2>/dev/null || true
-wait "$follow_pid" 2>/dev/null || true
-out=$(cat "$tmp/follow.out")
-err=$(cat "$tmp/follow.err")
+bg_until follow 'host\.cordoned'
+bg_end follow
 check "events -f prints new events as they happen" out_has ' host\.cordoned +hv1 '
 "$CLOUDCTL" hosts uncordon hv1 >/dev/null
 

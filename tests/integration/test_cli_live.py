@@ -16,7 +16,7 @@ import unittest
 
 import harness
 from harness import poll, request, unique_name
-from test_config import agent_with_guests, instances_of, service
+from test_config import GuestAgentCase, instances_of, service
 
 CLOUDCTL = os.environ.get("CLOUDCTL")
 
@@ -88,16 +88,8 @@ class Follower:
         return err
 
 
-class CliLiveTest(harness.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.agent, cls.guest = agent_with_guests(unique_name("cl"), cap_vcpus=64,
-                                                 cap_memory=16384)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.agent.stop()
-        cls.guest.stop()
+class CliLiveTest(GuestAgentCase):
+    AGENT, MEMORY, GUEST_CLEAN = "cl", 16384, False
 
     def running(self, svc, n):
         def ok():

@@ -30,13 +30,7 @@ from harness import poll, request, unique_name
 IMAGE = "hello:latest"
 
 
-def setUpModule():
-    c = harness.start(reconcile=True)
-    c.add_image("hello", "latest")
-
-
-def tearDownModule():
-    harness.stop()
+setUpModule, tearDownModule = harness.module_fixture(reconcile=True)
 
 
 def service(tc, name=None, replicas=0, **extra):
@@ -407,6 +401,29 @@ def agent_with_guests(name, **kw):
     return agent, peer
 
 
+class GuestAgentCase(harness.TestCase):
+    """Tests that share one agent_with_guests per class (cls.agent,
+    cls.guest), named after AGENT with room for VCPUS and MEMORY MiB. With
+    GUEST_CLEAN each test also fails on errors at the guest end."""
+
+    AGENT, VCPUS, MEMORY, GUEST_CLEAN = "ga", 64, 65536, True
+
+    @classmethod
+    def setUpClass(cls):
+        cls.agent, cls.guest = agent_with_guests(unique_name(cls.AGENT), cap_vcpus=cls.VCPUS,
+                                                 cap_memory=cls.MEMORY)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.stop()
+        cls.guest.stop()
+
+    def tearDown(self):
+        if self.GUEST_CLEAN:
+            errors, self.guest.errors[:] = list(self.guest.errors), []
+            self.assertEqual(errors, [], "errors at the guest end")
+
+
 def acked(iid, version, timeout=10):
     """The instance once the API shows config_version >= version: the
     guest's {"ack":N}, reported by the agent, stored by the controller."""
@@ -428,7 +445,7 @@ def acked(iid, version, timeout=10):
     return inst
 
 
-class LinksAndDeliveryTest(harness.TestCase):
+class LinksAndDeliveryTest(GuestAgentCase):
     """Delivery of the effective config through the real cloud-agent, to a
     guest end (guestpeer.py) on each instance's channel socket: a change is
     a line at the guest end, and the guest's ack is the instance's
@@ -436,19 +453,7 @@ class LinksAndDeliveryTest(harness.TestCase):
     (libvirt's test driver without --network knows none, so the agent
     reports the guest's) and readiness the test gives it."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.agent, cls.guest = agent_with_guests(unique_name("ld"), cap_vcpus=256,
-                                                 cap_memory=65536)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.agent.stop()
-        cls.guest.stop()
-
-    def tearDown(self):
-        errors, self.guest.errors[:] = list(self.guest.errors), []
-        self.assertEqual(errors, [], "errors at the guest end")
+    AGENT, VCPUS = "ld", 256
 
     def sse_wait(self, watch, pred, timeout):
         ev, seen = watch.wait_for(lambda e: e.get("event") == "endpoints" and pred(e), timeout)
@@ -723,7 +728,7 @@ class LinksAndDeliveryTest(harness.TestCase):
         acked(i2, ic["version"])
 
 
-class BootLineTest(harness.TestCase):
+class BootLineTest(GuestAgentCase):
     """env and args (issue 11): the agent writes the boot line
     {"env":{...},"args":[...]} first on every channel connection (before
     the config line), from InstanceSpec env and args; a change of env is a
@@ -731,19 +736,7 @@ class BootLineTest(harness.TestCase):
     config of 1 MiB of control characters (about 6 MB as a JSON line)
     reaches the guest and is acknowledged."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.agent, cls.guest = agent_with_guests(unique_name("bl"), cap_vcpus=64,
-                                                 cap_memory=65536)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.agent.stop()
-        cls.guest.stop()
-
-    def tearDown(self):
-        errors, self.guest.errors[:] = list(self.guest.errors), []
-        self.assertEqual(errors, [], "errors at the guest end")
+    AGENT, VCPUS = "bl", 64
 
     def boots(self, iid, pred, timeout, what):
         g = self.guest

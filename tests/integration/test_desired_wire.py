@@ -25,67 +25,13 @@ import unittest
 
 import agentlib
 import harness
+from agentlib import pb_parse, pb_string, pb_uint
 from harness import poll, request, unique_name
 
 IMAGE = "hello:latest"
 N = 300
 PART_MAX = 1024 * 1024
 AGENTS = {}
-
-
-# ---- the protobuf wire format, the little of it needed here ---------------
-
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b | 0x80])
-        else:
-            return out + bytes([b])
-
-
-def fv(num, v):
-    return varint(num << 3) + varint(v)
-
-
-def fb(num, b):
-    if isinstance(b, str):
-        b = b.encode()
-    return varint(num << 3 | 2) + varint(len(b)) + b
-
-
-def parse(buf):
-    """{field number: [int or bytes, ...]} of one message."""
-    out, i = {}, 0
-    while i < len(buf):
-        key, i = read_varint(buf, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = read_varint(buf, i)
-        elif wt == 2:
-            n, i = read_varint(buf, i)
-            v, i = buf[i:i + n], i + n
-        elif wt == 1:
-            v, i = buf[i:i + 8], i + 8
-        elif wt == 5:
-            v, i = buf[i:i + 4], i + 4
-        else:
-            raise AssertionError("wire type %d" % wt)
-        out.setdefault(num, []).append(v)
-    return out
-
-
-def read_varint(buf, i):
-    n = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
 
 
 def one(msg, num, default=0):
@@ -106,13 +52,14 @@ class WireAgent(threading.Thread):
         self.applied = 0
         self.cond = threading.Condition()
         self.stopping = False
-        caps = fv(1, N + 10) + fv(2, 64 * (N + 10)) + fv(3, 100)
-        facts = fb(1, "x86_64") + fb(4, "test")
-        hello = (fb(1, name) + fb(2, "wire-test") + fb(3, caps) + fb(4, facts) +
-                 fb(5, fb(1, "wire") + fb(2, name)) + fv(7, 1))
+        caps = pb_uint(1, N + 10) + pb_uint(2, 64 * (N + 10)) + pb_uint(3, 100)
+        facts = pb_string(1, "x86_64") + pb_string(4, "test")
+        hello = (pb_string(1, name) + pb_string(2, "wire-test") + pb_string(3, caps) +
+                 pb_string(4, facts) + pb_string(5, pb_string(1, "wire") + pb_string(2, name)) +
+                 pb_uint(7, 1))
         if set_max:
-            hello += fv(9, set_max)
-        self.send(fb(1, hello))
+            hello += pb_uint(9, set_max)
+        self.send(pb_string(1, hello))
         self.buf = b""
 
     def send(self, env):
@@ -134,19 +81,19 @@ class WireAgent(threading.Thread):
                 n = struct.unpack(">I", self.buf[:4])[0]
                 if len(self.buf) < 4 + n:
                     break
-                env, self.buf = parse(self.buf[4:4 + n]), self.buf[4 + n:]
+                env, self.buf = pb_parse(self.buf[4:4 + n]), self.buf[4 + n:]
                 with self.cond:
                     if 2 in env:
-                        self.epoch = one(parse(env[2][0]), 2)
+                        self.epoch = one(pb_parse(env[2][0]), 2)
                     if 4 in env:
-                        ds = parse(env[4][0])
+                        ds = pb_parse(env[4][0])
                         self.sets.append((n, ds))
                         self.applied = max(self.applied, one(ds, 2))
                     self.cond.notify_all()
             if self.epoch is not None and time.monotonic() - last_hb > 1.0:
                 seq += 1
                 last_hb = time.monotonic()
-                self.send(fb(3, fv(1, self.epoch) + fv(2, seq) + fv(4, self.applied)))
+                self.send(pb_string(3, pb_uint(1, self.epoch) + pb_uint(2, seq) + pb_uint(4, self.applied)))
 
     def wait(self, fn, timeout, what):
         with self.cond:
@@ -182,7 +129,7 @@ def tearDownModule():
 
 
 def ids_of(ds):
-    return [one(parse(s), 1).decode() for s in ds.get(3, [])]
+    return [one(pb_parse(s), 1).decode() for s in ds.get(3, [])]
 
 
 def place(host, count, env_bytes):

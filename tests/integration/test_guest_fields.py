@@ -28,18 +28,11 @@ AGENT = None
 
 def setUpModule():
     global AGENT
-    c = harness.start(reconcile=True)
-    c.add_image("hello", "latest")
-    AGENT = agentlib.Agent(c, "gf1", cap_vcpus=8, cap_memory=8192,
-                           extra=["--network", "default"]).start()
-    poll(lambda: c.psql("SELECT state FROM hosts WHERE name = 'gf1'") == "ready", 30,
-         what="host gf1 ready")
+    AGENT = agentlib.start_with_agent("gf1", extra=["--network", "default"])
 
 
 def tearDownModule():
-    if AGENT:
-        AGENT.stop()
-    harness.stop()
+    agentlib.stop_with_agent(AGENT)
 
 
 def get(ref):

@@ -129,25 +129,11 @@ def error_of(data):
     if len(data) < 6:
         return None
     n = struct.unpack(">I", data[:4])[0]
-    env = data[4:4 + n]
-    if env[:1] != b"\x4a":  # field 9 (error), length-delimited
+    env = pb_parse(data[4:4 + n])
+    if 9 not in env:  # Envelope.error
         return None
-    i, ln = 1, 0
-    shift = 0
-    while True:
-        b = env[i]
-        i += 1
-        ln |= (b & 0x7f) << shift
-        shift += 7
-        if not b & 0x80:
-            break
-    err = env[i:i + ln]
-    code = err[1] if err[:1] == b"\x08" else 0
-    msg = b""
-    j = 2 if code else 0
-    if err[j:j + 1] == b"\x12":
-        msg = err[j + 2:j + 2 + err[j + 1]]
-    return code, msg.decode(errors="replace")
+    err = pb_parse(env[9][0])
+    return err.get(1, [0])[0], err.get(2, [b""])[0].decode(errors="replace")
 
 
 def make_ca(cn="other CA"):

@@ -12,7 +12,6 @@ creates travel through cloud_instance_create_many) keeping each labels.
 import json
 import os
 import re
-import threading
 import time
 import unittest
 from urllib.parse import quote
@@ -23,13 +22,7 @@ from harness import poll, request, unique_name
 IMAGE = "hello:latest"
 
 
-def setUpModule():
-    c = harness.start(reconcile=True)
-    c.add_image("hello", "latest")
-
-
-def tearDownModule():
-    harness.stop()
+setUpModule, tearDownModule = harness.module_fixture(reconcile=True)
 
 
 def names(items):
@@ -208,17 +201,7 @@ class LabelsTest(harness.TestCase):
             n = 24
             bodies = [{"image": IMAGE, "labels": {"bulk": run, "k": "v%d" % k}}
                       for k in range(n)]
-            out = [None] * n
-            go = threading.Barrier(n)
-
-            def one(k):
-                go.wait()
-                out[k] = request("POST", "/v1/instances", bodies[k])
-            threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            out = harness.post_at_once("/v1/instances", bodies)
             for k, (st, _, inst) in enumerate(out):
                 self.assertEqual(st, 201, inst)
                 self.assertEqual(inst["labels"], bodies[k]["labels"])

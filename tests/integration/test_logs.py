@@ -32,15 +32,11 @@ AGENT = None
 
 def setUpModule():
     global AGENT
-    c = harness.start(reconcile=True)
-    c.add_image("hello", "latest")
-    AGENT = agentlib.Agent(c, "lg1", cap_vcpus=8, cap_memory=8192).start()
+    AGENT = agentlib.start_with_agent("lg1")
 
 
 def tearDownModule():
-    if AGENT:
-        AGENT.stop()
-    harness.stop()
+    agentlib.stop_with_agent(AGENT)
 
 
 def console_path(inst_id):

@@ -31,13 +31,7 @@ def event_id(ev):
     return int((ev.get("json") or {}).get("id", 0))
 
 
-def setUpModule():
-    c = harness.start()
-    c.add_image("hello", "latest")
-
-
-def tearDownModule():
-    harness.stop()
+setUpModule, tearDownModule = harness.module_fixture()
 
 
 class PgRestartTests(harness.TestCase):

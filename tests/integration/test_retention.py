@@ -342,21 +342,10 @@ class QuotaTests(harness.TestCase):
 
     def test_race_for_the_last_slot(self):
         for _ in range(3):
-            results = []
-            barrier = threading.Barrier(2)
-
-            def create():
-                barrier.wait()
-                results.append(request("POST", "/v1/services", {
-                    "name": unique_name("race"), "image": IMAGE, "replicas": 0}))
-
-            def run():
-                ts = [threading.Thread(target=create) for _ in range(2)]
-                for t in ts:
-                    t.start()
-                for t in ts:
-                    t.join()
-            self.with_quota("services", 1, run)
+            bodies = [{"name": unique_name("race"), "image": IMAGE, "replicas": 0}
+                      for _ in range(2)]
+            results = self.with_quota(
+                "services", 1, lambda: harness.post_at_once("/v1/services", bodies))
             codes = sorted(r[0] for r in results)
             self.assertEqual(codes, [201, 409], [r[2] for r in results])
             for r in results:
@@ -368,20 +357,8 @@ class QuotaTests(harness.TestCase):
     def test_instances_race_through_the_bulk_path(self):
         # Eight creates at once are batched into one bulk INSERT by the
         # writer; with three slots left exactly three get in.
-        results = []
-        barrier = threading.Barrier(8)
-
-        def create():
-            barrier.wait()
-            results.append(request("POST", "/v1/instances", {"image": IMAGE}))
-
-        def run():
-            ts = [threading.Thread(target=create) for _ in range(8)]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
-        self.with_quota("instances", 3, run)
+        results = self.with_quota("instances", 3, lambda: harness.post_at_once(
+            "/v1/instances", [{"image": IMAGE}] * 8))
         codes = sorted(r[0] for r in results)
         self.assertEqual(codes, [201] * 3 + [409] * 5, [r[2] for r in results])
         for r in results:

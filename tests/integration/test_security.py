@@ -20,13 +20,7 @@ from harness import request, unique_name, poll
 IMAGE = "hello:latest"
 
 
-def setUpModule():
-    c = harness.start()
-    c.add_image("hello", "latest")
-
-
-def tearDownModule():
-    harness.stop()
+setUpModule, tearDownModule = harness.module_fixture()
 
 
 def as_token(secret):

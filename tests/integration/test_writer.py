@@ -5,43 +5,19 @@ the batch holds only such creates); a batch with a failing item falls back
 to item-by-item answers, so one duplicate name fails alone.
 """
 
-import threading
-
 import harness
 from harness import request, unique_name
 
 IMAGE = "hello:latest"
 
 
-def setUpModule():
-    c = harness.start()
-    c.add_image("hello", "latest")
-
-
-def tearDownModule():
-    harness.stop()
-
-
-def fire(bodies):
-    """POSTs every body at once from its own thread; returns the answers."""
-    out = [None] * len(bodies)
-    go = threading.Barrier(len(bodies))
-
-    def one(k):
-        go.wait()
-        out[k] = request("POST", "/v1/instances", bodies[k])
-    threads = [threading.Thread(target=one, args=(k,)) for k in range(len(bodies))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out
+setUpModule, tearDownModule = harness.module_fixture()
 
 
 class WriterTests(harness.TestCase):
     def test_concurrent_creates_all_land(self):
         for _ in range(3):
-            answers = fire([{"image": IMAGE} for _ in range(24)])
+            answers = harness.post_at_once("/v1/instances", [{"image": IMAGE} for _ in range(24)])
             ids = []
             for st, _, body in answers:
                 self.assertEqual(st, 201, body)
@@ -57,7 +33,7 @@ class WriterTests(harness.TestCase):
             bodies = [{"image": IMAGE} for _ in range(20)]
             bodies[3] = {"image": IMAGE, "name": dup}
             bodies[11] = {"image": IMAGE, "name": dup}
-            answers = fire(bodies)
+            answers = harness.post_at_once("/v1/instances", bodies)
             statuses = sorted(st for st, _, _ in answers)
             self.assertEqual(statuses, [201] * 19 + [409], answers)
             st, _, got = request("GET", "/v1/instances/%s" % dup)
@@ -66,7 +42,7 @@ class WriterTests(harness.TestCase):
     def test_a_bad_image_fails_alone(self):
         bodies = [{"image": IMAGE} for _ in range(12)]
         bodies[5] = {"image": "nosuch:latest"}
-        answers = fire(bodies)
+        answers = harness.post_at_once("/v1/instances", bodies)
         for k, (st, _, body) in enumerate(answers):
             if k == 5:
                 self.assertEqual(st, 422, body)
