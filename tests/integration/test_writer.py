@@ -67,7 +67,7 @@ class WriterTests(harness.TestCase):
                 bodies.append({"image": IMAGE})
         bodies[4] = {"image": IMAGE, "name": dup}
         bodies[5] = {"image": IMAGE, "name": dup}
-        answers = fire(bodies)
+        answers = harness.post_at_once("/v1/instances", bodies)
         for k, (st, _, body) in enumerate(answers):
             if k % 3 == 0:
                 self.assertEqual(st, 422, body)
