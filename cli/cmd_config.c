@@ -364,56 +364,17 @@ print_history(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
 static int
 config_history(struct cli_ctx *ctx, char **pos, int npos)
 {
-    char *base, *cursor = NULL;
+    char *base;
     json_t *all;
-    int rc = CLI_EXIT_FAIL;
+    int rc;
 
     if (npos != 1)
         return cli_usage(ctx, "config", "history takes SERVICE");
-    all = json_array();
     base = service_path(pos[0], "config/history");
-    for (int page = 0;; page++) {
-        json_t *ans = NULL;
-        if (page == HISTORY_MAX_PAGES) {
-            rc = cli_fail(ctx, "GET %s: the list did not end after %d pages",
-                          base, HISTORY_MAX_PAGES);
-            goto out;
-        }
-        char *esc = cursor ? cli_escape(cursor) : NULL;
-        char *p = xasprintf("%s?limit=%d%s%s", base, HISTORY_PAGE,
-                            esc ? "&after=" : "", esc ? esc : "");
-        free(esc);
-        rc = cli_api(ctx, "GET", p, NULL, &ans, NULL);
-        free(p);
-        if (rc != 0)
-            goto out;
-        json_t *items = json_object_get(ans, "items");
-        if (!json_is_array(items)) {
-            json_decref(ans);
-            rc = cli_fail(ctx, "GET %s: the server's answer has no items list",
-                          base);
-            goto out;
-        }
-        json_array_extend(all, items);
-        /* next is a version number or a string cursor; null at the end. */
-        json_t *next = json_object_get(ans, "next");
-        char *nc = json_is_integer(next) ? xasprintf("%" JSON_INTEGER_FORMAT,
-                                                     json_integer_value(next))
-                   : json_is_string(next) && *json_string_value(next)
-                       ? xstrdup(json_string_value(next))
-                       : NULL;
-        json_decref(ans);
-        if (nc == NULL || (cursor != NULL && strcmp(nc, cursor) == 0)) {
-            free(nc);
-            break;
-        }
-        free(cursor);
-        cursor = nc;
-    }
-    rc = cli_list_print(ctx, all, print_history);
-out:
+    rc = cli_api_pages(ctx, base, HISTORY_PAGE, HISTORY_MAX_PAGES, &all);
+    if (rc == 0)
+        rc = cli_list_print(ctx, all, print_history);
     json_decref(all);
-    free(cursor);
     free(base);
     return rc;
 }
