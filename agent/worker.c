@@ -287,15 +287,23 @@ inst_get(struct worker *w, const char *id)
 }
 
 static void
-inst_drop(struct worker *w, struct winst *in)
+inst_free(struct winst *in)
 {
-    strmap_del(&w->insts, in->id);
+    if (in == NULL)
+        return;
     worker_spec_clear(&in->spec);
     free(in->rep_reason);
     free(in->channel);
     virt_addrs_free(in->addrs, in->naddrs);
     free(in->id);
     free(in);
+}
+
+static void
+inst_drop(struct worker *w, struct winst *in)
+{
+    strmap_del(&w->insts, in->id);
+    inst_free(in);
 }
 
 /* ---- building a domain ---------------------------------------------- */
@@ -734,7 +742,6 @@ static int
 reconcile_absent(struct worker *w, struct winst *in, enum virt_state st,
                  enum virt_reason rsn)
 {
-    const struct virt_driver *drv = w->o.drv;
     const char *reason;
     int code;
 
@@ -756,8 +763,8 @@ reconcile_absent(struct worker *w, struct winst *in, enum virt_state st,
     if (st != VIRT_STATE_ABSENT) {
         log_info("instance %s: not in the desired set; removing its domain",
                  in->id);
-        if (drv->destroy(w->conn, in->id) < 0 ||
-            drv->undefine(w->conn, in->id) < 0)
+        if (w->o.drv->destroy(w->conn, in->id) < 0 ||
+            w->o.drv->undefine(w->conn, in->id) < 0)
             return 0; /* logged; the next resync retries */
     }
     disk_overlay_delete(w, in->id);
@@ -1389,18 +1396,9 @@ worker_stop(struct worker *w)
     pthread_join(w->thread, NULL);
     conn_drop(w);
     hv_facts_clear(&w->facts);
-    for (i = 0; i < w->insts.cap; i++) {
-        struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
-
-        if (in != NULL) {
-            worker_spec_clear(&in->spec);
-            free(in->rep_reason);
-            free(in->channel);
-            virt_addrs_free(in->addrs, in->naddrs);
-            free(in->id);
-            free(in);
-        }
-    }
+    for (i = 0; i < w->insts.cap; i++)
+        if (w->insts.keys[i] != NULL)
+            inst_free(w->insts.vals[i]);
     strmap_fini(&w->insts);
     for (i = 0; i < w->touched.cap; i++)
         if (w->touched.keys[i] != NULL)
