@@ -92,6 +92,21 @@ test_mono_ms_advances(void **state)
     assert_true(b - a < 10000);
 }
 
+/* The wall clock agrees with time(): same second, give or take one. */
+static void
+test_wall_ms_is_epoch_time(void **state)
+{
+    time_t before, after;
+    long long ms;
+
+    (void)state;
+    before = time(NULL);
+    ms = wall_ms();
+    after = time(NULL);
+    assert_true(ms / 1000 >= (long long)before - 1);
+    assert_true(ms / 1000 <= (long long)after + 1);
+}
+
 int
 main(void)
 {
@@ -99,6 +114,7 @@ main(void)
         cmocka_unit_test(test_format_and_final),
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_mono_ms_advances),
+        cmocka_unit_test(test_wall_ms_is_epoch_time),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
