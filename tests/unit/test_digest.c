@@ -1,7 +1,7 @@
 /*
  * Unit tests for common/digest.c and common/monotime.c: "sha256:<hex>"
  * against the FIPS 180-2 test vector, the validity rule blob names follow,
- * and the monotonic clock.
+ * and the monotonic and wall clocks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
