@@ -190,6 +190,18 @@ stream_check_rotation(struct cl_stream *s)
         s->pos = 0;
 }
 
+/* Ends s with the reason errno gives for a failed open or read. */
+static void
+stream_fail_read(struct cl_stream *s)
+{
+    char why[200];
+
+    snprintf(why, sizeof(why), "cannot read the console log of %s: %s",
+             s->inst, strerror(errno));
+    log_warnx("%s", why);
+    stream_finish(s, NULL, 0, why);
+}
+
 static void
 stream_pump(evutil_socket_t fd, short what, void *arg)
 {
@@ -204,12 +216,7 @@ stream_pump(evutil_socket_t fd, short what, void *arg)
         int rc = stream_open(s, !s->sent);
 
         if (rc < 0) {
-            char why[200];
-
-            snprintf(why, sizeof(why), "cannot read the console log of %s: %s",
-                     s->inst, strerror(errno));
-            log_warnx("%s", why);
-            stream_finish(s, NULL, 0, why);
+            stream_fail_read(s);
             return;
         }
         if (rc == 0) {
@@ -246,12 +253,7 @@ stream_pump(evutil_socket_t fd, short what, void *arg)
         }
         n = pread(s->fd, buf, want, (off_t)s->pos);
         if (n < 0) {
-            char why[200];
-
-            snprintf(why, sizeof(why), "cannot read the console log of %s: %s",
-                     s->inst, strerror(errno));
-            log_warnx("%s", why);
-            stream_finish(s, NULL, 0, why);
+            stream_fail_read(s);
             goto out;
         }
         if (n == 0) {
