@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "rng.h"
 
 /* --- hashing --- */
 
@@ -25,18 +26,6 @@ hash_bytes(const char *s, size_t n)
         h *= 1099511628211ull;
     }
     return h;
-}
-
-static uint64_t
-hash_u64(uint64_t x)
-{
-    /* splitmix64 finaliser: sequential ids must not cluster in the table */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
 }
 
 /* --- string interning map --- */
@@ -131,7 +120,7 @@ static size_t
 idmap_slot(const struct sched_idmap *m, uint64_t key)
 {
     size_t mask = m->cap - 1;
-    size_t i = hash_u64(key) & mask;
+    size_t i = rng_mix(key) & mask;
 
     while (m->vals[i] != NULL && m->keys[i] != key)
         i = (i + 1) & mask;
@@ -190,7 +179,7 @@ sched_idmap_del(struct sched_idmap *m, uint64_t key)
      * tombstones would slowly turn every lookup into a long probe. */
     size_t hole = i;
     for (size_t j = (i + 1) & mask; m->vals[j] != NULL; j = (j + 1) & mask) {
-        size_t home = hash_u64(m->keys[j]) & mask;
+        size_t home = rng_mix(m->keys[j]) & mask;
         /* j may move into hole only if home is not in (hole, j] cyclically */
         bool between =
             hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
