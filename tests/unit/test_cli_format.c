@@ -4,18 +4,9 @@
  * compared byte for byte with the .out files next to it; UPDATE_GOLDEN=1
  * rewrites them (review the diff before committing). Plus the small formatters.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "format.h"
 #include "mem.h"
+#include "unit_golden.h"
 
 #ifndef CLI_GOLDEN_DIR
 #error CLI_GOLDEN_DIR must name tests/golden/cli
@@ -30,49 +21,14 @@ fixed_now(void)
     return t;
 }
 
-static char *
-read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = xmalloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* Compares got with NAME.out, or writes it with UPDATE_GOLDEN=1. */
 static void
 golden(const char *name, const char *got)
 {
-    char *path = xasprintf("%s/%s.out", CLI_GOLDEN_DIR, name);
-    const char *upd = getenv("UPDATE_GOLDEN");
+    char *file = xasprintf("%s.out", name);
 
-    if (upd != NULL && strcmp(upd, "1") == 0) {
-        FILE *f = fopen(path, "wb");
-        assert_non_null(f);
-        fputs(got, f);
-        fclose(f);
-        print_message("updated %s\n", path);
-    } else {
-        char *want = read_file(path);
-        if (want == NULL)
-            fail_msg("%s is missing; run with UPDATE_GOLDEN=1", path);
-        if (strcmp(want, got) != 0)
-            print_message("--- %s (want)\n%s--- got\n%s", path, want, got);
-        assert_string_equal(want, got);
-        free(want);
-    }
-    free(path);
+    unit_golden_check(CLI_GOLDEN_DIR, file, got);
+    free(file);
 }
 
 static json_t *
