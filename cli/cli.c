@@ -391,6 +391,16 @@ cli_escape(const char *s)
     return r;
 }
 
+char *
+cli_object_path(const char *collection, const char *name, const char *suffix)
+{
+    char *esc = cli_escape(name);
+    char *p = xasprintf("/v1/%s/%s%s", collection, esc, suffix ? suffix : "");
+
+    free(esc);
+    return p;
+}
+
 void
 cli_print_json(struct cli_ctx *ctx, json_t *v)
 {

@@ -126,6 +126,10 @@ int cli_api_pages(struct cli_ctx *ctx, const char *path, int limit,
 
 /* Percent-encodes s for a path segment or query value; caller frees. */
 char *cli_escape(const char *s);
+/* "/v1/<collection>/<name, escaped><suffix>" (suffix may be NULL); caller
+ * frees. */
+char *cli_object_path(const char *collection, const char *name,
+                      const char *suffix);
 
 /* Prints a JSON value indented on out, for -o json and inspect. */
 void cli_print_json(struct cli_ctx *ctx, json_t *v);

@@ -85,16 +85,6 @@ jver(const json_t *o)
     return json_integer_value(json_object_get(o, "version"));
 }
 
-/* /v1/services/<name>/<what> */
-static char *
-service_path(const char *name, const char *what)
-{
-    char *esc = cli_escape(name);
-    char *p = xasprintf("/v1/services/%s/%s", esc, what);
-    free(esc);
-    return p;
-}
-
 /* "web: config version 4" and the like, the name made safe to print. */
 static void
 print_version_line(struct cli_ctx *ctx, const char *service, long long v,
@@ -119,18 +109,14 @@ config_get(struct cli_ctx *ctx, struct config_opts *o, char **pos, int npos)
 
     if (o->instance != NULL) {
         /* The effective config: the service's plus the link variables. */
-        char *esc;
-
         if (npos > 1)
             return cli_usage(ctx, "config", "get --instance INSTANCE takes [KEY]");
-        esc = cli_escape(o->instance);
-        path = xasprintf("/v1/instances/%s/config", esc);
-        free(esc);
+        path = cli_object_path("instances", o->instance, "/config");
         key = npos == 1 ? pos[0] : NULL;
     } else {
         if (npos > 2)
             return cli_usage(ctx, "config", "get takes SERVICE [KEY]");
-        path = service_path(pos[0], "config");
+        path = cli_object_path("services", pos[0], "/config");
         key = npos == 2 ? pos[1] : NULL;
     }
     full = o->version >= 0 ? xasprintf("%s?version=%lld", path, o->version)
@@ -266,7 +252,7 @@ config_write(struct cli_ctx *ctx, struct config_opts *o, const char *method,
              const char *service, const char *what, json_t *body,
              const char *suffix)
 {
-    char *path = service_path(service, what), *im = NULL;
+    char *path = cli_object_path("services", service, what), *im = NULL;
     const char *headers[2] = {NULL, NULL};
     json_t *cfg = NULL;
     int rc;
@@ -325,7 +311,7 @@ config_set(struct cli_ctx *ctx, struct config_opts *o, bool set, char **pos,
         free(k);
     }
     body = json_pack("{s:o}", "config", map);
-    rc = config_write(ctx, o, "PATCH", pos[0], "config", body, "");
+    rc = config_write(ctx, o, "PATCH", pos[0], "/config", body, "");
     json_decref(body);
     return rc;
 }
@@ -346,7 +332,7 @@ config_rollback(struct cli_ctx *ctx, struct config_opts *o, char **pos,
                          pos[1]);
     body = json_pack("{s:I}", "version", (json_int_t)v);
     snprintf(suffix, sizeof(suffix), " (the config of version %lld)", v);
-    rc = config_write(ctx, o, "POST", pos[0], "config/rollback", body, suffix);
+    rc = config_write(ctx, o, "POST", pos[0], "/config/rollback", body, suffix);
     json_decref(body);
     return rc;
 }
@@ -370,7 +356,7 @@ config_history(struct cli_ctx *ctx, char **pos, int npos)
 
     if (npos != 1)
         return cli_usage(ctx, "config", "history takes SERVICE");
-    base = service_path(pos[0], "config/history");
+    base = cli_object_path("services", pos[0], "/config/history");
     rc = cli_api_pages(ctx, base, HISTORY_PAGE, HISTORY_MAX_PAGES, &all);
     if (rc == 0)
         rc = cli_list_print(ctx, all, print_history);
@@ -464,7 +450,7 @@ config_watch(struct cli_ctx *ctx, char **pos, int npos)
     reader.server = NULL;
     reader.token = NULL;
     w.reader = &reader;
-    w.path = service_path(pos[0], "config");
+    w.path = cli_object_path("services", pos[0], "/config");
     /* Fail fast on an unknown service, before following anything. */
     rc = watch_refresh(ctx, &w);
     if (rc == 0)
@@ -639,7 +625,7 @@ cmd_endpoints(struct cli_ctx *ctx, int argc, char **argv)
         rc = cli_usage(ctx, "endpoints", "exactly one SERVICE is required");
         goto out;
     }
-    path = service_path(pos[0], "endpoints");
+    path = cli_object_path("services", pos[0], "/endpoints");
     if (o.watch) {
         struct ep_watch w = {.service = pos[0], .shown = -1};
         char *wp = xasprintf("%s?watch=true", path);

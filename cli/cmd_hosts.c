@@ -11,15 +11,6 @@
 #include "mem.h"
 
 
-static char *
-host_path(const char *name, const char *suffix)
-{
-    char *esc = cli_escape(name);
-    char *p = xasprintf("/v1/hosts/%s%s", esc, suffix ? suffix : "");
-    free(esc);
-    return p;
-}
-
 static int
 hosts_ls(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -47,7 +38,7 @@ hosts_each(struct cli_ctx *ctx, const char *action, int argc, char **argv)
     for (int i = 0; rc == 0 && i < npos; i++) {
         json_t *obj = NULL;
         char *suffix = get ? NULL : xasprintf("/%s", action);
-        char *path = host_path(pos[i], suffix);
+        char *path = cli_object_path("hosts", pos[i], suffix);
         if (cli_api(ctx, get ? "GET" : "POST", path, NULL, &obj, NULL) != 0) {
             rc = CLI_EXIT_FAIL;
         } else if (get) {

@@ -26,15 +26,6 @@ enum {
     OPT_CMDLINE,
 };
 
-static char *
-image_path(const char *ref)
-{
-    char *esc = cli_escape(ref);
-    char *p = xasprintf("/v1/images/%s", esc);
-    free(esc);
-    return p;
-}
-
 static int
 images_ls(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -56,7 +47,7 @@ images_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
         rc = cli_usage(ctx, "images", "an image REF or ID is required");
     for (int i = 0; rc == 0 && i < npos; i++) {
         json_t *obj = NULL;
-        char *path = image_path(pos[i]);
+        char *path = cli_object_path("images", pos[i], NULL);
         if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0) {
             rc = CLI_EXIT_FAIL;
         } else if (get) {

@@ -312,8 +312,7 @@ cli_wait_instance_running(struct cli_ctx *ctx, const char *id, long timeout_s,
 {
     double start = cli_now_mono();
     long delay = POLL_FIRST_MS;
-    char *esc = cli_escape(id);
-    char *path = xasprintf("/v1/instances/%s", esc);
+    char *path = cli_object_path("instances", id, NULL);
     int rc = CLI_EXIT_FAIL;
 
     *final = NULL;
@@ -365,7 +364,6 @@ cli_wait_instance_running(struct cli_ctx *ctx, const char *id, long timeout_s,
         cli_sleep_ms(delay);
         delay = cli_next_poll(delay);
     }
-    free(esc);
     free(path);
     return rc;
 }

@@ -29,15 +29,6 @@ jstr(const json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-static char *
-service_path(const char *name)
-{
-    char *esc = cli_escape(name);
-    char *p = xasprintf("/v1/services/%s", esc);
-    free(esc);
-    return p;
-}
-
 /* ---- scale ----------------------------------------------------------- */
 
 struct wait_opts {
@@ -102,7 +93,7 @@ cmd_scale(struct cli_ctx *ctx, int argc, char **argv)
     }
     for (int i = 0; i < npos; i++) {
         char *name = xstrndup(pos[i], (size_t)(strchr(pos[i], '=') - pos[i]));
-        char *path = service_path(name);
+        char *path = cli_object_path("services", name, NULL);
         json_t *body = json_pack("{s:I}", "replicas", (json_int_t)counts[i]);
         json_t *svc = NULL;
         if (cli_api(ctx, "PATCH", path, body, &svc, NULL) == 0) {
@@ -163,7 +154,7 @@ services_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
         rc = cli_usage(ctx, "services", "a service NAME is required");
     for (int i = 0; rc == 0 && i < npos; i++) {
         json_t *obj = NULL;
-        char *path = service_path(pos[i]);
+        char *path = cli_object_path("services", pos[i], NULL);
         if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0) {
             rc = CLI_EXIT_FAIL;
         } else if (strcmp(method, "GET") == 0) {
@@ -382,7 +373,7 @@ services_update(struct cli_ctx *ctx, int argc, char **argv)
                                    &timeout, &link, &unlink);
     if (rc != 0)
         return rc;
-    char *path = service_path(name);
+    char *path = cli_object_path("services", name, NULL);
     if (json_array_size(link) > 0 || json_array_size(unlink) > 0) {
         /* Read-modify-write: If-Match makes a concurrent change of the
          * service fail (412) instead of losing its links or ours. */
