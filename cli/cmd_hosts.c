@@ -10,7 +10,6 @@
 #include "cmd_priv.h"
 #include "mem.h"
 
-
 static int
 hosts_ls(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -23,44 +22,30 @@ hosts_ls(struct cli_ctx *ctx, int argc, char **argv)
     return cli_list_run(ctx, &list, argc, argv);
 }
 
+/* After cordon, uncordon or drain: "NAME STATE". */
+static void
+host_done(struct cli_ctx *ctx, const char *name, json_t *host)
+{
+    const char *st = json_string_value(json_object_get(host, "state"));
+    char *s = fmt_sanitize(name, 0);
+    char *t = fmt_sanitize(st ? st : "?", 32);
+
+    fprintf(ctx->out, "%s %s\n", s, t);
+    free(s);
+    free(t);
+}
+
 /* inspect (GET) or an action (POST .../cordon etc.) on each named host. */
 static int
 hosts_each(struct cli_ctx *ctx, const char *action, int argc, char **argv)
 {
-    char **pos = NULL;
-    int npos, rc;
-    json_t *all = json_array();
-    bool get = action == NULL;
+    static const struct cli_each each = {
+        "hosts", "hosts", "a host NAME is required", true, host_done};
+    char *suffix = action ? xasprintf("/%s", action) : NULL;
+    int rc =
+        cli_each_run(ctx, &each, action ? "POST" : "GET", suffix, argc, argv);
 
-    rc = cli_parse(ctx, "hosts", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "hosts", "a host NAME is required");
-    for (int i = 0; rc == 0 && i < npos; i++) {
-        json_t *obj = NULL;
-        char *suffix = get ? NULL : xasprintf("/%s", action);
-        char *path = cli_object_path("hosts", pos[i], suffix);
-        if (cli_api(ctx, get ? "GET" : "POST", path, NULL, &obj, NULL) != 0) {
-            rc = CLI_EXIT_FAIL;
-        } else if (get) {
-            json_array_append(all, obj);
-        } else if (ctx->output == FMT_JSON) {
-            cli_print_json(ctx, obj);
-        } else {
-            const char *st = json_string_value(json_object_get(obj, "state"));
-            char *s = fmt_sanitize(pos[i], 0);
-            char *t = fmt_sanitize(st ? st : "?", 32);
-            fprintf(ctx->out, "%s %s\n", s, t);
-            free(s);
-            free(t);
-        }
-        json_decref(obj);
-        free(path);
-        free(suffix);
-    }
-    if (rc == 0 && get)
-        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
-    json_decref(all);
-    free(pos);
+    free(suffix);
     return rc;
 }
 

@@ -34,37 +34,25 @@ images_ls(struct cli_ctx *ctx, int argc, char **argv)
     return cli_list_run(ctx, &list, argc, argv);
 }
 
+/* After rm: the ref or id as given. */
+static void
+image_done(struct cli_ctx *ctx, const char *ref, json_t *answer)
+{
+    char *s = fmt_sanitize(ref, 0);
+
+    (void)answer;
+    fprintf(ctx->out, "%s\n", s);
+    free(s);
+}
+
 static int
 images_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
 {
-    char **pos = NULL;
-    int npos, rc;
-    json_t *all = json_array();
-    bool get = strcmp(method, "GET") == 0;
+    static const struct cli_each each = {
+        "images", "images", "an image REF or ID is required", false,
+        image_done};
 
-    rc = cli_parse(ctx, "images", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "images", "an image REF or ID is required");
-    for (int i = 0; rc == 0 && i < npos; i++) {
-        json_t *obj = NULL;
-        char *path = cli_object_path("images", pos[i], NULL);
-        if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0) {
-            rc = CLI_EXIT_FAIL;
-        } else if (get) {
-            json_array_append(all, obj);
-        } else {
-            char *s = fmt_sanitize(pos[i], 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        }
-        json_decref(obj);
-        free(path);
-    }
-    if (rc == 0 && get)
-        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
-    json_decref(all);
-    free(pos);
-    return rc;
+    return cli_each_run(ctx, &each, method, NULL, argc, argv);
 }
 
 struct push_opts {

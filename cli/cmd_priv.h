@@ -54,6 +54,25 @@ char *cli_list_query(char *path, const char *key, const char *val);
 char *cli_add_selectors(char *path, json_t *selectors);
 /* -o json: {"items":[...],"next":null}; else print's table. Returns 0. */
 int cli_list_print(struct cli_ctx *ctx, json_t *items, cli_list_print_fn print);
+/*
+ * list.c: inspect or an action on each named object of a collection, the
+ * other shape `hosts`, `images` and `services` share. cli_each_run() calls
+ * method on /v1/<collection>/<NAME><suffix> for each NAME argument (at
+ * least one; none is a usage error naming need). GET prints the objects
+ * as JSON (one, or an array of several); another method prints each
+ * answer as JSON with -o json when json_answers is set, else calls done,
+ * which prints the line the user sees.
+ */
+struct cli_each {
+    const char *cmd;        /* for usage lines */
+    const char *collection; /* e.g. "hosts" */
+    const char *need;       /* e.g. "a host NAME is required" */
+    bool json_answers;
+    void (*done)(struct cli_ctx *ctx, const char *name, json_t *answer);
+};
+int cli_each_run(struct cli_ctx *ctx, const struct cli_each *e,
+                 const char *method, const char *suffix, int argc,
+                 char **argv);
 /* Options that shape an instance spec, shared by run and services update. */
 enum {
     CLI_SPEC_CPUS = 1,

@@ -140,43 +140,28 @@ services_ls(struct cli_ctx *ctx, int argc, char **argv)
     return cli_list_run(ctx, &list, argc, argv);
 }
 
+/* After rm: the name, with " (deleting)" while its instances are still
+ * going away (202). */
+static void
+service_done(struct cli_ctx *ctx, const char *name, json_t *svc)
+{
+    const char *st = jstr(svc, "state");
+    char *s = fmt_sanitize(name, 0);
+
+    fprintf(ctx->out, "%s%s\n", s,
+            st && strcmp(st, "deleting") == 0 ? " (deleting)" : "");
+    free(s);
+}
+
 /* GET or DELETE each named service. */
 static int
 services_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
 {
-    char **pos = NULL;
-    int npos, rc;
-    json_t *all = json_array();
+    static const struct cli_each each = {
+        "services", "services", "a service NAME is required", true,
+        service_done};
 
-    rc = cli_parse(ctx, "services", NULL, 0, argc, argv, NULL, NULL, &pos,
-                   &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "services", "a service NAME is required");
-    for (int i = 0; rc == 0 && i < npos; i++) {
-        json_t *obj = NULL;
-        char *path = cli_object_path("services", pos[i], NULL);
-        if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0) {
-            rc = CLI_EXIT_FAIL;
-        } else if (strcmp(method, "GET") == 0) {
-            json_array_append(all, obj);
-        } else if (ctx->output == FMT_JSON) {
-            cli_print_json(ctx, obj);
-        } else {
-            /* 202 with state deleting: instances are still going away. */
-            const char *st = jstr(obj, "state");
-            char *s = fmt_sanitize(pos[i], 0);
-            fprintf(ctx->out, "%s%s\n", s,
-                    st && strcmp(st, "deleting") == 0 ? " (deleting)" : "");
-            free(s);
-        }
-        json_decref(obj);
-        free(path);
-    }
-    if (rc == 0 && strcmp(method, "GET") == 0)
-        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
-    json_decref(all);
-    free(pos);
-    return rc;
+    return cli_each_run(ctx, &each, method, NULL, argc, argv);
 }
 
 /* ---- services update ------------------------------------------------- */

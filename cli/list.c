@@ -119,3 +119,37 @@ out:
     free(pos);
     return rc;
 }
+
+int
+cli_each_run(struct cli_ctx *ctx, const struct cli_each *e, const char *method,
+             const char *suffix, int argc, char **argv)
+{
+    bool get = strcmp(method, "GET") == 0;
+    json_t *all = json_array();
+    char **pos = NULL;
+    int npos, rc;
+
+    rc = cli_parse(ctx, e->cmd, NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
+    if (rc == 0 && npos < 1)
+        rc = cli_usage(ctx, e->cmd, "%s", e->need);
+    for (int i = 0; rc == 0 && i < npos; i++) {
+        json_t *obj = NULL;
+        char *path = cli_object_path(e->collection, pos[i], suffix);
+
+        if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0)
+            rc = CLI_EXIT_FAIL;
+        else if (get)
+            json_array_append(all, obj);
+        else if (e->json_answers && ctx->output == FMT_JSON)
+            cli_print_json(ctx, obj);
+        else
+            e->done(ctx, pos[i], obj);
+        json_decref(obj);
+        free(path);
+    }
+    if (rc == 0 && get)
+        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
+    json_decref(all);
+    free(pos);
+    return rc;
+}
