@@ -10,18 +10,6 @@
 #include "cmd_priv.h"
 #include "mem.h"
 
-static int
-hosts_ls(struct cli_ctx *ctx, int argc, char **argv)
-{
-    static const struct cli_list_filter filters[] = {
-        {"state", 0, "state", false},
-        {NULL, 0, NULL, false},
-    };
-    static const struct cli_list list = {"hosts", "/v1/hosts", filters,
-                                         fmt_hosts};
-    return cli_list_run(ctx, &list, argc, argv);
-}
-
 /* After cordon, uncordon or drain: "NAME STATE". */
 static void
 host_done(struct cli_ctx *ctx, const char *name, json_t *host)
@@ -35,35 +23,26 @@ host_done(struct cli_ctx *ctx, const char *name, json_t *host)
     free(t);
 }
 
-/* inspect (GET) or an action (POST .../cordon etc.) on each named host. */
-static int
-hosts_each(struct cli_ctx *ctx, const char *action, int argc, char **argv)
-{
-    static const struct cli_each each = {
-        "hosts", "hosts", "a host NAME is required", true, host_done};
-    char *suffix = action ? xasprintf("/%s", action) : NULL;
-    int rc =
-        cli_each_run(ctx, &each, action ? "POST" : "GET", suffix, argc, argv);
-
-    free(suffix);
-    return rc;
-}
-
 int
 cmd_hosts(struct cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc < 2 || argv[1][0] == '-')
-        return hosts_ls(ctx, argc, argv);
-    const char *sub = argv[1];
-    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-        return hosts_ls(ctx, argc - 1, argv + 1);
-    if (strcmp(sub, "inspect") == 0 || strcmp(sub, "get") == 0)
-        return hosts_each(ctx, NULL, argc - 1, argv + 1);
-    if (strcmp(sub, "cordon") == 0 || strcmp(sub, "uncordon") == 0 ||
-        strcmp(sub, "drain") == 0)
-        return hosts_each(ctx, sub, argc - 1, argv + 1);
-    return cli_usage(
-        ctx, "hosts",
-        "unknown subcommand \"%s\" (ls, inspect, cordon, uncordon, drain)",
-        sub);
+    static const struct cli_list_filter filters[] = {
+        {"state", 0, "state", false},
+        {NULL, 0, NULL, false},
+    };
+    static const struct cli_list list = {"hosts", "/v1/hosts", filters,
+                                         fmt_hosts};
+    static const struct cli_each each = {
+        "hosts", "hosts", "a host NAME is required", true, host_done};
+    static const struct cli_action actions[] = {
+        {"cordon", NULL, "POST", "/cordon"},
+        {"uncordon", NULL, "POST", "/uncordon"},
+        {"drain", NULL, "POST", "/drain"},
+        {NULL, NULL, NULL, NULL},
+    };
+    static const struct cli_resource r = {
+        &list, &each, actions,
+        NULL,  NULL,  "ls, inspect, cordon, uncordon, drain"};
+
+    return cli_resource_run(ctx, &r, argc, argv);
 }

@@ -26,14 +26,6 @@ enum {
     OPT_CMDLINE,
 };
 
-static int
-images_ls(struct cli_ctx *ctx, int argc, char **argv)
-{
-    static const struct cli_list list = {"images", "/v1/images", NULL,
-                                         fmt_images};
-    return cli_list_run(ctx, &list, argc, argv);
-}
-
 /* After rm: the ref or id as given. */
 static void
 image_done(struct cli_ctx *ctx, const char *ref, json_t *answer)
@@ -43,16 +35,6 @@ image_done(struct cli_ctx *ctx, const char *ref, json_t *answer)
     (void)answer;
     fprintf(ctx->out, "%s\n", s);
     free(s);
-}
-
-static int
-images_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
-{
-    static const struct cli_each each = {
-        "images", "images", "an image REF or ID is required", false,
-        image_done};
-
-    return cli_each_run(ctx, &each, method, NULL, argc, argv);
 }
 
 struct push_opts {
@@ -252,17 +234,17 @@ out:
 int
 cmd_images(struct cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc < 2 || argv[1][0] == '-')
-        return images_ls(ctx, argc, argv);
-    const char *sub = argv[1];
-    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-        return images_ls(ctx, argc - 1, argv + 1);
-    if (strcmp(sub, "inspect") == 0 || strcmp(sub, "get") == 0)
-        return images_each(ctx, "GET", argc - 1, argv + 1);
-    if (strcmp(sub, "rm") == 0 || strcmp(sub, "delete") == 0)
-        return images_each(ctx, "DELETE", argc - 1, argv + 1);
-    if (strcmp(sub, "push") == 0)
-        return images_push(ctx, argc - 1, argv + 1);
-    return cli_usage(ctx, "images",
-                     "unknown subcommand \"%s\" (ls, inspect, push, rm)", sub);
+    static const struct cli_list list = {"images", "/v1/images", NULL,
+                                         fmt_images};
+    static const struct cli_each each = {"images", "images",
+                                         "an image REF or ID is required",
+                                         false, image_done};
+    static const struct cli_action actions[] = {
+        {"rm", "delete", "DELETE", NULL},
+        {NULL, NULL, NULL, NULL},
+    };
+    static const struct cli_resource r = {
+        &list, &each, actions, "push", images_push, "ls, inspect, push, rm"};
+
+    return cli_resource_run(ctx, &r, argc, argv);
 }

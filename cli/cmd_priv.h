@@ -73,6 +73,29 @@ struct cli_each {
 int cli_each_run(struct cli_ctx *ctx, const struct cli_each *e,
                  const char *method, const char *suffix, int argc,
                  char **argv);
+/*
+ * list.c: a resource command (`hosts`, `images`, `services`): ls (also
+ * list, and the command alone or with flags only, like `docker ps`),
+ * inspect (also get),
+ * the actions (cli_each_run with their method and suffix), one other
+ * subcommand with its own handler, and a usage error naming subs for
+ * anything else.
+ */
+struct cli_action {
+    const char *name, *alias; /* alias may be NULL */
+    const char *method;
+    const char *suffix; /* may be NULL */
+};
+struct cli_resource {
+    const struct cli_list *list;
+    const struct cli_each *each;
+    const struct cli_action *actions; /* ends with name NULL */
+    const char *other;                /* NULL: none */
+    int (*other_run)(struct cli_ctx *ctx, int argc, char **argv);
+    const char *subs; /* e.g. "ls, inspect, push, rm" */
+};
+int cli_resource_run(struct cli_ctx *ctx, const struct cli_resource *r,
+                     int argc, char **argv);
 /* Options that shape an instance spec, shared by run and services update. */
 enum {
     CLI_SPEC_CPUS = 1,

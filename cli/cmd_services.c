@@ -126,20 +126,6 @@ out:
 
 /* ---- services ls / inspect / rm -------------------------------------- */
 
-static int
-services_ls(struct cli_ctx *ctx, int argc, char **argv)
-{
-    static const struct cli_list_filter filters[] = {
-        {"state", 0, "state", false},
-        {"selector", 'l', "label", true},
-        {"label", 0, "label", true},
-        {NULL, 0, NULL, false},
-    };
-    static const struct cli_list list = {"services", "/v1/services", filters,
-                                         fmt_services};
-    return cli_list_run(ctx, &list, argc, argv);
-}
-
 /* After rm: the name, with " (deleting)" while its instances are still
  * going away (202). */
 static void
@@ -151,17 +137,6 @@ service_done(struct cli_ctx *ctx, const char *name, json_t *svc)
     fprintf(ctx->out, "%s%s\n", s,
             st && strcmp(st, "deleting") == 0 ? " (deleting)" : "");
     free(s);
-}
-
-/* GET or DELETE each named service. */
-static int
-services_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
-{
-    static const struct cli_each each = {
-        "services", "services", "a service NAME is required", true,
-        service_done};
-
-    return cli_each_run(ctx, &each, method, NULL, argc, argv);
 }
 
 /* ---- services update ------------------------------------------------- */
@@ -398,19 +373,24 @@ out:
 int
 cmd_services(struct cli_ctx *ctx, int argc, char **argv)
 {
-    /* `services` alone, or followed by flags, lists (like `docker ps`). */
-    if (argc < 2 || argv[1][0] == '-')
-        return services_ls(ctx, argc, argv);
-    const char *sub = argv[1];
-    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-        return services_ls(ctx, argc - 1, argv + 1);
-    if (strcmp(sub, "inspect") == 0 || strcmp(sub, "get") == 0)
-        return services_each(ctx, "GET", argc - 1, argv + 1);
-    if (strcmp(sub, "rm") == 0 || strcmp(sub, "delete") == 0)
-        return services_each(ctx, "DELETE", argc - 1, argv + 1);
-    if (strcmp(sub, "update") == 0)
-        return services_update(ctx, argc - 1, argv + 1);
-    return cli_usage(ctx, "services",
-                     "unknown subcommand \"%s\" (ls, inspect, update, rm)",
-                     sub);
+    static const struct cli_list_filter filters[] = {
+        {"state", 0, "state", false},
+        {"selector", 'l', "label", true},
+        {"label", 0, "label", true},
+        {NULL, 0, NULL, false},
+    };
+    static const struct cli_list list = {"services", "/v1/services", filters,
+                                         fmt_services};
+    static const struct cli_each each = {"services", "services",
+                                         "a service NAME is required", true,
+                                         service_done};
+    static const struct cli_action actions[] = {
+        {"rm", "delete", "DELETE", NULL},
+        {NULL, NULL, NULL, NULL},
+    };
+    static const struct cli_resource r = {
+        &list,    &each,           actions,
+        "update", services_update, "ls, inspect, update, rm"};
+
+    return cli_resource_run(ctx, &r, argc, argv);
 }

@@ -153,3 +153,32 @@ cli_each_run(struct cli_ctx *ctx, const struct cli_each *e, const char *method,
     free(pos);
     return rc;
 }
+
+static bool
+sub_is(const char *sub, const char *name, const char *alias)
+{
+    return strcmp(sub, name) == 0 || (alias != NULL && strcmp(sub, alias) == 0);
+}
+
+int
+cli_resource_run(struct cli_ctx *ctx, const struct cli_resource *r, int argc,
+                 char **argv)
+{
+    const char *sub;
+
+    if (argc < 2 || argv[1][0] == '-')
+        return cli_list_run(ctx, r->list, argc, argv);
+    sub = argv[1];
+    if (sub_is(sub, "ls", "list"))
+        return cli_list_run(ctx, r->list, argc - 1, argv + 1);
+    if (sub_is(sub, "inspect", "get"))
+        return cli_each_run(ctx, r->each, "GET", NULL, argc - 1, argv + 1);
+    for (const struct cli_action *a = r->actions; a->name != NULL; a++)
+        if (sub_is(sub, a->name, a->alias))
+            return cli_each_run(ctx, r->each, a->method, a->suffix, argc - 1,
+                                argv + 1);
+    if (r->other != NULL && strcmp(sub, r->other) == 0)
+        return r->other_run(ctx, argc - 1, argv + 1);
+    return cli_usage(ctx, r->list->cmd, "unknown subcommand \"%s\" (%s)", sub,
+                     r->subs);
+}
