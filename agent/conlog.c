@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "domxml.h"
 #include "log.h"
 #include "mem.h"
 
@@ -292,17 +293,6 @@ out:
     free(buf);
 }
 
-static int
-id_ok(const char *id)
-{
-    size_t n = strlen(id);
-
-    if (n == 0 || n > 64)
-        return 0;
-    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                      "0123456789-_") == n;
-}
-
 void
 conlog_start(struct conlog *c, const struct conlog_request *req)
 {
@@ -314,7 +304,7 @@ conlog_start(struct conlog *c, const struct conlog_request *req)
                           "console logs");
         return;
     }
-    if (!id_ok(req->instance_id)) {
+    if (!domxml_id_ok(req->instance_id)) {
         (void)c->ops.send(c->arg, req->id, NULL, 0, 0, true,
                           "not an instance id");
         return;
@@ -479,7 +469,7 @@ cap_cb(evutil_socket_t fd, short what, void *arg)
     while ((e = readdir(d)) != NULL) {
         char *path;
 
-        if (!id_ok(e->d_name))
+        if (!domxml_id_ok(e->d_name))
             continue;
         path = xasprintf("%s/%s/console.log", run, e->d_name);
         (void)conlog_cap_file(path, CONLOG_CAP);

@@ -23,9 +23,8 @@
 #include "log.h"
 #include "mem.h"
 
-/* True if s is 1..DOMXML_ID_MAX characters of [A-Za-z0-9_-]. */
-static bool
-domxml_word_ok(const char *s)
+bool
+domxml_id_ok(const char *s)
 {
     size_t i, n = s ? strlen(s) : 0;
 
@@ -73,7 +72,7 @@ domxml_owner_check(const char *my_cluster, const char *my_owner,
 int
 domxml_id_valid(const char *id)
 {
-    if (!domxml_word_ok(id)) {
+    if (!domxml_id_ok(id)) {
         log_warnx("instance id %.*s is not 1 to %d characters of [A-Za-z0-9_-]",
                   DOMXML_ID_MAX, id ? id : "(null)", DOMXML_ID_MAX);
         return -1;
@@ -212,12 +211,12 @@ domxml_spec_check(const struct domxml_spec *s)
                   id, DOMXML_OWNER_MAX);
         return -1;
     }
-    if (s->arch != NULL && !domxml_word_ok(s->arch)) {
+    if (s->arch != NULL && !domxml_id_ok(s->arch)) {
         log_warnx("instance %s: arch %.*s is not a plain word", id,
                   DOMXML_ID_MAX, s->arch);
         return -1;
     }
-    if (s->network != NULL && !domxml_word_ok(s->network)) {
+    if (s->network != NULL && !domxml_id_ok(s->network)) {
         log_warnx("instance %s: network %.*s is not 1 to %d characters of [A-Za-z0-9_-]",
                   id, DOMXML_ID_MAX, s->network, DOMXML_ID_MAX);
         return -1;
