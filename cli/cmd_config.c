@@ -237,8 +237,7 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
         free(line);
         if (done || (timeout_s > 0 && elapsed >= (double)timeout_s))
             break;
-        cli_sleep_ms(delay);
-        delay = cli_next_poll(delay);
+        cli_poll_sleep(&delay);
     }
 out:
     free(esc);

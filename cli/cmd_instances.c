@@ -552,11 +552,11 @@ wait_one(struct cli_ctx *ctx, const char *id, long timeout_s, int *status)
     int rc = -1;
 
     for (;;) {
-        json_t *inst = NULL;
-        if (cli_api(ctx, "GET", path, NULL, &inst, NULL) != 0)
+        const char *state, *name;
+        json_t *inst = cli_poll_instance(ctx, path, id, &state, &name);
+
+        if (inst == NULL)
             break;
-        const char *state = jstr(inst, "state");
-        const char *name = jstr(inst, "name") ? jstr(inst, "name") : id;
         json_t *code = json_object_get(inst, "exit_code");
         if (fmt_state_is_final(state)) {
             cli_progress_done(ctx);
@@ -586,8 +586,7 @@ wait_one(struct cli_ctx *ctx, const char *id, long timeout_s, int *status)
         cli_progress(ctx, "waiting for %s: %s (%.0fs)", name,
                      state ? state : "unknown", elapsed);
         json_decref(inst);
-        cli_sleep_ms(delay);
-        delay = cli_next_poll(delay);
+        cli_poll_sleep(&delay);
     }
     free(path);
     return rc;

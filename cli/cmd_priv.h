@@ -139,9 +139,13 @@ int cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
 void cli_progress(struct cli_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void cli_progress_done(struct cli_ctx *ctx);
-/* Next poll delay: doubles up to a ceiling. */
-long cli_next_poll(long ms);
+/* Sleeps *delay_ms between two polls, then doubles it up to a ceiling. */
+void cli_poll_sleep(long *delay_ms);
 
+/* One poll of an instance: GET path, its state and its name (id when it
+ * has none). NULL after printing why the GET failed; else caller frees. */
+json_t *cli_poll_instance(struct cli_ctx *ctx, const char *path, const char *id,
+                          const char **state, const char **name);
 /* Polls an instance until running (or exited 0); a failure prints why.
  * *final gets the last object seen (may be NULL). timeout_s 0 = none. */
 int cli_wait_instance_running(struct cli_ctx *ctx, const char *id,
