@@ -197,8 +197,8 @@ stream_fail_read(struct cl_stream *s)
 {
     char why[200];
 
-    snprintf(why, sizeof(why), "cannot read the console log of %s: %s",
-             s->inst, strerror(errno));
+    snprintf(why, sizeof(why), "cannot read the console log of %s: %s", s->inst,
+             strerror(errno));
     log_warnx("%s", why);
     stream_finish(s, NULL, 0, why);
 }

@@ -82,8 +82,10 @@ build_cluster(size_t n, uint64_t seed, double *build_ms,
         char name[32], zone[16], rack[24], ssd[16];
         snprintf(name, sizeof(name), "host-%05zu", i);
         snprintf(zone, sizeof(zone), "zone=z%u", rng_below(&r, 4));
-        snprintf(rack, sizeof(rack), "rack=r%u", rng_below(&r, (uint32_t)nracks));
-        snprintf(ssd, sizeof(ssd), "ssd=%s", rng_below(&r, 2) ? "true" : "false");
+        snprintf(rack, sizeof(rack), "rack=r%u",
+                 rng_below(&r, (uint32_t)nracks));
+        snprintf(ssd, sizeof(ssd), "ssd=%s",
+                 rng_below(&r, 2) ? "true" : "false");
         const char *labels[] = {zone, rack, ssd};
         uint32_t st = rng_below(&r, 100);
         struct sched_host_spec spec = {

@@ -315,9 +315,9 @@ cli_api_pages(struct cli_ctx *ctx, const char *path, int limit, int max_pages,
     for (int page = 0; page < max_pages; page++) {
         json_t *ans = NULL;
         char *esc = cursor ? cli_escape(cursor) : NULL;
-        char *p = xasprintf("%s%climit=%d%s%s", path,
-                            strchr(path, '?') ? '&' : '?', limit,
-                            esc ? "&after=" : "", esc ? esc : "");
+        char *p =
+            xasprintf("%s%climit=%d%s%s", path, strchr(path, '?') ? '&' : '?',
+                      limit, esc ? "&after=" : "", esc ? esc : "");
         free(esc);
         rc = cli_api(ctx, "GET", p, NULL, &ans, NULL);
         free(p);

@@ -71,8 +71,7 @@ struct cli_each {
     void (*done)(struct cli_ctx *ctx, const char *name, json_t *answer);
 };
 int cli_each_run(struct cli_ctx *ctx, const struct cli_each *e,
-                 const char *method, const char *suffix, int argc,
-                 char **argv);
+                 const char *method, const char *suffix, int argc, char **argv);
 /*
  * list.c: a resource command (`hosts`, `images`, `services`): ls (also
  * list, and the command alone or with flags only, like `docker ps`),
