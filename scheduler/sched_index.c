@@ -107,14 +107,6 @@ sched_strmap_put(struct sched_strmap *m, const char *key, size_t keylen,
 
 /* --- host id map --- */
 
-void
-sched_idmap_free(struct sched_idmap *m)
-{
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof(*m));
-}
-
 /* The slot of key, or the empty slot where it would go (cap != 0). */
 static size_t
 idmap_slot(const struct sched_idmap *m, uint64_t key)
@@ -125,6 +117,14 @@ idmap_slot(const struct sched_idmap *m, uint64_t key)
     while (m->vals[i] != NULL && m->keys[i] != key)
         i = (i + 1) & mask;
     return i;
+}
+
+void
+sched_idmap_free(struct sched_idmap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof(*m));
 }
 
 struct sched_host *
