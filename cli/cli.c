@@ -40,6 +40,9 @@ const struct arg_spec cli_global_specs[] = {
 };
 
 /* The message fmt and ap make, control characters replaced (fmt_sanitize). */
+static char *sanitized_message(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0)));
+
 static char *
 sanitized_message(const char *fmt, va_list ap)
 {
