@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "domxml.h"
 #include "log.h"
 #include "mem.h"
 
@@ -190,6 +191,18 @@ stream_check_rotation(struct cl_stream *s)
         s->pos = 0;
 }
 
+/* Ends s with the reason errno gives for a failed open or read. */
+static void
+stream_fail_read(struct cl_stream *s)
+{
+    char why[200];
+
+    snprintf(why, sizeof(why), "cannot read the console log of %s: %s", s->inst,
+             strerror(errno));
+    log_warnx("%s", why);
+    stream_finish(s, NULL, 0, why);
+}
+
 static void
 stream_pump(evutil_socket_t fd, short what, void *arg)
 {
@@ -204,12 +217,7 @@ stream_pump(evutil_socket_t fd, short what, void *arg)
         int rc = stream_open(s, !s->sent);
 
         if (rc < 0) {
-            char why[200];
-
-            snprintf(why, sizeof(why), "cannot read the console log of %s: %s",
-                     s->inst, strerror(errno));
-            log_warnx("%s", why);
-            stream_finish(s, NULL, 0, why);
+            stream_fail_read(s);
             return;
         }
         if (rc == 0) {
@@ -246,12 +254,7 @@ stream_pump(evutil_socket_t fd, short what, void *arg)
         }
         n = pread(s->fd, buf, want, (off_t)s->pos);
         if (n < 0) {
-            char why[200];
-
-            snprintf(why, sizeof(why), "cannot read the console log of %s: %s",
-                     s->inst, strerror(errno));
-            log_warnx("%s", why);
-            stream_finish(s, NULL, 0, why);
+            stream_fail_read(s);
             goto out;
         }
         if (n == 0) {
@@ -290,17 +293,6 @@ out:
     free(buf);
 }
 
-static int
-id_ok(const char *id)
-{
-    size_t n = strlen(id);
-
-    if (n == 0 || n > 64)
-        return 0;
-    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                      "0123456789-_") == n;
-}
-
 void
 conlog_start(struct conlog *c, const struct conlog_request *req)
 {
@@ -312,7 +304,7 @@ conlog_start(struct conlog *c, const struct conlog_request *req)
                           "console logs");
         return;
     }
-    if (!id_ok(req->instance_id)) {
+    if (!domxml_id_ok(req->instance_id)) {
         (void)c->ops.send(c->arg, req->id, NULL, 0, 0, true,
                           "not an instance id");
         return;
@@ -477,7 +469,7 @@ cap_cb(evutil_socket_t fd, short what, void *arg)
     while ((e = readdir(d)) != NULL) {
         char *path;
 
-        if (!id_ok(e->d_name))
+        if (!domxml_id_ok(e->d_name))
             continue;
         path = xasprintf("%s/%s/console.log", run, e->d_name);
         (void)conlog_cap_file(path, CONLOG_CAP);

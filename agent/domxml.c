@@ -23,9 +23,8 @@
 #include "log.h"
 #include "mem.h"
 
-/* True if s is 1..DOMXML_ID_MAX characters of [A-Za-z0-9_-]. */
-static bool
-domxml_word_ok(const char *s)
+bool
+domxml_id_ok(const char *s)
 {
     size_t i, n = s ? strlen(s) : 0;
 
@@ -73,7 +72,7 @@ domxml_owner_check(const char *my_cluster, const char *my_owner,
 int
 domxml_id_valid(const char *id)
 {
-    if (!domxml_word_ok(id)) {
+    if (!domxml_id_ok(id)) {
         log_warnx("instance id %.*s is not 1 to %d characters of [A-Za-z0-9_-]",
                   DOMXML_ID_MAX, id ? id : "(null)", DOMXML_ID_MAX);
         return -1;
@@ -212,12 +211,12 @@ domxml_spec_check(const struct domxml_spec *s)
                   id, DOMXML_OWNER_MAX);
         return -1;
     }
-    if (s->arch != NULL && !domxml_word_ok(s->arch)) {
+    if (s->arch != NULL && !domxml_id_ok(s->arch)) {
         log_warnx("instance %s: arch %.*s is not a plain word", id,
                   DOMXML_ID_MAX, s->arch);
         return -1;
     }
-    if (s->network != NULL && !domxml_word_ok(s->network)) {
+    if (s->network != NULL && !domxml_id_ok(s->network)) {
         log_warnx("instance %s: network %.*s is not 1 to %d characters of [A-Za-z0-9_-]",
                   id, DOMXML_ID_MAX, s->network, DOMXML_ID_MAX);
         return -1;
@@ -487,36 +486,60 @@ domxml_md_child(xmlNodePtr parent, const char *name)
     return NULL;
 }
 
-int
-domxml_metadata_parse(const char *xml, char **idp, uint64_t *genp)
+/*
+ * The text of the children a and b of the root of instance metadata
+ * ({DOMXML_METADATA_NS}instance), for the caller to xmlFree. Returns how
+ * many of the two are there (with fewer than 2, neither is returned), or
+ * -1 (logged) when xml is not instance metadata.
+ */
+static int
+domxml_md_pair(const char *xml, const char *a, const char *b, xmlChar **va,
+               xmlChar **vb)
 {
-    xmlDocPtr doc = NULL;
-    xmlNodePtr root, idn, genn;
-    xmlChar *id = NULL, *gen = NULL;
-    unsigned long long g;
-    char *end;
-    int ret = -1;
+    xmlDocPtr doc;
+    xmlNodePtr root, an, bn;
+    int n;
 
+    *va = *vb = NULL;
     doc = xmlReadMemory(xml, (int)strlen(xml), "metadata.xml", NULL,
                         XML_PARSE_NONET | XML_PARSE_NOERROR |
                             XML_PARSE_NOWARNING);
     if (doc == NULL || (root = xmlDocGetRootElement(doc)) == NULL) {
         log_warnx("instance metadata is not well-formed XML");
-        goto cleanup;
+        xmlFreeDoc(doc);
+        return -1;
     }
     if (!domxml_md_is(root, "instance")) {
         log_warnx("instance metadata root is not {%s}instance",
                   DOMXML_METADATA_NS);
+        xmlFreeDoc(doc);
+        return -1;
+    }
+    an = domxml_md_child(root, a);
+    bn = domxml_md_child(root, b);
+    n = (an != NULL) + (bn != NULL);
+    if (n == 2) {
+        *va = xmlNodeGetContent(an);
+        *vb = xmlNodeGetContent(bn);
+    }
+    xmlFreeDoc(doc);
+    return n;
+}
+
+int
+domxml_metadata_parse(const char *xml, char **idp, uint64_t *genp)
+{
+    xmlChar *id, *gen;
+    unsigned long long g;
+    char *end;
+    int n, ret = -1;
+
+    n = domxml_md_pair(xml, "id", "generation", &id, &gen);
+    if (n != 2) {
+        if (n >= 0)
+            log_warnx("instance metadata lacks an id or a generation");
         goto cleanup;
     }
-    idn = domxml_md_child(root, "id");
-    genn = domxml_md_child(root, "generation");
-    if (idn == NULL || genn == NULL) {
-        log_warnx("instance metadata lacks an id or a generation");
-        goto cleanup;
-    }
-    id = xmlNodeGetContent(idn);
-    gen = xmlNodeGetContent(genn);
     if (id == NULL || gen == NULL || domxml_id_valid((const char *)id) < 0)
         goto cleanup;
     errno = 0;
@@ -533,40 +556,23 @@ domxml_metadata_parse(const char *xml, char **idp, uint64_t *genp)
 cleanup:
     xmlFree(id);
     xmlFree(gen);
-    xmlFreeDoc(doc);
     return ret;
 }
 
 int
 domxml_metadata_owner(const char *xml, char **clusterp, char **ownerp)
 {
-    xmlDocPtr doc = NULL;
-    xmlNodePtr root, cn, hn;
-    xmlChar *cluster = NULL, *owner = NULL;
-    int ret = -1;
+    xmlChar *cluster, *owner;
+    int n, ret = -1;
 
     *clusterp = *ownerp = NULL;
-    doc = xmlReadMemory(xml, (int)strlen(xml), "metadata.xml", NULL,
-                        XML_PARSE_NONET | XML_PARSE_NOERROR |
-                            XML_PARSE_NOWARNING);
-    if (doc == NULL || (root = xmlDocGetRootElement(doc)) == NULL ||
-        !domxml_md_is(root, "instance")) {
-        log_warnx("instance metadata is not a well-formed {%s}instance",
-                  DOMXML_METADATA_NS);
-        goto cleanup;
-    }
-    cn = domxml_md_child(root, "cluster");
-    hn = domxml_md_child(root, "host");
-    if (cn == NULL && hn == NULL) {
-        ret = 0; /* made before ownership: no owner */
-        goto cleanup;
-    }
-    if (cn == NULL || hn == NULL) {
+    n = domxml_md_pair(xml, "cluster", "host", &cluster, &owner);
+    if (n == 0)
+        return 0; /* made before ownership: no owner */
+    if (n == 1)
         log_warnx("instance metadata has only one of a cluster and a host");
-        goto cleanup;
-    }
-    cluster = xmlNodeGetContent(cn);
-    owner = xmlNodeGetContent(hn);
+    if (n != 2)
+        return -1;
     if (cluster == NULL || owner == NULL ||
         domxml_owner_valid((const char *)cluster) < 0 ||
         domxml_owner_valid((const char *)owner) < 0) {
@@ -580,6 +586,5 @@ domxml_metadata_owner(const char *xml, char **clusterp, char **ownerp)
 cleanup:
     xmlFree(cluster);
     xmlFree(owner);
-    xmlFreeDoc(doc);
     return ret;
 }

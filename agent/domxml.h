@@ -7,6 +7,7 @@
 #ifndef CLOUD_AGENT_DOMXML_H
 #define CLOUD_AGENT_DOMXML_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,8 @@ struct domxml_spec {
 
 #define DOMXML_OWNER_MAX 128
 
+/* True if id is 1..DOMXML_ID_MAX characters of [A-Za-z0-9_-]; silent. */
+bool domxml_id_ok(const char *id);
 /* 0 if id is a valid instance id, -1 (logged) if not. */
 int domxml_id_valid(const char *id);
 

@@ -39,14 +39,21 @@ dsparts_new(size_t max_parts, size_t max_bytes, size_t max_mem)
     return a;
 }
 
+/* Frees envs[0..n) (NULL ones too) and the array. */
+static void
+envs_free(frame_envelope **envs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        frame_envelope_free(envs[i]);
+    free(envs);
+}
+
 void
 dsparts_reset(struct dsparts *a)
 {
     if (a == NULL)
         return;
-    for (uint32_t i = 0; i < a->nparts; i++)
-        frame_envelope_free(a->envs[i]);
-    free(a->envs);
+    envs_free(a->envs, a->nparts);
     a->envs = NULL;
     a->nparts = a->got = 0;
     a->bytes = a->mem = 0;
@@ -67,10 +74,8 @@ dsparts_set_clear(struct dsparts_set *s)
 {
     if (s == NULL)
         return;
-    for (size_t i = 0; i < s->nenvs; i++)
-        frame_envelope_free(s->envs[i]);
-    free(s->envs);
-    free(s->instances);
+    free(s->instances); /* pointers into the envelopes */
+    envs_free(s->envs, s->nenvs);
     memset(s, 0, sizeof(*s));
 }
 

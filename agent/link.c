@@ -39,6 +39,7 @@
 #include "log.h"
 #include "netopt.h"
 #include "mem.h"
+#include "monotime.h"
 #include "strmap.h"
 #include "tlsctx.h"
 #include "tlsev.h"
@@ -85,15 +86,6 @@ struct link {
 };
 
 static void link_connect(struct link *l);
-
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 status_free(struct worker_status *s)

@@ -283,82 +283,98 @@ cleanup:
     return ret;
 }
 
+/*
+ * Runs op on the instance's domain, then frees the domain. Without a
+ * domain: 0, or, when absent names what could not be done, -1 with that
+ * recorded. A failed lookup is -1 (recorded).
+ */
 static int
-virt_lv_shutdown(struct virt_conn *c, const char *instance_id)
+virt_with_domain(struct virt_conn *c, const char *instance_id,
+                 int (*op)(struct virt_conn *c, virDomainPtr dom,
+                           const char *instance_id, void *arg),
+                 void *arg, const char *absent)
 {
     virDomainPtr dom;
-    int found, ret = -1;
+    int found, ret;
 
     found = virt_lookup(c, instance_id, &dom);
     if (found < 0)
         return -1;
     if (found == 0) {
-        snprintf(c->err, sizeof(c->err), "instance %s: no domain to shut down",
-                 instance_id);
-        log_warnx("%s", c->err);
+        if (absent == NULL)
+            return 0;
+        virt_failx(c, "instance %s: %s", instance_id, absent);
         return -1;
     }
-    if (virDomainShutdown(dom) < 0) {
-        virt_fail(c, "instance %s: cannot request an ACPI shutdown",
-                  instance_id);
-        goto cleanup;
-    }
-    ret = 0;
-
-cleanup:
+    ret = op(c, dom, instance_id, arg);
     virDomainFree(dom);
     return ret;
+}
+
+/* A libvirt call on a domain and what it failed to do, for virt_dom_call. */
+struct virt_call {
+    int (*fn)(virDomainPtr dom);
+    const char *what;
+};
+
+static int
+virt_dom_call(struct virt_conn *c, virDomainPtr dom, const char *instance_id,
+              void *arg)
+{
+    const struct virt_call *call = arg;
+
+    if (call->fn(dom) < 0) {
+        virt_fail(c, "instance %s: %s", instance_id, call->what);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+virt_lv_shutdown(struct virt_conn *c, const char *instance_id)
+{
+    struct virt_call call = {virDomainShutdown,
+                             "cannot request an ACPI shutdown"};
+
+    return virt_with_domain(c, instance_id, virt_dom_call, &call,
+                            "no domain to shut down");
+}
+
+/* A running domain stays running as a transient one; callers destroy
+ * first when they mean "gone". */
+static int
+virt_lv_undefine(struct virt_conn *c, const char *instance_id)
+{
+    struct virt_call call = {virDomainUndefine, "cannot undefine the domain"};
+
+    return virt_with_domain(c, instance_id, virt_dom_call, &call, NULL);
+}
+
+static int
+virt_dom_destroy(struct virt_conn *c, virDomainPtr dom, const char *instance_id,
+                 void *arg)
+{
+    int active = virDomainIsActive(dom);
+
+    (void)arg;
+    if (active < 0) {
+        virt_fail(c, "instance %s: cannot tell whether the domain runs",
+                  instance_id);
+        return -1;
+    }
+    /* It may have stopped on its own between the two calls. */
+    if (active && virDomainDestroy(dom) < 0 &&
+        virGetLastErrorCode() != VIR_ERR_OPERATION_INVALID) {
+        virt_fail(c, "instance %s: cannot destroy the domain", instance_id);
+        return -1;
+    }
+    return 0;
 }
 
 static int
 virt_lv_destroy(struct virt_conn *c, const char *instance_id)
 {
-    virDomainPtr dom;
-    int found, active, ret = -1;
-
-    found = virt_lookup(c, instance_id, &dom);
-    if (found <= 0)
-        return found;
-    active = virDomainIsActive(dom);
-    if (active < 0) {
-        virt_fail(c, "instance %s: cannot tell whether the domain runs",
-                  instance_id);
-        goto cleanup;
-    }
-    if (active && virDomainDestroy(dom) < 0) {
-        /* It may have stopped on its own between the two calls. */
-        if (virGetLastErrorCode() != VIR_ERR_OPERATION_INVALID) {
-            virt_fail(c, "instance %s: cannot destroy the domain", instance_id);
-            goto cleanup;
-        }
-    }
-    ret = 0;
-
-cleanup:
-    virDomainFree(dom);
-    return ret;
-}
-
-static int
-virt_lv_undefine(struct virt_conn *c, const char *instance_id)
-{
-    virDomainPtr dom;
-    int found, ret = -1;
-
-    found = virt_lookup(c, instance_id, &dom);
-    if (found <= 0)
-        return found;
-    /* A running domain stays running as a transient one; callers destroy
-     * first when they mean "gone". */
-    if (virDomainUndefine(dom) < 0) {
-        virt_fail(c, "instance %s: cannot undefine the domain", instance_id);
-        goto cleanup;
-    }
-    ret = 0;
-
-cleanup:
-    virDomainFree(dom);
-    return ret;
+    return virt_with_domain(c, instance_id, virt_dom_destroy, NULL, NULL);
 }
 
 static enum virt_state
@@ -397,22 +413,18 @@ virt_dom_state(struct virt_conn *c, virDomainPtr dom, const char *instance_id,
 }
 
 static int
+virt_dom_state_op(struct virt_conn *c, virDomainPtr dom,
+                  const char *instance_id, void *statep)
+{
+    return virt_dom_state(c, dom, instance_id, statep);
+}
+
+static int
 virt_lv_state(struct virt_conn *c, const char *instance_id,
               enum virt_state *statep)
 {
-    virDomainPtr dom;
-    int found, ret;
-
-    found = virt_lookup(c, instance_id, &dom);
-    if (found < 0)
-        return -1;
-    if (found == 0) {
-        *statep = VIRT_STATE_ABSENT;
-        return 0;
-    }
-    ret = virt_dom_state(c, dom, instance_id, statep);
-    virDomainFree(dom);
-    return ret;
+    *statep = VIRT_STATE_ABSENT;
+    return virt_with_domain(c, instance_id, virt_dom_state_op, statep, NULL);
 }
 
 /*
@@ -561,38 +573,38 @@ virt_map_reason(int st, int reason)
     }
 }
 
+struct virt_state_reason {
+    enum virt_state *state;
+    enum virt_reason *reason;
+};
+
+static int
+virt_dom_state_reason(struct virt_conn *c, virDomainPtr dom,
+                      const char *instance_id, void *arg)
+{
+    struct virt_state_reason *out = arg;
+    int st, reason;
+
+    if (virDomainGetState(dom, &st, &reason, 0) < 0) {
+        if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN)
+            return 0; /* gone since the lookup: still absent */
+        virt_fail(c, "instance %s: cannot read the domain state", instance_id);
+        return -1;
+    }
+    *out->state = virt_map_state(st);
+    *out->reason = virt_map_reason(st, reason);
+    return 0;
+}
+
 static int
 virt_lv_state_reason(struct virt_conn *c, const char *instance_id,
                      enum virt_state *statep, enum virt_reason *reasonp)
 {
-    virDomainPtr dom;
-    int found, st, reason, ret = -1;
+    struct virt_state_reason out = {statep, reasonp};
 
+    *statep = VIRT_STATE_ABSENT;
     *reasonp = VIRT_REASON_NONE;
-    found = virt_lookup(c, instance_id, &dom);
-    if (found < 0)
-        return -1;
-    if (found == 0) {
-        *statep = VIRT_STATE_ABSENT;
-        return 0;
-    }
-    if (virDomainGetState(dom, &st, &reason, 0) < 0) {
-        if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
-            *statep = VIRT_STATE_ABSENT; /* gone since the lookup */
-            ret = 0;
-        } else {
-            virt_fail(c, "instance %s: cannot read the domain state",
-                      instance_id);
-        }
-        goto cleanup;
-    }
-    *statep = virt_map_state(st);
-    *reasonp = virt_map_reason(st, reason);
-    ret = 0;
-
-cleanup:
-    virDomainFree(dom);
-    return ret;
+    return virt_with_domain(c, instance_id, virt_dom_state_reason, &out, NULL);
 }
 
 static int

@@ -30,6 +30,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "mem.h"
+#include "monotime.h"
 #include "strmap.h"
 
 #define WORKER_RESYNC_MS 10000
@@ -117,24 +118,6 @@ struct worker {
     int64_t next_reconnect_ms, reconnect_backoff_ms, next_resync_ms;
     struct worker_result *pending_facts;
 };
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void
 worker_spec_clear(struct worker_spec *s)
@@ -287,15 +270,23 @@ inst_get(struct worker *w, const char *id)
 }
 
 static void
-inst_drop(struct worker *w, struct winst *in)
+inst_free(struct winst *in)
 {
-    strmap_del(&w->insts, in->id);
+    if (in == NULL)
+        return;
     worker_spec_clear(&in->spec);
     free(in->rep_reason);
     free(in->channel);
     virt_addrs_free(in->addrs, in->naddrs);
     free(in->id);
     free(in);
+}
+
+static void
+inst_drop(struct worker *w, struct winst *in)
+{
+    strmap_del(&w->insts, in->id);
+    inst_free(in);
 }
 
 /* ---- building a domain ---------------------------------------------- */
@@ -652,7 +643,7 @@ addr_poll(struct worker *w, struct winst *in)
 {
     char **addrs = NULL;
     size_t n = 0;
-    int64_t now = now_ms();
+    int64_t now = mono_ms();
 
     if (!addr_watched(w, in) || now < in->addr_next_ms)
         return;
@@ -734,7 +725,6 @@ static int
 reconcile_absent(struct worker *w, struct winst *in, enum virt_state st,
                  enum virt_reason rsn)
 {
-    const struct virt_driver *drv = w->o.drv;
     const char *reason;
     int code;
 
@@ -756,8 +746,8 @@ reconcile_absent(struct worker *w, struct winst *in, enum virt_state st,
     if (st != VIRT_STATE_ABSENT) {
         log_info("instance %s: not in the desired set; removing its domain",
                  in->id);
-        if (drv->destroy(w->conn, in->id) < 0 ||
-            drv->undefine(w->conn, in->id) < 0)
+        if (w->o.drv->destroy(w->conn, in->id) < 0 ||
+            w->o.drv->undefine(w->conn, in->id) < 0)
             return 0; /* logged; the next resync retries */
     }
     disk_overlay_delete(w, in->id);
@@ -836,7 +826,7 @@ reconcile_run(struct worker *w, struct winst *in, enum virt_state st,
     in->started_ms = wall_ms();
     /* A NIC has an address once the guest asked DHCP: soon. */
     in->addr_since_ms = 0;
-    in->addr_next_ms = now_ms() + WORKER_ADDR_FIRST_MS;
+    in->addr_next_ms = mono_ms() + WORKER_ADDR_FIRST_MS;
     report(w, in, WS_RUNNING, 0, NULL);
     return 0;
 }
@@ -864,7 +854,7 @@ reconcile_stop(struct worker *w, struct winst *in, enum virt_state st,
                 in->destroyed = true;
                 return 1; /* read the state again */
             }
-            in->stop_begin_ms = now_ms();
+            in->stop_begin_ms = mono_ms();
             in->stop_deadline_ms = in->stop_begin_ms + in->spec.grace_ms;
             if (drv->shutdown(w->conn, in->id) < 0) {
                 /* No ACPI (or refused): it has to be destroyed. */
@@ -882,7 +872,7 @@ reconcile_stop(struct worker *w, struct winst *in, enum virt_state st,
         /* A new grace for this stop (a second kill with its own
          * grace_seconds) counts from the ACPI shutdown. */
         in->stop_deadline_ms = in->stop_begin_ms + in->spec.grace_ms;
-        if (!in->destroyed && now_ms() >= in->stop_deadline_ms) {
+        if (!in->destroyed && mono_ms() >= in->stop_deadline_ms) {
             log_info("instance %s: no poweroff within %u ms of the ACPI shutdown; destroying it",
                      in->id, in->spec.grace_ms);
             if (drv->destroy(w->conn, in->id) < 0)
@@ -895,9 +885,9 @@ reconcile_stop(struct worker *w, struct winst *in, enum virt_state st,
          * a person would press it again: every WORKER_ACPI_REPEAT_MS
          * until the deadline. A failed press is not an error here:
          * the deadline still holds. */
-        if (!in->destroyed && now_ms() >= in->stop_press_ms) {
+        if (!in->destroyed && mono_ms() >= in->stop_press_ms) {
             (void)drv->shutdown(w->conn, in->id);
-            in->stop_press_ms = now_ms() + WORKER_ACPI_REPEAT_MS;
+            in->stop_press_ms = mono_ms() + WORKER_ACPI_REPEAT_MS;
             return 1; /* read the state again */
         }
         return 0; /* waiting for the guest */
@@ -1167,14 +1157,14 @@ worker_main(void *arg)
         size_t nspecs = 0, i;
         bool new_set, first_set, lost, full, kicked;
         struct strmap touched;
-        int64_t now = now_ms(), wake;
+        int64_t now = mono_ms(), wake;
 
         pthread_mutex_lock(&w->mu);
         for (;;) {
             if (w->quit || w->have_new_set || w->conn_lost || w->kicked ||
                 (w->touched.len > 0 && w->conn != NULL))
                 break;
-            now = now_ms();
+            now = mono_ms();
             wake = w->conn == NULL ? w->next_reconnect_ms : w->next_resync_ms;
             for (i = 0; w->conn != NULL && i < w->insts.cap; i++) {
                 struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
@@ -1228,7 +1218,7 @@ worker_main(void *arg)
             log_warnx("lost the libvirt connection to %s; reconnecting",
                       w->uri);
             conn_drop(w);
-            w->next_reconnect_ms = now_ms();
+            w->next_reconnect_ms = mono_ms();
         }
         /* A later set reconciles only what it changed (dirty), not every
          * domain on the host: a push costs libvirt calls for the instances
@@ -1236,10 +1226,10 @@ worker_main(void *arg)
          * observing), a (re)connect and the resync reconcile everything. */
         full = first_set || kicked;
         if (w->conn == NULL) {
-            if (now_ms() < w->next_reconnect_ms)
+            if (mono_ms() < w->next_reconnect_ms)
                 goto next;
             if (worker_connect(w) < 0) {
-                w->next_reconnect_ms = now_ms() + w->reconnect_backoff_ms;
+                w->next_reconnect_ms = mono_ms() + w->reconnect_backoff_ms;
                 w->reconnect_backoff_ms *= 2;
                 if (w->reconnect_backoff_ms > WORKER_RECONNECT_MAX_MS)
                     w->reconnect_backoff_ms = WORKER_RECONNECT_MAX_MS;
@@ -1248,13 +1238,13 @@ worker_main(void *arg)
             w->reconnect_backoff_ms = WORKER_RECONNECT_MIN_MS;
             full = true;
         }
-        if (now_ms() >= w->next_resync_ms)
+        if (mono_ms() >= w->next_resync_ms)
             full = true;
         if (full) {
-            w->next_resync_ms = now_ms() + WORKER_RESYNC_MS;
+            w->next_resync_ms = mono_ms() + WORKER_RESYNC_MS;
             if (reconcile_all(w) < 0 && !w->o.drv->alive(w->conn)) {
                 conn_drop(w);
-                w->next_reconnect_ms = now_ms();
+                w->next_reconnect_ms = mono_ms();
             }
             if (w->pending_facts != NULL) {
                 post(w, w->pending_facts);
@@ -1272,8 +1262,8 @@ worker_main(void *arg)
                     continue;
                 if (in->dirty || strmap_get(&touched, in->id) != NULL ||
                     (in->phase == P_STOPPING && !in->destroyed &&
-                     now_ms() >= stop_next_ms(in)) ||
-                    (addr_watched(w, in) && now_ms() >= in->addr_next_ms))
+                     mono_ms() >= stop_next_ms(in)) ||
+                    (addr_watched(w, in) && mono_ms() >= in->addr_next_ms))
                     due[k++] = in;
             }
             for (i = 0; i < k; i++) {
@@ -1389,18 +1379,9 @@ worker_stop(struct worker *w)
     pthread_join(w->thread, NULL);
     conn_drop(w);
     hv_facts_clear(&w->facts);
-    for (i = 0; i < w->insts.cap; i++) {
-        struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
-
-        if (in != NULL) {
-            worker_spec_clear(&in->spec);
-            free(in->rep_reason);
-            free(in->channel);
-            virt_addrs_free(in->addrs, in->naddrs);
-            free(in->id);
-            free(in);
-        }
-    }
+    for (i = 0; i < w->insts.cap; i++)
+        if (w->insts.keys[i] != NULL)
+            inst_free(w->insts.vals[i]);
     strmap_fini(&w->insts);
     for (i = 0; i < w->touched.cap; i++)
         if (w->touched.keys[i] != NULL)

@@ -17,26 +17,8 @@
 #include <time.h>
 
 #include "mem.h"
+#include "rng.h"
 #include "cloudsched.h"
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t
-rnd(struct rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull); /* splitmix64 */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint32_t
-rndn(struct rng *r, uint32_t n)
-{
-    return (uint32_t)(rnd(r) % n);
-}
 
 static uint64_t
 now_ns(void)
@@ -99,20 +81,22 @@ build_cluster(size_t n, uint64_t seed, double *build_ms,
     for (size_t i = 0; i < n; i++) {
         char name[32], zone[16], rack[24], ssd[16];
         snprintf(name, sizeof(name), "host-%05zu", i);
-        snprintf(zone, sizeof(zone), "zone=z%u", rndn(&r, 4));
-        snprintf(rack, sizeof(rack), "rack=r%u", rndn(&r, (uint32_t)nracks));
-        snprintf(ssd, sizeof(ssd), "ssd=%s", rndn(&r, 2) ? "true" : "false");
+        snprintf(zone, sizeof(zone), "zone=z%u", rng_below(&r, 4));
+        snprintf(rack, sizeof(rack), "rack=r%u",
+                 rng_below(&r, (uint32_t)nracks));
+        snprintf(ssd, sizeof(ssd), "ssd=%s",
+                 rng_below(&r, 2) ? "true" : "false");
         const char *labels[] = {zone, rack, ssd};
-        uint32_t st = rndn(&r, 100);
+        uint32_t st = rng_below(&r, 100);
         struct sched_host_spec spec = {
             .id = i + 1,
             .name = name,
-            .capacity = shapes[rndn(&r, NSHAPES)],
+            .capacity = shapes[rng_below(&r, NSHAPES)],
             .labels = labels,
             .nlabels = 3,
             .state =
                 st < 97 ? SCHED_HOST_READY : (enum sched_host_state)(st - 96),
-            .hypervisor = rndn(&r, 10) ? "kvm" : "xen",
+            .hypervisor = rng_below(&r, 10) ? "kvm" : "xen",
         };
         if (sched_host_add(c, &spec) < 0) {
             fprintf(stderr, "sched-bench: %s\n", sched_error(c));
@@ -163,12 +147,12 @@ run_workload(struct sched_cluster *c, size_t nhosts, size_t ops, uint64_t seed,
     struct sched_resources sum = {0, 0, 0};
     for (size_t i = 0; i < NSERVICES; i++) {
         struct sched_request *q = &svcs[i].req;
-        q->res = sizes_req[rndn(&r, NREQ)];
-        q->selector = sels[rndn(&r, NSEL)];
-        q->hypervisor = rndn(&r, 10) == 0 ? "kvm" : NULL;
-        q->strategy = rndn(&r, 10) < 7 ? SCHED_BINPACK : SCHED_SPREAD;
+        q->res = sizes_req[rng_below(&r, NREQ)];
+        q->selector = sels[rng_below(&r, NSEL)];
+        q->hypervisor = rng_below(&r, 10) == 0 ? "kvm" : NULL;
+        q->strategy = rng_below(&r, 10) < 7 ? SCHED_BINPACK : SCHED_SPREAD;
         q->service.id = i + 1;
-        uint32_t aa = rndn(&r, 10);
+        uint32_t aa = rng_below(&r, 10);
         q->max_per_host = aa < 5 ? 0 : aa < 8 ? 1 : 2;
         sum.vcpus += q->res.vcpus;
         sum.memory_mib += q->res.memory_mib;
@@ -188,7 +172,7 @@ run_workload(struct sched_cluster *c, size_t nhosts, size_t ops, uint64_t seed,
     memset(st, 0, sizeof(*st));
     for (size_t i = 0; i < max_calls; i++) {
         if (i >= fill && nlive > 0) {
-            size_t k = rndn(&r, (uint32_t)nlive);
+            size_t k = rng_below(&r, (uint32_t)nlive);
             struct service *s = &svcs[lv[k].svc];
             if (sched_release(c, lv[k].host, &s->req.res, &s->req.service) <
                 0) {
@@ -197,7 +181,7 @@ run_workload(struct sched_cluster *c, size_t nhosts, size_t ops, uint64_t seed,
             }
             lv[k] = lv[--nlive];
         }
-        uint32_t si = rndn(&r, NSERVICES);
+        uint32_t si = rng_below(&r, NSERVICES);
         struct sched_placement pl;
         uint64_t t0 = now_ns();
         int rc = sched_place(c, &svcs[si].req, 0, &pl);
@@ -287,7 +271,7 @@ fill_mixed(size_t n, uint64_t seed, size_t *placed_out, double share[3])
     size_t placed = 0;
     struct sched_placement pl;
     for (;;) {
-        struct sched_request req = {.res = sizes_req[rndn(&r, NREQ)]};
+        struct sched_request req = {.res = sizes_req[rng_below(&r, NREQ)]};
         if (sched_place(c, &req, SCHED_NO_EXPLAIN, &pl) < 0)
             break;
         used.vcpus += req.res.vcpus;

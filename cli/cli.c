@@ -17,6 +17,8 @@
 #define CLI_DEFAULT_URL "http://127.0.0.1:7070"
 /* Safety net against a server that hands back the same cursor forever. */
 #define CLI_MAX_PAGES 100000
+/* Items asked for a page of a list route. */
+#define CLI_PAGE 1000
 
 enum {
     G_SERVER = CLI_OPT_GLOBAL,
@@ -37,19 +39,31 @@ const struct arg_spec cli_global_specs[] = {
     {NULL, 0, false, 0},
 };
 
+/* The message fmt and ap make, control characters replaced (fmt_sanitize). */
+static char *sanitized_message(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0)));
+
+static char *
+sanitized_message(const char *fmt, va_list ap)
+{
+    char *msg = xvasprintf(fmt, ap);
+    char *clean = fmt_sanitize(msg, 0);
+
+    free(msg);
+    return clean;
+}
+
 int
 cli_fail(struct cli_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;
-    char *msg;
+    char *clean;
 
     va_start(ap, fmt);
-    msg = xvasprintf(fmt, ap);
+    clean = sanitized_message(fmt, ap);
     va_end(ap);
-    char *clean = fmt_sanitize(msg, 0);
     fprintf(ctx->err, "cloudctl: %s\n", clean);
     free(clean);
-    free(msg);
     return CLI_EXIT_FAIL;
 }
 
@@ -57,19 +71,17 @@ int
 cli_usage(struct cli_ctx *ctx, const char *cmd, const char *fmt, ...)
 {
     va_list ap;
-    char *msg;
+    char *clean;
 
     va_start(ap, fmt);
-    msg = xvasprintf(fmt, ap);
+    clean = sanitized_message(fmt, ap);
     va_end(ap);
-    char *clean = fmt_sanitize(msg, 0);
     if (cmd != NULL)
         fprintf(ctx->err, "cloudctl: %s: %s (see 'cloudctl %s --help')\n", cmd,
                 clean, cmd);
     else
         fprintf(ctx->err, "cloudctl: %s (see 'cloudctl --help')\n", clean);
     free(clean);
-    free(msg);
     return CLI_EXIT_USAGE;
 }
 
@@ -281,20 +293,34 @@ out:
     return rc;
 }
 
+/* A page's "next": a string cursor or a version number; NULL at the end. */
+static char *
+next_cursor(const json_t *ans)
+{
+    json_t *next = json_object_get(ans, "next");
+
+    if (json_is_integer(next))
+        return xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(next));
+    if (json_is_string(next) && *json_string_value(next) != '\0')
+        return xstrdup(json_string_value(next));
+    return NULL;
+}
+
 int
-cli_api_list(struct cli_ctx *ctx, const char *path, json_t **items)
+cli_api_pages(struct cli_ctx *ctx, const char *path, int limit, int max_pages,
+              json_t **items)
 {
     char *cursor = NULL;
     json_t *all = json_array();
     int rc = CLI_EXIT_FAIL;
 
     *items = NULL;
-    for (int page = 0; page < CLI_MAX_PAGES; page++) {
+    for (int page = 0; page < max_pages; page++) {
         json_t *ans = NULL;
         char *esc = cursor ? cli_escape(cursor) : NULL;
         char *p =
-            xasprintf("%s%climit=1000%s%s", path, strchr(path, '?') ? '&' : '?',
-                      esc ? "&after=" : "", esc ? esc : "");
+            xasprintf("%s%climit=%d%s%s", path, strchr(path, '?') ? '&' : '?',
+                      limit, esc ? "&after=" : "", esc ? esc : "");
         free(esc);
         rc = cli_api(ctx, "GET", p, NULL, &ans, NULL);
         free(p);
@@ -308,25 +334,30 @@ cli_api_list(struct cli_ctx *ctx, const char *path, json_t **items)
             goto out;
         }
         json_array_extend(all, arr);
-        const char *next = json_string_value(json_object_get(ans, "next"));
-        if (next == NULL || *next == '\0' ||
-            (cursor != NULL && strcmp(next, cursor) == 0)) {
-            json_decref(ans);
+        char *next = next_cursor(ans);
+        json_decref(ans);
+        if (next == NULL || (cursor != NULL && strcmp(next, cursor) == 0)) {
+            free(next);
             *items = all;
             all = NULL;
             rc = 0;
             goto out;
         }
         free(cursor);
-        cursor = xstrdup(next);
-        json_decref(ans);
+        cursor = next;
     }
     rc = cli_fail(ctx, "GET %s: the list did not end after %d pages", path,
-                  CLI_MAX_PAGES);
+                  max_pages);
 out:
     free(cursor);
     json_decref(all);
     return rc;
+}
+
+int
+cli_api_list(struct cli_ctx *ctx, const char *path, json_t **items)
+{
+    return cli_api_pages(ctx, path, CLI_PAGE, CLI_MAX_PAGES, items);
 }
 
 void
@@ -361,6 +392,16 @@ cli_escape(const char *s)
     }
     *p = '\0';
     return r;
+}
+
+char *
+cli_object_path(const char *collection, const char *name, const char *suffix)
+{
+    char *esc = cli_escape(name);
+    char *p = xasprintf("/v1/%s/%s%s", collection, esc, suffix ? suffix : "");
+
+    free(esc);
+    return p;
 }
 
 void

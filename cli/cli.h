@@ -117,9 +117,19 @@ void cli_print_api_error(struct cli_ctx *ctx, int status, json_t *body,
  * one array in *items. path may already carry a query string.
  */
 int cli_api_list(struct cli_ctx *ctx, const char *path, json_t **items);
+/*
+ * The same with limit items a page and at most max_pages pages (more is an
+ * error). "next" may be a string cursor or a version number.
+ */
+int cli_api_pages(struct cli_ctx *ctx, const char *path, int limit,
+                  int max_pages, json_t **items);
 
 /* Percent-encodes s for a path segment or query value; caller frees. */
 char *cli_escape(const char *s);
+/* "/v1/<collection>/<name, escaped><suffix>" (suffix may be NULL); caller
+ * frees. */
+char *cli_object_path(const char *collection, const char *name,
+                      const char *suffix);
 
 /* Prints a JSON value indented on out, for -o json and inspect. */
 void cli_print_json(struct cli_ctx *ctx, json_t *v);

@@ -85,16 +85,6 @@ jver(const json_t *o)
     return json_integer_value(json_object_get(o, "version"));
 }
 
-/* /v1/services/<name>/<what> */
-static char *
-service_path(const char *name, const char *what)
-{
-    char *esc = cli_escape(name);
-    char *p = xasprintf("/v1/services/%s/%s", esc, what);
-    free(esc);
-    return p;
-}
-
 /* "web: config version 4" and the like, the name made safe to print. */
 static void
 print_version_line(struct cli_ctx *ctx, const char *service, long long v,
@@ -119,18 +109,14 @@ config_get(struct cli_ctx *ctx, struct config_opts *o, char **pos, int npos)
 
     if (o->instance != NULL) {
         /* The effective config: the service's plus the link variables. */
-        char *esc;
-
         if (npos > 1)
             return cli_usage(ctx, "config", "get --instance INSTANCE takes [KEY]");
-        esc = cli_escape(o->instance);
-        path = xasprintf("/v1/instances/%s/config", esc);
-        free(esc);
+        path = cli_object_path("instances", o->instance, "/config");
         key = npos == 1 ? pos[0] : NULL;
     } else {
         if (npos > 2)
             return cli_usage(ctx, "config", "get takes SERVICE [KEY]");
-        path = service_path(pos[0], "config");
+        path = cli_object_path("services", pos[0], "/config");
         key = npos == 2 ? pos[1] : NULL;
     }
     full = o->version >= 0 ? xasprintf("%s?version=%lld", path, o->version)
@@ -251,8 +237,7 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
         free(line);
         if (done || (timeout_s > 0 && elapsed >= (double)timeout_s))
             break;
-        cli_sleep_ms(delay);
-        delay = cli_next_poll(delay);
+        cli_poll_sleep(&delay);
     }
 out:
     free(esc);
@@ -266,7 +251,7 @@ config_write(struct cli_ctx *ctx, struct config_opts *o, const char *method,
              const char *service, const char *what, json_t *body,
              const char *suffix)
 {
-    char *path = service_path(service, what), *im = NULL;
+    char *path = cli_object_path("services", service, what), *im = NULL;
     const char *headers[2] = {NULL, NULL};
     json_t *cfg = NULL;
     int rc;
@@ -325,7 +310,7 @@ config_set(struct cli_ctx *ctx, struct config_opts *o, bool set, char **pos,
         free(k);
     }
     body = json_pack("{s:o}", "config", map);
-    rc = config_write(ctx, o, "PATCH", pos[0], "config", body, "");
+    rc = config_write(ctx, o, "PATCH", pos[0], "/config", body, "");
     json_decref(body);
     return rc;
 }
@@ -346,7 +331,7 @@ config_rollback(struct cli_ctx *ctx, struct config_opts *o, char **pos,
                          pos[1]);
     body = json_pack("{s:I}", "version", (json_int_t)v);
     snprintf(suffix, sizeof(suffix), " (the config of version %lld)", v);
-    rc = config_write(ctx, o, "POST", pos[0], "config/rollback", body, suffix);
+    rc = config_write(ctx, o, "POST", pos[0], "/config/rollback", body, suffix);
     json_decref(body);
     return rc;
 }
@@ -364,56 +349,17 @@ print_history(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
 static int
 config_history(struct cli_ctx *ctx, char **pos, int npos)
 {
-    char *base, *cursor = NULL;
+    char *base;
     json_t *all;
-    int rc = CLI_EXIT_FAIL;
+    int rc;
 
     if (npos != 1)
         return cli_usage(ctx, "config", "history takes SERVICE");
-    all = json_array();
-    base = service_path(pos[0], "config/history");
-    for (int page = 0;; page++) {
-        json_t *ans = NULL;
-        if (page == HISTORY_MAX_PAGES) {
-            rc = cli_fail(ctx, "GET %s: the list did not end after %d pages",
-                          base, HISTORY_MAX_PAGES);
-            goto out;
-        }
-        char *esc = cursor ? cli_escape(cursor) : NULL;
-        char *p = xasprintf("%s?limit=%d%s%s", base, HISTORY_PAGE,
-                            esc ? "&after=" : "", esc ? esc : "");
-        free(esc);
-        rc = cli_api(ctx, "GET", p, NULL, &ans, NULL);
-        free(p);
-        if (rc != 0)
-            goto out;
-        json_t *items = json_object_get(ans, "items");
-        if (!json_is_array(items)) {
-            json_decref(ans);
-            rc = cli_fail(ctx, "GET %s: the server's answer has no items list",
-                          base);
-            goto out;
-        }
-        json_array_extend(all, items);
-        /* next is a version number or a string cursor; null at the end. */
-        json_t *next = json_object_get(ans, "next");
-        char *nc = json_is_integer(next) ? xasprintf("%" JSON_INTEGER_FORMAT,
-                                                     json_integer_value(next))
-                   : json_is_string(next) && *json_string_value(next)
-                       ? xstrdup(json_string_value(next))
-                       : NULL;
-        json_decref(ans);
-        if (nc == NULL || (cursor != NULL && strcmp(nc, cursor) == 0)) {
-            free(nc);
-            break;
-        }
-        free(cursor);
-        cursor = nc;
-    }
-    rc = cli_list_print(ctx, all, print_history);
-out:
+    base = cli_object_path("services", pos[0], "/config/history");
+    rc = cli_api_pages(ctx, base, HISTORY_PAGE, HISTORY_MAX_PAGES, &all);
+    if (rc == 0)
+        rc = cli_list_print(ctx, all, print_history);
     json_decref(all);
-    free(cursor);
     free(base);
     return rc;
 }
@@ -503,7 +449,7 @@ config_watch(struct cli_ctx *ctx, char **pos, int npos)
     reader.server = NULL;
     reader.token = NULL;
     w.reader = &reader;
-    w.path = service_path(pos[0], "config");
+    w.path = cli_object_path("services", pos[0], "/config");
     /* Fail fast on an unknown service, before following anything. */
     rc = watch_refresh(ctx, &w);
     if (rc == 0)
@@ -678,7 +624,7 @@ cmd_endpoints(struct cli_ctx *ctx, int argc, char **argv)
         rc = cli_usage(ctx, "endpoints", "exactly one SERVICE is required");
         goto out;
     }
-    path = service_path(pos[0], "endpoints");
+    path = cli_object_path("services", pos[0], "/endpoints");
     if (o.watch) {
         struct ep_watch w = {.service = pos[0], .shown = -1};
         char *wp = xasprintf("%s?watch=true", path);

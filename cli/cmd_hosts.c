@@ -10,18 +10,21 @@
 #include "cmd_priv.h"
 #include "mem.h"
 
-
-static char *
-host_path(const char *name, const char *suffix)
+/* After cordon, uncordon or drain: "NAME STATE". */
+static void
+host_done(struct cli_ctx *ctx, const char *name, json_t *host)
 {
-    char *esc = cli_escape(name);
-    char *p = xasprintf("/v1/hosts/%s%s", esc, suffix ? suffix : "");
-    free(esc);
-    return p;
+    const char *st = json_string_value(json_object_get(host, "state"));
+    char *s = fmt_sanitize(name, 0);
+    char *t = fmt_sanitize(st ? st : "?", 32);
+
+    fprintf(ctx->out, "%s %s\n", s, t);
+    free(s);
+    free(t);
 }
 
-static int
-hosts_ls(struct cli_ctx *ctx, int argc, char **argv)
+int
+cmd_hosts(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct cli_list_filter filters[] = {
         {"state", 0, "state", false},
@@ -29,65 +32,17 @@ hosts_ls(struct cli_ctx *ctx, int argc, char **argv)
     };
     static const struct cli_list list = {"hosts", "/v1/hosts", filters,
                                          fmt_hosts};
-    return cli_list_run(ctx, &list, argc, argv);
-}
+    static const struct cli_each each = {
+        "hosts", "hosts", "a host NAME is required", true, host_done};
+    static const struct cli_action actions[] = {
+        {"cordon", NULL, "POST", "/cordon"},
+        {"uncordon", NULL, "POST", "/uncordon"},
+        {"drain", NULL, "POST", "/drain"},
+        {NULL, NULL, NULL, NULL},
+    };
+    static const struct cli_resource r = {
+        &list, &each, actions,
+        NULL,  NULL,  "ls, inspect, cordon, uncordon, drain"};
 
-/* inspect (GET) or an action (POST .../cordon etc.) on each named host. */
-static int
-hosts_each(struct cli_ctx *ctx, const char *action, int argc, char **argv)
-{
-    char **pos = NULL;
-    int npos, rc;
-    json_t *all = json_array();
-    bool get = action == NULL;
-
-    rc = cli_parse(ctx, "hosts", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "hosts", "a host NAME is required");
-    for (int i = 0; rc == 0 && i < npos; i++) {
-        json_t *obj = NULL;
-        char *suffix = get ? NULL : xasprintf("/%s", action);
-        char *path = host_path(pos[i], suffix);
-        if (cli_api(ctx, get ? "GET" : "POST", path, NULL, &obj, NULL) != 0) {
-            rc = CLI_EXIT_FAIL;
-        } else if (get) {
-            json_array_append(all, obj);
-        } else if (ctx->output == FMT_JSON) {
-            cli_print_json(ctx, obj);
-        } else {
-            const char *st = json_string_value(json_object_get(obj, "state"));
-            char *s = fmt_sanitize(pos[i], 0);
-            char *t = fmt_sanitize(st ? st : "?", 32);
-            fprintf(ctx->out, "%s %s\n", s, t);
-            free(s);
-            free(t);
-        }
-        json_decref(obj);
-        free(path);
-        free(suffix);
-    }
-    if (rc == 0 && get)
-        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
-    json_decref(all);
-    free(pos);
-    return rc;
-}
-
-int
-cmd_hosts(struct cli_ctx *ctx, int argc, char **argv)
-{
-    if (argc < 2 || argv[1][0] == '-')
-        return hosts_ls(ctx, argc, argv);
-    const char *sub = argv[1];
-    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-        return hosts_ls(ctx, argc - 1, argv + 1);
-    if (strcmp(sub, "inspect") == 0 || strcmp(sub, "get") == 0)
-        return hosts_each(ctx, NULL, argc - 1, argv + 1);
-    if (strcmp(sub, "cordon") == 0 || strcmp(sub, "uncordon") == 0 ||
-        strcmp(sub, "drain") == 0)
-        return hosts_each(ctx, sub, argc - 1, argv + 1);
-    return cli_usage(
-        ctx, "hosts",
-        "unknown subcommand \"%s\" (ls, inspect, cordon, uncordon, drain)",
-        sub);
+    return cli_resource_run(ctx, &r, argc, argv);
 }

@@ -26,54 +26,15 @@ enum {
     OPT_CMDLINE,
 };
 
-static char *
-image_path(const char *ref)
+/* After rm: the ref or id as given. */
+static void
+image_done(struct cli_ctx *ctx, const char *ref, json_t *answer)
 {
-    char *esc = cli_escape(ref);
-    char *p = xasprintf("/v1/images/%s", esc);
-    free(esc);
-    return p;
-}
+    char *s = fmt_sanitize(ref, 0);
 
-static int
-images_ls(struct cli_ctx *ctx, int argc, char **argv)
-{
-    static const struct cli_list list = {"images", "/v1/images", NULL,
-                                         fmt_images};
-    return cli_list_run(ctx, &list, argc, argv);
-}
-
-static int
-images_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
-{
-    char **pos = NULL;
-    int npos, rc;
-    json_t *all = json_array();
-    bool get = strcmp(method, "GET") == 0;
-
-    rc = cli_parse(ctx, "images", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "images", "an image REF or ID is required");
-    for (int i = 0; rc == 0 && i < npos; i++) {
-        json_t *obj = NULL;
-        char *path = image_path(pos[i]);
-        if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0) {
-            rc = CLI_EXIT_FAIL;
-        } else if (get) {
-            json_array_append(all, obj);
-        } else {
-            char *s = fmt_sanitize(pos[i], 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        }
-        json_decref(obj);
-        free(path);
-    }
-    if (rc == 0 && get)
-        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
-    json_decref(all);
-    free(pos);
-    return rc;
+    (void)answer;
+    fprintf(ctx->out, "%s\n", s);
+    free(s);
 }
 
 struct push_opts {
@@ -273,17 +234,17 @@ out:
 int
 cmd_images(struct cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc < 2 || argv[1][0] == '-')
-        return images_ls(ctx, argc, argv);
-    const char *sub = argv[1];
-    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-        return images_ls(ctx, argc - 1, argv + 1);
-    if (strcmp(sub, "inspect") == 0 || strcmp(sub, "get") == 0)
-        return images_each(ctx, "GET", argc - 1, argv + 1);
-    if (strcmp(sub, "rm") == 0 || strcmp(sub, "delete") == 0)
-        return images_each(ctx, "DELETE", argc - 1, argv + 1);
-    if (strcmp(sub, "push") == 0)
-        return images_push(ctx, argc - 1, argv + 1);
-    return cli_usage(ctx, "images",
-                     "unknown subcommand \"%s\" (ls, inspect, push, rm)", sub);
+    static const struct cli_list list = {"images", "/v1/images", NULL,
+                                         fmt_images};
+    static const struct cli_each each = {"images", "images",
+                                         "an image REF or ID is required",
+                                         false, image_done};
+    static const struct cli_action actions[] = {
+        {"rm", "delete", "DELETE", NULL},
+        {NULL, NULL, NULL, NULL},
+    };
+    static const struct cli_resource r = {
+        &list, &each, actions, "push", images_push, "ls, inspect, push, rm"};
+
+    return cli_resource_run(ctx, &r, argc, argv);
 }

@@ -33,15 +33,6 @@ jstr(const json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-static char *
-instance_path(const char *id, const char *suffix)
-{
-    char *esc = cli_escape(id);
-    char *p = xasprintf("/v1/instances/%s%s", esc, suffix ? suffix : "");
-    free(esc);
-    return p;
-}
-
 /* ---- ps -------------------------------------------------------------- */
 
 struct ps_opts {
@@ -189,7 +180,7 @@ cmd_inspect(struct cli_ctx *ctx, int argc, char **argv)
     for (int i = 0; i < npos; i++) {
         json_t *obj = NULL;
         int status;
-        char *path = instance_path(pos[i], NULL);
+        char *path = cli_object_path("instances", pos[i], NULL);
         rc = cli_api(ctx, "GET", path, NULL, &obj, &status);
         if (rc != 0 && status == 404) {
             /* Not an instance: a service of that name is the next best
@@ -285,7 +276,7 @@ cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
         rc = CLI_EXIT_FAIL;
         goto out;
     }
-    char *base = instance_path(pos[0], "/logs");
+    char *base = cli_object_path("instances", pos[0], "/logs");
     path = xasprintf("%s%s%s%s%s", base, o.follow || o.tail ? "?" : "",
                      o.follow ? "follow=true" : "",
                      o.follow && o.tail ? "&" : "", o.tail ? "tail=" : "");
@@ -381,7 +372,7 @@ kill_service(struct cli_ctx *ctx, const char *name, json_t *body, bool *found)
         json_t *ans = NULL;
         if (id == NULL || fmt_state_is_final(jstr(it, "state")))
             continue;
-        char *kpath = instance_path(id, "/kill");
+        char *kpath = cli_object_path("instances", id, "/kill");
         if (cli_api(ctx, "POST", kpath, body, &ans, NULL) == 0) {
             char *s = fmt_sanitize(jstr(it, "name") ? jstr(it, "name") : id, 0);
             fprintf(ctx->out, "%s\n", s);
@@ -414,7 +405,7 @@ signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
     for (int i = 0; i < npos; i++) {
         json_t *ans = NULL;
         int status;
-        char *path = instance_path(pos[i], "/kill");
+        char *path = cli_object_path("instances", pos[i], "/kill");
         int r = cli_api(ctx, "POST", path, body, &ans, &status);
         if (r == 0) {
             char *s = fmt_sanitize(pos[i], 0);
@@ -500,7 +491,7 @@ each_instance(struct cli_ctx *ctx, const char *cmd, const char *method,
     for (int i = 0; rc != CLI_EXIT_USAGE && rc != CLI_HELP_SHOWN && i < npos;
          i++) {
         json_t *ans = NULL;
-        char *path = instance_path(pos[i], suffix);
+        char *path = cli_object_path("instances", pos[i], suffix);
         if (cli_api(ctx, method, path, NULL, &ans, NULL) == 0) {
             char *s = fmt_sanitize(pos[i], 0);
             fprintf(ctx->out, "%s\n", s);
@@ -557,15 +548,15 @@ wait_one(struct cli_ctx *ctx, const char *id, long timeout_s, int *status)
 {
     double start = cli_now_mono();
     long delay = 250;
-    char *path = instance_path(id, NULL);
+    char *path = cli_object_path("instances", id, NULL);
     int rc = -1;
 
     for (;;) {
-        json_t *inst = NULL;
-        if (cli_api(ctx, "GET", path, NULL, &inst, NULL) != 0)
+        const char *state, *name;
+        json_t *inst = cli_poll_instance(ctx, path, id, &state, &name);
+
+        if (inst == NULL)
             break;
-        const char *state = jstr(inst, "state");
-        const char *name = jstr(inst, "name") ? jstr(inst, "name") : id;
         json_t *code = json_object_get(inst, "exit_code");
         if (fmt_state_is_final(state)) {
             cli_progress_done(ctx);
@@ -595,8 +586,7 @@ wait_one(struct cli_ctx *ctx, const char *id, long timeout_s, int *status)
         cli_progress(ctx, "waiting for %s: %s (%.0fs)", name,
                      state ? state : "unknown", elapsed);
         json_decref(inst);
-        cli_sleep_ms(delay);
-        delay = cli_next_poll(delay);
+        cli_poll_sleep(&delay);
     }
     free(path);
     return rc;

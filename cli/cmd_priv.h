@@ -54,6 +54,47 @@ char *cli_list_query(char *path, const char *key, const char *val);
 char *cli_add_selectors(char *path, json_t *selectors);
 /* -o json: {"items":[...],"next":null}; else print's table. Returns 0. */
 int cli_list_print(struct cli_ctx *ctx, json_t *items, cli_list_print_fn print);
+/*
+ * list.c: inspect or an action on each named object of a collection, the
+ * other shape `hosts`, `images` and `services` share. cli_each_run() calls
+ * method on /v1/<collection>/<NAME><suffix> for each NAME argument (at
+ * least one; none is a usage error naming need). GET prints the objects
+ * as JSON (one, or an array of several); another method prints each
+ * answer as JSON with -o json when json_answers is set, else calls done,
+ * which prints the line the user sees.
+ */
+struct cli_each {
+    const char *cmd;        /* for usage lines */
+    const char *collection; /* e.g. "hosts" */
+    const char *need;       /* e.g. "a host NAME is required" */
+    bool json_answers;
+    void (*done)(struct cli_ctx *ctx, const char *name, json_t *answer);
+};
+int cli_each_run(struct cli_ctx *ctx, const struct cli_each *e,
+                 const char *method, const char *suffix, int argc, char **argv);
+/*
+ * list.c: a resource command (`hosts`, `images`, `services`): ls (also
+ * list, and the command alone or with flags only, like `docker ps`),
+ * inspect (also get),
+ * the actions (cli_each_run with their method and suffix), one other
+ * subcommand with its own handler, and a usage error naming subs for
+ * anything else.
+ */
+struct cli_action {
+    const char *name, *alias; /* alias may be NULL */
+    const char *method;
+    const char *suffix; /* may be NULL */
+};
+struct cli_resource {
+    const struct cli_list *list;
+    const struct cli_each *each;
+    const struct cli_action *actions; /* ends with name NULL */
+    const char *other;                /* NULL: none */
+    int (*other_run)(struct cli_ctx *ctx, int argc, char **argv);
+    const char *subs; /* e.g. "ls, inspect, push, rm" */
+};
+int cli_resource_run(struct cli_ctx *ctx, const struct cli_resource *r,
+                     int argc, char **argv);
 /* Options that shape an instance spec, shared by run and services update. */
 enum {
     CLI_SPEC_CPUS = 1,
@@ -97,9 +138,13 @@ int cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
 void cli_progress(struct cli_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void cli_progress_done(struct cli_ctx *ctx);
-/* Next poll delay: doubles up to a ceiling. */
-long cli_next_poll(long ms);
+/* Sleeps *delay_ms between two polls, then doubles it up to a ceiling. */
+void cli_poll_sleep(long *delay_ms);
 
+/* One poll of an instance: GET path, its state and its name (id when it
+ * has none). NULL after printing why the GET failed; else caller frees. */
+json_t *cli_poll_instance(struct cli_ctx *ctx, const char *path, const char *id,
+                          const char **state, const char **name);
 /* Polls an instance until running (or exited 0); a failure prints why.
  * *final gets the last object seen (may be NULL). timeout_s 0 = none. */
 int cli_wait_instance_running(struct cli_ctx *ctx, const char *id,

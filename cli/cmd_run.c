@@ -293,11 +293,11 @@ cli_progress_done(struct cli_ctx *ctx)
     fflush(ctx->err);
 }
 
-long
-cli_next_poll(long ms)
+void
+cli_poll_sleep(long *delay_ms)
 {
-    ms = ms * 2;
-    return ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
+    cli_sleep_ms(*delay_ms);
+    *delay_ms = *delay_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : *delay_ms * 2;
 }
 
 static const char *
@@ -306,23 +306,35 @@ jstr(const json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
+json_t *
+cli_poll_instance(struct cli_ctx *ctx, const char *path, const char *id,
+                  const char **state, const char **name)
+{
+    json_t *inst = NULL;
+
+    if (cli_api(ctx, "GET", path, NULL, &inst, NULL) != 0)
+        return NULL;
+    *state = jstr(inst, "state");
+    *name = jstr(inst, "name") ? jstr(inst, "name") : id;
+    return inst;
+}
+
 int
 cli_wait_instance_running(struct cli_ctx *ctx, const char *id, long timeout_s,
                           json_t **final)
 {
     double start = cli_now_mono();
     long delay = POLL_FIRST_MS;
-    char *esc = cli_escape(id);
-    char *path = xasprintf("/v1/instances/%s", esc);
+    char *path = cli_object_path("instances", id, NULL);
     int rc = CLI_EXIT_FAIL;
 
     *final = NULL;
     for (;;) {
-        json_t *inst = NULL;
-        if (cli_api(ctx, "GET", path, NULL, &inst, NULL) != 0)
+        const char *state, *name;
+        json_t *inst = cli_poll_instance(ctx, path, id, &state, &name);
+
+        if (inst == NULL)
             break;
-        const char *state = jstr(inst, "state");
-        const char *name = jstr(inst, "name") ? jstr(inst, "name") : id;
         const char *reason = jstr(inst, "reason");
         const char *pending = jstr(inst, "pending_reason");
         json_t *code = json_object_get(inst, "exit_code");
@@ -362,10 +374,8 @@ cli_wait_instance_running(struct cli_ctx *ctx, const char *id, long timeout_s,
         cli_progress(ctx, "%s: %s%s%s (%.0fs)", name, state,
                      pending ? ": " : "", pending ? pending : "", elapsed);
         json_decref(inst);
-        cli_sleep_ms(delay);
-        delay = cli_next_poll(delay);
+        cli_poll_sleep(&delay);
     }
-    free(esc);
     free(path);
     return rc;
 }
@@ -445,8 +455,7 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
         json_decref(items);
         if (stop)
             break;
-        cli_sleep_ms(delay);
-        delay = cli_next_poll(delay);
+        cli_poll_sleep(&delay);
     }
     free(esc);
     free(spath);

@@ -29,15 +29,6 @@ jstr(const json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-static char *
-service_path(const char *name)
-{
-    char *esc = cli_escape(name);
-    char *p = xasprintf("/v1/services/%s", esc);
-    free(esc);
-    return p;
-}
-
 /* ---- scale ----------------------------------------------------------- */
 
 struct wait_opts {
@@ -102,7 +93,7 @@ cmd_scale(struct cli_ctx *ctx, int argc, char **argv)
     }
     for (int i = 0; i < npos; i++) {
         char *name = xstrndup(pos[i], (size_t)(strchr(pos[i], '=') - pos[i]));
-        char *path = service_path(name);
+        char *path = cli_object_path("services", name, NULL);
         json_t *body = json_pack("{s:I}", "replicas", (json_int_t)counts[i]);
         json_t *svc = NULL;
         if (cli_api(ctx, "PATCH", path, body, &svc, NULL) == 0) {
@@ -135,57 +126,17 @@ out:
 
 /* ---- services ls / inspect / rm -------------------------------------- */
 
-static int
-services_ls(struct cli_ctx *ctx, int argc, char **argv)
+/* After rm: the name, with " (deleting)" while its instances are still
+ * going away (202). */
+static void
+service_done(struct cli_ctx *ctx, const char *name, json_t *svc)
 {
-    static const struct cli_list_filter filters[] = {
-        {"state", 0, "state", false},
-        {"selector", 'l', "label", true},
-        {"label", 0, "label", true},
-        {NULL, 0, NULL, false},
-    };
-    static const struct cli_list list = {"services", "/v1/services", filters,
-                                         fmt_services};
-    return cli_list_run(ctx, &list, argc, argv);
-}
+    const char *st = jstr(svc, "state");
+    char *s = fmt_sanitize(name, 0);
 
-/* GET or DELETE each named service. */
-static int
-services_each(struct cli_ctx *ctx, const char *method, int argc, char **argv)
-{
-    char **pos = NULL;
-    int npos, rc;
-    json_t *all = json_array();
-
-    rc = cli_parse(ctx, "services", NULL, 0, argc, argv, NULL, NULL, &pos,
-                   &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "services", "a service NAME is required");
-    for (int i = 0; rc == 0 && i < npos; i++) {
-        json_t *obj = NULL;
-        char *path = service_path(pos[i]);
-        if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0) {
-            rc = CLI_EXIT_FAIL;
-        } else if (strcmp(method, "GET") == 0) {
-            json_array_append(all, obj);
-        } else if (ctx->output == FMT_JSON) {
-            cli_print_json(ctx, obj);
-        } else {
-            /* 202 with state deleting: instances are still going away. */
-            const char *st = jstr(obj, "state");
-            char *s = fmt_sanitize(pos[i], 0);
-            fprintf(ctx->out, "%s%s\n", s,
-                    st && strcmp(st, "deleting") == 0 ? " (deleting)" : "");
-            free(s);
-        }
-        json_decref(obj);
-        free(path);
-    }
-    if (rc == 0 && strcmp(method, "GET") == 0)
-        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
-    json_decref(all);
-    free(pos);
-    return rc;
+    fprintf(ctx->out, "%s%s\n", s,
+            st && strcmp(st, "deleting") == 0 ? " (deleting)" : "");
+    free(s);
 }
 
 /* ---- services update ------------------------------------------------- */
@@ -382,7 +333,7 @@ services_update(struct cli_ctx *ctx, int argc, char **argv)
                                    &timeout, &link, &unlink);
     if (rc != 0)
         return rc;
-    char *path = service_path(name);
+    char *path = cli_object_path("services", name, NULL);
     if (json_array_size(link) > 0 || json_array_size(unlink) > 0) {
         /* Read-modify-write: If-Match makes a concurrent change of the
          * service fail (412) instead of losing its links or ours. */
@@ -422,19 +373,24 @@ out:
 int
 cmd_services(struct cli_ctx *ctx, int argc, char **argv)
 {
-    /* `services` alone, or followed by flags, lists (like `docker ps`). */
-    if (argc < 2 || argv[1][0] == '-')
-        return services_ls(ctx, argc, argv);
-    const char *sub = argv[1];
-    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-        return services_ls(ctx, argc - 1, argv + 1);
-    if (strcmp(sub, "inspect") == 0 || strcmp(sub, "get") == 0)
-        return services_each(ctx, "GET", argc - 1, argv + 1);
-    if (strcmp(sub, "rm") == 0 || strcmp(sub, "delete") == 0)
-        return services_each(ctx, "DELETE", argc - 1, argv + 1);
-    if (strcmp(sub, "update") == 0)
-        return services_update(ctx, argc - 1, argv + 1);
-    return cli_usage(ctx, "services",
-                     "unknown subcommand \"%s\" (ls, inspect, update, rm)",
-                     sub);
+    static const struct cli_list_filter filters[] = {
+        {"state", 0, "state", false},
+        {"selector", 'l', "label", true},
+        {"label", 0, "label", true},
+        {NULL, 0, NULL, false},
+    };
+    static const struct cli_list list = {"services", "/v1/services", filters,
+                                         fmt_services};
+    static const struct cli_each each = {"services", "services",
+                                         "a service NAME is required", true,
+                                         service_done};
+    static const struct cli_action actions[] = {
+        {"rm", "delete", "DELETE", NULL},
+        {NULL, NULL, NULL, NULL},
+    };
+    static const struct cli_resource r = {
+        &list,    &each,           actions,
+        "update", services_update, "ls, inspect, update, rm"};
+
+    return cli_resource_run(ctx, &r, argc, argv);
 }

@@ -485,7 +485,88 @@ free_cells(char **cells, size_t n)
         free(cells[i]);
 }
 
+/* A table of API objects: its columns, plain and wide, and how one object
+ * becomes a row. FMT_NAME prints name_key of each (NULL: image refs). */
+struct list_layout {
+    void (*row)(struct fmt_table *t, const json_t *it, bool wide, time_t now);
+    const char *name_key;
+    const char *const *head;
+    size_t ncols;
+    const char *const *whead;
+    size_t nwcols;
+};
+
+static void
+print_list(FILE *out, const json_t *items, const struct list_layout *l,
+           enum fmt_mode mode, time_t now, bool color)
+{
+    bool wide = mode == FMT_WIDE;
+    struct fmt_table *t;
+    size_t i;
+    json_t *it;
+
+    if (mode == FMT_NAME) {
+        print_names(out, items, l->name_key);
+        return;
+    }
+    t = wide ? fmt_table_new(l->nwcols, l->whead)
+             : fmt_table_new(l->ncols, l->head);
+    json_array_foreach((json_t *)items, i, it)
+    {
+        l->row(t, it, wide, now);
+    }
+    fmt_table_print(t, out, color);
+    fmt_table_free(t);
+}
+
+#define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+
 /* ---- instances ------------------------------------------------------- */
+
+static void
+instance_row(struct fmt_table *t, const json_t *it, bool wide, time_t now)
+{
+    const char *id = jstr(it, "id");
+    char *state = fmt_instance_state(it);
+    char *age = fmt_age(jstr(it, "created_at"), now);
+    enum fmt_color sc = fmt_instance_color(it);
+    if (wide) {
+        char *cells[4];
+        cells[0] = int_str(it, "restart_count");
+        cells[1] = join_array(json_object_get(it, "addresses"));
+        cells[2] = join_labels(json_object_get(it, "labels"));
+        const char *reason = jstr(it, "reason");
+        if (reason == NULL)
+            reason = jstr(it, "pending_reason");
+        const char *row[] = {id,
+                             jstr(it, "name"),
+                             jstr(it, "service"),
+                             jstr(it, "image"),
+                             state,
+                             jstr(it, "desired_state"),
+                             jstr(it, "host"),
+                             cells[0],
+                             cells[1],
+                             age,
+                             reason,
+                             cells[2]};
+        enum fmt_color cols[12] = {[4] = sc};
+        fmt_table_row(t, row, cols);
+        free_cells(cells, 3);
+    } else {
+        /* 12 characters, like docker: unique in practice, and any
+         * unique prefix is accepted back by the server. */
+        char shortid[13] = "";
+        if (id != NULL)
+            xstrlcpy(shortid, id, sizeof(shortid));
+        const char *row[] = {shortid, jstr(it, "name"), jstr(it, "service"),
+                             state,   jstr(it, "host"), age};
+        enum fmt_color cols[6] = {[3] = sc};
+        fmt_table_row(t, row, cols);
+    }
+    free(state);
+    free(age);
+}
 
 void
 fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
@@ -496,60 +577,10 @@ fmt_instances(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
     static const char *const whead[] = {
         "ID",   "NAME",     "SERVICE",   "IMAGE", "STATE",  "DESIRED",
         "HOST", "RESTARTS", "ADDRESSES", "AGE",   "REASON", "LABELS"};
-    struct fmt_table *t;
-    size_t i;
-    json_t *it;
+    static const struct list_layout layout = {
+        instance_row, "name", head, NCOLS(head), whead, NCOLS(whead)};
 
-    if (mode == FMT_NAME) {
-        print_names(out, items, "name");
-        return;
-    }
-    t = mode == FMT_WIDE ? fmt_table_new(12, whead) : fmt_table_new(6, head);
-    json_array_foreach((json_t *)items, i, it)
-    {
-        const char *id = jstr(it, "id");
-        char *state = fmt_instance_state(it);
-        char *age = fmt_age(jstr(it, "created_at"), now);
-        enum fmt_color sc = fmt_instance_color(it);
-        if (mode == FMT_WIDE) {
-            char *cells[4];
-            cells[0] = int_str(it, "restart_count");
-            cells[1] = join_array(json_object_get(it, "addresses"));
-            cells[2] = join_labels(json_object_get(it, "labels"));
-            const char *reason = jstr(it, "reason");
-            if (reason == NULL)
-                reason = jstr(it, "pending_reason");
-            const char *row[] = {id,
-                                 jstr(it, "name"),
-                                 jstr(it, "service"),
-                                 jstr(it, "image"),
-                                 state,
-                                 jstr(it, "desired_state"),
-                                 jstr(it, "host"),
-                                 cells[0],
-                                 cells[1],
-                                 age,
-                                 reason,
-                                 cells[2]};
-            enum fmt_color cols[12] = {[4] = sc};
-            fmt_table_row(t, row, cols);
-            free_cells(cells, 3);
-        } else {
-            /* 12 characters, like docker: unique in practice, and any
-             * unique prefix is accepted back by the server. */
-            char shortid[13] = "";
-            if (id != NULL)
-                xstrlcpy(shortid, id, sizeof(shortid));
-            const char *row[] = {shortid, jstr(it, "name"), jstr(it, "service"),
-                                 state,   jstr(it, "host"), age};
-            enum fmt_color cols[6] = {[3] = sc};
-            fmt_table_row(t, row, cols);
-        }
-        free(state);
-        free(age);
-    }
-    fmt_table_print(t, out, color);
-    fmt_table_free(t);
+    print_list(out, items, &layout, mode, now, color);
 }
 
 /* ---- services -------------------------------------------------------- */
@@ -568,6 +599,59 @@ running_pair(const json_t *svc, bool *short_of)
     return xasprintf("-/%lld", want);
 }
 
+static void
+service_row(struct fmt_table *t, const json_t *it, bool wide, time_t now)
+{
+    const char *state = jstr(it, "state");
+    enum fmt_color sc =
+        state && strcmp(state, "active") != 0 ? FMT_YELLOW : FMT_PLAIN;
+    char *c[8];
+    bool short_of;
+    c[0] = running_pair(it, &short_of);
+    enum fmt_color rc = short_of ? FMT_YELLOW : FMT_PLAIN;
+    c[1] = int_str(it, "generation");
+    c[2] = fmt_age(jstr(it, "created_at"), now);
+    if (wide) {
+        json_t *res = json_object_get(it, "resources");
+        json_t *pl = json_object_get(it, "placement");
+        c[3] = int_str(res, "vcpus");
+        c[4] = json_is_integer(json_object_get(res, "memory_mib"))
+                   ? fmt_mib(jint(res, "memory_mib"))
+                   : xstrdup("-");
+        c[5] = join_array(json_object_get(pl, "constraints"));
+        c[6] = join_array(json_object_get(it, "ports"));
+        c[7] = join_labels(json_object_get(it, "labels"));
+        const char *row[] = {jstr(it, "name"),
+                             jstr(it, "id"),
+                             jstr(it, "image"),
+                             c[0],
+                             jstr(it, "restart"),
+                             c[1],
+                             c[3],
+                             c[4],
+                             jstr(pl, "strategy"),
+                             c[5],
+                             c[6],
+                             state,
+                             c[2],
+                             c[7]};
+        enum fmt_color cols[14] = {[3] = rc, [11] = sc};
+        fmt_table_row(t, row, cols);
+        free_cells(c, 8);
+    } else {
+        const char *row[] = {jstr(it, "name"),
+                             jstr(it, "image"),
+                             c[0],
+                             jstr(it, "restart"),
+                             c[1],
+                             state,
+                             c[2]};
+        enum fmt_color cols[7] = {[2] = rc, [5] = sc};
+        fmt_table_row(t, row, cols);
+        free_cells(c, 3);
+    }
+}
+
 void
 fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
              bool color)
@@ -575,71 +659,13 @@ fmt_services(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
     static const char *const head[] = {"NAME", "IMAGE", "RUNNING", "RESTART",
                                        "GEN",  "STATE", "AGE"};
     static const char *const whead[] = {
-        "NAME",  "ID",    "IMAGE",  "RUNNING", "RESTART",
+        "NAME",  "ID",    "IMAGE",  "RUNNING",  "RESTART",
         "GEN",   "CPUS",  "MEMORY", "STRATEGY", "CONSTRAINTS",
         "PORTS", "STATE", "AGE",    "LABELS"};
-    struct fmt_table *t;
-    size_t i;
-    json_t *it;
+    static const struct list_layout layout = {
+        service_row, "name", head, NCOLS(head), whead, NCOLS(whead)};
 
-    if (mode == FMT_NAME) {
-        print_names(out, items, "name");
-        return;
-    }
-    t = mode == FMT_WIDE ? fmt_table_new(14, whead) : fmt_table_new(7, head);
-    json_array_foreach((json_t *)items, i, it)
-    {
-        const char *state = jstr(it, "state");
-        enum fmt_color sc =
-            state && strcmp(state, "active") != 0 ? FMT_YELLOW : FMT_PLAIN;
-        char *c[8];
-        bool short_of;
-        c[0] = running_pair(it, &short_of);
-        enum fmt_color rc = short_of ? FMT_YELLOW : FMT_PLAIN;
-        c[1] = int_str(it, "generation");
-        c[2] = fmt_age(jstr(it, "created_at"), now);
-        if (mode == FMT_WIDE) {
-            json_t *res = json_object_get(it, "resources");
-            json_t *pl = json_object_get(it, "placement");
-            c[3] = int_str(res, "vcpus");
-            c[4] = json_is_integer(json_object_get(res, "memory_mib"))
-                       ? fmt_mib(jint(res, "memory_mib"))
-                       : xstrdup("-");
-            c[5] = join_array(json_object_get(pl, "constraints"));
-            c[6] = join_array(json_object_get(it, "ports"));
-            c[7] = join_labels(json_object_get(it, "labels"));
-            const char *row[] = {jstr(it, "name"),
-                                 jstr(it, "id"),
-                                 jstr(it, "image"),
-                                 c[0],
-                                 jstr(it, "restart"),
-                                 c[1],
-                                 c[3],
-                                 c[4],
-                                 jstr(pl, "strategy"),
-                                 c[5],
-                                 c[6],
-                                 state,
-                                 c[2],
-                                 c[7]};
-            enum fmt_color cols[14] = {[3] = rc, [11] = sc};
-            fmt_table_row(t, row, cols);
-            free_cells(c, 8);
-        } else {
-            const char *row[] = {jstr(it, "name"),
-                                 jstr(it, "image"),
-                                 c[0],
-                                 jstr(it, "restart"),
-                                 c[1],
-                                 state,
-                                 c[2]};
-            enum fmt_color cols[7] = {[2] = rc, [5] = sc};
-            fmt_table_row(t, row, cols);
-            free_cells(c, 3);
-        }
-    }
-    fmt_table_print(t, out, color);
-    fmt_table_free(t);
+    print_list(out, items, &layout, mode, now, color);
 }
 
 /* ---- hosts ----------------------------------------------------------- */
@@ -668,6 +694,51 @@ alloc_pair(const json_t *host, const char *key, bool mib)
     return r;
 }
 
+static void
+host_row(struct fmt_table *t, const json_t *it, bool wide, time_t now)
+{
+    const char *state = jstr(it, "state");
+    char *c[7];
+    c[0] = alloc_pair(it, "vcpus", false);
+    c[1] = alloc_pair(it, "memory_mib", true);
+    c[2] = int_str(it, "instances");
+    c[3] = fmt_age(jstr(it, "last_seen"), now);
+    if (wide) {
+        char *disk = alloc_pair(it, "disk_gib", false);
+        c[4] = xasprintf("%sGi", disk);
+        free(disk);
+        c[5] = join_labels(json_object_get(it, "labels"));
+        c[6] = int_str(it, "session_epoch");
+        const char *row[] = {jstr(it, "name"),
+                             jstr(it, "id"),
+                             state,
+                             jstr(it, "address"),
+                             c[0],
+                             c[1],
+                             c[4],
+                             c[2],
+                             c[5],
+                             jstr(it, "hypervisor"),
+                             jstr(it, "arch"),
+                             c[6],
+                             c[3]};
+        enum fmt_color cols[13] = {[2] = host_color(state)};
+        fmt_table_row(t, row, cols);
+        free_cells(c, 7);
+    } else {
+        const char *row[] = {jstr(it, "name"),
+                             state,
+                             jstr(it, "address"),
+                             c[0],
+                             c[1],
+                             c[2],
+                             c[3]};
+        enum fmt_color cols[7] = {[1] = host_color(state)};
+        fmt_table_row(t, row, cols);
+        free_cells(c, 4);
+    }
+}
+
 void
 fmt_hosts(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
           bool color)
@@ -678,60 +749,10 @@ fmt_hosts(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
         "NAME",   "ID",    "STATE",     "ADDRESS", "CPUS",
         "MEMORY", "DISK",  "INSTANCES", "LABELS",  "HYPERVISOR",
         "ARCH",   "EPOCH", "LAST SEEN"};
-    struct fmt_table *t;
-    size_t i;
-    json_t *it;
+    static const struct list_layout layout = {
+        host_row, "name", head, NCOLS(head), whead, NCOLS(whead)};
 
-    if (mode == FMT_NAME) {
-        print_names(out, items, "name");
-        return;
-    }
-    t = mode == FMT_WIDE ? fmt_table_new(13, whead) : fmt_table_new(7, head);
-    json_array_foreach((json_t *)items, i, it)
-    {
-        const char *state = jstr(it, "state");
-        char *c[7];
-        c[0] = alloc_pair(it, "vcpus", false);
-        c[1] = alloc_pair(it, "memory_mib", true);
-        c[2] = int_str(it, "instances");
-        c[3] = fmt_age(jstr(it, "last_seen"), now);
-        if (mode == FMT_WIDE) {
-            char *disk = alloc_pair(it, "disk_gib", false);
-            c[4] = xasprintf("%sGi", disk);
-            free(disk);
-            c[5] = join_labels(json_object_get(it, "labels"));
-            c[6] = int_str(it, "session_epoch");
-            const char *row[] = {jstr(it, "name"),
-                                 jstr(it, "id"),
-                                 state,
-                                 jstr(it, "address"),
-                                 c[0],
-                                 c[1],
-                                 c[4],
-                                 c[2],
-                                 c[5],
-                                 jstr(it, "hypervisor"),
-                                 jstr(it, "arch"),
-                                 c[6],
-                                 c[3]};
-            enum fmt_color cols[13] = {[2] = host_color(state)};
-            fmt_table_row(t, row, cols);
-            free_cells(c, 7);
-        } else {
-            const char *row[] = {jstr(it, "name"),
-                                 state,
-                                 jstr(it, "address"),
-                                 c[0],
-                                 c[1],
-                                 c[2],
-                                 c[3]};
-            enum fmt_color cols[7] = {[1] = host_color(state)};
-            fmt_table_row(t, row, cols);
-            free_cells(c, 4);
-        }
-    }
-    fmt_table_print(t, out, color);
-    fmt_table_free(t);
+    print_list(out, items, &layout, mode, now, color);
 }
 
 /* ---- images ---------------------------------------------------------- */
@@ -745,6 +766,35 @@ short_digest(const char *d)
     return xstrndup(d, strncmp(d, "sha256:", 7) == 0 ? 7 + 12 : 12);
 }
 
+static void
+image_row(struct fmt_table *t, const json_t *it, bool wide, time_t now)
+{
+    const char *id = jstr(it, "id");
+    char shortid[13] = "";
+    char *c[5];
+    char *ref = image_ref(it);
+    if (id != NULL)
+        xstrlcpy(shortid, id, sizeof(shortid));
+    c[0] = json_is_integer(json_object_get(it, "size"))
+               ? fmt_bytes(jint(it, "size"))
+               : xstrdup("-");
+    c[1] = fmt_age(jstr(it, "created_at"), now);
+    if (wide) {
+        c[2] = short_digest(jstr(it, "kernel_digest"));
+        c[3] = short_digest(jstr(it, "initrd_digest"));
+        c[4] = short_digest(jstr(it, "disk_digest"));
+        const char *row[] = {ref,  shortid, jstr(it, "kind"),    c[0], c[2],
+                             c[3], c[4],    jstr(it, "cmdline"), c[1]};
+        fmt_table_row(t, row, NULL);
+        free_cells(c, 5);
+    } else {
+        const char *row[] = {ref, shortid, jstr(it, "kind"), c[0], c[1]};
+        fmt_table_row(t, row, NULL);
+        free_cells(c, 2);
+    }
+    free(ref);
+}
+
 void
 fmt_images(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
            bool color)
@@ -753,44 +803,10 @@ fmt_images(FILE *out, const json_t *items, enum fmt_mode mode, time_t now,
     static const char *const whead[] = {"REF",  "ID",      "KIND",
                                         "SIZE", "KERNEL",  "INITRD",
                                         "DISK", "CMDLINE", "AGE"};
-    struct fmt_table *t;
-    size_t i;
-    json_t *it;
+    static const struct list_layout layout = {image_row,   NULL,  head,
+                                              NCOLS(head), whead, NCOLS(whead)};
 
-    if (mode == FMT_NAME) {
-        print_names(out, items, NULL);
-        return;
-    }
-    t = mode == FMT_WIDE ? fmt_table_new(9, whead) : fmt_table_new(5, head);
-    json_array_foreach((json_t *)items, i, it)
-    {
-        const char *id = jstr(it, "id");
-        char shortid[13] = "";
-        char *c[5];
-        char *ref = image_ref(it);
-        if (id != NULL)
-            xstrlcpy(shortid, id, sizeof(shortid));
-        c[0] = json_is_integer(json_object_get(it, "size"))
-                   ? fmt_bytes(jint(it, "size"))
-                   : xstrdup("-");
-        c[1] = fmt_age(jstr(it, "created_at"), now);
-        if (mode == FMT_WIDE) {
-            c[2] = short_digest(jstr(it, "kernel_digest"));
-            c[3] = short_digest(jstr(it, "initrd_digest"));
-            c[4] = short_digest(jstr(it, "disk_digest"));
-            const char *row[] = {ref,  shortid, jstr(it, "kind"),    c[0], c[2],
-                                 c[3], c[4],    jstr(it, "cmdline"), c[1]};
-            fmt_table_row(t, row, NULL);
-            free_cells(c, 5);
-        } else {
-            const char *row[] = {ref, shortid, jstr(it, "kind"), c[0], c[1]};
-            fmt_table_row(t, row, NULL);
-            free_cells(c, 2);
-        }
-        free(ref);
-    }
-    fmt_table_print(t, out, color);
-    fmt_table_free(t);
+    print_list(out, items, &layout, mode, now, color);
 }
 
 /* ---- events ---------------------------------------------------------- */

@@ -119,3 +119,66 @@ out:
     free(pos);
     return rc;
 }
+
+int
+cli_each_run(struct cli_ctx *ctx, const struct cli_each *e, const char *method,
+             const char *suffix, int argc, char **argv)
+{
+    bool get = strcmp(method, "GET") == 0;
+    json_t *all = json_array();
+    char **pos = NULL;
+    int npos, rc;
+
+    rc = cli_parse(ctx, e->cmd, NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
+    if (rc == 0 && npos < 1)
+        rc = cli_usage(ctx, e->cmd, "%s", e->need);
+    for (int i = 0; rc == 0 && i < npos; i++) {
+        json_t *obj = NULL;
+        char *path = cli_object_path(e->collection, pos[i], suffix);
+
+        if (cli_api(ctx, method, path, NULL, &obj, NULL) != 0)
+            rc = CLI_EXIT_FAIL;
+        else if (get)
+            json_array_append(all, obj);
+        else if (e->json_answers && ctx->output == FMT_JSON)
+            cli_print_json(ctx, obj);
+        else
+            e->done(ctx, pos[i], obj);
+        json_decref(obj);
+        free(path);
+    }
+    if (rc == 0 && get)
+        cli_print_json(ctx, npos == 1 ? json_array_get(all, 0) : all);
+    json_decref(all);
+    free(pos);
+    return rc;
+}
+
+static bool
+sub_is(const char *sub, const char *name, const char *alias)
+{
+    return strcmp(sub, name) == 0 || (alias != NULL && strcmp(sub, alias) == 0);
+}
+
+int
+cli_resource_run(struct cli_ctx *ctx, const struct cli_resource *r, int argc,
+                 char **argv)
+{
+    const char *sub;
+
+    if (argc < 2 || argv[1][0] == '-')
+        return cli_list_run(ctx, r->list, argc, argv);
+    sub = argv[1];
+    if (sub_is(sub, "ls", "list"))
+        return cli_list_run(ctx, r->list, argc - 1, argv + 1);
+    if (sub_is(sub, "inspect", "get"))
+        return cli_each_run(ctx, r->each, "GET", NULL, argc - 1, argv + 1);
+    for (const struct cli_action *a = r->actions; a->name != NULL; a++)
+        if (sub_is(sub, a->name, a->alias))
+            return cli_each_run(ctx, r->each, a->method, a->suffix, argc - 1,
+                                argv + 1);
+    if (r->other != NULL && strcmp(sub, r->other) == 0)
+        return r->other_run(ctx, argc - 1, argv + 1);
+    return cli_usage(ctx, r->list->cmd, "unknown subcommand \"%s\" (%s)", sub,
+                     r->subs);
+}

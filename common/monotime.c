@@ -1,5 +1,5 @@
 /*
- * monotime: the monotonic clock (see monotime.h).
+ * monotime: the monotonic and the wall clock (see monotime.h).
  */
 #include "monotime.h"
 
@@ -11,5 +11,14 @@ mono_ms(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long long
+wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -29,11 +29,9 @@
 #include <libxml/tree.h>
 
 #include "domxml.h"
-#include "log.h"
 #include "mem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 #define HDR_LEN 22
 
@@ -63,18 +61,6 @@ static const char *const tame[F_COUNT] = {
     [F_CHANNEL] = "/fuzz/channel",
     [F_BOOTCFG] = "/fuzz/bootcfg",
 };
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    /* Refused specs are logged as warnings: keep the fuzzer quiet. */
-    /* FUZZ_VERBOSE=1 shows why inputs are refused (to check the seeds). */
-    log_init("fuzz_domxml", getenv("FUZZ_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERR,
-             0);
-    return 0;
-}
 
 static uint64_t
 get_le(const uint8_t *p, size_t n)

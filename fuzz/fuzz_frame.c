@@ -17,10 +17,8 @@
 #include <event2/buffer.h>
 
 #include "frame.h"
-#include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* Enough frames to cover back-to-back decoding without slow inputs. */
 #define FUZZ_MAX_FRAMES 64
@@ -30,17 +28,6 @@ struct decoded {
     size_t used[FUZZ_MAX_FRAMES + 1]; /* bytes consumed up to frame i */
     int n;
 };
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    /* FUZZ_VERBOSE=1 shows why inputs are refused (to check the seeds). */
-    log_init("fuzz_frame", getenv("FUZZ_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERR,
-             0);
-    return 0;
-}
 
 /*
  * True if m or a message inside it kept unknown fields. Those are re-sent

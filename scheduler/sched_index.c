@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "rng.h"
 
 /* --- hashing --- */
 
@@ -25,18 +26,6 @@ hash_bytes(const char *s, size_t n)
         h *= 1099511628211ull;
     }
     return h;
-}
-
-static uint64_t
-hash_u64(uint64_t x)
-{
-    /* splitmix64 finaliser: sequential ids must not cluster in the table */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
 }
 
 /* --- string interning map --- */
@@ -57,63 +46,78 @@ key_equal(const char *stored, const char *key, size_t keylen)
     return strncmp(stored, key, keylen) == 0 && stored[keylen] == '\0';
 }
 
+/* The slot of key, or the empty slot where it would go (cap != 0). */
+static size_t
+strmap_slot(const struct sched_strmap *m, const char *key, size_t keylen)
+{
+    size_t mask = m->cap - 1;
+    size_t i = hash_bytes(key, keylen) & mask;
+
+    while (m->keys[i] != NULL && !key_equal(m->keys[i], key, keylen))
+        i = (i + 1) & mask;
+    return i;
+}
+
 int64_t
 sched_strmap_get(const struct sched_strmap *m, const char *key, size_t keylen)
 {
+    size_t i;
+
     if (m->cap == 0)
         return -1;
-    size_t mask = m->cap - 1;
-    for (size_t i = hash_bytes(key, keylen) & mask;; i = (i + 1) & mask) {
-        if (m->keys[i] == NULL)
-            return -1;
-        if (key_equal(m->keys[i], key, keylen))
-            return m->vals[i];
-    }
+    i = strmap_slot(m, key, keylen);
+    return m->keys[i] != NULL ? (int64_t)m->vals[i] : -1;
 }
 
+/* Doubles the table; the keys move, they are not copied. */
 static void
 strmap_grow(struct sched_strmap *m)
 {
-    size_t ncap = m->cap ? m->cap * 2 : 16;
-    char **nkeys = xcalloc(ncap, sizeof(*nkeys));
-    uint32_t *nvals = xcalloc(ncap, sizeof(*nvals));
-    for (size_t i = 0; i < m->cap; i++) {
-        if (m->keys[i] == NULL)
-            continue;
-        size_t j = hash_bytes(m->keys[i], strlen(m->keys[i])) & (ncap - 1);
-        while (nkeys[j] != NULL)
-            j = (j + 1) & (ncap - 1);
-        nkeys[j] = m->keys[i];
-        nvals[j] = m->vals[i];
+    struct sched_strmap old = *m;
+
+    m->cap = old.cap ? old.cap * 2 : 16;
+    m->keys = xcalloc(m->cap, sizeof(*m->keys));
+    m->vals = xcalloc(m->cap, sizeof(*m->vals));
+    for (size_t i = 0; i < old.cap; i++) {
+        if (old.keys[i] != NULL) {
+            size_t j = strmap_slot(m, old.keys[i], strlen(old.keys[i]));
+            m->keys[j] = old.keys[i];
+            m->vals[j] = old.vals[i];
+        }
     }
-    free(m->keys);
-    free(m->vals);
-    m->keys = nkeys;
-    m->vals = nvals;
-    m->cap = ncap;
+    free(old.keys);
+    free(old.vals);
 }
 
 void
 sched_strmap_put(struct sched_strmap *m, const char *key, size_t keylen,
                  uint32_t val)
 {
+    size_t i;
+
     if ((m->len + 1) * 2 > m->cap)
         strmap_grow(m);
-    size_t mask = m->cap - 1;
-    size_t i = hash_bytes(key, keylen) & mask;
-    while (m->keys[i] != NULL) {
-        if (key_equal(m->keys[i], key, keylen)) {
-            m->vals[i] = val;
-            return;
-        }
-        i = (i + 1) & mask;
+    i = strmap_slot(m, key, keylen);
+    if (m->keys[i] == NULL) {
+        m->keys[i] = xstrndup(key, keylen);
+        m->len++;
     }
-    m->keys[i] = xstrndup(key, keylen);
     m->vals[i] = val;
-    m->len++;
 }
 
 /* --- host id map --- */
+
+/* The slot of key, or the empty slot where it would go (cap != 0). */
+static size_t
+idmap_slot(const struct sched_idmap *m, uint64_t key)
+{
+    size_t mask = m->cap - 1;
+    size_t i = rng_mix(key) & mask;
+
+    while (m->vals[i] != NULL && m->keys[i] != key)
+        i = (i + 1) & mask;
+    return i;
+}
 
 void
 sched_idmap_free(struct sched_idmap *m)
@@ -128,54 +132,38 @@ sched_idmap_get(const struct sched_idmap *m, uint64_t key)
 {
     if (m->cap == 0)
         return NULL;
-    size_t mask = m->cap - 1;
-    for (size_t i = hash_u64(key) & mask;; i = (i + 1) & mask) {
-        if (m->vals[i] == NULL)
-            return NULL;
-        if (m->keys[i] == key)
-            return m->vals[i];
-    }
+    return m->vals[idmap_slot(m, key)];
 }
 
+/* Doubles the table: every entry is put again. */
 static void
 idmap_grow(struct sched_idmap *m)
 {
-    size_t ncap = m->cap ? m->cap * 2 : 64;
-    uint64_t *nkeys = xcalloc(ncap, sizeof(*nkeys));
-    struct sched_host **nvals = xcalloc(ncap, sizeof(*nvals));
-    for (size_t i = 0; i < m->cap; i++) {
-        if (m->vals[i] == NULL)
-            continue;
-        size_t j = hash_u64(m->keys[i]) & (ncap - 1);
-        while (nvals[j] != NULL)
-            j = (j + 1) & (ncap - 1);
-        nkeys[j] = m->keys[i];
-        nvals[j] = m->vals[i];
-    }
-    free(m->keys);
-    free(m->vals);
-    m->keys = nkeys;
-    m->vals = nvals;
-    m->cap = ncap;
+    struct sched_idmap old = *m;
+
+    m->len = 0;
+    m->cap = old.cap ? old.cap * 2 : 64;
+    m->keys = xcalloc(m->cap, sizeof(*m->keys));
+    m->vals = xcalloc(m->cap, sizeof(*m->vals));
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.vals[i] != NULL)
+            sched_idmap_put(m, old.keys[i], old.vals[i]);
+    free(old.keys);
+    free(old.vals);
 }
 
 void
 sched_idmap_put(struct sched_idmap *m, uint64_t key, struct sched_host *h)
 {
+    size_t i;
+
     if ((m->len + 1) * 2 > m->cap)
         idmap_grow(m);
-    size_t mask = m->cap - 1;
-    size_t i = hash_u64(key) & mask;
-    while (m->vals[i] != NULL) {
-        if (m->keys[i] == key) {
-            m->vals[i] = h;
-            return;
-        }
-        i = (i + 1) & mask;
-    }
+    i = idmap_slot(m, key);
+    if (m->vals[i] == NULL)
+        m->len++;
     m->keys[i] = key;
     m->vals[i] = h;
-    m->len++;
 }
 
 void
@@ -184,16 +172,14 @@ sched_idmap_del(struct sched_idmap *m, uint64_t key)
     if (m->cap == 0)
         return;
     size_t mask = m->cap - 1;
-    size_t i = hash_u64(key) & mask;
-    while (m->vals[i] != NULL && m->keys[i] != key)
-        i = (i + 1) & mask;
+    size_t i = idmap_slot(m, key);
     if (m->vals[i] == NULL)
         return;
     /* Backward shift instead of tombstones: hosts come and go forever, and
      * tombstones would slowly turn every lookup into a long probe. */
     size_t hole = i;
     for (size_t j = (i + 1) & mask; m->vals[j] != NULL; j = (j + 1) & mask) {
-        size_t home = hash_u64(m->keys[j]) & mask;
+        size_t home = rng_mix(m->keys[j]) & mask;
         /* j may move into hole only if home is not in (hole, j] cyclically */
         bool between =
             hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
@@ -254,26 +240,22 @@ fix_height(struct sched_node *n)
     }
 }
 
+/* Lifts n's left child over n (right) or its right child (left). */
 static struct sched_node *
-rotate_right(struct sched_node *n)
+rotate(struct sched_node *n, bool right)
 {
-    struct sched_node *l = n->l;
-    n->l = l->r;
-    l->r = n;
-    fix_height(n);
-    fix_height(l);
-    return l;
-}
+    struct sched_node *c = right ? n->l : n->r;
 
-static struct sched_node *
-rotate_left(struct sched_node *n)
-{
-    struct sched_node *r = n->r;
-    n->r = r->l;
-    r->l = n;
+    if (right) {
+        n->l = c->r;
+        c->r = n;
+    } else {
+        n->r = c->l;
+        c->l = n;
+    }
     fix_height(n);
-    fix_height(r);
-    return r;
+    fix_height(c);
+    return c;
 }
 
 static struct sched_node *
@@ -283,13 +265,13 @@ rebalance(struct sched_node *n)
     int bal = height(n->l) - height(n->r);
     if (bal > 1) {
         if (height(n->l->l) < height(n->l->r))
-            n->l = rotate_left(n->l);
-        return rotate_right(n);
+            n->l = rotate(n->l, false);
+        return rotate(n, true);
     }
     if (bal < -1) {
         if (height(n->r->r) < height(n->r->l))
-            n->r = rotate_right(n->r);
-        return rotate_left(n);
+            n->r = rotate(n->r, true);
+        return rotate(n, false);
     }
     return n;
 }

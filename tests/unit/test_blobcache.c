@@ -19,56 +19,51 @@
 #include <openssl/evp.h>
 
 #include "blobcache.h"
+#include "digest.h"
 #include "mem.h"
 
+/* Runs the pick on f[0..n) with limit; want has 'x' for each victim and
+ * '-' for each file kept. */
 static void
-test_pick_none_under_limit(void **state)
+check_pick(const struct blobcache_file *f, size_t n, uint64_t limit,
+           const char *want)
 {
-    struct blobcache_file f[2] = {
-        {"sha256:a", 100, 1, false},
-        {"sha256:b", 100, 2, false},
-    };
-    bool v[2];
+    bool v[8];
+    size_t victims = 0;
 
-    (void)state;
-    assert_int_equal(blobcache_pick_victims(f, 2, 200, v), 0);
-    assert_false(v[0]);
-    assert_false(v[1]);
+    assert_true(n <= 8 && strlen(want) == n);
+    for (size_t i = 0; i < n; i++)
+        victims += want[i] == 'x';
+    assert_int_equal(blobcache_pick_victims(f, n, limit, v), victims);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(v[i], want[i] == 'x');
 }
 
 static void
-test_pick_lru_unreferenced(void **state)
+test_pick_victims(void **state)
 {
-    struct blobcache_file f[4] = {
+    /* Under the limit: none. */
+    struct blobcache_file under[] = {
+        {"sha256:a", 100, 1, false},
+        {"sha256:b", 100, 2, false},
+    };
+    /* 400 bytes, limit 250: the two oldest unreferenced go. */
+    struct blobcache_file lru[] = {
         {"sha256:old-ref", 100, 1, true},
         {"sha256:old", 100, 2, false},
         {"sha256:mid", 100, 3, false},
         {"sha256:new", 100, 4, false},
     };
-    bool v[4];
-
-    (void)state;
-    /* 400 bytes, limit 250: the two oldest unreferenced go. */
-    assert_int_equal(blobcache_pick_victims(f, 4, 250, v), 2);
-    assert_false(v[0]);
-    assert_true(v[1]);
-    assert_true(v[2]);
-    assert_false(v[3]);
-}
-
-static void
-test_pick_referenced_never(void **state)
-{
-    struct blobcache_file f[2] = {
+    /* Referenced files never go, whatever the limit. */
+    struct blobcache_file referenced[] = {
         {"sha256:a", 1000, 1, true},
         {"sha256:b", 1000, 2, true},
     };
-    bool v[2];
 
     (void)state;
-    assert_int_equal(blobcache_pick_victims(f, 2, 0, v), 0);
-    assert_false(v[0]);
-    assert_false(v[1]);
+    check_pick(under, 2, 200, "--");
+    check_pick(lru, 4, 250, "-xx-");
+    check_pick(referenced, 2, 0, "--");
 }
 
 /* ---- fetches against a recorded "controller" -------------------------- */
@@ -106,15 +101,54 @@ count_kick(void *arg)
 }
 
 static void
-digest_of(const void *data, size_t len, char out[72])
+digest_of(const void *data, size_t len, char out[DIGEST_TEXT_SIZE])
 {
-    unsigned char md[32];
+    unsigned char md[DIGEST_LEN];
     unsigned int mdlen = 0;
 
     assert_int_equal(EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL), 1);
-    memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    assert_int_equal(mdlen, DIGEST_LEN);
+    digest_format(md, out);
+}
+
+/* A cache in a fresh directory, its loop and what it sent. */
+struct fixture {
+    char dir[32];
+    struct event_base *base;
+    struct blobcache_opts o;
+    struct sent sent;
+    struct blobcache *bc;
+};
+
+/* cmocka teardown and setup: *state is the fixture. */
+static int
+fixture_teardown(void **state)
+{
+    struct fixture *x = *state;
+
+    blobcache_free(x->bc);
+    event_base_free(x->base);
+    /* Nothing left behind: no partial download, no evicted blob. */
+    assert_int_equal(rmdir(x->dir), 0);
+    free(x);
+    return 0;
+}
+
+static int
+fixture_setup(void **state)
+{
+    struct fixture *x = xcalloc(1, sizeof(*x));
+
+    snprintf(x->dir, sizeof(x->dir), "/tmp/test_blobcache.XXXXXX");
+    assert_non_null(mkdtemp(x->dir));
+    x->base = event_base_new();
+    assert_non_null(x->base);
+    x->o.dir = x->dir;
+    x->o.max_bytes = 1 << 20;
+    x->bc = blobcache_new(x->base, &x->o, rec_send, &x->sent);
+    assert_non_null(x->bc);
+    *state = x;
+    return 0;
 }
 
 static void
@@ -136,51 +170,44 @@ chunk(struct blobcache *bc, uint64_t id, uint64_t off, const void *data,
 static void
 test_fetch(void **state)
 {
-    char dir[] = "/tmp/test_blobcache.XXXXXX";
-    struct event_base *base = event_base_new();
-    struct blobcache_opts o = {.max_bytes = 1 << 20};
-    struct sent sent;
-    struct blobcache *bc;
+    struct fixture *x = *state;
     struct worker_spec spec;
     char good[72], bad[72], why[256], *path = NULL, *want;
     static const char data[] = "a kernel, in two pieces";
     struct stat st;
 
-    (void)state;
-    memset(&sent, 0, sizeof(sent));
-    assert_non_null(mkdtemp(dir));
-    o.dir = dir;
-    bc = blobcache_new(base, &o, rec_send, &sent);
-    assert_non_null(bc);
-    blobcache_set_kick(bc, count_kick, NULL);
+    blobcache_set_kick(x->bc, count_kick, NULL);
     digest_of(data, sizeof(data), good);
     digest_of("other", 5, bad);
 
     /* The worker asks first: "fetching", nothing sent while the link is
      * down; two askers, one entry. */
-    assert_int_equal(blobcache_resolve(bc, good, &path, why, sizeof(why)), 0);
+    assert_int_equal(blobcache_resolve(x->bc, good, &path, why, sizeof(why)),
+                     0);
     assert_non_null(strstr(why, "fetching image sha256:"));
-    assert_int_equal(blobcache_resolve(bc, good, &path, why, sizeof(why)), 0);
-    assert_int_equal(sent.n, 0);
-    blobcache_link_up(bc);
-    assert_int_equal(sent.n, 1);
-    assert_string_equal(sent.digest[0], good);
-    assert_int_equal(sent.offset[0], 0);
+    assert_int_equal(blobcache_resolve(x->bc, good, &path, why, sizeof(why)),
+                     0);
+    assert_int_equal(x->sent.n, 0);
+    blobcache_link_up(x->bc);
+    assert_int_equal(x->sent.n, 1);
+    assert_string_equal(x->sent.digest[0], good);
+    assert_int_equal(x->sent.offset[0], 0);
 
     /* First piece, then the link drops: the fetch resumes at 10. */
-    chunk(bc, sent.id[0], 0, data, 10, sizeof(data), 0, NULL);
-    blobcache_link_down(bc);
-    blobcache_link_up(bc);
-    assert_int_equal(sent.n, 2);
-    assert_int_equal(sent.offset[1], 10);
+    chunk(x->bc, x->sent.id[0], 0, data, 10, sizeof(data), 0, NULL);
+    blobcache_link_down(x->bc);
+    blobcache_link_up(x->bc);
+    assert_int_equal(x->sent.n, 2);
+    assert_int_equal(x->sent.offset[1], 10);
     /* A late chunk of the old request is ignored. */
-    chunk(bc, sent.id[0], 10, data + 10, 5, sizeof(data), 0, NULL);
-    chunk(bc, sent.id[1], 10, data + 10, sizeof(data) - 10, sizeof(data), 1,
-          NULL);
-    assert_int_equal(blobcache_fetched(bc), 1);
+    chunk(x->bc, x->sent.id[0], 10, data + 10, 5, sizeof(data), 0, NULL);
+    chunk(x->bc, x->sent.id[1], 10, data + 10, sizeof(data) - 10, sizeof(data),
+          1, NULL);
+    assert_int_equal(blobcache_fetched(x->bc), 1);
     assert_true(kicks >= 1);
-    assert_int_equal(blobcache_resolve(bc, good, &path, why, sizeof(why)), 1);
-    want = xasprintf("%s/%s", dir, good);
+    assert_int_equal(blobcache_resolve(x->bc, good, &path, why, sizeof(why)),
+                     1);
+    want = xasprintf("%s/%s", x->dir, good);
     assert_string_equal(path, want);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, sizeof(data));
@@ -192,83 +219,68 @@ test_fetch(void **state)
     spec.id = "i1";
     spec.desired = WORKER_RUN;
     spec.kernel_digest = bad;
-    blobcache_note_set(bc, &spec, 1); /* prefetch */
-    assert_int_equal(sent.n, 3);
-    assert_string_equal(sent.digest[2], bad);
-    chunk(bc, sent.id[2], 0, data, sizeof(data), sizeof(data), 1, NULL);
-    assert_int_equal(blobcache_resolve(bc, bad, &path, why, sizeof(why)), -1);
+    blobcache_note_set(x->bc, &spec, 1); /* prefetch */
+    assert_int_equal(x->sent.n, 3);
+    assert_string_equal(x->sent.digest[2], bad);
+    chunk(x->bc, x->sent.id[2], 0, data, sizeof(data), sizeof(data), 1, NULL);
+    assert_int_equal(blobcache_resolve(x->bc, bad, &path, why, sizeof(why)),
+                     -1);
     assert_non_null(strstr(why, "corrupt"));
     free(want);
-    want = xasprintf("%s/%s", dir, bad);
+    want = xasprintf("%s/%s", x->dir, bad);
     assert_int_not_equal(access(want, F_OK), 0);
 
     /* The controller does not have it: its error becomes the reason. */
     spec.kernel_digest = good; /* present: no request */
-    blobcache_note_set(bc, &spec, 1);
-    assert_int_equal(sent.n, 3);
+    blobcache_note_set(x->bc, &spec, 1);
+    assert_int_equal(x->sent.n, 3);
 
     /* Eviction: a 1-byte limit removes what the set does not use. */
-    bc = (blobcache_free(bc), NULL);
-    o.max_bytes = 1;
-    bc = blobcache_new(base, &o, rec_send, &sent);
-    assert_non_null(bc);
-    assert_int_equal(blobcache_evict(bc), 0); /* no set yet: keep all */
-    blobcache_note_set(bc, &spec, 1);         /* references good */
-    assert_int_equal(blobcache_evict(bc), 0);
+    x->bc = (blobcache_free(x->bc), NULL);
+    x->o.max_bytes = 1;
+    x->bc = blobcache_new(x->base, &x->o, rec_send, &x->sent);
+    assert_non_null(x->bc);
+    assert_int_equal(blobcache_evict(x->bc), 0); /* no set yet: keep all */
+    blobcache_note_set(x->bc, &spec, 1);         /* references good */
+    assert_int_equal(blobcache_evict(x->bc), 0);
     spec.desired = WORKER_DELETE;
-    blobcache_note_set(bc, &spec, 1);
-    assert_int_equal(blobcache_evict(bc), 1);
+    blobcache_note_set(x->bc, &spec, 1);
+    assert_int_equal(blobcache_evict(x->bc), 1);
     free(want);
-    want = xasprintf("%s/%s", dir, good);
+    want = xasprintf("%s/%s", x->dir, good);
     assert_int_not_equal(access(want, F_OK), 0);
     free(want);
-
-    blobcache_free(bc);
-    event_base_free(base);
-    rmdir(dir);
 }
 
 static void
 test_unknown_digest(void **state)
 {
-    char dir[] = "/tmp/test_blobcache.XXXXXX";
-    struct event_base *base = event_base_new();
-    struct blobcache_opts o = {.max_bytes = 1 << 20};
-    struct sent sent;
-    struct blobcache *bc;
+    struct fixture *x = *state;
     char d[72], why[512], *path = NULL;
 
-    (void)state;
-    memset(&sent, 0, sizeof(sent));
-    assert_non_null(mkdtemp(dir));
-    o.dir = dir;
-    bc = blobcache_new(base, &o, rec_send, &sent);
     digest_of("nothing", 7, d);
-    blobcache_link_up(bc);
-    assert_int_equal(blobcache_resolve(bc, d, &path, why, sizeof(why)), 0);
+    blobcache_link_up(x->bc);
+    assert_int_equal(blobcache_resolve(x->bc, d, &path, why, sizeof(why)), 0);
     /* the loop picks the wish up from the eventfd */
-    event_base_loop(base, EVLOOP_NONBLOCK);
-    assert_int_equal(sent.n, 1);
-    chunk(bc, sent.id[0], 0, NULL, 0, 0, 1, "blob is not in this controller's blob store");
-    assert_int_equal(blobcache_resolve(bc, d, &path, why, sizeof(why)), -1);
+    event_base_loop(x->base, EVLOOP_NONBLOCK);
+    assert_int_equal(x->sent.n, 1);
+    chunk(x->bc, x->sent.id[0], 0, NULL, 0, 0, 1,
+          "blob is not in this controller's blob store");
+    assert_int_equal(blobcache_resolve(x->bc, d, &path, why, sizeof(why)), -1);
     assert_non_null(strstr(why, "not in this controller's blob store"));
-    assert_int_equal(blobcache_resolve(bc, "sha256:xyz", &path, why,
-                                       sizeof(why)),
-                     -1);
-    blobcache_free(bc);
-    event_base_free(base);
-    rmdir(dir);
+    assert_int_equal(
+        blobcache_resolve(x->bc, "sha256:xyz", &path, why, sizeof(why)), -1);
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pick_none_under_limit),
-        cmocka_unit_test(test_pick_lru_unreferenced),
-        cmocka_unit_test(test_pick_referenced_never),
-        cmocka_unit_test(test_fetch),
-        cmocka_unit_test(test_unknown_digest),
+        cmocka_unit_test(test_pick_victims),
+        cmocka_unit_test_setup_teardown(test_fetch, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_digest, fixture_setup,
+                                        fixture_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

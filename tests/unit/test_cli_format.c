@@ -4,18 +4,9 @@
  * compared byte for byte with the .out files next to it; UPDATE_GOLDEN=1
  * rewrites them (review the diff before committing). Plus the small formatters.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "format.h"
 #include "mem.h"
+#include "unit_golden.h"
 
 #ifndef CLI_GOLDEN_DIR
 #error CLI_GOLDEN_DIR must name tests/golden/cli
@@ -30,49 +21,14 @@ fixed_now(void)
     return t;
 }
 
-static char *
-read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = xmalloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* Compares got with NAME.out, or writes it with UPDATE_GOLDEN=1. */
 static void
 golden(const char *name, const char *got)
 {
-    char *path = xasprintf("%s/%s.out", CLI_GOLDEN_DIR, name);
-    const char *upd = getenv("UPDATE_GOLDEN");
+    char *file = xasprintf("%s.out", name);
 
-    if (upd != NULL && strcmp(upd, "1") == 0) {
-        FILE *f = fopen(path, "wb");
-        assert_non_null(f);
-        fputs(got, f);
-        fclose(f);
-        print_message("updated %s\n", path);
-    } else {
-        char *want = read_file(path);
-        if (want == NULL)
-            fail_msg("%s is missing; run with UPDATE_GOLDEN=1", path);
-        if (strcmp(want, got) != 0)
-            print_message("--- %s (want)\n%s--- got\n%s", path, want, got);
-        assert_string_equal(want, got);
-        free(want);
-    }
-    free(path);
+    unit_golden_check(CLI_GOLDEN_DIR, file, got);
+    free(file);
 }
 
 static json_t *
@@ -87,6 +43,35 @@ fixture(const char *name)
     return j;
 }
 
+/* What a formatter writes, kept in memory. */
+struct capture {
+    char *buf;
+    size_t len;
+    FILE *f;
+};
+
+static FILE *
+capture_open(struct capture *c)
+{
+    c->buf = NULL;
+    c->len = 0;
+    c->f = open_memstream(&c->buf, &c->len);
+    assert_non_null(c->f);
+    return c->f;
+}
+
+/* Compares what c holds with NAME.out and frees it. Plain output must hold
+ * no escape: nothing the server sends may drive the terminal. */
+static void
+capture_golden(struct capture *c, const char *name, bool plain)
+{
+    assert_int_equal(fclose(c->f), 0);
+    if (plain)
+        assert_null(strchr(c->buf, '\033'));
+    golden(name, c->buf);
+    free(c->buf);
+}
+
 typedef void (*table_fn)(FILE *, const json_t *, enum fmt_mode, time_t, bool);
 
 static void
@@ -94,69 +79,51 @@ check_table(const char *fixture_name, const char *out_name, table_fn fn,
             enum fmt_mode mode, bool color)
 {
     json_t *j = fixture(fixture_name);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    struct capture c;
 
-    fn(f, json_object_get(j, "items"), mode, fixed_now(), color);
-    fclose(f);
-    golden(out_name, buf);
-    free(buf);
+    fn(capture_open(&c), json_object_get(j, "items"), mode, fixed_now(), color);
+    capture_golden(&c, out_name, !color);
     json_decref(j);
 }
 
+/* The instance, service, host and image tables in each mode they have. */
 static void
-test_instances(void **state)
+test_tables(void **state)
 {
-    (void)state;
-    check_table("instances.json", "instances", fmt_instances, FMT_TABLE, false);
-    check_table("instances.json", "instances_wide", fmt_instances, FMT_WIDE,
-                false);
-    check_table("instances.json", "instances_name", fmt_instances, FMT_NAME,
-                false);
-    check_table("instances.json", "instances_color", fmt_instances, FMT_TABLE,
-                true);
-}
+    static const struct {
+        const char *fixture, *out;
+        table_fn fn;
+        enum fmt_mode mode;
+        bool color;
+    } cases[] = {
+        {"instances.json", "instances", fmt_instances, FMT_TABLE, false},
+        {"instances.json", "instances_wide", fmt_instances, FMT_WIDE, false},
+        {"instances.json", "instances_name", fmt_instances, FMT_NAME, false},
+        {"instances.json", "instances_color", fmt_instances, FMT_TABLE, true},
+        {"services.json", "services", fmt_services, FMT_TABLE, false},
+        {"services.json", "services_wide", fmt_services, FMT_WIDE, false},
+        {"hosts.json", "hosts", fmt_hosts, FMT_TABLE, false},
+        {"hosts.json", "hosts_wide", fmt_hosts, FMT_WIDE, false},
+        {"images.json", "images", fmt_images, FMT_TABLE, false},
+        {"images.json", "images_wide", fmt_images, FMT_WIDE, false},
+        {"images.json", "images_name", fmt_images, FMT_NAME, false},
+    };
 
-static void
-test_services(void **state)
-{
     (void)state;
-    check_table("services.json", "services", fmt_services, FMT_TABLE, false);
-    check_table("services.json", "services_wide", fmt_services, FMT_WIDE,
-                false);
-}
-
-static void
-test_hosts(void **state)
-{
-    (void)state;
-    check_table("hosts.json", "hosts", fmt_hosts, FMT_TABLE, false);
-    check_table("hosts.json", "hosts_wide", fmt_hosts, FMT_WIDE, false);
-}
-
-static void
-test_images(void **state)
-{
-    (void)state;
-    check_table("images.json", "images", fmt_images, FMT_TABLE, false);
-    check_table("images.json", "images_wide", fmt_images, FMT_WIDE, false);
-    check_table("images.json", "images_name", fmt_images, FMT_NAME, false);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        check_table(cases[i].fixture, cases[i].out, cases[i].fn, cases[i].mode,
+                    cases[i].color);
 }
 
 static void
 test_events(void **state)
 {
     json_t *j = fixture("events.json");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    struct capture c;
 
     (void)state;
-    fmt_events(f, json_object_get(j, "items"), FMT_TABLE, false);
-    fclose(f);
-    golden("events", buf);
-    free(buf);
+    fmt_events(capture_open(&c), json_object_get(j, "items"), FMT_TABLE, false);
+    capture_golden(&c, "events", true);
     json_decref(j);
 }
 
@@ -182,9 +149,9 @@ test_config_tables(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *j = fixture(cases[i].fixture);
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&buf, &len);
+        struct capture c;
+        FILE *f = capture_open(&c);
+
         if (cases[i].kind == 0)
             fmt_config(f, j, cases[i].mode);
         else if (cases[i].kind == 1)
@@ -192,11 +159,7 @@ test_config_tables(void **state)
                                fixed_now());
         else
             fmt_endpoints(f, j, cases[i].mode);
-        fclose(f);
-        /* Nothing the server sends may drive the terminal. */
-        assert_null(strchr(buf, '\033'));
-        golden(cases[i].out, buf);
-        free(buf);
+        capture_golden(&c, cases[i].out, true);
         json_decref(j);
     }
 }
@@ -205,9 +168,8 @@ static void
 test_error_lines(void **state)
 {
     json_t *cases = fixture("errors.json");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    struct capture out;
+    FILE *f = capture_open(&out);
     size_t i;
     json_t *c;
 
@@ -226,9 +188,7 @@ test_error_lines(void **state)
         fprintf(f, "%s\n", line);
         free(line);
     }
-    fclose(f);
-    golden("errors", buf);
-    free(buf);
+    capture_golden(&out, "errors", true);
     json_decref(cases);
 }
 
@@ -393,10 +353,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_instances),
-        cmocka_unit_test(test_services),
-        cmocka_unit_test(test_hosts),
-        cmocka_unit_test(test_images),
+        cmocka_unit_test(test_tables),
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_config_tables),
         cmocka_unit_test(test_error_lines),

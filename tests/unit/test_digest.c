@@ -1,7 +1,7 @@
 /*
  * Unit tests for common/digest.c and common/monotime.c: "sha256:<hex>"
  * against the FIPS 180-2 test vector, the validity rule blob names follow,
- * and the monotonic clock.
+ * and the monotonic and wall clocks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -77,11 +77,14 @@ test_valid(void **state)
     assert_int_equal(digest_valid(s), 0);
 }
 
+/* The monotonic clock advances across a 30 ms sleep; the wall clock agrees
+ * with time(), give or take a second. */
 static void
-test_mono_ms_advances(void **state)
+test_clocks(void **state)
 {
     struct timespec ts = {0, 30 * 1000000};
-    long long a, b;
+    time_t before, after;
+    long long a, b, ms;
 
     (void)state;
     a = mono_ms();
@@ -90,6 +93,11 @@ test_mono_ms_advances(void **state)
     b = mono_ms();
     assert_true(b - a >= 30);
     assert_true(b - a < 10000);
+    before = time(NULL);
+    ms = wall_ms();
+    after = time(NULL);
+    assert_true(ms / 1000 >= (long long)before - 1);
+    assert_true(ms / 1000 <= (long long)after + 1);
 }
 
 int
@@ -98,7 +106,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_and_final),
         cmocka_unit_test(test_valid),
-        cmocka_unit_test(test_mono_ms_advances),
+        cmocka_unit_test(test_clocks),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -411,6 +411,28 @@ test_domain_name(void **state)
     free(n);
 }
 
+/* Instance ids: what the console log directory and requests may name. */
+static void
+test_id_ok(void **state)
+{
+    char longest[DOMXML_ID_MAX + 2];
+
+    (void)state;
+    assert_true(domxml_id_ok("web-1_A9"));
+    memset(longest, 'x', DOMXML_ID_MAX);
+    longest[DOMXML_ID_MAX] = '\0';
+    assert_true(domxml_id_ok(longest));
+    longest[DOMXML_ID_MAX] = 'x';
+    longest[DOMXML_ID_MAX + 1] = '\0';
+    assert_false(domxml_id_ok(longest));
+    assert_false(domxml_id_ok(""));
+    assert_false(domxml_id_ok(NULL));
+    assert_false(domxml_id_ok("."));
+    assert_false(domxml_id_ok(".."));
+    assert_false(domxml_id_ok("a/b"));
+    assert_false(domxml_id_ok("a b"));
+}
+
 /* Stable per id, distinct across ids, shaped like a UUID. */
 static void
 test_uuid(void **state)
@@ -446,6 +468,7 @@ main(void)
         cmocka_unit_test(test_metadata_owner),
         cmocka_unit_test(test_owner_rule),
         cmocka_unit_test(test_domain_name),
+        cmocka_unit_test(test_id_ok),
         cmocka_unit_test(test_uuid),
     };
     int rc;

@@ -16,30 +16,12 @@
 #include <cmocka.h>
 
 #include "mem.h"
+#include "rng.h"
 #include "cloudsched.h"
 #include "sched_priv.h"
 
 #define MAX_HOSTS 400
 #define NSVC 5
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t
-rnd(struct rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull); /* splitmix64 */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint32_t
-rndn(struct rng *r, uint32_t n)
-{
-    return (uint32_t)(rnd(r) % n);
-}
 
 struct inst {
     uint64_t host;
@@ -78,13 +60,13 @@ random_labels(struct world *w, char bufs[4][32], const char *lv[4], size_t *n)
 {
     static const char *const zones[] = {"a", "b", "c"};
     *n = 0;
-    snprintf(bufs[*n], 32, "zone=%s", zones[rndn(&w->r, 3)]);
+    snprintf(bufs[*n], 32, "zone=%s", zones[rng_below(&w->r, 3)]);
     lv[*n] = bufs[*n];
     (*n)++;
-    snprintf(bufs[*n], 32, "rack=r%u", rndn(&w->r, 10));
+    snprintf(bufs[*n], 32, "rack=r%u", rng_below(&w->r, 10));
     lv[*n] = bufs[*n];
     (*n)++;
-    uint32_t ssd = rndn(&w->r, 3);
+    uint32_t ssd = rng_below(&w->r, 3);
     if (ssd < 2) { /* a third have no ssd label at all */
         snprintf(bufs[*n], 32, "ssd=%s", ssd ? "true" : "false");
         lv[*n] = bufs[*n];
@@ -101,11 +83,11 @@ add_random_host(struct world *w, uint64_t id)
     random_labels(w, bufs, lv, &n);
     snprintf(name, sizeof(name), "host-%llu", (unsigned long long)id);
     struct sched_resources cap = {
-        .vcpus = 4 + rndn(&w->r, 29),
-        .memory_mib = 1024 * (4 + rndn(&w->r, 61)),
-        .disk_gib = 50 + rndn(&w->r, 500),
+        .vcpus = 4 + rng_below(&w->r, 29),
+        .memory_mib = 1024 * (4 + rng_below(&w->r, 61)),
+        .disk_gib = 50 + rng_below(&w->r, 500),
     };
-    uint32_t st = rndn(&w->r, 10);
+    uint32_t st = rng_below(&w->r, 10);
     struct sched_host_spec spec = {
         .id = id,
         .name = name,
@@ -113,7 +95,7 @@ add_random_host(struct world *w, uint64_t id)
         .labels = lv,
         .nlabels = n,
         .state = st < 7 ? SCHED_HOST_READY : (enum sched_host_state)(st - 6),
-        .hypervisor = rndn(&w->r, 4) ? "kvm" : "xen",
+        .hypervisor = rng_below(&w->r, 4) ? "kvm" : "xen",
     };
     assert_int_equal(sched_host_add(w->c, &spec), 0);
     w->live[id] = true;
@@ -143,14 +125,14 @@ random_request(struct world *w, struct sched_request *req, int *svc)
 {
     static const char *const hvs[] = {NULL, NULL, "kvm", "xen"};
     memset(req, 0, sizeof(*req));
-    req->res.vcpus = 1 + rndn(&w->r, 8);
-    req->res.memory_mib = 256 * (1 + rndn(&w->r, 64));
-    req->res.disk_gib = 5 + rndn(&w->r, 100);
-    uint32_t s = rndn(&w->r, (uint32_t)w->nsels + 2);
+    req->res.vcpus = 1 + rng_below(&w->r, 8);
+    req->res.memory_mib = 256 * (1 + rng_below(&w->r, 64));
+    req->res.disk_gib = 5 + rng_below(&w->r, 100);
+    uint32_t s = rng_below(&w->r, (uint32_t)w->nsels + 2);
     req->selector = s < w->nsels ? w->sels[s] : NULL;
-    req->hypervisor = hvs[rndn(&w->r, 4)];
-    req->strategy = rndn(&w->r, 2) ? SCHED_SPREAD : SCHED_BINPACK;
-    *svc = (int)rndn(&w->r, NSVC + 1) - 1;
+    req->hypervisor = hvs[rng_below(&w->r, 4)];
+    req->strategy = rng_below(&w->r, 2) ? SCHED_SPREAD : SCHED_BINPACK;
+    *svc = (int)rng_below(&w->r, NSVC + 1) - 1;
     req->service = svc_of(*svc);
     req->max_per_host = *svc >= 0 ? svc_max[*svc] : 0;
 }
@@ -188,8 +170,8 @@ step_batch(struct world *w)
     int svc;
     random_request(w, &req, &svc);
     uint64_t ids[6];
-    size_t n = 1 + rndn(&w->r, 6), placed;
-    unsigned flags = rndn(&w->r, 2) ? SCHED_ALL_OR_NOTHING : 0;
+    size_t n = 1 + rng_below(&w->r, 6), placed;
+    unsigned flags = rng_below(&w->r, 2) ? SCHED_ALL_OR_NOTHING : 0;
     int rc = sched_place_batch(w->c, &req, n, flags, ids, &placed);
     assert_true(rc == 0 ? placed == n : placed < n);
     for (size_t i = 0; i < placed; i++)
@@ -202,7 +184,7 @@ step_release(struct world *w)
 {
     if (w->ninsts == 0)
         return;
-    size_t i = rndn(&w->r, (uint32_t)w->ninsts);
+    size_t i = rng_below(&w->r, (uint32_t)w->ninsts);
     struct inst in = w->insts[i];
     w->insts[i] = w->insts[--w->ninsts];
     struct sched_service svc = svc_of(in.svc);
@@ -218,7 +200,7 @@ static uint64_t
 random_live_host(struct world *w)
 {
     for (int tries = 0; tries < 1000; tries++) {
-        uint64_t id = 1 + rndn(&w->r, MAX_HOSTS - 1);
+        uint64_t id = 1 + rng_below(&w->r, MAX_HOSTS - 1);
         if (w->live[id])
             return id;
     }
@@ -238,11 +220,11 @@ static const char *const selectors[] = {
 static void
 step_churn(struct world *w)
 {
-    uint32_t what = rndn(&w->r, 5);
+    uint32_t what = rng_below(&w->r, 5);
     if (what == 4) {
         /* a service's selector goes away and comes back: the label trees it
          * needed are dropped and rebuilt from the hosts */
-        size_t i = rndn(&w->r, (uint32_t)w->nsels);
+        size_t i = rng_below(&w->r, (uint32_t)w->nsels);
         sched_selector_free(w->sels[i]);
         w->sels[i] = sched_selector_parse(w->c, selectors[i]);
         assert_non_null(w->sels[i]);
@@ -252,7 +234,7 @@ step_churn(struct world *w)
     }
     uint64_t id = random_live_host(w);
     if (what == 0 && id) {
-        uint32_t st = rndn(&w->r, 6);
+        uint32_t st = rng_below(&w->r, 6);
         enum sched_host_state s =
             st < 3 ? SCHED_HOST_READY : (enum sched_host_state)(st - 2);
         assert_int_equal(sched_host_set_state(w->c, id, s), 0);
@@ -325,7 +307,7 @@ run_world(uint64_t seed, size_t nhosts, size_t steps)
     for (uint64_t id = 1; id <= nhosts; id++)
         add_random_host(w, id);
     for (size_t step = 0; step < steps; step++) {
-        uint32_t op = rndn(&w->r, 100);
+        uint32_t op = rng_below(&w->r, 100);
         if (op < 55)
             step_place(w);
         else if (op < 60)
