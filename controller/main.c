@@ -62,6 +62,7 @@ struct opts {
     int agent_listen_set;
     int no_reconcile; /* reconciler */
     int lease_secs;   /* reconciler */
+    int load_page;    /* reconciler: instances per page of a full load */
     int verbose;
     int request_timeout; /* slow clients: HTTP request, agent first frame */
 };
@@ -133,6 +134,8 @@ usage(FILE *f)
             "(default " GATEWAY_DEFAULT_LISTEN "), or none\n"
             "  --lease-seconds N    leader lease (default 10; acting stops "
             "after 0.6 N without renewal)\n"
+            "  --load-page N        instances per page of the reconciler's "
+            "full loads (default 5000)\n"
             "  --no-reconcile       serve the API only; never lead or "
             "reconcile\n"
             "  --request-timeout S  a client must send a whole HTTP request, "
@@ -206,6 +209,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"no-sample-image", no_argument, NULL, 'Y'},
         {"agent-listen", required_argument, NULL, 'A'},
         {"lease-seconds", required_argument, NULL, 'L'},
+        {"load-page", required_argument, NULL, 'P'},
         {"no-reconcile", no_argument, NULL, 'N'},
         {"verbose", no_argument, NULL, 'v'},
         {"request-timeout", required_argument, NULL, 'T'},
@@ -263,6 +267,7 @@ parse_opts(int argc, char **argv, struct opts *o)
             o->cors[o->ncors++] = optarg;
             break;
         case 'L': o->lease_secs = int_opt("--lease-seconds", optarg, 3, 300); break;
+        case 'P': o->load_page = int_opt("--load-page", optarg, 1, 1000000); break;
         case 'N': o->no_reconcile = 1; break;
         case 'v': o->verbose = 1; break;
         case 'T':
@@ -644,6 +649,7 @@ run(struct opts *o)
     /* [reconciler start-up goes here] */
     if (!o->no_reconcile) {
         struct reconciler_opts ropts = {.lease_secs = o->lease_secs,
+                                        .load_page = o->load_page,
                                         .lease_db = app.ctl_db};
 
         app.reconciler = reconciler_new(app.base, app.db, app.watch, &ropts);

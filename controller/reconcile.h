@@ -21,6 +21,7 @@ struct reconciler;
 
 struct reconciler_opts {
     int lease_secs;       /* LEADER_LEASE_DEFAULT if 0 */
+    int load_page;        /* instances per page of a full load (0: 5000) */
     const char *identity; /* NULL: hostname-pid-random */
     struct db_pool *lease_db; /* the lease's own pool (NULL: db) */
 };

@@ -38,6 +38,9 @@
 #define TICK_MS 1000
 #define LIVENESS_MS 1000
 #define RESYNC_SECS 300
+/* Instances per page of a full load (--load-page): each page is one query
+ * and one turn of the loop, so a load of 100,000 never holds it for long. */
+#define REC_LOAD_PAGE 5000
 
 static void pass_continue(struct reconciler *r);
 static void pass_end(struct reconciler *r);
@@ -60,6 +63,7 @@ fl_clear(struct fetchlist *f)
     for (size_t i = 0; i < f->n; i++)
         free(f->ids[i]);
     free(f->ids);
+    free(f->after);
     memset(f, 0, sizeof(*f));
 }
 
@@ -222,6 +226,14 @@ on_fetch(const PGresult *res, const struct db_error *err, void *arg)
         }
     }
     strmap_fini(&seen);
+    /* A full page: the load goes on after its last id, in a later turn. */
+    if (q->page && n == r->load_page && r->p != NULL) {
+        struct fetchlist *f = &r->p->fetch[K_INST];
+
+        f->all = 1;
+        free(f->after);
+        f->after = xstrdup(PQgetvalue(res, n - 1, REC_INSTANCES_ID));
+    }
     qctx_free(q);
     pass_continue(r);
 }
@@ -232,8 +244,9 @@ fetch_next(struct reconciler *r)
 {
     struct pass *p = r->p;
     struct qctx *q;
-    const char *vals[1];
-    char *lit = NULL;
+    const char *vals[2];
+    char *lit = NULL, page[16];
+    enum store_stmt st;
 
     for (int k = 0; k < K__COUNT; k++) {
         struct fetchlist *f = &p->fetch[k];
@@ -241,16 +254,28 @@ fetch_next(struct reconciler *r)
         if (!f->all && f->n == 0)
             continue;
         q = qctx_new(r, (enum kind)k);
+        st = fetch_of[k].stmt;
+        vals[0] = NULL;
+        vals[1] = NULL;
         if (!f->all) {
             q->ids = f->ids;
             q->n = f->n;
             lit = array_literal(f->ids, f->n);
+            vals[0] = lit;
+        } else if (k == K_INST) {
+            /* Ids listed as dirty meanwhile are still re-read after. */
+            q->page = 1;
+            st = ST_REC_INSTANCES_PAGE;
+            snprintf(page, sizeof(page), "%d", r->load_page);
+            vals[0] = f->after ? f->after : "";
+            vals[1] = page;
         }
         f->ids = NULL;
         f->n = f->cap = 0;
         f->all = 0;
-        vals[0] = lit;
-        db_query(r->db, store_stmt(fetch_of[k].stmt), vals, on_fetch, q);
+        db_query(r->db, store_stmt(st), vals, on_fetch, q);
+        free(f->after);
+        f->after = NULL;
         free(lit);
         return 1;
     }
@@ -648,6 +673,7 @@ reconciler_new(struct event_base *base, struct db_pool *db, struct watch *w,
 
     r->base = base;
     r->db = db;
+    r->load_page = opts->load_page > 0 ? opts->load_page : REC_LOAD_PAGE;
     strmap_init(&r->hosts);
     strmap_init(&r->svcs);
     strmap_init(&r->insts);

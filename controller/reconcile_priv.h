@@ -127,6 +127,7 @@ struct fetchlist {
     char **ids;
     size_t n, cap;
     int all;
+    char *after; /* all instances: the next page starts after this id */
 };
 
 struct pass {
@@ -141,6 +142,7 @@ struct pass {
 struct reconciler {
     struct event_base *base;
     struct db_pool *db;
+    int load_page; /* instances per page of a full load */
     struct leader *leader;
     struct event *tick;
     struct event *kick;
@@ -187,6 +189,7 @@ struct qctx {
     enum kind kind;
     char **ids; /* the ids asked for (NULL: all) */
     size_t n;
+    int page;   /* a page of a full load of instances */
 };
 
 /* ---- reconcile_mirror.c ------------------------------------------------ */

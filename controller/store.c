@@ -12,6 +12,18 @@
     "(SELECT count(*) FROM instances i WHERE i.service_id = s.id "            \
     "AND i.state = 'running') || '}'"
 
+/* The reconciler's columns of an instance (store.h REC_INSTANCES_*). */
+#define REC_INSTANCES_SELECT                                                  \
+    "SELECT i.id, i.name, i.service_id, i.ordinal, i.generation, "            \
+    "i.state, i.desired_state, i.host_id, i.vcpus, i.memory_mib, "            \
+    "i.disk_gib, i.restart, "                                                 \
+    "coalesce((SELECT string_agg(c.value, ', ') "                             \
+    "FROM jsonb_array_elements_text(i.constraints) c), ''), "                 \
+    "i.strategy, i.max_per_host, i.exit_code, i.restart_count, "              \
+    "cloud_ms(i.next_restart_at), cloud_ms(i.finished_at), "                  \
+    "cloud_ms(i.created_at), i.pending_reason, i.version "                    \
+    "FROM instances i "
+
 const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_READY] = {"ready",
                   "SELECT coalesce(max(version), 0) FROM schema_migrations", 0,
@@ -148,19 +160,16 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                          "s.restart FROM services s "
                          "WHERE $1::text[] IS NULL OR s.id = ANY($1::text[])",
                          1, REC_SERVICES__NCOLS},
-    [ST_REC_INSTANCES] =
-        {"rec_instances",
-         "SELECT i.id, i.name, i.service_id, i.ordinal, i.generation, "
-         "i.state, i.desired_state, i.host_id, i.vcpus, i.memory_mib, "
-         "i.disk_gib, i.restart, "
-         "coalesce((SELECT string_agg(c.value, ', ') "
-         "FROM jsonb_array_elements_text(i.constraints) c), ''), "
-         "i.strategy, i.max_per_host, i.exit_code, i.restart_count, "
-         "cloud_ms(i.next_restart_at), cloud_ms(i.finished_at), "
-         "cloud_ms(i.created_at), i.pending_reason, i.version "
-         "FROM instances i "
-         "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
-         1, REC_INSTANCES__NCOLS},
+    [ST_REC_INSTANCES] = {"rec_instances",
+                          REC_INSTANCES_SELECT
+                          "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
+                          1, REC_INSTANCES__NCOLS},
+    /* A full load in pages of $2 after id $1 (keyset, the primary key's
+     * order): each page is applied in a turn of the loop of its own. */
+    [ST_REC_INSTANCES_PAGE] = {"rec_instances_page",
+                               REC_INSTANCES_SELECT
+                               "WHERE i.id > $1 ORDER BY i.id LIMIT $2::integer",
+                               2, REC_INSTANCES__NCOLS},
     [ST_SETTINGS_GET] =
         {"settings_get",
          "SELECT cloud_settings_json(s) FROM cluster_settings s "

@@ -36,6 +36,7 @@ enum store_stmt {
     ST_REC_HOSTS,
     ST_REC_SERVICES,
     ST_REC_INSTANCES,
+    ST_REC_INSTANCES_PAGE,
     ST_SETTINGS_GET,
     ST_SETTINGS_PATCH,
     /* end of reconciler statements */

@@ -70,7 +70,10 @@ HB = None
 
 def setUpModule():
     global HB
-    c = harness.start(reconcile=True, controller_args=["--lease-seconds", str(LEASE)])
+    # Pages of 7 instances: every full load of the mirror spans many pages
+    # (the default is 5000), so the tests below run on paged loads.
+    c = harness.start(reconcile=True,
+                      controller_args=["--lease-seconds", str(LEASE), "--load-page", "7"])
     c.add_image("hello", "latest")
     c.add_image("hello", "v2")
     HB = Heartbeat()
@@ -562,7 +565,7 @@ class ReconcileTests(harness.TestCase):
         holder = poll(lambda: psql("SELECT holder FROM leader_lease WHERE expires_at > now()"), 15,
                       what="a leader")
         self.assertIn("-%d-" % main_pid, holder)
-        other = c.spawn_controller("b", ["--lease-seconds", str(LEASE)])
+        other = c.spawn_controller("b", ["--lease-seconds", str(LEASE), "--load-page", "7"])
         try:
             since = last_event_id()
             svc = create_service(tag, 3)
@@ -573,6 +576,9 @@ class ReconcileTests(harness.TestCase):
             self.assertEqual(actors, {"reconciler/" + holder})
             self.assertEqual(psql("SELECT holder FROM leader_lease"), holder)
 
+            # more instances than a few pages of the new leader's load
+            for _ in range(25):
+                create_instance(tag, "never", memory_mib=65536)
             # SIGKILL the leader: the other takes over once the lease ends
             epoch = int(psql("SELECT epoch FROM leader_lease"))
             t0 = time.monotonic()
@@ -604,6 +610,10 @@ class ReconcileTests(harness.TestCase):
             barrier(tag)
             actors = {e[4] for e in events("actor LIKE 'reconciler/%%'", since)}
             self.assertEqual(actors, {"reconciler/" + new[0][0]})
+            # the new leader's mirror was loaded in pages of 7: it has every
+            # instance, so it made no replacements for the service's 3
+            self.assertEqual(len(instances(svc["name"])), 3)
+            self.assertGreaterEqual(int(psql("SELECT count(*) FROM instances")), 28)
         finally:
             other.stop()
 
