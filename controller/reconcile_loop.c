@@ -38,6 +38,8 @@
 #define TICK_MS 1000
 #define LIVENESS_MS 1000
 #define RESYNC_SECS 300
+/* How long a controller that stopped leading keeps its mirror in step. */
+#define MIRROR_KEEP_SECS 120
 /* Instances per page of a full load (--load-page): each page is one query
  * and one turn of the loop, so a load of 100,000 never holds it for long. */
 #define REC_LOAD_PAGE 5000
@@ -540,11 +542,14 @@ kick(struct reconciler *r)
     event_active(r->kick, EV_TIMEOUT, 0);
 }
 
+static void maybe_drop_mirror(struct reconciler *r);
+
 static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    maybe_drop_mirror(arg);
     kick(arg);
 }
 
@@ -558,11 +563,21 @@ on_elected(void *arg, long long epoch, long long term_start_ms)
     r->term++;
     r->epoch = epoch;
     r->term_start_ms = term_start_ms;
-    r->need_load = 1;
     r->last_liveness_ms = 0;
     pass_free(r, r->p);
     r->p = NULL;
-    log_info("reconciling as the leader (epoch %lld)", epoch);
+    r->lost_ms = 0;
+    if (r->loaded && !r->need_load) {
+        /* Leading again with a mirror that events kept in step: re-read
+         * only what they named meanwhile, then decide over everything. */
+        r->full_decide = 1;
+        log_info("reconciling as the leader (epoch %lld) with the mirror "
+                 "kept: %zu instances, %zu changed meanwhile",
+                 epoch, r->insts.len, r->dirty[K_INST].len);
+    } else {
+        r->need_load = 1;
+        log_info("reconciling as the leader (epoch %lld)", epoch);
+    }
     kick(r);
 }
 
@@ -576,11 +591,36 @@ on_lost(void *arg, const char *why)
     pass_free(r, r->p);
     r->p = NULL;
     r->again = 0;
+    /* The mirror stays, kept in step by events, for a term that may soon
+     * start again (a lease lost to a slow database, not to a rival); it
+     * goes after MIRROR_KEEP_SECS without leading (on_tick). */
+    r->lost_ms = mono_ms();
+    log_info("reconciler stopped acting");
+}
+
+/* A follower's mirror is freed once it has not led for MIRROR_KEEP_SECS. */
+static void
+maybe_drop_mirror(struct reconciler *r)
+{
+    if (leader_acting(r->leader) || r->lost_ms == 0 ||
+        mono_ms() - r->lost_ms < MIRROR_KEEP_SECS * 1000LL)
+        return;
+    r->lost_ms = 0;
+    if (!r->loaded && r->insts.len == 0 && r->hosts.len == 0)
+        return;
     mirror_clear(r);
     idset_clear(&r->dirty[K_HOST]);
     idset_clear(&r->dirty[K_SVC]);
     idset_clear(&r->dirty[K_INST]);
-    log_info("reconciler stopped acting");
+    log_info("dropped the mirror: not the leader for %d s", MIRROR_KEEP_SECS);
+}
+
+/* Events keep the mirror in step while leading, and after a term while
+ * the mirror is kept (on_lost). */
+static int
+mirror_in_step(const struct reconciler *r)
+{
+    return leader_acting(r->leader) || (r->loaded && r->lost_ms != 0);
 }
 
 static void
@@ -591,7 +631,7 @@ obs_event(void *arg, long long id, const char *type, const char *object,
 
     (void)id;
     (void)type;
-    if (object_id == NULL || r->closing || !leader_acting(r->leader))
+    if (object_id == NULL || r->closing || !mirror_in_step(r))
         return;
     if (strcmp(object, "instance") == 0)
         idset_add(&r->dirty[K_INST], object_id);
@@ -615,7 +655,7 @@ obs_event_row(void *arg, long long id, const char *type, const char *object,
 {
     struct reconciler *r = arg;
 
-    if (object_id == NULL || r->closing || !leader_acting(r->leader))
+    if (object_id == NULL || r->closing || !mirror_in_step(r))
         return;
     if (strcmp(object, "instance") != 0 || r->p != NULL || !r->loaded ||
         r->need_load || PQnfields(res) < EVENT_HUB_REC + REC_INSTANCES__NCOLS ||

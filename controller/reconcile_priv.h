@@ -143,6 +143,7 @@ struct reconciler {
     struct event_base *base;
     struct db_pool *db;
     int load_page; /* instances per page of a full load */
+    long long lost_ms; /* when the last term ended; 0: none or dropped */
     struct leader *leader;
     struct event *tick;
     struct event *kick;

@@ -162,5 +162,31 @@ class LeaseUnderLoad(harness.TestCase):
             c.start_controller()
 
 
+class MirrorKept(harness.TestCase):
+    def test_c_leading_again_keeps_the_mirror(self):
+        c = harness.cluster()
+        poll(lambda: lease()[2] and "-%d-" % c.proc.pid in lease()[0], 20,
+             what="the restarted controller leads")
+        poll(lambda: request("GET", "/v1/hosts/" + HOST)[2].get("state") == "ready", 30,
+             what="the agent back")
+        st, _, one = request("POST", "/v1/instances", {"image": "hello:latest"})
+        self.assertEqual(st, 201, one)
+        agentlib.wait_instance(one["id"], lambda i: i["state"] == "running", "running")
+        _, epoch, _ = lease()
+        # The lease lapses under the leader (as when renewals are late): it
+        # takes its own lease again with a new epoch, and keeps its mirror.
+        psql("UPDATE leader_lease SET expires_at = now() - interval '1 second'")
+        poll(lambda: lease()[1] == epoch + 1 and lease()[2], 10, what="the new epoch")
+        poll(lambda: "epoch %d) with the mirror kept" % (epoch + 1)
+             in c.controller_log_tail(200), 10, what="the mirror kept")
+        # and it reconciles from it: a new instance runs, the old one stays
+        st, _, two = request("POST", "/v1/instances", {"image": "hello:latest"})
+        self.assertEqual(st, 201, two)
+        agentlib.wait_instance(two["id"], lambda i: i["state"] == "running", "running")
+        self.assertEqual(agentlib.instance(one["id"])["state"], "running")
+        for i in (one, two):
+            request("DELETE", "/v1/instances/%s" % i["id"])
+
+
 if __name__ == "__main__":
     unittest.main()
