@@ -284,7 +284,8 @@ done:
     free(pspecs);
     free(imgs);
     gwcfg_set_free(cfgs);
-    if (c->dirty)
+    /* A read left undone at the cap (of any host), or this host's again. */
+    if (c->dirty || gw->desired_capped)
         gw_kick(gw);
     conn_unref(c);
 }
@@ -298,9 +299,12 @@ gw_kick_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    gw->desired_capped = 0;
     for (c = gw->conns; c != NULL; c = c->next) {
-        if (gw->desired_inflight >= GW_DESIRED_INFLIGHT_MAX)
-            break; /* completions kick again */
+        if (gw->desired_inflight >= GW_DESIRED_INFLIGHT_MAX) {
+            gw->desired_capped = 1; /* the next completion kicks again */
+            break;
+        }
         if (c->state != GW_READY || !c->dirty || c->desired_inflight)
             continue;
         c->dirty = 0;

@@ -124,6 +124,7 @@ struct gateway {
     struct event *hb_timer, *resync_timer, *kick_ev, *status_retry;
     struct event *cfg_settle; /* re-reads the sets of cfg_stale hosts */
     int hb_inflight, hosts_inflight, desired_inflight;
+    int desired_capped; /* a kick stopped at GW_DESIRED_INFLIGHT_MAX */
     /* status group commit */
     struct gw_status *pending, *inflight;
     size_t npending, cap_pending, ninflight;
