@@ -8,7 +8,7 @@ ended, under the same id and name, with restart_count counting the run.
 
 import agentlib
 import harness
-from agentlib import instance as get, wait_instance as wait_for
+from agentlib import wait_instance as wait_for
 from harness import poll, request, unique_name
 
 MODULE = agentlib.ModuleAgent("lc1")
