@@ -105,10 +105,9 @@ class GuestStopTest(harness.TestCase):
 
     def test_3_kernel_panic_is_a_crash(self):
         name = unique_name("gpanic")
-        st, _, svc = request("POST", "/v1/services", {
+        self.assertStatus(request("POST", "/v1/services", {
             "name": name, "image": IMAGE, "replicas": 1, "restart": "never",
-            "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}})
-        self.assertEqual(st, 201, svc)
+            "resources": {"vcpus": 1, "memory_mib": 256, "disk_gib": 0}}), 201)
 
         def one():
             st, _, body = request("GET", "/v1/instances?service=" + name)

@@ -160,6 +160,23 @@ def stop_with_agent(agent):
     harness.stop()
 
 
+class ModuleAgent:
+    """A test module's controller and agent: `setUpModule = m.set_up` and
+    `tearDownModule = m.tear_down` run start_with_agent(host, **kw) and its
+    teardown; m.agent is the Agent in between."""
+
+    def __init__(self, host, **kw):
+        self.host = host
+        self.kw = kw
+        self.agent = None
+
+    def set_up(self):
+        self.agent = start_with_agent(self.host, **self.kw)
+
+    def tear_down(self):
+        stop_with_agent(self.agent)
+
+
 def instance(ref):
     """The instance ref as the API shows it, or None."""
     st, _, body = harness.request("GET", "/v1/instances/%s" % ref)

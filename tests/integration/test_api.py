@@ -803,29 +803,23 @@ class InstanceTests(harness.TestCase):
         items, _ = walk(self, "/v1/instances", 1000)
         return sum(1 for i in items if i["id"].startswith(prefix)) == 1
 
-    def test_kill_term_on_pending(self):
-        inst = create_instance(self)
-        st, _, k = request("POST", "/v1/instances/%s/kill" % inst["id"], {"signal": "TERM"})
-        self.assertEqual(st, 202, k)
-        self.assertEqual((k["state"], k["exit_code"], k["desired_state"], k["stop_signal"]),
-                         ("exited", 143, "stopped", "TERM"))
-        self.assertEqual(k["version"], 2)
-        st, _, got = request("GET", "/v1/instances/%s" % inst["id"])
-        self.assertEqual((got["state"], got["exit_code"]), ("exited", 143))
-        self.assertRegex(got["finished_at"] or "", TS_RE)
-        # Killing an ended instance is a conflict, whatever the signal.
-        self.assertError(request("POST", "/v1/instances/%s/kill" % inst["id"], {"signal": "TERM"}),
-                         409, "conflict")
-        self.assertError(request("POST", "/v1/instances/%s/kill" % inst["id"], {"signal": "KILL"}),
-                         409, "conflict")
-
-    def test_kill_kill_on_pending(self):
-        inst = create_instance(self)
-        st, _, k = request("POST", "/v1/instances/%s/kill" % inst["name"], {"signal": "KILL"})
-        self.assertEqual(st, 202, k)
-        self.assertEqual((k["state"], k["exit_code"], k["desired_state"], k["stop_signal"]),
-                         ("exited", 137, "stopped", "KILL"))
-        self.assertError(request("POST", "/v1/instances/%s/kill" % inst["id"]), 409, "conflict")
+    def test_kill_on_pending(self):
+        # By id or by name; the exit code is 128 + the signal's number.
+        for sig, code, ref in (("TERM", 143, "id"), ("KILL", 137, "name")):
+            with self.subTest(signal=sig):
+                inst = create_instance(self)
+                st, _, k = request("POST", "/v1/instances/%s/kill" % inst[ref], {"signal": sig})
+                self.assertEqual(st, 202, k)
+                self.assertEqual((k["state"], k["exit_code"], k["desired_state"], k["stop_signal"]),
+                                 ("exited", code, "stopped", sig))
+                self.assertEqual(k["version"], 2)
+                st, _, got = request("GET", "/v1/instances/%s" % inst["id"])
+                self.assertEqual((got["state"], got["exit_code"]), ("exited", code))
+                self.assertRegex(got["finished_at"] or "", TS_RE)
+                # Killing an ended instance is a conflict, whatever the signal.
+                for body in ({"signal": "TERM"}, {"signal": "KILL"}, None):
+                    self.assertError(request("POST", "/v1/instances/%s/kill" % inst["id"], body),
+                                     409, "conflict")
 
     def test_kill_default_signal_is_term(self):
         for body in (None, {}):
@@ -1044,23 +1038,20 @@ class HostTests(harness.TestCase):
     def test_cordon_uncordon(self):
         name, _ = self.add()
         st, _, h0 = request("GET", "/v1/hosts/%s" % name)
-        st, _, h = request("POST", "/v1/hosts/%s/cordon" % name)
-        self.assertEqual(st, 200, h)
-        self.assertEqual(h["state"], "cordoned")
-        self.assertEqual(h["version"], h0["version"] + 1)
-        st, _, got = request("GET", "/v1/hosts/%s" % name)
-        self.assertEqual(got["state"], "cordoned")
-        items, _ = walk(self, "/v1/hosts?state=cordoned", 1000)
-        self.assertIn(name, [x["name"] for x in items])
-        self.assertTrue(all(x["state"] == "cordoned" for x in items))
-        items, _ = walk(self, "/v1/hosts?state=ready", 1000)
-        self.assertNotIn(name, [x["name"] for x in items])
-        st, _, h = request("POST", "/v1/hosts/%s/uncordon" % name)
-        self.assertEqual(st, 200, h)
-        self.assertEqual(h["state"], "ready")
-        self.assertEqual(h["version"], h0["version"] + 2)
-        st, _, got = request("GET", "/v1/hosts/%s" % name)
-        self.assertEqual(got["state"], "ready")
+        steps = (("cordon", "cordoned", "ready"), ("uncordon", "ready", "cordoned"))
+        for n, (action, state, other) in enumerate(steps, 1):
+            with self.subTest(action=action):
+                st, _, h = request("POST", "/v1/hosts/%s/%s" % (name, action))
+                self.assertEqual(st, 200, h)
+                self.assertEqual(h["state"], state)
+                self.assertEqual(h["version"], h0["version"] + n)
+                st, _, got = request("GET", "/v1/hosts/%s" % name)
+                self.assertEqual(got["state"], state)
+                items, _ = walk(self, "/v1/hosts?state=" + state, 1000)
+                self.assertIn(name, [x["name"] for x in items])
+                self.assertTrue(all(x["state"] == state for x in items))
+                items, _ = walk(self, "/v1/hosts?state=" + other, 1000)
+                self.assertNotIn(name, [x["name"] for x in items])
 
     def test_drain(self):
         name, _ = self.add()

@@ -23,16 +23,9 @@ import harness
 from harness import poll, request, unique_name
 
 IMAGE = "hello:latest"
-AGENT = None
-
-
-def setUpModule():
-    global AGENT
-    AGENT = agentlib.start_with_agent("gf1", extra=["--network", "default"])
-
-
-def tearDownModule():
-    agentlib.stop_with_agent(AGENT)
+MODULE = agentlib.ModuleAgent("gf1", extra=["--network", "default"])
+setUpModule = MODULE.set_up
+tearDownModule = MODULE.tear_down
 
 
 def get(ref):

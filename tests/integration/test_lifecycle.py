@@ -8,22 +8,12 @@ ended, under the same id and name, with restart_count counting the run.
 
 import agentlib
 import harness
+from agentlib import wait_instance as wait_for
 from harness import poll, request, unique_name
 
-AGENT = None
-
-
-def setUpModule():
-    global AGENT
-    AGENT = agentlib.start_with_agent("lc1")
-
-
-def tearDownModule():
-    agentlib.stop_with_agent(AGENT)
-
-
-get = agentlib.instance
-wait_for = agentlib.wait_instance
+MODULE = agentlib.ModuleAgent("lc1")
+setUpModule = MODULE.set_up
+tearDownModule = MODULE.tear_down
 
 
 def running(i):

@@ -27,20 +27,13 @@ import harness
 from harness import poll, request, unique_name
 
 IMAGE = "hello:latest"
-AGENT = None
-
-
-def setUpModule():
-    global AGENT
-    AGENT = agentlib.start_with_agent("lg1")
-
-
-def tearDownModule():
-    agentlib.stop_with_agent(AGENT)
+MODULE = agentlib.ModuleAgent("lg1")
+setUpModule = MODULE.set_up
+tearDownModule = MODULE.tear_down
 
 
 def console_path(inst_id):
-    return os.path.join(AGENT.dir, "state", "run", inst_id, "console.log")
+    return os.path.join(MODULE.agent.dir, "state", "run", inst_id, "console.log")
 
 
 def write_console(inst_id, data, mode="ab"):
@@ -236,7 +229,7 @@ class LogsTest(harness.TestCase):
         # The controller and the agent keep working.
         st, _, h = request("GET", "/v1/hosts/lg1")
         self.assertEqual(h["state"], "ready", h)
-        self.assertTrue(AGENT.alive(), AGENT.log_tail())
+        self.assertTrue(MODULE.agent.alive(), MODULE.agent.log_tail())
 
     def test_06_agent_caps_the_console_log(self):
         inst = wait_running(run_instance(self)["id"])
@@ -288,7 +281,7 @@ class LogsTest(harness.TestCase):
         write_console(inst["id"], b"still here\n")
         f = Follow("/v1/instances/%s/logs?follow=true" % inst["id"])
         f.wait_for(b"still here\n")
-        AGENT.stop()
+        MODULE.agent.stop()
         try:
             # The agent's connection ends: so does the follow.
             self.assertTrue(f.ended.wait(15), "the follow did not end with the agent")
@@ -297,7 +290,7 @@ class LogsTest(harness.TestCase):
             self.assertError((st, _, body), 503, "unavailable")
             self.assertIn("not connected to this controller", body["error"]["message"])
         finally:
-            AGENT.start()
+            MODULE.agent.start()
         wait_agent_ready()
         poll(lambda: raw_get("/v1/instances/%s/logs" % inst["id"])[2] == b"still here\n", 20,
              what="logs again after the agent rejoined")

@@ -23,27 +23,17 @@ import re
 
 import agentlib
 import harness
+from agentlib import instance as get, wait_instance as wait_for
 from harness import poll, request, unique_name
 
-AGENT = None
-
-
-def setUpModule():
-    global AGENT
-    AGENT = agentlib.start_with_agent("gr1")
-
-
-def tearDownModule():
-    agentlib.stop_with_agent(AGENT)
-
-
-get = agentlib.instance
-wait_for = agentlib.wait_instance
+MODULE = agentlib.ModuleAgent("gr1")
+setUpModule = MODULE.set_up
+tearDownModule = MODULE.tear_down
 
 
 def agent_graces(inst_id):
     """The grace periods (ms) the agent stopped inst_id with, in order."""
-    with open(AGENT.log, "rb") as f:
+    with open(MODULE.agent.log, "rb") as f:
         text = f.read().decode("utf-8", "replace")
     return [int(m) for m in re.findall(
         r"instance %s: ACPI shutdown sent; destroying it if it is still up in (\d+) ms"

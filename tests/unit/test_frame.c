@@ -177,35 +177,46 @@ test_oversize_header_refused(void **state)
     evbuffer_free(in);
 }
 
+/* What one frame_decode_buf of buf[0..len) gave. */
+struct decoded {
+    enum frame_status status;
+    frame_envelope *env; /* the caller frees it */
+    size_t used;
+    char err[256];
+};
+
+static struct decoded
+decode(const uint8_t *buf, size_t len, const struct frame_limits *lim)
+{
+    struct decoded d = {.env = NULL};
+
+    d.status =
+        frame_decode_buf(buf, len, lim, &d.env, &d.used, d.err, sizeof(d.err));
+    return d;
+}
+
 static void
 test_custom_max(void **state)
 {
     struct frame_limits lim = {.max_frame = 16};
-    frame_envelope *out = NULL;
+    struct decoded d;
     uint8_t *buf = NULL;
-    size_t len = 0, used = 0;
-    char err[256] = "";
+    size_t len = 0;
 
     (void)state;
     assert_int_equal(frame_encode_buf(make_hello(), &buf, &len), 0);
     assert_true(len > 20);
-    assert_int_equal(
-        frame_decode_buf(buf, len, &lim, &out, &used, err, sizeof(err)),
-        FRAME_ERROR);
-    assert_non_null(strstr(err, "exceeds the maximum of 16 bytes"));
-    assert_int_equal(
-        frame_decode_buf(buf, len, NULL, &out, &used, err, sizeof(err)),
-        FRAME_OK);
-    assert_int_equal(used, len);
-    check_hello(out);
-    frame_envelope_free(out);
+    d = decode(buf, len, &lim);
+    assert_int_equal(d.status, FRAME_ERROR);
+    assert_non_null(strstr(d.err, "exceeds the maximum of 16 bytes"));
+    d = decode(buf, len, NULL);
+    assert_int_equal(d.status, FRAME_OK);
+    assert_int_equal(d.used, len);
+    check_hello(d.env);
+    frame_envelope_free(d.env);
     /* A truncated buffer is "need more", never an error. */
-    assert_int_equal(
-        frame_decode_buf(buf, len - 1, NULL, &out, &used, err, sizeof(err)),
-        FRAME_NEED_MORE);
-    assert_int_equal(
-        frame_decode_buf(buf, 3, NULL, &out, &used, err, sizeof(err)),
-        FRAME_NEED_MORE);
+    assert_int_equal(decode(buf, len - 1, NULL).status, FRAME_NEED_MORE);
+    assert_int_equal(decode(buf, 3, NULL).status, FRAME_NEED_MORE);
     free(buf);
 }
 
@@ -221,10 +232,9 @@ test_alloc_budget(void **state)
     frame_envelope env = CLOUD__AGENT__ENVELOPE__INIT;
     Cloud__Agent__InstanceSpec *specs, **ptrs;
     struct frame_limits small = {.alloc_budget = 256 * 1024};
-    frame_envelope *out = NULL;
+    struct decoded d;
     uint8_t *buf = NULL;
-    size_t len = 0, used = 0, i;
-    char err[256] = "";
+    size_t len = 0, i;
 
     (void)state;
     specs = xcalloc(N, sizeof(*specs));
@@ -242,17 +252,15 @@ test_alloc_budget(void **state)
     assert_true(len < 64 * 1024); /* small on the wire ... */
     assert_true(N * sizeof(Cloud__Agent__InstanceSpec) > small.alloc_budget);
 
-    assert_int_equal(
-        frame_decode_buf(buf, len, &small, &out, &used, err, sizeof(err)),
-        FRAME_ERROR);
-    assert_null(out);
-    assert_non_null(strstr(err, "allocation budget of 262144 bytes"));
+    d = decode(buf, len, &small);
+    assert_int_equal(d.status, FRAME_ERROR);
+    assert_null(d.env);
+    assert_non_null(strstr(d.err, "allocation budget of 262144 bytes"));
 
-    assert_int_equal(
-        frame_decode_buf(buf, len, NULL, &out, &used, err, sizeof(err)),
-        FRAME_OK);
-    assert_int_equal(out->desired_state->n_instances, N);
-    frame_envelope_free(out);
+    d = decode(buf, len, NULL);
+    assert_int_equal(d.status, FRAME_OK);
+    assert_int_equal(d.env->desired_state->n_instances, N);
+    frame_envelope_free(d.env);
     free(buf);
     free(specs);
     free(ptrs);
@@ -264,16 +272,12 @@ test_garbage_refused(void **state)
     /* Length 3, then field 1 as a length-delimited value running past the end.
      */
     const uint8_t bad[] = {0, 0, 0, 3, 0x0a, 0x7f, 0x01};
-    frame_envelope *out = NULL;
-    size_t used = 0;
-    char err[256] = "";
+    struct decoded d = decode(bad, sizeof(bad), NULL);
 
     (void)state;
-    assert_int_equal(
-        frame_decode_buf(bad, sizeof(bad), NULL, &out, &used, err, sizeof(err)),
-        FRAME_ERROR);
-    assert_null(out);
-    assert_non_null(strstr(err, "not a valid Envelope"));
+    assert_int_equal(d.status, FRAME_ERROR);
+    assert_null(d.env);
+    assert_non_null(strstr(d.err, "not a valid Envelope"));
 }
 
 /* A message type added later (unknown field) arrives as MSG__NOT_SET. */
@@ -283,24 +287,19 @@ test_unknown_message_passes(void **state)
     /* Field 100, wire type 2, length 1, one byte. */
     const uint8_t fut[] = {0, 0, 0, 4, 0xa2, 0x06, 0x01, 0x00};
     const uint8_t empty[] = {0, 0, 0, 0};
-    frame_envelope *out = NULL;
-    size_t used = 0;
-    char err[256] = "";
+    struct decoded d = decode(fut, sizeof(fut), NULL);
 
     (void)state;
-    assert_int_equal(
-        frame_decode_buf(fut, sizeof(fut), NULL, &out, &used, err, sizeof(err)),
-        FRAME_OK);
-    assert_int_equal(out->msg_case, CLOUD__AGENT__ENVELOPE__MSG__NOT_SET);
-    assert_string_equal(frame_msg_name(out), "unknown");
-    assert_int_equal(used, sizeof(fut));
-    frame_envelope_free(out);
+    assert_int_equal(d.status, FRAME_OK);
+    assert_int_equal(d.env->msg_case, CLOUD__AGENT__ENVELOPE__MSG__NOT_SET);
+    assert_string_equal(frame_msg_name(d.env), "unknown");
+    assert_int_equal(d.used, sizeof(fut));
+    frame_envelope_free(d.env);
 
-    assert_int_equal(frame_decode_buf(empty, sizeof(empty), NULL, &out, &used,
-                                      err, sizeof(err)),
-                     FRAME_OK);
-    assert_int_equal(used, 4);
-    frame_envelope_free(out);
+    d = decode(empty, sizeof(empty), NULL);
+    assert_int_equal(d.status, FRAME_OK);
+    assert_int_equal(d.used, 4);
+    frame_envelope_free(d.env);
     frame_envelope_free(NULL);
 }
 

@@ -39,37 +39,24 @@ setup_keys(void)
     memset(present, 0, sizeof(present));
 }
 
-static void
-test_strmap_random(void **state)
+/* What a map holds for keys[i] by the reference: &present[i] or NULL. */
+static void *
+expected(int i)
 {
-    struct strmap m;
-    unsigned long long s = 42;
+    return present[i] ? &present[i] : NULL;
+}
 
-    (void)state;
-    setup_keys();
-    strmap_init(&m);
-    for (int step = 0; step < 20000; step++) {
-        int i = (int)(rnd(&s) % NKEYS);
-        if (rnd(&s) % 3) {
-            void *old = strmap_put(&m, keys[i], &present[i]);
-            assert_ptr_equal(old, present[i] ? &present[i] : NULL);
-            present[i] = 1;
-        } else {
-            void *old = strmap_del(&m, keys[i]);
-            assert_ptr_equal(old, present[i] ? &present[i] : NULL);
-            present[i] = 0;
-        }
-        if (step % 500 == 0) {
-            size_t n = 0;
-            for (int k = 0; k < NKEYS; k++) {
-                assert_ptr_equal(strmap_get(&m, keys[k]),
-                                 present[k] ? &present[k] : NULL);
-                n += (size_t)present[k];
-            }
-            assert_int_equal(m.len, n);
-        }
+/* Every key maps to what the reference says, and nothing else is there. */
+static void
+check_strmap(struct strmap *m)
+{
+    size_t n = 0;
+
+    for (int k = 0; k < NKEYS; k++) {
+        assert_ptr_equal(strmap_get(m, keys[k]), expected(k));
+        n += (size_t)present[k];
     }
-    strmap_fini(&m);
+    assert_int_equal(m->len, n);
 }
 
 static int
@@ -78,62 +65,83 @@ cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The walk gives the reference's keys in order, and after(cursor) starts
+ * right past the cursor. */
 static void
-test_omap_order(void **state)
+check_omap(struct omap *m)
 {
-    struct omap m;
-    unsigned long long s = 7;
     const char *sorted[NKEYS];
+    size_t n = 0;
+    struct omap_node *x;
+
+    for (int k = 0; k < NKEYS; k++)
+        if (present[k])
+            sorted[n++] = keys[k];
+    qsort(sorted, n, sizeof(sorted[0]), cmp_str);
+    assert_int_equal(m->len, n);
+    /* full walk is sorted and complete */
+    x = omap_after(m, NULL);
+    for (size_t k = 0; k < n; k++, x = omap_next(x)) {
+        assert_non_null(x);
+        assert_string_equal(x->key, sorted[k]);
+    }
+    assert_null(x);
+    /* after(cursor) starts right past the cursor, present or not */
+    for (size_t k = 0; k + 1 < n; k += 37) {
+        x = omap_after(m, sorted[k]);
+        assert_non_null(x);
+        assert_string_equal(x->key, sorted[k + 1]);
+    }
+    if (n > 0) {
+        assert_null(omap_after(m, sorted[n - 1]));
+        assert_string_equal(omap_ceil(m, "k")->key, sorted[0]);
+    }
+}
+
+/* The same random puts (two in three) and deletes on both maps, each
+ * returning the value it replaced or removed, for a few seeds. */
+static void
+test_random_ops(void **state)
+{
+    static const unsigned long long seeds[] = {42, 7};
 
     (void)state;
-    setup_keys();
-    omap_init(&m);
-    for (int step = 0; step < 20000; step++) {
-        int i = (int)(rnd(&s) % NKEYS);
-        if (rnd(&s) % 3) {
-            omap_put(&m, keys[i], &present[i]);
-            present[i] = 1;
-        } else {
-            void *old = omap_del(&m, keys[i]);
-            assert_ptr_equal(old, present[i] ? &present[i] : NULL);
-            present[i] = 0;
-        }
-        if (step % 1000 == 0) {
-            size_t n = 0;
-            struct omap_node *x;
-            for (int k = 0; k < NKEYS; k++)
-                if (present[k])
-                    sorted[n++] = keys[k];
-            qsort(sorted, n, sizeof(sorted[0]), cmp_str);
-            assert_int_equal(m.len, n);
-            /* full walk is sorted and complete */
-            x = omap_after(&m, NULL);
-            for (size_t k = 0; k < n; k++, x = omap_next(x)) {
-                assert_non_null(x);
-                assert_string_equal(x->key, sorted[k]);
+    for (size_t si = 0; si < sizeof(seeds) / sizeof(seeds[0]); si++) {
+        unsigned long long s = seeds[si];
+        struct strmap sm;
+        struct omap om;
+
+        setup_keys();
+        strmap_init(&sm);
+        omap_init(&om);
+        for (int step = 0; step < 20000; step++) {
+            int i = (int)(rnd(&s) % NKEYS);
+            void *want = expected(i);
+
+            if (rnd(&s) % 3) {
+                assert_ptr_equal(strmap_put(&sm, keys[i], &present[i]), want);
+                assert_ptr_equal(omap_put(&om, keys[i], &present[i]), want);
+                present[i] = 1;
+            } else {
+                assert_ptr_equal(strmap_del(&sm, keys[i]), want);
+                assert_ptr_equal(omap_del(&om, keys[i]), want);
+                present[i] = 0;
             }
-            assert_null(x);
-            /* after(cursor) starts right past the cursor, present or not */
-            for (size_t k = 0; k + 1 < n; k += 37) {
-                x = omap_after(&m, sorted[k]);
-                assert_non_null(x);
-                assert_string_equal(x->key, sorted[k + 1]);
-            }
-            if (n > 0) {
-                assert_null(omap_after(&m, sorted[n - 1]));
-                assert_string_equal(omap_ceil(&m, "k")->key, sorted[0]);
+            if (step % 500 == 0) {
+                check_strmap(&sm);
+                check_omap(&om);
             }
         }
+        strmap_fini(&sm);
+        omap_fini(&om);
     }
-    omap_fini(&m);
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strmap_random),
-        cmocka_unit_test(test_omap_order),
+        cmocka_unit_test(test_random_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,15 +52,12 @@ static char *
 render(const struct metrics_figures *f)
 {
     struct evbuffer *b = evbuffer_new();
-    size_t len;
     char *s;
 
     assert_non_null(b);
     metrics_render(b, f);
-    len = evbuffer_get_length(b);
-    s = xmalloc(len + 1);
-    evbuffer_remove(b, s, len);
-    s[len] = '\0';
+    assert_int_equal(evbuffer_add(b, "", 1), 0);
+    s = xstrdup((const char *)evbuffer_pullup(b, -1));
     evbuffer_free(b);
     return s;
 }
