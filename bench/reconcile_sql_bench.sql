@@ -2,7 +2,8 @@
 -- PostgreSQL, called directly in one session (no controller). Seeds 100
 -- ready hosts and 20,000 pending one-off instances, then times
 -- cloud_reconcile with batches of 1,000 ops: places, unplaceable
--- explanations, retires. Prints "what|total ms|ms per decision".
+-- explanations, and creates of a service's instances (10,000 replicas).
+-- Prints "what|total ms|ms per decision".
 -- Run it on a new, empty database migrated by the build:
 --
 --   createdb -h HOST -p PORT -U postgres rb
@@ -45,8 +46,20 @@ BEGIN
     PERFORM count(*) FROM cloud_reconcile(1, 'bench', ops);
   END LOOP;
   INSERT INTO t VALUES ('unplaceable', extract(epoch FROM clock_timestamp() - t0) * 1000, 10000);
+  -- a service as the API's validation fills it in (validate.c)
+  PERFORM cloud_service_create('{"name":"big","image":"bench","resources":{"vcpus":1,"memory_mib":64,"disk_gib":0},"args":[],"env":{},"ports":[],"restart":"always","placement":{"constraints":[],"strategy":"spread","max_per_host":0},"partition_policy":"keep","links":[],"replicas":10000,"rollout":{"max_unavailable":1,"max_surge":1},"labels":{},"stop_grace_seconds":30,"ready_when":"running"}'::jsonb, NULL, 'bench');
+  t0 := clock_timestamp();
+  FOR b IN 0..9 LOOP
+    SELECT jsonb_agg(jsonb_build_object('op', 'create', 'service', s.id, 'version', s.version,
+                                        'reason', 'service big wants 10000 replicas'))
+      INTO ops FROM services s, generate_series(1, 1000) WHERE s.name = 'big';
+    PERFORM count(*) FROM cloud_reconcile(1, 'bench', ops);
+  END LOOP;
+  INSERT INTO t VALUES ('create', extract(epoch FROM clock_timestamp() - t0) * 1000, 10000);
 END $$;
 SELECT what, round(ms), round(ms / n, 3) FROM t;
 SELECT 'check: scheduled ' || count(*) FILTER (WHERE state = 'scheduled') ||
        ', explained ' || count(*) FILTER (WHERE pending_reason IS NOT NULL) ||
+       ', of big ' || count(*) FILTER (WHERE service_id IS NOT NULL) ||
+       ' (ordinals 1-' || max(ordinal) || ')' ||
        ', events ' || (SELECT count(*) FROM events) FROM instances;

@@ -4,35 +4,34 @@
 -- when they moved on (the caller re-reads what it returns and decides
 -- again). Returns the objects to re-read.
 --
--- The two ops a scale-up is made of, place and unplaceable, are applied
--- set-based after the others: one UPDATE and one INSERT of events for all
--- of each kind, with the same checks as one op at a time
--- (cloud_rec_place_many, cloud_rec_unplaceable_many; issue 13). A pass
--- decides once per instance; where an earlier op moved an instance on, the
--- version check skips the later one, whatever the order.
+-- The three ops a scale-up is made of, create, place and unplaceable, are
+-- applied set-based (creates before the rest, the other two after): one
+-- INSERT or UPDATE and one INSERT of events for all of each kind (per
+-- service for creates), with the same checks as one op at a time
+-- (cloud_rec_create_many, cloud_rec_place_many, cloud_rec_unplaceable_many;
+-- issue 13). A pass decides once per instance; where an earlier op moved
+-- an instance on, the version check skips the later one, whatever the
+-- order.
 CREATE OR REPLACE FUNCTION cloud_reconcile(p_epoch bigint, p_actor text, p jsonb)
 RETURNS TABLE (kind text, id text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     a jsonb;
-    nid text;
 BEGIN
     PERFORM cloud_lease_check(p_epoch);
+    -- Creates first, as the decisions list them before the retires they
+    -- make room for (a rollout's surge): a retired ordinal is not reused in
+    -- the same batch, and the events read in that order.
+    RETURN QUERY SELECT 'instance'::text, c FROM cloud_rec_create_many(p, p_actor) c;
+    RETURN QUERY SELECT DISTINCT 'service'::text, x->>'service' FROM jsonb_array_elements(p) x
+                  WHERE x->>'op' = 'create';
     FOR a IN SELECT value FROM jsonb_array_elements(p)
-              WHERE value->>'op' NOT IN ('place', 'unplaceable') LOOP
+              WHERE value->>'op' NOT IN ('create', 'place', 'unplaceable') LOOP
         -- What to re-read: the op's object, an instance unless it says.
         kind := 'instance';
         id := a->>'id';
         CASE a->>'op'
-        WHEN 'create' THEN
-            nid := cloud_rec_create(a, p_actor);
-            IF nid IS NOT NULL THEN
-                id := nid;
-                RETURN NEXT;
-            END IF;
-            kind := 'service';
-            id := a->>'service';
         WHEN 'retire' THEN
             PERFORM cloud_rec_retire(a, p_actor);
         WHEN 'purge' THEN
