@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 
+#include "evbuf.h"
 #include "mem.h"
 #include "metrics.h"
 #include "unit_golden.h"
@@ -51,18 +52,10 @@ figures(void)
 static char *
 render(const struct metrics_figures *f)
 {
-    struct evbuffer *b = evbuffer_new();
-    size_t len;
-    char *s;
+    struct evbuffer *b = evbuf_new();
 
-    assert_non_null(b);
     metrics_render(b, f);
-    len = evbuffer_get_length(b);
-    s = xmalloc(len + 1);
-    evbuffer_remove(b, s, len);
-    s[len] = '\0';
-    evbuffer_free(b);
-    return s;
+    return evbuf_take_string(b);
 }
 
 static int
