@@ -387,10 +387,7 @@ static void
 download_end(struct download *d)
 {
     close(d->fd);
-    if (d->r->cancelled)
-        http_req_release(d->r);
-    else
-        http_stream_end(d->r);
+    http_stream_end(d->r);
     free(d);
 }
 
