@@ -6,7 +6,6 @@
  */
 #include "http.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -341,19 +340,17 @@ run_request(struct cli_http *h, const char *method, const char *path,
     }
     if (h->ssl_ctx != NULL) {
         SSL *ssl = SSL_new(h->ssl_ctx);
-        struct in6_addr a6;
-        struct in_addr a4;
+
         if (ssl == NULL) {
             resp->error = xstrdup("cannot create a TLS session");
             return -1;
         }
         /* Verify the name we dialled; IP literals are matched as IPs. */
-        if (inet_pton(AF_INET, h->connect_host, &a4) == 1 ||
-            inet_pton(AF_INET6, h->connect_host, &a6) == 1) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), h->connect_host);
-        } else {
-            SSL_set_tlsext_host_name(ssl, h->connect_host);
-            SSL_set1_host(ssl, h->connect_host);
+        if (tlsctx_client_host(ssl, h->connect_host) < 0) {
+            SSL_free(ssl);
+            resp->error = xasprintf("cannot set %s as the server name to verify",
+                                    h->connect_host);
+            return -1;
         }
         bev = bufferevent_openssl_socket_new(h->base, -1, ssl,
                                              BUFFEREVENT_SSL_CONNECTING,
