@@ -449,7 +449,8 @@ join_run(const struct join_opts *o)
         goto cleanup;
     }
     if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1 ||
-        (!tlsctx_host_is_ip(host) && SSL_set_tlsext_host_name(ssl, host) != 1)) {
+        (!tlsctx_host_is_ip(host) &&
+         SSL_set_tlsext_host_name(ssl, host) != 1)) {
         fail("cannot set up TLS: %s", ssl_err());
         goto cleanup;
     }

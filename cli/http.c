@@ -348,8 +348,8 @@ run_request(struct cli_http *h, const char *method, const char *path,
         /* Verify the name we dialled; IP literals are matched as IPs. */
         if (tlsctx_client_host(ssl, h->connect_host) < 0) {
             SSL_free(ssl);
-            resp->error = xasprintf("cannot set %s as the server name to verify",
-                                    h->connect_host);
+            resp->error = xasprintf(
+                "cannot set %s as the server name to verify", h->connect_host);
             return -1;
         }
         bev = bufferevent_openssl_socket_new(h->base, -1, ssl,
