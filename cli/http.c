@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "evbuf.h"
 #include "mem.h"
 #include "tlsctx.h"
 #include "tlsev.h"
@@ -380,7 +381,7 @@ run_request(struct cli_http *h, const char *method, const char *path,
     if (!stream)
         evhttp_connection_set_max_body_size(st.conn, CLI_HTTP_MAX_BODY);
 
-    st.body = evbuffer_new();
+    st.body = evbuf_new();
     req = evhttp_request_new(on_done, &st);
     evhttp_request_set_error_cb(req, on_error);
     if (stream)
@@ -437,10 +438,7 @@ run_request(struct cli_http *h, const char *method, const char *path,
         resp->status = 0;
         goto out;
     }
-    resp->len = evbuffer_get_length(st.body);
-    resp->body = xmalloc(resp->len + 1);
-    evbuffer_remove(st.body, resp->body, resp->len);
-    resp->body[resp->len] = '\0';
+    resp->body = evbuf_drain_string(st.body, &resp->len);
     rc = 0;
 out:
     /* Frees a still-pending request (a stopped stream) and the bufferevent. */

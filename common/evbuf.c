@@ -21,7 +21,7 @@ evbuf_new(void)
 }
 
 char *
-evbuf_take_string(struct evbuffer *b)
+evbuf_drain_string(struct evbuffer *b, size_t *lenp)
 {
     size_t len = evbuffer_get_length(b);
     char *s = xmalloc(len + 1);
@@ -29,6 +29,7 @@ evbuf_take_string(struct evbuffer *b)
     if (evbuffer_remove(b, s, len) != (int)len)
         fatalx("cannot copy %zu bytes out of an evbuffer", len);
     s[len] = '\0';
-    evbuffer_free(b);
+    if (lenp != NULL)
+        *lenp = len;
     return s;
 }

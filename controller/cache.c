@@ -462,7 +462,8 @@ kind_fetch(struct cache *c, struct kind *k)
         k->pending = rest;
     }
     evbuffer_add(b, "}", 1);
-    arr = evbuf_take_string(b);
+    arr = evbuf_drain_string(b, NULL);
+    evbuffer_free(b);
     if (f->nids == 0) {
         free(arr);
         fetch_free(f);

@@ -53,9 +53,12 @@ static char *
 render(const struct metrics_figures *f)
 {
     struct evbuffer *b = evbuf_new();
+    char *s;
 
     metrics_render(b, f);
-    return evbuf_take_string(b);
+    s = evbuf_drain_string(b, NULL);
+    evbuffer_free(b);
+    return s;
 }
 
 static int
