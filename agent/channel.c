@@ -23,6 +23,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "evbuf.h"
 #include "log.h"
 #include "mem.h"
 #include "strmap.h"
@@ -704,11 +705,9 @@ chset_detach(struct chset *cs, const char *id, int *exit_code)
         /* QEMU is gone: what the guest wrote last is in the socket. The
          * bufferevent's input takes no bytes from outside (its end is
          * frozen): read into a buffer of our own, after what it holds. */
-        struct evbuffer *in = evbuffer_new();
+        struct evbuffer *in = evbuf_new();
         evutil_socket_t fd = bufferevent_getfd(ch->bev);
 
-        if (in == NULL)
-            fatalx("cannot allocate an evbuffer");
         if (evbuffer_add_buffer(in, bufferevent_get_input(ch->bev)) < 0)
             log_warnx("instance %s: cannot take the guest channel's input",
                       ch->id);

@@ -4,7 +4,6 @@
  */
 #include "join.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -127,14 +126,6 @@ dial(const char *host, const char *port, unsigned timeout_s)
     return fd;
 }
 
-static int
-host_is_ip(const char *h)
-{
-    unsigned char buf[16];
-
-    return inet_pton(AF_INET, h, buf) == 1 || inet_pton(AF_INET6, h, buf) == 1;
-}
-
 /*
  * Finds the CA with the pin in the chain the server sent and checks that
  * the server's certificate is issued by it, is for serverAuth and names
@@ -181,8 +172,7 @@ check_server(SSL *ssl, const char *host, const unsigned char pin[PIN_LEN],
         goto cleanup;
     }
     param = X509_STORE_CTX_get0_param(sctx);
-    if ((host_is_ip(host) ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
-                          : X509_VERIFY_PARAM_set1_host(param, host, 0)) != 1) {
+    if (tlsctx_verify_host(param, host) < 0) {
         fail("cannot check the controller's certificate for %s: %s", host,
              ssl_err());
         goto cleanup;
@@ -459,7 +449,8 @@ join_run(const struct join_opts *o)
         goto cleanup;
     }
     if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1 ||
-        (!host_is_ip(host) && SSL_set_tlsext_host_name(ssl, host) != 1)) {
+        (!tlsctx_host_is_ip(host) &&
+         SSL_set_tlsext_host_name(ssl, host) != 1)) {
         fail("cannot set up TLS: %s", ssl_err());
         goto cleanup;
     }

@@ -714,22 +714,11 @@ link_connect(struct link *l)
         return;
     }
     /* Check the controller's certificate names what we dialled. */
-    {
-        unsigned char tmp[16];
-
-        if (evutil_inet_pton(AF_INET, l->host, tmp) == 1 ||
-            evutil_inet_pton(AF_INET6, l->host, tmp) == 1) {
-            if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), l->host) != 1) {
-                SSL_free(ssl);
-                link_down(l, "cannot set the controller address to verify");
-                return;
-            }
-        } else if (SSL_set1_host(ssl, l->host) != 1 ||
-                   SSL_set_tlsext_host_name(ssl, l->host) != 1) {
-            SSL_free(ssl);
-            link_down(l, "cannot set the controller name to verify");
-            return;
-        }
+    if (tlsctx_client_host(ssl, l->host) < 0) {
+        SSL_free(ssl);
+        link_down(l, "cannot set the controller %s %s to verify",
+                  tlsctx_host_is_ip(l->host) ? "address" : "name", l->host);
+        return;
     }
     l->bev = bufferevent_openssl_socket_new(l->base, -1, ssl,
                                             BUFFEREVENT_SSL_CONNECTING,

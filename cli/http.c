@@ -6,7 +6,6 @@
  */
 #include "http.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "evbuf.h"
 #include "mem.h"
 #include "tlsctx.h"
 #include "tlsev.h"
@@ -341,19 +341,17 @@ run_request(struct cli_http *h, const char *method, const char *path,
     }
     if (h->ssl_ctx != NULL) {
         SSL *ssl = SSL_new(h->ssl_ctx);
-        struct in6_addr a6;
-        struct in_addr a4;
+
         if (ssl == NULL) {
             resp->error = xstrdup("cannot create a TLS session");
             return -1;
         }
         /* Verify the name we dialled; IP literals are matched as IPs. */
-        if (inet_pton(AF_INET, h->connect_host, &a4) == 1 ||
-            inet_pton(AF_INET6, h->connect_host, &a6) == 1) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), h->connect_host);
-        } else {
-            SSL_set_tlsext_host_name(ssl, h->connect_host);
-            SSL_set1_host(ssl, h->connect_host);
+        if (tlsctx_client_host(ssl, h->connect_host) < 0) {
+            SSL_free(ssl);
+            resp->error = xasprintf(
+                "cannot set %s as the server name to verify", h->connect_host);
+            return -1;
         }
         bev = bufferevent_openssl_socket_new(h->base, -1, ssl,
                                              BUFFEREVENT_SSL_CONNECTING,
@@ -383,7 +381,7 @@ run_request(struct cli_http *h, const char *method, const char *path,
     if (!stream)
         evhttp_connection_set_max_body_size(st.conn, CLI_HTTP_MAX_BODY);
 
-    st.body = evbuffer_new();
+    st.body = evbuf_new();
     req = evhttp_request_new(on_done, &st);
     evhttp_request_set_error_cb(req, on_error);
     if (stream)
@@ -440,10 +438,7 @@ run_request(struct cli_http *h, const char *method, const char *path,
         resp->status = 0;
         goto out;
     }
-    resp->len = evbuffer_get_length(st.body);
-    resp->body = xmalloc(resp->len + 1);
-    evbuffer_remove(st.body, resp->body, resp->len);
-    resp->body[resp->len] = '\0';
+    resp->body = evbuf_drain_string(st.body, &resp->len);
     rc = 0;
 out:
     /* Frees a still-pending request (a stopped stream) and the bufferevent. */

@@ -20,6 +20,7 @@
 #include "api_config.h"  /* config, links, endpoints */
 #include "api_util.h"
 #include "app.h"
+#include "evbuf.h"
 #include "labels.h"
 #include "log.h"
 #include "api_logs.h"
@@ -66,11 +67,9 @@ static void
 reply_service(struct http_req *r, int status, const char *json,
               long long running, long long version)
 {
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = evbuf_new();
     char etag[40];
 
-    if (b == NULL)
-        fatalx("cannot allocate an evbuffer");
     cache_service_json_text(json, running, b);
     if (version > 0) {
         snprintf(etag, sizeof(etag), "\"%lld\"", version);
@@ -171,6 +170,17 @@ on_get(const PGresult *res, const struct db_error *err, void *arg)
     http_reply_json_text(r, 200, PQgetvalue(res, 0, OBJECT_GET_JSON));
 }
 
+/* GET of one object by the route's parameter from PostgreSQL; kind names
+ * it in a 404. */
+static void
+get_one(struct http_req *r, const char *kind, enum store_stmt st)
+{
+    const char *vals[1] = {http_param(r, 0)};
+
+    r->data = (void *)kind;
+    db_query(app_of(r)->db, store_stmt(st), vals, on_get, r);
+}
+
 /* The columns of each list statement: the next page's cursor, the item. */
 static const struct list_cols {
     int key, json;
@@ -206,9 +216,7 @@ on_list(const PGresult *res, const struct db_error *err, void *arg)
     more = n > lc->limit;
     if (more)
         n = lc->limit;
-    b = evbuffer_new();
-    if (b == NULL)
-        fatalx("cannot allocate an evbuffer");
+    b = evbuf_new();
     evbuffer_add_printf(b, "{\"items\":[");
     for (int i = 0; i < n; i++) {
         if (i)
@@ -325,20 +333,26 @@ static const char *const event_objects[] = {"service", "instance", "host",
                                             "image", "token", "config",
                                             "controller", NULL};
 
+/* A list read from PostgreSQL: vals[n] is the statement's limit, set here
+ * to limit + 1 (a row past the page says there is a next one). */
 static void
-run_list(struct http_req *r, enum store_stmt st, const char **vals, int limit)
+run_list(struct http_req *r, enum store_stmt st, const char **vals, int n,
+         int limit)
 {
     struct list_ctx *lc = xcalloc(1, sizeof(*lc));
+    char lim[16];
 
+    snprintf(lim, sizeof(lim), "%d", limit + 1);
+    vals[n] = lim;
     lc->limit = limit;
     lc->cols = &list_cols[st];
     r->data = lc;
     db_query(app_of(r)->db, store_stmt(st), vals, on_list, r);
 }
 
-/* A list read from PostgreSQL with an optional label selector: st without
- * one; with one, st_sel with the selector's SQL arguments in vals[n] and
- * vals[n + 1]. Frees sel. */
+/* run_list with an optional label selector: st without one; with one,
+ * st_sel with the selector's SQL arguments in vals[n + 1] and vals[n + 2].
+ * Frees sel. */
 static void
 run_list_labels(struct http_req *r, enum store_stmt st, enum store_stmt st_sel,
                 const char **vals, int n, struct label_sel *sel, int limit)
@@ -346,22 +360,16 @@ run_list_labels(struct http_req *r, enum store_stmt st, enum store_stmt st_sel,
     char *eq, *keys;
 
     if (sel->n == 0) {
-        run_list(r, st, vals, limit);
+        run_list(r, st, vals, n, limit);
         return;
     }
     labels_sel_sql(sel, &eq, &keys);
     labels_sel_free(sel);
-    vals[n] = eq;
-    vals[n + 1] = keys;
-    run_list(r, st_sel, vals, limit);
+    vals[n + 1] = eq;
+    vals[n + 2] = keys;
+    run_list(r, st_sel, vals, n, limit);
     free(eq);
     free(keys);
-}
-
-static void
-limit_plus_one(char *buf, size_t cap, int limit)
-{
-    snprintf(buf, cap, "%d", limit + 1);
 }
 
 static void
@@ -462,9 +470,7 @@ on_counts(const PGresult *res, const struct db_error *err, void *arg)
                                    PQgetvalue(res, i, OBJECT_COUNTS_COUNT)};
     f.counts = counts;
     f.ncounts = (size_t)n;
-    b = evbuffer_new();
-    if (b == NULL)
-        fatalx("cannot allocate an evbuffer");
+    b = evbuf_new();
     metrics_render(b, &f);
     free(counts);
     http_reply_buffer(r, 200, "text/plain; version=0.0.4", b);
@@ -483,7 +489,6 @@ h_services_list(struct http_req *r)
 {
     const char *after, *state, *vals[5];
     int limit;
-    char lim[16];
     struct label_sel sel;
 
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
@@ -491,19 +496,16 @@ h_services_list(struct http_req *r)
         query_labels(r, &sel) < 0)
         return;
     if (use_cache(r)) {
-        struct evbuffer *b = evbuffer_new();
-        if (b == NULL)
-            fatalx("cannot allocate an evbuffer");
+        struct evbuffer *b = evbuf_new();
+
         cache_service_list(app_of(r)->cache, after, state, &sel, limit, b);
         labels_sel_free(&sel);
         http_reply_json_buffer(r, 200, b);
         return;
     }
-    limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
     vals[1] = state;
-    vals[2] = lim;
-    run_list_labels(r, ST_SERVICE_LIST, ST_SERVICE_LIST_SEL, vals, 3, &sel,
+    run_list_labels(r, ST_SERVICE_LIST, ST_SERVICE_LIST_SEL, vals, 2, &sel,
                     limit);
 }
 
@@ -575,8 +577,6 @@ h_services_create(struct http_req *r)
 static void
 h_service_get(struct http_req *r)
 {
-    const char *vals[1] = {http_param(r, 0)};
-
     if (use_cache(r)) {
         const struct cache_obj *o =
             cache_service_get(app_of(r)->cache, http_param(r, 0));
@@ -589,8 +589,7 @@ h_service_get(struct http_req *r)
                           o->version);
         return;
     }
-    r->data = "service";
-    db_query(app_of(r)->db, store_stmt(ST_SERVICE_GET), vals, on_get, r);
+    get_one(r, "service", ST_SERVICE_GET);
 }
 
 static void
@@ -644,7 +643,6 @@ h_instances_list(struct http_req *r)
 {
     const char *after, *service, *state, *host, *desired, *vals[8];
     int limit;
-    char lim[16];
     struct label_sel sel;
 
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
@@ -655,23 +653,20 @@ h_instances_list(struct http_req *r)
         query_labels(r, &sel) < 0)
         return;
     if (use_cache(r)) {
-        struct evbuffer *b = evbuffer_new();
-        if (b == NULL)
-            fatalx("cannot allocate an evbuffer");
+        struct evbuffer *b = evbuf_new();
+
         cache_instance_list(app_of(r)->cache, after, service, state, host,
                             desired, &sel, limit, b);
         labels_sel_free(&sel);
         http_reply_json_buffer(r, 200, b);
         return;
     }
-    limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
     vals[1] = service;
     vals[2] = state;
     vals[3] = host;
     vals[4] = desired;
-    vals[5] = lim;
-    run_list_labels(r, ST_INSTANCE_LIST, ST_INSTANCE_LIST_SEL, vals, 6, &sel,
+    run_list_labels(r, ST_INSTANCE_LIST, ST_INSTANCE_LIST_SEL, vals, 5, &sel,
                     limit);
 }
 
@@ -684,8 +679,6 @@ h_instances_create(struct http_req *r)
 static void
 h_instance_get(struct http_req *r)
 {
-    const char *vals[1] = {http_param(r, 0)};
-
     if (use_cache(r)) {
         int status = 404;
         char msg[200];
@@ -699,8 +692,7 @@ h_instance_get(struct http_req *r)
             reply_cached(r, o);
         return;
     }
-    r->data = "instance";
-    db_query(app_of(r)->db, store_stmt(ST_INSTANCE_GET), vals, on_get, r);
+    get_one(r, "instance", ST_INSTANCE_GET);
 }
 
 static void
@@ -761,25 +753,19 @@ h_hosts_list(struct http_req *r)
 {
     const char *after, *state, *vals[3];
     int limit;
-    char lim[16];
 
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0 ||
         query_enum(r, "state", host_states, &state) < 0)
         return;
-    limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
     vals[1] = state;
-    vals[2] = lim;
-    run_list(r, ST_HOST_LIST, vals, limit);
+    run_list(r, ST_HOST_LIST, vals, 2, limit);
 }
 
 static void
 h_host_get(struct http_req *r)
 {
-    const char *vals[1] = {http_param(r, 0)};
-
-    r->data = "host";
-    db_query(app_of(r)->db, store_stmt(ST_HOST_GET), vals, on_get, r);
+    get_one(r, "host", ST_HOST_GET);
 }
 
 static void
@@ -823,7 +809,7 @@ h_events(struct http_req *r)
     const char *object, *type, *since_s, *watch, *vals[4];
     long long since = -1;
     int limit;
-    char lim[16], ss[24];
+    char ss[24];
 
     if (query_limit(r, &limit) < 0 ||
         query_enum(r, "object", event_objects, &object) < 0 ||
@@ -849,14 +835,12 @@ h_events(struct http_req *r)
         return;
     }
     snprintf(ss, sizeof(ss), "%lld", since);
-    limit_plus_one(lim, sizeof(lim), limit);
     /* No since: from the oldest kept event. A since below the low-water
      * mark is 410 expired (migrations/0019_retention_quotas.sql). */
     vals[0] = since < 0 ? NULL : ss;
     vals[1] = object;
     vals[2] = type;
-    vals[3] = lim;
-    run_list(r, ST_EVENT_LIST, vals, limit);
+    run_list(r, ST_EVENT_LIST, vals, 3, limit);
 }
 
 /* ---- images ---------------------------------------------------------- */
@@ -867,14 +851,11 @@ cursor_list(struct http_req *r, enum store_stmt st)
 {
     const char *after, *vals[2];
     int limit;
-    char lim[16];
 
     if (query_limit(r, &limit) < 0 || query_str(r, "after", &after) < 0)
         return;
-    limit_plus_one(lim, sizeof(lim), limit);
     vals[0] = after;
-    vals[1] = lim;
-    run_list(r, st, vals, limit);
+    run_list(r, st, vals, 1, limit);
 }
 
 static void
@@ -906,10 +887,7 @@ h_image_delete(struct http_req *r)
 static void
 h_image_get(struct http_req *r)
 {
-    const char *vals[1] = {http_param(r, 0)};
-
-    r->data = "image";
-    db_query(app_of(r)->db, store_stmt(ST_IMAGE_GET), vals, on_get, r);
+    get_one(r, "image", ST_IMAGE_GET);
 }
 
 /* ---- authorisation and audit ----------------------------------------- */

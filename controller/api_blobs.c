@@ -41,6 +41,7 @@
 #include "app.h"
 #include "digest.h"
 #include "fsutil.h"
+#include "evbuf.h"
 #include "log.h"
 #include "mem.h"
 #include "store.h"
@@ -386,10 +387,7 @@ static void
 download_end(struct download *d)
 {
     close(d->fd);
-    if (d->r->cancelled)
-        http_req_release(d->r);
-    else
-        http_stream_end(d->r);
+    http_stream_end(d->r);
     free(d);
 }
 
@@ -427,9 +425,7 @@ download_next(struct evhttp_connection *evcon, void *arg)
         download_end(d);
         return;
     }
-    out = evbuffer_new();
-    if (out == NULL)
-        fatalx("cannot allocate an evbuffer");
+    out = evbuf_new();
     evbuffer_add(out, buf, (size_t)n);
     free(buf);
     evhttp_send_reply_chunk_with_cb(d->r->req, out, download_next, d);

@@ -378,10 +378,7 @@ ep_drop(struct ep_client *c)
     if (c->inflight)
         return;
     if (c->r) {
-        if (c->r->cancelled)
-            http_req_release(c->r);
-        else
-            http_stream_end(c->r);
+        http_stream_end(c->r);
         c->r = NULL;
     }
     ep_client_free(c);

@@ -48,9 +48,7 @@ watch_client_drop(struct watch_client *c)
     if (c->inflight)
         return; /* the query callback finishes the job */
     if (c->r) {
-        if (c->r->cancelled)
-            http_req_release(c->r);
-        else if (!c->started)
+        if (!c->started && !c->r->cancelled)
             http_reply_error(c->r, 503, "unavailable", NULL,
                              "the watch ended before it began; retry");
         else

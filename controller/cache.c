@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "evbuf.h"
 #include "log.h"
 #include "mem.h"
 #include "omap.h"
@@ -429,7 +430,6 @@ kind_fetch(struct cache *c, struct kind *k)
     struct evbuffer *b;
     const char *vals[1];
     char *arr;
-    size_t len;
 
     if (k->fetching || k->loading || k->pending.len == 0)
         return 0;
@@ -437,9 +437,7 @@ kind_fetch(struct cache *c, struct kind *k)
     f->c = c;
     f->k = k;
     f->ids = xcalloc(FETCH_MAX, sizeof(char *));
-    b = evbuffer_new();
-    if (b == NULL)
-        fatalx("cannot allocate an evbuffer");
+    b = evbuf_new();
     evbuffer_add(b, "{", 1);
     for (size_t i = 0; i < k->pending.cap && f->nids < FETCH_MAX; i++) {
         char *id = (char *)k->pending.keys[i];
@@ -464,10 +462,7 @@ kind_fetch(struct cache *c, struct kind *k)
         k->pending = rest;
     }
     evbuffer_add(b, "}", 1);
-    len = evbuffer_get_length(b);
-    arr = xmalloc(len + 1);
-    evbuffer_remove(b, arr, len);
-    arr[len] = '\0';
+    arr = evbuf_drain_string(b, NULL);
     evbuffer_free(b);
     if (f->nids == 0) {
         free(arr);

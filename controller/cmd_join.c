@@ -15,6 +15,7 @@
 
 #include <libpq-fe.h>
 
+#include "cmd_token.h"
 #include "join.h"
 #include "log.h"
 #include "mem.h"
@@ -26,18 +27,9 @@
 static PGconn *
 connect_db(const char *conninfo)
 {
-    PGconn *c;
-
     if (migrate_run(conninfo, 5) < 0)
         return NULL;
-    c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "cloud-controller: cannot connect to PostgreSQL: %s",
-                PQerrorMessage(c));
-        PQfinish(c);
-        return NULL;
-    }
-    return c;
+    return cmd_token_connect(conninfo);
 }
 
 /* "90", "90s", "15m", "2h", "1d" -> seconds in 60 s .. 30 d; -1 if not. */

@@ -23,8 +23,8 @@
 #include "mem.h"
 #include "validate.h"
 
-static PGconn *
-connect_db(const char *conninfo)
+PGconn *
+cmd_token_connect(const char *conninfo)
 {
     PGconn *c = PQconnectdb(conninfo);
 
@@ -186,7 +186,7 @@ cmd_token_main(const char *conninfo, int argc, char **argv)
                 argv[1]);
         return 2;
     }
-    c = connect_db(conninfo);
+    c = cmd_token_connect(conninfo);
     if (c == NULL)
         return 1;
     if (strcmp(argv[1], "create") == 0)
@@ -206,7 +206,7 @@ cmd_token_dev_admin(const char *conninfo, const char *data_dir)
     char buf[128] = "", sha[65], name[32];
     unsigned char rnd[3];
     char *secret = NULL;
-    PGconn *c = connect_db(conninfo);
+    PGconn *c = cmd_token_connect(conninfo);
     FILE *f;
 
     if (c == NULL)

@@ -6,6 +6,8 @@
 #ifndef CLOUD_CMD_TOKEN_H
 #define CLOUD_CMD_TOKEN_H
 
+#include <libpq-fe.h>
+
 /* argv[0] is "token"; returns the process exit code. */
 int cmd_token_main(const char *conninfo, int argc, char **argv);
 
@@ -14,5 +16,9 @@ int cmd_token_main(const char *conninfo, int argc, char **argv);
  * data_dir when it is still live, else a new one, stored. NULL on failure.
  */
 char *cmd_token_dev_admin(const char *conninfo, const char *data_dir);
+
+/* A blocking connection for a command (token, join-token, agent-cert), or
+ * NULL after saying why on stderr. */
+PGconn *cmd_token_connect(const char *conninfo);
 
 #endif

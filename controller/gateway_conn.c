@@ -210,32 +210,18 @@ static char *
 conn_peer_cn(struct gw_conn *c, SSL *ssl)
 {
     X509 *peer = SSL_get1_peer_certificate(ssl);
-    X509_NAME *subj;
-    const ASN1_STRING *s;
+    const char *why;
     char *cn = NULL;
-    int idx, len;
 
     if (peer == NULL) {
         log_warnx("agent at %s: no client certificate", c->addr);
         return NULL;
     }
-    subj = X509_get_subject_name(peer);
-    idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
-    if (idx < 0 ||
-        X509_NAME_get_index_by_NID(subj, NID_commonName, idx) >= 0) {
-        log_warnx("agent at %s: the client certificate needs exactly one CN",
-                  c->addr);
+    cn = pki_only_cn(X509_get_subject_name(peer), &why);
+    if (cn == NULL) {
+        log_warnx("agent at %s: the client certificate %s", c->addr, why);
         goto cleanup;
     }
-    s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-    len = ASN1_STRING_length(s);
-    if (len <= 0 || len > 253 ||
-        memchr(ASN1_STRING_get0_data(s), '\0', (size_t)len) != NULL) {
-        log_warnx("agent at %s: the client certificate CN is not a host name",
-                  c->addr);
-        goto cleanup;
-    }
-    cn = xstrndup((const char *)ASN1_STRING_get0_data(s), (size_t)len);
     if (pki_name_valid(cn) < 0) {
         log_warnx("agent at %s: certificate CN %s is not a valid host name",
                   c->addr, cn);

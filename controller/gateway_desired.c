@@ -27,6 +27,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "evbuf.h"
 #include "frame.h"
 #include "join.h" /* agent enrolment, revocation */
 #include "gateway_config.h"
@@ -515,13 +516,11 @@ gw_cfg_settle_cb(evutil_socket_t fd, short what, void *arg)
 static char *
 keys_literal(const struct strmap *m)
 {
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = evbuf_new();
     char *lit;
-    size_t i, len;
+    size_t i;
     int first = 1;
 
-    if (b == NULL)
-        fatalx("cannot allocate a buffer");
     evbuffer_add(b, "{", 1);
     for (i = 0; i < m->cap; i++) {
         if (m->keys[i] == NULL)
@@ -529,11 +528,8 @@ keys_literal(const struct strmap *m)
         evbuffer_add_printf(b, "%s%s", first ? "" : ",", m->keys[i]);
         first = 0;
     }
-    evbuffer_add(b, "}", 2); /* with the NUL */
-    len = evbuffer_get_length(b);
-    lit = xmalloc(len);
-    if (evbuffer_remove(b, lit, len) != (int)len)
-        fatalx("cannot read a buffer");
+    evbuffer_add(b, "}", 1);
+    lit = evbuf_drain_string(b, NULL);
     evbuffer_free(b);
     return lit;
 }

@@ -33,6 +33,7 @@
 #include <event2/http_struct.h>
 #include <openssl/ssl.h>
 
+#include "evbuf.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -350,21 +351,11 @@ reply_with(struct http_req *r, int status, const char *ctype,
     req_free(r);
 }
 
-static struct evbuffer *
-new_buffer(void)
-{
-    struct evbuffer *buf = evbuffer_new();
-
-    if (buf == NULL)
-        fatalx("cannot allocate an evbuffer");
-    return buf;
-}
-
 void
 http_reply_raw(struct http_req *r, int status, const char *ctype,
                const char *body, size_t len)
 {
-    struct evbuffer *buf = new_buffer();
+    struct evbuffer *buf = evbuf_new();
 
     evbuffer_add(buf, body, len);
     reply_with(r, status, ctype, buf);
@@ -387,7 +378,7 @@ http_reply_json_buffer(struct http_req *r, int status, struct evbuffer *json)
 void
 http_reply_json_text(struct http_req *r, int status, const char *json)
 {
-    struct evbuffer *buf = new_buffer();
+    struct evbuffer *buf = evbuf_new();
 
     evbuffer_add(buf, json, strlen(json));
     http_reply_json_buffer(r, status, buf);
@@ -449,9 +440,7 @@ http_stream_chunk(struct http_req *r, const char *data, size_t len)
 
     if (r->req == NULL || r->cancelled)
         return;
-    buf = evbuffer_new();
-    if (buf == NULL)
-        fatalx("cannot allocate an evbuffer");
+    buf = evbuf_new();
     evbuffer_add(buf, data, len);
     evhttp_send_reply_chunk(r->req, buf);
     evbuffer_free(buf);

@@ -150,7 +150,8 @@ void http_reply_error(struct http_req *r, int status, const char *code,
     __attribute__((format(printf, 5, 6)));
 void http_add_header(struct http_req *r, const char *key, const char *value);
 
-/* Streaming: start, send chunks, end (frees r). */
+/* Streaming: start, send chunks, end (frees r; of a cancelled request,
+ * whose client went away, it only frees r, as http_req_release). */
 void http_stream_start(struct http_req *r, int status, const char *ctype);
 void http_stream_chunk(struct http_req *r, const char *data, size_t len);
 void http_stream_end(struct http_req *r);

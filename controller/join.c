@@ -245,24 +245,6 @@ token_split(const char *token, char id[17], char sha[65])
     return 0;
 }
 
-/* The only CN of name, as a new string; NULL if not exactly one. */
-static char *
-only_cn(X509_NAME *name)
-{
-    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-    const ASN1_STRING *s;
-    int len;
-
-    if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0)
-        return NULL;
-    s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-    len = ASN1_STRING_length(s);
-    if (len <= 0 || len > 253 ||
-        memchr(ASN1_STRING_get0_data(s), '\0', (size_t)len) != NULL)
-        return NULL;
-    return xstrndup((const char *)ASN1_STRING_get0_data(s), (size_t)len);
-}
-
 /* EC P-256/P-384 or RSA 2048..8192: what the gateway's TLS accepts. */
 static int
 key_ok(EVP_PKEY *k)
@@ -337,7 +319,7 @@ join_prepare(struct join *j, const char *token, const char *host,
         snprintf(why, whylen, "the certificate request's signature does not verify");
         goto cleanup;
     }
-    cn = only_cn(X509_REQ_get_subject_name(req));
+    cn = pki_only_cn(X509_REQ_get_subject_name(req), NULL);
     if (cn == NULL || strcmp(cn, host) != 0) {
         snprintf(why, whylen, "the certificate request's subject must have exactly one CN, the host name %s",
                  host);

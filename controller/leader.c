@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -46,15 +45,6 @@ struct renew {
     unsigned long long term;
 };
 
-static long long
-real_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static char *
 make_identity(void)
 {
@@ -67,7 +57,7 @@ make_identity(void)
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
         /* Identity only needs to differ between processes; pid and time
          * already do on one host. */
-        long long t = real_ms();
+        long long t = wall_ms();
         memcpy(rnd, &t, sizeof(rnd));
     }
     return xasprintf("%s-%ld-%02x%02x%02x%02x", host, (long)getpid(), rnd[0],
@@ -187,7 +177,7 @@ renew(struct leader *l)
     rq = xcalloc(1, sizeof(*rq));
     rq->l = l;
     rq->sent_ms = mono_ms();
-    rq->sent_real_ms = real_ms();
+    rq->sent_real_ms = wall_ms();
     rq->epoch = l->leading ? l->epoch : 0;
     rq->term = l->term;
     snprintf(epoch, sizeof(epoch), "%lld", rq->epoch);
@@ -279,7 +269,7 @@ leader_identity(const struct leader *l)
 long long
 leader_db_now_ms(const struct leader *l)
 {
-    return real_ms() + l->db_offset_ms;
+    return wall_ms() + l->db_offset_ms;
 }
 
 void

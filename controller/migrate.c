@@ -23,10 +23,11 @@ migrate_latest(void)
     return nmigrations > 0 ? migrations[nmigrations - 1].version : 0;
 }
 
+/* Whether res (cleared here) is a success; what names the step in the
+ * error reported. */
 static int
-exec_ok(PGconn *c, const char *sql, const char *what)
+result_ok(PGresult *res, const char *what)
 {
-    PGresult *res = PQexec(c, sql);
     ExecStatusType st = PQresultStatus(res);
     int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 
@@ -34,6 +35,12 @@ exec_ok(PGconn *c, const char *sql, const char *what)
         log_errx("%s failed: %s", what, PQresultErrorMessage(res));
     PQclear(res);
     return ok ? 0 : -1;
+}
+
+static int
+exec_ok(PGconn *c, const char *sql, const char *what)
+{
+    return result_ok(PQexec(c, sql), what);
 }
 
 static PGconn *
@@ -180,14 +187,7 @@ static int
 exec_params_ok(PGconn *c, const char *sql, int n, const char *const *vals,
                const char *what)
 {
-    PGresult *res = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(res);
-    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-
-    if (!ok)
-        log_errx("%s failed: %s", what, PQresultErrorMessage(res));
-    PQclear(res);
-    return ok ? 0 : -1;
+    return result_ok(PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0), what);
 }
 
 /*

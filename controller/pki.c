@@ -58,6 +58,29 @@ pki_name_valid(const char *name)
     return rc == 0 ? 0 : -1;
 }
 
+char *
+pki_only_cn(X509_NAME *name, const char **why)
+{
+    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    const ASN1_STRING *s;
+    int len;
+
+    if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0) {
+        if (why != NULL)
+            *why = "needs exactly one CN";
+        return NULL;
+    }
+    s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    len = ASN1_STRING_length(s);
+    if (len <= 0 || len > 253 ||
+        memchr(ASN1_STRING_get0_data(s), '\0', (size_t)len) != NULL) {
+        if (why != NULL)
+            *why = "CN is not a host name";
+        return NULL;
+    }
+    return xstrndup((const char *)ASN1_STRING_get0_data(s), (size_t)len);
+}
+
 /* mkdir -p (fsutil.h: parents 0755, the leaf mode), said once. */
 static int
 pki_mkdir(const char *path, mode_t mode)

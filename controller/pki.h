@@ -35,6 +35,17 @@ void pki_paths_clear(struct pki_paths *p);
 /* 0 if name is a valid host name (the hosts.name rule), -1 if not. */
 int pki_name_valid(const char *name);
 
+struct X509_name_st; /* OpenSSL's X509_NAME */
+
+/*
+ * The only CN of a certificate's or a request's subject as a new string,
+ * or NULL with *why (unless why is NULL) saying what is wrong, to follow
+ * "the certificate": "needs exactly one CN", or "CN is not a host name"
+ * (empty, over 253 bytes or holding a NUL). Whether it is a valid host
+ * name (pki_name_valid) is the caller's next check.
+ */
+char *pki_only_cn(struct X509_name_st *name, const char **why);
+
 /*
  * Issues a client certificate for host `name`, signed by the CA under
  * data_dir (created if missing), into out_dir: cert.pem, key.pem (0600) and

@@ -39,6 +39,26 @@ maybe_release(struct retention *rt)
         free(rt);
 }
 
+/* One of rt's queries answered: clears its in-flight flag (*inflight).
+ * False when the answer is not to be used: rt is closing (and freed here
+ * if nothing else is in flight), or the query failed (reported as "cannot
+ * <what>"). */
+static int
+answer_usable(struct retention *rt, int *inflight, const struct db_error *err,
+              const char *what)
+{
+    *inflight = 0;
+    if (rt->closing) {
+        maybe_release(rt);
+        return 0;
+    }
+    if (err) {
+        log_warnx("cannot %s: %s", what, err->message);
+        return 0;
+    }
+    return 1;
+}
+
 static void prune(struct retention *rt);
 
 static void
@@ -47,15 +67,8 @@ on_pruned(const PGresult *res, const struct db_error *err, void *arg)
     struct retention *rt = arg;
     long long deleted;
 
-    rt->prune_inflight = 0;
-    if (rt->closing) {
-        maybe_release(rt);
+    if (!answer_usable(rt, &rt->prune_inflight, err, "prune events"))
         return;
-    }
-    if (err) {
-        log_warnx("cannot prune events: %s", err->message);
-        return;
-    }
     deleted = strtoll(PQgetvalue(res, 0, EVENTS_PRUNE_DELETED), NULL, 10);
     if (deleted > 0)
         log_info("pruned %lld events; events up to %s are no longer kept",
@@ -86,15 +99,9 @@ on_settings(const PGresult *res, const struct db_error *err, void *arg)
     time_t now = time(NULL);
     long long every;
 
-    rt->settings_inflight = 0;
-    if (rt->closing) {
-        maybe_release(rt);
+    if (!answer_usable(rt, &rt->settings_inflight, err,
+                       "read the cluster settings"))
         return;
-    }
-    if (err) {
-        log_warnx("cannot read the cluster settings: %s", err->message);
-        return;
-    }
     if (PQntuples(res) == 1)
         blobs_settings(rt->app->blobs, PQgetvalue(res, 0, 0));
     every = blobs_gc_grace(rt->app->blobs);

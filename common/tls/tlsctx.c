@@ -3,6 +3,7 @@
  */
 #include "tlsctx.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +37,35 @@ tlsctx_error(char *buf, size_t len)
     tlsctx_error_code(e, buf, len);
     ERR_clear_error();
     return buf;
+}
+
+int
+tlsctx_host_is_ip(const char *host)
+{
+    unsigned char buf[16];
+
+    return inet_pton(AF_INET, host, buf) == 1 ||
+           inet_pton(AF_INET6, host, buf) == 1;
+}
+
+int
+tlsctx_verify_host(X509_VERIFY_PARAM *param, const char *host)
+{
+    int ok = tlsctx_host_is_ip(host)
+                 ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
+                 : X509_VERIFY_PARAM_set1_host(param, host, 0);
+
+    return ok == 1 ? 0 : -1;
+}
+
+int
+tlsctx_client_host(SSL *ssl, const char *host)
+{
+    if (tlsctx_verify_host(SSL_get0_param(ssl), host) < 0)
+        return -1;
+    if (!tlsctx_host_is_ip(host) && SSL_set_tlsext_host_name(ssl, host) != 1)
+        return -1;
+    return 0;
 }
 
 /* why = fmt ": " OpenSSL's reason; the queue is cleared. */

@@ -82,4 +82,19 @@ const char *tlsctx_error(char *buf, size_t len);
 /* Text of one packed OpenSSL error code (see tlsctx_error). Returns buf. */
 const char *tlsctx_error_code(unsigned long e, char *buf, size_t len);
 
+/*
+ * The name or address a client dialled, checked per connection: an IPv4 or
+ * IPv6 literal is matched against the certificate's IP addresses and never
+ * sent as SNI; anything else against its DNS names, and sent as SNI.
+ */
+int tlsctx_host_is_ip(const char *host);
+
+/* Makes param check that the server's certificate names host (as above).
+ * 0, or -1 with OpenSSL's error queue saying why. */
+int tlsctx_verify_host(X509_VERIFY_PARAM *param, const char *host);
+
+/* A client session's both: tlsctx_verify_host on ssl's parameters, and
+ * host as SNI unless it is an address. 0, or -1 (OpenSSL's queue). */
+int tlsctx_client_host(SSL *ssl, const char *host);
+
 #endif

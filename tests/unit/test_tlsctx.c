@@ -3,7 +3,8 @@
  * floor, server cipher suites, mutual TLS, the CA in the server's chain),
  * errors that name the file, real handshakes over a socket pair for each
  * peer rule (purpose, foreign CA, no client certificate, TLS 1.1), OpenSSL
- * error text, and tlsev_error on a libevent connection that failed.
+ * error text, tlsev_error on a libevent connection that failed, and the
+ * host a client checks (tlsctx_client_host).
  * Certificates are made here with OpenSSL, in a temporary directory.
  */
 #include <setjmp.h>
@@ -515,6 +516,50 @@ test_tlsev_names_the_refused_certificate(void **state)
     assert_non_null(strstr(sd.text, "the server's certificate is refused: "));
 }
 
+/* What a client checks of the server it dialled: a name as a DNS name and
+ * SNI, an address as an IP and never as SNI. */
+static void
+test_client_host(void **state)
+{
+    struct tlsctx_opts o = {.role = TLSCTX_CLIENT, .peer = TLSCTX_PEER_NONE};
+    char why[TLSCTX_WHY_MAX];
+    SSL_CTX *ctx = tlsctx_new(&o, why, sizeof(why));
+    X509_VERIFY_PARAM *p;
+    SSL *ssl;
+    char *ip;
+
+    (void)state;
+    assert_non_null(ctx);
+    assert_true(tlsctx_host_is_ip("127.0.0.1"));
+    assert_true(tlsctx_host_is_ip("::1"));
+    assert_false(tlsctx_host_is_ip("controller.example"));
+    assert_false(tlsctx_host_is_ip("10.0.0.1.example"));
+
+    ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    assert_int_equal(tlsctx_client_host(ssl, "controller.example"), 0);
+    p = SSL_get0_param(ssl);
+    assert_string_equal(X509_VERIFY_PARAM_get0_host(p, 0),
+                        "controller.example");
+    assert_null(X509_VERIFY_PARAM_get1_ip_asc(p));
+    assert_string_equal(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name),
+                        "controller.example");
+    SSL_free(ssl);
+
+    ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    assert_int_equal(tlsctx_client_host(ssl, "::1"), 0);
+    p = SSL_get0_param(ssl);
+    assert_null(X509_VERIFY_PARAM_get0_host(p, 0));
+    ip = X509_VERIFY_PARAM_get1_ip_asc(p);
+    assert_non_null(ip);
+    assert_string_equal(ip, "0:0:0:0:0:0:0:1"); /* OpenSSL spells it out */
+    OPENSSL_free(ip);
+    assert_null(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+}
+
 int
 main(void)
 {
@@ -524,6 +569,7 @@ main(void)
         cmocka_unit_test(test_handshakes),
         cmocka_unit_test(test_error_text),
         cmocka_unit_test(test_tlsev_names_the_refused_certificate),
+        cmocka_unit_test(test_client_host),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
