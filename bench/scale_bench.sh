@@ -15,7 +15,8 @@
 # (hosts.last_seen; heartbeats are every 2 s, so what is above that waited
 # on the database), host.down events (must be 0), GET one p99 while it
 # ran, controller RSS at the end. It prints figures; it fails only when the
-# run does not converge (timeout) or the setup breaks.
+# run does not converge (within SCALE_TIMEOUT seconds, default N/10 and
+# at least 120) or the setup breaks.
 #
 #   bash bench/scale_bench.sh BUILD INSTANCES HOSTS [--services S]
 #   e.g. bash bench/scale_bench.sh build 10000 500
@@ -45,7 +46,7 @@ VCPUS, MEM = 64, 262144                     # per host; instances 1 vCPU, 64 MiB
 if n > nhosts * VCPUS:
     sys.exit("scale_bench: %d instances do not fit on %d hosts of %d vCPUs" % (n, nhosts, VCPUS))
 HB_S = 2.0                                  # the gateway's heartbeat interval
-timeout = max(120.0, n / 20.0)
+timeout = float(os.environ.get("SCALE_TIMEOUT") or max(120.0, n / 10.0))
 
 c = harness.Cluster(reconcile=True)
 c.start()
@@ -159,8 +160,20 @@ def leader_stepdowns():
     lost = sum(1 for l in open(c.ctl_log, errors="replace") if "no longer the leader" in l)
     return max(elected - 1, lost)
 
-def wait(what, sql, target, getter):
-    """Polls until sql counts target; returns (seconds, largest heartbeat age)."""
+UP_STEPS = [
+    ("  created -> scheduled", "type = 'instance.created'", "type = 'instance.scheduled'"),
+    ("  scheduled -> running", "type = 'instance.scheduled'",
+     "type = 'instance.state' AND message LIKE '% running on %'"),
+    ("  created -> running  ", "type = 'instance.created'",
+     "type = 'instance.state' AND message LIKE '% running on %'")]
+DOWN_STEPS = [
+    ("  deleting -> exited  ", "type = 'instance.deleting'",
+     "type = 'instance.state' AND message LIKE '% exited %'"),
+    ("  deleting -> deleted ", "type = 'instance.deleting'", "type = 'instance.deleted'")]
+
+def wait(what, sql, target, getter, since, pairs):
+    """Polls until sql counts target; returns (seconds, largest heartbeat
+    age). On timeout says how far it got and where the time went, and fails."""
     t0, hb_age = time.monotonic(), 0.0
     while True:
         got = count(sql)
@@ -171,7 +184,13 @@ def wait(what, sql, target, getter):
             return time.monotonic() - t0, hb_age
         if time.monotonic() - t0 > timeout:
             getter.halt.set()
-            fail("%s: %d of %d after %.0f s" % (what, got, target, timeout))
+            print("scale: %d instances on %d hosts: %s %d (want %d) after %.0f s, "
+                  "leader step-downs %d"
+                  % (n, nhosts, what, got, target, timeout, leader_stepdowns()))
+            for line in steps(since, pairs):
+                print(line)
+            print("  heartbeats  largest last_seen age %.1f s" % hb_age)
+            fail("%s %d (want %d) after %.0f s" % (what, got, target, timeout))
         time.sleep(0.2)
 
 svc_names = ["scale%d" % i for i in range(nsvc)]
@@ -188,7 +207,7 @@ for name, k in zip(svc_names, per):
         fail("POST /v1/services %s: %s %s" % (name, st, body))
 mine = "service_id IN (SELECT id FROM services WHERE name LIKE 'scale%')"
 _, hb_up = wait("running", "SELECT count(*) FROM instances WHERE state = 'running' AND "
-                + mine, n, getter)
+                + mine, n, getter, since, UP_STEPS)
 secs = time.monotonic() - t0  # the POSTs included
 getter.halt.set()
 getter.join()
@@ -200,18 +219,22 @@ print("scale: %d instances on %d hosts: all running in %.1f s (%.0f placements/s
 print("  setup    %d certificates in %.1f s, %d hosts ready in %.1f s, %d service(s)"
       % (nhosts, t_certs, nhosts, t_hosts, nsvc))
 svc_t = "time >= '%s'" % since
-for line in steps(since, [
-        ("  created -> scheduled", "type = 'instance.created'", "type = 'instance.scheduled'"),
-        ("  scheduled -> running", "type = 'instance.scheduled'",
-         "type = 'instance.state' AND message LIKE '% running on %'"),
-        ("  created -> running  ", "type = 'instance.created'",
-         "type = 'instance.state' AND message LIKE '% running on %'")]):
+for line in steps(since, UP_STEPS):
     print(line)
-# The service's creation to its first instance's (other object ids).
-r = q("SELECT round(1000 * extract(epoch FROM (SELECT min(time) FROM events WHERE %s AND "
-      "type = 'instance.created') - (SELECT min(time) FROM events WHERE %s AND "
-      "type = 'service.created')))" % (svc_t, svc_t))
-print("  first instance created %s ms after the first service" % (r or "-"))
+# The service's creation to its instances' (other object ids): when the
+# reconciler created, placed and saw running the first and the last one.
+r = q("""
+WITH s AS (SELECT min(time) t FROM events WHERE %s AND type = 'service.created'),
+     e AS (SELECT type, min(time) t0, max(time) t1 FROM events WHERE %s AND
+             (type IN ('instance.created', 'instance.scheduled') OR
+              (type = 'instance.state' AND message LIKE '%% running on %%')) GROUP BY 1)
+SELECT string_agg(format('%%s %%s-%%s s',
+                         CASE e.type WHEN 'instance.state' THEN 'running'
+                                     ELSE substr(e.type, 10) END,
+                         round(extract(epoch FROM e.t0 - s.t)::numeric, 1),
+                         round(extract(epoch FROM e.t1 - s.t)::numeric, 1)), ', ' ORDER BY e.t0)
+  FROM e, s""" % (svc_t, svc_t))
+print("  after the service's creation, first-last: %s" % (r or "-"))
 print("  heartbeats  largest last_seen age %.1f s (interval %.0f s: up to %.1f s waited)"
       % (hb_up, HB_S, max(0.0, hb_up - HB_S)))
 print("  hosts down  %d" % down_up)
@@ -229,17 +252,15 @@ for name in svc_names:
     st, _, body = c.request("PATCH", "/v1/services/" + name, {"replicas": 0}, timeout=60)
     if st != 200:
         fail("PATCH /v1/services/%s: %s %s" % (name, st, body))
-_, hb_down = wait("gone", "SELECT count(*) FROM instances WHERE " + mine, 0, getter)
+_, hb_down = wait("instances left", "SELECT count(*) FROM instances WHERE " + mine, 0, getter, since,
+                  DOWN_STEPS)
 secs = time.monotonic() - t0
 getter.halt.set()
 getter.join()
 down_all = count("SELECT count(*) FROM events WHERE type = 'host.down'") - hosts_down0
 print("scale down: %d instances on %d hosts: all gone in %.1f s (%.0f removals/s end to end), "
-      "leader step-downs %d" % (n, nhosts, secs, n / secs, leader_stepdowns()))
-for line in steps(since, [
-        ("  deleting -> exited  ", "type = 'instance.deleting'",
-         "type = 'instance.state' AND message LIKE '% exited %'"),
-        ("  deleting -> deleted ", "type = 'instance.deleting'", "type = 'instance.deleted'")]):
+      "leader step-downs %d" % (n, nhosts, secs, n / secs, leader_stepdowns() - k_up))
+for line in steps(since, DOWN_STEPS):
     print(line)
 print("  heartbeats  largest last_seen age %.1f s; hosts down %d"
       % (hb_down, down_all - down_up))
