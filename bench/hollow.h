@@ -46,6 +46,7 @@ struct hollow {
     struct event_base *base;
     SSL_CTX *ssl; /* no certificate: each host sets its own per SSL */
     char *host, *port; /* the controller, split */
+    bool sni;          /* host is a name, not an address: sent as SNI */
     /* counters for the summary line */
     unsigned ready;          /* hosts in READY */
     uint64_t running;        /* instances reported running */

@@ -27,7 +27,6 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/pem.h>
-#include <openssl/x509v3.h>
 
 #include "dsparts.h"
 #include "frame.h"
@@ -626,28 +625,14 @@ static void
 hh_connect(struct hhost *h)
 {
     struct hollow *hw = h->hw;
-    unsigned char tmp[16];
-    SSL *ssl = SSL_new(hw->ssl);
-    int ok;
+    SSL *ssl = SSL_new(hw->ssl); /* checks the controller's name (main) */
+    char e[256];
 
-    if (ssl == NULL) {
-        hh_down(h, "cannot create a TLS session");
-        return;
-    }
-    ok = SSL_use_certificate(ssl, h->cert) == 1 &&
-         SSL_use_PrivateKey(ssl, h->key) == 1;
-    /* The controller's certificate must name what we dialled. */
-    if (ok && (evutil_inet_pton(AF_INET, hw->host, tmp) == 1 ||
-               evutil_inet_pton(AF_INET6, hw->host, tmp) == 1))
-        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), hw->host) == 1;
-    else if (ok)
-        ok = SSL_set1_host(ssl, hw->host) == 1 &&
-             SSL_set_tlsext_host_name(ssl, hw->host) == 1;
-    if (!ok) {
-        char e[256];
-
+    if (ssl == NULL || SSL_use_certificate(ssl, h->cert) != 1 ||
+        SSL_use_PrivateKey(ssl, h->key) != 1 ||
+        (hw->sni && SSL_set_tlsext_host_name(ssl, hw->host) != 1)) {
         SSL_free(ssl);
-        hh_down(h, "cannot set up the TLS session: %s",
+        hh_down(h, "cannot set up a TLS session: %s",
                 tlsctx_error(e, sizeof(e)));
         return;
     }

@@ -37,7 +37,7 @@ export CLOUD_ITEST_PG_CONF="fsync = on;synchronous_commit = on;full_page_writes 
 export CLOUD_CONTROLLER=$ctl HOLLOW=$hollow N=$2 H=$3 S=$services
 export PYTHONPATH=$root/tests/integration PYTHONDONTWRITEBYTECODE=1
 exec python3 - <<'PY'
-import concurrent.futures, os, signal, subprocess, sys, threading, time
+import concurrent.futures, os, resource, signal, subprocess, sys, threading, time
 import harness
 
 n, nhosts, nsvc = int(os.environ["N"]), int(os.environ["H"]), int(os.environ["S"])
@@ -80,6 +80,15 @@ with concurrent.futures.ThreadPoolExecutor(2) as ex:
     list(ex.map(issue, names))
 t_certs = time.monotonic() - t
 
+def hollow_setup():
+    """In the child: a descriptor per host, and dying with us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = nhosts + 64
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    harness._die_with_parent()
+
 hollow_log = os.path.join(c.tmp, "hollow.log")
 hfh = open(hollow_log, "ab")
 hp = subprocess.Popen([os.environ["HOLLOW"], "--controller", "127.0.0.1:%d" % c.agent_port,
@@ -87,7 +96,7 @@ hp = subprocess.Popen([os.environ["HOLLOW"], "--controller", "127.0.0.1:%d" % c.
                        "--hosts", str(nhosts), "--prefix", "hollow",
                        "--vcpus", str(VCPUS), "--memory-mib", str(MEM)],
                       stdin=subprocess.DEVNULL, stdout=hfh, stderr=subprocess.STDOUT,
-                      preexec_fn=harness._die_with_parent)
+                      preexec_fn=hollow_setup)
 
 def stop_all():
     if hp.poll() is None:
