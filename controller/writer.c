@@ -8,6 +8,7 @@
 #include "writer.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -258,6 +259,23 @@ writer_kick(struct writer *w)
     batch_send(w, b);
 }
 
+/* v with every byte outside ASCII as '?': valid UTF-8 by construction. */
+static json_t *
+json_string_ascii(const char *v)
+{
+    char *c = xstrdup(v);
+    json_t *j;
+
+    for (char *p = c; *p != '\0'; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(c);
+    free(c);
+    if (j == NULL)
+        fatalx("cannot make a JSON string");
+    return j;
+}
+
 void
 writer_submit(struct writer *w, const struct writer_op *op, writer_cb cb,
               void *arg)
@@ -277,7 +295,29 @@ writer_submit(struct writer *w, const struct writer_op *op, writer_cb cb,
     r->args = json_array();
     for (size_t i = 0; i < WRITER_MAX_ARGS && def->args[i] != 0; i++) {
         const char *v = *(const char *const *)((const char *)op + def->args[i]);
-        json_array_append_new(r->args, v ? json_string(v) : json_null());
+        json_t *j = v ? json_string(v) : json_null();
+
+        /* Text from headers or the URI that is not UTF-8: JSON cannot
+         * carry it, and an argument left out would shift the ones after
+         * it (the actor into the key's place). The audit keeps its record
+         * with the bytes replaced; any other write is refused. */
+        if (j == NULL && strcmp(def->op, "audit") == 0)
+            j = json_string_ascii(v);
+        if (j == NULL) {
+            struct db_error e;
+
+            memset(&e, 0, sizeof(e));
+            e.status = 400;
+            e.code = "bad_request";
+            snprintf(e.message, sizeof(e.message),
+                     "a header or the path of the request is not valid "
+                     "UTF-8");
+            json_decref(r->args);
+            free(r);
+            cb(0, NULL, &e, arg);
+            return;
+        }
+        json_array_append_new(r->args, j);
     }
     TAILQ_INSERT_TAIL(&w->queue, r, link);
     w->queued++;

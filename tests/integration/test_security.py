@@ -102,6 +102,27 @@ class TokenTests(harness.TestCase):
                          and name in e["message"] for e in events_of(self, "api.failed")),
              5, what="an api.failed event for the duplicate")
 
+    def test_text_that_is_not_utf8_is_refused_and_audited(self):
+        # An Idempotency-Key with a byte that is not UTF-8 (0xff): JSON
+        # cannot carry it, so the write is refused with 400 rather than
+        # sent with its arguments shifted (the actor in the key's place);
+        # the refusal is audited under the caller's name.
+        since = int(harness.psql("SELECT coalesce(max(id), 0) FROM events"))
+        name = unique_name("u8")
+        st, _, body = request("POST", "/v1/services", {"name": name, "image": IMAGE},
+                              headers={"Idempotency-Key": "k\xff"})
+        self.assertEqual(st, 400, body)
+        self.assertEqual(body["error"]["code"], "bad_request")
+        self.assertIn("UTF-8", body["error"]["message"])
+        self.assertEqual(request("GET", "/v1/services/%s" % name)[0], 404)
+        poll(lambda: harness.psql(
+            "SELECT count(*) FROM events WHERE id > %d AND type = 'api.failed' "
+            "AND actor = 'itest-admin' AND message LIKE '%%-> 400%%UTF-8%%'" % since) == "1",
+             5, what="the refusal audited under the caller's name")
+        # nothing was written in anyone's name
+        self.assertEqual(harness.psql(
+            "SELECT count(*) FROM events WHERE id > %d AND type <> 'api.failed'" % since), "0")
+
     def test_create_list_revoke_through_the_api(self):
         name = unique_name("t")
         st, _, tok = request("POST", "/v1/tokens", {"name": name, "role": "operator"})
