@@ -272,6 +272,52 @@ class ConfigApiTest(harness.TestCase):
             e["addr"] for e in eps[:3])))
         self.assertNotIn(lk + "_ENDPOINTS_TRUNCATED", cfg)
 
+    def test_15_endpoints_are_recomputed_once_per_transaction(self):
+        """A row that can move an endpoint notes its service; the endpoints
+        are recomputed once, at commit (0021, decisions §23), from the rows
+        as the transaction leaves them. Three instances turned running in
+        one statement and one of them stopping in the next make one
+        endpoints.changed with the two left, where a recomputation per row
+        made four (and cost a scan of the service per row: quadratic at
+        10,000 instances). The rows are written by hand, on a host row with
+        no agent: the instances are the reconciler's, held pending by a
+        constraint no host meets until then."""
+        c = harness.cluster()
+        db = unique_name("oncedb")
+        s = service(self, name=db, replicas=3, ports=[{"port": 5432}],
+                    placement={"constraints": ["pool=%s" % db]})
+        poll(lambda: c.psql("SELECT count(*) FROM instances WHERE service_id = '%s' "
+                            "AND state = 'pending'" % s["id"]) == "3", 30,
+             what="three pending instances of %s" % db)
+        mark = c.psql("SELECT coalesce(max(id), 0) FROM events")
+        host = unique_name("nohost")
+        c.psql("BEGIN;"
+               "INSERT INTO hosts (id, name, state, last_seen, session_epoch) "
+               "VALUES (cloud_new_id(), '%s', 'ready', now(), 1);"
+               "UPDATE instances SET state = 'running', ordinal = ordinal, "
+               "       host_id = (SELECT id FROM hosts WHERE name = '%s'), "
+               "       addresses = jsonb_build_array('10.9.0.' || (ordinal + 1)), "
+               "       version = version + 1 "
+               " WHERE service_id = '%s';"
+               "UPDATE instances SET state = 'stopping', version = version + 1 "
+               " WHERE service_id = '%s' AND ordinal = "
+               "       (SELECT min(ordinal) FROM instances WHERE service_id = '%s');"
+               "COMMIT;" % (host, host, s["id"], s["id"], s["id"]))
+        first = int(c.psql("SELECT min(ordinal) FROM instances WHERE service_id = '%s'"
+                           % s["id"]))
+        try:
+            changed = c.psql("SELECT message FROM events WHERE type = 'endpoints.changed' "
+                             "AND name = '%s' AND id > %s ORDER BY id" % (db, mark))
+            self.assertEqual(changed.splitlines(),
+                             ["service %s endpoints version 1: 2 endpoints" % db])
+            st, _, ep = request("GET", "/v1/services/%s/endpoints" % db)
+            self.assertEqual(sorted(e["addr"] for e in ep["endpoints"]),
+                             ["10.9.0.%d:5432" % (first + k) for k in (2, 3)])
+        finally:
+            c.psql("DELETE FROM instances WHERE service_id = '%s';"
+                   "DELETE FROM hosts WHERE name = '%s'" % (s["id"], host))
+            request("DELETE", "/v1/services/" + db)
+
     def test_12_concurrent_edits(self):
         """If-Match on the same version: exactly one writer wins. Merge
         patches without it: each lands, versions are distinct and dense."""
