@@ -550,6 +550,22 @@ cfg_flush(struct gateway *gw)
     free(lit);
 }
 
+/*
+ * Whether an instance event of this type leaves every desired set as it
+ * was: what an agent reports (instance.state: the observed state, exit
+ * code, times; instance.guest: acked config version, ready, addresses;
+ * cloud_agent_status) is no column of ST_AGENT_DESIRED. Re-reading the
+ * host's set for each made half the reads of a scale-up (each instance is
+ * scheduled, then reported running) and a config change acked by 100
+ * guests re-read every set. instance.deleted does move a set: the row goes.
+ */
+static int
+moves_no_set(const char *type)
+{
+    return type != NULL && (strcmp(type, "instance.guest") == 0 ||
+                            strcmp(type, "instance.state") == 0);
+}
+
 void
 gw_on_event(void *arg, long long id, const char *type, const char *object,
             const char *object_id)
@@ -570,10 +586,7 @@ gw_on_event(void *arg, long long id, const char *type, const char *object,
     if (gw->closed || object == NULL || object_id == NULL ||
         strcmp(object, "instance") != 0 || !gw_id_ok(object_id))
         return;
-    /* A guest-only change (acked config version, ready, addresses: the
-     * status path, migrations 0009/0013) moves nothing a desired set holds:
-     * no re-read (a config change acked by 100 guests re-read every set). */
-    if (type != NULL && strcmp(type, "instance.guest") == 0)
+    if (moves_no_set(type))
         return;
     c = strmap_get(&gw->owner, object_id);
     if (c != NULL) {
@@ -607,8 +620,7 @@ gw_on_event_row(void *arg, long long id, const char *type, const char *object,
         gw_on_event(arg, id, type, object, object_id);
         return;
     }
-    /* Guest-only changes re-read no set (as in gw_on_event). */
-    if (type != NULL && strcmp(type, "instance.guest") == 0)
+    if (moves_no_set(type))
         return;
     if (strmap_get(&gw->owner, object_id) != NULL)
         gw_on_event(arg, id, type, object, object_id); /* its old host */

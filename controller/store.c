@@ -24,6 +24,37 @@
     "cloud_ms(i.created_at), i.pending_reason, i.version "                    \
     "FROM instances i "
 
+/*
+ * SEL's rows whose COL is in the text[] $1, or every row when $1 is NULL.
+ * Two branches, not "$1 IS NULL OR COL = ANY($1)": the generic plan of
+ * that is a sequential scan comparing each row with every id (1.2 s for
+ * 1,000 ids among 100,000 instances, where the index takes 5 ms; issue
+ * 13). Here the first branch uses the primary key and the second runs
+ * only for NULL.
+ */
+#define BY_IDS_OR_ALL(SEL, COL)                                               \
+    SEL "WHERE " COL " = ANY($1::text[]) UNION ALL " SEL                      \
+        "WHERE $1::text[] IS NULL"
+#define CACHE_INSTANCES_SELECT                                                \
+    "SELECT i.id, i.name, s.name, h.name, i.state, i.desired_state, "         \
+    "i.version, cloud_instance_json(i), i.labels FROM instances i "           \
+    "LEFT JOIN services s ON s.id = i.service_id "                            \
+    "LEFT JOIN hosts h ON h.id = i.host_id "
+#define CACHE_SERVICES_SELECT                                                 \
+    "SELECT s.id, s.name, s.state, s.version, "                               \
+    "cloud_service_json(s), s.labels FROM services s "
+#define REC_HOSTS_SELECT                                                      \
+    "SELECT h.id, h.name, h.state, h.version, h.cap_vcpus, "                  \
+    "h.cap_memory_mib, h.cap_disk_gib, h.hypervisor, "                        \
+    "coalesce((SELECT string_agg(l.key || '=' || l.value, "                   \
+    "E'\\n' ORDER BY l.key) "                                                 \
+    "FROM jsonb_each_text(h.labels) l), ''), "                                \
+    "h.session_epoch FROM hosts h "
+#define REC_SERVICES_SELECT                                                   \
+    "SELECT s.id, s.name, s.state, s.version, s.replicas, "                   \
+    "s.generation, s.max_unavailable, s.max_surge, "                          \
+    "s.restart FROM services s "
+
 const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_READY] = {"ready",
                   "SELECT coalesce(max(version), 0) FROM schema_migrations", 0,
@@ -95,19 +126,11 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                           "GROUP BY state",
                           0, OBJECT_COUNTS__NCOLS},
     [ST_CACHE_INSTANCES] =
-        {"cache_instances",
-         "SELECT i.id, i.name, s.name, h.name, i.state, i.desired_state, "
-         "i.version, cloud_instance_json(i), i.labels FROM instances i "
-         "LEFT JOIN services s ON s.id = i.service_id "
-         "LEFT JOIN hosts h ON h.id = i.host_id "
-         "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
-         1, CACHE_INSTANCES__NCOLS},
+        {"cache_instances", BY_IDS_OR_ALL(CACHE_INSTANCES_SELECT, "i.id"), 1,
+         CACHE_INSTANCES__NCOLS},
     [ST_CACHE_SERVICES] = {"cache_services",
-                           "SELECT s.id, s.name, s.state, s.version, "
-                           "cloud_service_json(s), s.labels FROM services s "
-                           "WHERE $1::text[] IS NULL "
-                           "OR s.id = ANY($1::text[])",
-                           1, CACHE_SERVICES__NCOLS},
+                           BY_IDS_OR_ALL(CACHE_SERVICES_SELECT, "s.id"), 1,
+                           CACHE_SERVICES__NCOLS},
     [ST_BATCH] = {"batch",
                   "SELECT idx, status, body, err_state, err_message, "
                   "err_field, event_id "
@@ -145,24 +168,14 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                       "SELECT kind, id FROM cloud_reconcile($1::bigint, $2, "
                       "$3::jsonb)",
                       3, REC_TOUCHED__NCOLS},
-    [ST_REC_HOSTS] = {"rec_hosts",
-                      "SELECT h.id, h.name, h.state, h.version, h.cap_vcpus, "
-                      "h.cap_memory_mib, h.cap_disk_gib, h.hypervisor, "
-                      "coalesce((SELECT string_agg(l.key || '=' || l.value, "
-                      "E'\\n' ORDER BY l.key) "
-                      "FROM jsonb_each_text(h.labels) l), ''), "
-                      "h.session_epoch FROM hosts h "
-                      "WHERE $1::text[] IS NULL OR h.id = ANY($1::text[])",
-                      1, REC_HOSTS__NCOLS},
+    [ST_REC_HOSTS] = {"rec_hosts", BY_IDS_OR_ALL(REC_HOSTS_SELECT, "h.id"), 1,
+                      REC_HOSTS__NCOLS},
     [ST_REC_SERVICES] = {"rec_services",
-                         "SELECT s.id, s.name, s.state, s.version, s.replicas, "
-                         "s.generation, s.max_unavailable, s.max_surge, "
-                         "s.restart FROM services s "
-                         "WHERE $1::text[] IS NULL OR s.id = ANY($1::text[])",
-                         1, REC_SERVICES__NCOLS},
+                         BY_IDS_OR_ALL(REC_SERVICES_SELECT, "s.id"), 1,
+                         REC_SERVICES__NCOLS},
     [ST_REC_INSTANCES] = {"rec_instances",
-                          REC_INSTANCES_SELECT
-                          "WHERE $1::text[] IS NULL OR i.id = ANY($1::text[])",
+                          /* by id only: a full load goes by pages */
+                          REC_INSTANCES_SELECT "WHERE i.id = ANY($1::text[])",
                           1, REC_INSTANCES__NCOLS},
     /* A full load in pages of $2 after id $1 (keyset, the primary key's
      * order): each page is applied in a turn of the loop of its own. */
@@ -202,7 +215,13 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "e.config::text AS config "
          "FROM (SELECT DISTINCT service_id FROM instances "
          "WHERE host_id = $1 AND service_id IS NOT NULL) d, "
-         "LATERAL cloud_effective_config(d.service_id) e) "
+         "LATERAL cloud_effective_config(d.service_id) e), "
+         /* the image of each distinct reference once, not per instance
+          * (issue 13: 100 calls made most of a 100-instance read) */
+         "im AS MATERIALIZED (SELECT d.image, f.kind, f.kernel_digest, "
+         "f.initrd_digest, f.disk_digest, f.cmdline "
+         "FROM (SELECT DISTINCT image FROM instances WHERE host_id = $1) d, "
+         "LATERAL cloud_image_find(d.image) f) "
          "SELECT i.id, i.name, i.generation, i.desired_state, "
          "coalesce(i.stop_signal, 'TERM'), i.vcpus, i.memory_mib, i.disk_gib, "
          "img.kind, img.kernel_digest, img.initrd_digest, img.disk_digest, "
@@ -218,7 +237,7 @@ const struct db_stmt store_stmts[ST__COUNT] = {
          "i.env::text, i.args::text "
          "FROM instances i "
          "LEFT JOIN services s ON s.id = i.service_id "
-         "LEFT JOIN LATERAL cloud_image_find(i.image) img ON true "
+         "LEFT JOIN im img ON img.image = i.image "
          "LEFT JOIN ec ON ec.service_id = i.service_id "
          "WHERE i.host_id = $1 ORDER BY i.id",
          1, AGENT_DESIRED__NCOLS},
