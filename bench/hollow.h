@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include <openssl/ssl.h>
@@ -44,6 +45,7 @@ struct hollow_opts {
     uint64_t disk_gib;
     const char *hypervisor; /* domain type announced: test, qemu, kvm */
     unsigned start_delay_ms; /* desired running -> reported running */
+    const char *arrivals;    /* --arrivals FILE, or NULL */
 };
 
 /* What the process shares with its hosts. */
@@ -59,6 +61,9 @@ struct hollow {
     uint64_t statuses_sent;  /* InstanceStatus frames */
     uint64_t sets_applied;   /* whole desired sets */
     uint64_t disconnects;
+    /* --arrivals: "ID MS R" when an instance first arrives wanted running,
+     * "ID MS D" when it is first wanted gone (wall clock, ms) */
+    FILE *arrivals;
 };
 
 enum hh_state { HH_IDLE = 0, HH_CONNECTING, HH_WELCOME, HH_READY };

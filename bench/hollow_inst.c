@@ -22,6 +22,9 @@
 #include "log.h"
 #include "mem.h"
 
+#define DESIRED_RUNNING                                                       \
+    CLOUD__AGENT__DESIRED_INSTANCE_STATE__DESIRED_INSTANCE_STATE_RUNNING
+
 static int64_t
 wall_ms(void)
 {
@@ -29,6 +32,15 @@ wall_ms(void)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One line of --arrivals (hollow.h). */
+static void
+arrival(struct hhost *h, const struct hinst *in, char what)
+{
+    if (h->hw->arrivals != NULL)
+        fprintf(h->hw->arrivals, "%s %" PRId64 " %c\n", in->id, wall_ms(),
+                what);
 }
 
 void
@@ -195,6 +207,7 @@ hinst_apply_set(struct hhost *h, uint64_t revision,
     for (i = 0; i < n; i++) {
         const Cloud__Agent__InstanceSpec *s = specs[i];
         struct hinst *in = strmap_get(&h->insts, s->id);
+        bool running = s->desired_state == DESIRED_RUNNING;
 
         if (s->id == NULL || s->id[0] == '\0')
             continue;
@@ -204,6 +217,9 @@ hinst_apply_set(struct hhost *h, uint64_t revision,
             in->h = h;
             in->rep_reason = "";
             strmap_put(&h->insts, in->id, in);
+            arrival(h, in, running ? 'R' : 'D');
+        } else if (!running && in->desired == DESIRED_RUNNING) {
+            arrival(h, in, 'D');
         }
         in->in_set = true;
         in->generation = s->generation;
@@ -212,6 +228,8 @@ hinst_apply_set(struct hhost *h, uint64_t revision,
         in->kill = s->stop_signal == CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_KILL;
     }
     h->revision = revision;
+    if (h->hw->arrivals != NULL)
+        fflush(h->hw->arrivals); /* the benchmark reads it while we run */
     gone = xcalloc(h->insts.len + 1, sizeof(*gone));
     for (i = 0; i < h->insts.cap; i++) {
         struct hinst *in;

@@ -44,9 +44,12 @@ usage(FILE *f)
             "usage: cloud-hollow --controller HOST:PORT --ca FILE --certs-dir DIR\n"
             "                    --hosts N [--prefix NAME] [--vcpus N]\n"
             "                    [--memory-mib N] [--disk-gib N] [--hypervisor T]\n"
-            "                    [--start-delay-ms N] [-v]\n"
+            "                    [--start-delay-ms N] [--arrivals FILE] [-v]\n"
             "Runs N simulated hosts PREFIX0..PREFIX{N-1}, each with DIR/NAME/cert.pem\n"
-            "and key.pem (cloud-controller issue-agent-cert --out DIR/NAME).\n");
+            "and key.pem (cloud-controller issue-agent-cert --out DIR/NAME).\n"
+            "--arrivals appends a line \"ID MS R\" when an instance first arrives in\n"
+            "a desired set wanted running and \"ID MS D\" when it is first wanted\n"
+            "stopped or deleted (MS: wall clock, milliseconds since the epoch).\n");
 }
 
 static int
@@ -149,7 +152,7 @@ static int
 parse_opts(int argc, char **argv, struct hollow_opts *o)
 {
     enum { O_CONTROLLER = 256, O_CA, O_CERTS, O_HOSTS, O_PREFIX, O_VCPUS,
-           O_MEMORY, O_DISK, O_HV, O_DELAY };
+           O_MEMORY, O_DISK, O_HV, O_DELAY, O_ARRIVALS };
     static const struct option longopts[] = {
         {"controller", required_argument, NULL, O_CONTROLLER},
         {"ca", required_argument, NULL, O_CA},
@@ -161,6 +164,7 @@ parse_opts(int argc, char **argv, struct hollow_opts *o)
         {"disk-gib", required_argument, NULL, O_DISK},
         {"hypervisor", required_argument, NULL, O_HV},
         {"start-delay-ms", required_argument, NULL, O_DELAY},
+        {"arrivals", required_argument, NULL, O_ARRIVALS},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -174,6 +178,7 @@ parse_opts(int argc, char **argv, struct hollow_opts *o)
         case O_CERTS: o->certs_dir = optarg; break;
         case O_PREFIX: o->prefix = optarg; break;
         case O_HV: o->hypervisor = optarg; break;
+        case O_ARRIVALS: o->arrivals = optarg; break;
         case O_HOSTS:
             if (parse_num("hosts", optarg, HOLLOW_HOSTS_MAX, &v) < 0)
                 return -1;
@@ -248,6 +253,13 @@ main(int argc, char **argv)
     }
     if (check_controller_name(&hw) < 0)
         goto cleanup;
+    if (o.arrivals != NULL) {
+        hw.arrivals = fopen(o.arrivals, "a");
+        if (hw.arrivals == NULL) {
+            log_warn("cannot open %s", o.arrivals);
+            goto cleanup;
+        }
+    }
     check_nofile(o.hosts);
     srandom((unsigned)getpid() ^ (unsigned)time(NULL));
     hw.base = event_base_new();
@@ -297,5 +309,9 @@ cleanup:
     SSL_CTX_free(hw.ssl);
     free(hw.host);
     free(hw.port);
+    if (hw.arrivals != NULL && fclose(hw.arrivals) != 0) {
+        log_warn("cannot write %s", o.arrivals);
+        rc = 1;
+    }
     return rc;
 }
