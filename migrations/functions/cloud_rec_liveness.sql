@@ -17,8 +17,18 @@ DECLARE
     i instances;
     silent integer;
 BEGIN
-    PERFORM cloud_lease_check(p_epoch);
     SELECT down_after_seconds INTO da FROM cluster_settings WHERE cluster_settings.id = 1;
+    -- Nothing silent (the case every second but the rare one): done, with
+    -- no lock taken. The fence (cloud_lease_check) takes the event lock,
+    -- and waiting for it behind status batches held each pass of the
+    -- reconciler 250 ms at 100,000 instances (issue 13).
+    IF NOT EXISTS (SELECT 1 FROM hosts
+                    WHERE state <> 'down' AND session_epoch > 0
+                      AND greatest(coalesce(last_seen, created_at), created_at, since)
+                          < now() - make_interval(secs => da)) THEN
+        RETURN;
+    END IF;
+    PERFORM cloud_lease_check(p_epoch);
     FOR h IN SELECT * FROM hosts
               WHERE state <> 'down' AND session_epoch > 0
                 AND greatest(coalesce(last_seen, created_at), created_at, since)

@@ -120,6 +120,66 @@ class StatusFunctionTest(harness.TestCase):
             "SELECT coalesce(string_agg(refused, '; '), '') FROM cloud_agent_status('%s'::jsonb, true)"
             % arg)
 
+    def report_via(self, inst_id, safe, **fields):
+        """One report with the guest keys the gateway always sends, through
+        the fast path (safe False) or report by report (safe True)."""
+        s = {"host": self.host, "epoch": self.epoch, "id": inst_id, "generation": 1,
+             "exit_code": 0, "started_ms": 0, "finished_ms": 0, "config_version": 0,
+             "ready": False, "addresses": []}
+        s.update(fields)
+        arg = json.dumps([s]).replace("'", "''")
+        return harness.cluster().psql(
+            "SELECT coalesce(string_agg(refused, '; '), '') FROM cloud_agent_status('%s'::jsonb, %s)"
+            % (arg, "true" if safe else "false"))
+
+    def test_fast_path_equals_report_by_report(self):
+        """The set statements of the fast path (transitions and removals,
+        issue 13) leave the same row and write the same events as
+        cloud_agent_status_one, report for report: exit codes out of range
+        and a failure with 0, reasons, given and missing start and finish
+        times, guest fields with a transition, a repeat, and a removal."""
+        c = harness.cluster()
+        given_start, given_end = 1700000000123, 1700000009000
+        steps = [
+            dict(state="starting"),
+            dict(state="running", started_ms=given_start, config_version=2, ready=True,
+                 addresses=["10.1.0.1/24", "10.1.0.2:80"]),
+            dict(state="running", started_ms=given_start, config_version=2, ready=True,
+                 addresses=["10.1.0.1/24", "10.1.0.2:80"]),
+            dict(state="stopping", ready=True),
+            dict(state="exited", exit_code=300, reason="out of memory", finished_ms=given_end),
+            dict(state="failed", exit_code=0, reason="crashed"),
+            dict(state="running"),
+            dict(state="failed", exit_code=-4, reason=""),
+            dict(state="exited", exit_code=7),
+            dict(state="running", config_version=1),
+        ]
+        row = ("SELECT state, exit_code, reason, config_version, ready, addresses, version, "
+               "CASE WHEN started_at IS NULL THEN 'none' WHEN started_at = "
+               "to_timestamp(%d / 1000.0) THEN 'given' ELSE 'now' END, "
+               "CASE WHEN finished_at IS NULL THEN 'none' WHEN finished_at = "
+               "to_timestamp(%d / 1000.0) THEN 'given' ELSE 'now' END "
+               "FROM instances WHERE id = '%%s'" % (given_start, given_end))
+        evs = ("SELECT string_agg(type || ' ' || replace(message, name, 'NAME'), E'\\n' ORDER BY id) "
+               "FROM events WHERE object_id = '%s' AND actor = 'agent'")
+        a, b = self.make_instance(), self.make_instance()
+        for n, st in enumerate(steps):
+            self.assertEqual(self.report_via(a, True, **st), "")
+            self.assertEqual(self.report_via(b, False, **st), "")
+            self.assertEqual(c.psql(row % a), c.psql(row % b), "after step %d %r" % (n, st))
+        self.assertEqual(c.psql(evs % a), c.psql(evs % b))
+        self.assertIn("exited (255)", c.psql(evs % b))
+        # Removal: both being deleted, reported removed.
+        c.psql("UPDATE instances SET state = 'stopping', desired_state = 'deleted', "
+               "version = version + 1 WHERE id IN ('%s', '%s')" % (a, b))
+        self.assertEqual(self.report_via(a, True, state="removed"), "")
+        self.assertEqual(self.report_via(b, False, state="removed"), "")
+        self.assertEqual(c.psql("SELECT count(*) FROM instances WHERE id IN ('%s', '%s')"
+                                % (a, b)), "0")
+        self.assertEqual(c.psql(evs % a), c.psql(evs % b))
+        self.assertTrue(c.psql(evs % b).endswith("instance.deleted instance NAME deleted: "
+                                                 "removed from gf-sql"), c.psql(evs % b))
+
     def test_version_never_goes_back_ready_only_running(self):
         i = self.make_instance()
         self.assertEqual(self.report(i, config_version=5, ready=True,
