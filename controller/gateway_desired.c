@@ -291,19 +291,36 @@ done:
     conn_unref(c);
 }
 
+/*
+ * Starts a read of each dirty host's set, at most GW_DESIRED_INFLIGHT_MAX
+ * at a time, round robin: a kick stopped by the cap resumes where it
+ * stopped, not at the head of the list. From the head each time, hosts
+ * near the head that events kept dirty were read again and again while
+ * those at the tail waited: 100,000 instances scaled down on 1,000 hosts
+ * reached some hosts 190 s late (issue 13).
+ */
 void
 gw_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gateway *gw = arg;
     struct gw_conn *c;
     const char *vals[1];
+    size_t n = 0, start, i;
 
     (void)fd;
     (void)what;
     gw->desired_capped = 0;
-    for (c = gw->conns; c != NULL; c = c->next) {
+    for (c = gw->conns; c != NULL; c = c->next)
+        n++;
+    if (n == 0)
+        return;
+    start = gw->kick_from % n;
+    for (c = gw->conns, i = 0; i < start; i++)
+        c = c->next;
+    for (i = 0; i < n; i++, c = c->next != NULL ? c->next : gw->conns) {
         if (gw->desired_inflight >= GW_DESIRED_INFLIGHT_MAX) {
             gw->desired_capped = 1; /* the next completion kicks again */
+            gw->kick_from = (start + i) % n;
             break;
         }
         if (c->state != GW_READY || !c->dirty || c->desired_inflight)

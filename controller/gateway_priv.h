@@ -125,6 +125,7 @@ struct gateway {
     struct event *cfg_settle; /* re-reads the sets of cfg_stale hosts */
     int hb_inflight, hosts_inflight, desired_inflight;
     int desired_capped; /* a kick stopped at GW_DESIRED_INFLIGHT_MAX */
+    size_t kick_from;   /* where in gw->conns the next kick starts */
     /* status group commit */
     struct gw_status *pending, *inflight;
     size_t npending, cap_pending, ninflight;
