@@ -33,6 +33,9 @@ struct leader {
     long long db_offset_ms; /* database clock minus local realtime */
     int inflight;
     int closing;
+    int released; /* leader_release: competes no more */
+    void (*release_done)(void *);
+    void *release_arg;
     unsigned long long term; /* changes whenever leading starts or stops */
     struct leader_cbs cbs;
 };
@@ -130,6 +133,8 @@ on_renew(const PGresult *res, const struct db_error *err, void *arg)
         log_warnx("lease renewal failed: %s", err->message);
         goto out;
     }
+    if (l->released)
+        goto out; /* given up meanwhile (the release queued behind this) */
     if (rq->term != l->term && !l->leading) {
         /* Sent while leading, answered after we stopped: whatever it says,
          * the next renewal decides afresh (with epoch 0 -> a takeover of
@@ -172,7 +177,7 @@ renew(struct leader *l)
     char epoch[24], secs[16];
     const char *vals[3];
 
-    if (l->inflight > 0)
+    if (l->inflight > 0 || l->released)
         return; /* a slow database: do not pile renewals up */
     rq = xcalloc(1, sizeof(*rq));
     rq->l = l;
@@ -230,6 +235,10 @@ maybe_free(struct leader *l)
 {
     if (!l->closing || l->inflight > 0)
         return;
+    if (l->release_done != NULL) {
+        l->release_done(l->release_arg); /* never answered */
+        l->release_done = NULL;
+    }
     free(l->identity);
     free(l);
 }
@@ -276,4 +285,55 @@ void
 leader_fenced(struct leader *l, const char *why)
 {
     stop_leading(l, why);
+}
+
+static void
+on_release(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct leader *l = arg;
+    void (*done)(void *) = l->release_done;
+
+    l->inflight--;
+    l->release_done = NULL;
+    if (err != NULL)
+        log_warnx("could not give the lease up (a successor takes over "
+                  "when it expires): %s",
+                  err->message);
+    else if (PQgetvalue(res, 0, 0)[0] == 't')
+        log_info("gave the lease up (epoch %lld)", l->epoch);
+    else
+        log_info("the lease (epoch %lld) was no longer ours to give up",
+                 l->epoch);
+    if (done != NULL)
+        done(l->release_arg);
+    maybe_free(l);
+}
+
+void
+leader_release(struct leader *l, void (*done)(void *), void *arg)
+{
+    char epoch[24];
+    const char *vals[2];
+    int held = l->leading;
+
+    l->released = 1;
+    stop_leading(l, "shutting down: giving the lease up");
+    if (!held || l->closing || l->release_done != NULL) {
+        done(arg);
+        return;
+    }
+    snprintf(epoch, sizeof(epoch), "%lld", l->epoch);
+    vals[0] = l->identity;
+    vals[1] = epoch;
+    l->release_done = done;
+    l->release_arg = arg;
+    l->inflight++;
+    db_query(l->db, store_stmt(ST_LEASE_RELEASE), vals, on_release, l);
+}
+
+void
+leader_poke(struct leader *l)
+{
+    if (!l->leading && !l->released && !l->closing)
+        renew(l);
 }

@@ -55,5 +55,15 @@ const char *leader_identity(const struct leader *l);
 long long leader_db_now_ms(const struct leader *l);
 /* The database refused our epoch: stop acting at once. */
 void leader_fenced(struct leader *l, const char *why);
+/*
+ * Shutting down: stops acting and competing, and gives the lease up
+ * (cloud_lease_release) if it holds it; done(arg) runs once that answered
+ * (at once when it did not lead). The leader is still freed with
+ * leader_free().
+ */
+void leader_release(struct leader *l, void (*done)(void *), void *arg);
+/* Another controller gave the lease up: try for it now, not at the next
+ * tick (nothing when leading, released or a try is in flight). */
+void leader_poke(struct leader *l);
 
 #endif

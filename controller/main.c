@@ -336,12 +336,39 @@ write_context(const char *url, const char *token)
     free(dir);
 }
 
+/* How long a stopping leader waits to give its lease up. */
+#define RELEASE_WAIT_S 2
+
+static void
+on_released(void *arg)
+{
+    struct app *app = arg;
+
+    event_base_loopexit(app->base, NULL);
+}
+
+/*
+ * SIGTERM or SIGINT: the first gives the lease up when this controller
+ * leads (a successor leads within a second, not after a lease; at most
+ * RELEASE_WAIT_S), then stops; a second stops at once.
+ */
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
+    struct app *app = arg;
+    static int stopping;
+    struct timeval wait = {RELEASE_WAIT_S, 0};
+
     (void)what;
-    log_info("signal %d: shutting down", (int)sig);
-    event_base_loopexit(arg, NULL);
+    if (stopping++ || app->reconciler == NULL) {
+        log_info("signal %d: shutting down", (int)sig);
+        event_base_loopexit(app->base, NULL);
+        return;
+    }
+    log_info("signal %d: shutting down after giving the lease up (if held)",
+             (int)sig);
+    event_base_loopexit(app->base, &wait);
+    reconciler_release(app->reconciler, on_released, app);
 }
 
 /* token [--db URL] create|list|revoke ...; --db may stand anywhere. */
@@ -676,8 +703,8 @@ run(struct opts *o)
     url = xasprintf("%s://%s:%u", tls ? "https" : "http", host, bound);
     log_info("listening on %s", url);
 
-    sigint = evsignal_new(app.base, SIGINT, on_signal, app.base);
-    sigterm = evsignal_new(app.base, SIGTERM, on_signal, app.base);
+    sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
+    sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
     if (sigint == NULL || sigterm == NULL || evsignal_add(sigint, NULL) < 0 ||
         evsignal_add(sigterm, NULL) < 0)
         fatalx("cannot install signal handlers");

@@ -34,6 +34,14 @@ struct reconciler *reconciler_new(struct event_base *base, struct db_pool *db,
  * NULL. Call before db_pool_free(). */
 void reconciler_free(struct reconciler *r);
 
+/*
+ * Shutting down: stops acting and gives the lease up, so that another
+ * replica leads within a second instead of after a lease (the
+ * controller.released event wakes them); done(arg) runs when that
+ * answered. Still freed with reconciler_free().
+ */
+void reconciler_release(struct reconciler *r, void (*done)(void *), void *arg);
+
 /* For /metrics and logs: whether this controller acts as the leader. */
 int reconciler_leading(const struct reconciler *r);
 

@@ -630,7 +630,11 @@ obs_event(void *arg, long long id, const char *type, const char *object,
     struct reconciler *r = arg;
 
     (void)id;
-    (void)type;
+    if (type != NULL && strcmp(type, "controller.released") == 0 &&
+        !r->closing) {
+        leader_poke(r->leader); /* the leader gave up: try now */
+        return;
+    }
     if (object_id == NULL || r->closing || !mirror_in_step(r))
         return;
     if (strcmp(object, "instance") == 0)
@@ -655,6 +659,10 @@ obs_event_row(void *arg, long long id, const char *type, const char *object,
 {
     struct reconciler *r = arg;
 
+    if (type != NULL && strcmp(type, "controller.released") == 0) {
+        obs_event(arg, id, type, object, object_id);
+        return;
+    }
     if (object_id == NULL || r->closing || !mirror_in_step(r))
         return;
     if (strcmp(object, "instance") != 0 || r->p != NULL || !r->loaded ||
@@ -747,6 +755,12 @@ reconciler_free(struct reconciler *r)
     pass_free(r, r->p);
     r->p = NULL;
     maybe_free(r);
+}
+
+void
+reconciler_release(struct reconciler *r, void (*done)(void *), void *arg)
+{
+    leader_release(r->leader, done, arg);
 }
 
 int

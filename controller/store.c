@@ -160,6 +160,8 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                           "FROM cloud_lease_acquire($1, $2::bigint, "
                           "$3::integer)",
                           3, LEASE_ACQUIRE__NCOLS},
+    [ST_LEASE_RELEASE] = {"lease_release",
+                          "SELECT cloud_lease_release($1, $2::bigint)", 2, 1},
     [ST_REC_LIVENESS] = {"rec_liveness",
                          "SELECT kind, id FROM cloud_rec_liveness($1::bigint, "
                          "$2, $3::bigint)",

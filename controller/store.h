@@ -31,6 +31,7 @@ enum store_stmt {
     ST_TOKEN_LIST,
     /* reconciler statements (reconcile_*.c, leader.c) below this line */
     ST_LEASE_ACQUIRE,
+    ST_LEASE_RELEASE,
     ST_REC_LIVENESS,
     ST_REC_APPLY,
     ST_REC_HOSTS,
