@@ -4,12 +4,12 @@
 -- when they moved on (the caller re-reads what it returns and decides
 -- again). Returns the objects to re-read.
 --
--- The three ops a scale-up is made of, create, place and unplaceable, are
--- applied set-based (creates before the rest, the other two after): one
--- INSERT or UPDATE and one INSERT of events for all of each kind (per
--- service for creates), with the same checks as one op at a time
--- (cloud_rec_create_many, cloud_rec_place_many, cloud_rec_unplaceable_many;
--- issue 13). A pass decides once per instance; where an earlier op moved
+-- The ops a scale-up or scale-down is made of, create, retire, place and
+-- unplaceable, are applied set-based (creates first, then retires, the
+-- other two after the rest): one INSERT, UPDATE or DELETE and one INSERT
+-- of events for all of each kind (per service for creates), with the same
+-- checks as one op at a time (cloud_rec_create_many, cloud_rec_retire_many,
+-- cloud_rec_place_many, cloud_rec_unplaceable_many; issue 13). A pass decides once per instance; where an earlier op moved
 -- an instance on, the version check skips the later one, whatever the
 -- order.
 CREATE OR REPLACE FUNCTION cloud_reconcile(p_epoch bigint, p_actor text, p jsonb)
@@ -26,14 +26,16 @@ BEGIN
     RETURN QUERY SELECT 'instance'::text, c FROM cloud_rec_create_many(p, p_actor) c;
     RETURN QUERY SELECT DISTINCT 'service'::text, x->>'service' FROM jsonb_array_elements(p) x
                   WHERE x->>'op' = 'create';
+    -- Retires next, set-based too (a scale-down is made of them).
+    PERFORM cloud_rec_retire_many(p, p_actor);
+    RETURN QUERY SELECT 'instance'::text, x->>'id' FROM jsonb_array_elements(p) x
+                  WHERE x->>'op' = 'retire';
     FOR a IN SELECT value FROM jsonb_array_elements(p)
-              WHERE value->>'op' NOT IN ('create', 'place', 'unplaceable') LOOP
+              WHERE value->>'op' NOT IN ('create', 'retire', 'place', 'unplaceable') LOOP
         -- What to re-read: the op's object, an instance unless it says.
         kind := 'instance';
         id := a->>'id';
         CASE a->>'op'
-        WHEN 'retire' THEN
-            PERFORM cloud_rec_retire(a, p_actor);
         WHEN 'purge' THEN
             PERFORM cloud_rec_purge(a, p_actor);
         WHEN 'restart' THEN

@@ -301,6 +301,52 @@ class ReconcileTests(harness.TestCase):
         for i in ids:
             request("DELETE", "/v1/instances/%s" % i)
 
+    def test_batch_retire_checks_each_op(self):
+        """cloud_reconcile applies retire ops set-based
+        (cloud_rec_retire_many): an unplaced instance goes now, a placed
+        one is marked for deletion with TERM, and an op whose instance
+        moved on (another version, or being deleted already) does nothing.
+        In a transaction that is rolled back, as above."""
+        tag = unique_name("rt")
+        _, up = add_host(tag, memory_mib=1024)
+        ids = [create_instance(tag, "never", memory_mib=65536)["id"] for _ in range(4)]
+        for i in ids:
+            poll(lambda: inst_row(i)[3], 15, what="explained by the leader")
+        ver = {i: int(psql("SELECT version FROM instances WHERE id = '%s'" % i)) for i in ids}
+        ops = [
+            {"op": "retire", "id": ids[0], "version": ver[ids[0]], "reason": "r0"},      # goes
+            {"op": "retire", "id": ids[1], "version": ver[ids[1]] - 1, "reason": "r1"},  # stale
+            {"op": "retire", "id": ids[2], "version": ver[ids[2]] + 1, "reason": "r2"},  # stops
+            {"op": "retire", "id": ids[3], "version": ver[ids[3]] + 1, "reason": "r3"},  # deleting
+        ]
+        inlist = ",".join("'%s'" % i for i in ids)
+        out = psql(
+            "BEGIN; "
+            "UPDATE instances SET state = 'running', host_id = '%s', version = version + 1 "
+            "WHERE id = '%s'; "
+            "UPDATE instances SET desired_state = 'deleted', version = version + 1 "
+            "WHERE id = '%s'; "
+            "SELECT string_agg(kind || ':' || id, ',' ORDER BY id) FROM cloud_reconcile("
+            "(SELECT epoch FROM leader_lease), 'test', '%s'::jsonb); "
+            "SELECT string_agg(id || '~' || desired_state || '~' || coalesce(stop_signal, ''), "
+            "'^' ORDER BY id) FROM instances WHERE id IN (%s); "
+            "SELECT string_agg(type || ':' || object_id || ':' || message, ',' ORDER BY id) "
+            "FROM events WHERE actor = 'test'; ROLLBACK;"
+            % (up, ids[2], ids[3], json.dumps(ops), inlist)).splitlines()
+        returned, state, evs = out[0], out[1], out[2]
+        self.assertEqual(sorted(returned.split(",")), sorted("instance:" + i for i in ids))
+        st = {f.split("~")[0]: f.split("~")[1:] for f in state.split("^")}
+        self.assertNotIn(ids[0], st)
+        self.assertEqual(st[ids[1]], ["running", ""])
+        self.assertEqual(st[ids[2]], ["deleted", "TERM"])
+        self.assertEqual(st[ids[3]], ["deleted", ""])
+        name = {i: psql("SELECT name FROM instances WHERE id = '%s'" % i) for i in ids}
+        self.assertEqual(evs.split(","), [
+            "instance.deleted:%s:instance %s deleted: r0" % (ids[0], name[ids[0]]),
+            "instance.deleting:%s:instance %s: deleting: r2" % (ids[2], name[ids[2]])])
+        for i in ids:
+            request("DELETE", "/v1/instances/%s" % i)
+
     def test_restart_on_failure_with_backoff_and_limit(self):
         tag = unique_name("rs")
         h, _ = add_host(tag)
