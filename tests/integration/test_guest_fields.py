@@ -120,14 +120,18 @@ class StatusFunctionTest(harness.TestCase):
             "SELECT coalesce(string_agg(refused, '; '), '') FROM cloud_agent_status('%s'::jsonb, true)"
             % arg)
 
-    def report_via(self, inst_id, safe, **fields):
-        """One report with the guest keys the gateway always sends, through
-        the fast path (safe False) or report by report (safe True)."""
-        s = {"host": self.host, "epoch": self.epoch, "id": inst_id, "generation": 1,
-             "exit_code": 0, "started_ms": 0, "finished_ms": 0, "config_version": 0,
-             "ready": False, "addresses": []}
-        s.update(fields)
-        arg = json.dumps([s]).replace("'", "''")
+    def report_via(self, inst_id, safe, *more, **fields):
+        """A batch of reports with the guest keys the gateway always sends
+        (fields, then each dict of more), through the fast path (safe
+        False) or report by report (safe True)."""
+        batch = []
+        for f in (fields,) + more:
+            s = {"host": self.host, "epoch": self.epoch, "id": inst_id, "generation": 1,
+                 "exit_code": 0, "started_ms": 0, "finished_ms": 0, "config_version": 0,
+                 "ready": False, "addresses": []}
+            s.update(f)
+            batch.append(s)
+        arg = json.dumps(batch).replace("'", "''")
         return harness.cluster().psql(
             "SELECT coalesce(string_agg(refused, '; '), '') FROM cloud_agent_status('%s'::jsonb, %s)"
             % (arg, "true" if safe else "false"))
@@ -169,11 +173,14 @@ class StatusFunctionTest(harness.TestCase):
             self.assertEqual(c.psql(row % a), c.psql(row % b), "after step %d %r" % (n, st))
         self.assertEqual(c.psql(evs % a), c.psql(evs % b))
         self.assertIn("exited (255)", c.psql(evs % b))
-        # Removal: both being deleted, reported removed.
-        c.psql("UPDATE instances SET state = 'stopping', desired_state = 'deleted', "
+        # Removal: both being deleted; one batch holds the agent's
+        # stopping, exited and removed of each (a round each in the fast
+        # path, in that order).
+        c.psql("UPDATE instances SET desired_state = 'deleted', "
                "version = version + 1 WHERE id IN ('%s', '%s')" % (a, b))
-        self.assertEqual(self.report_via(a, True, state="removed"), "")
-        self.assertEqual(self.report_via(b, False, state="removed"), "")
+        for inst, safe in ((a, True), (b, False)):
+            self.assertEqual(self.report_via(inst, safe, {"state": "exited", "exit_code": 0},
+                                             {"state": "removed"}, state="stopping"), "")
         self.assertEqual(c.psql("SELECT count(*) FROM instances WHERE id IN ('%s', '%s')"
                                 % (a, b)), "0")
         self.assertEqual(c.psql(evs % a), c.psql(evs % b))
