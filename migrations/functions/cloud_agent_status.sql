@@ -19,7 +19,6 @@ DECLARE
     done integer[] := '{}';
     last_ev bigint;
     taken bigint;
-    taken2 bigint;
 BEGIN
     -- The event lock before any row lock (docs/decisions.md §11).
     PERFORM pg_advisory_xact_lock(726200101);
@@ -93,20 +92,20 @@ BEGIN
         SELECT coalesce((SELECT array_agg(c.k) FROM cand c), '{}'),
                (SELECT max(id) FROM ev)
           INTO done, last_ev;
-        -- Rounds of two set statements, until a round takes nothing.
+        -- State transitions and removals, set-based in the same way, in
+        -- rounds until one takes nothing: each round takes the first report
+        -- not taken yet of every instance, so a batch holding stopping,
+        -- exited and removed of one instance takes them in that order, and
+        -- an instance whose first report is left to the slow path leaves
+        -- the rest with it. A transition is a new state (or exit code, or
+        -- reason) of an instance on that host, in that session; a removal
+        -- is an instance being deleted reported removed. The same values
+        -- and events as cloud_agent_status_one; what this leaves (refusals,
+        -- repeats, old-gateway reports) goes the slow way. Scaling 100,000
+        -- instances, the status path one report at a time was the largest
+        -- cost in PostgreSQL (issue 13).
         LOOP
-            -- State transitions, set-based in the same way: each report of
-            -- a new state (or exit code, or reason) for an instance on that
-            -- host, in that session, in report order. The same
-            -- values and event as cloud_agent_status_one; what this leaves
-            -- (refusals, repeats, old-gateway reports) goes the slow way.
-            -- Scaling 100,000 instances up, the status path one report at a
-            -- time was the largest cost in PostgreSQL (issue 13).
             WITH firsts AS (
-                -- The first report not taken yet of each instance: a batch
-                -- holding stopping, exited and removed of one instance takes
-                -- them in that order, a round each; an instance whose first
-                -- report is left to the slow path leaves the rest with it.
                 SELECT DISTINCT ON (e.value->>'id') (e.ord - 1)::integer AS k
                   FROM jsonb_array_elements(p) WITH ORDINALITY e(value, ord)
                  WHERE NOT ((e.ord - 1)::integer = ANY(done))
@@ -124,9 +123,11 @@ BEGIN
                   FROM jsonb_array_elements(p) WITH ORDINALITY e(value, ord)
                  WHERE (e.ord - 1)::integer IN (SELECT f.k FROM firsts f)
                    AND jsonb_typeof(e.value) = 'object'
-                   AND e.value ? 'config_version' AND e.value ? 'ready'
-                   AND e.value ? 'addresses'
-                   AND e.value->>'state' IN ('starting', 'running', 'stopping', 'exited', 'failed')),
+                   AND (e.value->>'state' = 'removed' OR
+                        (e.value ? 'config_version' AND e.value ? 'ready'
+                         AND e.value ? 'addresses'
+                         AND e.value->>'state' IN ('starting', 'running', 'stopping',
+                                                   'exited', 'failed')))),
             norm AS (
                 -- An exit code only for exited and failed, 255 when out of
                 -- range, none for a failure with 0; a reason only with them.
@@ -143,13 +144,19 @@ BEGIN
                        h.name AS host_name,
                        greatest(i.config_version, n.cv) AS cv,
                        (n.st = 'running' AND n.rdy) AS rdy,
-                       CASE WHEN n.addrs = i.addresses THEN i.addresses
+                       CASE WHEN n.st = 'removed' OR n.addrs = i.addresses THEN i.addresses
                             ELSE cloud_addresses_clean(n.addrs) END AS addrs
                   FROM norm n
                   JOIN instances i ON i.id = n.id
                   JOIN hosts h ON h.id = i.host_id
                  WHERE h.id = n.host AND h.session_epoch = n.epoch
-                   AND (i.state, i.exit_code, i.reason) IS DISTINCT FROM (n.st, n.code, n.why)),
+                   AND CASE WHEN n.st = 'removed' THEN i.desired_state = 'deleted'
+                            ELSE (i.state, i.exit_code, i.reason)
+                                 IS DISTINCT FROM (n.st, n.code, n.why) END),
+            del AS (
+                DELETE FROM instances i USING cand c
+                 WHERE i.id = c.id AND c.st = 'removed'
+                RETURNING c.k, c.id, c.name, c.host_name, c.st, c.code, c.why),
             upd AS (
                 UPDATE instances i
                    SET state = c.st, exit_code = c.code, reason = left(c.why, 4096),
@@ -163,64 +170,29 @@ BEGIN
                                      ELSE i.finished_at END,
                        version = i.version + 1, updated_at = now()
                   FROM cand c
-                 WHERE i.id = c.id
+                 WHERE i.id = c.id AND c.st <> 'removed'
                 RETURNING c.k, c.id, c.name, c.host_name, c.st, c.code, c.why),
             ev AS (
                 INSERT INTO events (type, object, object_id, name, message, actor)
-                SELECT 'instance.state', 'instance', u.id, u.name,
+                SELECT CASE WHEN u.st = 'removed' THEN 'instance.deleted'
+                            ELSE 'instance.state' END,
+                       'instance', u.id, u.name,
                        CASE u.st
+                       WHEN 'removed' THEN format('instance %s deleted: removed from %s',
+                                                  u.name, u.host_name)
                        WHEN 'exited' THEN format('instance %s exited (%s) on %s', u.name,
                                                  coalesce(u.code::text, '?'), u.host_name)
                        WHEN 'failed' THEN format('instance %s failed on %s', u.name, u.host_name)
                        ELSE format('instance %s %s on %s', u.name, u.st, u.host_name) END
                        || CASE WHEN u.why IS NOT NULL THEN ': ' || left(u.why, 512) ELSE '' END,
                        'agent'
-                  FROM upd u
+                  FROM (SELECT * FROM upd UNION ALL SELECT * FROM del) u
                  ORDER BY u.k
                 RETURNING id)
             SELECT done || coalesce((SELECT array_agg(c.k) FROM cand c), '{}'),
                    greatest(last_ev, (SELECT max(id) FROM ev)), (SELECT count(*) FROM cand)
               INTO done, last_ev, taken;
-            -- Removals the same way: an instance being deleted that its agent
-            -- reports removed goes now.
-            WITH firsts AS (
-                -- The first report not taken yet of each instance: a batch
-                -- holding stopping, exited and removed of one instance takes
-                -- them in that order, a round each; an instance whose first
-                -- report is left to the slow path leaves the rest with it.
-                SELECT DISTINCT ON (e.value->>'id') (e.ord - 1)::integer AS k
-                  FROM jsonb_array_elements(p) WITH ORDINALITY e(value, ord)
-                 WHERE NOT ((e.ord - 1)::integer = ANY(done))
-                 ORDER BY e.value->>'id', e.ord),
-            items AS MATERIALIZED (
-                SELECT (e.ord - 1)::integer AS k, e.value->>'id' AS id,
-                       e.value->>'host' AS host, (e.value->>'epoch')::bigint AS epoch
-                  FROM jsonb_array_elements(p) WITH ORDINALITY e(value, ord)
-                 WHERE (e.ord - 1)::integer IN (SELECT f.k FROM firsts f)
-                   AND jsonb_typeof(e.value) = 'object'
-                   AND e.value->>'state' = 'removed'),
-            cand AS MATERIALIZED (
-                SELECT it.k, i.id, i.name, h.name AS host_name
-                  FROM items it
-                  JOIN instances i ON i.id = it.id
-                  JOIN hosts h ON h.id = i.host_id
-                 WHERE h.id = it.host AND h.session_epoch = it.epoch
-                   AND i.desired_state = 'deleted'),
-            del AS (
-                DELETE FROM instances i USING cand c WHERE i.id = c.id
-                RETURNING c.k, c.id, c.name, c.host_name),
-            ev AS (
-                INSERT INTO events (type, object, object_id, name, message, actor)
-                SELECT 'instance.deleted', 'instance', d.id, d.name,
-                       format('instance %s deleted: removed from %s', d.name, d.host_name),
-                       'agent'
-                  FROM del d
-                 ORDER BY d.k
-                RETURNING id)
-            SELECT done || coalesce((SELECT array_agg(c.k) FROM cand c), '{}'),
-                   greatest(last_ev, (SELECT max(id) FROM ev)), (SELECT count(*) FROM cand)
-              INTO done, last_ev, taken2;
-            EXIT WHEN taken + taken2 = 0;
+            EXIT WHEN taken = 0;
         END LOOP;
         IF last_ev IS NOT NULL THEN
             PERFORM set_config('cloud.last_event', last_ev::text, true);

@@ -145,6 +145,15 @@ def events(where, since=0):
         "WHERE id > %d AND (%s) ORDER BY id" % (since, where))]
 
 
+def explained_pending(tag, n):
+    """n one-off instances that fit nowhere, once the leader has explained
+    each (it leaves them pending): (ids, {id: version})."""
+    ids = [create_instance(tag, "never", memory_mib=65536)["id"] for _ in range(n)]
+    for i in ids:
+        poll(lambda: inst_row(i)[3], 15, what="explained by the leader")
+    return ids, {i: int(psql("SELECT version FROM instances WHERE id = '%s'" % i)) for i in ids}
+
+
 def last_event_id():
     return int(psql("SELECT coalesce(max(id), 0) FROM events"))
 
@@ -264,11 +273,7 @@ class ReconcileTests(harness.TestCase):
         _, up = add_host(tag, memory_mib=1024)
         _, down = add_host(tag, memory_mib=1024, heartbeat=False)
         psql("UPDATE hosts SET state = 'down' WHERE id = '%s'" % down)
-        # fits nowhere, so the leader leaves them pending (it explains them)
-        ids = [create_instance(tag, "never", memory_mib=65536)["id"] for _ in range(5)]
-        for i in ids:
-            poll(lambda: inst_row(i)[3], 15, what="explained by the leader")
-        ver = {i: int(psql("SELECT version FROM instances WHERE id = '%s'" % i)) for i in ids}
+        ids, ver = explained_pending(tag, 5)
         ops = [
             {"op": "place", "id": ids[0], "version": ver[ids[0]], "host": up},        # placed
             {"op": "place", "id": ids[1], "version": ver[ids[1]] - 1, "host": up},    # stale
@@ -309,16 +314,10 @@ class ReconcileTests(harness.TestCase):
         In a transaction that is rolled back, as above."""
         tag = unique_name("rt")
         _, up = add_host(tag, memory_mib=1024)
-        ids = [create_instance(tag, "never", memory_mib=65536)["id"] for _ in range(4)]
-        for i in ids:
-            poll(lambda: inst_row(i)[3], 15, what="explained by the leader")
-        ver = {i: int(psql("SELECT version FROM instances WHERE id = '%s'" % i)) for i in ids}
-        ops = [
-            {"op": "retire", "id": ids[0], "version": ver[ids[0]], "reason": "r0"},      # goes
-            {"op": "retire", "id": ids[1], "version": ver[ids[1]] - 1, "reason": "r1"},  # stale
-            {"op": "retire", "id": ids[2], "version": ver[ids[2]] + 1, "reason": "r2"},  # stops
-            {"op": "retire", "id": ids[3], "version": ver[ids[3]] + 1, "reason": "r3"},  # deleting
-        ]
+        ids, ver = explained_pending(tag, 4)
+        # 0 goes, 1 is stale, 2 (running, below) stops, 3 (deleting) is left
+        ops = [{"op": "retire", "id": ids[k], "version": ver[ids[k]] + dv, "reason": "r%d" % k}
+               for k, dv in ((0, 0), (1, -1), (2, 1), (3, 1))]
         inlist = ",".join("'%s'" % i for i in ids)
         out = psql(
             "BEGIN; "
@@ -341,9 +340,10 @@ class ReconcileTests(harness.TestCase):
         self.assertEqual(st[ids[2]], ["deleted", "TERM"])
         self.assertEqual(st[ids[3]], ["deleted", ""])
         name = {i: psql("SELECT name FROM instances WHERE id = '%s'" % i) for i in ids}
-        self.assertEqual(evs.split(","), [
+        self.assertEqual(evs.split(","), sorted([
             "instance.deleted:%s:instance %s deleted: r0" % (ids[0], name[ids[0]]),
-            "instance.deleting:%s:instance %s: deleting: r2" % (ids[2], name[ids[2]])])
+            "instance.deleting:%s:instance %s: deleting: r2" % (ids[2], name[ids[2]])],
+            key=lambda e: e.split(":")[1]))
         for i in ids:
             request("DELETE", "/v1/instances/%s" % i)
 
