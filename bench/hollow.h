@@ -61,8 +61,9 @@ struct hollow {
     uint64_t statuses_sent;  /* InstanceStatus frames */
     uint64_t sets_applied;   /* whole desired sets */
     uint64_t disconnects;
-    /* --arrivals: "ID MS R" when an instance first arrives wanted running,
-     * "ID MS D" when it is first wanted gone (wall clock, ms) */
+    /* --arrivals: "ID MS R HOST" when an instance first arrives wanted
+     * running on HOST, "ID MS D HOST" when it is first wanted gone there
+     * (wall clock, ms) */
     FILE *arrivals;
 };
 

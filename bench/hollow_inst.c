@@ -39,8 +39,8 @@ static void
 arrival(struct hhost *h, const struct hinst *in, char what)
 {
     if (h->hw->arrivals != NULL)
-        fprintf(h->hw->arrivals, "%s %" PRId64 " %c\n", in->id, wall_ms(),
-                what);
+        fprintf(h->hw->arrivals, "%s %" PRId64 " %c %s\n", in->id, wall_ms(),
+                what, h->name);
 }
 
 void

@@ -47,9 +47,10 @@ usage(FILE *f)
             "                    [--start-delay-ms N] [--arrivals FILE] [-v]\n"
             "Runs N simulated hosts PREFIX0..PREFIX{N-1}, each with DIR/NAME/cert.pem\n"
             "and key.pem (cloud-controller issue-agent-cert --out DIR/NAME).\n"
-            "--arrivals appends a line \"ID MS R\" when an instance first arrives in\n"
-            "a desired set wanted running and \"ID MS D\" when it is first wanted\n"
-            "stopped or deleted (MS: wall clock, milliseconds since the epoch).\n");
+            "--arrivals appends a line \"ID MS R HOST\" when an instance first arrives\n"
+            "in HOST's desired set wanted running and \"ID MS D HOST\" when it is\n"
+            "first wanted stopped or deleted there (MS: wall clock, milliseconds\n"
+            "since the epoch).\n");
 }
 
 static int

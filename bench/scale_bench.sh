@@ -192,7 +192,7 @@ def agent_steps(since, before, after, kind, labels):
     with open(arrivals) as f:
         for line in f:
             p = line.split()
-            if len(p) == 3 and p[2] == kind:
+            if len(p) >= 3 and p[2] == kind:
                 arr.setdefault(p[0], int(p[1]) / 1000.0)
     a, b = event_times(since, before), event_times(since, after)
     out = []
