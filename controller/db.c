@@ -135,6 +135,7 @@ db_error_from_fields(const char *state, const char *primary,
                          strncmp(state, "57", 2) == 0 ||
                          strcmp(state, "40001") == 0 ||
                          strcmp(state, "40P01") == 0 ||
+                         strcmp(state, "25006") == 0 ||
                          strcmp(state, "53300") == 0)) {
         snprintf(buf, sizeof(buf), "database unavailable: %s", primary);
         err_set(err, 503, "unavailable", buf);
@@ -351,9 +352,40 @@ pool_kick(struct db_pool *pool)
     }
 }
 
+/*
+ * Why the server this connection reached cannot take writes, or NULL. The
+ * URL's target_session_attrs=read-write makes libpq skip such servers; this
+ * holds without it too (a single-host URL on a standby, a member demoted
+ * between libpq's check and ours): the connection goes back to connecting.
+ * Both parameters are reported by PostgreSQL 14 and later.
+ */
+static const char *
+conn_read_only(PGconn *pg)
+{
+    const char *v = PQparameterStatus(pg, "in_hot_standby");
+
+    if (v != NULL && strcmp(v, "on") == 0)
+        return "is a standby in recovery (read-only)";
+    v = PQparameterStatus(pg, "default_transaction_read_only");
+    if (v != NULL && strcmp(v, "on") == 0)
+        return "has default_transaction_read_only on";
+    return NULL;
+}
+
 static void
 conn_connected(struct db_conn *c)
 {
+    const char *ro = conn_read_only(c->pg);
+
+    if (ro != NULL) {
+        char why[300];
+
+        snprintf(why, sizeof(why),
+                 "PostgreSQL at %s:%s %s; the controller needs the primary",
+                 PQhost(c->pg), PQport(c->pg), ro);
+        conn_broken(c, why);
+        return;
+    }
     event_free(c->ev_r);
     c->ev_r = NULL;
     if (PQsetnonblocking(c->pg, 1) != 0) {
@@ -616,6 +648,27 @@ conn_op_done(struct db_conn *c)
                 PQclear(res);
                 TAILQ_INSERT_HEAD(&c->pool->queue, r, link);
                 c->pool->queued++;
+                pool_kick(c->pool);
+                return;
+            }
+            /* The server is read-only under this session (a primary
+             * demoted with its sessions kept, default_transaction_read_only
+             * set): nothing was written. Run the statement again elsewhere
+             * and send this connection back to find the primary; if no
+             * connection is left up, conn_broken fails the queue (503). */
+            if (sqlstate != NULL && strcmp(sqlstate, "25006") == 0 &&
+                r->retries < DB_CONFLICT_RETRIES) {
+                char why[300];
+
+                r->retries++;
+                snprintf(why, sizeof(why),
+                         "PostgreSQL at %s:%s refused a write (read-only); "
+                         "reconnecting to find the primary",
+                         PQhost(c->pg), PQport(c->pg));
+                PQclear(res);
+                TAILQ_INSERT_HEAD(&c->pool->queue, r, link);
+                c->pool->queued++;
+                conn_broken(c, why);
                 pool_kick(c->pool);
                 return;
             }

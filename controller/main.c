@@ -796,6 +796,12 @@ main(int argc, char **argv)
 
     log_init("cloud-controller", LOG_LVL_INFO, -1);
     signal(SIGPIPE, SIG_IGN);
+    /* Every libpq connection (pool, LISTEN, migrations, tokens) goes to a
+     * member that takes writes: with a multi-host --db URL libpq skips
+     * standbys, where the first host would otherwise win forever. A URL's
+     * own target_session_attrs still takes precedence (docs/ha.md). */
+    if (setenv("PGTARGETSESSIONATTRS", "read-write", 0) < 0)
+        fatal("setenv");
     if (argc > 1 && strcmp(argv[1], "version") == 0) {
         printf("cloud-controller %s (schema %d)\n", CLOUD_VERSION,
                migrate_latest());
