@@ -13,6 +13,7 @@ PKGS=(
   dosfstools mtools syslinux syslinux-common # images/build-disk.sh
   wrk clang libclang-rt-14-dev python3 jq
   etcd-server etcd-client dnsmasq-base
+  patroni # scripts/pg_ha.sh: PostgreSQL failover (docs/ha.md)
 )
 # Node.js may come from elsewhere on a developer machine; Debian's npm only
 # where there is no npm at all.
