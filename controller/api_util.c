@@ -16,6 +16,10 @@ api_gone(struct http_req *r)
 void
 api_reply_db_error(struct http_req *r, const struct db_error *err)
 {
+    /* The database is down or failing over (docs/ha.md): a second is the
+     * order of a reconnect attempt. */
+    if (err->status == 503)
+        http_add_header(r, "Retry-After", "1");
     http_reply_error(r, err->status, err->code,
                      err->field[0] ? err->field : NULL, "%s", err->message);
 }
