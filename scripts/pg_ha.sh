@@ -34,7 +34,7 @@ usage() {
 pg_bindir() {
   if [ -n "${PG_BINDIR:-}" ]; then echo "$PG_BINDIR"; return; fi
   local best
-  best=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n | tail -1)
+  best=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -t/ -k5 -n | tail -1)
   [ -n "$best" ] || die "no PostgreSQL under /usr/lib/postgresql; run scripts/setup.sh"
   echo "$best"
 }
@@ -47,7 +47,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-pid_of() { [ -f "$1" ] && head -1 "$1" || true; }
+pid_of() { if [ -f "$1" ]; then head -1 "$1"; fi; }
 
 port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -262,14 +262,14 @@ url() {
   echo "postgresql://cloud@$hosts/cloud?target_session_attrs=read-write&connect_timeout=3&passfile=$DIR/cloud.pgpass"
 }
 
-# Stops a pid with SIGTERM, then SIGKILL after $2 seconds.
+# Stops a pid with signal $3 (default TERM), then SIGKILL after $2 seconds.
 stop_pid() {
-  local pid=$1 grace=$2 t=0
+  local pid=$1 grace=$2 sig=${3:-TERM} t=0
   alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
+  kill -"$sig" "$pid" 2>/dev/null || true
   while alive "$pid"; do
     if ((t++ >= grace * 10)); then
-      log "pid $pid ignored SIGTERM for ${grace}s; killing it"
+      log "pid $pid ignored SIG$sig for ${grace}s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
       break
     fi
@@ -280,10 +280,11 @@ stop_pid() {
 stop_member() {
   local name=$1 pm
   stop_pid "$(pid_of "$DIR/$name/patroni.pid")" 30
-  # A Patroni killed -9 leaves its postmaster running: stop it too.
+  # A Patroni killed -9 leaves its postmaster running: stop it too (INT:
+  # PostgreSQL's fast shutdown, which does not wait for clients).
   pm=$(pid_of "$DIR/$name/data/postmaster.pid")
   if alive "$pm" && [ "$(cat "/proc/$pm/comm" 2>/dev/null)" = postgres ]; then
-    stop_pid "$pm" 30
+    stop_pid "$pm" 30 INT
   fi
   rm -f "$DIR/$name/patroni.pid"
 }
