@@ -208,13 +208,15 @@ members() {
   return 1
 }
 
-# Ready: a running leader, a synchronous standby, every member running.
+# Ready: a running leader, a synchronous standby, every member up (a
+# replica's state is "running" in Patroni 3.0.2, "streaming" from 3.0.4).
 wait_ready() {
   local deadline=$((SECONDS + READY_TIMEOUT)) m
   while :; do
     m=$(members || true)
-    if [ "$(grep -c ' running ' <<<"$m" || true)" = "${#MEMBERS[@]}" ] &&
-       grep -q ' leader running ' <<<"$m" && grep -q ' sync_standby running ' <<<"$m"; then
+    if [ "$(grep -cE ' (running|streaming) ' <<<"$m" || true)" = "${#MEMBERS[@]}" ] &&
+       grep -q ' leader running ' <<<"$m" &&
+       grep -qE ' sync_standby (running|streaming) ' <<<"$m"; then
       return 0
     fi
     [ $SECONDS -lt $deadline ] || die "cluster not ready within ${READY_TIMEOUT}s; members: ${m:-none answer}; logs under $DIR"

@@ -282,6 +282,17 @@ class PgFailoverTest(unittest.TestCase):
 
         st, _, _ = c.request("GET", "/readyz")
         self.assertEqual(st, 200)
+
+        # The operator's way back (docs/ha.md): start again restarts only
+        # what is down; the killed member rejoins as a replica (pg_rewind)
+        # and start waits for three running members and a sync standby.
+        pg_ha("start", c.ha_dir)
+        self.assertEqual(pg_ha("primary", c.ha_dir).split()[0], new[0],
+                         "the rejoining member took the primary role back")
+        st, _, body = c.request("POST", "/v1/services",
+                                {"name": "chaos-after-rejoin", "image": "hello:latest",
+                                 "replicas": 0})
+        self.assertEqual(st, 201, body)
         sys.stderr.write(
             "\nchaos_pg_failover: primary %s killed; %s promoted; answers %s; "
             "switch (first 503 -> first 2xx) %.2f s, kill -> first 2xx %.2f s, "
