@@ -325,6 +325,22 @@ put_wait_free(struct put_wait *w)
     free(w);
 }
 
+/* The client left: roll back (unless the COMMIT is already on its way)
+ * and free w. */
+static void
+put_abandon(struct put_wait *w)
+{
+    if (blobstore_put_abort(w->put))
+        log_info("upload of blob %s: the client left while its commit was "
+                 "in flight; the blob may be stored",
+                 w->digest);
+    else
+        log_info("upload of blob %s: the client left before the commit; "
+                 "rolled back",
+                 w->digest);
+    put_wait_free(w);
+}
+
 /*
  * evhttp reads nothing while a request is being handled, so it notices a
  * client that left only when the answer is written. A blob's transaction
@@ -346,17 +362,13 @@ put_hup_cb(evutil_socket_t fd, short what, void *arg)
     event_del(w->hup);
     if (n > 0)
         return;
-    log_info("upload of blob %s: the client left before the commit; "
-             "rolled back",
-             w->digest);
-    blobstore_put_abort(w->put);
     r->on_cancel = NULL;
     r->data = NULL;
     http_reply_error(r, 400, "bad_request", NULL,
                      "the client closed the connection before blob %s was "
-                     "committed; nothing was stored",
+                     "committed",
                      w->digest);
-    put_wait_free(w);
+    put_abandon(w);
 }
 
 static void
@@ -395,20 +407,16 @@ on_put(const struct db_error *err, void *arg)
     put_wait_free(w);
 }
 
-/* The client left while the chunks were being written: roll them back
- * (nothing of the blob stays in PostgreSQL; the cache file is collected
- * as a file with no row). */
+/* evhttp saw the client leave while the chunks were being written: roll
+ * them back (nothing of the blob stays in PostgreSQL; the cache file is
+ * collected as a file with no row). */
 static void
 put_cancel(struct http_req *r)
 {
     struct put_wait *w = r->data;
 
     r->on_cancel = NULL;
-    log_info("upload of blob %s: the client left before the commit; "
-             "rolled back",
-             w->digest);
-    blobstore_put_abort(w->put);
-    put_wait_free(w);
+    put_abandon(w);
     http_req_release(r);
 }
 

@@ -296,15 +296,19 @@ blobstore_put(struct blobstore *s, const char *path, const char *digest,
     return p;
 }
 
-void
+int
 blobstore_put_abort(struct blobstore_put *p)
 {
+    int committing;
+
     if (p == NULL)
-        return;
+        return 0;
+    committing = p->ending;
     p->aborted = 1;
     if (!p->inflight && !p->ending)
         put_fail(p, NULL);
     /* else the callback in flight rolls back (or the commit's frees p) */
+    return committing;
 }
 
 /* ---- cache fills from PostgreSQL ------------------------------------- */

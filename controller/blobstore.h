@@ -54,14 +54,15 @@ int blobstore_space(const char *dir, unsigned long long need,
 /*
  * Writes the blob in the file at path (digest checked by the caller) to
  * PostgreSQL. cb runs once: err NULL after the commit. blobstore_put_abort
- * instead rolls it back and cb never runs.
+ * instead rolls it back and cb never runs; it returns 1 when the COMMIT
+ * was already sent (the blob may be stored after all), else 0.
  */
 typedef void (*blobstore_put_cb)(const struct db_error *err, void *arg);
 struct blobstore_put *blobstore_put(struct blobstore *s, const char *path,
                                     const char *digest,
                                     unsigned long long size,
                                     blobstore_put_cb cb, void *arg);
-void blobstore_put_abort(struct blobstore_put *p);
+int blobstore_put_abort(struct blobstore_put *p);
 
 /*
  * The cached file of digest, opened read-only, or -1 (errno ENOENT: not
