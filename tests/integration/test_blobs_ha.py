@@ -12,10 +12,12 @@ fetches blobs) is connected to B only. What a user relies on
   digest) and an agent connected to B pulls it for an instance, B filling
   its cache from PostgreSQL;
 - an upload whose client leaves while its chunks are being written leaves
-  no blob row and no chunk row;
+  no blob row and no chunk row, and neither does a replica killed -9 in
+  the middle of that transaction;
 - blob GC deletes the chunk rows with the blob row.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -70,6 +72,44 @@ def blob_rows(digest):
 def log_of(path):
     with open(path, "rb") as f:
         return f.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def finish_held(ctl, path, digest):
+    """Sends the PUT that finishes upload path on controller ctl while a
+    SHARE lock taken in psql holds the chunk inserts back, so the body of
+    the with-block runs before the commit; yields the client's socket.
+    On the way out the lock is released and the upload's transaction has
+    ended (no session idle in a transaction)."""
+    locker = subprocess.Popen(
+        [os.path.join(harness.PG_BINDIR, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+         "-h", "127.0.0.1", "-p", str(CLUSTER.pg_port), "-U", harness.PG_USER, "-d", "cloud",
+         "-c", "BEGIN; LOCK TABLE blob_chunks IN SHARE MODE; SELECT pg_sleep(3); COMMIT;"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    s = None
+    try:
+        poll(lambda: int(harness.psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'blob_chunks' AND l.mode = 'ShareLock' AND l.granted")) == 1,
+             10, what="the SHARE lock on blob_chunks")
+        s = socket.create_connection(("127.0.0.1", ctl.http_port), timeout=5)
+        s.sendall(("PUT %s?digest=%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: 0\r\n\r\n" % (path, digest, CLUSTER.token)).encode())
+        poll(lambda: int(harness.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%blob_chunk%'")) >= 1,
+             10, what="the first chunk insert waiting on the lock")
+        yield s
+    finally:
+        if s is not None:
+            s.close()
+        _, err = locker.communicate(timeout=30)
+    if locker.returncode != 0:
+        raise AssertionError("the psql holding the lock failed: %s" % err.decode(errors="replace"))
+    poll(lambda: int(harness.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' "
+        "OR (wait_event_type = 'Lock' AND query LIKE '%blob_chunk%')")) == 0,
+         15, what="the upload's transaction ended")
 
 
 class BlobsInPostgres(harness.TestCase):
@@ -130,27 +170,7 @@ class BlobsInPostgres(harness.TestCase):
     def test_2_an_upload_whose_client_leaves_before_the_commit_leaves_nothing(self):
         data = os.urandom(3 * MIB)
         path, digest = upload(self, data, port=B.http_port, finish=False)
-        # Hold the chunk inserts back so the client surely leaves before
-        # the commit: a SHARE lock on blob_chunks, taken in psql.
-        locker = subprocess.Popen(
-            [os.path.join(harness.PG_BINDIR, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-             "-h", "127.0.0.1", "-p", str(CLUSTER.pg_port), "-U", harness.PG_USER, "-d", "cloud",
-             "-c", "BEGIN; LOCK TABLE blob_chunks IN SHARE MODE; SELECT pg_sleep(3); COMMIT;"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            poll(lambda: int(harness.psql(
-                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                "WHERE c.relname = 'blob_chunks' AND l.mode = 'ShareLock' AND l.granted")) == 1,
-                 10, what="the SHARE lock on blob_chunks")
-            s = socket.create_connection(("127.0.0.1", B.http_port), timeout=5)
-            s.sendall(("PUT %s?digest=%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-                       "Content-Length: 0\r\n\r\n" % (path, digest, CLUSTER.token)).encode())
-
-            def waiting():
-                return int(harness.psql(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%blob_chunk%'")) >= 1
-            poll(waiting, 10, what="the first chunk insert waiting on the lock")
+        with finish_held(B, path, digest) as s:
             s.close()
             try:
                 poll(lambda: "upload of blob %s: the client left before the commit" % digest
@@ -158,14 +178,6 @@ class BlobsInPostgres(harness.TestCase):
             except AssertionError:
                 print(B.log_tail(30))
                 raise
-        finally:
-            _, err = locker.communicate(timeout=30)
-        self.assertEqual(locker.returncode, 0, err)
-
-        def rolled_back():
-            return int(harness.psql(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'")) == 0
-        poll(rolled_back, 10, what="the upload's transaction rolled back")
         self.assertEqual(blob_rows(digest), 0)
         self.assertEqual(chunk_rows(digest), 0)
         # B still takes uploads (its blob connections are back in the pool).
@@ -192,6 +204,15 @@ class BlobsInPostgres(harness.TestCase):
         for port in (None, B.http_port):
             poll(lambda: request("GET", "/v1/blobs/" + digest, port=port)[0] == 404, 10,
                  what="blob %s gone from the controller on port %s" % (digest, port))
+
+    def test_4_a_replica_killed_before_the_commit_leaves_nothing(self):
+        c = CLUSTER.spawn_controller("c", reconcile=False)
+        data = os.urandom(2 * MIB)
+        path, digest = upload(self, data, port=c.http_port, finish=False)
+        with finish_held(c, path, digest):
+            c.kill(signal.SIGKILL)
+        self.assertEqual(blob_rows(digest), 0)
+        self.assertEqual(chunk_rows(digest), 0)
 
 
 if __name__ == "__main__":
