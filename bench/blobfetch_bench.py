@@ -17,7 +17,9 @@ before §29 the pull fails there: the blob is not in that replica.
   CLOUD_CONTROLLER=... CLOUD_AGENT=... python3 bench/blobfetch_bench.py --mib 256 [--replica]
 """
 import argparse
+import datetime
 import hashlib
+import json
 import os
 import re
 import sys
@@ -101,6 +103,19 @@ def main():
           % (a.mib, " through a replica that fills its cache from PostgreSQL" if a.replica else "",
              ms, a.mib * 1000.0 / max(ms, 1), before, hwm(serving.proc.pid), max(gaps or [0])))
     if a.replica:
+        # The fill alone, from the replica's own log lines (their times).
+        marks = {}
+        for line in open(serving.log, encoding="utf-8", errors="replace"):
+            if digest in line and ("filling it from PostgreSQL" in line
+                                   or "cached from PostgreSQL" in line):
+                key = "start" if "filling" in line else "end"
+                marks.setdefault(key, json.loads(line)["time"])
+        if len(marks) == 2:
+            ts = {k: datetime.datetime.fromisoformat(v.replace("Z", "+00:00"))
+                  for k, v in marks.items()}
+            fill = (ts["end"] - ts["start"]).total_seconds()
+            print("blob %d MiB: of which the replica's cache fill from PostgreSQL %.2f s "
+                  "(%.0f MiB/s)" % (a.mib, fill, a.mib / max(fill, 0.001)))
         t0 = time.monotonic()
         st, _, body = request("GET", "/v1/blobs/" + digest, port=serving.http_port, timeout=600,
                               binary=True)
