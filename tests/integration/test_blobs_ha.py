@@ -10,7 +10,8 @@ fetches blobs) is connected to B only. What a user relies on
 - a blob uploaded through A and acknowledged (201) survives A's kill -9
   and the loss of A's data directory: B serves it on GET (same bytes, same
   digest) and an agent connected to B pulls it for an instance, B filling
-  its cache from PostgreSQL;
+  its cache from PostgreSQL; a fill that would eat into the free-space
+  reserve (blobs.min_free_bytes) is 507 and writes nothing;
 - an upload whose client leaves while its chunks are being written leaves
   no blob row and no chunk row, and neither does a replica killed -9 in
   the middle of that transaction;
@@ -166,6 +167,29 @@ class BlobsInPostgres(harness.TestCase):
         self.assertIn("blob %s sent" % agent_digest, blog)
         st, _, _ = request("DELETE", "/v1/instances/" + inst["id"])
         self.assertIn(st, (200, 202))
+
+        # A fill keeps the free-space reserve: the cluster's controller has
+        # no copy of the first blob; with the reserve above the free space
+        # its GET is 507 and leaves no file, then 200 once it is lowered.
+        mine = os.path.join(CLUSTER.tmp, "ctl", "blobs", "sha256", api_digest[7:])
+        self.assertFalse(os.path.exists(mine))
+        st, _, s = request("GET", "/v1/cluster/settings")
+        old = s["blobs"]["min_free_bytes"]
+        st, _, s = request("PATCH", "/v1/cluster/settings", {"blobs": {"min_free_bytes": 1 << 60}})
+        self.assertEqual(st, 200, s)
+        try:
+            def refused():
+                st, _, b = request("GET", "/v1/blobs/" + api_digest)
+                return b if st == 507 else None
+            err = poll(refused, 10, what="507 for a fill past the reserve")
+            self.assertEqual(err["error"]["code"], "insufficient_storage")
+            self.assertIn("min_free_bytes", err["error"]["message"])
+            self.assertFalse(os.path.exists(mine))
+        finally:
+            request("PATCH", "/v1/cluster/settings", {"blobs": {"min_free_bytes": old}})
+        poll(lambda: request("GET", "/v1/blobs/" + api_digest, binary=True)[2] == api_data, 10,
+             what="the blob through the cluster's controller once the reserve is lowered")
+        self.assertTrue(os.path.exists(mine))
 
     def test_2_an_upload_whose_client_leaves_before_the_commit_leaves_nothing(self):
         data = os.urandom(3 * MIB)
