@@ -393,12 +393,14 @@ db_tx_end(struct db_tx *tx, int commit, db_cb cb, void *arg)
     if (tx->conn == NULL) {
         /* Never began, or its connection broke: nothing to roll back
          * (req_free frees tx). */
-        if (commit)
+        if (commit) {
             req_fail(r, 503, "unavailable",
                      "database unavailable: the connection of the "
                      "transaction was lost before its commit");
-        else
-            req_fail(r, 200, "ok", "rolled back");
+        } else {
+            r->cb(NULL, NULL, r->arg);
+            req_free(r);
+        }
         return;
     }
     tx_send(tx, r);

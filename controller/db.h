@@ -78,7 +78,8 @@ void db_query_params(struct db_pool *pool, const struct db_stmt *stmt,
  * (blob chunks). db_tx_begin queues BEGIN like any query; its callback
  * says whether the transaction runs. Then db_tx_query one statement at a
  * time (each callback before the next query), and db_tx_end exactly once
- * whatever happened before (it frees tx; cb may be NULL). A lost
+ * whatever happened before (it frees tx; cb may be NULL; a ROLLBACK with
+ * no connection left succeeds at once with res and err NULL). A lost
  * connection fails the statement in flight and every later one with 503;
  * PostgreSQL rolls the transaction back. Statements are not retried.
  */
