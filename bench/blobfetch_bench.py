@@ -1,15 +1,25 @@
-"""blobfetch_bench: how fast a large blob crosses the agent link, and what it
-costs the controller. One controller + one agent on test:///default with
---cache-dir (so it fetches), a random blob of --mib MiB uploaded through
-the API, one instance of it; reports the agent's fetch time (its log line),
-the controller's peak RSS (VmHWM) before and after, and the largest gap
+"""blobfetch_bench: how fast a large blob is uploaded and crosses the agent
+link, and what it costs the controller. One controller + one agent on
+test:///default with --cache-dir (so it fetches), a random blob of --mib
+MiB uploaded through the API in 1 MiB PATCHes, one instance of it; reports
+the upload (the PATCHes, then the finishing PUT, which since §29 commits
+the chunks to PostgreSQL), the agent's fetch time (its log line), the
+controller's peak RSS (VmHWM) before and after, and the largest gap
 between two heartbeats the gateway recorded meanwhile (hosts.last_seen
 polled every 100 ms).
 
-  CLOUD_CONTROLLER=... CLOUD_AGENT=... python3 bench/blobfetch_bench.py --mib 256
+--replica: the agent is connected to a second controller replica (its own
+data directory) that never saw the upload, so the pull includes that
+replica filling its cache from PostgreSQL (docs/decisions.md §29); a GET
+of the blob through it is timed after the pull (from its cache). On code
+before §29 the pull fails there: the blob is not in that replica.
+
+  CLOUD_CONTROLLER=... CLOUD_AGENT=... python3 bench/blobfetch_bench.py --mib 256 [--replica]
 """
 import argparse
+import datetime
 import hashlib
+import json
 import os
 import re
 import sys
@@ -30,16 +40,23 @@ def hwm(pid):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=256)
+    ap.add_argument("--replica", action="store_true")
     a = ap.parse_args()
     c = harness.start(reconcile=True)
     cache = os.path.join(c.tmp, "bench-cache")
-    agent = agentlib.Agent(c, "bb1", cap_vcpus=8, cap_memory=8192,
+    serving = c
+    port = None
+    if a.replica:
+        serving = c.spawn_controller("r2", reconcile=False, agent_gateway=True)
+        port = serving.agent_port
+    agent = agentlib.Agent(c, "bb1", cap_vcpus=8, cap_memory=8192, controller_port=port,
                            extra=["--cache-dir", cache, "--cache-max-mib", str(a.mib * 4)]).start()
     poll(lambda: request("GET", "/v1/hosts/bb1")[2].get("state") == "ready", 30, what="agent")
     st, _, body = request("POST", "/v1/blobs/uploads")
     path = "/v1/blobs/uploads/%s" % body["id"]
     h = hashlib.sha256()
     piece = os.urandom(1 << 20)
+    t0 = time.monotonic()
     for i in range(a.mib):
         p = piece[:-8] + i.to_bytes(8, "big")
         h.update(p)
@@ -47,12 +64,16 @@ def main():
             "Content-Type": "application/octet-stream", "Upload-Offset": str(i << 20)})
         assert st == 202, b
     digest = "sha256:" + h.hexdigest()
-    st, _, b = request("PUT", "%s?digest=%s" % (path, digest), timeout=120)
+    t1 = time.monotonic()
+    st, _, b = request("PUT", "%s?digest=%s" % (path, digest), timeout=600)
     assert st == 201, b
+    t2 = time.monotonic()
+    print("blob %d MiB: upload %.2f s (%.0f MiB/s): PATCHes %.2f s, finishing PUT %.2f s"
+          % (a.mib, t2 - t0, a.mib / (t2 - t0), t1 - t0, t2 - t1))
     st, _, img = request("POST", "/v1/images", {"name": "big", "tag": "v1", "kind": "kernel",
                                                  "kernel": digest})
     assert st == 201, img
-    before = hwm(c.proc.pid)
+    before = hwm(serving.proc.pid)
     gaps, stop = [], threading.Event()
 
     def watch():
@@ -77,9 +98,31 @@ def main():
     log = open(agent.log).read()
     m = re.search(r"fetched %s into the cache \((\d+) bytes in (\d+) ms\)" % digest, log)
     ms = int(m.group(2))
-    print("blob %d MiB: fetched in %d ms (%.0f MiB/s); controller VmHWM %d -> %d MiB; "
+    print("blob %d MiB: fetched%s in %d ms (%.0f MiB/s); controller VmHWM %d -> %d MiB; "
           "longest heartbeat gap seen %.2f s (interval 2 s)"
-          % (a.mib, ms, a.mib * 1000.0 / max(ms, 1), before, hwm(c.proc.pid), max(gaps or [0])))
+          % (a.mib, " through a replica that fills its cache from PostgreSQL" if a.replica else "",
+             ms, a.mib * 1000.0 / max(ms, 1), before, hwm(serving.proc.pid), max(gaps or [0])))
+    if a.replica:
+        # The fill alone, from the replica's own log lines (their times).
+        marks = {}
+        for line in open(serving.log, encoding="utf-8", errors="replace"):
+            if digest in line and ("filling it from PostgreSQL" in line
+                                   or "cached from PostgreSQL" in line):
+                key = "start" if "filling" in line else "end"
+                marks.setdefault(key, json.loads(line)["time"])
+        if len(marks) == 2:
+            ts = {k: datetime.datetime.fromisoformat(v.replace("Z", "+00:00"))
+                  for k, v in marks.items()}
+            fill = (ts["end"] - ts["start"]).total_seconds()
+            print("blob %d MiB: of which the replica's cache fill from PostgreSQL %.2f s "
+                  "(%.0f MiB/s)" % (a.mib, fill, a.mib / max(fill, 0.001)))
+        t0 = time.monotonic()
+        st, _, body = request("GET", "/v1/blobs/" + digest, port=serving.http_port, timeout=600,
+                              binary=True)
+        dt = time.monotonic() - t0
+        assert st == 200 and hashlib.sha256(body).hexdigest() == digest[7:], st
+        print("blob %d MiB: GET through the replica (its cache) %.2f s (%.0f MiB/s)"
+              % (a.mib, dt, a.mib / dt))
     agent.stop()
     harness.stop()
 

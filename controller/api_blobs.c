@@ -2,7 +2,10 @@
  * api_blobs: blob store and chunked uploads (see api_blobs.h). Owns the upload
  * sessions (in memory, with their open file and running SHA-256), their idle
  * timer, and the blob files. A session lives on the controller replica that
- * started it; the blobs directory is the one in --data-dir.
+ * started it; the blobs directory is the one in --data-dir, a cache of the
+ * content kept in PostgreSQL (blobstore.c): a finished upload is answered
+ * after its chunks committed there, and a GET of a blob this replica does
+ * not hold fills the cache first.
  *
  * File writes of at most one chunk (1 MiB) happen on the loop: they land in
  * the page cache.
@@ -28,17 +31,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "api_util.h"
 #include "app.h"
+#include "blobstore.h"
 #include "digest.h"
 #include "fsutil.h"
 #include "evbuf.h"
@@ -46,7 +52,6 @@
 #include "mem.h"
 #include "store.h"
 #include "strmap.h"
-#include "writer.h"
 
 #define SESSION_IDLE_SECS 600
 #define GC_BATCH "1000"
@@ -68,6 +73,7 @@ struct blobs {
     unsigned long long max_blob;
     struct strmap sessions;
     struct event *sweep;
+    struct blobstore *store; /* the content in PostgreSQL */
     /* cluster settings (blobs_settings): the defaults until first read */
     long long quota_sessions;
     unsigned long long min_free;
@@ -176,24 +182,14 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 static int
 space_ok(struct http_req *r, struct blobs *b, unsigned long long need)
 {
-    struct statvfs sv;
-    unsigned long long avail;
+    char why[400];
+    int status;
 
-    if (statvfs(b->dir, &sv) < 0) {
-        log_warn("statvfs %s", b->dir);
-        http_reply_error(r, 500, "internal", NULL,
-                         "cannot read the free space of the blob store: %s",
-                         strerror(errno));
-        return -1;
-    }
-    avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
-    if (avail < need || avail - need < b->min_free) {
-        http_reply_error(r, 507, "insufficient_storage", NULL,
-                         "the blob store has %llu bytes free; taking %llu "
-                         "more would leave less than the reserve of %llu "
-                         "bytes (cluster setting blobs.min_free_bytes); "
-                         "delete images or free disk space",
-                         avail, need, b->min_free);
+    if (blobstore_space(b->dir, need, b->min_free, &status, why,
+                        sizeof(why)) < 0) {
+        http_reply_error(r, status,
+                         status == 507 ? "insufficient_storage" : "internal",
+                         NULL, "%s", why);
         return -1;
     }
     return 0;
@@ -312,13 +308,126 @@ blobs_h_upload_chunk(struct http_req *r)
     reply_upload(r, 202, u);
 }
 
+/* A finished upload whose chunks are being written to PostgreSQL. */
+struct put_wait {
+    struct http_req *r;
+    struct blobstore_put *put;
+    char digest[DIGEST_TEXT_SIZE];
+    unsigned long long size;
+    struct event *hup; /* the client's socket, watched for a hang-up */
+};
+
+static void
+put_wait_free(struct put_wait *w)
+{
+    if (w->hup)
+        event_free(w->hup);
+    free(w);
+}
+
+/* The client left: roll back (unless the COMMIT is already on its way)
+ * and free w. */
+static void
+put_abandon(struct put_wait *w)
+{
+    if (blobstore_put_abort(w->put))
+        log_info("upload of blob %s: the client left while its commit was "
+                 "in flight; the blob may be stored",
+                 w->digest);
+    else
+        log_info("upload of blob %s: the client left before the commit; "
+                 "rolled back",
+                 w->digest);
+    put_wait_free(w);
+}
+
+/*
+ * evhttp reads nothing while a request is being handled, so it notices a
+ * client that left only when the answer is written. A blob's transaction
+ * may take seconds: watch the socket, and on end of file roll back now
+ * (the answer then closes the connection). Bytes instead (a pipelined
+ * request) end the watch.
+ */
+static void
+put_hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct put_wait *w = arg;
+    struct http_req *r = w->r;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    (void)what;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    event_del(w->hup);
+    if (n > 0)
+        return;
+    r->on_cancel = NULL;
+    r->data = NULL;
+    http_reply_error(r, 400, "bad_request", NULL,
+                     "the client closed the connection before blob %s was "
+                     "committed",
+                     w->digest);
+    put_abandon(w);
+}
+
+static void
+put_watch_hangup(struct put_wait *w)
+{
+    struct evhttp_connection *evcon =
+        w->r->req ? evhttp_request_get_connection(w->r->req) : NULL;
+    struct bufferevent *bev =
+        evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+
+    if (fd < 0)
+        return;
+    w->hup = event_new(bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST,
+                       put_hup_cb, w);
+    if (w->hup == NULL || event_add(w->hup, NULL) < 0)
+        log_warnx("upload of blob %s: cannot watch the client's connection",
+                  w->digest);
+}
+
+/* The blob's chunks committed in PostgreSQL (or failed): answer. */
+static void
+on_put(const struct db_error *err, void *arg)
+{
+    struct put_wait *w = arg;
+    struct http_req *r = w->r;
+
+    r->on_cancel = NULL;
+    r->data = NULL;
+    if (!api_db_done(r, err)) {
+        json_t *j = json_pack("{s:s,s:I}", "digest", w->digest, "size",
+                              (json_int_t)w->size);
+        http_reply_json(r, 201, j);
+        json_decref(j);
+    }
+    put_wait_free(w);
+}
+
+/* evhttp saw the client leave while the chunks were being written: roll
+ * them back (nothing of the blob stays in PostgreSQL; the cache file is
+ * collected as a file with no row). */
+static void
+put_cancel(struct http_req *r)
+{
+    struct put_wait *w = r->data;
+
+    r->on_cancel = NULL;
+    put_abandon(w);
+    http_req_release(r);
+}
+
 void
 blobs_h_upload_finish(struct http_req *r)
 {
     struct blobs *b = blobs_of(r);
     struct upload *u = session(r);
     const char *want = http_query(r, "digest");
-    char got[DIGEST_TEXT_SIZE], *final = NULL, size[24];
+    char got[DIGEST_TEXT_SIZE], *final = NULL;
+    struct put_wait *w;
 
     if (u == NULL)
         return;
@@ -351,16 +460,17 @@ blobs_h_upload_finish(struct http_req *r)
     }
     free(u->path);
     u->path = NULL; /* it is the blob now */
-    snprintf(size, sizeof(size), "%llu", u->offset);
+    w = xcalloc(1, sizeof(*w));
+    w->r = r;
+    w->size = u->offset;
+    xstrlcpy(w->digest, got, sizeof(w->digest));
     upload_free(u);
+    /* Acknowledged once its chunks committed (blobstore.c). */
+    w->put = blobstore_put(b->store, final, got, w->size, on_put, w);
     free(final);
-    writer_submit(
-        ((struct app *)http_app(r))->writer,
-        &(struct writer_op){.op = "blob_add",
-                            .ref = got,
-                            .size = size,
-                            .actor = r->actor ? r->actor : "anonymous"},
-        api_reply_write, r);
+    r->data = w;
+    r->on_cancel = put_cancel;
+    put_watch_hangup(w);
 }
 
 void
@@ -432,30 +542,19 @@ download_next(struct evhttp_connection *evcon, void *arg)
     evbuffer_free(out);
 }
 
-void
-blobs_h_get(struct http_req *r)
+/* Streams the blob file fd (owned from here) to the client. */
+static void
+download_begin(struct http_req *r, const char *digest, int fd)
 {
-    struct blobs *b = blobs_of(r);
-    const char *digest = http_param(r, 0);
     struct download *d;
-    char *path, len[24];
     struct stat st;
-    int fd;
+    char len[24];
 
-    if (!digest_valid(digest)) {
-        http_reply_error(r, 400, "bad_request", "digest",
-                         "a blob is named sha256:<64 hex>, not %.80s",
-                         digest);
-        return;
-    }
-    path = xasprintf("%s/%s", b->dir, digest + 7);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    free(path);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        if (fd >= 0)
-            close(fd);
-        http_reply_error(r, 404, "not_found", NULL, "blob %s not found",
-                         digest);
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        http_reply_error(r, 500, "internal", NULL,
+                         "blob %s cannot be read on this controller: %s",
+                         digest, strerror(errno));
         return;
     }
     d = xcalloc(1, sizeof(*d));
@@ -470,11 +569,90 @@ blobs_h_get(struct http_req *r)
     download_next(NULL, d);
 }
 
+static const char *
+code_of(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 404: return "not_found";
+    case 503: return "unavailable";
+    case 507: return "insufficient_storage";
+    default: return "internal";
+    }
+}
+
+/* A GET waiting for this replica's cache to be filled from PostgreSQL. */
+struct get_wait {
+    struct http_req *r;
+    struct blobstore_wait *w;
+};
+
+static void
+on_fetched(int fd, int status, const char *why, void *arg)
+{
+    struct get_wait *g = arg;
+    struct http_req *r = g->r;
+
+    free(g);
+    r->on_cancel = NULL;
+    r->data = NULL;
+    if (fd < 0) {
+        http_reply_error(r, status, code_of(status), NULL, "%s", why);
+        return;
+    }
+    download_begin(r, http_param(r, 0), fd);
+}
+
+static void
+get_wait_cancel(struct http_req *r)
+{
+    struct get_wait *g = r->data;
+
+    r->on_cancel = NULL;
+    blobstore_fetch_cancel(g->w);
+    free(g);
+    http_req_release(r);
+}
+
+void
+blobs_h_get(struct http_req *r)
+{
+    struct blobs *b = blobs_of(r);
+    const char *digest = http_param(r, 0);
+    struct get_wait *g;
+    char why[512];
+    int fd, status;
+
+    if (!digest_valid(digest)) {
+        http_reply_error(r, 400, "bad_request", "digest",
+                         "a blob is named sha256:<64 hex>, not %.80s",
+                         digest);
+        return;
+    }
+    fd = blobstore_open_local(b->store, digest);
+    if (fd >= 0) {
+        download_begin(r, digest, fd);
+        return;
+    }
+    /* Not cached here: fill the cache from PostgreSQL, then serve. */
+    g = xcalloc(1, sizeof(*g));
+    g->r = r;
+    g->w = blobstore_fetch(b->store, digest, on_fetched, g, &status, why,
+                           sizeof(why));
+    if (g->w == NULL) {
+        free(g);
+        http_reply_error(r, status, code_of(status), NULL, "%s", why);
+        return;
+    }
+    r->data = g;
+    r->on_cancel = get_wait_cancel;
+}
+
 /* ---- lifecycle ------------------------------------------------------- */
 
 struct blobs *
-blobs_new(struct event_base *base, const char *data_dir,
-          unsigned long long max_blob)
+blobs_new(struct event_base *base, struct db_pool *blob_db,
+          const char *data_dir, unsigned long long max_blob)
 {
     struct blobs *b = xcalloc(1, sizeof(*b));
     struct timeval tv = {60, 0};
@@ -491,6 +669,7 @@ blobs_new(struct event_base *base, const char *data_dir,
         blobs_free(b);
         return NULL;
     }
+    b->store = blobstore_new(base, blob_db, b->dir, b->updir);
     b->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, b);
     if (b->sweep == NULL || event_add(b->sweep, &tv) < 0)
         fatalx("cannot start the upload sweep timer");
@@ -500,6 +679,7 @@ blobs_new(struct event_base *base, const char *data_dir,
 static void
 blobs_release(struct blobs *b)
 {
+    blobstore_free(b->store);
     free(b->dir);
     free(b->updir);
     free(b);
@@ -537,6 +717,12 @@ blobs_dir(const struct blobs *b)
     return b->dir;
 }
 
+struct blobstore *
+blobs_store(const struct blobs *b)
+{
+    return b->store;
+}
+
 /* ---- settings and garbage collection --------------------------------- */
 
 void
@@ -553,8 +739,10 @@ blobs_settings(struct blobs *b, const char *settings_json)
     if (json_is_integer(v))
         b->quota_sessions = json_integer_value(v);
     v = json_object_get(json_object_get(j, "blobs"), "min_free_bytes");
-    if (json_is_integer(v) && json_integer_value(v) >= 0)
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
         b->min_free = (unsigned long long)json_integer_value(v);
+        blobstore_set_min_free(b->store, b->min_free);
+    }
     v = json_object_get(json_object_get(j, "blobs"), "gc_grace_seconds");
     if (json_is_integer(v))
         b->gc_grace = json_integer_value(v);

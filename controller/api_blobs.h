@@ -10,9 +10,12 @@
  *                                       finish: the SHA-256 computed while
  *                                       the chunks arrived must match, then
  *                                       the blob is renamed into place and
- *                                       registered in PostgreSQL
+ *                                       its row and chunks committed in
+ *                                       PostgreSQL before the 201
  *   DELETE /v1/blobs/uploads/{id}       abandon
- *   GET    /v1/blobs/{digest}           stream a blob (agents fetch these)
+ *   GET    /v1/blobs/{digest}           stream a blob (from this replica's
+ *                                       cache, filled from PostgreSQL when
+ *                                       the file is not here)
  *
  * Every request body stays within the API's 1 MiB limit, as the Docker
  * registry's chunked uploads do, so nothing large is ever buffered.
@@ -26,11 +29,15 @@
 #include "http.h"
 
 struct blobs;
+struct blobstore;
 
-struct blobs *blobs_new(struct event_base *base, const char *data_dir,
-                        unsigned long long max_blob);
+/* blob_db: the pool of the blob content's statements (blobstore.h). */
+struct blobs *blobs_new(struct event_base *base, struct db_pool *blob_db,
+                        const char *data_dir, unsigned long long max_blob);
 void blobs_free(struct blobs *b);
 const char *blobs_dir(const struct blobs *b);
+/* The content in PostgreSQL and this replica's cache (gateway_blobs.c). */
+struct blobstore *blobs_store(const struct blobs *b);
 /* Makes <data_dir>/blobs/sha256 (before the store opens); 0 or -1. */
 int blobs_ready_dir(const char *data_dir);
 

@@ -21,6 +21,7 @@ struct app {
     /* One connection for the lease and agent heartbeats only: neither may
      * queue behind API or reconciler work (docs/decisions.md §21). */
     struct db_pool *ctl_db;
+    struct db_pool *blob_db; /* blob content (blobstore.c) */
     struct watch *watch;
     struct cache *cache;
     struct writer *writer;

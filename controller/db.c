@@ -33,15 +33,27 @@ enum conn_state {
     CONN_LISTENING, /* listener: LISTEN sent, waiting for its result */
     CONN_IDLE,
     CONN_BUSY,
+    CONN_TX, /* held by a transaction (db_tx), between its statements */
 };
 
 struct db_req {
     TAILQ_ENTRY(db_req) link;
     const struct db_stmt *stmt;
     char **values;
+    int *lengths;      /* with formats: binary parameters (NULL: all text) */
+    int *formats;
+    int result_binary;
+    const char *raw;   /* BEGIN, COMMIT or ROLLBACK of a transaction */
+    struct db_tx *tx;  /* the transaction it belongs to, or NULL */
     db_cb cb;
     void *arg;
     int retries; /* after a deadlock or serialization failure */
+};
+
+/* A transaction: one connection held from BEGIN to COMMIT or ROLLBACK. */
+struct db_tx {
+    struct db_pool *pool;
+    struct db_conn *conn; /* NULL before BEGIN ran and once it broke */
 };
 TAILQ_HEAD(db_req_queue, db_req);
 
@@ -58,6 +70,7 @@ struct db_conn {
     int backoff_ms;
     int prep_next;
     struct db_req *req;
+    struct db_tx *tx; /* the transaction holding it, or NULL */
     PGresult *first; /* first result of the operation in flight */
 };
 
@@ -87,6 +100,7 @@ static void conn_start(struct db_conn *c);
 static void conn_broken(struct db_conn *c, const char *why);
 static void conn_on_io(evutil_socket_t fd, short what, void *arg);
 static void pool_kick(struct db_pool *pool);
+static void pool_submit(struct db_pool *pool, struct db_req *r);
 
 /* ---- errors ---------------------------------------------------------- */
 
@@ -172,16 +186,27 @@ db_error_from_result(const PGresult *res, PGconn *conn, struct db_error *err)
 
 /* ---- requests -------------------------------------------------------- */
 
+/* A COMMIT or ROLLBACK: the end of its transaction, whatever its outcome. */
+static int
+req_ends_tx(const struct db_req *r)
+{
+    return r->tx != NULL && r->raw != NULL && r->raw[0] != 'B';
+}
+
 static void
 req_free(struct db_req *r)
 {
     if (r == NULL)
         return;
+    if (req_ends_tx(r))
+        free(r->tx);
     if (r->values) {
         for (int i = 0; i < r->stmt->nparams; i++)
             free(r->values[i]);
         free(r->values);
     }
+    free(r->lengths);
+    free(r->formats);
     free(r);
 }
 
@@ -201,7 +226,8 @@ pool_up(const struct db_pool *pool)
 {
     for (int i = 0; i < pool->size; i++)
         if (pool->conns[i].state == CONN_IDLE ||
-            pool->conns[i].state == CONN_BUSY)
+            pool->conns[i].state == CONN_BUSY ||
+            pool->conns[i].state == CONN_TX)
             return 1;
     return 0;
 }
@@ -219,20 +245,66 @@ pool_fail_queue(struct db_pool *pool, const char *why)
     }
 }
 
-void
-db_query(struct db_pool *pool, const struct db_stmt *stmt,
-         const char *const *values, db_cb cb, void *arg)
+/* A request holding its own copy of the parameters (binary ones by their
+ * lengths). */
+static struct db_req *
+req_new(const struct db_stmt *stmt, const struct db_params *p, db_cb cb,
+        void *arg)
 {
     struct db_req *r = xcalloc(1, sizeof(*r));
+    int n = stmt ? stmt->nparams : 0;
 
     r->stmt = stmt;
     r->cb = cb;
     r->arg = arg;
-    if (stmt->nparams > 0) {
-        r->values = xcalloc((size_t)stmt->nparams, sizeof(char *));
-        for (int i = 0; i < stmt->nparams; i++)
-            r->values[i] = values[i] ? xstrdup(values[i]) : NULL;
+    if (n > 0) {
+        r->values = xcalloc((size_t)n, sizeof(char *));
+        for (int i = 0; i < n; i++) {
+            const char *v = p->values[i];
+            int bin = p->formats && p->formats[i] == 1;
+
+            if (v == NULL)
+                continue;
+            if (bin) {
+                r->values[i] = xmalloc(p->lengths[i] ? (size_t)p->lengths[i]
+                                                     : 1);
+                memcpy(r->values[i], v, (size_t)p->lengths[i]);
+            } else {
+                r->values[i] = xstrdup(v);
+            }
+        }
+        if (p->formats) {
+            r->lengths = xcalloc((size_t)n, sizeof(int));
+            r->formats = xcalloc((size_t)n, sizeof(int));
+            memcpy(r->lengths, p->lengths, (size_t)n * sizeof(int));
+            memcpy(r->formats, p->formats, (size_t)n * sizeof(int));
+        }
     }
+    r->result_binary = p ? p->result_binary : 0;
+    return r;
+}
+
+void
+db_query(struct db_pool *pool, const struct db_stmt *stmt,
+         const char *const *values, db_cb cb, void *arg)
+{
+    struct db_params p = {.values = values};
+
+    db_query_params(pool, stmt, &p, cb, arg);
+}
+
+void
+db_query_params(struct db_pool *pool, const struct db_stmt *stmt,
+                const struct db_params *p, db_cb cb, void *arg)
+{
+    struct db_req *r = req_new(stmt, p, cb, arg);
+
+    pool_submit(pool, r);
+}
+
+static void
+pool_submit(struct db_pool *pool, struct db_req *r)
+{
     pool->queries++;
     if (!pool_up(pool) && pool->ever_up) {
         pool->errors++;
@@ -249,6 +321,122 @@ db_query(struct db_pool *pool, const struct db_stmt *stmt,
     TAILQ_INSERT_TAIL(&pool->queue, r, link);
     pool->queued++;
     pool_kick(pool);
+}
+
+/* ---- transactions ---------------------------------------------------- */
+
+static void conn_send_req(struct db_conn *c);
+
+struct db_tx *
+db_tx_new(struct db_pool *pool)
+{
+    struct db_tx *tx = xcalloc(1, sizeof(*tx));
+
+    tx->pool = pool;
+    return tx;
+}
+
+void
+db_tx_begin(struct db_tx *tx, db_cb cb, void *arg)
+{
+    struct db_req *r = req_new(NULL, NULL, cb, arg);
+
+    r->raw = "BEGIN";
+    r->tx = tx;
+    pool_submit(tx->pool, r);
+}
+
+/* Runs r on the transaction's connection, or fails it when there is none. */
+static void
+tx_send(struct db_tx *tx, struct db_req *r)
+{
+    struct db_conn *c = tx->conn;
+
+    tx->pool->queries++;
+    if (c == NULL || c->state != CONN_TX) {
+        tx->pool->errors++;
+        req_fail(r, 503, "unavailable",
+                 c == NULL ? "database unavailable: the connection of the "
+                             "transaction was lost"
+                           : "a transaction runs one statement at a time");
+        return;
+    }
+    c->req = r;
+    c->state = CONN_BUSY;
+    conn_send_req(c);
+}
+
+void
+db_tx_query(struct db_tx *tx, const struct db_stmt *stmt,
+            const struct db_params *p, db_cb cb, void *arg)
+{
+    struct db_req *r = req_new(stmt, p, cb, arg);
+
+    r->tx = tx;
+    tx_send(tx, r);
+}
+
+static void
+tx_end_noop(const PGresult *res, const struct db_error *err, void *arg)
+{
+    (void)res;
+    (void)err;
+    (void)arg;
+}
+
+void
+db_tx_end(struct db_tx *tx, int commit, db_cb cb, void *arg)
+{
+    struct db_req *r = req_new(NULL, NULL, cb ? cb : tx_end_noop, arg);
+
+    r->raw = commit ? "COMMIT" : "ROLLBACK";
+    r->tx = tx;
+    if (tx->conn == NULL) {
+        /* Never began, or its connection broke: nothing to roll back
+         * (req_free frees tx). */
+        if (commit) {
+            req_fail(r, 503, "unavailable",
+                     "database unavailable: the connection of the "
+                     "transaction was lost before its commit");
+        } else {
+            r->cb(NULL, NULL, r->arg);
+            req_free(r);
+        }
+        return;
+    }
+    tx_send(tx, r);
+}
+
+/* The end of a statement of a transaction (res NULL: it failed). */
+static void
+tx_op_done(struct db_conn *c, struct db_req *r, const PGresult *res, int ok)
+{
+    struct db_tx *tx = r->tx;
+    struct db_error err;
+
+    if (!ok) {
+        db_error_from_result(res, c->pg, &err);
+        c->pool->errors++;
+        if (err.status >= 500)
+            log_warnx("statement %s of a transaction failed: %s",
+                      r->raw ? r->raw : r->stmt->name, err.message);
+    }
+    if (r->raw != NULL && (req_ends_tx(r) || !ok)) {
+        /* COMMIT or ROLLBACK ran (req_free frees tx), or BEGIN failed:
+         * the connection is the pool's again. */
+        c->tx = NULL;
+        c->state = CONN_IDLE;
+    } else {
+        if (r->raw != NULL) { /* BEGIN */
+            tx->conn = c;
+            c->tx = tx;
+        }
+        c->state = CONN_TX;
+    }
+    r->cb(ok ? res : NULL, ok ? NULL : &err, r->arg);
+    req_free(r);
+    if (c->state == CONN_IDLE && c->pool != NULL)
+        pool_kick(c->pool);
 }
 
 /* ---- connection machinery -------------------------------------------- */
@@ -325,9 +513,15 @@ static void
 conn_send_req(struct db_conn *c)
 {
     struct db_req *r = c->req;
+    int ok;
 
-    if (!PQsendQueryPrepared(c->pg, r->stmt->name, r->stmt->nparams,
-                             (const char *const *)r->values, NULL, NULL, 0)) {
+    if (r->raw)
+        ok = PQsendQueryParams(c->pg, r->raw, 0, NULL, NULL, NULL, NULL, 0);
+    else
+        ok = PQsendQueryPrepared(c->pg, r->stmt->name, r->stmt->nparams,
+                                 (const char *const *)r->values, r->lengths,
+                                 r->formats, r->result_binary);
+    if (!ok) {
         conn_broken(c, PQerrorMessage(c->pg));
         return;
     }
@@ -509,6 +703,10 @@ conn_broken(struct db_conn *c, const char *why)
         log_warnx("connection to PostgreSQL lost or refused: %s", msg);
 
     c->req = NULL;
+    if (c->tx) {
+        c->tx->conn = NULL; /* PostgreSQL rolls it back */
+        c->tx = NULL;
+    }
     if (c->first) {
         PQclear(c->first);
         c->first = NULL;
@@ -624,6 +822,11 @@ conn_op_done(struct db_conn *c)
         struct db_req *r = c->req;
         c->req = NULL;
         c->state = CONN_IDLE;
+        if (r->tx) {
+            tx_op_done(c, r, res, ok);
+            PQclear(res);
+            return;
+        }
         if (ok) {
             r->cb(res, NULL, r->arg);
         } else {
@@ -706,10 +909,12 @@ conn_on_io(evutil_socket_t fd, short what, void *arg)
     while (c->pg && !PQisBusy(c->pg)) {
         PGresult *res = PQgetResult(c->pg);
         if (res == NULL) {
-            if (c->state == CONN_IDLE || c->state == CONN_DOWN)
+            if (c->state == CONN_IDLE || c->state == CONN_DOWN ||
+                c->state == CONN_TX)
                 break;
             conn_op_done(c);
-            if (c->pg == NULL || c->state == CONN_IDLE)
+            if (c->pg == NULL || c->state == CONN_IDLE ||
+                c->state == CONN_TX)
                 break;
             continue;
         }
@@ -787,6 +992,10 @@ db_pool_free(struct db_pool *pool)
         struct db_conn *c = &pool->conns[i];
         struct db_req *r = c->req;
         c->req = NULL;
+        if (c->tx) {
+            c->tx->conn = NULL;
+            c->tx = NULL;
+        }
         if (r)
             req_fail(r, 503, "unavailable", "controller shutting down");
     }
@@ -807,7 +1016,8 @@ db_pool_stats(const struct db_pool *pool, struct db_pool_stats *st)
     for (int i = 0; i < pool->size; i++) {
         if (pool->conns[i].state == CONN_IDLE)
             st->up++;
-        else if (pool->conns[i].state == CONN_BUSY) {
+        else if (pool->conns[i].state == CONN_BUSY ||
+                 pool->conns[i].state == CONN_TX) {
             st->up++;
             st->busy++;
         }

@@ -58,6 +58,38 @@ void db_pool_free(struct db_pool *pool);
 void db_query(struct db_pool *pool, const struct db_stmt *stmt,
               const char *const *values, db_cb cb, void *arg);
 
+/*
+ * Parameters with their formats, for bytea: values[i] of lengths[i] bytes
+ * when formats[i] is 1 (binary), else a string (lengths and formats may be
+ * NULL: all text). result_binary asks for the result columns in binary.
+ */
+struct db_params {
+    const char *const *values;
+    const int *lengths;
+    const int *formats;
+    int result_binary;
+};
+void db_query_params(struct db_pool *pool, const struct db_stmt *stmt,
+                     const struct db_params *p, db_cb cb, void *arg);
+
+/*
+ * A transaction: one connection of the pool held from BEGIN to COMMIT or
+ * ROLLBACK, for work that must commit whole but runs as many statements
+ * (blob chunks). db_tx_begin queues BEGIN like any query; its callback
+ * says whether the transaction runs. Then db_tx_query one statement at a
+ * time (each callback before the next query), and db_tx_end exactly once
+ * whatever happened before (it frees tx; cb may be NULL; a ROLLBACK with
+ * no connection left succeeds at once with res and err NULL). A lost
+ * connection fails the statement in flight and every later one with 503;
+ * PostgreSQL rolls the transaction back. Statements are not retried.
+ */
+struct db_tx;
+struct db_tx *db_tx_new(struct db_pool *pool);
+void db_tx_begin(struct db_tx *tx, db_cb cb, void *arg);
+void db_tx_query(struct db_tx *tx, const struct db_stmt *stmt,
+                 const struct db_params *p, db_cb cb, void *arg);
+void db_tx_end(struct db_tx *tx, int commit, db_cb cb, void *arg);
+
 /* Pool state for /metrics and /readyz. */
 struct db_pool_stats {
     int size, up, busy, queued;

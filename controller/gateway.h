@@ -33,9 +33,11 @@ struct gateway_config {
     unsigned resync_ms;      /* periodic re-read of every desired set */
     unsigned first_frame_ms; /* Hello/JoinRequest deadline (0: 10 s) */
     const char *blob_dir;    /* blob files served to agents (BlobRequest) */
+    struct blobstore *blob_store; /* and their content (blobstore.h) */
     struct db_pool *hb_db;   /* heartbeats' own pool (NULL: the main one) */
 };
 
+struct blobstore;
 struct gateway;
 
 /* Loads the TLS context; NULL (logged) on failure. */

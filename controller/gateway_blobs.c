@@ -1,8 +1,9 @@
 /*
  * gateway_blobs: blob downloads over an agent's link (see gateway_blobs.h).
- * Owns the open blob files of the streams of one connection, the callback
- * on that connection's output buffer that notices when it drained, and the
- * event that queues the next pieces. Pieces are queued from that event,
+ * Owns the open blob files of the streams of one connection (or, for a
+ * blob not cached on this replica, the wait for its fill from PostgreSQL,
+ * blobstore.c), the callback on that connection's output buffer that
+ * notices when it drained, and the event that queues the next pieces. Pieces are queued from that event,
  * never from inside the buffer callback (which runs while libevent is
  * draining the buffer).
  */
@@ -21,13 +22,22 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "blobstore.h"
 #include "log.h"
 #include "mem.h"
+
+/* A stream waiting for the cache fill of its blob. */
+struct gwb_pending {
+    struct gwblobs *b;
+    uint64_t id;
+    struct blobstore_wait *w;
+};
 
 struct gwb_stream {
     uint64_t id;
     char digest[72];
-    int fd;
+    int fd;                    /* -1 while pend */
+    struct gwb_pending *pend;  /* waiting for the cache, or NULL */
     uint64_t offset, size;
 };
 
@@ -36,7 +46,7 @@ struct gwblobs {
     struct bufferevent *bev;
     struct evbuffer_cb_entry *out_cb;
     struct event *pump;
-    char *dir;
+    struct blobstore *store;
     char *host;
     gwblobs_send_fn send;
     void *conn;
@@ -103,7 +113,12 @@ stream_find(const struct gwblobs *b, uint64_t id)
 static void
 stream_drop(struct gwblobs *b, int i)
 {
-    close(b->streams[i].fd);
+    if (b->streams[i].pend) {
+        blobstore_fetch_cancel(b->streams[i].pend->w);
+        free(b->streams[i].pend);
+    } else if (b->streams[i].fd >= 0) {
+        close(b->streams[i].fd);
+    }
     b->streams[i] = b->streams[b->nstreams - 1];
     b->nstreams--;
     if (b->turn >= b->nstreams)
@@ -126,11 +141,20 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     while (b->bev != NULL && b->nstreams > 0 &&
            backlog(b) < GWBLOBS_LOW_WATER) {
-        struct gwb_stream *s = &b->streams[b->turn];
-        uint64_t left = s->size - s->offset;
-        size_t want = left < GWBLOBS_PIECE ? (size_t)left : GWBLOBS_PIECE;
+        struct gwb_stream *s;
+        uint64_t left;
+        size_t want;
         ssize_t n = 0;
-        int eof;
+        int eof, tries = 0;
+
+        /* The next stream whose file is open (others wait for a fill). */
+        while (b->streams[b->turn].pend && tries++ < b->nstreams)
+            b->turn = (b->turn + 1) % b->nstreams;
+        if (b->streams[b->turn].pend)
+            return;
+        s = &b->streams[b->turn];
+        left = s->size - s->offset;
+        want = left < GWBLOBS_PIECE ? (size_t)left : GWBLOBS_PIECE;
 
         if (want > 0) {
             n = pread(s->fd, b->buf, want, (off_t)s->offset);
@@ -185,14 +209,14 @@ out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 
 struct gwblobs *
 gwblobs_new(struct event_base *base, struct bufferevent *bev,
-            const char *blob_dir, const char *host, gwblobs_send_fn send,
+            struct blobstore *store, const char *host, gwblobs_send_fn send,
             void *conn)
 {
     struct gwblobs *b = xcalloc(1, sizeof(*b));
 
     b->base = base;
     b->bev = bev;
-    b->dir = xstrdup(blob_dir);
+    b->store = store;
     b->host = xstrdup(host ? host : "?");
     b->send = send;
     b->conn = conn;
@@ -206,12 +230,69 @@ gwblobs_new(struct event_base *base, struct bufferevent *bev,
     return b;
 }
 
+/* Stream i's file is fd (or fd < 0: errno says why): check and start. */
+static void
+stream_open(struct gwblobs *b, int i, int fd)
+{
+    struct gwb_stream *s = &b->streams[i];
+    struct stat st;
+
+    if (fd < 0) {
+        send_error(b, s->id, "blob %s cannot be opened on the controller: %s",
+                   s->digest, strerror(errno));
+        stream_drop(b, i);
+        return;
+    }
+    s->fd = fd;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        send_error(b, s->id,
+                   "blob %s is not a regular file on the controller",
+                   s->digest);
+        stream_drop(b, i);
+        return;
+    }
+    if (s->offset > (uint64_t)st.st_size) {
+        send_error(b, s->id,
+                   "blob %s has %lld bytes; offset %" PRIu64 " is past its end",
+                   s->digest, (long long)st.st_size, s->offset);
+        stream_drop(b, i);
+        return;
+    }
+    s->size = (uint64_t)st.st_size;
+    log_info("host %s: blob request %" PRIu64 ": %s from offset %" PRIu64
+             " of %" PRIu64,
+             b->host, s->id, s->digest, s->offset, s->size);
+    event_active(b->pump, EV_TIMEOUT, 0);
+}
+
+/* The cache fill of a pending stream ended. */
+static void
+on_fetched(int fd, int status, const char *why, void *arg)
+{
+    struct gwb_pending *p = arg;
+    struct gwblobs *b = p->b;
+    int i = stream_find(b, p->id);
+
+    (void)status;
+    free(p);
+    if (i < 0) { /* cannot happen: a dropped stream cancels its wait */
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    b->streams[i].pend = NULL;
+    if (fd < 0) {
+        send_error(b, b->streams[i].id, "%s", why);
+        stream_drop(b, i);
+        return;
+    }
+    stream_open(b, i, fd);
+}
+
 void
 gwblobs_request(struct gwblobs *b, const Cloud__Agent__BlobRequest *q)
 {
     struct gwb_stream *s;
-    struct stat st;
-    char *path;
     int i, fd;
 
     if (b->bev == NULL)
@@ -245,49 +326,37 @@ gwblobs_request(struct gwblobs *b, const Cloud__Agent__BlobRequest *q)
                    b->host, b->nstreams, GWBLOBS_STREAMS_PER_AGENT);
         return;
     }
-    /* The digest was checked: 64 hex digits, no path of the agent's. */
-    path = xasprintf("%s/%s", b->dir, q->digest + 7);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    free(path);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            send_error(b, q->request_id,
-                       "blob %s is not in this controller's blob store: the "
-                       "digest is unknown, or the blob was uploaded to "
-                       "another controller replica that does not share its "
-                       "--data-dir",
-                       q->digest);
-        else
-            send_error(b, q->request_id,
-                       "blob %s cannot be opened on the controller: %s",
-                       q->digest, strerror(errno));
-        return;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        send_error(b, q->request_id,
-                   "blob %s is not a regular file on the controller",
-                   q->digest);
-        close(fd);
-        return;
-    }
-    if (q->offset > (uint64_t)st.st_size) {
-        send_error(b, q->request_id,
-                   "blob %s has %lld bytes; offset %" PRIu64 " is past its end",
-                   q->digest, (long long)st.st_size, q->offset);
-        close(fd);
-        return;
-    }
     s = &b->streams[b->nstreams++];
     memset(s, 0, sizeof(*s));
     s->id = q->request_id;
     snprintf(s->digest, sizeof(s->digest), "%s", q->digest);
-    s->fd = fd;
+    s->fd = -1;
     s->offset = q->offset;
-    s->size = (uint64_t)st.st_size;
-    log_info("host %s: blob request %" PRIu64 ": %s from offset %" PRIu64
-             " of %" PRIu64,
-             b->host, s->id, s->digest, s->offset, s->size);
-    event_active(b->pump, EV_TIMEOUT, 0);
+    /* The digest was checked: 64 hex digits, no path of the agent's. */
+    fd = blobstore_open_local(b->store, q->digest);
+    if (fd < 0 && errno == ENOENT) {
+        /* Not cached here: wait for the fill from PostgreSQL. */
+        char why[512];
+        int status;
+        struct gwb_pending *p = xcalloc(1, sizeof(*p));
+
+        p->b = b;
+        p->id = q->request_id;
+        p->w = blobstore_fetch(b->store, q->digest, on_fetched, p, &status,
+                               why, sizeof(why));
+        if (p->w == NULL) {
+            free(p);
+            b->nstreams--;
+            send_error(b, q->request_id, "%s", why);
+            return;
+        }
+        s->pend = p;
+        log_info("host %s: blob request %" PRIu64 ": %s is not cached on "
+                 "this controller; filling it from PostgreSQL",
+                 b->host, s->id, s->digest);
+        return;
+    }
+    stream_open(b, b->nstreams - 1, fd);
 }
 
 int
@@ -320,7 +389,6 @@ gwblobs_free(struct gwblobs *b)
     if (b->pump)
         event_free(b->pump);
     free(b->buf);
-    free(b->dir);
     free(b->host);
     free(b);
 }

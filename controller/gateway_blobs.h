@@ -4,8 +4,9 @@
  * made on its first BlobRequest by the gateway (gateway_conn.c) and freed when
  * the connection ends.
  *
- * A blob is read from this controller's blob store
- * (<data-dir>/blobs/sha256, api_blobs.c) in GWBLOBS_PIECE pieces. The next
+ * A blob is read from this controller's cache of the blob store
+ * (<data-dir>/blobs/sha256, filled from PostgreSQL first when the file is
+ * not there: blobstore.h) in GWBLOBS_PIECE pieces. The next
  * piece is queued only while the connection's output buffer holds less
  * than GWBLOBS_LOW_WATER bytes, so a disk image of gigabytes never sits in
  * memory and heartbeats, desired sets and log chunks to the same agent
@@ -13,9 +14,9 @@
  * At most GWBLOBS_STREAMS_PER_AGENT requests run at once per connection;
  * they take turns piece by piece.
  *
- * A blob this replica does not hold (an unknown digest, or a blob uploaded
- * to another controller replica when replicas do not share --data-dir)
- * is answered with one BlobChunk carrying eof and an error saying so.
+ * A blob that is in no cache and not in PostgreSQL (an unknown digest), or
+ * whose fill fails, is answered with one BlobChunk carrying eof and an
+ * error saying so.
  */
 #ifndef CLOUD_GATEWAY_BLOBS_H
 #define CLOUD_GATEWAY_BLOBS_H
@@ -36,12 +37,13 @@ struct gwblobs;
 typedef int (*gwblobs_send_fn)(void *conn, const frame_envelope *env);
 
 /*
- * Streams for one connection whose output is bev's. blob_dir is the
- * directory of blob files named by their hex digest (copied). host names
+ * Streams for one connection whose output is bev's. store is the blob
+ * store (its cache files, filled on demand; it outlives b). host names
  * the agent in log lines.
  */
+struct blobstore;
 struct gwblobs *gwblobs_new(struct event_base *base, struct bufferevent *bev,
-                            const char *blob_dir, const char *host,
+                            struct blobstore *store, const char *host,
                             gwblobs_send_fn send, void *conn);
 /* One BlobRequest from the agent (a new stream or a cancel). */
 void gwblobs_request(struct gwblobs *b, const Cloud__Agent__BlobRequest *q);

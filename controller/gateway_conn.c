@@ -411,7 +411,7 @@ conn_on_blob_request(struct gw_conn *c, const Cloud__Agent__BlobRequest *q)
         return;
     }
     if (c->blobs == NULL)
-        c->blobs = gwblobs_new(c->gw->base, c->bev, c->gw->cfg.blob_dir,
+        c->blobs = gwblobs_new(c->gw->base, c->bev, c->gw->cfg.blob_store,
                                c->name, blob_send, c);
     gwblobs_request(c->blobs, q);
 }

@@ -338,6 +338,8 @@ write_context(const char *url, const char *token)
 
 /* How long a stopping leader waits to give its lease up. */
 #define RELEASE_WAIT_S 2
+/* connections for blob content: two uploads or fills at once */
+#define BLOB_DB_POOL 2
 
 static void
 on_released(void *arg)
@@ -503,6 +505,7 @@ start_gateway(const struct opts *o, struct app *app, const char *data_dir,
                                                         : HTTP_REQUEST_TIMEOUT_S) *
                           1000u,
         .blob_dir = app->blobs ? blobs_dir(app->blobs) : NULL,
+        .blob_store = app->blobs ? blobs_store(app->blobs) : NULL,
         .hb_db = app->ctl_db,
     };
     char *ghost = NULL;
@@ -646,12 +649,16 @@ run(struct opts *o)
         fatalx("cannot create the event loop");
     app.db = db_pool_new(app.base, o->db, o->pool, store_stmts, ST__COUNT);
     app.ctl_db = db_pool_new(app.base, o->db, 1, store_stmts, ST__COUNT);
+    /* Blob content: uploads hold a connection for their transaction
+     * (blobstore.h), so they get their own, away from API queries. */
+    app.blob_db = db_pool_new(app.base, o->db, BLOB_DB_POOL, store_stmts,
+                              ST__COUNT);
     app.watch = watch_new(app.base, app.db, o->db);
     app.cache = cache_new(app.base, app.db);
     app.writer = writer_new(app.db, app.cache);
     if (data_dir == NULL)
         data_dir = default_data_dir(o->dev);
-    app.blobs = blobs_new(app.base, data_dir, o->max_blob);
+    app.blobs = blobs_new(app.base, app.blob_db, data_dir, o->max_blob);
     if (app.blobs == NULL)
         goto out;
     {
@@ -763,6 +770,7 @@ out:
     /* Writers fail what waits; then the pool fails what is in flight (its
      * callbacks may still touch watch clients, the cache and the writer). */
     writer_free(app.writer);
+    db_pool_free(app.blob_db); /* uploads and fills end (failed) here */
     blobs_free(app.blobs);
     auth_free(app.auth);
     gateway_close(gw); /* agent gateway: its queries fail in db_pool_free */

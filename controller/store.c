@@ -444,4 +444,20 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                          "WHERE b.digest = d)",
                          1, 1},
     /* end of retention statements */
+    /* blob content (blobstore.c): the first statement of an upload's
+     * transaction ('t': write the chunks), a chunk ($3 binary), the size
+     * of a blob and one of its chunks (binary result) for a cache fill */
+    [ST_BLOB_PUT] = {"blob_put",
+                     "SELECT cloud_blob_put($1, $2::bigint)", 2, 1},
+    [ST_BLOB_CHUNK_PUT] = {"blob_chunk_put",
+                           "INSERT INTO blob_chunks (digest, seq, data) "
+                           "VALUES ($1, $2::integer, $3::bytea)",
+                           3, 0},
+    [ST_BLOB_SIZE] = {"blob_size",
+                      "SELECT size FROM blobs WHERE digest = $1", 1, 1},
+    [ST_BLOB_CHUNK_GET] = {"blob_chunk_get",
+                           "SELECT data FROM blob_chunks "
+                           "WHERE digest = $1 AND seq = $2::integer",
+                           2, 1},
+    /* end of blob content statements */
 };

@@ -85,6 +85,12 @@ enum store_stmt {
     ST_BLOB_GC,
     ST_BLOB_UNKNOWN,
     /* end of retention statements */
+    /* blob content (blobstore.c; migrations/0023, cloud_blob_put.sql) */
+    ST_BLOB_PUT,
+    ST_BLOB_CHUNK_PUT,
+    ST_BLOB_SIZE,
+    ST_BLOB_CHUNK_GET,
+    /* end of blob content statements */
     ST__COUNT
 };
 

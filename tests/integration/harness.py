@@ -298,11 +298,13 @@ class Cluster:
             self._ctl_log_fh.close()
             self._ctl_log_fh = None
 
-    def spawn_controller(self, name, args=None, reconcile=True):
-        """Another controller on the same database (its own HTTP port and log,
-        no agent gateway); returns an ExtraController. Stopped by stop()."""
+    def spawn_controller(self, name, args=None, reconcile=True, agent_gateway=False):
+        """Another controller on the same database (its own HTTP port, log and
+        data directory; no agent gateway unless agent_gateway); returns an
+        ExtraController. Stopped by stop()."""
         self._check_controller_bin()
-        c = ExtraController(self, name, list(args or []) + ([] if reconcile else ["--no-reconcile"]))
+        c = ExtraController(self, name, list(args or []) + ([] if reconcile else ["--no-reconcile"]),
+                            agent_gateway=agent_gateway)
         self.extra_controllers.append(c)
         return c
 
@@ -359,12 +361,14 @@ class Cluster:
         return r.stdout.strip()
 
     def request(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT, raw=None,
-                auth=True):
+                auth=True, port=None, binary=False):
         """One HTTP request on a fresh connection.
 
         body: dict/list -> JSON with Content-Type application/json; str/bytes
         -> sent as is (set Content-Type yourself through headers if wanted).
         raw: bytes sent instead of body, also without a content type.
+        port: another controller's HTTP port (an ExtraController's).
+        binary: the payload is returned as bytes, not parsed.
         Returns (status, headers, payload): headers is an http.client.HTTPMessage
         (case-insensitive .get), payload the parsed JSON when the body parses
         as JSON, else the text.
@@ -382,7 +386,7 @@ class Cluster:
             data = body.encode()
         elif isinstance(body, bytes):
             data = body
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.http_port, timeout=timeout)
         try:
             conn.putrequest(method, path, skip_accept_encoding=True)
             if data is not None:
@@ -402,6 +406,8 @@ class Cluster:
             status, rhdrs = resp.status, resp.msg
         finally:
             conn.close()
+        if binary:
+            return status, rhdrs, payload
         text = payload.decode("utf-8", "replace")
         try:
             parsed = json.loads(text) if text.strip() else None
@@ -457,17 +463,30 @@ class ExtraController:
     """A second (third...) cloud-controller process on a cluster's database,
     for leader-election tests: its own HTTP port and log file."""
 
-    def __init__(self, cluster, name, args):
+    def __init__(self, cluster, name, args, agent_gateway=False):
         self.cluster = cluster
         self.name = name
         self.http_port = free_port()
         data_dir = os.path.join(cluster.tmp, "ctl-" + name)
+        self.data_dir = data_dir
         os.makedirs(data_dir, exist_ok=True)
+        # agent_gateway: its own agent port, with a gateway certificate signed
+        # by the cluster controller's CA (replicas of one deployment share
+        # the CA), so agents from agentlib (controller_port=) connect to it.
+        self.agent_port = None
+        listen = "none"
+        if agent_gateway:
+            self.agent_port = free_port()
+            listen = "127.0.0.1:%d" % self.agent_port
+            pki = os.path.join(data_dir, "pki")
+            os.makedirs(pki, mode=0o700, exist_ok=True)
+            for f in ("ca.pem", "ca.key"):
+                shutil.copy(os.path.join(cluster.tmp, "ctl", "pki", f), os.path.join(pki, f))
         self.log = os.path.join(cluster.tmp, "controller-%s.log" % name)
         self._fh = open(self.log, "ab")
         argv = [cluster.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
                 "--db", cluster.db_url, "--data-dir", data_dir,
-                "--agent-listen", "none"] + args
+                "--agent-listen", listen] + args
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._fh,
                                      stderr=subprocess.STDOUT, cwd=cluster.tmp,
                                      preexec_fn=_die_with_parent)

@@ -9,8 +9,8 @@ controller holds real files. What a user relies on:
 - an instance of an uploaded image runs once its blob is in the agent's
   cache, under its digest, with the right content (hash checked here);
 - two instances started together, and a third later, cost one fetch;
-- a blob the controller does not have -> instance failed, with a reason
-  naming the blob store; a blob whose bytes do not match its digest (the
+- a blob whose content is in no cache and not in PostgreSQL -> instance
+  failed, with a reason saying so; a blob whose bytes do not match its digest (the
   file damaged on the controller) -> failed, reason says corrupt, and
   nothing is left in the cache under that name;
 - past --cache-max-mib, blobs no instance references are evicted, the
@@ -56,19 +56,24 @@ def tearDownModule():
     harness.stop()
 
 
-def upload(tc, data):
-    st, _, body = request("POST", "/v1/blobs/uploads")
+def upload(tc, data, port=None, finish=True):
+    """Uploads data in pieces (through the controller on port, default the
+    cluster's); returns its digest. finish=False: returns (session path,
+    digest) with every piece sent and the upload not finished."""
+    st, _, body = request("POST", "/v1/blobs/uploads", port=port)
     tc.assertEqual(st, 202, body)
     path = "/v1/blobs/uploads/%s" % body["id"]
     off = 0
     while off < len(data):
         piece = data[off:off + 500000]
-        st, _, b = request("PATCH", path, body=piece,
+        st, _, b = request("PATCH", path, body=piece, port=port,
                            headers=dict(OCTET, **{"Upload-Offset": str(off)}))
         tc.assertEqual(st, 202, b)
         off += len(piece)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    st, _, b = request("PUT", "%s?digest=%s" % (path, digest))
+    if not finish:
+        return path, digest
+    st, _, b = request("PUT", "%s?digest=%s" % (path, digest), port=port)
     tc.assertEqual(st, 201, b)
     return digest
 
@@ -161,12 +166,13 @@ class BlobFetchTests(harness.TestCase):
         delete(self, d)
 
     def test_2_unknown_digest_fails(self):
-        # A blob row without a file: this controller cannot serve it.
+        # A blob row with no file here and no chunks in PostgreSQL (what
+        # add_image writes by SQL): no controller can serve it.
         name = unique_name("bfu").lower()
         _, digest = harness.cluster().add_image(name, "v1")
         i = run(self, name + ":v1")
         inst = wait_state(i, "failed")
-        self.assertIn("not in this controller's blob store", inst.get("reason", ""), inst)
+        self.assertIn("content is not in PostgreSQL", inst.get("reason", ""), inst)
         self.assertIn(digest, inst["reason"])
         self.assertFalse(os.path.exists(cached(digest)))
         delete(self, i)
@@ -315,7 +321,7 @@ class GatewayBlobTests(harness.TestCase):
             a.request(9, digest, offset=len(data) + 1)
             got, _ = a.chunks(3)
             self.assertIn("64 lower-case hex", got[7][2])
-            self.assertIn("not in this controller's blob store", got[8][2])
+            self.assertIn("sha256:%s not found" % ("0" * 64), got[8][2])
             self.assertIn("past its end", got[9][2])
             # Cancel: the stream stops, the connection stays usable.
             a.request(10, digest)

@@ -1,0 +1,87 @@
+/*
+ * blobstore: blob content in PostgreSQL (table blob_chunks, migrations/0023;
+ * docs/decisions.md §29) and this replica's cache of it, the files of
+ * <data-dir>/blobs/sha256.
+ *
+ * - An upload, once its file is in the cache and its digest checked, is
+ *   written to PostgreSQL in one transaction: the blobs row
+ *   (cloud_blob_put), then its chunks of BLOBSTORE_CHUNK bytes, one
+ *   statement each with a binary parameter. The upload is acknowledged
+ *   only after that commit, so any replica can serve what was
+ *   acknowledged.
+ * - A read of a blob whose file is missing (uploaded through another
+ *   replica, or this replica's data directory lost) fills the cache from
+ *   the chunks, checking the SHA-256, then serves the file. Reads of the
+ *   same digest wait on one fill.
+ *
+ * Every statement runs on the pool given to blobstore_new (the blob pool:
+ * its connections are held by long transactions that must not delay API
+ * queries). The loop never waits: one statement in flight per transfer,
+ * at most one chunk in memory per transfer.
+ */
+#ifndef CLOUD_BLOBSTORE_H
+#define CLOUD_BLOBSTORE_H
+
+#include <event2/event.h>
+
+#include "db.h"
+
+#ifndef BLOBSTORE_CHUNK
+#define BLOBSTORE_CHUNK (1024 * 1024)
+#endif
+
+struct blobstore;
+struct blobstore_put;
+struct blobstore_wait;
+
+/* dir: the cache (<data>/blobs/sha256); tmpdir: where fills are written
+ * before they are renamed into dir. Both copied. */
+struct blobstore *blobstore_new(struct event_base *base, struct db_pool *db,
+                                const char *dir, const char *tmpdir);
+/* Fills and puts in flight must have ended (free the pool first). */
+void blobstore_free(struct blobstore *s);
+/* The reserve of free bytes a fill must leave (blobs.min_free_bytes). */
+void blobstore_set_min_free(struct blobstore *s, unsigned long long min_free);
+
+/*
+ * 0 when writing need more bytes into dir leaves min_free free; -1 with a
+ * sentence in why (and *status 507, or 500 when statvfs failed).
+ */
+int blobstore_space(const char *dir, unsigned long long need,
+                    unsigned long long min_free, int *status, char *why,
+                    size_t len);
+
+/*
+ * Writes the blob in the file at path (digest checked by the caller) to
+ * PostgreSQL. cb runs once: err NULL after the commit. blobstore_put_abort
+ * instead rolls it back and cb never runs; it returns 1 when the COMMIT
+ * was already sent (the blob may be stored after all), else 0.
+ */
+typedef void (*blobstore_put_cb)(const struct db_error *err, void *arg);
+struct blobstore_put *blobstore_put(struct blobstore *s, const char *path,
+                                    const char *digest,
+                                    unsigned long long size,
+                                    blobstore_put_cb cb, void *arg);
+int blobstore_put_abort(struct blobstore_put *p);
+
+/*
+ * The cached file of digest, opened read-only, or -1 (errno ENOENT: not
+ * cached here; then blobstore_fetch).
+ */
+int blobstore_open_local(const struct blobstore *s, const char *digest);
+
+/*
+ * Fills the cache from PostgreSQL and calls cb once, never before
+ * returning: fd >= 0 the file opened read-only (the callee owns it), else
+ * status (404, 500, 503, 507) and a sentence. NULL when it failed at once
+ * (status and why set, cb never runs). blobstore_fetch_cancel drops the
+ * waiter (the fill goes on for the others and the cache).
+ */
+typedef void (*blobstore_fetch_cb)(int fd, int status, const char *why,
+                                   void *arg);
+struct blobstore_wait *blobstore_fetch(struct blobstore *s, const char *digest,
+                                       blobstore_fetch_cb cb, void *arg,
+                                       int *status, char *why, size_t len);
+void blobstore_fetch_cancel(struct blobstore_wait *w);
+
+#endif

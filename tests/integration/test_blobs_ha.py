@@ -1,0 +1,243 @@
+"""Image blobs stored in PostgreSQL, any replica serves any blob (issue 14).
+
+Three controllers on one PostgreSQL, each with its own --data-dir: the
+cluster's (the leader, it schedules), replica A (API only) and replica B
+(API and an agent gateway, its certificate from the cluster's CA). One
+cloud-agent on libvirt's test:///default driver with a --cache-dir (so it
+fetches blobs) is connected to B only. What a user relies on
+(docs/decisions.md §29):
+
+- a blob uploaded through A and acknowledged (201) survives A's kill -9
+  and the loss of A's data directory: B serves it on GET (same bytes, same
+  digest) and an agent connected to B pulls it for an instance, B filling
+  its cache from PostgreSQL; a fill that would eat into the free-space
+  reserve (blobs.min_free_bytes) is 507 and writes nothing;
+- an upload whose client leaves while its chunks are being written leaves
+  no blob row and no chunk row, and neither does a replica killed -9 in
+  the middle of that transaction;
+- blob GC deletes the chunk rows with the blob row.
+"""
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import unittest
+
+import agentlib
+import harness
+from harness import poll, request, unique_name
+from test_blobfetch import upload
+
+CLUSTER = None
+A = None
+B = None
+AGENT = None
+CACHE = None
+MIB = 1024 * 1024
+
+
+def setUpModule():
+    global CLUSTER, A, B, AGENT, CACHE
+    CLUSTER = harness.start(reconcile=True)
+    A = CLUSTER.spawn_controller("a", reconcile=False)
+    B = CLUSTER.spawn_controller("b", reconcile=False, agent_gateway=True)
+    CACHE = os.path.join(CLUSTER.tmp, "agents", "ha1", "cache")
+    AGENT = agentlib.Agent(CLUSTER, "ha1", cap_vcpus=16, cap_memory=16384,
+                           controller_port=B.agent_port,
+                           extra=["--cache-dir", CACHE]).start()
+
+    def ready():
+        st, _, h = request("GET", "/v1/hosts/ha1")
+        return st == 200 and h["state"] == "ready"
+    poll(ready, 30, what="host ha1 ready (through replica b)")
+
+
+def tearDownModule():
+    if AGENT:
+        AGENT.stop()
+    harness.stop()
+
+
+def chunk_rows(digest):
+    return int(harness.psql("SELECT count(*) FROM blob_chunks WHERE digest = '%s'" % digest))
+
+
+def blob_rows(digest):
+    return int(harness.psql("SELECT count(*) FROM blobs WHERE digest = '%s'" % digest))
+
+
+def log_of(path):
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def finish_held(ctl, path, digest):
+    """Sends the PUT that finishes upload path on controller ctl while a
+    SHARE lock taken in psql holds the chunk inserts back, so the body of
+    the with-block runs before the commit; yields the client's socket.
+    On the way out the lock is released and the upload's transaction has
+    ended (no session idle in a transaction)."""
+    locker = subprocess.Popen(
+        [os.path.join(harness.PG_BINDIR, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+         "-h", "127.0.0.1", "-p", str(CLUSTER.pg_port), "-U", harness.PG_USER, "-d", "cloud",
+         "-c", "BEGIN; LOCK TABLE blob_chunks IN SHARE MODE; SELECT pg_sleep(3); COMMIT;"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    s = None
+    try:
+        poll(lambda: int(harness.psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'blob_chunks' AND l.mode = 'ShareLock' AND l.granted")) == 1,
+             10, what="the SHARE lock on blob_chunks")
+        s = socket.create_connection(("127.0.0.1", ctl.http_port), timeout=5)
+        s.sendall(("PUT %s?digest=%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: 0\r\n\r\n" % (path, digest, CLUSTER.token)).encode())
+        poll(lambda: int(harness.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%blob_chunk%'")) >= 1,
+             10, what="the first chunk insert waiting on the lock")
+        yield s
+    finally:
+        if s is not None:
+            s.close()
+        _, err = locker.communicate(timeout=30)
+    if locker.returncode != 0:
+        raise AssertionError("the psql holding the lock failed: %s" % err.decode(errors="replace"))
+    poll(lambda: int(harness.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' "
+        "OR (wait_event_type = 'Lock' AND query LIKE '%blob_chunk%')")) == 0,
+         15, what="the upload's transaction ended")
+
+
+class BlobsInPostgres(harness.TestCase):
+    def test_1_a_replica_lost_after_the_upload_loses_nothing(self):
+        api_data = os.urandom(3 * MIB + 123)
+        agent_data = os.urandom(2 * MIB + 7)
+        api_digest = upload(self, api_data, port=A.http_port)
+        agent_digest = upload(self, agent_data, port=A.http_port)
+        # Acknowledged means committed: every chunk is there already.
+        self.assertEqual(chunk_rows(api_digest), 4)
+        self.assertEqual(chunk_rows(agent_digest), 3)
+        self.assertTrue(os.path.exists(os.path.join(A.data_dir, "blobs", "sha256", api_digest[7:])))
+        A.kill(signal.SIGKILL)
+        shutil.rmtree(A.data_dir)
+
+        # B never saw either blob: GET fills its cache from PostgreSQL.
+        b_file = os.path.join(B.data_dir, "blobs", "sha256", api_digest[7:])
+        self.assertFalse(os.path.exists(b_file))
+        st, hdrs, body = request("GET", "/v1/blobs/" + api_digest, port=B.http_port, binary=True)
+        self.assertEqual(st, 200, body[:300])
+        self.assertEqual(hdrs.get("Docker-Content-Digest"), api_digest)
+        self.assertEqual(len(body), len(api_data))
+        self.assertEqual("sha256:" + hashlib.sha256(body).hexdigest(), api_digest)
+        self.assertEqual(body, api_data)
+        self.assertTrue(os.path.exists(b_file))
+        self.assertEqual(log_of(B.log).count("blob %s (%d bytes) cached from PostgreSQL"
+                                             % (api_digest, len(api_data))), 1)
+        # A second read is served from B's cache, not filled again.
+        st, _, body2 = request("GET", "/v1/blobs/" + api_digest, port=B.http_port)
+        self.assertEqual(st, 200)
+        self.assertEqual(log_of(B.log).count("cached from PostgreSQL"), 1)
+
+        # The agent connected to B pulls the other blob through B's gateway.
+        name = unique_name("ha").lower()
+        st, _, img = request("POST", "/v1/images", {"name": name, "tag": "v1", "kind": "kernel",
+                                                    "kernel": agent_digest})
+        self.assertEqual(st, 201, img)
+        st, _, inst = request("POST", "/v1/instances", {
+            "image": name + ":v1", "name": unique_name("hai"), "restart": "never",
+            "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
+        self.assertEqual(st, 201, inst)
+
+        def running():
+            st, _, i = request("GET", "/v1/instances/" + inst["id"])
+            return i if st == 200 and i["state"] in ("running", "failed") else None
+        got = poll(running, 60, what="instance %s running" % inst["id"])
+        self.assertEqual(got["state"], "running", got)
+        with open(os.path.join(CACHE, agent_digest), "rb") as f:
+            cached = f.read()
+        self.assertEqual(cached, agent_data)
+        blog = log_of(B.log)
+        self.assertIn("blob %s (%d bytes) cached from PostgreSQL" % (agent_digest, len(agent_data)),
+                      blog)
+        self.assertIn("blob %s sent" % agent_digest, blog)
+        st, _, _ = request("DELETE", "/v1/instances/" + inst["id"])
+        self.assertIn(st, (200, 202))
+
+        # A fill keeps the free-space reserve: the cluster's controller has
+        # no copy of the first blob; with the reserve above the free space
+        # its GET is 507 and leaves no file, then 200 once it is lowered.
+        mine = os.path.join(CLUSTER.tmp, "ctl", "blobs", "sha256", api_digest[7:])
+        self.assertFalse(os.path.exists(mine))
+        st, _, s = request("GET", "/v1/cluster/settings")
+        old = s["blobs"]["min_free_bytes"]
+        st, _, s = request("PATCH", "/v1/cluster/settings", {"blobs": {"min_free_bytes": 1 << 60}})
+        self.assertEqual(st, 200, s)
+        try:
+            def refused():
+                st, _, b = request("GET", "/v1/blobs/" + api_digest)
+                return b if st == 507 else None
+            err = poll(refused, 10, what="507 for a fill past the reserve")
+            self.assertEqual(err["error"]["code"], "insufficient_storage")
+            self.assertIn("min_free_bytes", err["error"]["message"])
+            self.assertFalse(os.path.exists(mine))
+        finally:
+            request("PATCH", "/v1/cluster/settings", {"blobs": {"min_free_bytes": old}})
+        poll(lambda: request("GET", "/v1/blobs/" + api_digest, binary=True)[2] == api_data, 10,
+             what="the blob through the cluster's controller once the reserve is lowered")
+        self.assertTrue(os.path.exists(mine))
+
+    def test_2_an_upload_whose_client_leaves_before_the_commit_leaves_nothing(self):
+        data = os.urandom(3 * MIB)
+        path, digest = upload(self, data, port=B.http_port, finish=False)
+        with finish_held(B, path, digest) as s:
+            s.close()
+            try:
+                poll(lambda: "upload of blob %s: the client left before the commit" % digest
+                     in log_of(B.log), 10, what="the controller seeing the client leave")
+            except AssertionError:
+                print(B.log_tail(30))
+                raise
+        self.assertEqual(blob_rows(digest), 0)
+        self.assertEqual(chunk_rows(digest), 0)
+        # B still takes uploads (its blob connections are back in the pool).
+        again = upload(self, data, port=B.http_port)
+        self.assertEqual(again, digest)
+        self.assertEqual(chunk_rows(digest), 3)
+
+    def test_3_gc_deletes_the_chunk_rows(self):
+        data = os.urandom(MIB + 1)
+        digest = upload(self, data)
+        self.assertEqual(chunk_rows(digest), 2)
+        st, _, s = request("GET", "/v1/cluster/settings")
+        self.assertEqual(st, 200, s)
+        old = s["blobs"]["gc_grace_seconds"]
+        st, _, s = request("PATCH", "/v1/cluster/settings", {"blobs": {"gc_grace_seconds": 2}})
+        self.assertEqual(st, 200, s)
+        try:
+            poll(lambda: blob_rows(digest) == 0, 30, what="blob %s collected" % digest)
+        finally:
+            request("PATCH", "/v1/cluster/settings", {"blobs": {"gc_grace_seconds": old}})
+        self.assertEqual(chunk_rows(digest), 0)
+        # Collected means gone everywhere: no replica serves it (a cache
+        # file goes with the row, once older than the grace).
+        for port in (None, B.http_port):
+            poll(lambda: request("GET", "/v1/blobs/" + digest, port=port)[0] == 404, 10,
+                 what="blob %s gone from the controller on port %s" % (digest, port))
+
+    def test_4_a_replica_killed_before_the_commit_leaves_nothing(self):
+        c = CLUSTER.spawn_controller("c", reconcile=False)
+        data = os.urandom(2 * MIB)
+        path, digest = upload(self, data, port=c.http_port, finish=False)
+        with finish_held(c, path, digest):
+            c.kill(signal.SIGKILL)
+        self.assertEqual(blob_rows(digest), 0)
+        self.assertEqual(chunk_rows(digest), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
