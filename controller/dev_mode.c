@@ -23,6 +23,7 @@
 #include <libpq-fe.h>
 #include <openssl/evp.h>
 
+#include "blobstore.h" /* BLOBSTORE_CHUNK */
 #include "digest.h"
 #include "fsutil.h"
 #include "log.h"
@@ -289,6 +290,94 @@ done:
     return rc;
 }
 
+/* True when res is a command or rows result; logs what went wrong once and
+ * clears res otherwise. */
+static int
+pq_ok(PGresult *res, const char *what)
+{
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return 1;
+    log_warnx("%s: %s", what, PQresultErrorMessage(res));
+    PQclear(res);
+    return 0;
+}
+
+/*
+ * Registers the file at path as blob digest with its content in PostgreSQL,
+ * as an upload does (cloud_blob_put, then chunks of BLOBSTORE_CHUNK bytes,
+ * one transaction; docs/decisions.md §29), so any replica can serve it.
+ * Blocking libpq: dev mode does this once, before the event loop starts.
+ */
+static int
+put_blob(PGconn *c, const char *path, const char *digest, long long size)
+{
+    char szs[24], seqs[24];
+    const char *v[3] = {digest, szs, NULL};
+    int lens[3] = {0, 0, 0}, fmts[3] = {0, 0, 1};
+    char *buf = NULL;
+    PGresult *res;
+    int fd = -1, seq = 0, rc = -1, need;
+    ssize_t n = 0;
+
+    snprintf(szs, sizeof(szs), "%lld", size);
+    if (!pq_ok(res = PQexec(c, "BEGIN"), "BEGIN"))
+        return -1;
+    PQclear(res);
+    res = PQexecParams(c, "SELECT cloud_blob_put($1, $2::bigint)", 2, NULL, v,
+                       NULL, NULL, 0);
+    if (!pq_ok(res, "cloud_blob_put"))
+        goto out;
+    need = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (need) {
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            log_warn("cannot read %s", path);
+            goto out;
+        }
+        buf = xmalloc(BLOBSTORE_CHUNK);
+        for (;;) {
+            size_t got = 0;
+
+            while (got < BLOBSTORE_CHUNK &&
+                   (n = read(fd, buf + got, BLOBSTORE_CHUNK - got)) > 0)
+                got += (size_t)n;
+            if (n < 0) {
+                log_warn("cannot read %s", path);
+                goto out;
+            }
+            if (got == 0)
+                break;
+            snprintf(seqs, sizeof(seqs), "%d", seq++);
+            v[1] = seqs;
+            v[2] = buf;
+            lens[2] = (int)got;
+            res = PQexecParams(c,
+                               "INSERT INTO blob_chunks (digest, seq, data) "
+                               "VALUES ($1, $2::integer, $3)",
+                               3, NULL, v, lens, fmts, 0);
+            if (!pq_ok(res, "a chunk of the sample image"))
+                goto out;
+            PQclear(res);
+            if (got < BLOBSTORE_CHUNK)
+                break;
+        }
+    }
+    rc = 0;
+out:
+    res = PQexec(c, rc == 0 ? "COMMIT" : "ROLLBACK");
+    if (!pq_ok(res, rc == 0 ? "COMMIT" : "ROLLBACK"))
+        rc = -1;
+    else
+        PQclear(res);
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return rc;
+}
+
 int
 dev_mode_sample_image(const char *script, const char *data_dir,
                       const char *conninfo)
@@ -330,18 +419,8 @@ dev_mode_sample_image(const char *script, const char *data_dir,
         log_warnx("cannot connect to PostgreSQL: %s", PQerrorMessage(c));
         goto out;
     }
-    {
-        char ksz[24], isz[24];
-        const char *v1[3] = {kd, ksz, "dev-mode"}, *v2[3] = {id, isz, "dev-mode"};
-        snprintf(ksz, sizeof(ksz), "%lld", ks);
-        snprintf(isz, sizeof(isz), "%lld", is);
-        res = PQexecParams(c, "SELECT cloud_blob_add($1, $2::bigint, $3)", 3,
-                           NULL, v1, NULL, NULL, 0);
-        PQclear(res);
-        res = PQexecParams(c, "SELECT cloud_blob_add($1, $2::bigint, $3)", 3,
-                           NULL, v2, NULL, NULL, 0);
-        PQclear(res);
-    }
+    if (put_blob(c, kernel, kd, ks) < 0 || put_blob(c, initrd, id, is) < 0)
+        goto out;
     {
         /* hello:latest names the newest sample; an older one is replaced
          * when nothing uses it. */
