@@ -243,6 +243,8 @@ on_read(const PGresult *res, const struct db_error *err, void *arg)
         goto done;
     }
     n = PQntuples(res);
+    if (n >= LOGRELAY_READ_ROWS)
+        a->again = 1; /* there may be more */
     for (int i = 0; i < n && !a->dead; i++) {
         const char *msg = PQgetisnull(res, i, LOG_RELAY_READ_MESSAGE)
                               ? NULL
@@ -273,6 +275,8 @@ on_read(const PGresult *res, const struct db_error *err, void *arg)
             ask_lost(a, "a row of the relayed log could not be decoded");
             break;
         }
+        log_debug("relay %lld: row %lld (%s, %zu bytes) to the client",
+                  a->id, seq, row_kinds[kind], len);
         ask_deliver(a, kind, data, len, (unsigned long long)off, (int)status,
                     msg);
         PQfreemem(data);
@@ -291,8 +295,8 @@ done:
 static void
 ask_read(struct lr_ask *a)
 {
-    char sid[24];
-    const char *vals[1] = {sid};
+    char sid[24], smax[16];
+    const char *vals[2] = {sid, smax};
 
     if (a->reading) {
         a->again = 1;
@@ -301,6 +305,7 @@ ask_read(struct lr_ask *a)
     a->reading = 1;
     a->refs++;
     snprintf(sid, sizeof(sid), "%lld", a->id);
+    snprintf(smax, sizeof(smax), "%d", LOGRELAY_READ_ROWS);
     db_query(a->rl->db, store_stmt(ST_LOG_RELAY_READ), vals, on_read, a);
 }
 
@@ -558,6 +563,8 @@ hold_on_chunk(void *arg, const unsigned char *data, size_t len,
 {
     struct lr_hold *h = arg;
 
+    log_debug("relay %lld: %zu bytes from the agent%s", h->id, len,
+              eof ? " (the last)" : "");
     if (!h->need_row && evbuffer_get_length(h->pending) == 0)
         h->pend_off = offset;
     if (len > 0 && evbuffer_add(h->pending, data, len) < 0)

@@ -32,6 +32,9 @@
 #define LOGRELAY_ASKS_MAX 1024
 /* Bytes of log in one row, at most (the agent sends up to 64 KiB). */
 #define LOGRELAY_ROW_MAX (256u * 1024u)
+/* Rows read at once, at most: what a client gets in one burst (its
+ * backlog is checked after each chunk, as for the gateway's streams). */
+#define LOGRELAY_READ_ROWS 4
 /* An asker this far behind (bytes written, not read) is cut off. */
 #define LOGRELAY_UNREAD_MAX (16u * 1024u * 1024u)
 

@@ -461,8 +461,9 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                           7, 1},
     [ST_LOG_RELAY_READ] = {"log_relay_read",
                            "SELECT seq, kind, data, log_offset, status, message "
-                           "FROM cloud_log_relay_read($1::bigint)",
-                           1, LOG_RELAY_READ__NCOLS},
+                           "FROM cloud_log_relay_read($1::bigint, "
+                           "$2::integer)",
+                           2, LOG_RELAY_READ__NCOLS},
     [ST_LOG_RELAY_END] = {"log_relay_end",
                           "SELECT cloud_log_relay_end($1::bigint, $2)", 2, 1},
     [ST_LOG_RELAY_BEAT] = {"log_relay_beat",

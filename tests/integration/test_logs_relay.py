@@ -129,6 +129,14 @@ class LogsRelayTest(harness.TestCase):
             b = raw_get(B.http_port, path)
             self.assertEqual(b, a, q)
         self.assertEqual(b[2], big)
+        # The most a request may ask (16 MiB, 64 relay rows), whole.
+        most = os.urandom(16 << 20)
+        write_console(inst["id"], most, mode="wb")
+        path = "/v1/instances/%s/logs?tail_bytes=%d" % (inst["id"], 16 << 20)
+        a, b = raw_get(port_a(), path), raw_get(B.http_port, path)
+        self.assertEqual(len(b[2]), len(most))
+        self.assertEqual(b, a)
+        self.assertEqual(b[2], most)
         # Bad parameters are refused alike (by each replica itself).
         for q in ("follow=maybe", "tail=-1", "tail_bytes=0"):
             path = "/v1/instances/%s/logs?%s" % (inst["id"], q)
