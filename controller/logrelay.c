@@ -750,20 +750,28 @@ on_beat(const PGresult *res, const struct db_error *err, void *arg)
     if (rl->closed)
         return;
     for (int i = 0; i < PQntuples(res); i++) {
-        long long id = parse_ll(PQgetvalue(res, i, 0));
+        long long id = parse_ll(PQgetvalue(res, i, LOG_RELAY_BEAT_ID));
+        int gone = strcmp(PQgetvalue(res, i, LOG_RELAY_BEAT_GONE), "t") == 0;
         struct lr_ask *a = ask_by_id(rl, id);
         struct lr_hold *h = hold_by_id(rl, id);
         char why[600];
 
         if (a != NULL) {
+            /* Gone: the holder ended it, taking this replica for silent
+             * (its beats did not reach the database). */
             snprintf(why, sizeof(why),
-                     "the controller replica %s that holds the agent of "
-                     "host %s stopped answering",
+                     gone ? "the controller replica %s that holds the agent "
+                            "of host %s ended the relay"
+                          : "the controller replica %s that holds the agent "
+                            "of host %s stopped answering",
                      a->holder ? a->holder : "?", a->host);
             log_warnx("relay %lld: %s", id, why);
             ask_lost(a, why);
         }
-        if (h != NULL) {
+        if (h != NULL && gone) {
+            /* Ended by the asker; its NOTIFY is on its way. */
+            hold_stop(h, 0);
+        } else if (h != NULL) {
             log_info("relay %lld: the asking replica stopped answering; "
                      "ending the stream",
                      id);

@@ -467,8 +467,8 @@ const struct db_stmt store_stmts[ST__COUNT] = {
     [ST_LOG_RELAY_END] = {"log_relay_end",
                           "SELECT cloud_log_relay_end($1::bigint, $2)", 2, 1},
     [ST_LOG_RELAY_BEAT] = {"log_relay_beat",
-                           "SELECT relay_id FROM cloud_log_relay_beat($1, "
-                           "$2::jsonb, $3::jsonb, $4::integer)",
-                           4, 1},
+                           "SELECT relay_id, gone FROM cloud_log_relay_beat("
+                           "$1, $2::jsonb, $3::jsonb, $4::integer)",
+                           4, LOG_RELAY_BEAT__NCOLS},
     /* end of log relay statements */
 };

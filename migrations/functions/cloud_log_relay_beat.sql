@@ -7,10 +7,11 @@
 --  * a sweep of relays whose asker has not beaten for a minute (and so
 --    never reads or ends them), and of replicas silent for a day;
 --  * of the relays it takes part in (p_relays: [id, ...]), those to end:
---    gone, or whose other side has not beaten within p_stale_ms.
+--    gone (ended by the other side, or swept), or whose other side has
+--    not beaten within p_stale_ms.
 CREATE OR REPLACE FUNCTION cloud_log_relay_beat(p_replica text, p_links jsonb,
                                                 p_relays jsonb, p_stale_ms integer)
-RETURNS TABLE (relay_id bigint)
+RETURNS TABLE (relay_id bigint, gone boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
@@ -37,12 +38,12 @@ BEGIN
                         WHERE c.id = r.asker AND c.beat > now() - interval '1 minute');
     DELETE FROM controller_replicas c WHERE c.beat < now() - interval '1 day';
     RETURN QUERY
-    SELECT x.id::bigint
+    SELECT x.id::bigint, r.id IS NULL
       FROM jsonb_array_elements_text(coalesce(p_relays, '[]')) AS x(id)
-     WHERE NOT EXISTS (
-           SELECT 1 FROM log_relays r
-             JOIN controller_replicas c
-               ON c.id = CASE WHEN r.asker = p_replica THEN r.holder ELSE r.asker END
-            WHERE r.id = x.id::bigint
+      LEFT JOIN log_relays r ON r.id = x.id::bigint
+     WHERE r.id IS NULL
+        OR NOT EXISTS (
+           SELECT 1 FROM controller_replicas c
+            WHERE c.id = CASE WHEN r.asker = p_replica THEN r.holder ELSE r.asker END
               AND c.beat > now() - make_interval(secs => p_stale_ms / 1000.0));
 END $$;

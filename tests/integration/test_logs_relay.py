@@ -14,6 +14,10 @@ the agent. What a user relies on:
   follows afterwards; past it, B relays A's 429);
 - the host's agent offline: a follow through B ends, and both replicas
   answer 503 saying no controller holds the agent;
+- a third replica asking stops mid-follow: it exits cleanly, and A stops
+  the agent's stream and drops the relay's rows;
+- A restarted (SIGTERM) during a follow through B: B's body ends cleanly,
+  and B relays again from the new A once the agent is back;
 - A killed with SIGKILL during a follow through B: B ends the stream
   cleanly (a complete chunked body), leaves no rows, and answers 503.
 
@@ -44,6 +48,9 @@ def setUpModule():
     # A records that it holds the agent as the session starts.
     poll(lambda: harness.psql("SELECT count(*) FROM agent_links") == "1", 5,
          what="A's link to the agent recorded")
+    # Ready (/readyz) comes before B's read cache is loaded.
+    poll(lambda: raw_get(B.http_port, "/v1/instances/none/logs")[0] == 404, 10,
+         what="B's read cache loaded")
 
 
 def tearDownModule():
@@ -234,6 +241,46 @@ class LogsRelayTest(harness.TestCase):
              what="the agent back")
         poll(lambda: raw_get(B.http_port, "/v1/instances/%s/logs" % inst["id"])[2]
              == b"still here\n", 20, what="logs through B again")
+
+    def test_05_asker_stopped_mid_follow(self):
+        # A third replica C (no gateway) relays a follow, then stops: it
+        # exits cleanly with the relay open (the harness checks its exit
+        # status, and the sanitizers its leaks), and A, seeing C silent,
+        # stops the agent's stream and drops the relay's rows.
+        inst = run_instance(self)
+        write_console(inst["id"], b"to c\n")
+        c = harness.cluster().spawn_controller("c", reconcile=False)
+        # Ready (/readyz) comes before its read cache is loaded.
+        poll(lambda: raw_get(c.http_port, "/v1/instances/%s/logs" % inst["id"])[0] == 200, 10,
+             what="C serving logs")
+        f = Follow(c.http_port, "/v1/instances/%s/logs?follow=true" % inst["id"])
+        self.assertEqual(f.status, 200, getattr(f, "body", b""))
+        f.wait_for(b"to c\n")
+        self.assertEqual(relay_rows()[0], 1)
+        c.stop()
+        self.assertTrue(f.ended.wait(10), "C's follow did not end with C")
+        f.close()
+        wait_no_rows()
+        self.assertEqual(raw_get(B.http_port, "/v1/instances/%s/logs" % inst["id"])[2],
+                         b"to c\n")
+
+    def test_08_holder_restarted_mid_follow(self):
+        # A stops (SIGTERM: its exit status and leaks checked) while B
+        # relays a follow from it: B's body ends cleanly; once the agent
+        # has reconnected to the new A, B relays again.
+        inst = run_instance(self)
+        write_console(inst["id"], b"before restart\n")
+        fb = Follow(B.http_port, "/v1/instances/%s/logs?follow=true" % inst["id"])
+        fb.wait_for(b"before restart\n")
+        harness.cluster().restart_controller()
+        self.assertTrue(fb.ended.wait(15), "B's follow did not end with A")
+        self.assertTrue(fb.clean, "B's body did not end cleanly")
+        fb.close()
+        poll(lambda: raw_get(B.http_port, "/v1/instances/%s/logs" % inst["id"])
+             == raw_get(port_a(), "/v1/instances/%s/logs" % inst["id"])
+             and raw_get(B.http_port, "/v1/instances/%s/logs" % inst["id"])[0] == 200,
+             30, what="logs through B from the new A")
+        wait_no_rows()
 
     def test_09_a_killed_during_a_follow_through_b(self):
         # Last: it kills A.
