@@ -758,10 +758,11 @@ on_beat(const PGresult *res, const struct db_error *err, void *arg)
 
         if (a != NULL) {
             /* Gone: the holder ended it, taking this replica for silent
-             * (its beats did not reach the database). */
+             * (its beats did not reach the database), or the database
+             * lost it (a failover empties UNLOGGED tables). */
             snprintf(why, sizeof(why),
-                     gone ? "the controller replica %s that holds the agent "
-                            "of host %s ended the relay"
+                     gone ? "the relay from the controller replica %s that "
+                            "holds the agent of host %s was dropped"
                           : "the controller replica %s that holds the agent "
                             "of host %s stopped answering",
                      a->holder ? a->holder : "?", a->host);

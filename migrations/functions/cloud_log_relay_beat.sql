@@ -5,7 +5,8 @@
 --    beat). A link of a newer session is kept; links of this replica not
 --    in the list go;
 --  * a sweep of relays whose asker has not beaten for a minute (and so
---    never reads or ends them), and of replicas silent for a day;
+--    never reads or ends them), and of replicas silent for a day with
+--    their links;
 --  * of the relays it takes part in (p_relays: [id, ...]), those to end:
 --    gone (ended by the other side, or swept), or whose other side has
 --    not beaten within p_stale_ms.
@@ -36,7 +37,11 @@ BEGIN
      WHERE r.created_at < now() - interval '1 minute'
        AND NOT EXISTS (SELECT 1 FROM controller_replicas c
                         WHERE c.id = r.asker AND c.beat > now() - interval '1 minute');
-    DELETE FROM controller_replicas c WHERE c.beat < now() - interval '1 day';
+    WITH gone AS (
+        DELETE FROM controller_replicas c WHERE c.beat < now() - interval '1 day'
+        RETURNING c.id
+    )
+    DELETE FROM agent_links l USING gone WHERE l.replica = gone.id;
     RETURN QUERY
     SELECT x.id::bigint, r.id IS NULL
       FROM jsonb_array_elements_text(coalesce(p_relays, '[]')) AS x(id)
