@@ -1,9 +1,11 @@
 /*
  * api_logs: the console log route (see api_logs.h). Owns one struct log_req per
- * request: the gateway's stream handle, the first-chunk timer and whether
- * the reply has started. It ends in exactly one of: the last chunk, the
- * agent's connection ending (gateway on_lost), the client leaving
- * (r->on_cancel), the first chunk not coming in time, a slow client.
+ * request: the stream handle (the gateway's, or the log relay's when the
+ * host's agent is connected to another replica), the first-chunk timer and
+ * whether the reply has started. It ends in exactly one of: the last chunk,
+ * the agent's connection ending (on_lost), the stream refused by the
+ * replica holding the agent (on_refused), the client leaving (r->on_cancel),
+ * the first chunk not coming in time, a slow client.
  */
 #define LOG_MODULE "logs"
 #include "api_logs.h"
@@ -19,12 +21,14 @@
 
 #include "app.h"
 #include "gateway.h"
+#include "logrelay.h"
 #include "log.h"
 #include "mem.h"
 
 struct log_req {
     struct http_req *r;
     struct gateway *gw;
+    struct logrelay *relay; /* set: the stream is relayed (handle is its) */
     unsigned long long handle;
     struct event *timer;
     char *inst, *host;
@@ -40,6 +44,24 @@ log_req_free(struct log_req *lr)
     free(lr->inst);
     free(lr->host);
     free(lr);
+}
+
+/* Stops the stream at its source (no more sink calls). */
+static void
+log_close_source(struct log_req *lr)
+{
+    if (lr->relay != NULL)
+        logrelay_cancel(lr->relay, lr->handle);
+    else
+        gateway_log_close(lr->gw, lr->handle);
+}
+
+/* The stream could not be opened: 429 (too many) or 503. */
+static void
+log_refuse(struct http_req *r, int status, const char *inst, const char *why)
+{
+    http_reply_error(r, status, status == 429 ? "too_many" : "unavailable",
+                     NULL, "console of instance %s: %s", inst, why);
 }
 
 static size_t
@@ -111,7 +133,7 @@ on_chunk(void *arg, const unsigned char *data, size_t len,
         log_warnx("instance %s: log client fell %u bytes behind; ending its "
                   "stream",
                   lr->inst, LOGS_MAX_BUFFERED);
-        gateway_log_close(lr->gw, lr->handle);
+        log_close_source(lr);
         log_end(lr, 200, NULL);
     }
 }
@@ -126,14 +148,28 @@ on_lost(void *arg, const char *why)
 }
 
 static void
+on_refused(void *arg, int status, const char *why)
+{
+    struct log_req *lr = arg;
+
+    evtimer_del(lr->timer);
+    log_refuse(lr->r, status, lr->inst, why);
+    log_req_free(lr);
+}
+
+static void
 on_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct log_req *lr = arg;
 
     (void)fd;
     (void)what;
-    gateway_log_close(lr->gw, lr->handle);
-    log_end(lr, 503, "the agent did not answer the log request in time");
+    log_close_source(lr);
+    log_end(lr, 503,
+            lr->relay != NULL
+                ? "the agent did not answer the log request in time (asked "
+                  "through the controller replica that holds its connection)"
+                : "the agent did not answer the log request in time");
 }
 
 /* The client left: stop the agent's stream, free everything. */
@@ -143,7 +179,7 @@ on_cancel(struct http_req *r)
     struct log_req *lr = r->data;
 
     r->on_cancel = NULL;
-    gateway_log_close(lr->gw, lr->handle);
+    log_close_source(lr);
     http_req_release(r);
     log_req_free(lr);
 }
@@ -177,7 +213,8 @@ logs_h_get(struct http_req *r)
     struct app *a = http_app(r);
     const struct cache_obj *o;
     struct gateway_log_params p;
-    struct gateway_log_sink sink = {.on_chunk = on_chunk, .on_lost = on_lost};
+    struct gateway_log_sink sink = {
+        .on_chunk = on_chunk, .on_lost = on_lost, .on_refused = on_refused};
     struct log_req *lr;
     unsigned long long tail_bytes = LOGS_TAIL_DEFAULT, tail = 0;
     const char *follow = http_query(r, "follow");
@@ -219,13 +256,6 @@ logs_h_get(struct http_req *r)
                          o->name, o->state ? o->state : "pending");
         return;
     }
-    if (a->gateway == NULL) {
-        http_reply_error(r, 503, "unavailable", NULL,
-                         "this controller runs without an agent gateway: it "
-                         "cannot reach host %s for the console of %s",
-                         o->host, o->name);
-        return;
-    }
     lr = xcalloc(1, sizeof(*lr));
     lr->r = r;
     lr->gw = a->gateway;
@@ -241,13 +271,19 @@ logs_h_get(struct http_req *r)
     p.tail_bytes = tail_bytes;
     p.tail_lines = (unsigned)tail;
     p.follow = fol;
-    lr->handle =
-        gateway_log_open(a->gateway, &p, &sink, lr, &status, msg, sizeof(msg));
+    /* The agent is connected here, or to another replica: relayed through
+     * PostgreSQL (logrelay.h), the same bytes. */
+    if (gateway_holds(a->gateway, o->host)) {
+        lr->handle = gateway_log_open(a->gateway, &p, &sink, lr, &status, msg,
+                                      sizeof(msg));
+    } else {
+        lr->relay = a->relay;
+        lr->handle = logrelay_open(a->relay, &p, &sink, lr, &status, msg,
+                                   sizeof(msg));
+    }
     if (lr->handle == 0) {
         log_req_free(lr);
-        http_reply_error(r, status,
-                         status == 429 ? "too_many" : "unavailable",
-                         NULL, "console of instance %s: %s", o->name, msg);
+        log_refuse(r, status, o->name, msg);
         return;
     }
     r->data = lr;

@@ -1,8 +1,10 @@
 /*
  * api_logs: GET /v1/instances/{id}/logs, an instance's serial console. The
- * instance is resolved in the read cache; its host's agent, if connected to
- * this controller's gateway, streams the console log (LogRequest ->
- * LogChunks) and the chunks go to the client as a chunked text/plain body.
+ * instance is resolved in the read cache; its host's agent streams the
+ * console log (LogRequest -> LogChunks), through this controller's gateway
+ * if it is connected here, else relayed from the replica it is connected to
+ * (logrelay.h), and the chunks go to the client as a chunked text/plain
+ * body.
  * Without ?follow the body ends at the end of the log as it was; with
  * ?follow=true it goes on until the client leaves (the agent is told to
  * stop), the instance is removed, or the agent disconnects.

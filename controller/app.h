@@ -29,6 +29,8 @@ struct app {
     struct auth *auth;
     struct reconciler *reconciler; /* NULL with --no-reconcile */
     struct gateway *gateway;       /* agent gateway; NULL when disabled */
+    struct logrelay *relay; /* console logs through other replicas */
+    char *replica;          /* this replica's identity (lease, relay) */
     int schema_version; /* the newest migration embedded in this binary */
 };
 

@@ -18,6 +18,7 @@
 #define CLOUD_GATEWAY_H
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "db.h"
 #include "pki.h"
@@ -77,6 +78,11 @@ struct gateway_log_sink {
                      unsigned long long offset, int eof, const char *error);
     /* The agent's connection ended first: no more calls. */
     void (*on_lost)(void *arg, const char *why);
+    /* The stream could not be opened after all (status 429 or 503, why a
+     * sentence): no more calls. Only the log relay calls it (logrelay.h:
+     * its open is answered later); the gateway refuses in
+     * gateway_log_open itself. */
+    void (*on_refused)(void *arg, int status, const char *why);
 };
 
 struct gateway_log_params {
@@ -100,5 +106,18 @@ unsigned long long gateway_log_open(struct gateway *gw,
 /* The client left: forget the stream and tell the agent to stop it. No
  * more sink calls. Handles already finished are ignored. */
 void gateway_log_close(struct gateway *gw, unsigned long long handle);
+
+/* 1 if the agent of host (its name) is connected to this controller now. */
+int gateway_holds(const struct gateway *gw, const char *host);
+
+/*
+ * The hosts whose agents are connected here with a session, as the log
+ * relay records them (cloud_log_relay_beat): [{"id": host id, "epoch":
+ * session epoch}, ...] in connection order. A new reference.
+ */
+json_t *gateway_links(const struct gateway *gw);
+/* fn(arg) runs (from the gateway's callbacks) whenever an agent's session
+ * starts or ends here: what gateway_links returns changed. One handler. */
+void gateway_on_links(struct gateway *gw, void (*fn)(void *arg), void *arg);
 
 #endif

@@ -149,8 +149,11 @@ conn_shutdown(struct gw_conn *c, const char *fmt, ...)
     log_info("agent %s (%s): closing: %s", c->name ? c->name : "?", c->addr,
              why);
     c->state = GW_CLOSING;
-    if (c->host_id && strmap_get(&c->gw->by_host, c->host_id) == c)
+    if (c->host_id && strmap_get(&c->gw->by_host, c->host_id) == c) {
         strmap_del(&c->gw->by_host, c->host_id);
+        if (c->gw->on_links)
+            c->gw->on_links(c->gw->links_arg);
+    }
     conn_forget_ids(c);
     conn_logs_lost(c, why);
     gwblobs_stop(c->blobs);
@@ -296,6 +299,8 @@ on_registered(const PGresult *res, const struct db_error *err, void *arg)
     c->state = GW_READY;
     log_info("host %s (%s) registered from %s, session %" PRIu64, c->name,
              c->host_id, c->addr, c->epoch);
+    if (gw->on_links)
+        gw->on_links(gw->links_arg);
     {
         /* Three missed heartbeats end the session. */
         unsigned ms = gw->cfg.heartbeat_ms * 3 < 10000 ? 10000

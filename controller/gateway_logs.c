@@ -119,7 +119,7 @@ conn_on_log_chunk(struct gw_conn *c, const Cloud__Agent__LogChunk *ch)
 }
 
 static struct gw_conn *
-conn_by_name(struct gateway *gw, const char *name)
+conn_by_name(const struct gateway *gw, const char *name)
 {
     struct gw_conn *c;
 
@@ -163,9 +163,7 @@ gateway_log_open(struct gateway *gw, const struct gateway_log_params *p,
     if (c == NULL) {
         *status = 503;
         snprintf(why, whylen,
-                 "the agent of host %s is not connected to this controller "
-                 "(a controller serves logs only of the agents connected to "
-                 "it)",
+                 "the agent of host %s is not connected to this controller",
                  p->host);
         return 0;
     }
@@ -214,3 +212,36 @@ gateway_log_close(struct gateway *gw, unsigned long long handle)
     (void)log_send_request(c, handle, NULL, 1);
 }
 
+
+int
+gateway_holds(const struct gateway *gw, const char *host)
+{
+    return gw != NULL && !gw->closed && conn_by_name(gw, host) != NULL;
+}
+
+json_t *
+gateway_links(const struct gateway *gw)
+{
+    json_t *a = json_array();
+    struct gw_conn *c;
+
+    if (a == NULL)
+        fatalx("out of memory");
+    for (c = gw && !gw->closed ? gw->conns : NULL; c != NULL; c = c->next) {
+        if (c->state != GW_READY || c->host_id == NULL ||
+            strmap_get(&gw->by_host, c->host_id) != c)
+            continue;
+        if (json_array_append_new(a, json_pack("{s:s, s:I}", "id", c->host_id,
+                                               "epoch",
+                                               (json_int_t)c->epoch)) < 0)
+            fatalx("out of memory");
+    }
+    return a;
+}
+
+void
+gateway_on_links(struct gateway *gw, void (*fn)(void *arg), void *arg)
+{
+    gw->on_links = fn;
+    gw->links_arg = arg;
+}

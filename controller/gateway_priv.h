@@ -131,6 +131,9 @@ struct gateway {
     size_t npending, cap_pending, ninflight;
     int status_safe;
     int closed;
+    /* the links changed (gateway_on_links) */
+    void (*on_links)(void *arg);
+    void *links_arg;
     /* console log streams */
     struct gw_log *logs;
     int nlogs;

@@ -48,8 +48,8 @@ struct renew {
     unsigned long long term;
 };
 
-static char *
-make_identity(void)
+char *
+leader_make_identity(void)
 {
     char host[256];
     unsigned char rnd[4];
@@ -211,7 +211,7 @@ leader_new(struct event_base *base, struct db_pool *db, const char *identity,
 
     l->base = base;
     l->db = db;
-    l->identity = identity ? xstrdup(identity) : make_identity();
+    l->identity = identity ? xstrdup(identity) : leader_make_identity();
     l->lease_secs = lease_secs;
     l->renew_ms = (long long)lease_secs * 1000 / 5;
     l->stop_after_ms = (long long)lease_secs * 600;

@@ -37,6 +37,10 @@ struct leader_cbs {
     void *arg;
 };
 
+/* A new identity, hostname-pid-random (xmalloc'd): what names this
+ * controller replica in the lease and in the log relay (logrelay.h). */
+char *leader_make_identity(void);
+
 /* identity NULL: hostname-pid-random. lease_secs in [MIN, MAX]. */
 struct leader *leader_new(struct event_base *base, struct db_pool *db,
                           const char *identity, int lease_secs,

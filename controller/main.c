@@ -26,6 +26,8 @@
 #include "fsutil.h"
 #include "gateway.h" /* agent gateway */
 #include "join.h" /* agent enrolment */
+#include "leader.h" /* the replica identity */
+#include "logrelay.h" /* console logs between replicas */
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
@@ -654,6 +656,7 @@ run(struct opts *o)
     app.blob_db = db_pool_new(app.base, o->db, BLOB_DB_POOL, store_stmts,
                               ST__COUNT);
     app.watch = watch_new(app.base, app.db, o->db);
+    app.replica = leader_make_identity();
     app.cache = cache_new(app.base, app.db);
     app.writer = writer_new(app.db, app.cache);
     if (data_dir == NULL)
@@ -684,7 +687,8 @@ run(struct opts *o)
     if (!o->no_reconcile) {
         struct reconciler_opts ropts = {.lease_secs = o->lease_secs,
                                         .load_page = o->load_page,
-                                        .lease_db = app.ctl_db};
+                                        .lease_db = app.ctl_db,
+                                        .identity = app.replica};
 
         app.reconciler = reconciler_new(app.base, app.db, app.watch, &ropts);
     }
@@ -692,6 +696,9 @@ run(struct opts *o)
     if (start_gateway(o, &app, data_dir, &pki, &gw) < 0)
         goto out;
     app.gateway = gw; /* console logs (api_logs.c) */
+    /* ... and those of agents connected to other replicas */
+    app.relay = logrelay_new(app.base, app.db, app.ctl_db, app.watch, gw,
+                             app.replica);
     join_set_rate(gateway_join(gw), o->join_rate, o->join_burst);
     memset(&hopts, 0, sizeof(hopts));
     hopts.max_conns = o->max_conns;
@@ -774,9 +781,12 @@ out:
     blobs_free(app.blobs);
     auth_free(app.auth);
     gateway_close(gw); /* agent gateway: its queries fail in db_pool_free */
+    logrelay_close(app.relay); /* likewise */
     db_pool_free(app.db);
     db_pool_free(app.ctl_db);
+    logrelay_free(app.relay);
     gateway_free(gw);
+    free(app.replica);
     pki_paths_clear(&pki);
     watch_free(app.watch);
     cache_free(app.cache);

@@ -460,4 +460,31 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "WHERE digest = $1 AND seq = $2::integer",
                            2, 1},
     /* end of blob content statements */
+    /* console logs relayed between replicas (logrelay.c) */
+    [ST_LOG_RELAY_ASK] = {"log_relay_ask",
+                          "SELECT relay_id, holder FROM cloud_log_relay_ask("
+                          "$1, $2, $3, $4::bigint, $5::integer, $6::boolean, "
+                          "$7::integer)",
+                          7, LOG_RELAY_ASK__NCOLS},
+    [ST_LOG_RELAY_TAKE] = {"log_relay_take",
+                           "SELECT relay_id, asker, host, instance_id, "
+                           "tail_bytes, tail_lines, follow "
+                           "FROM cloud_log_relay_take($1::bigint, $2)",
+                           2, LOG_RELAY_TAKE__NCOLS},
+    [ST_LOG_RELAY_PUT] = {"log_relay_put",
+                          "SELECT cloud_log_relay_put($1::bigint, $2::integer, "
+                          "$3, $4::bytea, $5::bigint, $6::integer, $7)",
+                          7, 1},
+    [ST_LOG_RELAY_READ] = {"log_relay_read",
+                           "SELECT seq, kind, data, log_offset, status, message "
+                           "FROM cloud_log_relay_read($1::bigint, "
+                           "$2::integer)",
+                           2, LOG_RELAY_READ__NCOLS},
+    [ST_LOG_RELAY_END] = {"log_relay_end",
+                          "SELECT cloud_log_relay_end($1::bigint, $2)", 2, 1},
+    [ST_LOG_RELAY_BEAT] = {"log_relay_beat",
+                           "SELECT relay_id, gone FROM cloud_log_relay_beat("
+                           "$1, $2::jsonb, $3::jsonb, $4::integer)",
+                           4, LOG_RELAY_BEAT__NCOLS},
+    /* end of log relay statements */
 };

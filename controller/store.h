@@ -91,6 +91,15 @@ enum store_stmt {
     ST_BLOB_SIZE,
     ST_BLOB_CHUNK_GET,
     /* end of blob content statements */
+    /* console logs relayed between replicas (logrelay.c;
+     * migrations/functions/cloud_log_relay_*.sql, docs/decisions.md §30) */
+    ST_LOG_RELAY_ASK,
+    ST_LOG_RELAY_TAKE,
+    ST_LOG_RELAY_PUT,
+    ST_LOG_RELAY_READ,
+    ST_LOG_RELAY_END,
+    ST_LOG_RELAY_BEAT,
+    /* end of log relay statements */
     ST__COUNT
 };
 
@@ -308,6 +317,27 @@ enum {
 };
 enum { EVENTS_PRUNE_DELETED, EVENTS_PRUNE_LOW_WATER, EVENTS_PRUNE__NCOLS };
 enum { BLOB_GC_DIGEST, BLOB_GC_SIZE, BLOB_GC__NCOLS };
+enum { LOG_RELAY_ASK_ID, LOG_RELAY_ASK_HOLDER, LOG_RELAY_ASK__NCOLS };
+enum { LOG_RELAY_BEAT_ID, LOG_RELAY_BEAT_GONE, LOG_RELAY_BEAT__NCOLS };
+enum {
+    LOG_RELAY_TAKE_ID,
+    LOG_RELAY_TAKE_ASKER,
+    LOG_RELAY_TAKE_HOST,
+    LOG_RELAY_TAKE_INSTANCE_ID,
+    LOG_RELAY_TAKE_TAIL_BYTES,
+    LOG_RELAY_TAKE_TAIL_LINES,
+    LOG_RELAY_TAKE_FOLLOW,
+    LOG_RELAY_TAKE__NCOLS
+};
+enum {
+    LOG_RELAY_READ_SEQ,
+    LOG_RELAY_READ_KIND,
+    LOG_RELAY_READ_DATA, /* bytea, hex text */
+    LOG_RELAY_READ_OFFSET,
+    LOG_RELAY_READ_STATUS,
+    LOG_RELAY_READ_MESSAGE,
+    LOG_RELAY_READ__NCOLS
+};
 
 /* The statement table handed to db_pool_new(). */
 extern const struct db_stmt store_stmts[ST__COUNT];

@@ -159,9 +159,23 @@ hub_fetch(struct watch *w)
 static void
 hub_on_notify(const char *channel, const char *payload, void *arg)
 {
+    struct watch *w = arg;
+
     (void)channel;
-    (void)payload;
-    hub_fetch(arg);
+    if (payload != NULL && payload[0] != '\0') {
+        if (w->on_payload)
+            w->on_payload(w->payload_arg, payload);
+        return;
+    }
+    hub_fetch(w);
+}
+
+void
+watch_on_payload(struct watch *w, void (*fn)(void *arg, const char *payload),
+                 void *arg)
+{
+    w->on_payload = fn;
+    w->payload_arg = arg;
 }
 
 static void

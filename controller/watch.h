@@ -46,6 +46,14 @@ struct watch *watch_new(struct event_base *base, struct db_pool *db,
 void watch_free(struct watch *w);
 void watch_observe(struct watch *w, const struct watch_observer *obs);
 int watch_listening(const struct watch *w);
+
+/*
+ * Notifications on the hub's channel that carry a payload go to fn instead
+ * of waking the hub (the event trigger's carry none): the log relay's
+ * ("logs ...", logrelay.c) share the one LISTEN session. One handler.
+ */
+void watch_on_payload(struct watch *w,
+                      void (*fn)(void *arg, const char *payload), void *arg);
 int watch_clients(const struct watch *w);
 
 /*

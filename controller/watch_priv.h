@@ -49,6 +49,8 @@ struct watch {
     struct watch_observer obs[WATCH_MAX_OBSERVERS];
     int nobs;
     TAILQ_HEAD(, watch_stream) streams; /* other modules' (watch_stream) */
+    void (*on_payload)(void *arg, const char *payload); /* watch_on_payload */
+    void *payload_arg;
 };
 
 /* ---- api_watch.c: the SSE clients ---- */

@@ -16,14 +16,14 @@ connected.
 
 import http.client
 import os
-import socket
 import subprocess
-import threading
 import time
 import unittest
 
 import agentlib
 import harness
+import logslib
+from logslib import Follow
 from harness import poll, request, unique_name
 
 IMAGE = "hello:latest"
@@ -33,14 +33,11 @@ tearDownModule = MODULE.tear_down
 
 
 def console_path(inst_id):
-    return os.path.join(MODULE.agent.dir, "state", "run", inst_id, "console.log")
+    return logslib.console_path(MODULE.agent, inst_id)
 
 
 def write_console(inst_id, data, mode="ab"):
-    path = console_path(inst_id)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, mode) as f:
-        f.write(data)
+    logslib.write_console(MODULE.agent, inst_id, data, mode)
 
 
 def wait_agent_ready():
@@ -76,53 +73,6 @@ def raw_get(path, timeout=10, auth=True):
         return resp.status, resp.msg, resp.read()
     finally:
         conn.close()
-
-
-class Follow:
-    """A ?follow=true stream read by a thread into a buffer."""
-
-    def __init__(self, path):
-        c = harness.cluster()
-        self.conn = http.client.HTTPConnection("127.0.0.1", c.http_port, timeout=15)
-        self.conn.request("GET", path, headers={"Authorization": "Bearer " + c.token})
-        self.resp = self.conn.getresponse()
-        self.status = self.resp.status
-        self.data = b""
-        self.ended = threading.Event()
-        self._lock = threading.Lock()
-        if self.status == 200:
-            self.conn.sock.settimeout(None)
-            threading.Thread(target=self._reader, daemon=True).start()
-        else:
-            self.body = self.resp.read()
-            self.ended.set()
-
-    def _reader(self):
-        try:
-            while True:
-                piece = self.resp.read1(65536)
-                if not piece:
-                    break
-                with self._lock:
-                    self.data += piece
-        except Exception:  # noqa: BLE001 - the test closed the socket under us
-            pass
-        self.ended.set()
-
-    def text(self):
-        with self._lock:
-            return self.data
-
-    def wait_for(self, needle, timeout=10):
-        poll(lambda: needle in self.text(), timeout, interval=0.05,
-             what="%r on the followed log" % needle)
-
-    def close(self):
-        try:
-            self.conn.sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
-        self.conn.close()
 
 
 class LogsTest(harness.TestCase):
@@ -288,7 +238,7 @@ class LogsTest(harness.TestCase):
             f.close()
             st, _, body = request("GET", "/v1/instances/%s/logs" % inst["id"])
             self.assertError((st, _, body), 503, "unavailable")
-            self.assertIn("not connected to this controller", body["error"]["message"])
+            self.assertIn("not connected to any controller", body["error"]["message"])
         finally:
             MODULE.agent.start()
         wait_agent_ready()
