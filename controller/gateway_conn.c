@@ -284,8 +284,11 @@ on_registered(const PGresult *res, const struct db_error *err, void *arg)
     w.host_id = c->host_id;
     w.session_epoch = c->epoch;
     w.heartbeat_interval_ms = gw->cfg.heartbeat_ms;
-    w.down_after_ms = gw->cfg.down_after_ms;
-    w.fence_after_ms = gw->cfg.fence_after_ms;
+    gw_settings_note(gw, res, AGENT_REGISTER_DOWN_AFTER,
+                     AGENT_REGISTER_FENCE_AFTER);
+    w.down_after_ms = gw->down_after_ms;
+    w.fence_after_ms = gw->fence_after_ms;
+    w.heartbeat_acks = c->hb_acks;
     w.protocol_version = CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_WELCOME;
     env.welcome = &w;
@@ -383,6 +386,7 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
              c->name, c->addr, h->agent_version, hv, h->capacity->vcpus,
              h->capacity->memory_mib, h->n_instances);
     c->set_max = h->desired_set_max;
+    c->hb_acks = h->heartbeat_acks;
     c->state = GW_REGISTERING;
     bufferevent_disable(c->bev, EV_READ);
     vals[0] = js;
