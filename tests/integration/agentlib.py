@@ -44,7 +44,7 @@ class Agent:
 
     def __init__(self, cluster, name, uri="test:///default", hypervisor="test",
                  labels=None, images=None, cap_vcpus=None, cap_memory=None, extra=(),
-                 env=None):
+                 env=None, controllers=None, wrap=()):
         if not AGENT_BIN or not os.access(AGENT_BIN, os.X_OK):
             raise harness.HarnessError("CLOUD_AGENT=%r is not an executable" % AGENT_BIN)
         self.cluster = cluster
@@ -53,8 +53,13 @@ class Agent:
         os.makedirs(self.dir, exist_ok=True)
         self.pki = issue_cert(cluster, name)
         self.log = os.path.join(self.dir, "agent.log")
-        self.argv = [AGENT_BIN, "--connect", uri, "--name", name,
-                     "--controller", "127.0.0.1:%d" % cluster.agent_port,
+        # controllers: the --controller list ("HOST:PORT" each), else the
+        # main controller's gateway. wrap: a command the agent runs under
+        # (e.g. ["ip", "netns", "exec", NS]).
+        self.argv = list(wrap) + [
+                     AGENT_BIN, "--connect", uri, "--name", name,
+                     "--controller", ",".join(controllers or
+                                              ["127.0.0.1:%d" % cluster.agent_port]),
                      "--ca", os.path.join(self.pki, "ca.pem"),
                      "--cert", os.path.join(self.pki, "cert.pem"),
                      "--key", os.path.join(self.pki, "key.pem"),
