@@ -423,6 +423,12 @@ on_fence(void *arg, long long silent_ms, unsigned after_ms)
               why);
     worker_fence(l->worker, why);
     free(why);
+    /* The host may be marked down before we are heard again: register
+     * anew then, so the controller learns in one transaction that the host
+     * is back and what still runs there (cloud_agent_register), rather than
+     * from a heartbeat on a connection that outlived the partition. */
+    if (l->state != L_IDLE)
+        link_down(l, "no controller heard for fence_after; registering again");
 }
 
 /* A config map (InstanceSpec.config, ConfigUpdate.config; InstanceSpec.env

@@ -320,7 +320,7 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
 {
     const char *hv;
     const char *vals[1];
-    json_t *p, *labels;
+    json_t *p, *labels, *running;
     char *js;
     size_t i;
 
@@ -365,11 +365,21 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
         }
         json_object_set_new(labels, k, json_string(v));
     }
-    p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o}", "name", c->name,
+    /* What runs there: lost instances of the host that still run are
+     * taken back at registration (cloud_agent_register, partition_policy
+     * keep), the others retired. */
+    running = json_array();
+    for (i = 0; i < h->n_instances; i++)
+        if (h->instances[i]->state ==
+                CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_RUNNING &&
+            gw_id_ok(h->instances[i]->id))
+            json_array_append_new(running, json_string(h->instances[i]->id));
+    p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:o}", "name", c->name,
                   "address", c->addr, "vcpus", (json_int_t)h->capacity->vcpus,
                   "memory_mib", (json_int_t)h->capacity->memory_mib,
                   "disk_gib", (json_int_t)h->capacity->disk_gib,
-                  "hypervisor", hv, "arch", h->facts->arch, "labels", labels);
+                  "hypervisor", hv, "arch", h->facts->arch, "labels", labels,
+                  "running", running);
     if (p == NULL) {
         /* Not UTF-8: jansson refuses the string. */
         conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,

@@ -504,7 +504,10 @@ class ReconcileTests(harness.TestCase):
         ev = events("type = 'controller.settings'")
         self.assertIn("down_after_seconds", ev[-1][3])
         try:
-            svc = create_service(tag, 2, placement={"constraints": ["t=%s" % tag], "max_per_host": 1})
+            # partition_policy stop: the lost instance is deleted and
+            # replaced under its own name (keep: chaos_partition)
+            svc = create_service(tag, 2, placement={"constraints": ["t=%s" % tag], "max_per_host": 1},
+                                 partition_policy="stop")
             got = poll(lambda: (lambda l: l if len(l) == 2 and all(x[2] == "scheduled" for x in l)
                                 else None)(instances(svc["name"])), 15, what="2 scheduled")
             on_a = [x for x in got if x[4] == a][0]
