@@ -11,6 +11,8 @@ Environment:
 """
 
 import atexit
+import calendar
+import json
 import os
 import signal
 import socket
@@ -108,6 +110,23 @@ class Agent:
         if self._fh:
             self._fh.close()
             self._fh = None
+
+    def messages(self):
+        """The agent's log lines as (seconds since the epoch, message)."""
+        out = []
+        try:
+            with open(self.log, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return out
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                t = calendar.timegm(time.strptime(rec["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+                out.append((t + int(rec["time"][20:23]) / 1000.0, rec.get("msg", "")))
+            except (ValueError, KeyError):
+                continue
+        return out
 
     def log_tail(self, lines=40):
         try:

@@ -16,8 +16,6 @@ it is connected to is killed with SIGKILL. What a user relies on:
   instance ids, and the agent does not stop or start anything on it).
 """
 
-import json
-import os
 import time
 import unittest
 
@@ -48,18 +46,7 @@ def tearDownModule():
 
 
 def agent_log():
-    """The agent's log as (epoch seconds, message) pairs."""
-    out = []
-    with open(AGENT.log, "rb") as f:
-        for line in f.read().decode("utf-8", "replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            t = time.mktime(time.strptime(rec["time"][:19], "%Y-%m-%dT%H:%M:%S"))
-            t = t - time.timezone + float("0." + rec["time"][20:23])
-            out.append((t, rec.get("msg", "")))
-    return out
+    return AGENT.messages()
 
 
 def registered_with():

@@ -25,8 +25,6 @@ Needs root (ip netns); fails, never skips, without it. The namespace, the
 veth and /etc/netns/<ns> are removed even when the test fails.
 """
 
-import calendar
-import json
 import os
 import shutil
 import socket
@@ -112,16 +110,7 @@ def tearDownModule():
 
 def agent_log():
     """P's agent log as (epoch seconds, message)."""
-    out = []
-    with open(AGENT.log, "rb") as f:
-        for line in f.read().decode("utf-8", "replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            t = calendar.timegm(time.strptime(rec["time"][:19], "%Y-%m-%dT%H:%M:%S"))
-            out.append((t + int(rec["time"][20:23]) / 1000.0, rec.get("msg", "")))
-    return out
+    return AGENT.messages()
 
 
 def events(where):

@@ -52,14 +52,7 @@ def settings(patch=None):
 
 
 def agent_msgs():
-    out = []
-    with open(AGENT.log, "rb") as f:
-        for line in f.read().decode("utf-8", "replace").splitlines():
-            try:
-                out.append(json.loads(line).get("msg", ""))
-            except ValueError:
-                pass
-    return out
+    return [m for _, m in AGENT.messages()]
 
 
 def read_json(path):
