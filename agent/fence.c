@@ -24,6 +24,10 @@
 #include "mem.h"
 #include "monotime.h"
 
+/* The kernel's id of this boot: a clock stamp of another boot means
+ * nothing (CLOCK_MONOTONIC starts again at 0). */
+#define FENCE_BOOT_ID "/proc/sys/kernel/random/boot_id"
+
 struct fence {
     struct event *timer;
     fence_fire_fn fire;
@@ -32,7 +36,22 @@ struct fence {
     unsigned after_ms;  /* 0: not known yet, nothing to fence against */
     bool fired;         /* fired since base_ms */
     int clock_fd;       /* <state-dir>/fence/clock, -1 if none */
+    char boot[40];      /* FENCE_BOOT_ID, "" if unreadable */
 };
+
+static void
+boot_id(char *buf, size_t len)
+{
+    FILE *fp = fopen(FENCE_BOOT_ID, "re");
+
+    buf[0] = '\0';
+    if (fp == NULL)
+        return;
+    if (fgets(buf, (int)len, fp) == NULL)
+        buf[0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    fclose(fp);
+}
 
 static char *
 fence_dir(const char *state_dir)
@@ -40,17 +59,18 @@ fence_dir(const char *state_dir)
     return xasprintf("%s/fence", state_dir);
 }
 
-/* "base_ms after_ms\n", padded to a fixed width: one pwrite replaces it. */
+/* "base_ms after_ms boot_id\n", padded to a fixed width: one pwrite
+ * replaces it. */
 static void
 clock_save(struct fence *f)
 {
-    char line[64];
+    char line[96];
     int n;
 
     if (f->clock_fd < 0)
         return;
-    n = snprintf(line, sizeof(line), "%020lld %010u\n", f->base_ms,
-                 f->after_ms);
+    n = snprintf(line, sizeof(line), "%020lld %010u %-36.36s\n", f->base_ms,
+                 f->after_ms, f->boot[0] ? f->boot : "-");
     if (pwrite(f->clock_fd, line, (size_t)n, 0) != n)
         log_warn("cannot write the fence clock");
 }
@@ -106,9 +126,10 @@ fence_new(struct event_base *base, const char *state_dir, fence_fire_fn fire,
         fatalx("cannot create the fence timer");
     if (state_dir != NULL) {
         char *dir = fence_dir(state_dir), *path = xasprintf("%s/clock", dir);
-        char buf[64];
+        char buf[128], boot[40];
         ssize_t n;
 
+        boot_id(f->boot, sizeof(f->boot));
         if (fsutil_mkdir_p(dir, 0700) < 0)
             log_warn("cannot create %s", dir);
         f->clock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -120,7 +141,8 @@ fence_new(struct event_base *base, const char *state_dir, fence_fire_fn fire,
 
             buf[n] = '\0';
             /* A stamp of this boot: the silence it began goes on. */
-            if (sscanf(buf, "%lld %u", &b, &a) == 2 && b > 0 &&
+            if (sscanf(buf, "%lld %u %39s", &b, &a, boot) == 3 &&
+                f->boot[0] != '\0' && strcmp(boot, f->boot) == 0 && b > 0 &&
                 b <= f->base_ms && a > 0) {
                 f->base_ms = b;
                 f->after_ms = a;
@@ -138,10 +160,10 @@ fence_new(struct event_base *base, const char *state_dir, fence_fire_fn fire,
 void
 fence_heard(struct fence *f, long long sent_ms)
 {
-    if (sent_ms <= f->base_ms && !f->fired)
+    /* Only a newer proof moves the clock (or ends a silence). */
+    if (sent_ms <= f->base_ms)
         return;
-    if (sent_ms > f->base_ms)
-        f->base_ms = sent_ms;
+    f->base_ms = sent_ms;
     f->fired = false;
     clock_save(f);
     clock_arm(f);

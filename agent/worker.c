@@ -126,7 +126,10 @@ struct worker {
     int64_t next_reconnect_ms, reconnect_backoff_ms, next_resync_ms;
     struct worker_result *pending_facts;
     char *fence_todo; /* a fence waiting for the libvirt connection */
-    char *fence_text; /* the fence record as last written (or read) */
+    char *fence_text; /* the fence record as last written */
+    /* The table changed in a way the record may show (a set, a fence, a
+     * new run, an instance gone): fence_sync compares and writes. */
+    bool fence_dirty;
 };
 
 void
@@ -296,6 +299,8 @@ inst_free(struct winst *in)
 static void
 inst_drop(struct worker *w, struct winst *in)
 {
+    if (in->stop_policy || in->fenced != NULL)
+        w->fence_dirty = true;
     strmap_del(&w->insts, in->id);
     inst_free(in);
 }
@@ -808,8 +813,11 @@ reconcile_run(struct worker *w, struct winst *in, enum virt_state st,
     if (in->phase == P_DONE && token_current(in))
         return 0;
     /* A new run. */
-    free(in->fenced);
-    in->fenced = NULL;
+    if (in->fenced != NULL) {
+        free(in->fenced);
+        in->fenced = NULL;
+        w->fence_dirty = true;
+    }
     {
         struct winst prev = *in;
         int rc;
@@ -1150,6 +1158,7 @@ apply_set(struct worker *w, struct worker_spec *specs, size_t n)
     }
     free(specs);
     w->have_set = true;
+    w->fence_dirty = true;
 }
 
 /* ---- self-fencing (fence.h) ------------------------------------------ */
@@ -1166,14 +1175,18 @@ fence_token(const struct winst *in, uint64_t *gen, uint64_t *restart)
  * Destroys every running "stop" instance and reports it exited 137 with
  * the reason; it stays down (P_DONE at its current run) until the
  * controller asks for a new run. Desired stopped or deleted ones are
- * destroyed at once too (a kill). 0, or -1 when libvirt failed.
+ * destroyed at once too (a kill). An instance libvirt failed on (logged)
+ * does not hold up the others. 0, or -1 when one failed: tried again at
+ * the worker's next turn.
  */
 static int
 fence_apply(struct worker *w, const char *reason)
 {
     const struct virt_driver *drv = w->o.drv;
     size_t i, n = 0;
+    int rc = 0;
 
+    w->fence_dirty = true;
     for (i = 0; i < w->insts.cap; i++) {
         struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
         enum virt_state st;
@@ -1181,8 +1194,10 @@ fence_apply(struct worker *w, const char *reason)
 
         if (in == NULL || !in->stop_policy || in->fenced != NULL)
             continue;
-        if (drv->state_reason(w->conn, in->id, &st, &rsn) < 0)
-            return -1;
+        if (drv->state_reason(w->conn, in->id, &st, &rsn) < 0) {
+            rc = -1;
+            continue;
+        }
         if (in->in_set && in->spec.desired != WORKER_RUN) {
             /* Being stopped anyway: no grace left to wait for. */
             in->spec.kill = true;
@@ -1191,8 +1206,10 @@ fence_apply(struct worker *w, const char *reason)
         }
         if (!is_up(st) && in->phase != P_RUNNING)
             continue; /* not running: nothing to fence */
-        if (is_up(st) && drv->destroy(w->conn, in->id) < 0)
-            return -1;
+        if (is_up(st) && drv->destroy(w->conn, in->id) < 0) {
+            rc = -1;
+            continue;
+        }
         in->destroyed = true;
         in->phase = P_DONE;
         in->have_token = true;
@@ -1204,7 +1221,7 @@ fence_apply(struct worker *w, const char *reason)
     }
     log_info("fence: %zu instances of partition_policy \"stop\" destroyed",
              n);
-    return 0;
+    return rc;
 }
 
 /* Entries sorted by id: the same table always gives the same text. */
@@ -1223,7 +1240,7 @@ fence_sync(struct worker *w)
     size_t i, n = 0;
     char *text;
 
-    if (w->state_dir == NULL)
+    if (w->state_dir == NULL || !w->fence_dirty)
         return;
     e = xcalloc(w->insts.len + 1, sizeof(*e));
     for (i = 0; i < w->insts.cap; i++) {
@@ -1241,6 +1258,7 @@ fence_sync(struct worker *w)
     free(e); /* the strings are the table's */
     if (w->fence_text != NULL && strcmp(text, w->fence_text) == 0) {
         free(text);
+        w->fence_dirty = false;
         return;
     }
     if (fence_record_save(w->state_dir, text) < 0) {
@@ -1249,6 +1267,7 @@ fence_sync(struct worker *w)
     }
     free(w->fence_text);
     w->fence_text = text;
+    w->fence_dirty = false;
 }
 
 /* At start: the record's instances, before libvirt or a controller says
@@ -1282,7 +1301,7 @@ fence_load(struct worker *w)
         log_info("fence record: %zu instances of partition_policy \"stop\"",
                  n);
     fence_entries_free(e, n);
-    w->fence_text = NULL; /* written again once the table is known */
+    w->fence_dirty = true; /* written again once the table is known */
 }
 
 static void
