@@ -18,7 +18,8 @@ addr_parse(const char *item, size_t len, struct ctaddr *a)
 
     if (colon == NULL || colon == text || colon[1] == '\0' ||
         strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-        strtol(colon + 1, NULL, 10) < 1 || strtol(colon + 1, NULL, 10) > 65535) {
+        strtol(colon + 1, NULL, 10) < 1 ||
+        strtol(colon + 1, NULL, 10) > 65535) {
         free(text);
         return -1;
     }

@@ -32,11 +32,11 @@ struct fence {
     struct event *timer;
     fence_fire_fn fire;
     void *arg;
-    long long base_ms;  /* sent time of the last heartbeat stored */
-    unsigned after_ms;  /* 0: not known yet, nothing to fence against */
-    bool fired;         /* fired since base_ms */
-    int clock_fd;       /* <state-dir>/fence/clock, -1 if none */
-    char boot[40];      /* FENCE_BOOT_ID, "" if unreadable */
+    long long base_ms; /* sent time of the last heartbeat stored */
+    unsigned after_ms; /* 0: not known yet, nothing to fence against */
+    bool fired;        /* fired since base_ms */
+    int clock_fd;      /* <state-dir>/fence/clock, -1 if none */
+    char boot[40];     /* FENCE_BOOT_ID, "" if unreadable */
 };
 
 static void
@@ -204,8 +204,7 @@ fence_entries_free(struct fence_entry *e, size_t n)
 }
 
 int
-fence_record_load(const char *state_dir, struct fence_entry **out,
-                  size_t *n)
+fence_record_load(const char *state_dir, struct fence_entry **out, size_t *n)
 {
     char *dir = fence_dir(state_dir);
     char *path = xasprintf("%s/instances.json", dir);

@@ -337,8 +337,10 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (l->state != L_READY)
         return;
-    if (l->acks && mono_ms() - l->last_ack_ms > (long long)l->hb_ms * LINK_ACK_SILENCE) {
-        link_down(l, "no heartbeat stored for %lld ms", mono_ms() - l->last_ack_ms);
+    if (l->acks &&
+        mono_ms() - l->last_ack_ms > (long long)l->hb_ms * LINK_ACK_SILENCE) {
+        link_down(l, "no heartbeat stored for %lld ms",
+                  mono_ms() - l->last_ack_ms);
         return;
     }
     /* A controller without acks: being connected is all we can know. */

@@ -369,11 +369,13 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
      * taken back at registration (cloud_agent_register, partition_policy
      * keep), the others retired. */
     running = json_array();
-    for (i = 0; i < h->n_instances; i++)
-        if (h->instances[i]->state ==
-                CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_RUNNING &&
-            gw_id_ok(h->instances[i]->id))
-            json_array_append_new(running, json_string(h->instances[i]->id));
+    for (i = 0; i < h->n_instances; i++) {
+        const Cloud__Agent__InstanceRef *ref = h->instances[i];
+
+        if (ref->state == CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_RUNNING &&
+            gw_id_ok(ref->id))
+            json_array_append_new(running, json_string(ref->id));
+    }
     p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:o}", "name", c->name,
                   "address", c->addr, "vcpus", (json_int_t)h->capacity->vcpus,
                   "memory_mib", (json_int_t)h->capacity->memory_mib,
