@@ -14,8 +14,13 @@ it is connected to is killed with SIGKILL. What a user relies on:
   restart_count unchanged, no new start in the agent's log;
 - the desired set the agent gets from the other replica is the same (same
   instance ids, and the agent does not stop or start anything on it).
+
+`cloud-agent join` takes the same list: with a first address that answers
+nothing, the replica enrols the host (its CA is the cluster's).
 """
 
+import os
+import subprocess
 import time
 import unittest
 
@@ -55,6 +60,30 @@ def registered_with():
 
 
 class FailoverTest(harness.TestCase):
+    def test_a_join_takes_a_list_and_any_replica_enrols(self):
+        # The first address answers nothing; the replica (same CA, so the
+        # pin of the main controller's CA holds) enrols the host.
+        st, _, tok = request("POST", "/v1/join-tokens", {"ttl_seconds": 120})
+        self.assertEqual(st, 201, tok)
+        state = os.path.join(C.tmp, "joined", "hvlist")
+        dead = "127.0.0.1:%d" % harness.free_port()
+        r = subprocess.run([agentlib.AGENT_BIN, "--name", "hvlist", "--state-dir", state,
+                            "join", "--controller", "%s,127.0.0.1:%d" % (dead, REPLICA.agent_port),
+                            "--token", tok["token"], "--ca-pin", tok["ca_pin"]],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("cannot connect to %s" % dead, r.stderr)
+        for f in ("cert.pem", "key.pem", "ca.pem"):
+            self.assertTrue(os.path.exists(os.path.join(state, "pki", f)), f)
+        st, _, lst = request("GET", "/v1/join-tokens")
+        self.assertEqual([(t["state"], t["used_by"]) for t in lst["items"] if t["id"] == tok["id"]],
+                         [("used", "hvlist")])
+        r = subprocess.run([agentlib.AGENT_BIN, "join", "--controller", "a:1,,b:2",
+                            "--token", tok["token"], "--ca-pin", tok["ca_pin"]],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--controller must be HOST:PORT[,HOST:PORT...]", r.stderr)
+
     def test_kill_connected_replica_agent_fails_over_without_restarts(self):
         rep = "127.0.0.1:%d" % REPLICA.agent_port
         main = "127.0.0.1:%d" % C.agent_port
