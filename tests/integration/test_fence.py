@@ -131,8 +131,8 @@ class FenceTest(harness.TestCase):
             took = time.monotonic() - cut
             print("fenced %.1f s after the controller stopped answering" % took)
             # fence_after (3 s) counts from the last heartbeat flush stored,
-            # up to one 2 s flush interval before the cut.
-            self.assertGreaterEqual(took, 0.8)
+            # up to one 2 s flush interval (and its latency) before the cut.
+            self.assertGreaterEqual(took, 0.3)
             self.assertLess(took, 5.0)
             msgs = agent_msgs()
             for iid in stop_ids:
