@@ -71,8 +71,9 @@ def net_up():
 
 
 def net_down():
-    ip("link", "del", VROOT, check=False)
-    ip("netns", "del", NS, check=False)
+    if shutil.which("ip") is not None:
+        ip("link", "del", VROOT, check=False)
+        ip("netns", "del", NS, check=False)
     shutil.rmtree("/etc/netns/" + NS, ignore_errors=True)
 
 
