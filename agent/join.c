@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "ctlist.h"
 #include "frame.h"
 #include "fsutil.h"
 #include "mem.h"
@@ -387,9 +388,11 @@ int
 join_run(const struct join_opts *o)
 {
     unsigned char pin[PIN_LEN];
-    char hostname[256] = "", *host = NULL, *port = NULL, *name = NULL;
+    char hostname[256] = "", *name = NULL;
+    const char *host = NULL;
+    struct ctaddr *addrs = NULL;
+    size_t naddrs = 0;
     char *csr = NULL;
-    const char *colon;
     SSL_CTX *ctx = NULL;
     char why[TLSCTX_WHY_MAX];
     SSL *ssl = NULL;
@@ -402,11 +405,12 @@ join_run(const struct join_opts *o)
     size_t flen;
     int fd = -1, rc = 1;
 
-    colon = o->controller ? strrchr(o->controller, ':') : NULL;
-    if (colon == NULL || colon == o->controller || colon[1] == '\0' ||
-        strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-        o->token == NULL || o->ca_pin == NULL) {
-        fail("join needs --controller HOST:PORT, --token ID.SECRET and --ca-pin sha256:HEX");
+    if (o->controller == NULL || o->token == NULL || o->ca_pin == NULL) {
+        fail("join needs --controller HOST:PORT[,HOST:PORT...], --token ID.SECRET and --ca-pin sha256:HEX");
+        return 2;
+    }
+    if (ctlist_parse(o->controller, &addrs, &naddrs, why, sizeof(why)) < 0) {
+        fail("%s", why);
         return 2;
     }
     if (pin_parse(o->ca_pin, pin) < 0) {
@@ -428,16 +432,12 @@ join_run(const struct join_opts *o)
         rc = 2;
         goto cleanup;
     }
-    host = xstrndup(o->controller, (size_t)(colon - o->controller));
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-        char *h = xstrndup(host + 1, strlen(host) - 2);
-
-        free(host);
-        host = h;
+    /* Any replica can enrol us (they share the CA): the first that
+     * answers. */
+    for (size_t i = 0; i < naddrs && fd < 0; i++) {
+        host = addrs[i].host;
+        fd = dial(host, addrs[i].port, o->timeout_s ? o->timeout_s : 15);
     }
-    port = xstrdup(colon + 1);
-
-    fd = dial(host, port, o->timeout_s ? o->timeout_s : 15);
     if (fd < 0)
         goto cleanup;
     /* Nothing is trusted yet: the pin decides (check_server). */
@@ -523,8 +523,7 @@ cleanup:
     SSL_CTX_free(ctx);
     if (fd >= 0)
         close(fd);
-    free(host);
-    free(port);
+    ctlist_free(addrs, naddrs);
     free(name);
     ERR_clear_error();
     return rc;

@@ -7,6 +7,12 @@
  *
  * Connection states: IDLE (waiting to dial) -> CONNECTING (TCP + TLS) ->
  * WELCOME (Hello sent) -> READY.
+ *
+ * Several controllers (ctlist.h): a connection that fails or ends moves to
+ * the next address after LINK_BACKOFF_MIN_MS; the back-off grows only
+ * once every address failed in a row. A controller that stores no
+ * heartbeat for LINK_ACK_SILENCE heartbeat intervals is left for the next
+ * one, and the fence clock (fence.h) runs on the heartbeats stored.
  */
 #define LOG_MODULE "link"
 
@@ -33,7 +39,9 @@
 #include "channel.h"
 #include "blobcache.h"
 #include "conlog.h"
+#include "ctlist.h"
 #include "dsparts.h"
+#include "fence.h"
 #include "frame.h"
 #include "ident.h"
 #include "log.h"
@@ -50,6 +58,10 @@
 #define LINK_BACKOFF_MAX_MS 30000
 #define LINK_WELCOME_TIMEOUT_S 15
 #define LINK_MAX_LABELS 64
+/* Heartbeat intervals without a HeartbeatAck before the link is left. */
+#define LINK_ACK_SILENCE 5
+/* Send times of the last heartbeats, by seq (HeartbeatAck names one). */
+#define LINK_HB_RING 32
 
 enum link_state { L_IDLE = 0, L_CONNECTING, L_WELCOME, L_READY };
 
@@ -61,8 +73,9 @@ struct link {
     const struct link_opts *o;
     struct event_base *base;
     SSL_CTX *ssl;
-    char *host;
-    char *port;
+    struct ctaddr *addrs; /* --controller, in order (ctlist.h) */
+    size_t naddrs, cur;   /* cur: the address dialled or to dial */
+    size_t failed;        /* failures in a row since the last Welcome */
     struct label labels[LINK_MAX_LABELS];
     size_t nlabels;
     struct worker *worker;
@@ -75,6 +88,11 @@ struct link {
     char *host_id;
     uint64_t epoch, revision, highest_leader_epoch, hb_seq;
     unsigned hb_ms;
+    /* Fencing (fence.h): when Hello and each heartbeat went out, and the
+     * last HeartbeatAck (0: the controller sends none, Welcome said so). */
+    bool acks;
+    long long hello_ms, hb_sent[LINK_HB_RING], last_ack_ms;
+    struct fence *fence;
     /* what the worker told us */
     bool have_facts;
     struct worker_facts facts;
@@ -199,14 +217,25 @@ link_down(struct link *l, const char *fmt, ...)
 {
     struct timeval tv;
     char why[512];
-    unsigned jitter;
+    unsigned jitter, delay = LINK_BACKOFF_MIN_MS;
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    log_warnx("controller %s: %s; retrying in %u ms", l->o->controller, why,
-              l->backoff_ms);
+    /* The next address at once (after the least back-off); the back-off
+     * grows once every address failed in a row. */
+    l->failed++;
+    if (l->failed >= l->naddrs) {
+        delay = l->backoff_ms;
+        l->failed = 0;
+        l->backoff_ms *= 2;
+        if (l->backoff_ms > LINK_BACKOFF_MAX_MS)
+            l->backoff_ms = LINK_BACKOFF_MAX_MS;
+    }
+    log_warnx("controller %s: %s; trying %s in %u ms", l->addrs[l->cur].text,
+              why, l->addrs[(l->cur + 1) % l->naddrs].text, delay);
+    l->cur = (l->cur + 1) % l->naddrs;
     /* Log streams belong to the connection: the controller ended them. */
     if (l->conlog)
         conlog_drop_all(l->conlog);
@@ -223,13 +252,10 @@ link_down(struct link *l, const char *fmt, ...)
     }
     evtimer_del(l->hb_ev);
     l->state = L_IDLE;
-    jitter = (unsigned)(random() % (l->backoff_ms / 4 + 1));
-    tv.tv_sec = (l->backoff_ms + jitter) / 1000;
-    tv.tv_usec = ((l->backoff_ms + jitter) % 1000) * 1000;
+    jitter = (unsigned)(random() % (delay / 4 + 1));
+    tv.tv_sec = (delay + jitter) / 1000;
+    tv.tv_usec = ((delay + jitter) % 1000) * 1000;
     evtimer_add(l->retry_ev, &tv);
-    l->backoff_ms *= 2;
-    if (l->backoff_ms > LINK_BACKOFF_MAX_MS)
-        l->backoff_ms = LINK_BACKOFF_MAX_MS;
 }
 
 static void
@@ -248,6 +274,8 @@ link_send_hello(struct link *l)
     h.protocol_version = CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
     h.highest_leader_epoch = l->highest_leader_epoch;
     h.desired_set_max = DSPARTS_BYTES_MAX;
+    h.heartbeat_acks = true;
+    l->hello_ms = mono_ms();
     cap.vcpus = l->o->cap_vcpus ? l->o->cap_vcpus : l->facts.vcpus;
     cap.memory_mib =
         l->o->cap_memory_mib ? l->o->cap_memory_mib : l->facts.memory_mib;
@@ -309,8 +337,18 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (l->state != L_READY)
         return;
+    if (l->acks &&
+        mono_ms() - l->last_ack_ms > (long long)l->hb_ms * LINK_ACK_SILENCE) {
+        link_down(l, "no heartbeat stored for %lld ms",
+                  mono_ms() - l->last_ack_ms);
+        return;
+    }
+    /* A controller without acks: being connected is all we can know. */
+    if (!l->acks)
+        fence_heard(l->fence, mono_ms());
     hb.session_epoch = l->epoch;
     hb.seq = ++l->hb_seq;
+    l->hb_sent[hb.seq % LINK_HB_RING] = mono_ms();
     hb.applied_revision = l->revision;
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT;
     env.heartbeat = &hb;
@@ -337,9 +375,17 @@ on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
         l->hb_ms = 100;
     l->state = L_READY;
     l->backoff_ms = LINK_BACKOFF_MIN_MS;
+    l->failed = 0;
+    /* The registration stored a last_seen after our Hello went out. */
+    l->acks = w->heartbeat_acks;
+    l->last_ack_ms = mono_ms();
+    fence_set_after(l->fence, w->fence_after_ms);
+    fence_heard(l->fence, l->hello_ms);
     log_info("registered with %s as host %s, session %" PRIu64
-             ", heartbeat every %u ms",
-             l->o->controller, l->host_id, l->epoch, l->hb_ms);
+             ", heartbeat every %u ms, fence_after %u ms%s",
+             l->addrs[l->cur].text, l->host_id, l->epoch, l->hb_ms,
+             w->fence_after_ms,
+             l->acks ? "" : " (the controller acknowledges no heartbeat)");
     /* No read timeout any more: the controller sends only on changes. */
     bufferevent_set_timeouts(l->bev, NULL, NULL);
     tv.tv_sec = l->hb_ms / 1000;
@@ -350,6 +396,41 @@ on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
     link_send_all_status(l);
     if (l->cache)
         blobcache_link_up(l->cache);
+}
+
+/* The controller stored our heartbeats up to seq. */
+static void
+on_heartbeat_ack(struct link *l, const Cloud__Agent__HeartbeatAck *a)
+{
+    if (l->state != L_READY || a->session_epoch != l->epoch ||
+        a->seq == 0 || a->seq > l->hb_seq ||
+        l->hb_seq - a->seq >= LINK_HB_RING)
+        return; /* another session's, or too old to date */
+    l->last_ack_ms = mono_ms();
+    fence_set_after(l->fence, a->fence_after_ms);
+    /* last_seen was stored no earlier than this (agent.proto). */
+    fence_heard(l->fence,
+                l->hb_sent[a->seq % LINK_HB_RING] + a->stored_after_ms);
+}
+
+/* fence.h: no controller stored a heartbeat of ours for fence_after. */
+static void
+on_fence(void *arg, long long silent_ms, unsigned after_ms)
+{
+    struct link *l = arg;
+    char *why = xasprintf("fenced: no controller heard from this host for %lld s (fence_after %u s, partition_policy stop)",
+                          silent_ms / 1000, after_ms / 1000);
+
+    log_warnx("%s; destroying the instances of partition_policy \"stop\"",
+              why);
+    worker_fence(l->worker, why);
+    free(why);
+    /* The host may be marked down before we are heard again: register
+     * anew then, so the controller learns in one transaction that the host
+     * is back and what still runs there (cloud_agent_register), rather than
+     * from a heartbeat on a connection that outlived the partition. */
+    if (l->state != L_IDLE)
+        link_down(l, "no controller heard for fence_after; registering again");
 }
 
 /* A config map (InstanceSpec.config, ConfigUpdate.config; InstanceSpec.env
@@ -430,6 +511,8 @@ apply_desired(struct link *l, uint64_t revision,
             break;
         }
         w->kill = s->stop_signal == CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_KILL;
+        w->fence = s->partition_policy ==
+                   CLOUD__AGENT__PARTITION_POLICY__PARTITION_POLICY_STOP;
         w->grace_ms = s->stop_grace_period_ms ? s->stop_grace_period_ms : 10000;
         w->vcpus = s->vcpus;
         w->memory_mib = s->memory_mib;
@@ -624,6 +707,9 @@ on_message(struct link *l, frame_envelope *env)
     case CLOUD__AGENT__ENVELOPE__MSG_WELCOME:
         on_welcome(l, env->welcome);
         break;
+    case CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT_ACK:
+        on_heartbeat_ack(l, env->heartbeat_ack);
+        break;
     case CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE:
         on_desired(l, env);
         return true;
@@ -706,7 +792,8 @@ static void
 link_connect(struct link *l)
 {
     SSL *ssl;
-    int port = (int)strtol(l->port, NULL, 10);
+    const struct ctaddr *a = &l->addrs[l->cur];
+    int port = (int)strtol(a->port, NULL, 10);
 
     ssl = SSL_new(l->ssl);
     if (ssl == NULL) {
@@ -714,10 +801,10 @@ link_connect(struct link *l)
         return;
     }
     /* Check the controller's certificate names what we dialled. */
-    if (tlsctx_client_host(ssl, l->host) < 0) {
+    if (tlsctx_client_host(ssl, a->host) < 0) {
         SSL_free(ssl);
         link_down(l, "cannot set the controller %s %s to verify",
-                  tlsctx_host_is_ip(l->host) ? "address" : "name", l->host);
+                  tlsctx_host_is_ip(a->host) ? "address" : "name", a->host);
         return;
     }
     l->bev = bufferevent_openssl_socket_new(l->base, -1, ssl,
@@ -737,7 +824,7 @@ link_connect(struct link *l)
 
         bufferevent_set_timeouts(l->bev, &tv, &tv);
     }
-    if (bufferevent_socket_connect_hostname(l->bev, NULL, AF_UNSPEC, l->host,
+    if (bufferevent_socket_connect_hostname(l->bev, NULL, AF_UNSPEC, a->host,
                                             port) < 0)
         link_down(l, "cannot connect");
 }
@@ -928,7 +1015,7 @@ link_run(const struct link_opts *o)
         .drv = &virt_libvirt_driver,
     };
     struct link l;
-    const char *colon;
+    char why[512];
     char *cluster_id = NULL, *owner = NULL, *cache_dir = NULL;
     size_t i;
     int rc = 1;
@@ -938,20 +1025,11 @@ link_run(const struct link_opts *o)
     l.efd = -1;
     l.backoff_ms = LINK_BACKOFF_MIN_MS;
     strmap_init(&l.status);
-    colon = o->controller ? strrchr(o->controller, ':') : NULL;
-    if (colon == NULL || colon == o->controller || colon[1] == '\0' ||
-        strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
-        log_warnx("--controller must be HOST:PORT");
+    if (ctlist_parse(o->controller, &l.addrs, &l.naddrs, why, sizeof(why)) <
+        0) {
+        log_warnx("%s", why);
         goto cleanup;
     }
-    l.host = xstrndup(o->controller, (size_t)(colon - o->controller));
-    if (l.host[0] == '[' && l.host[strlen(l.host) - 1] == ']') {
-        char *h = xstrndup(l.host + 1, strlen(l.host) - 2);
-
-        free(l.host);
-        l.host = h;
-    }
-    l.port = xstrdup(colon + 1);
     if (o->ca == NULL || o->cert == NULL || o->key == NULL) {
         log_warnx("run needs --ca, --cert and --key (cloud-controller issue-agent-cert makes them)");
         goto cleanup;
@@ -997,6 +1075,7 @@ link_run(const struct link_opts *o)
         l.chans = chset_new(l.base, &cops, &l);
     }
     l.parts = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX, DSPARTS_MEM_MAX);
+    l.fence = fence_new(l.base, o->state_dir, on_fence, &l);
     /*
      * Image blobs come from the controller into the cache. On libvirt's
      * test driver, which reads no file, only with an explicit --cache-dir
@@ -1036,6 +1115,7 @@ cleanup:
     conlog_free(l.conlog);
     chset_free(l.chans);
     dsparts_free(l.parts);
+    fence_free(l.fence);
     if (l.bev)
         bufferevent_free(l.bev);
     if (l.dead_bev)
@@ -1066,8 +1146,7 @@ cleanup:
         free(l.labels[i].value);
     }
     worker_facts_clear(&l.facts);
-    free(l.host);
-    free(l.port);
+    ctlist_free(l.addrs, l.naddrs);
     free(l.host_id);
     free(cluster_id);
     free(owner);

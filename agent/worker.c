@@ -27,6 +27,7 @@
 
 #include "cmdline.h"
 #include "domxml.h"
+#include "fence.h"
 #include "fsutil.h"
 #include "log.h"
 #include "mem.h"
@@ -82,6 +83,12 @@ struct winst {
     size_t naddrs;
     bool addrs_dirty;                  /* changed since the last report */
     int64_t addr_next_ms, addr_since_ms;
+    /* Self-fencing (fence.h): partition_policy "stop" (from the set, or
+     * the fence record before the first set), and the reason it was
+     * fenced (NULL: it was not) until a new run. */
+    bool stop_policy;
+    uint64_t rec_gen, rec_restart; /* the run the record names (no set) */
+    char *fenced;
 };
 
 struct worker {
@@ -109,6 +116,7 @@ struct worker {
     struct strmap touched; /* ids named by libvirt events (key = value) */
     bool conn_lost;
     bool kicked; /* worker_kick: reconcile everything */
+    char *fence_req; /* worker_fence: the reason */
     struct worker_result *res_head, *res_tail;
     /* worker thread only */
     struct virt_conn *conn;
@@ -117,6 +125,11 @@ struct worker {
     struct strmap insts; /* id -> struct winst */
     int64_t next_reconnect_ms, reconnect_backoff_ms, next_resync_ms;
     struct worker_result *pending_facts;
+    char *fence_todo; /* a fence waiting for the libvirt connection */
+    char *fence_text; /* the fence record as last written */
+    /* The table changed in a way the record may show (a set, a fence, a
+     * new run, an instance gone): fence_sync compares and writes. */
+    bool fence_dirty;
 };
 
 void
@@ -276,6 +289,7 @@ inst_free(struct winst *in)
         return;
     worker_spec_clear(&in->spec);
     free(in->rep_reason);
+    free(in->fenced);
     free(in->channel);
     virt_addrs_free(in->addrs, in->naddrs);
     free(in->id);
@@ -285,6 +299,8 @@ inst_free(struct winst *in)
 static void
 inst_drop(struct worker *w, struct winst *in)
 {
+    if (in->stop_policy || in->fenced != NULL)
+        w->fence_dirty = true;
     strmap_del(&w->insts, in->id);
     inst_free(in);
 }
@@ -797,6 +813,11 @@ reconcile_run(struct worker *w, struct winst *in, enum virt_state st,
     if (in->phase == P_DONE && token_current(in))
         return 0;
     /* A new run. */
+    if (in->fenced != NULL) {
+        free(in->fenced);
+        in->fenced = NULL;
+        w->fence_dirty = true;
+    }
     {
         struct winst prev = *in;
         int rc;
@@ -1116,6 +1137,7 @@ apply_set(struct worker *w, struct worker_spec *specs, size_t n)
             in->dirty = true;
         worker_spec_clear(&in->spec);
         in->spec = specs[i];
+        in->stop_policy = in->spec.fence;
         in->spec_new = true;
         memset(&specs[i], 0, sizeof(specs[i]));
     }
@@ -1130,11 +1152,156 @@ apply_set(struct worker *w, struct worker_spec *specs, size_t n)
         } else if (in->in_set) {
             worker_spec_clear(&in->spec);
             in->in_set = false;
+            in->stop_policy = false;
             in->dirty = true;
         }
     }
     free(specs);
     w->have_set = true;
+    w->fence_dirty = true;
+}
+
+/* ---- self-fencing (fence.h) ------------------------------------------ */
+
+/* The run an instance is at, as the record names it. */
+static void
+fence_token(const struct winst *in, uint64_t *gen, uint64_t *restart)
+{
+    *gen = in->in_set ? in->spec.generation : in->rec_gen;
+    *restart = in->in_set ? in->spec.restart_count : in->rec_restart;
+}
+
+/*
+ * Destroys every running "stop" instance and reports it exited 137 with
+ * the reason; it stays down (P_DONE at its current run) until the
+ * controller asks for a new run. Desired stopped or deleted ones are
+ * destroyed at once too (a kill). An instance libvirt failed on (logged)
+ * does not hold up the others. 0, or -1 when one failed: tried again at
+ * the worker's next turn.
+ */
+static int
+fence_apply(struct worker *w, const char *reason)
+{
+    const struct virt_driver *drv = w->o.drv;
+    size_t i, n = 0;
+    int rc = 0;
+
+    w->fence_dirty = true;
+    for (i = 0; i < w->insts.cap; i++) {
+        struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
+        enum virt_state st;
+        enum virt_reason rsn;
+
+        if (in == NULL || !in->stop_policy || in->fenced != NULL)
+            continue;
+        if (drv->state_reason(w->conn, in->id, &st, &rsn) < 0) {
+            rc = -1;
+            continue;
+        }
+        if (in->in_set && in->spec.desired != WORKER_RUN) {
+            /* Being stopped anyway: no grace left to wait for. */
+            in->spec.kill = true;
+            in->dirty = true;
+            continue;
+        }
+        if (!is_up(st) && in->phase != P_RUNNING)
+            continue; /* not running: nothing to fence */
+        if (is_up(st) && drv->destroy(w->conn, in->id) < 0) {
+            rc = -1;
+            continue;
+        }
+        in->destroyed = true;
+        in->phase = P_DONE;
+        in->have_token = true;
+        fence_token(in, &in->tok_gen, &in->tok_restart);
+        in->fenced = xstrdup(reason);
+        log_warnx("instance %s: fenced (destroyed): %s", in->id, reason);
+        report(w, in, WS_EXITED, 137, reason);
+        n++;
+    }
+    log_info("fence: %zu instances of partition_policy \"stop\" destroyed",
+             n);
+    return rc;
+}
+
+/* Entries sorted by id: the same table always gives the same text. */
+static int
+cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct fence_entry *)a)->id,
+                  ((const struct fence_entry *)b)->id);
+}
+
+/* Writes the fence record when what it would hold changed. */
+static void
+fence_sync(struct worker *w)
+{
+    struct fence_entry *e;
+    size_t i, n = 0;
+    char *text;
+
+    if (w->state_dir == NULL || !w->fence_dirty)
+        return;
+    e = xcalloc(w->insts.len + 1, sizeof(*e));
+    for (i = 0; i < w->insts.cap; i++) {
+        struct winst *in = w->insts.keys[i] ? w->insts.vals[i] : NULL;
+
+        if (in == NULL || (!in->stop_policy && in->fenced == NULL))
+            continue;
+        e[n].id = in->id;
+        fence_token(in, &e[n].generation, &e[n].restart_count);
+        e[n].fenced = in->fenced;
+        n++;
+    }
+    qsort(e, n, sizeof(*e), cmp_entry);
+    text = fence_record_text(e, n);
+    free(e); /* the strings are the table's */
+    if (w->fence_text != NULL && strcmp(text, w->fence_text) == 0) {
+        free(text);
+        w->fence_dirty = false;
+        return;
+    }
+    if (fence_record_save(w->state_dir, text) < 0) {
+        free(text);
+        return; /* logged; tried again at the next turn */
+    }
+    free(w->fence_text);
+    w->fence_text = text;
+    w->fence_dirty = false;
+}
+
+/* At start: the record's instances, before libvirt or a controller says
+ * anything; the fenced ones report their exit again. */
+static void
+fence_load(struct worker *w)
+{
+    struct fence_entry *e;
+    size_t n, i;
+
+    if (w->state_dir == NULL || fence_record_load(w->state_dir, &e, &n) < 0)
+        return;
+    for (i = 0; i < n; i++) {
+        struct winst *in = inst_get(w, e[i].id);
+
+        in->adopted = true; /* a domain of an earlier run of the agent */
+        in->generation = e[i].generation;
+        in->rec_gen = e[i].generation;
+        in->rec_restart = e[i].restart_count;
+        in->stop_policy = true;
+        if (e[i].fenced != NULL) {
+            in->fenced = xstrdup(e[i].fenced);
+            in->phase = P_DONE;
+            in->have_token = true;
+            in->tok_gen = e[i].generation;
+            in->tok_restart = e[i].restart_count;
+            report(w, in, WS_EXITED, 137, in->fenced);
+        }
+    }
+    if (n > 0)
+        log_info("fence record: %zu instances of partition_policy \"stop\"",
+                 n);
+    fence_entries_free(e, n);
+    w->fence_dirty = true; /* written again once the table is known */
 }
 
 static void
@@ -1162,6 +1329,7 @@ worker_main(void *arg)
         pthread_mutex_lock(&w->mu);
         for (;;) {
             if (w->quit || w->have_new_set || w->conn_lost || w->kicked ||
+                w->fence_req != NULL ||
                 (w->touched.len > 0 && w->conn != NULL))
                 break;
             now = mono_ms();
@@ -1207,6 +1375,11 @@ worker_main(void *arg)
         w->conn_lost = false;
         kicked = w->kicked;
         w->kicked = false;
+        if (w->fence_req != NULL) {
+            free(w->fence_todo);
+            w->fence_todo = w->fence_req;
+            w->fence_req = NULL;
+        }
         touched = w->touched;
         strmap_init(&w->touched);
         pthread_mutex_unlock(&w->mu);
@@ -1237,6 +1410,17 @@ worker_main(void *arg)
             }
             w->reconnect_backoff_ms = WORKER_RECONNECT_MIN_MS;
             full = true;
+        }
+        if (w->fence_todo != NULL) {
+            /* Before anything else: the margin to down_after is small. */
+            if (fence_apply(w, w->fence_todo) == 0) {
+                free(w->fence_todo);
+                w->fence_todo = NULL;
+            } else if (!w->o.drv->alive(w->conn)) {
+                conn_drop(w);
+                w->next_reconnect_ms = mono_ms();
+                goto next;
+            }
         }
         if (mono_ms() >= w->next_resync_ms)
             full = true;
@@ -1277,6 +1461,7 @@ worker_main(void *arg)
             free(due);
         }
     next:
+        fence_sync(w);
         for (i = 0; i < touched.cap; i++)
             if (touched.keys[i] != NULL)
                 free(touched.vals[i]);
@@ -1316,6 +1501,7 @@ worker_start(const struct worker_opts *o, void (*notify)(void *arg),
     if (pthread_mutex_init(&w->mu, NULL) != 0 ||
         pthread_cond_init(&w->cv, NULL) != 0)
         fatalx("cannot initialise the worker's lock");
+    fence_load(w);
     if (w->state_dir != NULL) {
         char *run = xasprintf("%s/run", w->state_dir);
 
@@ -1366,6 +1552,16 @@ worker_set_desired(struct worker *w, struct worker_spec *specs, size_t n)
 }
 
 void
+worker_fence(struct worker *w, const char *reason)
+{
+    pthread_mutex_lock(&w->mu);
+    free(w->fence_req);
+    w->fence_req = xstrdup(reason);
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void
 worker_stop(struct worker *w)
 {
     size_t i;
@@ -1394,6 +1590,9 @@ worker_stop(struct worker *w)
     }
     worker_result_free(w->res_head);
     worker_result_free(w->pending_facts);
+    free(w->fence_req);
+    free(w->fence_todo);
+    free(w->fence_text);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w->uri);

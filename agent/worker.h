@@ -36,6 +36,7 @@ struct worker_spec {
     uint64_t restart_count;
     enum worker_desired desired;
     bool kill;         /* stop with destroy (137), not ACPI */
+    bool fence; /* partition_policy "stop": destroyed by worker_fence */
     unsigned grace_ms; /* ACPI shutdown -> destroy */
     unsigned vcpus;
     uint64_t memory_mib;
@@ -152,6 +153,15 @@ void worker_set_desired(struct worker *w, struct worker_spec *specs,
  */
 void worker_kick(struct worker *w);
 void worker_kick_cb(void *w);
+
+/*
+ * The agent has heard from no controller for fence_after (fence.h): destroy
+ * every running instance of partition_policy "stop" (of the desired set,
+ * or before the first set of the fence record) and report it exited 137
+ * with reason. Fenced instances stay down until the controller asks for a
+ * new run. Any thread.
+ */
+void worker_fence(struct worker *w, const char *reason);
 
 /* Takes every queued result (a list, oldest first); NULL if none. */
 struct worker_result *worker_take(struct worker *w);

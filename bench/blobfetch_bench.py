@@ -47,9 +47,9 @@ def main():
     serving = c
     port = None
     if a.replica:
-        serving = c.spawn_controller("r2", reconcile=False, agent_gateway=True)
+        serving = c.spawn_controller("r2", reconcile=False, agent_listen=True)
         port = serving.agent_port
-    agent = agentlib.Agent(c, "bb1", cap_vcpus=8, cap_memory=8192, controller_port=port,
+    agent = agentlib.Agent(c, "bb1", cap_vcpus=8, cap_memory=8192, controllers=["127.0.0.1:%d" % port],
                            extra=["--cache-dir", cache, "--cache-max-mib", str(a.mib * 4)]).start()
     poll(lambda: request("GET", "/v1/hosts/bb1")[2].get("state") == "ready", 30, what="agent")
     st, _, body = request("POST", "/v1/blobs/uploads")

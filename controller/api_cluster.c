@@ -2,8 +2,8 @@
  * api_cluster: GET and PATCH /v1/cluster/settings. The handlers validate,
  * name a store statement and answer with the JSON PostgreSQL built
  * (cloud_settings_json); the write and its event are one SQL function
- * (migrations/functions/cloud_settings_*.sql: events_retention,
- * quotas, blobs).
+ * (migrations/functions/cloud_settings_*.sql: down_after and
+ * fence_after, events_retention, quotas, blobs).
  */
 #define LOG_MODULE "api"
 #include "api_cluster.h"
@@ -34,6 +34,10 @@ struct setting {
 static const struct setting settings[] = {
     {NULL, "down_after_seconds", CLUSTER_DOWN_AFTER_MIN,
      CLUSTER_DOWN_AFTER_MAX},
+    /* With down_after: fence_after + 3 < down_after, checked in
+     * cloud_settings_patch against the stored values. */
+    {NULL, "fence_after_seconds", CLUSTER_FENCE_AFTER_MIN,
+     CLUSTER_FENCE_AFTER_MAX},
     {"events_retention", "max_age_seconds", 60, 315360000},
     {"events_retention", "max_events", 1, 1000000000},
     {"quotas", "services", 0, 1000000000},
@@ -91,8 +95,8 @@ settings_check(struct http_req *r, json_t *in)
         if (st == NULL) {
             http_reply_error(r, 422, "invalid", key,
                              "unknown field \"%s\": the settings are "
-                             "down_after_seconds, events_retention, quotas "
-                             "and blobs",
+                             "down_after_seconds, fence_after_seconds, "
+                             "events_retention, quotas and blobs",
                              key);
             return -1;
         }

@@ -234,7 +234,8 @@ cmd_parse(int argc, char **argv, struct cmd_opts *o, const char *usage)
 }
 
 static const char token_usage[] =
-    "usage: cloud-controller join-token create [--ttl 1h] [--controller HOST:PORT]\n"
+    "usage: cloud-controller join-token create [--ttl 1h]\n"
+    "                                          [--controller HOST:PORT[,HOST:PORT...]]\n"
     "                                          [--data-dir DIR] [--db URL]\n"
     "       cloud-controller join-token list [--db URL]\n"
     "       cloud-controller join-token delete ID [--db URL]\n";

@@ -29,8 +29,6 @@
 struct gateway_config {
     const struct pki_paths *pki;
     unsigned heartbeat_ms;   /* agent heartbeat and flush interval */
-    unsigned down_after_ms;  /* told to agents; the reconciler enforces it */
-    unsigned fence_after_ms; /* < down_after_ms */
     unsigned resync_ms;      /* periodic re-read of every desired set */
     unsigned first_frame_ms; /* Hello/JoinRequest deadline (0: 10 s) */
     const char *blob_dir;    /* blob files served to agents (BlobRequest) */

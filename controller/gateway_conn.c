@@ -287,8 +287,11 @@ on_registered(const PGresult *res, const struct db_error *err, void *arg)
     w.host_id = c->host_id;
     w.session_epoch = c->epoch;
     w.heartbeat_interval_ms = gw->cfg.heartbeat_ms;
-    w.down_after_ms = gw->cfg.down_after_ms;
-    w.fence_after_ms = gw->cfg.fence_after_ms;
+    gw_settings_note(gw, res, AGENT_REGISTER_DOWN_AFTER,
+                     AGENT_REGISTER_FENCE_AFTER);
+    w.down_after_ms = gw->down_after_ms;
+    w.fence_after_ms = gw->fence_after_ms;
+    w.heartbeat_acks = c->hb_acks;
     w.protocol_version = CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_WELCOME;
     env.welcome = &w;
@@ -322,7 +325,7 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
 {
     const char *hv;
     const char *vals[1];
-    json_t *p, *labels;
+    json_t *p, *labels, *running;
     char *js;
     size_t i;
 
@@ -367,11 +370,23 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
         }
         json_object_set_new(labels, k, json_string(v));
     }
-    p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o}", "name", c->name,
+    /* What runs there: lost instances of the host that still run are
+     * taken back at registration (cloud_agent_register, partition_policy
+     * keep), the others retired. */
+    running = json_array();
+    for (i = 0; i < h->n_instances; i++) {
+        const Cloud__Agent__InstanceRef *ref = h->instances[i];
+
+        if (ref->state == CLOUD__AGENT__OBSERVED_INSTANCE_STATE__OBSERVED_INSTANCE_STATE_RUNNING &&
+            gw_id_ok(ref->id))
+            json_array_append_new(running, json_string(ref->id));
+    }
+    p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:o}", "name", c->name,
                   "address", c->addr, "vcpus", (json_int_t)h->capacity->vcpus,
                   "memory_mib", (json_int_t)h->capacity->memory_mib,
                   "disk_gib", (json_int_t)h->capacity->disk_gib,
-                  "hypervisor", hv, "arch", h->facts->arch, "labels", labels);
+                  "hypervisor", hv, "arch", h->facts->arch, "labels", labels,
+                  "running", running);
     if (p == NULL) {
         /* Not UTF-8: jansson refuses the string. */
         conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
@@ -388,6 +403,7 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
              c->name, c->addr, h->agent_version, hv, h->capacity->vcpus,
              h->capacity->memory_mib, h->n_instances);
     c->set_max = h->desired_set_max;
+    c->hb_acks = h->heartbeat_acks;
     c->state = GW_REGISTERING;
     bufferevent_disable(c->bev, EV_READ);
     vals[0] = js;

@@ -85,6 +85,11 @@ struct gw_conn {
     /* heartbeats */
     int hb_pending;
     uint64_t hb_seq;
+    int hb_acks;          /* Hello.heartbeat_acks: HeartbeatAck wanted */
+    long long hb_recv_ms;  /* when heartbeat hb_seq arrived (mono_ms) */
+    int hb_flushing;       /* in the heartbeat flush in flight */
+    uint64_t hb_flush_seq; /* the seq that flush stores */
+    long long hb_flush_wait; /* ms from its arrival to the flush */
     int nlogs; /* console log streams through this agent */
     struct gwblobs *blobs; /* blob downloads (gateway_blobs.c), or NULL */
     int cfg_stale; /* ConfigUpdates pushed: the set is re-read later */
@@ -124,6 +129,9 @@ struct gateway {
     struct event *hb_timer, *resync_timer, *kick_ev, *status_retry;
     struct event *cfg_settle; /* re-reads the sets of cfg_stale hosts */
     int hb_inflight, hosts_inflight, desired_inflight;
+    /* The cluster settings agents are told (Welcome, HeartbeatAck), as
+     * the last registration or heartbeat flush read them. */
+    unsigned down_after_ms, fence_after_ms;
     int desired_capped; /* a kick stopped at GW_DESIRED_INFLIGHT_MAX */
     size_t kick_from;   /* where in gw->conns the next kick starts */
     /* status group commit */
@@ -156,6 +164,8 @@ void conn_unref(struct gw_conn *c);
 void conn_on_heartbeat(struct gw_conn *c, const Cloud__Agent__Heartbeat *hb);
 void conn_on_status(struct gw_conn *c, const Cloud__Agent__InstanceStatus *s);
 void gw_hb_timer_cb(evutil_socket_t fd, short what, void *arg);
+void gw_settings_note(struct gateway *gw, const PGresult *res, int down_col,
+                      int fence_col);
 int gw_id_ok(const char *id);
 void gw_status_items_free(struct gw_status *v, size_t n);
 void gw_status_retry_cb(evutil_socket_t fd, short what, void *arg);

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -30,6 +31,7 @@
 #include "join.h" /* agent enrolment, revocation */
 #include "gateway_config.h"
 #include "gateway_blobs.h"
+#include "monotime.h"
 #include "log.h"
 #include "netopt.h"
 #include "mem.h"
@@ -272,15 +274,57 @@ gw_status_flush(struct gateway *gw)
 
 /* ---- heartbeats (one statement per interval) ------------------------- */
 
+/* The settings columns of a registration or heartbeat flush (seconds). */
+void
+gw_settings_note(struct gateway *gw, const PGresult *res, int down_col,
+                 int fence_col)
+{
+    unsigned long down = strtoul(PQgetvalue(res, 0, down_col), NULL, 10);
+    unsigned long fence = strtoul(PQgetvalue(res, 0, fence_col), NULL, 10);
+
+    if (down * 1000 != gw->down_after_ms || fence * 1000 != gw->fence_after_ms)
+        log_info("agents are told down_after %lu s, fence_after %lu s", down,
+                 fence);
+    gw->down_after_ms = (unsigned)down * 1000;
+    gw->fence_after_ms = (unsigned)fence * 1000;
+}
+
+/*
+ * The heartbeats of the flush are stored: each agent that asked gets a
+ * HeartbeatAck of the seq the flush stored (its fence clock runs on them;
+ * docs/agent.md "Fencing"). A failed flush acks nothing.
+ */
 static void
 on_heartbeats_done(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct gateway *gw = arg;
+    struct gw_conn *c;
+    int ok = err == NULL && PQntuples(res) == 1;
 
-    (void)res;
     gw->hb_inflight = 0;
     if (err != NULL)
         log_warnx("cannot store heartbeats: %s", err->message);
+    if (ok)
+        gw_settings_note(gw, res, AGENT_HEARTBEATS_DOWN_AFTER,
+                         AGENT_HEARTBEATS_FENCE_AFTER);
+    for (c = gw->conns; c != NULL; c = c->next) {
+        Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+        Cloud__Agent__HeartbeatAck ack = CLOUD__AGENT__HEARTBEAT_ACK__INIT;
+
+        if (!c->hb_flushing)
+            continue;
+        c->hb_flushing = 0;
+        if (!ok || c->state != GW_READY || !c->hb_acks)
+            continue;
+        ack.session_epoch = c->epoch;
+        ack.seq = c->hb_flush_seq;
+        ack.down_after_ms = gw->down_after_ms;
+        ack.fence_after_ms = gw->fence_after_ms;
+        ack.stored_after_ms = (uint32_t)c->hb_flush_wait;
+        env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT_ACK;
+        env.heartbeat_ack = &ack;
+        (void)conn_send(c, &env);
+    }
 }
 
 void
@@ -301,6 +345,9 @@ gw_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (c->state != GW_READY || !c->hb_pending)
             continue;
         c->hb_pending = 0;
+        c->hb_flushing = 1;
+        c->hb_flush_seq = c->hb_seq;
+        c->hb_flush_wait = mono_ms() - c->hb_recv_ms;
         json_array_append_new(arr, json_pack("{s:s, s:I}", "id", c->host_id,
                                              "epoch", (json_int_t)c->epoch));
     }
@@ -331,6 +378,7 @@ conn_on_heartbeat(struct gw_conn *c, const Cloud__Agent__Heartbeat *hb)
     }
     c->hb_pending = 1;
     c->hb_seq = hb->seq;
+    c->hb_recv_ms = mono_ms();
     /* The agent applied less than it was sent long ago: resend. */
     if (hb->applied_revision < c->revision && hb->seq % 8 == 7) {
         free(c->last_set);

@@ -500,8 +500,6 @@ start_gateway(const struct opts *o, struct app *app, const char *data_dir,
     struct gateway_config cfg = {
         .pki = pki,
         .heartbeat_ms = 2000,
-        .down_after_ms = 30000,
-        .fence_after_ms = 20000,
         .resync_ms = 15000,
         .first_frame_ms = (unsigned)(o->request_timeout ? o->request_timeout
                                                         : HTTP_REQUEST_TIMEOUT_S) *

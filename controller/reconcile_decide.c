@@ -218,7 +218,8 @@ op_create(struct decide *d, struct rsvc *s, const char *reason)
  * One service: keep `replicas` live instances at the current generation.
  *   eff    live instances not on a draining/drained/down host
  *   fresh  eff at the service's generation; old: eff below it
- *   doomed live instances on a draining host (to be moved)
+ *   doomed live instances on a draining host (to be moved), or lost
+ *          with a down one (partition_policy keep: kept for its return)
  * Creates: up to replicas fresh ones, within replicas + max_surge live while
  * a rollout runs. Retires: fresh beyond replicas (scale down); old ones that
  * are not running, and running ones while at least replicas -
@@ -250,7 +251,10 @@ decide_service(struct decide *d, struct rsvc *s, struct ivec *insts)
 
         if (i->desired == ID_DELETED)
             continue;
-        if (i->generation >= s->generation && inst_finished(i)) {
+        /* A lost one (partition_policy keep) waits for its host: it is
+         * replaced as a doomed one, not restarted elsewhere. */
+        if (i->generation >= s->generation && inst_finished(i) &&
+            i->state != IS_LOST) {
             decide_restart(d, i, s->restart);
         }
         if (is_running(i))
@@ -330,6 +334,11 @@ decide_service(struct decide *d, struct rsvc *s, struct ivec *insts)
         for (size_t k = 0; k < doomed.n && !ops_full(d); k++) {
             struct rinst *i = doomed.v[k];
 
+            /* Lost with a down host: kept until it returns, then taken
+             * back if it still runs (cloud_agent_register); its
+             * replacement is retired as one too many. */
+            if (i->state == IS_LOST)
+                continue;
             if (is_running(i)) {
                 if (run - 1 < min_avail)
                     break;

@@ -197,12 +197,18 @@ const struct db_stmt store_stmts[ST__COUNT] = {
     /* end of reconciler statements */
     /* agent gateway statements (gateway_*.c,
        migrations/functions/cloud_agent_*.sql) */
+    /* Both with the settings agents are told (Welcome, HeartbeatAck). */
     [ST_AGENT_REGISTER] = {"agent_register",
-                           "SELECT host_id, session_epoch "
-                           "FROM cloud_agent_register($1::jsonb)",
+                           "SELECT r.host_id, r.session_epoch, "
+                           "s.down_after_seconds, s.fence_after_seconds "
+                           "FROM cloud_agent_register($1::jsonb) r, "
+                           "cluster_settings s WHERE s.id = 1",
                            1, AGENT_REGISTER__NCOLS},
     [ST_AGENT_HEARTBEATS] = {"agent_heartbeats",
-                             "SELECT cloud_agent_heartbeats($1::jsonb)", 1, 1},
+                             "SELECT cloud_agent_heartbeats($1::jsonb), "
+                             "s.down_after_seconds, s.fence_after_seconds "
+                             "FROM cluster_settings s WHERE s.id = 1",
+                             1, AGENT_HEARTBEATS__NCOLS},
     [ST_AGENT_STATUS] = {"agent_status",
                          "SELECT idx, refused "
                          "FROM cloud_agent_status($1::jsonb, $2::boolean)",

@@ -627,23 +627,13 @@ check_enum_str(json_t *in, json_t *out, const char *key, const char *a,
     return 0;
 }
 
-/* "stop" is part of the contract (agent.proto, docs/api.md) but no agent
- * fences itself yet: refused rather than stored and ignored. */
+/* "stop": agents fence themselves after fence_after (docs/agent.md
+ * "Fencing"); "keep": the guests run on through a partition. */
 static int
 check_partition_policy(json_t *in, json_t *out, int create, struct verr *e)
 {
-    json_t *v;
-
-    if (check_enum_str(in, out, "partition_policy", "keep", "stop",
-                       create ? "keep" : NULL, e) < 0)
-        return -1;
-    v = json_object_get(out, "partition_policy");
-    if (v != NULL && strcmp(json_string_value(v), "stop") == 0)
-        return fail(e, "partition_policy",
-                    "partition_policy \"stop\" is not supported yet: agents do "
-                    "not stop their guests when they lose the controllers; use "
-                    "\"keep\"");
-    return 0;
+    return check_enum_str(in, out, "partition_policy", "keep", "stop",
+                          create ? "keep" : NULL, e);
 }
 
 static int

@@ -255,6 +255,8 @@ frame_msg_name(const frame_envelope *env)
         return "config_update";
     case CLOUD__AGENT__ENVELOPE__MSG_ERROR:
         return "error";
+    case CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT_ACK:
+        return "heartbeat_ack";
     default:
         return "unknown";
     }

@@ -1,9 +1,18 @@
 -- p: {"name","address","vcpus","memory_mib","disk_gib","hypervisor","arch",
---     "labels"}. Returns the host id and the new session epoch.
+--     "labels","running"}. Returns the host id and the new session epoch.
+--
+-- running: the ids the agent's Hello reports running. A service instance
+-- of this host that liveness marked lost but left wanted running
+-- (partition_policy keep, cloud_rec_liveness) and that still runs is
+-- taken back here, in the transaction that makes the host ready again, so
+-- the reconciler never sees the host ready with it lost (it would retire
+-- it, not running, before its replacement); its replacement is then one
+-- too many and retired. One that no longer runs is retired (deleted, KILL).
 CREATE OR REPLACE FUNCTION cloud_agent_register(p jsonb, OUT host_id text, OUT session_epoch bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     h hosts;
+    i instances;
     was text;
 BEGIN
     -- The event lock before any row lock (docs/decisions.md §11).
@@ -38,6 +47,29 @@ BEGIN
                    h.name, h.cap_vcpus, h.cap_memory_mib, h.hypervisor, h.session_epoch,
                    CASE WHEN was = 'down' THEN ', was down' ELSE '' END), 'agent');
     END IF;
+    FOR i IN UPDATE instances
+                SET state = 'running', reason = NULL, exit_code = NULL, finished_at = NULL,
+                    version = version + 1, updated_at = now()
+              WHERE instances.host_id = h.id AND instances.state = 'lost'
+                AND instances.desired_state = 'running' AND instances.service_id IS NOT NULL
+                AND instances.id IN (SELECT jsonb_array_elements_text(
+                                         CASE WHEN jsonb_typeof(p->'running') = 'array'
+                                              THEN p->'running' ELSE '[]' END))
+             RETURNING * LOOP
+        PERFORM cloud_event('instance.state', 'instance', i.id, i.name,
+            format('instance %s running on %s: re-adopted, its host is back '
+                   '(partition_policy keep)', i.name, h.name), 'agent');
+    END LOOP;
+    FOR i IN UPDATE instances
+                SET desired_state = 'deleted', stop_signal = 'KILL',
+                    version = version + 1, updated_at = now()
+              WHERE instances.host_id = h.id AND instances.state = 'lost'
+                AND instances.desired_state = 'running' AND instances.service_id IS NOT NULL
+             RETURNING * LOOP
+        PERFORM cloud_event('instance.deleting', 'instance', i.id, i.name,
+            format('instance %s retired: not running on %s when its host came back',
+                   i.name, h.name), 'agent');
+    END LOOP;
     host_id := h.id;
     session_epoch := h.session_epoch;
 END $$;

@@ -3,9 +3,13 @@
 -- from the latest of its last heartbeat, its creation and the start of the
 -- caller's term (p_since_ms, on the database clock): a new leader never
 -- declares a host down before it has itself watched it for down_after.
--- The host's instances become lost; those of services get desired state
--- deleted (their service replaces them), one-offs keep theirs (their restart
--- policy decides). Returns what changed, for the caller to re-read.
+-- The host's instances become lost and their service replaces them. Those
+-- of partition_policy stop services get desired state deleted (their agent
+-- has fenced them; KILL should it come back); those of keep services stay
+-- wanted running, waiting for their host: cloud_agent_register takes back
+-- the ones still running when it returns (the replacement is then retired
+-- as one too many) and retires the others. One-offs keep theirs (their
+-- restart policy decides). Returns what changed, for the caller to re-read.
 CREATE OR REPLACE FUNCTION cloud_rec_liveness(p_epoch bigint, p_actor text, p_since_ms bigint)
 RETURNS TABLE (kind text, id text)
 LANGUAGE plpgsql AS $$
@@ -44,9 +48,9 @@ BEGIN
         RETURN NEXT;
         FOR i IN UPDATE instances SET state = 'lost',
                         reason = format('host %s down: no heartbeat for %s s', h.name, silent),
-                        desired_state = CASE WHEN service_id IS NOT NULL THEN 'deleted'
-                                             ELSE desired_state END,
-                        stop_signal = CASE WHEN service_id IS NOT NULL
+                        desired_state = CASE WHEN cloud_partition_stop(service_id)
+                                             THEN 'deleted' ELSE desired_state END,
+                        stop_signal = CASE WHEN cloud_partition_stop(service_id)
                                            THEN coalesce(stop_signal, 'KILL')
                                            ELSE stop_signal END,
                         finished_at = now(), version = version + 1, updated_at = now()
@@ -55,8 +59,12 @@ BEGIN
             PERFORM cloud_event('instance.lost', 'instance', i.id, i.name,
                 format('instance %s lost with host %s%s', i.name, h.name,
                        CASE WHEN i.service_id IS NOT NULL
-                            THEN format(': service %s replaces it',
-                                        (SELECT name FROM services WHERE services.id = i.service_id))
+                            THEN format(': service %s replaces it%s',
+                                        (SELECT name FROM services WHERE services.id = i.service_id),
+                                        CASE WHEN i.desired_state = 'running'
+                                             THEN ' (partition_policy keep: taken back if it still '
+                                                  'runs when its host returns)'
+                                             ELSE '' END)
                             ELSE '' END), p_actor);
             kind := 'instance';
             id := i.id;

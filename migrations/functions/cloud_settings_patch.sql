@@ -1,9 +1,9 @@
 -- p: the merge patch, validated by the controller (api_cluster.c); the
 -- CHECKs are the last line. An empty patch changes nothing. A change of
--- down_after_seconds and one of the nested settings are one version step
--- but two controller.settings events (the first names
--- down_after_seconds, the second the nested keys), as before the
--- functions were collapsed.
+-- the top-level settings (down_after_seconds, fence_after_seconds) and
+-- one of the nested settings are one version step but two
+-- controller.settings events (the first names the top-level ones, the
+-- second the nested keys), as before the functions were collapsed.
 CREATE OR REPLACE FUNCTION cloud_settings_patch(p jsonb, p_if_match bigint, p_actor text,
                                                 OUT status integer, OUT body json)
 LANGUAGE plpgsql AS $$
@@ -26,16 +26,39 @@ BEGIN
         PERFORM cloud_raise('CL412', format('cluster settings are at version %s, not %s',
                                             s.version, p_if_match));
     END IF;
-    IF NOT p ? 'down_after_seconds'
-       OR (p->>'down_after_seconds')::integer = s.down_after_seconds THEN
+    -- down_after_seconds and fence_after_seconds are checked together:
+    -- an agent must have fenced itself (3 s margin: its timer and the
+    -- destroy, docs/decisions.md §28) before its host may be marked down.
+    IF coalesce((p->>'fence_after_seconds')::integer, s.fence_after_seconds) + 3
+       >= coalesce((p->>'down_after_seconds')::integer, s.down_after_seconds) THEN
+        PERFORM cloud_raise('CL422', format(
+            'fence_after_seconds (%s) + 3 must be less than down_after_seconds (%s): '
+            'an agent cut off from the controllers must stop its partition_policy '
+            '"stop" instances before its host is marked down and they are replaced',
+            coalesce((p->>'fence_after_seconds')::integer, s.fence_after_seconds),
+            coalesce((p->>'down_after_seconds')::integer, s.down_after_seconds)),
+            CASE WHEN p ? 'fence_after_seconds' THEN 'fence_after_seconds'
+                 ELSE 'down_after_seconds' END);
+    END IF;
+    IF coalesce((p->>'down_after_seconds')::integer, s.down_after_seconds) = s.down_after_seconds
+       AND coalesce((p->>'fence_after_seconds')::integer, s.fence_after_seconds)
+           = s.fence_after_seconds THEN
         NULL;
     ELSE
-        UPDATE cluster_settings SET down_after_seconds = (p->>'down_after_seconds')::integer,
+        UPDATE cluster_settings
+           SET down_after_seconds = coalesce((p->>'down_after_seconds')::integer, down_after_seconds),
+               fence_after_seconds = coalesce((p->>'fence_after_seconds')::integer, fence_after_seconds),
                version = version + 1, updated_at = now()
          WHERE id = 1 RETURNING * INTO n;
         PERFORM cloud_event('controller.settings', 'controller', NULL, 'cluster',
-            format('cluster settings updated: down_after_seconds %s -> %s',
-                   s.down_after_seconds, n.down_after_seconds), p_actor);
+            'cluster settings updated: ' || concat_ws(', ',
+                CASE WHEN n.down_after_seconds <> s.down_after_seconds
+                     THEN format('down_after_seconds %s -> %s',
+                                 s.down_after_seconds, n.down_after_seconds) END,
+                CASE WHEN n.fence_after_seconds <> s.fence_after_seconds
+                     THEN format('fence_after_seconds %s -> %s',
+                                 s.fence_after_seconds, n.fence_after_seconds) END),
+            p_actor);
         s := n;
     END IF;
     n := s;

@@ -11,6 +11,8 @@ Environment:
 """
 
 import atexit
+import calendar
+import json
 import os
 import signal
 import socket
@@ -44,7 +46,7 @@ class Agent:
 
     def __init__(self, cluster, name, uri="test:///default", hypervisor="test",
                  labels=None, images=None, cap_vcpus=None, cap_memory=None, extra=(),
-                 env=None, controller_port=None):
+                 env=None, controllers=None, wrap=()):
         if not AGENT_BIN or not os.access(AGENT_BIN, os.X_OK):
             raise harness.HarnessError("CLOUD_AGENT=%r is not an executable" % AGENT_BIN)
         self.cluster = cluster
@@ -53,8 +55,13 @@ class Agent:
         os.makedirs(self.dir, exist_ok=True)
         self.pki = issue_cert(cluster, name)
         self.log = os.path.join(self.dir, "agent.log")
-        self.argv = [AGENT_BIN, "--connect", uri, "--name", name,
-                     "--controller", "127.0.0.1:%d" % (controller_port or cluster.agent_port),
+        # controllers: the --controller list ("HOST:PORT" each), else the
+        # main controller's gateway. wrap: a command the agent runs under
+        # (e.g. ["ip", "netns", "exec", NS]).
+        self.argv = list(wrap) + [
+                     AGENT_BIN, "--connect", uri, "--name", name,
+                     "--controller", ",".join(controllers or
+                                              ["127.0.0.1:%d" % cluster.agent_port]),
                      "--ca", os.path.join(self.pki, "ca.pem"),
                      "--cert", os.path.join(self.pki, "cert.pem"),
                      "--key", os.path.join(self.pki, "key.pem"),
@@ -103,6 +110,23 @@ class Agent:
         if self._fh:
             self._fh.close()
             self._fh = None
+
+    def messages(self):
+        """The agent's log lines as (seconds since the epoch, message)."""
+        out = []
+        try:
+            with open(self.log, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return out
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                t = calendar.timegm(time.strptime(rec["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+                out.append((t + int(rec["time"][20:23]) / 1000.0, rec.get("msg", "")))
+            except (ValueError, KeyError):
+                continue
+        return out
 
     def log_tail(self, lines=40):
         try:

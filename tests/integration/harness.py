@@ -298,13 +298,13 @@ class Cluster:
             self._ctl_log_fh.close()
             self._ctl_log_fh = None
 
-    def spawn_controller(self, name, args=None, reconcile=True, agent_gateway=False):
-        """Another controller on the same database (its own HTTP port, log and
-        data directory; no agent gateway unless agent_gateway); returns an
-        ExtraController. Stopped by stop()."""
+    def spawn_controller(self, name, args=None, reconcile=True, agent_listen=None):
+        """Another controller on the same database (its own HTTP port and log,
+        no agent gateway unless agent_listen: see ExtraController); returns
+        an ExtraController. Stopped by stop()."""
         self._check_controller_bin()
         c = ExtraController(self, name, list(args or []) + ([] if reconcile else ["--no-reconcile"]),
-                            agent_gateway=agent_gateway)
+                            agent_listen=agent_listen)
         self.extra_controllers.append(c)
         return c
 
@@ -463,30 +463,38 @@ class ExtraController:
     """A second (third...) cloud-controller process on a cluster's database,
     for leader-election tests: its own HTTP port and log file."""
 
-    def __init__(self, cluster, name, args, agent_gateway=False):
+    def __init__(self, cluster, name, args, agent_listen=None):
+        # agent_listen: None, no agent gateway; True, one on 127.0.0.1 and a
+        # free port; "HOST:PORT", there. A replica with a gateway gets the
+        # cluster CA of the main controller copied into its data directory
+        # before its first start (docs/agent.md "Several controllers"), so
+        # agents trust it; it issues its own gateway certificate.
         self.cluster = cluster
         self.name = name
         self.http_port = free_port()
         data_dir = os.path.join(cluster.tmp, "ctl-" + name)
         self.data_dir = data_dir
         os.makedirs(data_dir, exist_ok=True)
-        # agent_gateway: its own agent port, with a gateway certificate signed
-        # by the cluster controller's CA (replicas of one deployment share
-        # the CA), so agents from agentlib (controller_port=) connect to it.
+        self.log = os.path.join(cluster.tmp, "controller-%s.log" % name)
         self.agent_port = None
-        listen = "none"
-        if agent_gateway:
-            self.agent_port = free_port()
-            listen = "127.0.0.1:%d" % self.agent_port
+        self.agent_addr = None
+        if agent_listen:
+            if agent_listen is True:
+                agent_listen = "127.0.0.1:%d" % free_port()
+            self.agent_addr = agent_listen
+            self.agent_port = int(agent_listen.rsplit(":", 1)[1])
             pki = os.path.join(data_dir, "pki")
             os.makedirs(pki, mode=0o700, exist_ok=True)
-            for f in ("ca.pem", "ca.key"):
-                shutil.copy(os.path.join(cluster.tmp, "ctl", "pki", f), os.path.join(pki, f))
-        self.log = os.path.join(cluster.tmp, "controller-%s.log" % name)
+            for f, mode in (("ca.pem", 0o644), ("ca.key", 0o600)):
+                with open(os.path.join(cluster.tmp, "ctl", "pki", f), "rb") as src:
+                    data = src.read()
+                fd = os.open(os.path.join(pki, f), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+                with os.fdopen(fd, "wb") as dst:
+                    dst.write(data)
         self._fh = open(self.log, "ab")
         argv = [cluster.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
                 "--db", cluster.db_url, "--data-dir", data_dir,
-                "--agent-listen", listen] + args
+                "--agent-listen", agent_listen or "none"] + args
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._fh,
                                      stderr=subprocess.STDOUT, cwd=cluster.tmp,
                                      preexec_fn=_die_with_parent)

@@ -39,8 +39,10 @@ SERVICE = {}
 def setUpModule():
     c = harness.start(reconcile=True)
     c.add_image("hello", "latest")
-    # Hosts silent for 5 s go down (the reconciler's liveness check).
-    st, _, body = request("PATCH", "/v1/cluster/settings", {"down_after_seconds": 5})
+    # Hosts silent for 7 s go down (the reconciler's liveness check; the
+    # least with fence_after 3 s, fence_after + 3 < down_after).
+    st, _, body = request("PATCH", "/v1/cluster/settings",
+                          {"down_after_seconds": 7, "fence_after_seconds": 3})
     assert st == 200, "cannot set down_after_seconds: %d %r" % (st, body)
     for i in range(NAGENTS):
         AGENTS.append(agentlib.Agent(c, "hv%02d" % i, labels={"zone": "z%d" % (i % 2)},
@@ -268,7 +270,7 @@ class AgentsTest(harness.TestCase):
         self.assertEqual(sql("SELECT last_seen FROM hosts WHERE id = '%s'" % hid), seen,
                          "last_seen moved although the agent is dead")
         svc = SERVICE.get("id")
-        # The reconciler marks the host down after down_after (5 s) and
+        # The reconciler marks the host down after down_after (7 s) and
         # replaces its service instances on the other hosts.
         self.assertEqual(sql("SELECT count(*) FROM leader_lease WHERE holder IS NOT NULL"), "1",
                          "no controller leads")

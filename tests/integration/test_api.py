@@ -681,17 +681,16 @@ class ServiceValidationTests(harness.TestCase):
                 err = self.assertError(self.post(links=links), 422, "invalid")
                 self.assertTrue(err.get("field", "").startswith("links"), err)
         self.check("partition_policy", partition_policy="maybe")
-        # "stop" needs agents that fence themselves (not built): refused, on
-        # create and on PATCH, never stored and ignored.
-        err = self.assertError(self.post(partition_policy="stop"), 422, "invalid",
-                               field="partition_policy")
-        self.assertIn("not supported", err["message"])
+        # "stop" (agents fence themselves, docs/agent.md "Fencing") is
+        # stored, on create and on PATCH.
+        st, _, svc = self.post(partition_policy="stop")
+        self.assertEqual((st, svc.get("partition_policy")), (201, "stop"), svc)
         svc = create_service(self)
         st, _, body = request("PATCH", "/v1/services/%s" % svc["name"],
                               {"partition_policy": "stop"})
-        self.assertEqual(st, 422, body)
+        self.assertEqual(st, 200, body)
         self.assertEqual(request("GET", "/v1/services/%s" % svc["name"])[2]["partition_policy"],
-                         "keep")
+                         "stop")
 
 
 # -- instances ----------------------------------------------------------------

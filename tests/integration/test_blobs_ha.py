@@ -44,10 +44,10 @@ def setUpModule():
     global CLUSTER, A, B, AGENT, CACHE
     CLUSTER = harness.start(reconcile=True)
     A = CLUSTER.spawn_controller("a", reconcile=False)
-    B = CLUSTER.spawn_controller("b", reconcile=False, agent_gateway=True)
+    B = CLUSTER.spawn_controller("b", reconcile=False, agent_listen=True)
     CACHE = os.path.join(CLUSTER.tmp, "agents", "ha1", "cache")
     AGENT = agentlib.Agent(CLUSTER, "ha1", cap_vcpus=16, cap_memory=16384,
-                           controller_port=B.agent_port,
+                           controllers=["127.0.0.1:%d" % B.agent_port],
                            extra=["--cache-dir", CACHE]).start()
 
     def ready():

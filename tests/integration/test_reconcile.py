@@ -498,12 +498,16 @@ class ReconcileTests(harness.TestCase):
         tag = unique_name("lv")
         a, aid = add_host(tag)
         b, _ = add_host(tag)
-        st, _, s = request("PATCH", "/v1/cluster/settings", {"down_after_seconds": 5})
-        self.assertEqual((st, s["down_after_seconds"]), (200, 5), s)
+        st, _, s = request("PATCH", "/v1/cluster/settings",
+                           {"down_after_seconds": 7, "fence_after_seconds": 3})
+        self.assertEqual((st, s["down_after_seconds"]), (200, 7), s)
         ev = events("type = 'controller.settings'")
         self.assertIn("down_after_seconds", ev[-1][3])
         try:
-            svc = create_service(tag, 2, placement={"constraints": ["t=%s" % tag], "max_per_host": 1})
+            # partition_policy stop: the lost instance is deleted and
+            # replaced under its own name (keep: chaos_partition)
+            svc = create_service(tag, 2, placement={"constraints": ["t=%s" % tag], "max_per_host": 1},
+                                 partition_policy="stop")
             got = poll(lambda: (lambda l: l if len(l) == 2 and all(x[2] == "scheduled" for x in l)
                                 else None)(instances(svc["name"])), 15, what="2 scheduled")
             on_a = [x for x in got if x[4] == a][0]
@@ -515,7 +519,7 @@ class ReconcileTests(harness.TestCase):
             self.assertRegex(down[0][3], r"^host %s down: no heartbeat for \d+ s$" % a)
             silent = float(psql("SELECT extract(epoch FROM e.time - h.last_seen) FROM events e, hosts h "
                                 "WHERE e.id = %s AND h.id = '%s'" % (down[0][0], aid)))
-            self.assertGreaterEqual(silent, 5.0, "down after %.2f s of silence" % silent)
+            self.assertGreaterEqual(silent, 7.0, "down after %.2f s of silence" % silent)
             lost = events("type = 'instance.lost' AND object_id = '%s'" % on_a[0])
             self.assertEqual(len(lost), 1)
             self.assertIn("instance %s lost with host %s" % (on_a[1], a), lost[0][3])
@@ -546,7 +550,7 @@ class ReconcileTests(harness.TestCase):
             # event times are clock_timestamp() inside their transactions,
             # the term starts at the lease transaction's now(): allow the
             # lease transaction's own duration
-            self.assertGreaterEqual(gap, 4.5, "down %.2f s after the new leader took over" % gap)
+            self.assertGreaterEqual(gap, 6.5, "down %.2f s after the new leader took over" % gap)
         finally:
             request("PATCH", "/v1/cluster/settings", {"down_after_seconds": 30})
 
