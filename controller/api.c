@@ -415,6 +415,14 @@ on_ready(const PGresult *res, const struct db_error *err, void *arg)
                          v, app_of(r)->schema_version);
         return;
     }
+    /* Behind a load balancer a replica takes traffic only once it answers
+     * from its read cache: before, routes that need it (console logs: where
+     * an instance runs) answer 503, and every read costs a query. */
+    if (!use_cache(r)) {
+        http_reply_error(r, 503, "unavailable", NULL,
+                         "not ready: the read cache is loading");
+        return;
+    }
     http_reply_json_text(r, 200, "{\"status\":\"ready\"}");
 }
 

@@ -77,6 +77,12 @@ hub_on_rows(const PGresult *res, const struct db_error *err, void *arg)
     if (w->last_id < 0) {
         w->last_id = watch_ll(PQgetvalue(res, 0, 0));
         n = 0;
+        if (w->reload_pending) {
+            w->reload_pending = 0;
+            for (int o = 0; o < w->nobs; o++)
+                if (w->obs[o].on_reconnect)
+                    w->obs[o].on_reconnect(w->obs[o].arg);
+        }
     } else {
         n = PQntuples(res);
         if (n > 0)
@@ -183,7 +189,21 @@ hub_on_connect(void *arg)
 {
     struct watch *w = arg;
 
-    /* Whatever happened while the session was down is in the table. */
+    /*
+     * Whatever happened while the session was down is in the table. The
+     * first time, the hub's position is the newest event id, read by a
+     * statement of its own: the observers' full loads are sent only once
+     * it has answered, so each load's snapshot is at or after that
+     * position. Sent together, a load could run first on another pool
+     * connection, and an object committed between the two would be in
+     * neither the load nor the events after the position (lost to the
+     * read cache of a replica restarted under writes; chaos_replicas).
+     */
+    if (w->last_id < 0) {
+        w->reload_pending = 1;
+        hub_fetch(w);
+        return;
+    }
     for (int o = 0; o < w->nobs; o++)
         if (w->obs[o].on_reconnect)
             w->obs[o].on_reconnect(w->obs[o].arg);

@@ -46,6 +46,8 @@ struct watch {
     int nclients;
     long long last_id; /* -1 until known */
     int fetching, again;
+    /* The observers' reload waits for the first position (hub_on_connect) */
+    int reload_pending;
     struct watch_observer obs[WATCH_MAX_OBSERVERS];
     int nobs;
     TAILQ_HEAD(, watch_stream) streams; /* other modules' (watch_stream) */

@@ -492,13 +492,26 @@ class ExtraController:
                 with os.fdopen(fd, "wb") as dst:
                     dst.write(data)
         self._fh = open(self.log, "ab")
-        argv = [cluster.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
-                "--db", cluster.db_url, "--data-dir", data_dir,
-                "--agent-listen", agent_listen or "none"] + args
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, cwd=cluster.tmp,
+        self.argv = [cluster.controller_bin, "--listen", "127.0.0.1:%d" % self.http_port,
+                     "--db", cluster.db_url, "--data-dir", data_dir,
+                     "--agent-listen", agent_listen or "none"] + args
+        self._spawn()
+
+    def _spawn(self):
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._fh,
+                                     stderr=subprocess.STDOUT, cwd=self.cluster.tmp,
                                      preexec_fn=_die_with_parent)
-        poll(lambda: self._ready(), READY_TIMEOUT, what="controller %s ready" % name)
+        poll(lambda: self._ready(), READY_TIMEOUT, what="controller %s ready" % self.name)
+
+    def restart(self):
+        """SIGTERM, wait, and start again with the same ports and data
+        directory (a rolling restart); raises if it exits non-zero."""
+        terminate(self.proc)
+        rc = self.proc.returncode
+        if rc != 0:
+            raise HarnessError("controller %s exited with %s on SIGTERM:\n%s"
+                               % (self.name, rc, self.log_tail()))
+        self._spawn()
 
     def _ready(self):
         if self.proc.poll() is not None:
