@@ -2,6 +2,7 @@
  * log: writes log lines to stderr, JSON when not on a TTY.
  */
 #include "log.h"
+#include "monotime.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -110,4 +111,29 @@ log_fatal(const char *module, int errnum, const char *fmt, ...)
     log_vmsg(LOG_LVL_ERR, module, errnum, fmt, ap);
     va_end(ap);
     exit(1);
+}
+
+int
+log_rate_ok_at(struct log_rate *lr, unsigned per_sec, long long now_ms,
+               unsigned *dropped)
+{
+    if (lr->n == 0 || now_ms - lr->window_ms >= 1000 ||
+        now_ms < lr->window_ms) {
+        lr->window_ms = now_ms;
+        lr->n = 0;
+    }
+    if (lr->n >= per_sec) {
+        lr->dropped++;
+        return 0;
+    }
+    lr->n++;
+    *dropped = lr->dropped;
+    lr->dropped = 0;
+    return 1;
+}
+
+int
+log_rate_ok(struct log_rate *lr, unsigned per_sec, unsigned *dropped)
+{
+    return log_rate_ok_at(lr, per_sec, mono_ms(), dropped);
 }

@@ -27,6 +27,25 @@ _Noreturn void log_fatal(const char *module, int errnum, const char *fmt, ...)
 #define LOG_MODULE "main"
 #endif
 
+/*
+ * A noisy call site's budget (one struct per site, zeroed; not locked: use
+ * it from one thread). log_rate_ok says whether this line may be logged:
+ * at most per_sec lines in each second; the lines refused meanwhile are
+ * counted and *dropped says, on the next line allowed, how many went
+ * unlogged since the previous one, so the line can say so. Used where one
+ * failure repeats for every request (a database failover: a 503 per
+ * request, thousands a second).
+ */
+struct log_rate {
+    long long window_ms; /* start of the current second */
+    unsigned n;          /* lines allowed in it */
+    unsigned dropped;    /* lines refused since the last one allowed */
+};
+int log_rate_ok(struct log_rate *lr, unsigned per_sec, unsigned *dropped);
+/* The same at a given monotonic time (tests). */
+int log_rate_ok_at(struct log_rate *lr, unsigned per_sec, long long now_ms,
+                   unsigned *dropped);
+
 /* log_warn appends strerror(errno); log_warnx does not. */
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, LOG_MODULE, 0, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, LOG_MODULE, 0, __VA_ARGS__)

@@ -24,6 +24,8 @@
 /* A statement PostgreSQL chose as a deadlock's (or serialization
  * conflict's) victim is run again this many times before it fails. */
 #define DB_CONFLICT_RETRIES 3
+/* failed statements logged at most this often (the rest are counted) */
+#define DB_FAIL_LOG_PER_SEC 5
 
 enum conn_state {
     CONN_DOWN = 0,
@@ -877,9 +879,19 @@ conn_op_done(struct db_conn *c)
             }
             db_error_from_result(res, c->pg, &err);
             c->pool->errors++;
-            if (err.status >= 500)
-                log_warnx("statement %s failed: %s", r->stmt->name,
-                          err.message);
+            if (err.status >= 500) {
+                static struct log_rate rate;
+                unsigned dropped;
+
+                if (log_rate_ok(&rate, DB_FAIL_LOG_PER_SEC, &dropped)) {
+                    if (dropped)
+                        log_warnx("%u more failed statements were not "
+                                  "logged (at most %d a second)",
+                                  dropped, DB_FAIL_LOG_PER_SEC);
+                    log_warnx("statement %s failed: %s", r->stmt->name,
+                              err.message);
+                }
+            }
             r->cb(NULL, &err, r->arg);
         }
         PQclear(res);

@@ -15,6 +15,8 @@
  *     \--> REFUSED (idle, first to go) --request--> 429/503 + close
  */
 #define LOG_MODULE "http"
+/* 5xx answers logged at most this often (the rest are counted) */
+#define HTTP_5XX_LOG_PER_SEC 5
 #include "http.h"
 
 #include <errno.h>
@@ -412,9 +414,22 @@ http_reply_error(struct http_req *r, int status, const char *code,
     body = json_pack("{s:o}", "error", err);
     if (r->srv->opts.on_error && r->req != NULL)
         r->srv->opts.on_error(r, status, msg);
-    if (status >= 500)
-        log_warnx("%s %s: %d %s", r->method,
-                  r->req ? evhttp_request_get_uri(r->req) : "?", status, msg);
+    if (status >= 500) {
+        /* One failure (the database failing over) answers every request
+         * alike: a few lines a second say it, the rest are counted. */
+        static struct log_rate rate;
+        unsigned dropped;
+
+        if (log_rate_ok(&rate, HTTP_5XX_LOG_PER_SEC, &dropped)) {
+            if (dropped)
+                log_warnx("%u more 5xx answers were not logged (at most %d "
+                          "a second)",
+                          dropped, HTTP_5XX_LOG_PER_SEC);
+            log_warnx("%s %s: %d %s", r->method,
+                      r->req ? evhttp_request_get_uri(r->req) : "?", status,
+                      msg);
+        }
+    }
     http_reply_json(r, status, body);
     json_decref(body);
 }
