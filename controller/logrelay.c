@@ -471,22 +471,27 @@ on_put(const PGresult *res, const struct db_error *err, void *arg)
     long long unread;
 
     h->putting = 0;
-    if (h->dead)
-        goto done;
+    if (h->dead) {
+        hold_unref(h); /* the put's reference, maybe the last */
+        return;
+    }
+    /* Alive, h is on the list, which holds a reference of its own: the
+     * put's goes now, and a hold_stop below drops the list's. */
+    h->refs--;
     if (err != NULL) {
         log_warnx("relay %lld: cannot write a log row: %s", h->id,
                   err->message);
         hold_stop(h, 1);
-        goto done;
+        return;
     }
     if (PQgetisnull(res, 0, 0)) {
         /* The asker ended the relay. */
         hold_stop(h, 0);
-        goto done;
+        return;
     }
     if (h->final_sent) {
         hold_stop(h, 0);
-        goto done;
+        return;
     }
     unread = parse_ll(PQgetvalue(res, 0, 0));
     if (unread > (long long)LOGRELAY_UNREAD_MAX && h->final == ROW_NONE) {
@@ -500,12 +505,9 @@ on_put(const PGresult *res, const struct db_error *err, void *arg)
         evbuffer_drain(h->pending, evbuffer_get_length(h->pending));
         h->need_row = 0;
         hold_final(h, ROW_EOF, 0, NULL);
-        goto done;
+        return;
     }
     hold_flush(h);
-
-done:
-    hold_unref(h);
 }
 
 /* Writes the next row if none is in flight: what the agent sent meanwhile,
