@@ -415,6 +415,7 @@ join_run(const struct join_opts *o)
     }
     if (pin_parse(o->ca_pin, pin) < 0) {
         fail("--ca-pin must be sha256: and 64 hex digits, not %.80s", o->ca_pin);
+        ctlist_free(addrs, naddrs);
         return 2;
     }
     if (o->name != NULL) {
