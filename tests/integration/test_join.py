@@ -453,6 +453,10 @@ class JoinTest(harness.TestCase):
             r, _ = agent_join("fake1", token, pin, controller="127.0.0.1:%d" % port)
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn("unsuitable certificate purpose", r.stderr)
+            # join checks the purpose after its handshake, so the server saw
+            # one complete: wait until its thread has said so (under load it
+            # may append after join returned), then watch `run` alone.
+            poll(lambda: len(handshakes) >= 1, 10, what="the join's handshake recorded")
             del handshakes[:]
             # And `run` with the cluster CA refuses it too.
             own = agentlib.issue_cert(harness.cluster(), "fake2")
