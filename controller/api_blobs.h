@@ -43,7 +43,7 @@ int blobs_ready_dir(const char *data_dir);
 
 /*
  * Takes this replica's limits from the cluster settings JSON
- * (cloud_settings_json): quotas.upload_sessions, blobs.min_free_bytes,
+ * (cloud_settings_json): blobs.min_free_bytes,
  * blobs.gc_grace_seconds. Accepts NULL b.
  */
 void blobs_settings(struct blobs *b, const char *settings_json);
