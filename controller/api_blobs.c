@@ -393,6 +393,41 @@ put_watch_hangup(struct put_wait *w)
                   w->digest);
 }
 
+/* A session that cannot become a blob (digest mismatch, quota): deleted,
+ * as an upload always was, before the error is answered. */
+struct discard {
+    struct http_req *r;
+    char id[BLOBSTORE_SESSION_ID];
+    struct db_error why;
+};
+
+static void
+on_discarded(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct discard *d = arg;
+
+    (void)res;
+    if (err)
+        log_warnx("upload %s: cannot discard it (it ends idle): %s", d->id,
+                  err->message);
+    if (!api_gone(d->r))
+        api_reply_db_error(d->r, &d->why);
+    free(d);
+}
+
+static void
+session_discard(struct http_req *r, const struct db_error *why)
+{
+    struct discard *d = xcalloc(1, sizeof(*d));
+    const char *vals[1] = {d->id};
+
+    d->r = r;
+    d->why = *why;
+    xstrlcpy(d->id, http_param(r, 0), sizeof(d->id));
+    db_query(blobs_of(r)->db, store_stmt(ST_UPLOAD_CANCEL), vals,
+             on_discarded, d);
+}
+
 /* The blob's chunks committed in PostgreSQL (or failed): answer. */
 static void
 on_put(const struct db_error *err, void *arg)
@@ -402,6 +437,13 @@ on_put(const struct db_error *err, void *arg)
 
     r->on_cancel = NULL;
     r->data = NULL;
+    /* Refused by quotas.blob_bytes: discarded, as it always was (a retry
+     * cannot pass). Other failures keep the session: finish it again. */
+    if (err && strcmp(err->code, "quota") == 0 && !r->cancelled) {
+        session_discard(r, err);
+        put_wait_free(w);
+        return;
+    }
     if (!api_db_done(r, err)) {
         json_t *j = json_pack("{s:s,s:I}", "digest", w->digest, "size",
                               (json_int_t)w->size);
@@ -424,19 +466,6 @@ put_cancel(struct http_req *r)
     http_req_release(r);
 }
 
-static void
-on_discarded(const PGresult *res, const struct db_error *err, void *arg)
-{
-    char *id = arg;
-
-    (void)res;
-    if (err)
-        log_warnx("upload %s: cannot discard it after its digest mismatch "
-                  "(it ends idle): %s",
-                  id, err->message);
-    free(id);
-}
-
 /* The session was read back into this replica's cache (or not): commit
  * it as the blob, or answer why not. */
 static void
@@ -457,15 +486,14 @@ on_session_read(int status, const char *why, const char *got,
         return;
     }
     if (strcmp(got, want) != 0) {
-        const char *vals[1] = {http_param(r, 0)};
+        struct db_error bad = {.status = 422, .code = "invalid",
+                               .field = "digest"};
 
-        /* Discarded, as it always was: the client starts again. */
-        db_query(b->db, store_stmt(ST_UPLOAD_CANCEL), vals, on_discarded,
-                 xstrdup(http_param(r, 0)));
-        http_reply_error(r, 422, "invalid", "digest",
-                         "upload %s has digest %s, not the declared %s; it "
-                         "was discarded",
-                         http_param(r, 0), got, want);
+        snprintf(bad.message, sizeof(bad.message),
+                 "upload %s has digest %s, not the declared %s; it was "
+                 "discarded",
+                 http_param(r, 0), got, want);
+        session_discard(r, &bad);
         return;
     }
     w = xcalloc(1, sizeof(*w));
