@@ -288,9 +288,11 @@ blobs_h_upload_chunk(struct http_req *r)
     {
         /* The bytes go to PostgreSQL as they are (binary); the offset
          * advances in the same statement only if off is where the session
-         * is, and the answer waits for the commit. */
-        const char *vals[5] = {id, off, (const char *)evbuffer_pullup(in, -1),
-                               max, idle};
+         * is, and the answer waits for the commit. An empty chunk is
+         * an empty bytea (pullup gives NULL), which only keeps the session
+         * alive. */
+        const char *data = len ? (const char *)evbuffer_pullup(in, -1) : "";
+        const char *vals[5] = {id, off, data, max, idle};
         const int lens[5] = {0, 0, (int)len, 0, 0};
         const int fmts[5] = {0, 0, 1, 0, 0};
         struct db_params prm = {vals, lens, fmts, 0};

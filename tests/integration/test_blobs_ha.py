@@ -357,6 +357,10 @@ class BlobsInPostgres(harness.TestCase):
         st, h, b = patch_piece(path, 1000, os.urandom(10), B.http_port)
         self.assertEqual(st, 202, b)
         self.assertEqual(b["offset"], 1010)
+        # An empty chunk stores nothing and keeps the offset.
+        st, h, b = patch_piece(path, 1010, b"", a.http_port)
+        self.assertEqual(st, 202, b)
+        self.assertEqual(b["offset"], 1010)
         # A session unknown everywhere is 404 on every replica.
         for port in (a.http_port, B.http_port):
             st, h, b = patch_piece("/v1/blobs/uploads/" + "0" * 32, 0, b"x", port)
