@@ -262,8 +262,8 @@ on_put_lock(const PGresult *res, const struct db_error *err, void *arg)
         return;
     if (PQntuples(res) != 1) {
         put_fail_as(p, 404, "not_found",
-                    "upload %s was cancelled or ended idle while it was "
-                    "being finished",
+                    "upload %s was finished by another request, cancelled "
+                    "or ended idle while it was being finished",
                     p->session);
         return;
     }

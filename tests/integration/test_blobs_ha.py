@@ -410,6 +410,17 @@ class BlobsInPostgres(harness.TestCase):
             st, _, u = request("POST", "/v1/blobs/uploads", port=a.http_port)
             self.assertEqual(st, 202, u)
             ids.append(u["id"])
+            # A session idle for 10 minutes no longer counts, and the
+            # replicas' sweep (every minute, on each) deletes it.
+            idle = ids.pop(0)
+            harness.psql("UPDATE upload_sessions SET updated_at = now() - interval '11 minutes' "
+                         "WHERE id = '%s'" % idle)
+            st, _, u = request("POST", "/v1/blobs/uploads", port=B.http_port)
+            self.assertEqual(st, 202, u)
+            ids.append(u["id"])
+            poll(lambda: session_rows(idle) == 0, 70, what="the idle session swept")
+            line = "upload %s abandoned after 0 bytes" % idle
+            self.assertTrue(any(line in log_of(p) for p in (A.log, B.log, CLUSTER.ctl_log)))
         finally:
             for sid in ids:
                 request("DELETE", "/v1/blobs/uploads/" + sid)
