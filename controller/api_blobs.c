@@ -1,20 +1,21 @@
 /*
- * api_blobs: blob store and chunked uploads (see api_blobs.h). Owns the upload
- * sessions (in memory, with their open file and running SHA-256), their idle
- * timer, and the blob files. A session lives on the controller replica that
- * started it; the blobs directory is the one in --data-dir, a cache of the
- * content kept in PostgreSQL (blobstore.c): a finished upload is answered
- * after its chunks committed there, and a GET of a blob this replica does
- * not hold fills the cache first.
- *
- * File writes of at most one chunk (1 MiB) happen on the loop: they land in
- * the page cache.
+ * api_blobs: blob store and chunked uploads (see api_blobs.h). Upload
+ * sessions live in PostgreSQL (migrations/0025, docs/decisions.md §32):
+ * each PATCH stores its piece and advances the session's offset in one
+ * statement, answered after it committed, so every step of an upload may
+ * land on another replica. This module owns the routes, the sweep timer of
+ * idle sessions and the blob files; the blobs directory is the one in
+ * --data-dir, a cache of the content kept in PostgreSQL (blobstore.c): a
+ * finished upload is read back into the cache of the replica that
+ * finishes it, and answered after its chunks committed; a GET of a blob
+ * this replica does not hold fills the cache first.
  *
  * Limits (cluster settings, migrations/0019; kept here by blobs_settings):
- * quotas.upload_sessions bounds the sessions of this replica (they live in
- * its memory, and the one loop makes the count race-free); an upload or
- * chunk that would leave less than blobs.min_free_bytes free on the blob
- * directory's file system is refused with 507. Garbage collection
+ * quotas.upload_sessions bounds the sessions of the cluster, counted in
+ * the statement that opens one (cloud_upload_start); an upload that would
+ * leave less than blobs.min_free_bytes free on the file system of this
+ * replica's blob directory, where its file is written, is refused with
+ * 507. Garbage collection
  * (blobs_gc, driven by retention.c) deletes the files of blobs whose rows
  * the leader collected, and files this replica holds with no row, once
  * older than blobs.gc_grace_seconds; a file is removed only after its row
@@ -51,35 +52,26 @@
 #include "log.h"
 #include "mem.h"
 #include "store.h"
-#include "strmap.h"
 
 #define SESSION_IDLE_SECS 600
 #define GC_BATCH "1000"
 #define PIECE (256 * 1024)
-
-struct upload {
-    char id[33];
-    char *path;
-    int fd;
-    EVP_MD_CTX *md;
-    unsigned long long offset;
-    time_t touched;
-};
 
 struct blobs {
     struct event_base *base;
     char *dir;     /* <data>/blobs/sha256 */
     char *updir;   /* <data>/uploads */
     unsigned long long max_blob;
-    struct strmap sessions;
+    struct db_pool *db; /* the blob pool: pieces and sessions */
     struct event *sweep;
+    int sweep_inflight;
     struct blobstore *store; /* the content in PostgreSQL */
-    /* cluster settings (blobs_settings): the defaults until first read */
-    long long quota_sessions;
+    /* cluster settings (blobs_settings): the defaults until first read
+     * (quotas.upload_sessions is read by cloud_upload_start itself) */
     unsigned long long min_free;
     long long gc_grace;
     int gc_inflight;
-    int closing; /* freed by the GC query's callback */
+    int closing; /* freed by the last GC or sweep query's callback */
 };
 
 static void blobs_release(struct blobs *b);
@@ -104,75 +96,76 @@ blobs_of(struct http_req *r)
 }
 
 static void
-upload_free(struct upload *u)
+reply_upload(struct http_req *r, int status, const char *id,
+             unsigned long long offset)
 {
-    if (u == NULL)
-        return;
-    if (u->fd >= 0)
-        close(u->fd);
-    if (u->path) {
-        unlink(u->path);
-        free(u->path);
-    }
-    EVP_MD_CTX_free(u->md);
-    free(u);
-}
-
-static void
-reply_upload(struct http_req *r, int status, const struct upload *u)
-{
-    char *loc = xasprintf("/v1/blobs/uploads/%s", u->id);
+    char *loc = xasprintf("/v1/blobs/uploads/%s", id);
     char off[24];
+    json_t *j;
 
-    snprintf(off, sizeof(off), "%llu", u->offset);
+    snprintf(off, sizeof(off), "%llu", offset);
     http_add_header(r, "Location", loc);
     http_add_header(r, "Upload-Offset", off);
     free(loc);
-    {
-        json_t *j = json_pack("{s:s,s:I}", "id", u->id, "offset",
-                              (json_int_t)u->offset);
-        http_reply_json(r, status, j);
-        json_decref(j);
-    }
+    j = json_pack("{s:s,s:I}", "id", id, "offset", (json_int_t)offset);
+    http_reply_json(r, status, j);
+    json_decref(j);
 }
 
-static struct upload *
-session(struct http_req *r)
+/* The session id of r's path, or NULL after a 404 (ids are 32 lower-case
+ * hex digits: anything else was never a session). */
+static const char *
+session_id(struct http_req *r)
 {
-    struct upload *u = strmap_get(&blobs_of(r)->sessions, http_param(r, 0));
+    const char *id = http_param(r, 0);
+    size_t n = strspn(id, "0123456789abcdef");
 
-    if (u == NULL)
+    if (n != BLOBSTORE_SESSION_ID - 1 || id[n] != '\0') {
         http_reply_error(r, 404, "not_found", NULL,
-                         "upload %.64s not found (sessions live on the "
-                         "controller that started them and end after %d s "
-                         "idle)",
-                         http_param(r, 0), SESSION_IDLE_SECS);
-    return u;
+                         "upload %.64s not found: it was finished, "
+                         "cancelled, or ended after %d s idle",
+                         id, SESSION_IDLE_SECS);
+        return NULL;
+    }
+    return id;
 }
 
+static int blobs_maybe_release(struct blobs *b);
+
+static void
+on_sweep(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct blobs *b = arg;
+
+    b->sweep_inflight = 0;
+    if (blobs_maybe_release(b))
+        return;
+    if (err) {
+        log_warnx("cannot sweep the idle upload sessions: %s", err->message);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++)
+        log_info("upload %s abandoned after %s bytes",
+                 PQgetvalue(res, i, UPLOAD_SWEEP_ID),
+                 PQgetvalue(res, i, UPLOAD_SWEEP_RECEIVED));
+}
+
+/* Every replica sweeps: sessions are the cluster's, a second sweep finds
+ * nothing, and none waits for a leader. */
 static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct blobs *b = arg;
-    time_t now = time(NULL);
-    int again = 1;
+    char idle[16];
+    const char *vals[1] = {idle};
 
     (void)fd;
     (void)what;
-    while (again) {
-        again = 0;
-        for (size_t i = 0; i < b->sessions.cap; i++) {
-            struct upload *u = b->sessions.vals[i];
-            if (u && now - u->touched > SESSION_IDLE_SECS) {
-                log_info("upload %s abandoned after %llu bytes", u->id,
-                         u->offset);
-                strmap_del(&b->sessions, u->id);
-                upload_free(u);
-                again = 1;
-                break;
-            }
-        }
-    }
+    if (b->sweep_inflight)
+        return;
+    snprintf(idle, sizeof(idle), "%d", SESSION_IDLE_SECS);
+    b->sweep_inflight = 1;
+    db_query(b->db, store_stmt(ST_UPLOAD_SWEEP), vals, on_sweep, b);
 }
 
 /*
@@ -197,61 +190,69 @@ space_ok(struct http_req *r, struct blobs *b, unsigned long long need)
 
 /* ---- handlers -------------------------------------------------------- */
 
+/* The random id of a new session, in id; -1 after a 500. */
+static int
+new_session_id(struct http_req *r, char *id)
+{
+    unsigned char rnd[(BLOBSTORE_SESSION_ID - 1) / 2];
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        http_reply_error(r, 500, "internal", NULL,
+                         "cannot draw a random upload id");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    return 0;
+}
+
+static void
+on_upload_started(const PGresult *res, const struct db_error *err,
+                  void *arg)
+{
+    struct http_req *r = arg;
+
+    if (api_db_one_row(r, res, err, "upload start"))
+        return;
+    reply_upload(r, 202, PQgetvalue(res, 0, 0), 0);
+}
+
 void
 blobs_h_upload_start(struct http_req *r)
 {
     struct blobs *b = blobs_of(r);
-    struct upload *u;
-    unsigned char rnd[16];
+    char id[BLOBSTORE_SESSION_ID], idle[16];
+    const char *vals[3] = {id, r->actor, idle};
 
-    if ((long long)b->sessions.len >= b->quota_sessions) {
-        http_reply_error(r, 409, "quota", "quotas.upload_sessions",
-                         "quota upload_sessions exceeded: %zu uploads are "
-                         "in progress on this controller, the quota is %lld; "
-                         "finish or cancel one (sessions end after %d s "
-                         "idle) or raise quotas.upload_sessions in the "
-                         "cluster settings",
-                         b->sessions.len, b->quota_sessions,
-                         SESSION_IDLE_SECS);
+    if (space_ok(r, b, 0) < 0 || new_session_id(r, id) < 0)
         return;
-    }
-    if (space_ok(r, b, 0) < 0)
+    snprintf(idle, sizeof(idle), "%d", SESSION_IDLE_SECS);
+    db_query(b->db, store_stmt(ST_UPLOAD_START), vals, on_upload_started, r);
+}
+
+/* A PATCH's piece committed (or refused): its new offset. */
+static void
+on_piece(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct http_req *r = arg;
+
+    if (api_db_one_row(r, res, err, "upload piece"))
         return;
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        http_reply_error(r, 500, "internal", NULL,
-                         "cannot draw a random upload id");
-        return;
-    }
-    u = xcalloc(1, sizeof(*u));
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(u->id + 2 * i, 3, "%02x", rnd[i]);
-    u->path = xasprintf("%s/%s", b->updir, u->id);
-    u->fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    u->md = EVP_MD_CTX_new();
-    u->touched = time(NULL);
-    if (u->fd < 0 || u->md == NULL ||
-        EVP_DigestInit_ex(u->md, EVP_sha256(), NULL) != 1) {
-        log_warn("cannot start an upload in %s", b->updir);
-        upload_free(u);
-        http_reply_error(r, 500, "internal", NULL,
-                         "cannot start an upload: %s", strerror(errno));
-        return;
-    }
-    strmap_put(&b->sessions, u->id, u);
-    reply_upload(r, 202, u);
+    reply_upload(r, 202, http_param(r, 0),
+                 strtoull(PQgetvalue(res, 0, 0), NULL, 10));
 }
 
 void
 blobs_h_upload_chunk(struct http_req *r)
 {
     struct blobs *b = blobs_of(r);
-    struct upload *u = session(r);
+    const char *id = session_id(r);
     struct evbuffer *in;
     const char *ctype, *off;
+    char max[24], idle[16];
     size_t len;
-    unsigned char *data;
 
-    if (u == NULL)
+    if (id == NULL)
         return;
     in = evhttp_request_get_input_buffer(r->req);
     len = evbuffer_get_length(in);
@@ -269,43 +270,48 @@ blobs_h_upload_chunk(struct http_req *r)
                          HTTP_MAX_BODY, len);
         return;
     }
-    if (off) {
-        char *end;
-        unsigned long long want = strtoull(off, &end, 10);
-        if (*end != '\0' || end == off || want != u->offset) {
-            http_reply_error(r, 409, "conflict", "Upload-Offset",
-                             "upload %s is at offset %llu, not %.30s",
-                             u->id, u->offset, off);
-            return;
-        }
+    if (off && (off[0] == '\0' || strspn(off, "0123456789") != strlen(off) ||
+                strlen(off) > 19)) {
+        http_reply_error(r, 409, "conflict", "Upload-Offset",
+                         "upload %s: Upload-Offset is a byte offset, not "
+                         "%.30s",
+                         id, off);
+        return;
     }
-    if (u->offset + len > b->max_blob) {
+    if (len > b->max_blob) {
         http_reply_error(r, 413, "too_large", NULL,
                          "blobs are at most %llu bytes", b->max_blob);
         return;
     }
-    if (space_ok(r, b, len) < 0)
-        return;
-    data = evbuffer_pullup(in, -1);
-    for (size_t done = 0; done < len;) {
-        ssize_t n = write(u->fd, data + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            log_warn("upload %s: write", u->id);
-            http_reply_error(r, 500, "internal", NULL,
-                             "cannot store the chunk: %s", strerror(errno));
-            return;
-        }
-        done += (size_t)n;
+    snprintf(max, sizeof(max), "%llu", b->max_blob);
+    snprintf(idle, sizeof(idle), "%d", SESSION_IDLE_SECS);
+    {
+        /* The bytes go to PostgreSQL as they are (binary); the offset
+         * advances in the same statement only if off is where the session
+         * is, and the answer waits for the commit. An empty chunk is
+         * an empty bytea (pullup gives NULL), which only keeps the session
+         * alive. */
+        const char *data = len ? (const char *)evbuffer_pullup(in, -1) : "";
+        const char *vals[5] = {id, off, data, max, idle};
+        const int lens[5] = {0, 0, (int)len, 0, 0};
+        const int fmts[5] = {0, 0, 1, 0, 0};
+        struct db_params prm = {vals, lens, fmts, 0};
+
+        db_query_params(b->db, store_stmt(ST_UPLOAD_PIECE), &prm, on_piece,
+                        r);
     }
-    if (EVP_DigestUpdate(u->md, data, len) != 1) {
-        http_reply_error(r, 500, "internal", NULL, "SHA-256 update failed");
-        return;
+}
+
+static const char *
+code_of(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 404: return "not_found";
+    case 503: return "unavailable";
+    case 507: return "insufficient_storage";
+    default: return "internal";
     }
-    u->offset += len;
-    u->touched = time(NULL);
-    reply_upload(r, 202, u);
 }
 
 /* A finished upload whose chunks are being written to PostgreSQL. */
@@ -389,6 +395,41 @@ put_watch_hangup(struct put_wait *w)
                   w->digest);
 }
 
+/* A session that cannot become a blob (digest mismatch, quota): deleted,
+ * as an upload always was, before the error is answered. */
+struct discard {
+    struct http_req *r;
+    char id[BLOBSTORE_SESSION_ID];
+    struct db_error why;
+};
+
+static void
+on_discarded(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct discard *d = arg;
+
+    (void)res;
+    if (err)
+        log_warnx("upload %s: cannot discard it (it ends idle): %s", d->id,
+                  err->message);
+    if (!api_gone(d->r))
+        api_reply_db_error(d->r, &d->why);
+    free(d);
+}
+
+static void
+session_discard(struct http_req *r, const struct db_error *why)
+{
+    struct discard *d = xcalloc(1, sizeof(*d));
+    const char *vals[1] = {d->id};
+
+    d->r = r;
+    d->why = *why;
+    xstrlcpy(d->id, http_param(r, 0), sizeof(d->id));
+    db_query(blobs_of(r)->db, store_stmt(ST_UPLOAD_CANCEL), vals,
+             on_discarded, d);
+}
+
 /* The blob's chunks committed in PostgreSQL (or failed): answer. */
 static void
 on_put(const struct db_error *err, void *arg)
@@ -398,6 +439,13 @@ on_put(const struct db_error *err, void *arg)
 
     r->on_cancel = NULL;
     r->data = NULL;
+    /* Refused by quotas.blob_bytes: discarded, as it always was (a retry
+     * cannot pass). Other failures keep the session: finish it again. */
+    if (err && strcmp(err->code, "quota") == 0 && !r->cancelled) {
+        session_discard(r, err);
+        put_wait_free(w);
+        return;
+    }
     if (!api_db_done(r, err)) {
         json_t *j = json_pack("{s:s,s:I}", "digest", w->digest, "size",
                               (json_int_t)w->size);
@@ -420,69 +468,90 @@ put_cancel(struct http_req *r)
     http_req_release(r);
 }
 
-void
-blobs_h_upload_finish(struct http_req *r)
+/* The session was read back into this replica's cache (or not): commit
+ * it as the blob, or answer why not. */
+static void
+on_session_read(int status, const char *why, const char *got,
+                unsigned long long size, void *arg)
 {
-    struct blobs *b = blobs_of(r);
-    struct upload *u = session(r);
-    const char *want = http_query(r, "digest");
-    char got[DIGEST_TEXT_SIZE], *final = NULL;
+    struct http_req *r = arg;
+    struct blobs *b;
     struct put_wait *w;
+    const char *want;
 
-    if (u == NULL)
+    if (api_gone(r))
         return;
-    if (want == NULL || !digest_valid(want)) {
-        http_reply_error(r, 400, "bad_request", "digest",
-                         "finish an upload with ?digest=sha256:<64 hex>");
-        return;
-    }
-    if (digest_final(u->md, got) < 0) {
-        http_reply_error(r, 500, "internal", NULL, "SHA-256 final failed");
+    b = blobs_of(r);
+    want = http_query(r, "digest");
+    if (status != 0) {
+        http_reply_error(r, status, code_of(status), NULL, "%s", why);
         return;
     }
-    strmap_del(&b->sessions, u->id);
     if (strcmp(got, want) != 0) {
-        http_reply_error(r, 422, "invalid", "digest",
-                         "upload %s has digest %s, not the declared %s; it "
-                         "was discarded",
-                         u->id, got, want);
-        upload_free(u);
+        struct db_error bad = {.status = 422, .code = "invalid",
+                               .field = "digest"};
+
+        snprintf(bad.message, sizeof(bad.message),
+                 "upload %s has digest %s, not the declared %s; it was "
+                 "discarded",
+                 http_param(r, 0), got, want);
+        session_discard(r, &bad);
         return;
     }
-    final = xasprintf("%s/%s", b->dir, got + 7);
-    /* Durable before the row that names it is written. */
-    if (fsutil_commit(u->fd, u->path, final) < 0) {
-        log_warn("cannot move upload %s to %s", u->id, final);
-        http_reply_error(r, 500, "internal", NULL, "cannot store the blob");
-        free(final);
-        upload_free(u);
-        return;
-    }
-    free(u->path);
-    u->path = NULL; /* it is the blob now */
     w = xcalloc(1, sizeof(*w));
     w->r = r;
-    w->size = u->offset;
+    w->size = size;
     xstrlcpy(w->digest, got, sizeof(w->digest));
-    upload_free(u);
     /* Acknowledged once its chunks committed (blobstore.c). */
-    w->put = blobstore_put(b->store, final, got, w->size, on_put, w);
-    free(final);
+    w->put = blobstore_put(b->store, http_param(r, 0), got, size, on_put, w);
     r->data = w;
     r->on_cancel = put_cancel;
     put_watch_hangup(w);
 }
 
 void
+blobs_h_upload_finish(struct http_req *r)
+{
+    const char *id = session_id(r);
+    const char *want = http_query(r, "digest");
+
+    if (id == NULL)
+        return;
+    if (want == NULL || !digest_valid(want)) {
+        http_reply_error(r, 400, "bad_request", "digest",
+                         "finish an upload with ?digest=sha256:<64 hex>");
+        return;
+    }
+    blobstore_read_session(blobs_of(r)->store, id, want, on_session_read, r);
+}
+
+static void
+on_cancelled(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct http_req *r = arg;
+
+    if (api_db_done(r, err))
+        return;
+    if (PQntuples(res) != 1) {
+        http_reply_error(r, 404, "not_found", NULL,
+                         "upload %s not found: it was finished, cancelled, "
+                         "or ended after %d s idle",
+                         http_param(r, 0), SESSION_IDLE_SECS);
+        return;
+    }
+    http_reply_json_text(r, 200, "{\"deleted\":true}");
+}
+
+void
 blobs_h_upload_cancel(struct http_req *r)
 {
-    struct upload *u = session(r);
+    const char *id = session_id(r);
+    const char *vals[1] = {id};
 
-    if (u == NULL)
+    if (id == NULL)
         return;
-    strmap_del(&blobs_of(r)->sessions, u->id);
-    upload_free(u);
-    http_reply_json_text(r, 200, "{\"deleted\":true}");
+    db_query(blobs_of(r)->db, store_stmt(ST_UPLOAD_CANCEL), vals,
+             on_cancelled, r);
 }
 
 /* A download in progress: the file and where it is. */
@@ -569,18 +638,6 @@ download_begin(struct http_req *r, const char *digest, int fd)
     download_next(NULL, d);
 }
 
-static const char *
-code_of(int status)
-{
-    switch (status) {
-    case 400: return "bad_request";
-    case 404: return "not_found";
-    case 503: return "unavailable";
-    case 507: return "insufficient_storage";
-    default: return "internal";
-    }
-}
-
 /* A GET waiting for this replica's cache to be filled from PostgreSQL. */
 struct get_wait {
     struct http_req *r;
@@ -661,10 +718,9 @@ blobs_new(struct event_base *base, struct db_pool *blob_db,
     b->dir = xasprintf("%s/blobs/sha256", data_dir);
     b->updir = xasprintf("%s/uploads", data_dir);
     b->max_blob = max_blob;
-    b->quota_sessions = 64;
+    b->db = blob_db;
     b->min_free = 1ULL << 30;
     b->gc_grace = 86400;
-    strmap_init(&b->sessions);
     if (mkdirs(b->dir) < 0 || mkdirs(b->updir) < 0) {
         blobs_free(b);
         return NULL;
@@ -690,15 +746,12 @@ blobs_free(struct blobs *b)
 {
     if (b == NULL)
         return;
-    for (size_t i = 0; i < b->sessions.cap; i++)
-        upload_free(b->sessions.vals[i]);
-    strmap_fini(&b->sessions);
     if (b->sweep)
         event_free(b->sweep);
     b->sweep = NULL;
     b->closing = 1;
-    if (!b->gc_inflight)
-        blobs_release(b); /* else db_pool_free fails the query: see gc_done */
+    /* else db_pool_free fails the queries: see gc_done, on_sweep */
+    blobs_maybe_release(b);
 }
 
 int
@@ -735,9 +788,6 @@ blobs_settings(struct blobs *b, const char *settings_json)
         json_decref(j);
         return;
     }
-    v = json_object_get(json_object_get(j, "quotas"), "upload_sessions");
-    if (json_is_integer(v))
-        b->quota_sessions = json_integer_value(v);
     v = json_object_get(json_object_get(j, "blobs"), "min_free_bytes");
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
         b->min_free = (unsigned long long)json_integer_value(v);
@@ -769,16 +819,24 @@ gc_unlink(struct blobs *b, const char *digest, const char *why)
     free(path);
 }
 
-/* The end of a GC pass; frees b if blobs_free ran meanwhile. */
+/* 1 when b was freed: blobs_free ran and no query of b is in flight. */
+static int
+blobs_maybe_release(struct blobs *b)
+{
+    if (!b->closing)
+        return 0;
+    if (!b->gc_inflight && !b->sweep_inflight)
+        blobs_release(b);
+    return 1;
+}
+
+/* The end of a GC pass; 1 when b is closing (and freed if it was the last
+ * query in flight). */
 static int
 gc_done(struct blobs *b)
 {
     b->gc_inflight = 0;
-    if (b->closing) {
-        blobs_release(b);
-        return 1;
-    }
-    return 0;
+    return blobs_maybe_release(b);
 }
 
 static void

@@ -7,11 +7,12 @@
  *                                       application/octet-stream,
  *                                       Upload-Offset must match)
  *   PUT    /v1/blobs/uploads/{id}?digest=sha256:<hex>
- *                                       finish: the SHA-256 computed while
- *                                       the chunks arrived must match, then
- *                                       the blob is renamed into place and
- *                                       its row and chunks committed in
- *                                       PostgreSQL before the 201
+ *                                       finish, on any replica: the chunks
+ *                                       read back from PostgreSQL into the
+ *                                       cache must have that SHA-256, then
+ *                                       the blob's row and chunks (copied
+ *                                       from the session's) are committed
+ *                                       before the 201
  *   DELETE /v1/blobs/uploads/{id}       abandon
  *   GET    /v1/blobs/{digest}           stream a blob (from this replica's
  *                                       cache, filled from PostgreSQL when
@@ -43,7 +44,7 @@ int blobs_ready_dir(const char *data_dir);
 
 /*
  * Takes this replica's limits from the cluster settings JSON
- * (cloud_settings_json): quotas.upload_sessions, blobs.min_free_bytes,
+ * (cloud_settings_json): blobs.min_free_bytes,
  * blobs.gc_grace_seconds. Accepts NULL b.
  */
 void blobs_settings(struct blobs *b, const char *settings_json);

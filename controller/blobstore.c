@@ -1,7 +1,9 @@
 /*
  * blobstore: blob content in PostgreSQL and this replica's file cache of it
- * (see blobstore.h). Owns the uploads being written to PostgreSQL (struct
- * blobstore_put: BEGIN -> cloud_blob_put -> chunk... -> COMMIT, one
+ * (see blobstore.h). Owns the upload sessions being read back (struct
+ * sread: received -> piece... -> digest -> rename), the uploads being
+ * committed as blobs (struct blobstore_put: BEGIN -> session locked ->
+ * cloud_blob_put -> pieces copied -> session deleted -> COMMIT, one
  * statement in flight) and the cache fills (struct fill: size -> chunk...
  * -> digest check -> rename, one statement in flight), each with the
  * waiters of its digest.
@@ -47,6 +49,20 @@ struct fill {
     struct wait_list waiters;
 };
 
+/* An upload session read back from PostgreSQL for its finishing PUT. */
+struct sread {
+    struct blobstore *s;
+    char id[BLOBSTORE_SESSION_ID];
+    char want[DIGEST_TEXT_SIZE];
+    char *tmp;
+    int fd;
+    EVP_MD_CTX *md;
+    unsigned long long size, off;
+    int pieces;
+    blobstore_read_cb cb;
+    void *arg;
+};
+
 struct blobstore {
     struct event_base *base;
     struct db_pool *db;
@@ -59,13 +75,11 @@ struct blobstore_put {
     struct blobstore *s;
     struct db_tx *tx;
     char digest[DIGEST_TEXT_SIZE];
-    int fd;
-    unsigned long long size, off;
-    int seq;
+    char session[BLOBSTORE_SESSION_ID];
+    unsigned long long size;
     int inflight; /* a statement of tx is running */
     int aborted;  /* the client left: roll back, never call cb */
     int ending;   /* COMMIT or ROLLBACK sent: tx is gone */
-    unsigned char *buf;
     blobstore_put_cb cb;
     void *arg;
 };
@@ -103,14 +117,9 @@ blobstore_space(const char *dir, unsigned long long need,
 
 /* ---- uploads into PostgreSQL ----------------------------------------- */
 
-static void put_next(struct blobstore_put *p);
-
 static void
 put_free(struct blobstore_put *p)
 {
-    if (p->fd >= 0)
-        close(p->fd);
-    free(p->buf);
     free(p);
 }
 
@@ -126,23 +135,26 @@ put_fail(struct blobstore_put *p, const struct db_error *err)
     put_free(p);
 }
 
-static void
-put_fail_local(struct blobstore_put *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* A failure found here, not by PostgreSQL: status, code and a sentence. */
+static void put_fail_as(struct blobstore_put *p, int status, const char *code,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
-put_fail_local(struct blobstore_put *p, const char *fmt, ...)
+put_fail_as(struct blobstore_put *p, int status, const char *code,
+            const char *fmt, ...)
 {
     struct db_error err;
     va_list ap;
 
     memset(&err, 0, sizeof(err));
-    err.status = 500;
-    err.code = "internal";
+    err.status = status;
+    err.code = code;
     va_start(ap, fmt);
     vsnprintf(err.message, sizeof(err.message), fmt, ap);
     va_end(ap);
-    log_warnx("%s", err.message);
+    if (status >= 500)
+        log_warnx("%s", err.message);
     put_fail(p, &err);
 }
 
@@ -170,96 +182,113 @@ on_put_commit(const PGresult *res, const struct db_error *err, void *arg)
     (void)res;
     if (!p->aborted) {
         if (err == NULL)
-            log_info("blob %s (%llu bytes, %d chunks) stored in PostgreSQL",
-                     p->digest, p->size, p->seq);
+            log_info("blob %s (%llu bytes) of upload %s stored in "
+                     "PostgreSQL",
+                     p->digest, p->size, p->session);
         p->cb(err, p->arg);
     }
     put_free(p);
 }
 
 static void
-put_commit(struct blobstore_put *p)
-{
-    p->ending = 1;
-    db_tx_end(p->tx, 1, on_put_commit, p);
-}
-
-static void
-on_put_chunk(const PGresult *res, const struct db_error *err, void *arg)
+on_put_end(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct blobstore_put *p = arg;
 
     (void)res;
     if (put_settle(p, err))
         return;
-    put_next(p);
+    p->ending = 1;
+    db_tx_end(p->tx, 1, on_put_commit, p);
 }
 
-/* Sends the chunk at p->off, or commits when all are in. */
+/* One statement of p's transaction with the text parameters vals. */
 static void
-put_next(struct blobstore_put *p)
+put_query(struct blobstore_put *p, enum store_stmt id,
+          const char *const *vals, db_cb cb)
 {
-    unsigned long long left = p->size - p->off;
-    size_t want = left < BLOBSTORE_CHUNK ? (size_t)left : BLOBSTORE_CHUNK;
-    char seq[16];
-    ssize_t n;
+    struct db_params prm = {.values = vals};
 
-    if (left == 0) {
-        put_commit(p);
-        return;
-    }
-    do
-        n = pread(p->fd, p->buf, want, (off_t)p->off);
-    while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)want) {
-        put_fail_local(p, "blob %s: cannot read its file at offset %llu: %s",
-                       p->digest, p->off,
-                       n < 0 ? strerror(errno) : "the file got shorter");
-        return;
-    }
-    snprintf(seq, sizeof(seq), "%d", p->seq);
-    {
-        const char *vals[3] = {p->digest, seq, (const char *)p->buf};
-        const int lens[3] = {0, 0, (int)n};
-        const int fmts[3] = {0, 0, 1};
-        struct db_params prm = {vals, lens, fmts, 0};
+    p->inflight = 1;
+    db_tx_query(p->tx, store_stmt(id), &prm, cb, p);
+}
 
-        p->off += (unsigned long long)n;
-        p->seq++;
-        p->inflight = 1;
-        db_tx_query(p->tx, store_stmt(ST_BLOB_CHUNK_PUT), &prm, on_put_chunk,
-                    p);
-    }
+/* The session's rows go with the commit that makes the blob. */
+static void
+put_end(struct blobstore_put *p)
+{
+    const char *vals[1] = {p->session};
+
+    put_query(p, ST_UPLOAD_END, vals, on_put_end);
+}
+
+static void
+on_put_copy(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct blobstore_put *p = arg;
+
+    (void)res;
+    if (put_settle(p, err))
+        return;
+    put_end(p);
 }
 
 static void
 on_put_row(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct blobstore_put *p = arg;
+    const char *vals[2] = {p->digest, p->session};
 
     if (put_settle(p, err))
         return;
     if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
         /* Committed before with its chunks: only made fresh again. */
-        p->off = p->size;
+        put_end(p);
+        return;
     }
-    put_next(p);
+    /* The pieces become the chunks inside PostgreSQL: no byte comes back
+     * through the controller. */
+    put_query(p, ST_UPLOAD_COPY, vals, on_put_copy);
+}
+
+static void
+on_put_lock(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct blobstore_put *p = arg;
+    char size[24];
+    const char *vals[2] = {p->digest, size};
+
+    if (put_settle(p, err))
+        return;
+    if (PQntuples(res) != 1) {
+        put_fail_as(p, 404, "not_found",
+                    "upload %s was finished by another request, cancelled "
+                    "or ended idle while it was being finished",
+                    p->session);
+        return;
+    }
+    if (strtoull(PQgetvalue(res, 0, 0), NULL, 10) != p->size) {
+        put_fail_as(p, 409, "conflict",
+                    "upload %s received more bytes (now %s, not %llu) "
+                    "while it was being finished; finish it again",
+                    p->session, PQgetvalue(res, 0, 0), p->size);
+        return;
+    }
+    snprintf(size, sizeof(size), "%llu", p->size);
+    put_query(p, ST_BLOB_PUT, vals, on_put_row);
 }
 
 static void
 on_put_begin(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct blobstore_put *p = arg;
-    char size[24];
-    const char *vals[2] = {p->digest, size};
-    struct db_params prm = {.values = vals};
+    const char *vals[1] = {p->session};
 
     (void)res;
     if (put_settle(p, err))
         return;
-    snprintf(size, sizeof(size), "%llu", p->size);
-    p->inflight = 1;
-    db_tx_query(p->tx, store_stmt(ST_BLOB_PUT), &prm, on_put_row, p);
+    /* Holds the session still: the pieces copied are the bytes hashed. */
+    put_query(p, ST_UPLOAD_LOCK, vals, on_put_lock);
 }
 
 static void
@@ -273,7 +302,7 @@ put_start(evutil_socket_t fd, short what, void *arg)
 }
 
 struct blobstore_put *
-blobstore_put(struct blobstore *s, const char *path, const char *digest,
+blobstore_put(struct blobstore *s, const char *session, const char *digest,
               unsigned long long size, blobstore_put_cb cb, void *arg)
 {
     struct blobstore_put *p = xcalloc(1, sizeof(*p));
@@ -283,10 +312,7 @@ blobstore_put(struct blobstore *s, const char *path, const char *digest,
     p->arg = arg;
     p->size = size;
     xstrlcpy(p->digest, digest, sizeof(p->digest));
-    p->buf = xmalloc(BLOBSTORE_CHUNK);
-    p->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (p->fd < 0)
-        log_warn("blob %s: cannot open %s", digest, path);
+    xstrlcpy(p->session, session, sizeof(p->session));
     p->tx = db_tx_new(s->db);
     p->inflight = 1;
     /* BEGIN from the next loop turn: a pool that is down fails it at once,
@@ -309,6 +335,58 @@ blobstore_put_abort(struct blobstore_put *p)
         put_fail(p, NULL);
     /* else the callback in flight rolls back (or the commit's frees p) */
     return committing;
+}
+
+/* ---- files written while hashing ------------------------------------- */
+
+/* Opens a new file at path (O_EXCL when excl) and a SHA-256 context; -1
+ * with errno when either failed (nothing left open). */
+static int
+hashfile_open(const char *path, int excl, int *fd, EVP_MD_CTX **md)
+{
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (excl ? O_EXCL : O_TRUNC);
+
+    *md = NULL;
+    *fd = open(path, flags, 0644);
+    if (*fd < 0)
+        return -1;
+    *md = EVP_MD_CTX_new();
+    if (*md == NULL || EVP_DigestInit_ex(*md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(*md);
+        *md = NULL;
+        close(*fd);
+        *fd = -1;
+        (void)unlink(path);
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends len bytes to fd and to the digest md; -1 with a sentence. */
+static int
+hashfile_append(int fd, EVP_MD_CTX *md, const char *data, size_t len,
+                char *why, size_t whylen)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = write(fd, data + done, len - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(why, whylen, "cannot write the cache file: %s",
+                     n < 0 ? strerror(errno) : "no progress");
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    if (EVP_DigestUpdate(md, data, len) != 1) {
+        snprintf(why, whylen, "SHA-256 update failed");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- cache fills from PostgreSQL ------------------------------------- */
@@ -406,7 +484,8 @@ on_fill_chunk(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct fill *f = arg;
     const char *data;
-    size_t len, done = 0;
+    char why[160];
+    size_t len;
 
     if (err) {
         fill_fail(f, err->status, "blob %s: %s", f->digest, err->message);
@@ -429,20 +508,8 @@ on_fill_chunk(const PGresult *res, const struct db_error *err, void *arg)
                   f->digest, f->seq, len, f->size);
         return;
     }
-    while (done < len) {
-        ssize_t n = write(f->fd, data + done, len - done);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fill_fail(f, 500, "blob %s: cannot write its cache file: %s",
-                      f->digest, strerror(errno));
-            return;
-        }
-        done += (size_t)n;
-    }
-    if (EVP_DigestUpdate(f->md, data, len) != 1) {
-        fill_fail(f, 500, "blob %s: SHA-256 update failed", f->digest);
+    if (hashfile_append(f->fd, f->md, data, len, why, sizeof(why)) < 0) {
+        fill_fail(f, 500, "blob %s: %s", f->digest, why);
         return;
     }
     f->off += len;
@@ -489,10 +556,7 @@ on_fill_size(const PGresult *res, const struct db_error *err, void *arg)
         return;
     }
     f->tmp = xasprintf("%s/fill-%s", f->s->tmpdir, f->digest + 7);
-    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    f->md = EVP_MD_CTX_new();
-    if (f->fd < 0 || f->md == NULL ||
-        EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1) {
+    if (hashfile_open(f->tmp, 0, &f->fd, &f->md) < 0) {
         fill_fail(f, 500, "blob %s: cannot start its cache file %s: %s",
                   f->digest, f->tmp, strerror(errno));
         return;
@@ -566,6 +630,194 @@ blobstore_fetch_cancel(struct blobstore_wait *w)
         return;
     TAILQ_REMOVE(&w->fill->waiters, w, link);
     free(w);
+}
+
+/* ---- upload sessions read back --------------------------------------- */
+
+static void sread_next(struct sread *r);
+
+static void
+sread_end(struct sread *r, int status, const char *why, const char *got)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    if (r->tmp)
+        (void)unlink(r->tmp); /* gone already when it became the blob */
+    r->cb(status, why, got, r->size, r->arg);
+    free(r->tmp);
+    EVP_MD_CTX_free(r->md);
+    free(r);
+}
+
+static void sread_fail(struct sread *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+sread_fail(struct sread *r, int status, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (status >= 500)
+        log_warnx("%s", why);
+    sread_end(r, status, why, NULL);
+}
+
+static void
+sread_complete(struct sread *r)
+{
+    char got[DIGEST_TEXT_SIZE];
+    char *final;
+
+    if (digest_final(r->md, got) < 0) {
+        sread_fail(r, 500, "upload %s: SHA-256 final failed", r->id);
+        return;
+    }
+    if (strcmp(got, r->want) != 0) {
+        sread_end(r, 0, NULL, got);
+        return;
+    }
+    final = xasprintf("%s/%s", r->s->dir, got + 7);
+    /* Durable before the row that names it is written. */
+    if (fsutil_commit(r->fd, r->tmp, final) < 0) {
+        int e = errno;
+
+        free(final);
+        sread_fail(r, 500, "upload %s: cannot move it into the cache: %s",
+                   r->id, strerror(e));
+        return;
+    }
+    free(final);
+    free(r->tmp);
+    r->tmp = NULL;
+    log_info("upload %s (%llu bytes in %d pieces) read back from "
+             "PostgreSQL as blob %s",
+             r->id, r->size, r->pieces, got);
+    sread_end(r, 0, NULL, got);
+}
+
+static void
+on_sread_piece(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct sread *r = arg;
+    char why[160];
+    size_t len;
+
+    if (err) {
+        sread_fail(r, err->status, "upload %s: %s", r->id, err->message);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        sread_fail(r, 404,
+                   "upload %s: its piece at offset %llu is gone (the "
+                   "upload was finished or cancelled meanwhile)",
+                   r->id, r->off);
+        return;
+    }
+    len = (size_t)PQgetlength(res, 0, 0);
+    if (len == 0 || r->off + len > r->size) {
+        sread_fail(r, 500,
+                   "upload %s: the piece at offset %llu has %zu bytes, past "
+                   "the %llu received",
+                   r->id, r->off, len, r->size);
+        return;
+    }
+    if (hashfile_append(r->fd, r->md, PQgetvalue(res, 0, 0), len, why,
+                        sizeof(why)) < 0) {
+        sread_fail(r, 500, "upload %s: %s", r->id, why);
+        return;
+    }
+    r->off += len;
+    r->pieces++;
+    sread_next(r);
+}
+
+static void
+sread_next(struct sread *r)
+{
+    char off[24];
+    const char *vals[2] = {r->id, off};
+    struct db_params prm = {.values = vals, .result_binary = 1};
+
+    if (r->off == r->size) {
+        sread_complete(r);
+        return;
+    }
+    snprintf(off, sizeof(off), "%llu", r->off);
+    db_query_params(r->s->db, store_stmt(ST_UPLOAD_PIECE_GET), &prm,
+                    on_sread_piece, r);
+}
+
+static void
+on_sread_size(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct sread *r = arg;
+    char why[400];
+    int status;
+
+    if (err) {
+        sread_fail(r, err->status, "upload %s: %s", r->id, err->message);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        sread_fail(r, 404,
+                   "upload %s not found: it was finished, cancelled, or "
+                   "ended idle",
+                   r->id);
+        return;
+    }
+    r->size = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    if (blobstore_space(r->s->dir, r->size, r->s->min_free, &status, why,
+                        sizeof(why)) < 0) {
+        sread_fail(r, status, "upload %s cannot be finished here: %s", r->id,
+                   why);
+        return;
+    }
+    r->tmp = xasprintf("%s/upload-%s", r->s->tmpdir, r->id);
+    if (hashfile_open(r->tmp, 1, &r->fd, &r->md) < 0) {
+        int e = errno;
+
+        free(r->tmp);
+        r->tmp = NULL; /* another PUT of this session owns it */
+        sread_fail(r, e == EEXIST ? 409 : 500,
+                   "upload %s: cannot start its cache file: %s", r->id,
+                   e == EEXIST ? "it is being finished already"
+                               : strerror(e));
+        return;
+    }
+    sread_next(r);
+}
+
+static void
+sread_start(evutil_socket_t fd, short what, void *arg)
+{
+    struct sread *r = arg;
+    const char *vals[1] = {r->id};
+
+    (void)fd;
+    (void)what;
+    db_query(r->s->db, store_stmt(ST_UPLOAD_RECEIVED), vals, on_sread_size,
+             r);
+}
+
+void
+blobstore_read_session(struct blobstore *s, const char *id, const char *want,
+                       blobstore_read_cb cb, void *arg)
+{
+    struct sread *r = xcalloc(1, sizeof(*r));
+
+    r->s = s;
+    r->fd = -1;
+    r->cb = cb;
+    r->arg = arg;
+    xstrlcpy(r->id, id, sizeof(r->id));
+    xstrlcpy(r->want, want, sizeof(r->want));
+    /* From the next loop turn: cb must not run before this returns. */
+    if (event_base_once(s->base, -1, EV_TIMEOUT, sread_start, r, NULL) < 0)
+        fatalx("cannot schedule the read of an upload session");
 }
 
 /* ---- lifecycle ------------------------------------------------------- */

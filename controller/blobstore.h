@@ -3,12 +3,14 @@
  * docs/decisions.md §29) and this replica's cache of it, the files of
  * <data-dir>/blobs/sha256.
  *
- * - An upload, once its file is in the cache and its digest checked, is
- *   written to PostgreSQL in one transaction: the blobs row
- *   (cloud_blob_put), then its chunks of BLOBSTORE_CHUNK bytes, one
- *   statement each with a binary parameter. The upload is acknowledged
- *   only after that commit, so any replica can serve what was
- *   acknowledged.
+ * - An upload session (migrations/0025, docs/decisions.md §32) keeps its
+ *   pieces in PostgreSQL as they arrive. Its finishing PUT, on any
+ *   replica, reads them back in order into a cache file while computing
+ *   the SHA-256 (blobstore_read_session), then in one transaction creates
+ *   the blobs row (cloud_blob_put), copies the pieces into blob_chunks
+ *   inside PostgreSQL and deletes the session (blobstore_put). The upload
+ *   is acknowledged only after that commit, so any replica can serve what
+ *   was acknowledged.
  * - A read of a blob whose file is missing (uploaded through another
  *   replica, or this replica's data directory lost) fills the cache from
  *   the chunks, checking the SHA-256, then serves the file. Reads of the
@@ -51,14 +53,35 @@ int blobstore_space(const char *dir, unsigned long long need,
                     unsigned long long min_free, int *status, char *why,
                     size_t len);
 
+/* An upload session's id: 32 hex digits and the NUL. */
+#define BLOBSTORE_SESSION_ID 33
+
 /*
- * Writes the blob in the file at path (digest checked by the caller) to
- * PostgreSQL. cb runs once: err NULL after the commit. blobstore_put_abort
- * instead rolls it back and cb never runs; it returns 1 when the COMMIT
- * was already sent (the blob may be stored after all), else 0.
+ * Reads the content of upload session id back from PostgreSQL, piece by
+ * piece in offset order, into a new file of tmpdir while computing its
+ * SHA-256; when that is want the file is moved into the cache. cb runs
+ * once, never before this returns: status 0 with got, the content's
+ * digest, and size (got different from want: nothing was cached), else
+ * status (404, 409, 500, 503, 507) and a sentence.
+ */
+typedef void (*blobstore_read_cb)(int status, const char *why,
+                                  const char *got, unsigned long long size,
+                                  void *arg);
+void blobstore_read_session(struct blobstore *s, const char *id,
+                            const char *want, blobstore_read_cb cb,
+                            void *arg);
+
+/*
+ * Makes upload session's content the blob digest of size bytes (digest
+ * checked by blobstore_read_session), in one transaction: the session
+ * locked and still at size, the blobs row, the pieces copied into
+ * blob_chunks, the session deleted. cb runs once: err NULL after the
+ * commit. blobstore_put_abort instead rolls it back and cb never runs; it
+ * returns 1 when the COMMIT was already sent (the blob may be stored after
+ * all), else 0.
  */
 typedef void (*blobstore_put_cb)(const struct db_error *err, void *arg);
-struct blobstore_put *blobstore_put(struct blobstore *s, const char *path,
+struct blobstore_put *blobstore_put(struct blobstore *s, const char *session,
                                     const char *digest,
                                     unsigned long long size,
                                     blobstore_put_cb cb, void *arg);

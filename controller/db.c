@@ -135,6 +135,8 @@ db_error_from_fields(const char *state, const char *primary,
             err_set(err, 410, "expired", primary);
         else if (strcmp(state, "CLQTA") == 0)
             err_set(err, 409, "quota", primary);
+        else if (strcmp(state, "CL413") == 0)
+            err_set(err, 413, "too_large", primary);
         else
             err_set(err, 422, "invalid", primary);
         return;

@@ -451,14 +451,10 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                          1, 1},
     /* end of retention statements */
     /* blob content (blobstore.c): the first statement of an upload's
-     * transaction ('t': write the chunks), a chunk ($3 binary), the size
+     * transaction ('t': copy the chunks from the session), the size
      * of a blob and one of its chunks (binary result) for a cache fill */
     [ST_BLOB_PUT] = {"blob_put",
                      "SELECT cloud_blob_put($1, $2::bigint)", 2, 1},
-    [ST_BLOB_CHUNK_PUT] = {"blob_chunk_put",
-                           "INSERT INTO blob_chunks (digest, seq, data) "
-                           "VALUES ($1, $2::integer, $3::bytea)",
-                           3, 0},
     [ST_BLOB_SIZE] = {"blob_size",
                       "SELECT size FROM blobs WHERE digest = $1", 1, 1},
     [ST_BLOB_CHUNK_GET] = {"blob_chunk_get",
@@ -466,6 +462,49 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "WHERE digest = $1 AND seq = $2::integer",
                            2, 1},
     /* end of blob content statements */
+    /* upload sessions (api_blobs.c, blobstore.c): open one under the
+     * cluster-wide quota (returns its id), store a piece ($3 binary) and
+     * return the new offset, cancel (no row: 404), sweep the idle; for the
+     * finishing PUT the offset and one piece (binary result), then in its
+     * transaction the row locked, its pieces copied into blob_chunks in
+     * offset order without leaving PostgreSQL, the session deleted with
+     * its pieces */
+    [ST_UPLOAD_START] = {"upload_start",
+                         "SELECT cloud_upload_start($1, $2, $3::integer)", 3,
+                         1},
+    [ST_UPLOAD_PIECE] = {"upload_piece",
+                         "SELECT cloud_upload_piece($1, $2::bigint, "
+                         "$3::bytea, $4::bigint, $5::integer)",
+                         5, 1},
+    [ST_UPLOAD_CANCEL] = {"upload_cancel",
+                          "DELETE FROM upload_sessions WHERE id = $1 "
+                          "RETURNING id",
+                          1, 1},
+    [ST_UPLOAD_SWEEP] = {"upload_sweep",
+                         "SELECT id, received "
+                         "FROM cloud_upload_sweep($1::integer)",
+                         1, UPLOAD_SWEEP__NCOLS},
+    [ST_UPLOAD_RECEIVED] = {"upload_received",
+                            "SELECT received FROM upload_sessions "
+                            "WHERE id = $1",
+                            1, 1},
+    [ST_UPLOAD_PIECE_GET] = {"upload_piece_get",
+                             "SELECT data FROM upload_pieces "
+                             "WHERE session = $1 AND off = $2::bigint",
+                             2, 1},
+    [ST_UPLOAD_LOCK] = {"upload_lock",
+                        "SELECT received FROM upload_sessions "
+                        "WHERE id = $1 FOR UPDATE",
+                        1, 1},
+    [ST_UPLOAD_COPY] = {"upload_copy",
+                        "INSERT INTO blob_chunks (digest, seq, data) "
+                        "SELECT $1, (row_number() OVER (ORDER BY p.off) "
+                        "- 1)::integer, p.data FROM upload_pieces p "
+                        "WHERE p.session = $2",
+                        2, 0},
+    [ST_UPLOAD_END] = {"upload_end",
+                       "DELETE FROM upload_sessions WHERE id = $1", 1, 0},
+    /* end of upload session statements */
     /* console logs relayed between replicas (logrelay.c) */
     [ST_LOG_RELAY_ASK] = {"log_relay_ask",
                           "SELECT relay_id, holder FROM cloud_log_relay_ask("

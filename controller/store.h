@@ -87,10 +87,21 @@ enum store_stmt {
     /* end of retention statements */
     /* blob content (blobstore.c; migrations/0023, cloud_blob_put.sql) */
     ST_BLOB_PUT,
-    ST_BLOB_CHUNK_PUT,
     ST_BLOB_SIZE,
     ST_BLOB_CHUNK_GET,
     /* end of blob content statements */
+    /* upload sessions in PostgreSQL (api_blobs.c, blobstore.c; migrations/0025,
+     * cloud_upload_*.sql, docs/decisions.md §32) */
+    ST_UPLOAD_START,
+    ST_UPLOAD_PIECE,
+    ST_UPLOAD_CANCEL,
+    ST_UPLOAD_SWEEP,
+    ST_UPLOAD_RECEIVED,
+    ST_UPLOAD_PIECE_GET,
+    ST_UPLOAD_LOCK,
+    ST_UPLOAD_COPY,
+    ST_UPLOAD_END,
+    /* end of upload session statements */
     /* console logs relayed between replicas (logrelay.c;
      * migrations/functions/cloud_log_relay_*.sql, docs/decisions.md §30) */
     ST_LOG_RELAY_ASK,
@@ -325,6 +336,8 @@ enum {
 };
 enum { EVENTS_PRUNE_DELETED, EVENTS_PRUNE_LOW_WATER, EVENTS_PRUNE__NCOLS };
 enum { BLOB_GC_DIGEST, BLOB_GC_SIZE, BLOB_GC__NCOLS };
+/* ST_UPLOAD_SWEEP (api_blobs.c sweep) */
+enum { UPLOAD_SWEEP_ID, UPLOAD_SWEEP_RECEIVED, UPLOAD_SWEEP__NCOLS };
 enum { LOG_RELAY_ASK_ID, LOG_RELAY_ASK_HOLDER, LOG_RELAY_ASK__NCOLS };
 enum { LOG_RELAY_BEAT_ID, LOG_RELAY_BEAT_GONE, LOG_RELAY_BEAT__NCOLS };
 enum {

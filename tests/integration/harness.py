@@ -503,6 +503,14 @@ class ExtraController:
                                      preexec_fn=_die_with_parent)
         poll(lambda: self._ready(), READY_TIMEOUT, what="controller %s ready" % self.name)
 
+    def respawn(self):
+        """Starts again, with the same ports and data directory (made anew
+        if it was removed), a controller that was killed."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise HarnessError("controller %s is still running" % self.name)
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._spawn()
+
     def restart(self):
         """SIGTERM, wait, and start again with the same ports and data
         directory (a rolling restart); raises if it exits non-zero."""

@@ -15,7 +15,13 @@ fetches blobs) is connected to B only. What a user relies on
 - an upload whose client leaves while its chunks are being written leaves
   no blob row and no chunk row, and neither does a replica killed -9 in
   the middle of that transaction;
-- blob GC deletes the chunk rows with the blob row.
+- blob GC deletes the chunk rows with the blob row;
+- an upload session is the cluster's (docs/decisions.md §32): its POST,
+  PATCHes and PUT may each land on another replica, also after the
+  replica that began it was killed -9; an Upload-Offset that is not the
+  session's is refused whichever replica it reaches, a cancel through any
+  replica deletes its rows, and quotas.upload_sessions counts the
+  sessions of the whole cluster.
 """
 
 import contextlib
@@ -60,6 +66,31 @@ def tearDownModule():
     if AGENT:
         AGENT.stop()
     harness.stop()
+
+
+def pieces(n, piece=500000):
+    """How many chunk rows an upload of n bytes in PATCHes of piece bytes
+    leaves: each PATCH's piece becomes one chunk."""
+    return -(-n // piece)
+
+
+def session_rows(sid):
+    return int(harness.psql("SELECT (SELECT count(*) FROM upload_sessions WHERE id = '%s') + "
+                            "(SELECT count(*) FROM upload_pieces WHERE session = '%s')"
+                            % (sid, sid)))
+
+
+def patch_piece(path, off, piece, port):
+    return request("PATCH", path, body=piece, port=port,
+                   headers={"Content-Type": "application/octet-stream",
+                            "Upload-Offset": str(off)})
+
+
+def a_running():
+    """Replica A, started again if an earlier test killed it."""
+    if A.proc.poll() is not None:
+        A.respawn()
+    return A
 
 
 def chunk_rows(digest):
@@ -120,8 +151,8 @@ class BlobsInPostgres(harness.TestCase):
         api_digest = upload(self, api_data, port=A.http_port)
         agent_digest = upload(self, agent_data, port=A.http_port)
         # Acknowledged means committed: every chunk is there already.
-        self.assertEqual(chunk_rows(api_digest), 4)
-        self.assertEqual(chunk_rows(agent_digest), 3)
+        self.assertEqual(chunk_rows(api_digest), pieces(len(api_data)))
+        self.assertEqual(chunk_rows(agent_digest), pieces(len(agent_data)))
         self.assertTrue(os.path.exists(os.path.join(A.data_dir, "blobs", "sha256", api_digest[7:])))
         A.kill(signal.SIGKILL)
         shutil.rmtree(A.data_dir)
@@ -207,12 +238,12 @@ class BlobsInPostgres(harness.TestCase):
         # B still takes uploads (its blob connections are back in the pool).
         again = upload(self, data, port=B.http_port)
         self.assertEqual(again, digest)
-        self.assertEqual(chunk_rows(digest), 3)
+        self.assertEqual(chunk_rows(digest), pieces(len(data)))
 
     def test_3_gc_deletes_the_chunk_rows(self):
         data = os.urandom(MIB + 1)
         digest = upload(self, data)
-        self.assertEqual(chunk_rows(digest), 2)
+        self.assertEqual(chunk_rows(digest), pieces(len(data)))
         st, _, s = request("GET", "/v1/cluster/settings")
         self.assertEqual(st, 200, s)
         old = s["blobs"]["gc_grace_seconds"]
@@ -237,6 +268,163 @@ class BlobsInPostgres(harness.TestCase):
             c.kill(signal.SIGKILL)
         self.assertEqual(blob_rows(digest), 0)
         self.assertEqual(chunk_rows(digest), 0)
+
+    def test_5_an_upload_alternating_between_replicas(self):
+        a = a_running()
+        # Pieces of two sizes: chunks of a blob need not be equal.
+        data = os.urandom(5 * MIB + 11)
+        sizes = [700000, 300001]
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        st, _, u = request("POST", "/v1/blobs/uploads", port=a.http_port)
+        self.assertEqual(st, 202, u)
+        path = "/v1/blobs/uploads/" + u["id"]
+        ports = [B.http_port, a.http_port]
+        off, n = 0, 0
+        while off < len(data):
+            piece = data[off:off + sizes[n % 2]]
+            st, hdrs, b = patch_piece(path, off, piece, ports[n % 2])
+            self.assertEqual(st, 202, b)
+            self.assertEqual(b["offset"], off + len(piece))
+            self.assertEqual(hdrs.get("Upload-Offset"), str(off + len(piece)))
+            off += len(piece)
+            n += 1
+        self.assertGreater(n, 4)
+        st, _, b = request("PUT", "%s?digest=%s" % (path, digest), port=B.http_port)
+        self.assertEqual(st, 201, b)
+        self.assertEqual(b, {"digest": digest, "size": len(data)})
+        self.assertEqual(session_rows(u["id"]), 0)
+        self.assertEqual(chunk_rows(digest), n)
+        for port in (a.http_port, B.http_port, None):
+            st, _, body = request("GET", "/v1/blobs/" + digest, port=port, binary=True)
+            self.assertEqual(st, 200, body[:300])
+            self.assertEqual(body, data)
+        # Pullable by the agent (connected to B).
+        name = unique_name("hu").lower()
+        st, _, img = request("POST", "/v1/images", {"name": name, "tag": "v1", "kind": "kernel",
+                                                    "kernel": digest})
+        self.assertEqual(st, 201, img)
+        st, _, inst = request("POST", "/v1/instances", {
+            "image": name + ":v1", "name": unique_name("hui"), "restart": "never",
+            "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
+        self.assertEqual(st, 201, inst)
+
+        def running():
+            st, _, i = request("GET", "/v1/instances/" + inst["id"])
+            return i if st == 200 and i["state"] in ("running", "failed") else None
+        got = poll(running, 60, what="instance %s running" % inst["id"])
+        self.assertEqual(got["state"], "running", got)
+        with open(os.path.join(CACHE, digest), "rb") as f:
+            self.assertEqual(f.read(), data)
+        st, _, _ = request("DELETE", "/v1/instances/" + inst["id"])
+        self.assertIn(st, (200, 202))
+
+    def test_6_a_replica_killed_in_the_middle_of_a_session(self):
+        a = a_running()
+        data = os.urandom(3 * MIB + 5)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        st, _, u = request("POST", "/v1/blobs/uploads", port=a.http_port)
+        self.assertEqual(st, 202, u)
+        path = "/v1/blobs/uploads/" + u["id"]
+        half = 1500000
+        for off in range(0, half, 500000):
+            st, _, b = patch_piece(path, off, data[off:off + 500000], a.http_port)
+            self.assertEqual(st, 202, b)
+        a.kill(signal.SIGKILL)
+        # The client goes on through B where it was.
+        for off in range(half, len(data), 500000):
+            st, _, b = patch_piece(path, off, data[off:off + 500000], B.http_port)
+            self.assertEqual(st, 202, b)
+        st, _, b = request("PUT", "%s?digest=%s" % (path, digest), port=B.http_port)
+        self.assertEqual(st, 201, b)
+        self.assertEqual(session_rows(u["id"]), 0)
+        st, _, body = request("GET", "/v1/blobs/" + digest, binary=True)
+        self.assertEqual(st, 200, body[:300])
+        self.assertEqual(body, data)
+        a_running()
+
+    def test_7_offsets_cancel_and_digest_through_the_other_replica(self):
+        a = a_running()
+        st, _, u = request("POST", "/v1/blobs/uploads", port=a.http_port)
+        self.assertEqual(st, 202, u)
+        path = "/v1/blobs/uploads/" + u["id"]
+        first = os.urandom(1000)
+        st, h, b = patch_piece(path, 0, first, a.http_port)
+        self.assertEqual(st, 202, b)
+        # B knows where the session is: offset 0 again is refused.
+        st, h, b = patch_piece(path, 0, os.urandom(10), B.http_port)
+        self.assertError((st, h, b), 409, "conflict", "Upload-Offset")
+        self.assertIn("is at offset 1000, not 0", b["error"]["message"])
+        st, h, b = patch_piece(path, 1000, os.urandom(10), B.http_port)
+        self.assertEqual(st, 202, b)
+        self.assertEqual(b["offset"], 1010)
+        # An empty chunk stores nothing and keeps the offset.
+        st, h, b = patch_piece(path, 1010, b"", a.http_port)
+        self.assertEqual(st, 202, b)
+        self.assertEqual(b["offset"], 1010)
+        # A session unknown everywhere is 404 on every replica.
+        for port in (a.http_port, B.http_port):
+            st, h, b = patch_piece("/v1/blobs/uploads/" + "0" * 32, 0, b"x", port)
+            self.assertError((st, h, b), 404, "not_found")
+        # Cancel through B: the rows go, and A no longer knows it.
+        self.assertEqual(session_rows(u["id"]), 3)
+        st, h, b = request("DELETE", path, port=B.http_port)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(session_rows(u["id"]), 0)
+        st, h, b = patch_piece(path, 1010, b"x", a.http_port)
+        self.assertError((st, h, b), 404, "not_found")
+        st, h, b = request("DELETE", path, port=a.http_port)
+        self.assertError((st, h, b), 404, "not_found")
+        # A wrong digest declared on B discards the session A began.
+        st, _, u = request("POST", "/v1/blobs/uploads", port=a.http_port)
+        self.assertEqual(st, 202, u)
+        path = "/v1/blobs/uploads/" + u["id"]
+        st, h, b = patch_piece(path, 0, first, a.http_port)
+        self.assertEqual(st, 202, b)
+        st, h, b = request("PUT", "%s?digest=sha256:%s" % (path, "0" * 64), port=B.http_port)
+        self.assertError((st, h, b), 422, "invalid", "digest")
+        self.assertIn("sha256:" + hashlib.sha256(first).hexdigest(), b["error"]["message"])
+        poll(lambda: session_rows(u["id"]) == 0, 10, what="the mismatched session discarded")
+
+    def test_8_the_session_quota_is_the_clusters(self):
+        a = a_running()
+        st, _, s = request("GET", "/v1/cluster/settings")
+        old = s["quotas"]["upload_sessions"]
+        # Sessions earlier tests left open count too.
+        quota = int(harness.psql("SELECT count(*) FROM upload_sessions")) + 2
+        st, _, s = request("PATCH", "/v1/cluster/settings", {"quotas": {"upload_sessions": quota}})
+        self.assertEqual(st, 200, s)
+        ids = []
+        try:
+            for port in (a.http_port, B.http_port):
+                st, _, u = request("POST", "/v1/blobs/uploads", port=port)
+                self.assertEqual(st, 202, u)
+                ids.append(u["id"])
+            for port in (None, a.http_port, B.http_port):
+                st, h, b = request("POST", "/v1/blobs/uploads", port=port)
+                self.assertError((st, h, b), 409, "quota", "quotas.upload_sessions")
+                self.assertIn("%d uploads are in progress in the cluster, the quota is %d"
+                              % (quota, quota), b["error"]["message"])
+            # Cancelled on B, the session A began frees a place for A.
+            st, h, b = request("DELETE", "/v1/blobs/uploads/" + ids.pop(0), port=B.http_port)
+            self.assertEqual(st, 200, b)
+            st, _, u = request("POST", "/v1/blobs/uploads", port=a.http_port)
+            self.assertEqual(st, 202, u)
+            ids.append(u["id"])
+            # A session idle for 10 minutes no longer counts, and the
+            # replicas' sweep (every minute, on each) deletes it.
+            idle = ids.pop(0)
+            harness.psql("UPDATE upload_sessions SET updated_at = now() - interval '11 minutes' "
+                         "WHERE id = '%s'" % idle)
+            st, _, u = request("POST", "/v1/blobs/uploads", port=B.http_port)
+            self.assertEqual(st, 202, u)
+            ids.append(u["id"])
+            poll(lambda: session_rows(idle) == 0, 70, what="the idle session swept")
+            line = "upload %s abandoned after 0 bytes" % idle
+            self.assertTrue(any(line in log_of(p) for p in (A.log, B.log, CLUSTER.ctl_log)))
+        finally:
+            for sid in ids:
+                request("DELETE", "/v1/blobs/uploads/" + sid)
+            request("PATCH", "/v1/cluster/settings", {"quotas": {"upload_sessions": old}})
 
 
 if __name__ == "__main__":

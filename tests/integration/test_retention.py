@@ -432,22 +432,29 @@ class QuotaTests(harness.TestCase):
 
 class StorageTests(harness.TestCase):
     def test_507_when_the_reserve_is_not_free(self):
+        # The reserve guards this replica's blob directory: a session's
+        # chunks go to PostgreSQL, the blob's file is written by the PUT.
         old = settings()["blobs"]["min_free_bytes"]
         st, _, u = request("POST", "/v1/blobs/uploads")
         self.assertEqual(st, 202, u)
+        data = os.urandom(100)
+        path = "/v1/blobs/uploads/%s" % u["id"]
+        finish = "%s?digest=sha256:%s" % (path, hashlib.sha256(data).hexdigest())
         patch({"blobs": {"min_free_bytes": 1 << 60}})
         try:
             err = self.assertError(request("POST", "/v1/blobs/uploads"), 507, "insufficient_storage")
             self.assertIn("min_free_bytes", err["message"])
-            self.assertError(request("PATCH", "/v1/blobs/uploads/%s" % u["id"], body=b"x" * 100,
-                                     headers=dict(OCTET, **{"Upload-Offset": "0"})),
-                             507, "insufficient_storage")
+            st, _, b = request("PATCH", path, body=data,
+                               headers=dict(OCTET, **{"Upload-Offset": "0"}))
+            self.assertEqual(st, 202, b)
+            err = self.assertError(request("PUT", finish), 507, "insufficient_storage")
+            self.assertIn("min_free_bytes", err["message"])
         finally:
             patch({"blobs": {"min_free_bytes": old}})
-        st, _, b = request("PATCH", "/v1/blobs/uploads/%s" % u["id"], body=b"x" * 100,
-                           headers=dict(OCTET, **{"Upload-Offset": "0"}))
-        self.assertEqual(st, 202, b)
-        request("DELETE", "/v1/blobs/uploads/%s" % u["id"])
+        # The session was kept: finished once the reserve is lowered.
+        st, _, b = request("PUT", finish)
+        self.assertEqual(st, 201, b)
+        self.assertEqual(b["size"], 100)
 
     def test_gc_deletes_unreferenced_blobs_after_the_grace(self):
         st, _, kept = upload(self, os.urandom(3000))
