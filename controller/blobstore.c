@@ -6,7 +6,8 @@
  * cloud_blob_put -> pieces copied -> session deleted -> COMMIT, one
  * statement in flight) and the cache fills (struct fill: size -> chunk...
  * -> digest check -> rename, one statement in flight), each with the
- * waiters of its digest.
+ * waiters of its digest. Both reads back go through one reader (struct
+ * rowread: rows into a file while hashing).
  */
 #define LOG_MODULE "blobs"
 #include "blobstore.h"
@@ -37,28 +38,42 @@ struct blobstore_wait {
 };
 TAILQ_HEAD(wait_list, blobstore_wait);
 
-struct fill {
-    LIST_ENTRY(fill) link;
+/*
+ * Rows of bytes read back from PostgreSQL into a file while hashing (a
+ * cache fill's chunks, an upload session's pieces): one statement at a
+ * time, row_stmt($1 key, $2 position), the position the row number from 0
+ * or, by_offset, the byte offset reached. done gets the computed digest
+ * (status 0), or a status and a sentence; the file stays for the caller.
+ */
+struct rowread {
     struct blobstore *s;
-    char digest[DIGEST_TEXT_SIZE];
+    char label[80]; /* "blob sha256:..." or "upload ID", for sentences */
+    const char *key;
+    enum store_stmt row_stmt;
+    int by_offset;
+    int missing_status; /* a row that is not there */
+    const char *missing_why;
     char *tmp;
     int fd;
     EVP_MD_CTX *md;
     unsigned long long size, off;
-    int seq;
+    int rows;
+    void (*done)(struct rowread *rr, int status, const char *why,
+                 const char *got);
+};
+
+struct fill {
+    struct rowread rr; /* first: a struct rowread * is a struct fill * */
+    LIST_ENTRY(fill) link;
+    char digest[DIGEST_TEXT_SIZE];
     struct wait_list waiters;
 };
 
 /* An upload session read back from PostgreSQL for its finishing PUT. */
 struct sread {
-    struct blobstore *s;
+    struct rowread rr; /* first, as in struct fill */
     char id[BLOBSTORE_SESSION_ID];
     char want[DIGEST_TEXT_SIZE];
-    char *tmp;
-    int fd;
-    EVP_MD_CTX *md;
-    unsigned long long size, off;
-    int pieces;
     blobstore_read_cb cb;
     void *arg;
 };
@@ -389,21 +404,153 @@ hashfile_append(int fd, EVP_MD_CTX *md, const char *data, size_t len,
     return 0;
 }
 
-/* ---- cache fills from PostgreSQL ------------------------------------- */
+/* ---- rows read back into a hashed file -------------------------------- */
 
-static void fill_next(struct fill *f);
+static void rowread_next(struct rowread *rr);
+
+static void rowread_fail(struct rowread *rr, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+rowread_fail(struct rowread *rr, int status, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (status >= 500)
+        log_warnx("%s", why);
+    rr->done(rr, status, why, NULL);
+}
+
+static void
+rowread_init(struct rowread *rr, struct blobstore *s, const char *kind,
+             const char *key, enum store_stmt row_stmt, int by_offset,
+             void (*done)(struct rowread *, int, const char *, const char *))
+{
+    rr->s = s;
+    snprintf(rr->label, sizeof(rr->label), "%s %s", kind, key);
+    rr->key = key;
+    rr->row_stmt = row_stmt;
+    rr->by_offset = by_offset;
+    rr->fd = -1;
+    rr->done = done;
+}
+
+/* Closes and frees what rr holds (the file is unlinked unless keep). */
+static void
+rowread_release(struct rowread *rr, int keep)
+{
+    if (rr->fd >= 0)
+        close(rr->fd);
+    rr->fd = -1;
+    if (rr->tmp != NULL && !keep)
+        (void)unlink(rr->tmp);
+    free(rr->tmp);
+    rr->tmp = NULL;
+    EVP_MD_CTX_free(rr->md);
+    rr->md = NULL;
+}
+
+/*
+ * The size is known (sz, the text of a size row): checks the free-space
+ * reserve for it, opens tmp (owned by rr from here; O_EXCL when excl) and
+ * reads the rows. what: how a refusal is put ("cannot be cached here").
+ */
+static void
+rowread_begin(struct rowread *rr, const char *sz, char *tmp, int excl,
+              const char *what)
+{
+    char why[400];
+    int status;
+
+    rr->size = strtoull(sz, NULL, 10);
+    if (blobstore_space(rr->s->dir, rr->size, rr->s->min_free, &status, why,
+                        sizeof(why)) < 0) {
+        free(tmp);
+        rowread_fail(rr, status, "%s %s: %s", rr->label, what, why);
+        return;
+    }
+    if (hashfile_open(tmp, excl, &rr->fd, &rr->md) < 0) {
+        int e = errno;
+
+        free(tmp); /* not ours when it exists (another reader's) */
+        rowread_fail(rr, e == EEXIST ? 409 : 500,
+                     "%s: cannot start its cache file: %s", rr->label,
+                     e == EEXIST ? "it is being finished already"
+                                 : strerror(e));
+        return;
+    }
+    rr->tmp = tmp;
+    rowread_next(rr);
+}
+
+static void
+on_rowread_row(const PGresult *res, const struct db_error *err, void *arg)
+{
+    struct rowread *rr = arg;
+    char why[160];
+    size_t len;
+
+    if (err) {
+        rowread_fail(rr, err->status, "%s: %s", rr->label, err->message);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        rowread_fail(rr, rr->missing_status, "%s: row %d (byte %llu) %s",
+                     rr->label, rr->rows, rr->off, rr->missing_why);
+        return;
+    }
+    len = (size_t)PQgetlength(res, 0, 0);
+    if (len == 0 || rr->off + len > rr->size) {
+        rowread_fail(rr, 500,
+                     "%s: row %d has %zu bytes, past the size %llu",
+                     rr->label, rr->rows, len, rr->size);
+        return;
+    }
+    if (hashfile_append(rr->fd, rr->md, PQgetvalue(res, 0, 0), len, why,
+                        sizeof(why)) < 0) {
+        rowread_fail(rr, 500, "%s: %s", rr->label, why);
+        return;
+    }
+    rr->off += len;
+    rr->rows++;
+    rowread_next(rr);
+}
+
+static void
+rowread_next(struct rowread *rr)
+{
+    char pos[24], got[DIGEST_TEXT_SIZE];
+    const char *vals[2] = {rr->key, pos};
+    struct db_params prm = {.values = vals, .result_binary = 1};
+
+    if (rr->off == rr->size) {
+        if (digest_final(rr->md, got) < 0)
+            rowread_fail(rr, 500, "%s: SHA-256 final failed", rr->label);
+        else
+            rr->done(rr, 0, NULL, got);
+        return;
+    }
+    if (rr->by_offset)
+        snprintf(pos, sizeof(pos), "%llu", rr->off);
+    else
+        snprintf(pos, sizeof(pos), "%d", rr->rows);
+    db_query_params(rr->s->db, store_stmt(rr->row_stmt), &prm,
+                    on_rowread_row, rr);
+}
+
+/* ---- cache fills from PostgreSQL ------------------------------------- */
 
 static void
 fill_finish(struct fill *f, int status, const char *why)
 {
     struct blobstore_wait *w;
-    char *final = xasprintf("%s/%s", f->s->dir, f->digest + 7);
+    char *final = xasprintf("%s/%s", f->rr.s->dir, f->digest + 7);
 
-    if (f->fd >= 0)
-        close(f->fd);
-    f->fd = -1;
-    if (status != 0 && f->tmp)
-        (void)unlink(f->tmp);
+    rowread_release(&f->rr, status == 0);
     LIST_REMOVE(f, link);
     /* One waiter at a time: a callback may cancel another. */
     while ((w = TAILQ_FIRST(&f->waiters)) != NULL) {
@@ -425,143 +572,60 @@ fill_finish(struct fill *f, int status, const char *why)
         free(w);
     }
     free(final);
-    free(f->tmp);
-    EVP_MD_CTX_free(f->md);
     free(f);
 }
 
-static void fill_fail(struct fill *f, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
+/* The chunks are read (got: their digest), or a failure. */
 static void
-fill_fail(struct fill *f, int status, const char *fmt, ...)
+fill_done(struct rowread *rr, int status, const char *why, const char *got)
 {
-    char why[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    if (status >= 500)
-        log_warnx("%s", why);
-    fill_finish(f, status, why);
-}
-
-static void
-fill_complete(struct fill *f)
-{
-    char got[DIGEST_TEXT_SIZE];
+    struct fill *f = (struct fill *)rr;
     char *final;
 
-    if (digest_final(f->md, got) < 0) {
-        fill_fail(f, 500, "blob %s: SHA-256 final failed", f->digest);
+    if (status != 0) {
+        fill_finish(f, status, why);
         return;
     }
     if (strcmp(got, f->digest) != 0) {
-        fill_fail(f, 500,
-                  "blob %s: its content in PostgreSQL has digest %s; it was "
-                  "not cached",
-                  f->digest, got);
+        rowread_fail(rr, 500,
+                     "blob %s: its content in PostgreSQL has digest %s; it "
+                     "was not cached",
+                     f->digest, got);
         return;
     }
-    final = xasprintf("%s/%s", f->s->dir, f->digest + 7);
-    if (fsutil_commit(f->fd, f->tmp, final) < 0) {
+    final = xasprintf("%s/%s", rr->s->dir, f->digest + 7);
+    if (fsutil_commit(rr->fd, rr->tmp, final) < 0) {
         int e = errno;
 
         free(final);
-        fill_fail(f, 500, "blob %s: cannot move its fill into the cache: %s",
-                  f->digest, strerror(e));
+        rowread_fail(rr, 500,
+                     "blob %s: cannot move its fill into the cache: %s",
+                     f->digest, strerror(e));
         return;
     }
     free(final);
     log_info("blob %s (%llu bytes) cached from PostgreSQL", f->digest,
-             f->size);
+             rr->size);
     fill_finish(f, 0, NULL);
-}
-
-static void
-on_fill_chunk(const PGresult *res, const struct db_error *err, void *arg)
-{
-    struct fill *f = arg;
-    const char *data;
-    char why[160];
-    size_t len;
-
-    if (err) {
-        fill_fail(f, err->status, "blob %s: %s", f->digest, err->message);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        fill_fail(f, 500,
-                  "blob %s: chunk %d of its content is not in PostgreSQL "
-                  "(a blob registered before migration 0023 whose file is "
-                  "gone); upload it again",
-                  f->digest, f->seq);
-        return;
-    }
-    data = PQgetvalue(res, 0, 0);
-    len = (size_t)PQgetlength(res, 0, 0);
-    if (len == 0 || f->off + len > f->size) {
-        fill_fail(f, 500,
-                  "blob %s: chunk %d has %zu bytes, past the size %llu of "
-                  "its row",
-                  f->digest, f->seq, len, f->size);
-        return;
-    }
-    if (hashfile_append(f->fd, f->md, data, len, why, sizeof(why)) < 0) {
-        fill_fail(f, 500, "blob %s: %s", f->digest, why);
-        return;
-    }
-    f->off += len;
-    f->seq++;
-    fill_next(f);
-}
-
-static void
-fill_next(struct fill *f)
-{
-    char seq[16];
-    const char *vals[2] = {f->digest, seq};
-    struct db_params prm = {.values = vals, .result_binary = 1};
-
-    if (f->off == f->size) {
-        fill_complete(f);
-        return;
-    }
-    snprintf(seq, sizeof(seq), "%d", f->seq);
-    db_query_params(f->s->db, store_stmt(ST_BLOB_CHUNK_GET), &prm,
-                    on_fill_chunk, f);
 }
 
 static void
 on_fill_size(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct fill *f = arg;
-    char why[400];
-    int status;
 
     if (err) {
-        fill_fail(f, err->status, "blob %s: %s", f->digest, err->message);
+        rowread_fail(&f->rr, err->status, "blob %s: %s", f->digest,
+                     err->message);
         return;
     }
     if (PQntuples(res) != 1) {
-        fill_fail(f, 404, "blob %s not found", f->digest);
+        rowread_fail(&f->rr, 404, "blob %s not found", f->digest);
         return;
     }
-    f->size = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    if (blobstore_space(f->s->dir, f->size, f->s->min_free, &status, why,
-                        sizeof(why)) < 0) {
-        fill_fail(f, status, "blob %s cannot be cached here: %s", f->digest,
-                  why);
-        return;
-    }
-    f->tmp = xasprintf("%s/fill-%s", f->s->tmpdir, f->digest + 7);
-    if (hashfile_open(f->tmp, 0, &f->fd, &f->md) < 0) {
-        fill_fail(f, 500, "blob %s: cannot start its cache file %s: %s",
-                  f->digest, f->tmp, strerror(errno));
-        return;
-    }
-    fill_next(f);
+    rowread_begin(&f->rr, PQgetvalue(res, 0, 0),
+                  xasprintf("%s/fill-%s", f->rr.s->tmpdir, f->digest + 7), 0,
+                  "cannot be cached here");
 }
 
 int
@@ -595,9 +659,13 @@ blobstore_fetch(struct blobstore *s, const char *digest,
         const char *vals[1] = {digest};
 
         f = xcalloc(1, sizeof(*f));
-        f->s = s;
-        f->fd = -1;
         xstrlcpy(f->digest, digest, sizeof(f->digest));
+        rowread_init(&f->rr, s, "blob", f->digest, ST_BLOB_CHUNK_GET, 0,
+                     fill_done);
+        f->rr.missing_status = 500;
+        f->rr.missing_why = "of its content is not in PostgreSQL (a blob "
+                            "registered before migration 0023 whose file is "
+                            "gone); upload it again";
         TAILQ_INIT(&f->waiters);
         LIST_INSERT_HEAD(&s->fills, f, link);
         db_query(s->db, store_stmt(ST_BLOB_SIZE), vals, on_fill_size, f);
@@ -634,161 +702,57 @@ blobstore_fetch_cancel(struct blobstore_wait *w)
 
 /* ---- upload sessions read back --------------------------------------- */
 
-static void sread_next(struct sread *r);
-
+/* The pieces are read (got: their digest), or a failure. */
 static void
-sread_end(struct sread *r, int status, const char *why, const char *got)
+sread_done(struct rowread *rr, int status, const char *why, const char *got)
 {
-    if (r->fd >= 0)
-        close(r->fd);
-    if (r->tmp)
-        (void)unlink(r->tmp); /* gone already when it became the blob */
-    r->cb(status, why, got, r->size, r->arg);
-    free(r->tmp);
-    EVP_MD_CTX_free(r->md);
-    free(r);
-}
-
-static void sread_fail(struct sread *r, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-sread_fail(struct sread *r, int status, const char *fmt, ...)
-{
-    char why[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    if (status >= 500)
-        log_warnx("%s", why);
-    sread_end(r, status, why, NULL);
-}
-
-static void
-sread_complete(struct sread *r)
-{
-    char got[DIGEST_TEXT_SIZE];
+    struct sread *r = (struct sread *)rr;
     char *final;
 
-    if (digest_final(r->md, got) < 0) {
-        sread_fail(r, 500, "upload %s: SHA-256 final failed", r->id);
-        return;
-    }
-    if (strcmp(got, r->want) != 0) {
-        sread_end(r, 0, NULL, got);
-        return;
-    }
-    final = xasprintf("%s/%s", r->s->dir, got + 7);
-    /* Durable before the row that names it is written. */
-    if (fsutil_commit(r->fd, r->tmp, final) < 0) {
-        int e = errno;
+    if (status == 0 && strcmp(got, r->want) == 0) {
+        final = xasprintf("%s/%s", rr->s->dir, got + 7);
+        /* Durable before the row that names it is written. */
+        if (fsutil_commit(rr->fd, rr->tmp, final) < 0) {
+            int e = errno;
 
+            free(final);
+            rowread_fail(rr, 500,
+                         "upload %s: cannot move it into the cache: %s",
+                         r->id, strerror(e));
+            return;
+        }
         free(final);
-        sread_fail(r, 500, "upload %s: cannot move it into the cache: %s",
-                   r->id, strerror(e));
-        return;
+        free(rr->tmp);
+        rr->tmp = NULL; /* it is the blob's file now */
+        log_info("upload %s (%llu bytes in %d pieces) read back from "
+                 "PostgreSQL as blob %s",
+                 r->id, rr->size, rr->rows, got);
     }
-    free(final);
-    free(r->tmp);
-    r->tmp = NULL;
-    log_info("upload %s (%llu bytes in %d pieces) read back from "
-             "PostgreSQL as blob %s",
-             r->id, r->size, r->pieces, got);
-    sread_end(r, 0, NULL, got);
-}
-
-static void
-on_sread_piece(const PGresult *res, const struct db_error *err, void *arg)
-{
-    struct sread *r = arg;
-    char why[160];
-    size_t len;
-
-    if (err) {
-        sread_fail(r, err->status, "upload %s: %s", r->id, err->message);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        sread_fail(r, 404,
-                   "upload %s: its piece at offset %llu is gone (the "
-                   "upload was finished or cancelled meanwhile)",
-                   r->id, r->off);
-        return;
-    }
-    len = (size_t)PQgetlength(res, 0, 0);
-    if (len == 0 || r->off + len > r->size) {
-        sread_fail(r, 500,
-                   "upload %s: the piece at offset %llu has %zu bytes, past "
-                   "the %llu received",
-                   r->id, r->off, len, r->size);
-        return;
-    }
-    if (hashfile_append(r->fd, r->md, PQgetvalue(res, 0, 0), len, why,
-                        sizeof(why)) < 0) {
-        sread_fail(r, 500, "upload %s: %s", r->id, why);
-        return;
-    }
-    r->off += len;
-    r->pieces++;
-    sread_next(r);
-}
-
-static void
-sread_next(struct sread *r)
-{
-    char off[24];
-    const char *vals[2] = {r->id, off};
-    struct db_params prm = {.values = vals, .result_binary = 1};
-
-    if (r->off == r->size) {
-        sread_complete(r);
-        return;
-    }
-    snprintf(off, sizeof(off), "%llu", r->off);
-    db_query_params(r->s->db, store_stmt(ST_UPLOAD_PIECE_GET), &prm,
-                    on_sread_piece, r);
+    rowread_release(rr, 0);
+    r->cb(status, why, status == 0 ? got : NULL, rr->size, r->arg);
+    free(r);
 }
 
 static void
 on_sread_size(const PGresult *res, const struct db_error *err, void *arg)
 {
     struct sread *r = arg;
-    char why[400];
-    int status;
 
     if (err) {
-        sread_fail(r, err->status, "upload %s: %s", r->id, err->message);
+        rowread_fail(&r->rr, err->status, "upload %s: %s", r->id,
+                     err->message);
         return;
     }
     if (PQntuples(res) != 1) {
-        sread_fail(r, 404,
-                   "upload %s not found: it was finished, cancelled, or "
-                   "ended idle",
-                   r->id);
+        rowread_fail(&r->rr, 404,
+                     "upload %s not found: it was finished, cancelled, or "
+                     "ended idle",
+                     r->id);
         return;
     }
-    r->size = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    if (blobstore_space(r->s->dir, r->size, r->s->min_free, &status, why,
-                        sizeof(why)) < 0) {
-        sread_fail(r, status, "upload %s cannot be finished here: %s", r->id,
-                   why);
-        return;
-    }
-    r->tmp = xasprintf("%s/upload-%s", r->s->tmpdir, r->id);
-    if (hashfile_open(r->tmp, 1, &r->fd, &r->md) < 0) {
-        int e = errno;
-
-        free(r->tmp);
-        r->tmp = NULL; /* another PUT of this session owns it */
-        sread_fail(r, e == EEXIST ? 409 : 500,
-                   "upload %s: cannot start its cache file: %s", r->id,
-                   e == EEXIST ? "it is being finished already"
-                               : strerror(e));
-        return;
-    }
-    sread_next(r);
+    rowread_begin(&r->rr, PQgetvalue(res, 0, 0),
+                  xasprintf("%s/upload-%s", r->rr.s->tmpdir, r->id), 1,
+                  "cannot be finished here");
 }
 
 static void
@@ -799,8 +763,8 @@ sread_start(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    db_query(r->s->db, store_stmt(ST_UPLOAD_RECEIVED), vals, on_sread_size,
-             r);
+    db_query(r->rr.s->db, store_stmt(ST_UPLOAD_RECEIVED), vals,
+             on_sread_size, r);
 }
 
 void
@@ -809,12 +773,15 @@ blobstore_read_session(struct blobstore *s, const char *id, const char *want,
 {
     struct sread *r = xcalloc(1, sizeof(*r));
 
-    r->s = s;
-    r->fd = -1;
-    r->cb = cb;
-    r->arg = arg;
     xstrlcpy(r->id, id, sizeof(r->id));
     xstrlcpy(r->want, want, sizeof(r->want));
+    rowread_init(&r->rr, s, "upload", r->id, ST_UPLOAD_PIECE_GET, 1,
+                 sread_done);
+    r->rr.missing_status = 404;
+    r->rr.missing_why = "is gone (the upload was finished or cancelled "
+                        "meanwhile)";
+    r->cb = cb;
+    r->arg = arg;
     /* From the next loop turn: cb must not run before this returns. */
     if (event_base_once(s->base, -1, EV_TIMEOUT, sread_start, r, NULL) < 0)
         fatalx("cannot schedule the read of an upload session");
