@@ -78,6 +78,10 @@ class ReplicaChaos(unittest.TestCase):
         c = harness.start(reconcile=False)
         self.addCleanup(harness.stop)
         c.psql("UPDATE cluster_settings SET down_after_seconds = 30")
+        # A fast run creates more than the default 10,000 services.
+        st, _, body = harness.request("PATCH", "/v1/cluster/settings",
+                                      {"quotas": {"services": 1000000}})
+        self.assertEqual(st, 200, body)
         self.r1 = c.spawn_controller("r1", ["--lease-seconds", LEASE], agent_listen=True)
         self.r2 = c.spawn_controller("r2", ["--lease-seconds", LEASE], agent_listen=True)
         self.ports = {"r0": c.http_port, "r1": self.r1.http_port, "r2": self.r2.http_port}
