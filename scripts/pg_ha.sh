@@ -134,6 +134,10 @@ postgresql:
   data_dir: $DIR/$name/data
   bin_dir: $bindir
   pgpass: $DIR/$name/pgpass
+  # A killed primary that cannot be rewound onto the new timeline is
+  # cloned afresh from the leader instead of staying out of the cluster.
+  remove_data_directory_on_rewind_failure: true
+  remove_data_directory_on_diverged_timelines: true
   authentication:
     superuser:
       username: postgres
