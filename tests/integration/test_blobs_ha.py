@@ -101,6 +101,26 @@ def blob_rows(digest):
     return int(harness.psql("SELECT count(*) FROM blobs WHERE digest = '%s'" % digest))
 
 
+def run_image(tc, digest, prefix):
+    """An image of the kernel blob digest and an instance of it, running on
+    the agent (which pulls the blob); returns the instance."""
+    name = unique_name(prefix).lower()
+    st, _, img = request("POST", "/v1/images", {"name": name, "tag": "v1", "kind": "kernel",
+                                                "kernel": digest})
+    tc.assertEqual(st, 201, img)
+    st, _, inst = request("POST", "/v1/instances", {
+        "image": name + ":v1", "name": unique_name(prefix + "i"), "restart": "never",
+        "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
+    tc.assertEqual(st, 201, inst)
+
+    def running():
+        st, _, i = request("GET", "/v1/instances/" + inst["id"])
+        return i if st == 200 and i["state"] in ("running", "failed") else None
+    got = poll(running, 60, what="instance %s running" % inst["id"])
+    tc.assertEqual(got["state"], "running", got)
+    return inst
+
+
 def log_of(path):
     with open(path, "rb") as f:
         return f.read().decode("utf-8", "replace")
@@ -175,20 +195,7 @@ class BlobsInPostgres(harness.TestCase):
         self.assertEqual(log_of(B.log).count("cached from PostgreSQL"), 1)
 
         # The agent connected to B pulls the other blob through B's gateway.
-        name = unique_name("ha").lower()
-        st, _, img = request("POST", "/v1/images", {"name": name, "tag": "v1", "kind": "kernel",
-                                                    "kernel": agent_digest})
-        self.assertEqual(st, 201, img)
-        st, _, inst = request("POST", "/v1/instances", {
-            "image": name + ":v1", "name": unique_name("hai"), "restart": "never",
-            "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
-        self.assertEqual(st, 201, inst)
-
-        def running():
-            st, _, i = request("GET", "/v1/instances/" + inst["id"])
-            return i if st == 200 and i["state"] in ("running", "failed") else None
-        got = poll(running, 60, what="instance %s running" % inst["id"])
-        self.assertEqual(got["state"], "running", got)
+        inst = run_image(self, agent_digest, "ha")
         with open(os.path.join(CACHE, agent_digest), "rb") as f:
             cached = f.read()
         self.assertEqual(cached, agent_data)
@@ -299,20 +306,7 @@ class BlobsInPostgres(harness.TestCase):
             self.assertEqual(st, 200, body[:300])
             self.assertEqual(body, data)
         # Pullable by the agent (connected to B).
-        name = unique_name("hu").lower()
-        st, _, img = request("POST", "/v1/images", {"name": name, "tag": "v1", "kind": "kernel",
-                                                    "kernel": digest})
-        self.assertEqual(st, 201, img)
-        st, _, inst = request("POST", "/v1/instances", {
-            "image": name + ":v1", "name": unique_name("hui"), "restart": "never",
-            "resources": {"vcpus": 1, "memory_mib": 64, "disk_gib": 0}})
-        self.assertEqual(st, 201, inst)
-
-        def running():
-            st, _, i = request("GET", "/v1/instances/" + inst["id"])
-            return i if st == 200 and i["state"] in ("running", "failed") else None
-        got = poll(running, 60, what="instance %s running" % inst["id"])
-        self.assertEqual(got["state"], "running", got)
+        inst = run_image(self, digest, "hu")
         with open(os.path.join(CACHE, digest), "rb") as f:
             self.assertEqual(f.read(), data)
         st, _, _ = request("DELETE", "/v1/instances/" + inst["id"])
