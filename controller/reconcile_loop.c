@@ -168,10 +168,30 @@ qctx_new(struct reconciler *r, enum kind kind)
     return q;
 }
 
+/* A reply of a pass that is over (the term changed, or the reconciler is
+ * closing): frees q, and the reconciler once its last reply is in. */
 static int
-is_fenced(const struct db_error *err)
+reply_stale(struct qctx *q)
 {
-    return strcmp(err->sqlstate, "CLEPC") == 0;
+    struct reconciler *r = q->r;
+
+    if (!ctx_done(q))
+        return 0;
+    qctx_free(q);
+    maybe_free(r);
+    return 1;
+}
+
+/* A write refused because another controller holds the lease now: the pass
+ * ends and the leader steps down. */
+static int
+pass_fenced(struct reconciler *r, const struct db_error *err)
+{
+    if (strcmp(err->sqlstate, "CLEPC") != 0)
+        return 0;
+    pass_end(r);
+    leader_fenced(r->leader, err->message);
+    return 1;
 }
 
 /* Each kind's re-read and the column of its rows' id. */
@@ -192,11 +212,8 @@ on_fetch(const PGresult *res, const struct db_error *err, void *arg)
     struct strmap seen;
     int n;
 
-    if (ctx_done(q)) {
-        qctx_free(q);
-        maybe_free(r);
+    if (reply_stale(q))
         return;
-    }
     if (err) {
         log_warnx("reconciler read failed: %s", err->message);
         /* What the mirror misses is unknown now: start over. */
@@ -326,21 +343,15 @@ on_write(const PGresult *res, const struct db_error *err, void *arg)
     struct qctx *q = arg;
     struct reconciler *r = q->r;
 
-    if (ctx_done(q)) {
-        qctx_free(q);
-        maybe_free(r);
+    if (reply_stale(q))
         return;
-    }
     qctx_free(q);
     release_tentative(r, r->p);
     if (err) {
-        if (is_fenced(err)) {
+        if (!pass_fenced(r, err)) {
+            log_warnx("reconciler write failed: %s", err->message);
             pass_end(r);
-            leader_fenced(r->leader, err->message);
-            return;
         }
-        log_warnx("reconciler write failed: %s", err->message);
-        pass_end(r);
         return;
     }
     take_touched(r->p, res);
@@ -378,18 +389,12 @@ on_liveness(const PGresult *res, const struct db_error *err, void *arg)
     struct qctx *q = arg;
     struct reconciler *r = q->r;
 
-    if (ctx_done(q)) {
-        qctx_free(q);
-        maybe_free(r);
+    if (reply_stale(q))
         return;
-    }
     qctx_free(q);
     if (err) {
-        if (is_fenced(err)) {
-            pass_end(r);
-            leader_fenced(r->leader, err->message);
+        if (pass_fenced(r, err))
             return;
-        }
         log_warnx("host liveness check failed: %s", err->message);
         r->p->phase = PH_DECIDE;
         pass_continue(r);
