@@ -57,6 +57,13 @@ strmap_get(const struct strmap *m, const char *key)
     return m->keys[i] ? m->vals[i] : NULL;
 }
 
+void **
+strmap_ref(const struct strmap *m, const char *key)
+{
+    size_t i = find(m, key);
+    return m->keys[i] ? &m->vals[i] : NULL;
+}
+
 static void
 grow(struct strmap *m)
 {

@@ -167,39 +167,33 @@ tombstoned(struct kind *k, const char *id)
 static void
 tombstone(struct kind *k, const char *id)
 {
-    char *key;
     time_t expiry = time(NULL) + TOMBSTONE_SECS;
+    void **slot = strmap_ref(&k->tomb, id);
 
-    if (strmap_get(&k->tomb, id) != NULL) {
-        /* Keep the key string that is already in the map. */
-        for (size_t i = 0; i < k->tomb.cap; i++)
-            if (k->tomb.keys[i] && strcmp(k->tomb.keys[i], id) == 0)
-                k->tomb.vals[i] = (void *)(intptr_t)expiry;
+    if (slot != NULL) {
+        *slot = (void *)(intptr_t)expiry; /* the map keeps its own key */
         return;
     }
-    key = xstrdup(id);
-    strmap_put(&k->tomb, key, (void *)(intptr_t)expiry);
+    strmap_put(&k->tomb, xstrdup(id), (void *)(intptr_t)expiry);
 }
 
+/* Drops the expired tombstones: one scan picks them, then each is deleted
+ * (a delete shifts entries, so not while scanning). */
 static void
 tombs_purge(struct kind *k)
 {
     time_t now = time(NULL);
-    int again = 1;
+    const char **gone = xcalloc(k->tomb.len + 1, sizeof(*gone));
+    size_t n = 0;
 
-    /* Deleting while scanning shifts entries: rescan until clean. */
-    while (again) {
-        again = 0;
-        for (size_t i = 0; i < k->tomb.cap; i++) {
-            const char *key = k->tomb.keys[i];
-            if (key && (time_t)(intptr_t)k->tomb.vals[i] <= now) {
-                strmap_del(&k->tomb, key);
-                free((char *)key);
-                again = 1;
-                break;
-            }
-        }
+    for (size_t i = 0; i < k->tomb.cap; i++)
+        if (k->tomb.keys[i] && (time_t)(intptr_t)k->tomb.vals[i] <= now)
+            gone[n++] = k->tomb.keys[i];
+    for (size_t i = 0; i < n; i++) {
+        strmap_del(&k->tomb, gone[i]);
+        free((char *)gone[i]);
     }
+    free(gone);
 }
 
 /* Applies o (owned) unless older than what is held or deleted. */

@@ -53,7 +53,15 @@ check_strmap(struct strmap *m)
     size_t n = 0;
 
     for (int k = 0; k < NKEYS; k++) {
+        void **slot = strmap_ref(m, keys[k]);
+
         assert_ptr_equal(strmap_get(m, keys[k]), expected(k));
+        if (present[k]) {
+            assert_non_null(slot);
+            assert_ptr_equal(*slot, expected(k));
+        } else {
+            assert_null(slot);
+        }
         n += (size_t)present[k];
     }
     assert_int_equal(m->len, n);
@@ -137,11 +145,34 @@ test_random_ops(void **state)
     }
 }
 
+/* A value changed through strmap_ref is what get returns, under the key the
+ * map already held. */
+static void
+test_ref_in_place(void **state)
+{
+    struct strmap m;
+    char held[] = "inst-1", asked[] = "inst-1";
+    int a, b;
+
+    (void)state;
+    strmap_init(&m);
+    assert_null(strmap_ref(&m, "inst-1"));
+    strmap_put(&m, held, &a);
+    *strmap_ref(&m, asked) = &b;
+    assert_ptr_equal(strmap_get(&m, "inst-1"), &b);
+    assert_int_equal(m.len, 1);
+    for (size_t i = 0; i < m.cap; i++)
+        if (m.keys[i])
+            assert_ptr_equal(m.keys[i], held);
+    strmap_fini(&m);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_ops),
+        cmocka_unit_test(test_ref_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
