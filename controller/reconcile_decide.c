@@ -184,7 +184,9 @@ on_doomed_host(struct reconciler *r, const struct rinst *i)
 
     if (i->host_id == NULL)
         return 0;
-    h = strmap_get(&r->hosts, i->host_id);
+    /* the host's list links it; a host unknown when it was linked is
+     * looked up */
+    h = i->hlink ? i->hlink : strmap_get(&r->hosts, i->host_id);
     return h && (strcmp(h->state, "draining") == 0 ||
                  strcmp(h->state, "drained") == 0 ||
                  strcmp(h->state, "down") == 0);
@@ -423,10 +425,9 @@ selcache_free(struct selcache *sc)
  * back-off goes to the timed set (the tick brings it back); one whose
  * service is missing or deleting waits for the service to be re-read. */
 static int
-placeable(struct decide *d, struct rinst *i)
+placeable(struct decide *d, struct rinst *i, const struct rsvc *s)
 {
     struct reconciler *r = d->r;
-    struct rsvc *s;
 
     if (i->state != IS_PENDING || i->host_id || i->desired != ID_RUNNING ||
         i->planned_pass == d->p->serial)
@@ -436,7 +437,8 @@ placeable(struct decide *d, struct rinst *i)
         return 0;
     }
     if (i->svc_id) {
-        s = strmap_get(&r->svcs, i->svc_id);
+        if (s == NULL)
+            s = strmap_get(&r->svcs, i->svc_id);
         if (s == NULL || s->deleting)
             return 0;
     }
@@ -452,12 +454,70 @@ cand_push(struct decide *d, struct rinst *i)
     ivec_push(&d->cand, i);
 }
 
-/* A new candidate: placeable and not already known not to fit. */
+/* A new candidate: placeable and not already known not to fit. s: its
+ * service when the caller has it (NULL: looked up). */
 static void
-cand_consider(struct decide *d, struct rinst *i)
+cand_consider(struct decide *d, struct rinst *i, const struct rsvc *s)
 {
-    if (strmap_get(&d->r->waiting, i->id) == NULL && placeable(d, i))
+    struct strmap *waiting = &d->r->waiting;
+
+    /* the fields first: most instances of a large service are placed */
+    if (i->state != IS_PENDING || i->host_id)
+        return;
+    if ((waiting->len == 0 || strmap_get(waiting, i->id) == NULL) &&
+        placeable(d, i, s))
         cand_push(d, i);
+}
+
+/* The candidates as a binary heap in placement order: a pass places at
+ * most MAX_OPS of them, so they are taken off the top one at a time
+ * instead of sorting them all (a service of 100,000 waits in 100 passes). */
+static void
+heap_down(struct rinst **v, size_t n, size_t k)
+{
+    for (;;) {
+        size_t c = 2 * k + 1;
+        struct rinst *t;
+
+        if (c >= n)
+            return;
+        if (c + 1 < n && cmp_place(&v[c + 1], &v[c]) < 0)
+            c++;
+        if (cmp_place(&v[c], &v[k]) >= 0)
+            return;
+        t = v[k];
+        v[k] = v[c];
+        v[c] = t;
+        k = c;
+    }
+}
+
+static struct rinst *
+heap_pop(struct rinst **v, size_t *n)
+{
+    struct rinst *top = v[0];
+
+    v[0] = v[--*n];
+    heap_down(v, *n, 0);
+    return top;
+}
+
+/* Candidates left when the pass is full are decided again next pass:
+ * through their service, which looks at all its instances anyway, or on
+ * their own (one-offs). */
+static void
+cand_defer(struct decide *d, struct rinst *i)
+{
+    struct reconciler *r = d->r;
+
+    if (i->grp && i->grp->defer_pass == d->p->serial)
+        return; /* its service is deferred already */
+    if (i->grp && strmap_get(&r->svcs, i->svc_id)) {
+        i->grp->defer_pass = d->p->serial;
+        idset_add(&r->dec[K_SVC], i->svc_id);
+    } else {
+        idset_add(&r->dec[K_INST], i->id);
+    }
 }
 
 static void
@@ -467,10 +527,10 @@ decide_place(struct decide *d, struct ivec *pending)
     struct selcache sc;
 
     strmap_init(&sc.m);
-    if (pending->n > 1)
-        qsort(pending->v, pending->n, sizeof(*pending->v), cmp_place);
-    for (size_t k = 0; k < pending->n; k++) {
-        struct rinst *i = pending->v[k];
+    for (size_t k = pending->n / 2; k-- > 0;)
+        heap_down(pending->v, pending->n, k);
+    while (pending->n > 0) {
+        struct rinst *i;
         struct sched_request req;
         struct sched_placement pl;
         struct selentry *se = NULL;
@@ -478,10 +538,11 @@ decide_place(struct decide *d, struct ivec *pending)
 
         if (ops_full(d)) {
             /* the rest: next pass */
-            for (; k < pending->n; k++)
-                idset_add(&r->dec[K_INST], pending->v[k]->id);
+            for (size_t k = 0; k < pending->n; k++)
+                cand_defer(d, pending->v[k]);
             break;
         }
+        i = heap_pop(pending->v, &pending->n);
         if (i->planned_pass == d->p->serial)
             continue;
         memset(&req, 0, sizeof(req));
@@ -544,7 +605,7 @@ decide_inst(struct decide *d, struct rinst *i)
     }
     if (i->svc_id == NULL && inst_finished(i))
         decide_restart(d, i, i->restart);
-    cand_consider(d, i);
+    cand_consider(d, i, NULL);
 }
 
 static int
@@ -627,7 +688,7 @@ reconcile_decide(struct reconciler *r, struct pass *p, long long now_ms)
     struct rinst **insts;
     struct rsvc **svcs;
     struct rhost **hosts;
-    size_t ninsts, nsvcs, nhosts, nwaiting = 0;
+    size_t ninsts, nsvcs, nhosts, nwaiting = 0, ncand;
     long long t0 = mono_us();
     int full;
 
@@ -722,7 +783,7 @@ reconcile_decide(struct reconciler *r, struct pass *p, long long now_ms)
             idset_add(&r->dec[K_SVC], s->id);
         for (size_t j = 0; j < v.n; j++)
             if (v.v[j]->desired != ID_DELETED)
-                cand_consider(&d, v.v[j]);
+                cand_consider(&d, v.v[j], s);
         free(v.v);
     }
 
@@ -757,12 +818,13 @@ reconcile_decide(struct reconciler *r, struct pass *p, long long now_ms)
         r->retry_waiting = 0;
         nwaiting = w.n;
         for (size_t k = 0; k < w.n; k++)
-            if (placeable(&d, w.v[k]))
+            if (placeable(&d, w.v[k], NULL))
                 cand_push(&d, w.v[k]);
         free(w.v);
     }
 
     /* placement */
+    ncand = d.cand.n;
     decide_place(&d, &d.cand);
 
     r->passes_decided++;
@@ -770,7 +832,7 @@ reconcile_decide(struct reconciler *r, struct pass *p, long long now_ms)
               "services, %zu hosts, %zu to place (%zu waiting retried), "
               "%zu ops, %lld us",
               p->serial, full ? "full" : "incremental", ninsts, nsvcs, nhosts,
-              d.cand.n, nwaiting, json_array_size(d.ops), mono_us() - t0);
+              ncand, nwaiting, json_array_size(d.ops), mono_us() - t0);
     free(d.cand.v);
     free(insts);
     free(svcs);

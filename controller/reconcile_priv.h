@@ -62,6 +62,7 @@ struct sgrp {
     char *svc_id;
     struct rinst *head;
     size_t n;
+    unsigned long long defer_pass; /* candidates left over in this pass */
 };
 
 struct rsvc {

@@ -645,6 +645,72 @@ test_incremental_decides_only_changes(void **state)
     json_decref(ops);
 }
 
+/* What reconcile_loop.c does when a batch returns: the model forgets the
+ * pass's tentative placements; the re-read rows count them for real. */
+static void
+batch_done(struct fx *f)
+{
+    for (size_t k = 0; k < f->p.ntent; k++) {
+        struct sched_service svc = {.name = f->p.tent[k].svc, .id = 0};
+
+        assert_int_equal(sched_release(f->r.model, f->p.tent[k].sid,
+                                       &f->p.tent[k].res,
+                                       f->p.tent[k].svc ? &svc : NULL),
+                         0);
+        free(f->p.tent[k].svc);
+    }
+    f->p.ntent = 0;
+}
+
+/* A full pass (1,000 decisions) leaves candidates over: the oldest are
+ * placed first, and the rest, of a service and one-off alike, are placed
+ * by the next incremental pass, each once. */
+static void
+test_full_pass_carries_candidates(void **state)
+{
+    struct fx *f = *state;
+    char id[32];
+    json_t *ops, *o;
+    size_t k;
+    int placed[1501] = {0};
+
+    for (int h = 0; h < 200; h++) { /* 8 vCPUs each: 1,600 places */
+        snprintf(id, sizeof(id), "h%d", h);
+        host(f, id, "ready", 1);
+    }
+    service(f, "web", "active", 1500, 1, 1, 1, "always");
+    for (int n = 0; n < 1501; n++) {
+        struct ispec s = {.id = id, .svc = n < 1500 ? "web" : NULL, .gen = 1,
+                          .state = "pending", .exit_code = -1,
+                          .created_ms = NOW - 100000 + n};
+
+        snprintf(id, sizeof(id), "i%04d", n);
+        inst(f, &s);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        ops = decide(f);
+        assert_int_equal(json_array_size(ops), pass == 0 ? 1000 : 501);
+        batch_done(f);
+        json_array_foreach(ops, k, o) {
+            const char *iid = str(o, "id");
+            int n = atoi(iid + 1);
+            struct ispec s = {.id = iid, .svc = n < 1500 ? "web" : NULL,
+                              .gen = 1, .state = "scheduled",
+                              .host = str(o, "host"), .exit_code = -1,
+                              .created_ms = NOW - 100000 + n};
+
+            assert_string_equal(str(o, "op"), "place");
+            /* first come, first served */
+            assert_true(pass == 1 || n < 1000);
+            assert_int_equal(placed[n]++, 0);
+            inst(f, &s); /* the re-read row */
+        }
+        json_decref(ops);
+    }
+    for (int n = 0; n < 1501; n++)
+        assert_int_equal(placed[n], 1);
+}
+
 int
 main(void)
 {
@@ -678,6 +744,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_deleting_service, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_incremental_decides_only_changes,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_pass_carries_candidates,
                                         setup, teardown),
     };
 
