@@ -414,6 +414,12 @@ cli_print_json(struct cli_ctx *ctx, json_t *v)
     free(s);
 }
 
+const char *
+cli_jstr(const json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
 long
 cli_parse_duration(const char *s)
 {

@@ -133,6 +133,9 @@ char *cli_object_path(const char *collection, const char *name,
 
 /* Prints a JSON value indented on out, for -o json and inspect. */
 void cli_print_json(struct cli_ctx *ctx, json_t *v);
+/* The string member key of o; NULL when absent, not a string, or o is not
+ * an object. */
+const char *cli_jstr(const json_t *o, const char *key);
 
 /* Parses "30s", "5m", "1h", "90" (seconds) into seconds; -1 if invalid. */
 long cli_parse_duration(const char *s);

@@ -73,12 +73,6 @@ config_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
     return 0;
 }
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
 static long long
 jver(const json_t *o)
 {
@@ -185,8 +179,8 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
             break;
         json_array_foreach(items, i, it)
         {
-            const char *st = jstr(it, "state"), *id = jstr(it, "id");
-            const char *desired = jstr(it, "desired_state");
+            const char *st = cli_jstr(it, "state"), *id = cli_jstr(it, "id");
+            const char *desired = cli_jstr(it, "desired_state");
             json_t *eff = NULL;
             if (st == NULL || id == NULL || desired == NULL ||
                 strcmp(st, "running") != 0 || strcmp(desired, "running") != 0)
@@ -206,7 +200,7 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
                 want)
                 acked++;
             else if (behind == NULL)
-                behind = xasprintf("%s at %lld of %lld", jstr(it, "name"),
+                behind = xasprintf("%s at %lld of %lld", cli_jstr(it, "name"),
                                    (long long)json_integer_value(
                                        json_object_get(it, "config_version")),
                                    want);
@@ -385,7 +379,7 @@ print_config_version(struct cli_ctx *ctx, const char *service,
     } else if (ctx->output == FMT_NAME) {
         fprintf(ctx->out, "%lld\n", jver(cfg));
     } else {
-        const char *at = jstr(cfg, "updated_at");
+        const char *at = cli_jstr(cfg, "updated_at");
         char *suffix = at ? xasprintf(" (%s)", at) : xstrdup("");
         char *safe = fmt_sanitize(suffix, 80);
         print_version_line(ctx, service, jver(cfg), safe);
@@ -424,8 +418,8 @@ watch_event(struct cli_ctx *ctx, void *arg, const char *event, const char *data)
 
     /* Config events of this service only (the stream has every
      * service's); the event names the change, the GET reads it. */
-    const char *name = jstr(ev, "name");
-    const char *type = jstr(ev, "type") ? jstr(ev, "type") : event;
+    const char *name = cli_jstr(ev, "name");
+    const char *type = cli_jstr(ev, "type") ? cli_jstr(ev, "type") : event;
     if (name != NULL && strcmp(name, w->service) == 0 && type != NULL &&
         strncmp(type, "config.", 7) == 0)
         rc = watch_refresh(ctx, arg);
@@ -567,7 +561,7 @@ print_endpoints(struct cli_ctx *ctx, json_t *eps, bool follow)
         }
     } else {
         if (follow && ctx->output != FMT_NAME) {
-            const char *svc = jstr(eps, "service");
+            const char *svc = cli_jstr(eps, "service");
             char *s = fmt_sanitize(svc ? svc : "-", 0);
             fprintf(ctx->out, "%s: endpoints version %lld\n", s, jver(eps));
             free(s);

@@ -14,7 +14,7 @@
 static void
 host_done(struct cli_ctx *ctx, const char *name, json_t *host)
 {
-    const char *st = json_string_value(json_object_get(host, "state"));
+    const char *st = cli_jstr(host, "state");
     char *s = fmt_sanitize(name, 0);
     char *t = fmt_sanitize(st ? st : "?", 32);
 

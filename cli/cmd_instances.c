@@ -27,12 +27,6 @@ enum {
     OPT_GRACE,
 };
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
 /* ---- ps -------------------------------------------------------------- */
 
 struct ps_opts {
@@ -78,11 +72,11 @@ static int
 cmp_created_desc(const void *a, const void *b)
 {
     const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    const char *cx = jstr(x, "created_at"), *cy = jstr(y, "created_at");
+    const char *cx = cli_jstr(x, "created_at"), *cy = cli_jstr(y, "created_at");
     int c = strcmp(cy ? cy : "", cx ? cx : "");
     if (c != 0)
         return c;
-    const char *ix = jstr(x, "id"), *iy = jstr(y, "id");
+    const char *ix = cli_jstr(x, "id"), *iy = cli_jstr(y, "id");
     return strcmp(ix ? ix : "", iy ? iy : "");
 }
 
@@ -95,7 +89,7 @@ cli_ps_filter(json_t *items, bool all, json_t **out)
 
     json_array_foreach(items, i, it)
     {
-        if (!all && fmt_state_is_final(jstr(it, "state")))
+        if (!all && fmt_state_is_final(cli_jstr(it, "state")))
             continue;
         v[kept++] = it;
     }
@@ -144,7 +138,8 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
         json_t *it;
         json_array_foreach(shown, i, it)
         {
-            char *s = fmt_sanitize(jstr(it, "id") ? jstr(it, "id") : "", 0);
+            char *s =
+                fmt_sanitize(cli_jstr(it, "id") ? cli_jstr(it, "id") : "", 0);
             fprintf(ctx->out, "%s\n", s);
             free(s);
         }
@@ -368,13 +363,14 @@ kill_service(struct cli_ctx *ctx, const char *name, json_t *body, bool *found)
     rc = 0;
     json_array_foreach(items, i, it)
     {
-        const char *id = jstr(it, "id");
+        const char *id = cli_jstr(it, "id");
         json_t *ans = NULL;
-        if (id == NULL || fmt_state_is_final(jstr(it, "state")))
+        if (id == NULL || fmt_state_is_final(cli_jstr(it, "state")))
             continue;
         char *kpath = cli_object_path("instances", id, "/kill");
         if (cli_api(ctx, "POST", kpath, body, &ans, NULL) == 0) {
-            char *s = fmt_sanitize(jstr(it, "name") ? jstr(it, "name") : id, 0);
+            char *s = fmt_sanitize(
+                cli_jstr(it, "name") ? cli_jstr(it, "name") : id, 0);
             fprintf(ctx->out, "%s\n", s);
             free(s);
         } else {
@@ -568,7 +564,7 @@ wait_one(struct cli_ctx *ctx, const char *id, long timeout_s, int *status)
                 *status = c >= 0 && c <= 255 ? (int)c : CLI_EXIT_FAIL;
                 rc = 0;
             } else {
-                const char *reason = jstr(inst, "reason");
+                const char *reason = cli_jstr(inst, "reason");
                 cli_fail(ctx, "instance %s %s without an exit code%s%s", name,
                          state, reason ? ": " : "", reason ? reason : "");
             }

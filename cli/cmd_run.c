@@ -300,12 +300,6 @@ cli_poll_sleep(long *delay_ms)
     *delay_ms = *delay_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : *delay_ms * 2;
 }
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
 json_t *
 cli_poll_instance(struct cli_ctx *ctx, const char *path, const char *id,
                   const char **state, const char **name)
@@ -314,8 +308,8 @@ cli_poll_instance(struct cli_ctx *ctx, const char *path, const char *id,
 
     if (cli_api(ctx, "GET", path, NULL, &inst, NULL) != 0)
         return NULL;
-    *state = jstr(inst, "state");
-    *name = jstr(inst, "name") ? jstr(inst, "name") : id;
+    *state = cli_jstr(inst, "state");
+    *name = cli_jstr(inst, "name") ? cli_jstr(inst, "name") : id;
     return inst;
 }
 
@@ -335,8 +329,8 @@ cli_wait_instance_running(struct cli_ctx *ctx, const char *id, long timeout_s,
 
         if (inst == NULL)
             break;
-        const char *reason = jstr(inst, "reason");
-        const char *pending = jstr(inst, "pending_reason");
+        const char *reason = cli_jstr(inst, "reason");
+        const char *pending = cli_jstr(inst, "pending_reason");
         json_t *code = json_object_get(inst, "exit_code");
         state = state ? state : "unknown";
 
@@ -408,8 +402,8 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
         json_t *gen = json_object_get(svc, "generation");
         json_array_foreach(items, i, it)
         {
-            const char *st = jstr(it, "state");
-            const char *desired = jstr(it, "desired_state");
+            const char *st = cli_jstr(it, "state");
+            const char *desired = cli_jstr(it, "desired_state");
             json_t *igen = json_object_get(it, "generation");
             bool current = !json_is_integer(gen) || !json_is_integer(igen) ||
                            json_integer_value(gen) == json_integer_value(igen);
@@ -423,12 +417,12 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
                 running++;
             else if (strcmp(st, "failed") == 0 && failure == NULL &&
                      strcmp(desired, "running") == 0)
-                failure =
-                    xasprintf("instance %s failed%s%s", jstr(it, "name"),
-                              jstr(it, "reason") ? ": " : "",
-                              jstr(it, "reason") ? jstr(it, "reason") : "");
-            else if (pending == NULL && jstr(it, "pending_reason") != NULL)
-                pending = jstr(it, "pending_reason");
+                failure = xasprintf(
+                    "instance %s failed%s%s", cli_jstr(it, "name"),
+                    cli_jstr(it, "reason") ? ": " : "",
+                    cli_jstr(it, "reason") ? cli_jstr(it, "reason") : "");
+            else if (pending == NULL && cli_jstr(it, "pending_reason") != NULL)
+                pending = cli_jstr(it, "pending_reason");
         }
         double elapsed = cli_now_mono() - start;
         bool done = running >= want && live <= want;
@@ -621,8 +615,8 @@ cmd_run(struct cli_ctx *ctx, int argc, char **argv)
                  &obj, NULL);
     if (rc != 0)
         goto out;
-    const char *id = jstr(obj, "id");
-    const char *name = jstr(obj, "name");
+    const char *id = cli_jstr(obj, "id");
+    const char *name = cli_jstr(obj, "name");
     if (ctx->output != FMT_JSON) {
         /* docker run -d prints the id; a service is addressed by name. */
         const char *show = service || ctx->output == FMT_NAME ? name : id;

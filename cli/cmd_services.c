@@ -23,12 +23,6 @@ enum {
     OPT_READY_WHEN,
 };
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
 /* ---- scale ----------------------------------------------------------- */
 
 struct wait_opts {
@@ -131,7 +125,7 @@ out:
 static void
 service_done(struct cli_ctx *ctx, const char *name, json_t *svc)
 {
-    const char *st = jstr(svc, "state");
+    const char *st = cli_jstr(svc, "state");
     char *s = fmt_sanitize(name, 0);
 
     fprintf(ctx->out, "%s%s\n", s,
