@@ -63,12 +63,7 @@ config_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         o->instance = val;
         break;
     case OPT_TIMEOUT:
-        o->timeout = cli_parse_duration(val);
-        if (o->timeout < 0)
-            return cli_usage(
-                ctx, o->cmd,
-                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
-        break;
+        return cli_parse_timeout(ctx, o->cmd, val, &o->timeout);
     }
     return 0;
 }

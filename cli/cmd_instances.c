@@ -526,14 +526,8 @@ cmd_restart(struct cli_ctx *ctx, int argc, char **argv)
 static int
 wait_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 {
-    long *timeout = st;
-    if (id == OPT_TIMEOUT) {
-        *timeout = cli_parse_duration(val);
-        if (*timeout < 0)
-            return cli_usage(
-                ctx, "wait",
-                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
-    }
+    if (id == OPT_TIMEOUT)
+        return cli_parse_timeout(ctx, "wait", val, st);
     return 0;
 }
 

@@ -14,6 +14,10 @@
 
 /* Parses a base-10 integer within [min, max]; -1 when it is not one. */
 int cli_parse_int(const char *s, long long min, long long max, long long *out);
+/* A --timeout value ("90s", "5m", "1h") into *seconds; a usage error
+ * naming cmd otherwise. */
+int cli_parse_timeout(struct cli_ctx *ctx, const char *cmd, const char *val,
+                      long *seconds);
 /* "256", "256M", "2G", "1Ti"... into MiB (bare numbers are MiB). */
 int cli_parse_size_mib(const char *s, long long *mib);
 /* Adds "K=V" (or K from the environment) to a JSON object. */

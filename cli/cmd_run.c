@@ -77,6 +77,20 @@ cli_parse_int(const char *s, long long min, long long max, long long *out)
 }
 
 int
+cli_parse_timeout(struct cli_ctx *ctx, const char *cmd, const char *val,
+                  long *seconds)
+{
+    long s = cli_parse_duration(val);
+
+    if (s < 0)
+        return cli_usage(
+            ctx, cmd, "--timeout \"%s\" is not a duration like 90s, 5m or 1h",
+            val);
+    *seconds = s;
+    return 0;
+}
+
+int
 cli_parse_size_mib(const char *s, long long *mib)
 {
     char *end;
@@ -503,12 +517,7 @@ run_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         o->wait = true;
         return 0;
     case OPT_TIMEOUT:
-        o->timeout = cli_parse_duration(val);
-        if (o->timeout < 0)
-            return cli_usage(
-                ctx, "run",
-                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
-        return 0;
+        return cli_parse_timeout(ctx, "run", val, &o->timeout);
     case OPT_CPUS:
         return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_CPUS, val);
     case OPT_MEMORY:

@@ -34,15 +34,10 @@ static int
 wait_opt(struct cli_ctx *ctx, const char *cmd, struct wait_opts *o, int id,
          const char *val)
 {
-    if (id == OPT_WAIT) {
+    if (id == OPT_TIMEOUT)
+        return cli_parse_timeout(ctx, cmd, val, &o->timeout);
+    if (id == OPT_WAIT)
         o->wait = true;
-    } else if (id == OPT_TIMEOUT) {
-        o->timeout = cli_parse_duration(val);
-        if (o->timeout < 0)
-            return cli_usage(
-                ctx, cmd,
-                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
-    }
     return 0;
 }
 
