@@ -113,6 +113,21 @@ enum {
     CLI_SPEC_STOP_GRACE,
 };
 
+/* Their flags, the same in the option tables of run and services update. */
+/* clang-format off */
+#define CLI_SPEC_ARG_SPECS                                                     \
+    {"cpus", 0, true, CLI_SPEC_CPUS},                                          \
+    {"memory", 'm', true, CLI_SPEC_MEMORY},                                    \
+    {"disk", 0, true, CLI_SPEC_DISK},                                          \
+    {"restart", 0, true, CLI_SPEC_RESTART},                                    \
+    {"constraint", 0, true, CLI_SPEC_CONSTRAINT},                              \
+    {"spread", 0, false, CLI_SPEC_SPREAD},                                     \
+    {"binpack", 0, false, CLI_SPEC_BINPACK},                                   \
+    {"env", 'e', true, CLI_SPEC_ENV},                                          \
+    {"max-per-host", 0, true, CLI_SPEC_MAX_PER_HOST},                          \
+    {"stop-grace", 0, true, CLI_SPEC_STOP_GRACE}
+/* clang-format on */
+
 struct cli_spec {
     json_t *body; /* the request being built */
     json_t *resources;
@@ -124,6 +139,7 @@ struct cli_spec {
 };
 
 void cli_spec_init(struct cli_spec *sp);
+/* Applies one of the options above (id is its CLI_SPEC_*). */
 int cli_spec_opt(struct cli_ctx *ctx, const char *cmd, struct cli_spec *sp,
                  int id, const char *val);
 /* Moves resources/placement/env into body; fill_defaults completes a

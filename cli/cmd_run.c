@@ -20,44 +20,26 @@
 #define POLL_FIRST_MS 250
 #define POLL_MAX_MS 2000
 
+/* run's own options; the spec options keep their CLI_SPEC_* ids. */
 enum {
-    OPT_NAME = 1,
-    OPT_CPUS,
-    OPT_MEMORY,
-    OPT_DISK,
+    OPT_NAME = 100,
     OPT_REPLICAS,
-    OPT_RESTART,
     OPT_LABEL,
-    OPT_CONSTRAINT,
-    OPT_SPREAD,
-    OPT_BINPACK,
-    OPT_ENV,
     OPT_WAIT,
     OPT_TIMEOUT,
-    OPT_MAX_PER_HOST,
     OPT_LINK,
     OPT_READY_WHEN,
-    OPT_STOP_GRACE,
 };
 
 static const struct arg_spec run_specs[] = {
     {"name", 0, true, OPT_NAME},
-    {"cpus", 0, true, OPT_CPUS},
-    {"memory", 'm', true, OPT_MEMORY},
-    {"disk", 0, true, OPT_DISK},
     {"replicas", 0, true, OPT_REPLICAS},
-    {"restart", 0, true, OPT_RESTART},
     {"label", 'l', true, OPT_LABEL},
-    {"constraint", 0, true, OPT_CONSTRAINT},
-    {"spread", 0, false, OPT_SPREAD},
-    {"binpack", 0, false, OPT_BINPACK},
-    {"env", 'e', true, OPT_ENV},
     {"wait", 'w', false, OPT_WAIT},
     {"timeout", 0, true, OPT_TIMEOUT},
-    {"max-per-host", 0, true, OPT_MAX_PER_HOST},
     {"link", 0, true, OPT_LINK},
     {"ready-when", 0, true, OPT_READY_WHEN},
-    {"stop-grace", 0, true, OPT_STOP_GRACE},
+    CLI_SPEC_ARG_SPECS,
     {NULL, 0, false, 0},
 };
 
@@ -518,28 +500,8 @@ run_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         return 0;
     case OPT_TIMEOUT:
         return cli_parse_timeout(ctx, "run", val, &o->timeout);
-    case OPT_CPUS:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_CPUS, val);
-    case OPT_MEMORY:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_MEMORY, val);
-    case OPT_DISK:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_DISK, val);
-    case OPT_RESTART:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_RESTART, val);
-    case OPT_CONSTRAINT:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_CONSTRAINT, val);
-    case OPT_SPREAD:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_SPREAD, val);
-    case OPT_BINPACK:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_BINPACK, val);
-    case OPT_ENV:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_ENV, val);
-    case OPT_MAX_PER_HOST:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_MAX_PER_HOST, val);
-    case OPT_STOP_GRACE:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_STOP_GRACE, val);
     }
-    return 0;
+    return cli_spec_opt(ctx, "run", &o->spec, id, val);
 }
 
 int
