@@ -85,6 +85,15 @@ cli_usage(struct cli_ctx *ctx, const char *cmd, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+/* A flag given twice: the last one counts. */
+static int
+replace_string(char **dst, const char *val)
+{
+    free(*dst);
+    *dst = xstrdup(val);
+    return 0;
+}
+
 int
 cli_global_opt(struct cli_ctx *ctx, const char *cmd, int id, const char *val)
 {
@@ -92,13 +101,9 @@ cli_global_opt(struct cli_ctx *ctx, const char *cmd, int id, const char *val)
 
     switch (id) {
     case G_SERVER:
-        free(ctx->flag_server);
-        ctx->flag_server = xstrdup(val);
-        return 0;
+        return replace_string(&ctx->flag_server, val);
     case G_TOKEN:
-        free(ctx->flag_token);
-        ctx->flag_token = xstrdup(val);
-        return 0;
+        return replace_string(&ctx->flag_token, val);
     case G_OUTPUT:
         m = fmt_mode_parse(val);
         if (m < 0)
@@ -116,9 +121,7 @@ cli_global_opt(struct cli_ctx *ctx, const char *cmd, int id, const char *val)
         ctx->insecure = true;
         return 0;
     case G_CACERT:
-        free(ctx->cacert);
-        ctx->cacert = xstrdup(val);
-        return 0;
+        return replace_string(&ctx->cacert, val);
     }
     return cli_usage(ctx, cmd, "internal error: option %d unhandled", id);
 }
