@@ -417,6 +417,15 @@ cli_print_json(struct cli_ctx *ctx, json_t *v)
     free(s);
 }
 
+void
+cli_print_line(struct cli_ctx *ctx, const char *s)
+{
+    char *clean = fmt_sanitize(s, 0);
+
+    fprintf(ctx->out, "%s\n", clean);
+    free(clean);
+}
+
 const char *
 cli_jstr(const json_t *o, const char *key)
 {

@@ -133,6 +133,9 @@ char *cli_object_path(const char *collection, const char *name,
 
 /* Prints a JSON value indented on out, for -o json and inspect. */
 void cli_print_json(struct cli_ctx *ctx, json_t *v);
+/* Prints s on out, control characters replaced (fmt_sanitize), and a
+ * newline: a name or id the user typed or the server sent. */
+void cli_print_line(struct cli_ctx *ctx, const char *s);
 /* The string member key of o; NULL when absent, not a string, or o is not
  * an object. */
 const char *cli_jstr(const json_t *o, const char *key);

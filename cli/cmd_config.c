@@ -209,11 +209,8 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
         free(behind);
         if (done) {
             cli_progress_done(ctx);
-            if (ctx->output != FMT_JSON && ctx->output != FMT_NAME) {
-                char *s = fmt_sanitize(line, 0);
-                fprintf(ctx->out, "%s\n", s);
-                free(s);
-            }
+            if (ctx->output != FMT_JSON && ctx->output != FMT_NAME)
+                cli_print_line(ctx, line);
             rc = 0;
         } else if (timeout_s > 0 && elapsed >= (double)timeout_s) {
             cli_progress_done(ctx);

@@ -110,9 +110,7 @@ on_event(void *arg, const char *id, const char *event, const char *data)
     }
     ev = json_loads(data, JSON_DECODE_ANY, NULL);
     if (ev == NULL || w->raw) {
-        char *s = fmt_sanitize(data, 0);
-        fprintf(ctx->out, "%s\n", s);
-        free(s);
+        cli_print_line(ctx, data);
     } else if (ctx->output == FMT_JSON) {
         /* One object per line: the form `jq` and log shippers stream. */
         char *s = json_dumps(ev, JSON_COMPACT | JSON_ENCODE_ANY);

@@ -216,13 +216,10 @@ images_push(struct cli_ctx *ctx, int argc, char **argv)
         json_object_set_new(body, "cmdline", json_string(o.cmdline));
     rc = cli_api(ctx, "POST", "/v1/images", body, &ans, NULL);
     if (rc == 0) {
-        if (ctx->output == FMT_JSON) {
+        if (ctx->output == FMT_JSON)
             cli_print_json(ctx, ans);
-        } else {
-            char *s = fmt_sanitize(pos[0], 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        }
+        else
+            cli_print_line(ctx, pos[0]);
     }
 out:
     json_decref(body);

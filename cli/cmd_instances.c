@@ -137,12 +137,7 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
         size_t i;
         json_t *it;
         json_array_foreach(shown, i, it)
-        {
-            char *s =
-                fmt_sanitize(cli_jstr(it, "id") ? cli_jstr(it, "id") : "", 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        }
+            cli_print_line(ctx, cli_jstr(it, "id") ? cli_jstr(it, "id") : "");
     } else {
         cli_list_print(ctx, shown, fmt_instances);
     }
@@ -368,14 +363,11 @@ kill_service(struct cli_ctx *ctx, const char *name, json_t *body, bool *found)
         if (id == NULL || fmt_state_is_final(cli_jstr(it, "state")))
             continue;
         char *kpath = cli_object_path("instances", id, "/kill");
-        if (cli_api(ctx, "POST", kpath, body, &ans, NULL) == 0) {
-            char *s = fmt_sanitize(
-                cli_jstr(it, "name") ? cli_jstr(it, "name") : id, 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        } else {
+        if (cli_api(ctx, "POST", kpath, body, &ans, NULL) == 0)
+            cli_print_line(ctx,
+                           cli_jstr(it, "name") ? cli_jstr(it, "name") : id);
+        else
             rc = CLI_EXIT_FAIL;
-        }
         json_decref(ans);
         free(kpath);
     }
@@ -404,9 +396,7 @@ signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
         char *path = cli_object_path("instances", pos[i], "/kill");
         int r = cli_api(ctx, "POST", path, body, &ans, &status);
         if (r == 0) {
-            char *s = fmt_sanitize(pos[i], 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
+            cli_print_line(ctx, pos[i]);
         } else if (status == 404 && services_too) {
             bool found;
             if (kill_service(ctx, pos[i], body, &found) != 0) {

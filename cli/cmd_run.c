@@ -591,10 +591,8 @@ cmd_run(struct cli_ctx *ctx, int argc, char **argv)
     if (ctx->output != FMT_JSON) {
         /* docker run -d prints the id; a service is addressed by name. */
         const char *show = service || ctx->output == FMT_NAME ? name : id;
-        char *s = fmt_sanitize(show ? show : "", 0);
-        fprintf(ctx->out, "%s\n", s);
+        cli_print_line(ctx, show ? show : "");
         fflush(ctx->out);
-        free(s);
     }
     if (wait) {
         if (service) {
