@@ -32,8 +32,11 @@ cmd_hosts(struct cli_ctx *ctx, int argc, char **argv)
     };
     static const struct cli_list list = {"hosts", "/v1/hosts", filters,
                                          fmt_hosts};
-    static const struct cli_each each = {
-        "hosts", "hosts", "a host NAME is required", true, host_done};
+    static const struct cli_each each = {.cmd = "hosts",
+                                         .collection = "hosts",
+                                         .need = "a host NAME is required",
+                                         .json_answers = true,
+                                         .done = host_done};
     static const struct cli_action actions[] = {
         {"cordon", NULL, "POST", "/cordon"},
         {"uncordon", NULL, "POST", "/uncordon"},

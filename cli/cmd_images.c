@@ -26,17 +26,6 @@ enum {
     OPT_CMDLINE,
 };
 
-/* After rm: the ref or id as given. */
-static void
-image_done(struct cli_ctx *ctx, const char *ref, json_t *answer)
-{
-    char *s = fmt_sanitize(ref, 0);
-
-    (void)answer;
-    fprintf(ctx->out, "%s\n", s);
-    free(s);
-}
-
 struct push_opts {
     const char *kernel, *initrd, *disk, *cmdline;
 };
@@ -233,9 +222,10 @@ cmd_images(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct cli_list list = {"images", "/v1/images", NULL,
                                          fmt_images};
-    static const struct cli_each each = {"images", "images",
-                                         "an image REF or ID is required",
-                                         false, image_done};
+    static const struct cli_each each = {.cmd = "images",
+                                         .collection = "images",
+                                         .need =
+                                             "an image REF or ID is required"};
     static const struct cli_action actions[] = {
         {"rm", "delete", "DELETE", NULL},
         {NULL, NULL, NULL, NULL},

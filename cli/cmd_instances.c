@@ -463,33 +463,18 @@ cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-/* One request per argument; prints each argument that succeeded. */
+/* One request per argument, every one tried; prints each argument that
+ * succeeded. */
 static int
 each_instance(struct cli_ctx *ctx, const char *cmd, const char *method,
               const char *suffix, int argc, char **argv)
 {
-    char **pos = NULL;
-    int npos, rc;
+    const struct cli_each e = {.cmd = cmd,
+                               .collection = "instances",
+                               .need = "an instance ID or NAME is required",
+                               .keep_going = true};
 
-    rc = cli_parse(ctx, cmd, NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, cmd, "an instance ID or NAME is required");
-    for (int i = 0; rc != CLI_EXIT_USAGE && rc != CLI_HELP_SHOWN && i < npos;
-         i++) {
-        json_t *ans = NULL;
-        char *path = cli_object_path("instances", pos[i], suffix);
-        if (cli_api(ctx, method, path, NULL, &ans, NULL) == 0) {
-            char *s = fmt_sanitize(pos[i], 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        } else {
-            rc = CLI_EXIT_FAIL;
-        }
-        json_decref(ans);
-        free(path);
-    }
-    free(pos);
-    return rc;
+    return cli_each_run(ctx, &e, method, suffix, argc, argv);
 }
 
 int

@@ -65,7 +65,9 @@ int cli_list_print(struct cli_ctx *ctx, json_t *items, cli_list_print_fn print);
  * least one; none is a usage error naming need). GET prints the objects
  * as JSON (one, or an array of several); another method prints each
  * answer as JSON with -o json when json_answers is set, else calls done,
- * which prints the line the user sees.
+ * which prints the line the user sees (NULL: the NAME as given). The
+ * first failure ends the run, unless keep_going: then every NAME is
+ * tried and the exit status says one failed.
  */
 struct cli_each {
     const char *cmd;        /* for usage lines */
@@ -73,6 +75,7 @@ struct cli_each {
     const char *need;       /* e.g. "a host NAME is required" */
     bool json_answers;
     void (*done)(struct cli_ctx *ctx, const char *name, json_t *answer);
+    bool keep_going;
 };
 int cli_each_run(struct cli_ctx *ctx, const struct cli_each *e,
                  const char *method, const char *suffix, int argc, char **argv);

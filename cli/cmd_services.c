@@ -361,9 +361,11 @@ cmd_services(struct cli_ctx *ctx, int argc, char **argv)
     };
     static const struct cli_list list = {"services", "/v1/services", filters,
                                          fmt_services};
-    static const struct cli_each each = {"services", "services",
-                                         "a service NAME is required", true,
-                                         service_done};
+    static const struct cli_each each = {.cmd = "services",
+                                         .collection = "services",
+                                         .need = "a service NAME is required",
+                                         .json_answers = true,
+                                         .done = service_done};
     static const struct cli_action actions[] = {
         {"rm", "delete", "DELETE", NULL},
         {NULL, NULL, NULL, NULL},

@@ -132,7 +132,8 @@ cli_each_run(struct cli_ctx *ctx, const struct cli_each *e, const char *method,
     rc = cli_parse(ctx, e->cmd, NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
     if (rc == 0 && npos < 1)
         rc = cli_usage(ctx, e->cmd, "%s", e->need);
-    for (int i = 0; rc == 0 && i < npos; i++) {
+    for (int i = 0;
+         (rc == 0 || (rc == CLI_EXIT_FAIL && e->keep_going)) && i < npos; i++) {
         json_t *obj = NULL;
         char *path = cli_object_path(e->collection, pos[i], suffix);
 
@@ -142,8 +143,10 @@ cli_each_run(struct cli_ctx *ctx, const struct cli_each *e, const char *method,
             json_array_append(all, obj);
         else if (e->json_answers && ctx->output == FMT_JSON)
             cli_print_json(ctx, obj);
-        else
+        else if (e->done != NULL)
             e->done(ctx, pos[i], obj);
+        else
+            cli_print_line(ctx, pos[i]);
         json_decref(obj);
         free(path);
     }
