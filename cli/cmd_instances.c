@@ -380,15 +380,26 @@ out:
     return rc;
 }
 
+/* kill and stop: parses cmd's flags (specs), then signals each NAME;
+ * with services_too a NAME that is no instance may be a service. */
 static int
-signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
-                 long grace, bool services_too, int npos, char **pos)
+signal_instances(struct cli_ctx *ctx, const char *cmd,
+                 const struct arg_spec *specs, const char *need,
+                 bool services_too, int argc, char **argv)
 {
-    json_t *body = json_pack("{s:s}", "signal", sig);
-    int rc = 0;
+    struct kill_opts o = {.cmd = cmd, .sig = "TERM", .grace = -1};
+    json_t *body = NULL;
+    char **pos = NULL;
+    int npos, rc;
 
-    if (grace >= 0)
-        json_object_set_new(body, "grace_seconds", json_integer(grace));
+    rc = cli_parse(ctx, cmd, specs, 0, argc, argv, kill_opt, &o, &pos, &npos);
+    if (rc == 0 && npos < 1)
+        rc = cli_usage(ctx, cmd, "%s", need);
+    if (rc != 0)
+        goto out;
+    body = json_pack("{s:s}", "signal", o.sig);
+    if (o.grace >= 0)
+        json_object_set_new(body, "grace_seconds", json_integer(o.grace));
 
     for (int i = 0; i < npos; i++) {
         json_t *ans = NULL;
@@ -412,8 +423,9 @@ signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
         json_decref(ans);
         free(path);
     }
-    (void)cmd;
+out:
     json_decref(body);
+    free(pos);
     return rc;
 }
 
@@ -425,19 +437,10 @@ cmd_kill(struct cli_ctx *ctx, int argc, char **argv)
         {"grace", 0, true, OPT_GRACE},
         {NULL, 0, false, 0},
     };
-    struct kill_opts o = {.cmd = "kill", .sig = "TERM", .grace = -1};
-    char **pos = NULL;
-    int npos, rc;
 
-    rc = cli_parse(ctx, "kill", specs, 0, argc, argv, kill_opt, &o, &pos,
-                   &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "kill",
-                       "an instance ID, NAME or SERVICE is required");
-    if (rc == 0)
-        rc = signal_instances(ctx, "kill", o.sig, o.grace, true, npos, pos);
-    free(pos);
-    return rc;
+    return signal_instances(ctx, "kill", specs,
+                            "an instance ID, NAME or SERVICE is required", true,
+                            argc, argv);
 }
 
 int
@@ -447,20 +450,12 @@ cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
         {"grace", 0, true, OPT_GRACE},
         {NULL, 0, false, 0},
     };
-    struct kill_opts o = {.cmd = "stop", .sig = "TERM", .grace = -1};
-    char **pos = NULL;
-    int npos, rc;
 
     /* The API's kill TERM is docker's stop: ACPI shutdown, then destroy
      * after the grace period (--grace: docker's --time). */
-    rc = cli_parse(ctx, "stop", specs, 0, argc, argv, kill_opt, &o, &pos,
-                   &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "stop", "an instance ID or NAME is required");
-    if (rc == 0)
-        rc = signal_instances(ctx, "stop", "TERM", o.grace, false, npos, pos);
-    free(pos);
-    return rc;
+    return signal_instances(ctx, "stop", specs,
+                            "an instance ID or NAME is required", false, argc,
+                            argv);
 }
 
 /* One request per argument, every one tried; prints each argument that
