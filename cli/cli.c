@@ -285,9 +285,7 @@ cli_api_h(struct cli_ctx *ctx, const char *method, const char *path,
         *out = parsed;
         parsed = NULL;
     } else {
-        char *line = fmt_error_line(r.status, r.body, r.len, method, path);
-        fprintf(ctx->err, "%s\n", line);
-        free(line);
+        cli_fail_answer(ctx, r.status, r.body, r.len, method, path);
     }
 out:
     json_decref(parsed);
@@ -363,14 +361,24 @@ cli_api_list(struct cli_ctx *ctx, const char *path, json_t **items)
     return cli_api_pages(ctx, path, CLI_PAGE, CLI_MAX_PAGES, items);
 }
 
+int
+cli_fail_answer(struct cli_ctx *ctx, int status, const char *body, size_t len,
+                const char *method, const char *path)
+{
+    char *line = fmt_error_line(status, body, len, method, path);
+
+    fprintf(ctx->err, "%s\n", line);
+    free(line);
+    return CLI_EXIT_FAIL;
+}
+
 void
 cli_print_api_error(struct cli_ctx *ctx, int status, json_t *body,
                     const char *method, const char *path)
 {
     char *b = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    char *line = fmt_error_line(status, b, b ? strlen(b) : 0, method, path);
-    fprintf(ctx->err, "%s\n", line);
-    free(line);
+
+    cli_fail_answer(ctx, status, b, b ? strlen(b) : 0, method, path);
     free(b);
 }
 

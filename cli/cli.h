@@ -108,7 +108,11 @@ int cli_api_h(struct cli_ctx *ctx, const char *method, const char *path,
               const char *const *headers, json_t *body, json_t **out,
               int *status);
 
-/* Prints the one error line for a non-2xx answer kept by cli_api(). */
+/* Prints the one error line for a non-2xx answer with body (len bytes,
+ * as it came); returns CLI_EXIT_FAIL. */
+int cli_fail_answer(struct cli_ctx *ctx, int status, const char *body,
+                    size_t len, const char *method, const char *path);
+/* The same for an answer kept by cli_api() (JSON body, may be NULL). */
 void cli_print_api_error(struct cli_ctx *ctx, int status, json_t *body,
                          const char *method, const char *path);
 

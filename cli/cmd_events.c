@@ -226,9 +226,7 @@ cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
             break;
         }
         if (got == 0 && (r.status < 200 || r.status >= 300)) {
-            char *line = fmt_error_line(r.status, r.body, r.len, "GET", path);
-            fprintf(ctx->err, "%s\n", line);
-            free(line);
+            rc = cli_fail_answer(ctx, r.status, r.body, r.len, "GET", path);
             cli_http_resp_clear(&r);
             break;
         }

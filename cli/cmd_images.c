@@ -73,9 +73,7 @@ api_bin(struct cli_ctx *ctx, const char *method, const char *path,
         rc = *out ? 0 : cli_fail(ctx, "%s %s: the answer is not JSON",
                                  method, path);
     } else {
-        char *line = fmt_error_line(r.status, r.body, r.len, method, path);
-        fprintf(ctx->err, "%s\n", line);
-        free(line);
+        cli_fail_answer(ctx, r.status, r.body, r.len, method, path);
     }
     cli_http_resp_clear(&r);
     return rc;

@@ -282,10 +282,7 @@ cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
     if (got < 0) {
         rc = cli_fail(ctx, "%s", r.error);
     } else if (got == 0 && (r.status < 200 || r.status >= 300)) {
-        char *line = fmt_error_line(r.status, r.body, r.len, "GET", path);
-        fprintf(ctx->err, "%s\n", line);
-        free(line);
-        rc = CLI_EXIT_FAIL;
+        rc = cli_fail_answer(ctx, r.status, r.body, r.len, "GET", path);
     }
 out:
     cli_http_resp_clear(&r);
