@@ -200,7 +200,7 @@ cli_connect(struct cli_ctx *ctx)
                      file ? "wrong type" : jerr.text);
             goto out;
         }
-        file_url = json_string_value(json_object_get(file, "url"));
+        file_url = cli_jstr(file, "url");
     }
 
     url = ctx->flag_server;
@@ -218,7 +218,7 @@ cli_connect(struct cli_ctx *ctx)
      * different URL given by flag or environment. */
     if (token == NULL && file != NULL &&
         (file_url == NULL || strcmp(file_url, url) == 0))
-        token = json_string_value(json_object_get(file, "token"));
+        token = cli_jstr(file, "token");
 
     ctx->server = xstrdup(url);
     ctx->token = token ? xstrdup(token) : NULL;

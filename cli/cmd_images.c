@@ -97,8 +97,7 @@ push_blob(struct cli_ctx *ctx, const char *file, char *digest)
     if (cli_connect(ctx) != 0 ||
         cli_api(ctx, "POST", "/v1/blobs/uploads", NULL, &ans, NULL) != 0)
         goto out;
-    path = xasprintf("/v1/blobs/uploads/%s",
-                     json_string_value(json_object_get(ans, "id")));
+    path = xasprintf("/v1/blobs/uploads/%s", cli_jstr(ans, "id"));
     json_decref(ans);
     ans = NULL;
     buf = xmalloc(PUSH_CHUNK);
