@@ -159,6 +159,17 @@ cli_parse(struct cli_ctx *ctx, const char *cmd, const struct arg_spec *specs,
     return 0;
 }
 
+int
+cli_want_args(struct cli_ctx *ctx, const char *cmd, char **pos, int npos,
+              int min, int max, const char *need)
+{
+    if (npos >= min && (max < 0 || npos <= max))
+        return 0;
+    if (max >= 0 && npos > max && need == NULL)
+        return cli_usage(ctx, cmd, "unexpected argument \"%s\"", pos[max]);
+    return cli_usage(ctx, cmd, "%s", need);
+}
+
 /* ---- server and token ------------------------------------------------ */
 
 static char *

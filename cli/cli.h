@@ -83,6 +83,14 @@ int cli_parse(struct cli_ctx *ctx, const char *cmd,
               const struct arg_spec *specs, unsigned flags, int argc,
               char **argv, cli_opt_fn fn, void *st, char ***pos, int *npos);
 
+/*
+ * After cli_parse(): checks that there are min to max positionals (max -1:
+ * no limit). Too few, or too many when need is set, prints need; too many
+ * without need names the first extra one. Returns 0 or CLI_EXIT_USAGE.
+ */
+int cli_want_args(struct cli_ctx *ctx, const char *cmd, char **pos, int npos,
+                  int min, int max, const char *need);
+
 /* Option ids at or above this belong to the global set. */
 #define CLI_OPT_GLOBAL 1000
 /* --server, --token, -o/--output, -h/--help, --insecure, --cacert. */

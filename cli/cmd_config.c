@@ -604,12 +604,11 @@ cmd_endpoints(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "endpoints", specs, 0, argc, argv, config_opt, &o, &pos,
                    &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "endpoints", pos, npos, 1, 1,
+                           "exactly one SERVICE is required");
     if (rc != 0)
         goto out;
-    if (npos != 1) {
-        rc = cli_usage(ctx, "endpoints", "exactly one SERVICE is required");
-        goto out;
-    }
     path = cli_object_path("services", pos[0], "/endpoints");
     if (o.watch) {
         struct ep_watch w = {.service = pos[0], .shown = -1};

@@ -313,12 +313,10 @@ cmd_events(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "events", specs, 0, argc, argv, events_opt, &o, &pos,
                    &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "events", pos, npos, 0, 0, NULL);
     if (rc != 0)
         goto out;
-    if (npos > 0) {
-        rc = cli_usage(ctx, "events", "unexpected argument \"%s\"", pos[0]);
-        goto out;
-    }
     path = xstrdup("/v1/events");
     if (o.follow)
         path = cli_list_query(path, "watch", "true");

@@ -161,12 +161,11 @@ images_push(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "images", specs, 0, argc, argv, push_opt, &o, &pos,
                    &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "images", pos, npos, 1, 1,
+                           "push needs exactly one NAME:TAG");
     if (rc != 0)
         goto out;
-    if (npos != 1) {
-        rc = cli_usage(ctx, "images", "push needs exactly one NAME:TAG");
-        goto out;
-    }
     if ((o.kernel == NULL) == (o.disk == NULL)) {
         rc = cli_usage(
             ctx, "images",

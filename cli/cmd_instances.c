@@ -117,12 +117,10 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
     char *path = NULL;
 
     rc = cli_parse(ctx, "ps", specs, 0, argc, argv, ps_opt, &o, &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "ps", pos, npos, 0, 0, NULL);
     if (rc != 0)
         goto out;
-    if (npos > 0) {
-        rc = cli_usage(ctx, "ps", "unexpected argument \"%s\"", pos[0]);
-        goto out;
-    }
     path = xstrdup("/v1/instances");
     path = cli_list_query(path, "service", o.service);
     path = cli_list_query(path, "host", o.host);
@@ -161,12 +159,11 @@ cmd_inspect(struct cli_ctx *ctx, int argc, char **argv)
 
     rc =
         cli_parse(ctx, "inspect", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "inspect", pos, npos, 1, -1,
+                           "an instance ID or NAME is required");
     if (rc != 0)
         goto out;
-    if (npos < 1) {
-        rc = cli_usage(ctx, "inspect", "an instance ID or NAME is required");
-        goto out;
-    }
     for (int i = 0; i < npos; i++) {
         json_t *obj = NULL;
         int status;
@@ -255,13 +252,11 @@ cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 
     rc =
         cli_parse(ctx, "logs", specs, 0, argc, argv, logs_opt, &o, &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "logs", pos, npos, 1, 1,
+                           "exactly one instance ID or NAME is required");
     if (rc != 0)
         goto out;
-    if (npos != 1) {
-        rc = cli_usage(ctx, "logs",
-                       "exactly one instance ID or NAME is required");
-        goto out;
-    }
     if (cli_connect(ctx) != 0) {
         rc = CLI_EXIT_FAIL;
         goto out;
@@ -390,8 +385,8 @@ signal_instances(struct cli_ctx *ctx, const char *cmd,
     int npos, rc;
 
     rc = cli_parse(ctx, cmd, specs, 0, argc, argv, kill_opt, &o, &pos, &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, cmd, "%s", need);
+    if (rc == 0)
+        rc = cli_want_args(ctx, cmd, pos, npos, 1, -1, need);
     if (rc != 0)
         goto out;
     body = json_pack("{s:s}", "signal", o.sig);
@@ -562,8 +557,9 @@ cmd_wait(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "wait", specs, 0, argc, argv, wait_opt, &timeout, &pos,
                    &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "wait", "an instance ID or NAME is required");
+    if (rc == 0)
+        rc = cli_want_args(ctx, "wait", pos, npos, 1, -1,
+                           "an instance ID or NAME is required");
     /* Several instances: every code is printed, the last one is the
      * exit status (docker wait does the same). */
     for (int i = 0; rc == 0 && i < npos; i++) {

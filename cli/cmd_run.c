@@ -519,12 +519,11 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
     /* Stop at IMAGE: what follows belongs to the guest, as in docker run. */
     rc = cli_parse(ctx, "run", run_specs, ARGS_STOP_AT_POSITIONAL, argc, argv,
                    run_opt, &o, &pos, &npos);
+    if (rc == 0)
+        rc =
+            cli_want_args(ctx, "run", pos, npos, 1, -1, "an IMAGE is required");
     if (rc != 0)
         goto out;
-    if (npos < 1) {
-        rc = cli_usage(ctx, "run", "an IMAGE is required");
-        goto out;
-    }
     if ((json_array_size(o.links) > 0 || o.ready_when != NULL) &&
         o.replicas < 0) {
         rc = cli_usage(ctx, "run",

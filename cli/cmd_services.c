@@ -62,12 +62,11 @@ cmd_scale(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "scale", specs, 0, argc, argv, scale_opt, &o, &pos,
                    &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "scale", pos, npos, 1, -1,
+                           "SERVICE=REPLICAS is required");
     if (rc != 0)
         goto out;
-    if (npos < 1) {
-        rc = cli_usage(ctx, "scale", "SERVICE=REPLICAS is required");
-        goto out;
-    }
     /* Check every argument before changing anything. */
     counts = xcalloc((size_t)npos, sizeof(*counts));
     for (int i = 0; i < npos; i++) {
@@ -221,13 +220,11 @@ cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
     o.unlink = json_array();
     rc = cli_parse(ctx, "services", update_specs, 0, argc, argv, update_opt, &o,
                    &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "services", pos, npos, 1, 1,
+                           "update needs exactly one service NAME");
     if (rc != 0)
         goto out;
-    if (npos != 1) {
-        rc =
-            cli_usage(ctx, "services", "update needs exactly one service NAME");
-        goto out;
-    }
     if (json_array_size(o.args) > 0)
         json_object_set(o.spec.body, "args", o.args);
     if (o.no_labels && json_object_size(o.labels) > 0) {
