@@ -160,8 +160,7 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
 {
     double start = cli_now_mono();
     long delay = 100;
-    char *esc = cli_escape(service);
-    char *ipath = xasprintf("/v1/instances?service=%s", esc);
+    char *ipath = cli_list_query(xstrdup("/v1/instances"), "service", service);
     int rc = CLI_EXIT_FAIL;
 
     for (;;) {
@@ -226,7 +225,6 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
         cli_poll_sleep(&delay);
     }
 out:
-    free(esc);
     free(ipath);
     return rc;
 }

@@ -172,11 +172,9 @@ cmd_inspect(struct cli_ctx *ctx, int argc, char **argv)
         if (rc != 0 && status == 404) {
             /* Not an instance: a service of that name is the next best
              * guess, as `docker inspect` looks at every object type. */
-            char *esc = cli_escape(pos[i]);
-            char *spath = xasprintf("/v1/services/%s", esc);
+            char *spath = cli_object_path("services", pos[i], NULL);
             json_t *svc = NULL;
             int sstatus;
-            free(esc);
             if (cli_api(ctx, "GET", spath, NULL, &svc, &sstatus) == 0) {
                 json_decref(obj);
                 obj = svc;
@@ -333,9 +331,8 @@ kill_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 static int
 kill_service(struct cli_ctx *ctx, const char *name, json_t *body, bool *found)
 {
-    char *esc = cli_escape(name);
-    char *spath = xasprintf("/v1/services/%s", esc);
-    char *ipath = xasprintf("/v1/instances?service=%s", esc);
+    char *spath = cli_object_path("services", name, NULL);
+    char *ipath = cli_list_query(xstrdup("/v1/instances"), "service", name);
     json_t *svc = NULL, *items = NULL;
     int status, rc = CLI_EXIT_FAIL;
     size_t i;
@@ -366,7 +363,6 @@ kill_service(struct cli_ctx *ctx, const char *name, json_t *body, bool *found)
 out:
     json_decref(svc);
     json_decref(items);
-    free(esc);
     free(spath);
     free(ipath);
     return rc;

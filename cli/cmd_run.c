@@ -375,9 +375,8 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
 {
     double start = cli_now_mono();
     long delay = POLL_FIRST_MS;
-    char *esc = cli_escape(name);
-    char *spath = xasprintf("/v1/services/%s", esc);
-    char *ipath = xasprintf("/v1/instances?service=%s", esc);
+    char *spath = cli_object_path("services", name, NULL);
+    char *ipath = cli_list_query(xstrdup("/v1/instances"), "service", name);
     int rc = CLI_EXIT_FAIL;
 
     for (;;) {
@@ -447,7 +446,6 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
             break;
         cli_poll_sleep(&delay);
     }
-    free(esc);
     free(spath);
     free(ipath);
     return rc;
