@@ -85,6 +85,15 @@ cli_usage(struct cli_ctx *ctx, const char *cmd, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+/* A flag given twice: the last one counts. */
+static int
+replace_string(char **dst, const char *val)
+{
+    free(*dst);
+    *dst = xstrdup(val);
+    return 0;
+}
+
 int
 cli_global_opt(struct cli_ctx *ctx, const char *cmd, int id, const char *val)
 {
@@ -92,13 +101,9 @@ cli_global_opt(struct cli_ctx *ctx, const char *cmd, int id, const char *val)
 
     switch (id) {
     case G_SERVER:
-        free(ctx->flag_server);
-        ctx->flag_server = xstrdup(val);
-        return 0;
+        return replace_string(&ctx->flag_server, val);
     case G_TOKEN:
-        free(ctx->flag_token);
-        ctx->flag_token = xstrdup(val);
-        return 0;
+        return replace_string(&ctx->flag_token, val);
     case G_OUTPUT:
         m = fmt_mode_parse(val);
         if (m < 0)
@@ -116,9 +121,7 @@ cli_global_opt(struct cli_ctx *ctx, const char *cmd, int id, const char *val)
         ctx->insecure = true;
         return 0;
     case G_CACERT:
-        free(ctx->cacert);
-        ctx->cacert = xstrdup(val);
-        return 0;
+        return replace_string(&ctx->cacert, val);
     }
     return cli_usage(ctx, cmd, "internal error: option %d unhandled", id);
 }
@@ -154,6 +157,17 @@ cli_parse(struct cli_ctx *ctx, const char *cmd, const struct arg_spec *specs,
         return CLI_HELP_SHOWN;
     }
     return 0;
+}
+
+int
+cli_want_args(struct cli_ctx *ctx, const char *cmd, char **pos, int npos,
+              int min, int max, const char *need)
+{
+    if (npos >= min && (max < 0 || npos <= max))
+        return 0;
+    if (max >= 0 && npos > max && need == NULL)
+        return cli_usage(ctx, cmd, "unexpected argument \"%s\"", pos[max]);
+    return cli_usage(ctx, cmd, "%s", need);
 }
 
 /* ---- server and token ------------------------------------------------ */
@@ -197,7 +211,7 @@ cli_connect(struct cli_ctx *ctx)
                      file ? "wrong type" : jerr.text);
             goto out;
         }
-        file_url = json_string_value(json_object_get(file, "url"));
+        file_url = cli_jstr(file, "url");
     }
 
     url = ctx->flag_server;
@@ -215,7 +229,7 @@ cli_connect(struct cli_ctx *ctx)
      * different URL given by flag or environment. */
     if (token == NULL && file != NULL &&
         (file_url == NULL || strcmp(file_url, url) == 0))
-        token = json_string_value(json_object_get(file, "token"));
+        token = cli_jstr(file, "token");
 
     ctx->server = xstrdup(url);
     ctx->token = token ? xstrdup(token) : NULL;
@@ -282,9 +296,7 @@ cli_api_h(struct cli_ctx *ctx, const char *method, const char *path,
         *out = parsed;
         parsed = NULL;
     } else {
-        char *line = fmt_error_line(r.status, r.body, r.len, method, path);
-        fprintf(ctx->err, "%s\n", line);
-        free(line);
+        cli_fail_answer(ctx, r.status, r.body, r.len, method, path);
     }
 out:
     json_decref(parsed);
@@ -360,14 +372,24 @@ cli_api_list(struct cli_ctx *ctx, const char *path, json_t **items)
     return cli_api_pages(ctx, path, CLI_PAGE, CLI_MAX_PAGES, items);
 }
 
+int
+cli_fail_answer(struct cli_ctx *ctx, int status, const char *body, size_t len,
+                const char *method, const char *path)
+{
+    char *line = fmt_error_line(status, body, len, method, path);
+
+    fprintf(ctx->err, "%s\n", line);
+    free(line);
+    return CLI_EXIT_FAIL;
+}
+
 void
 cli_print_api_error(struct cli_ctx *ctx, int status, json_t *body,
                     const char *method, const char *path)
 {
     char *b = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    char *line = fmt_error_line(status, b, b ? strlen(b) : 0, method, path);
-    fprintf(ctx->err, "%s\n", line);
-    free(line);
+
+    cli_fail_answer(ctx, status, b, b ? strlen(b) : 0, method, path);
     free(b);
 }
 
@@ -412,6 +434,21 @@ cli_print_json(struct cli_ctx *ctx, json_t *v)
     if (s != NULL)
         fprintf(ctx->out, "%s\n", s);
     free(s);
+}
+
+void
+cli_print_line(struct cli_ctx *ctx, const char *s)
+{
+    char *clean = fmt_sanitize(s, 0);
+
+    fprintf(ctx->out, "%s\n", clean);
+    free(clean);
+}
+
+const char *
+cli_jstr(const json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
 }
 
 long

@@ -83,6 +83,14 @@ int cli_parse(struct cli_ctx *ctx, const char *cmd,
               const struct arg_spec *specs, unsigned flags, int argc,
               char **argv, cli_opt_fn fn, void *st, char ***pos, int *npos);
 
+/*
+ * After cli_parse(): checks that there are min to max positionals (max -1:
+ * no limit). Too few, or too many when need is set, prints need; too many
+ * without need names the first extra one. Returns 0 or CLI_EXIT_USAGE.
+ */
+int cli_want_args(struct cli_ctx *ctx, const char *cmd, char **pos, int npos,
+                  int min, int max, const char *need);
+
 /* Option ids at or above this belong to the global set. */
 #define CLI_OPT_GLOBAL 1000
 /* --server, --token, -o/--output, -h/--help, --insecure, --cacert. */
@@ -108,7 +116,11 @@ int cli_api_h(struct cli_ctx *ctx, const char *method, const char *path,
               const char *const *headers, json_t *body, json_t **out,
               int *status);
 
-/* Prints the one error line for a non-2xx answer kept by cli_api(). */
+/* Prints the one error line for a non-2xx answer with body (len bytes,
+ * as it came); returns CLI_EXIT_FAIL. */
+int cli_fail_answer(struct cli_ctx *ctx, int status, const char *body,
+                    size_t len, const char *method, const char *path);
+/* The same for an answer kept by cli_api() (JSON body, may be NULL). */
 void cli_print_api_error(struct cli_ctx *ctx, int status, json_t *body,
                          const char *method, const char *path);
 
@@ -133,6 +145,12 @@ char *cli_object_path(const char *collection, const char *name,
 
 /* Prints a JSON value indented on out, for -o json and inspect. */
 void cli_print_json(struct cli_ctx *ctx, json_t *v);
+/* Prints s on out, control characters replaced (fmt_sanitize), and a
+ * newline: a name or id the user typed or the server sent. */
+void cli_print_line(struct cli_ctx *ctx, const char *s);
+/* The string member key of o; NULL when absent, not a string, or o is not
+ * an object. */
+const char *cli_jstr(const json_t *o, const char *key);
 
 /* Parses "30s", "5m", "1h", "90" (seconds) into seconds; -1 if invalid. */
 long cli_parse_duration(const char *s);

@@ -63,20 +63,9 @@ config_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         o->instance = val;
         break;
     case OPT_TIMEOUT:
-        o->timeout = cli_parse_duration(val);
-        if (o->timeout < 0)
-            return cli_usage(
-                ctx, o->cmd,
-                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
-        break;
+        return cli_parse_timeout(ctx, o->cmd, val, &o->timeout);
     }
     return 0;
-}
-
-static const char *
-jstr(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
 }
 
 static long long
@@ -171,8 +160,7 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
 {
     double start = cli_now_mono();
     long delay = 100;
-    char *esc = cli_escape(service);
-    char *ipath = xasprintf("/v1/instances?service=%s", esc);
+    char *ipath = cli_list_query(xstrdup("/v1/instances"), "service", service);
     int rc = CLI_EXIT_FAIL;
 
     for (;;) {
@@ -185,8 +173,8 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
             break;
         json_array_foreach(items, i, it)
         {
-            const char *st = jstr(it, "state"), *id = jstr(it, "id");
-            const char *desired = jstr(it, "desired_state");
+            const char *st = cli_jstr(it, "state"), *id = cli_jstr(it, "id");
+            const char *desired = cli_jstr(it, "desired_state");
             json_t *eff = NULL;
             if (st == NULL || id == NULL || desired == NULL ||
                 strcmp(st, "running") != 0 || strcmp(desired, "running") != 0)
@@ -206,7 +194,7 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
                 want)
                 acked++;
             else if (behind == NULL)
-                behind = xasprintf("%s at %lld of %lld", jstr(it, "name"),
+                behind = xasprintf("%s at %lld of %lld", cli_jstr(it, "name"),
                                    (long long)json_integer_value(
                                        json_object_get(it, "config_version")),
                                    want);
@@ -220,11 +208,8 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
         free(behind);
         if (done) {
             cli_progress_done(ctx);
-            if (ctx->output != FMT_JSON && ctx->output != FMT_NAME) {
-                char *s = fmt_sanitize(line, 0);
-                fprintf(ctx->out, "%s\n", s);
-                free(s);
-            }
+            if (ctx->output != FMT_JSON && ctx->output != FMT_NAME)
+                cli_print_line(ctx, line);
             rc = 0;
         } else if (timeout_s > 0 && elapsed >= (double)timeout_s) {
             cli_progress_done(ctx);
@@ -240,7 +225,6 @@ config_wait_acks(struct cli_ctx *ctx, const char *service, long timeout_s)
         cli_poll_sleep(&delay);
     }
 out:
-    free(esc);
     free(ipath);
     return rc;
 }
@@ -385,7 +369,7 @@ print_config_version(struct cli_ctx *ctx, const char *service,
     } else if (ctx->output == FMT_NAME) {
         fprintf(ctx->out, "%lld\n", jver(cfg));
     } else {
-        const char *at = jstr(cfg, "updated_at");
+        const char *at = cli_jstr(cfg, "updated_at");
         char *suffix = at ? xasprintf(" (%s)", at) : xstrdup("");
         char *safe = fmt_sanitize(suffix, 80);
         print_version_line(ctx, service, jver(cfg), safe);
@@ -424,8 +408,8 @@ watch_event(struct cli_ctx *ctx, void *arg, const char *event, const char *data)
 
     /* Config events of this service only (the stream has every
      * service's); the event names the change, the GET reads it. */
-    const char *name = jstr(ev, "name");
-    const char *type = jstr(ev, "type") ? jstr(ev, "type") : event;
+    const char *name = cli_jstr(ev, "name");
+    const char *type = cli_jstr(ev, "type") ? cli_jstr(ev, "type") : event;
     if (name != NULL && strcmp(name, w->service) == 0 && type != NULL &&
         strncmp(type, "config.", 7) == 0)
         rc = watch_refresh(ctx, arg);
@@ -567,7 +551,7 @@ print_endpoints(struct cli_ctx *ctx, json_t *eps, bool follow)
         }
     } else {
         if (follow && ctx->output != FMT_NAME) {
-            const char *svc = jstr(eps, "service");
+            const char *svc = cli_jstr(eps, "service");
             char *s = fmt_sanitize(svc ? svc : "-", 0);
             fprintf(ctx->out, "%s: endpoints version %lld\n", s, jver(eps));
             free(s);
@@ -618,12 +602,11 @@ cmd_endpoints(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "endpoints", specs, 0, argc, argv, config_opt, &o, &pos,
                    &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "endpoints", pos, npos, 1, 1,
+                           "exactly one SERVICE is required");
     if (rc != 0)
         goto out;
-    if (npos != 1) {
-        rc = cli_usage(ctx, "endpoints", "exactly one SERVICE is required");
-        goto out;
-    }
     path = cli_object_path("services", pos[0], "/endpoints");
     if (o.watch) {
         struct ep_watch w = {.service = pos[0], .shown = -1};

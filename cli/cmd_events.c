@@ -110,9 +110,7 @@ on_event(void *arg, const char *id, const char *event, const char *data)
     }
     ev = json_loads(data, JSON_DECODE_ANY, NULL);
     if (ev == NULL || w->raw) {
-        char *s = fmt_sanitize(data, 0);
-        fprintf(ctx->out, "%s\n", s);
-        free(s);
+        cli_print_line(ctx, data);
     } else if (ctx->output == FMT_JSON) {
         /* One object per line: the form `jq` and log shippers stream. */
         char *s = json_dumps(ev, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -228,9 +226,7 @@ cli_watch_cb(struct cli_ctx *ctx, const char *path, bool raw,
             break;
         }
         if (got == 0 && (r.status < 200 || r.status >= 300)) {
-            char *line = fmt_error_line(r.status, r.body, r.len, "GET", path);
-            fprintf(ctx->err, "%s\n", line);
-            free(line);
+            rc = cli_fail_answer(ctx, r.status, r.body, r.len, "GET", path);
             cli_http_resp_clear(&r);
             break;
         }
@@ -317,12 +313,10 @@ cmd_events(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "events", specs, 0, argc, argv, events_opt, &o, &pos,
                    &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "events", pos, npos, 0, 0, NULL);
     if (rc != 0)
         goto out;
-    if (npos > 0) {
-        rc = cli_usage(ctx, "events", "unexpected argument \"%s\"", pos[0]);
-        goto out;
-    }
     path = xstrdup("/v1/events");
     if (o.follow)
         path = cli_list_query(path, "watch", "true");

@@ -14,7 +14,7 @@
 static void
 host_done(struct cli_ctx *ctx, const char *name, json_t *host)
 {
-    const char *st = json_string_value(json_object_get(host, "state"));
+    const char *st = cli_jstr(host, "state");
     char *s = fmt_sanitize(name, 0);
     char *t = fmt_sanitize(st ? st : "?", 32);
 
@@ -32,8 +32,11 @@ cmd_hosts(struct cli_ctx *ctx, int argc, char **argv)
     };
     static const struct cli_list list = {"hosts", "/v1/hosts", filters,
                                          fmt_hosts};
-    static const struct cli_each each = {
-        "hosts", "hosts", "a host NAME is required", true, host_done};
+    static const struct cli_each each = {.cmd = "hosts",
+                                         .collection = "hosts",
+                                         .need = "a host NAME is required",
+                                         .json_answers = true,
+                                         .done = host_done};
     static const struct cli_action actions[] = {
         {"cordon", NULL, "POST", "/cordon"},
         {"uncordon", NULL, "POST", "/uncordon"},

@@ -26,17 +26,6 @@ enum {
     OPT_CMDLINE,
 };
 
-/* After rm: the ref or id as given. */
-static void
-image_done(struct cli_ctx *ctx, const char *ref, json_t *answer)
-{
-    char *s = fmt_sanitize(ref, 0);
-
-    (void)answer;
-    fprintf(ctx->out, "%s\n", s);
-    free(s);
-}
-
 struct push_opts {
     const char *kernel, *initrd, *disk, *cmdline;
 };
@@ -84,9 +73,7 @@ api_bin(struct cli_ctx *ctx, const char *method, const char *path,
         rc = *out ? 0 : cli_fail(ctx, "%s %s: the answer is not JSON",
                                  method, path);
     } else {
-        char *line = fmt_error_line(r.status, r.body, r.len, method, path);
-        fprintf(ctx->err, "%s\n", line);
-        free(line);
+        cli_fail_answer(ctx, r.status, r.body, r.len, method, path);
     }
     cli_http_resp_clear(&r);
     return rc;
@@ -110,8 +97,7 @@ push_blob(struct cli_ctx *ctx, const char *file, char *digest)
     if (cli_connect(ctx) != 0 ||
         cli_api(ctx, "POST", "/v1/blobs/uploads", NULL, &ans, NULL) != 0)
         goto out;
-    path = xasprintf("/v1/blobs/uploads/%s",
-                     json_string_value(json_object_get(ans, "id")));
+    path = xasprintf("/v1/blobs/uploads/%s", cli_jstr(ans, "id"));
     json_decref(ans);
     ans = NULL;
     buf = xmalloc(PUSH_CHUNK);
@@ -175,12 +161,11 @@ images_push(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "images", specs, 0, argc, argv, push_opt, &o, &pos,
                    &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "images", pos, npos, 1, 1,
+                           "push needs exactly one NAME:TAG");
     if (rc != 0)
         goto out;
-    if (npos != 1) {
-        rc = cli_usage(ctx, "images", "push needs exactly one NAME:TAG");
-        goto out;
-    }
     if ((o.kernel == NULL) == (o.disk == NULL)) {
         rc = cli_usage(
             ctx, "images",
@@ -216,13 +201,10 @@ images_push(struct cli_ctx *ctx, int argc, char **argv)
         json_object_set_new(body, "cmdline", json_string(o.cmdline));
     rc = cli_api(ctx, "POST", "/v1/images", body, &ans, NULL);
     if (rc == 0) {
-        if (ctx->output == FMT_JSON) {
+        if (ctx->output == FMT_JSON)
             cli_print_json(ctx, ans);
-        } else {
-            char *s = fmt_sanitize(pos[0], 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        }
+        else
+            cli_print_line(ctx, pos[0]);
     }
 out:
     json_decref(body);
@@ -236,9 +218,10 @@ cmd_images(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct cli_list list = {"images", "/v1/images", NULL,
                                          fmt_images};
-    static const struct cli_each each = {"images", "images",
-                                         "an image REF or ID is required",
-                                         false, image_done};
+    static const struct cli_each each = {.cmd = "images",
+                                         .collection = "images",
+                                         .need =
+                                             "an image REF or ID is required"};
     static const struct cli_action actions[] = {
         {"rm", "delete", "DELETE", NULL},
         {NULL, NULL, NULL, NULL},

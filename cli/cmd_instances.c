@@ -27,12 +27,6 @@ enum {
     OPT_GRACE,
 };
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
 /* ---- ps -------------------------------------------------------------- */
 
 struct ps_opts {
@@ -78,11 +72,11 @@ static int
 cmp_created_desc(const void *a, const void *b)
 {
     const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    const char *cx = jstr(x, "created_at"), *cy = jstr(y, "created_at");
+    const char *cx = cli_jstr(x, "created_at"), *cy = cli_jstr(y, "created_at");
     int c = strcmp(cy ? cy : "", cx ? cx : "");
     if (c != 0)
         return c;
-    const char *ix = jstr(x, "id"), *iy = jstr(y, "id");
+    const char *ix = cli_jstr(x, "id"), *iy = cli_jstr(y, "id");
     return strcmp(ix ? ix : "", iy ? iy : "");
 }
 
@@ -95,7 +89,7 @@ cli_ps_filter(json_t *items, bool all, json_t **out)
 
     json_array_foreach(items, i, it)
     {
-        if (!all && fmt_state_is_final(jstr(it, "state")))
+        if (!all && fmt_state_is_final(cli_jstr(it, "state")))
             continue;
         v[kept++] = it;
     }
@@ -123,12 +117,10 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
     char *path = NULL;
 
     rc = cli_parse(ctx, "ps", specs, 0, argc, argv, ps_opt, &o, &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "ps", pos, npos, 0, 0, NULL);
     if (rc != 0)
         goto out;
-    if (npos > 0) {
-        rc = cli_usage(ctx, "ps", "unexpected argument \"%s\"", pos[0]);
-        goto out;
-    }
     path = xstrdup("/v1/instances");
     path = cli_list_query(path, "service", o.service);
     path = cli_list_query(path, "host", o.host);
@@ -143,11 +135,7 @@ cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
         size_t i;
         json_t *it;
         json_array_foreach(shown, i, it)
-        {
-            char *s = fmt_sanitize(jstr(it, "id") ? jstr(it, "id") : "", 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        }
+            cli_print_line(ctx, cli_jstr(it, "id") ? cli_jstr(it, "id") : "");
     } else {
         cli_list_print(ctx, shown, fmt_instances);
     }
@@ -171,12 +159,11 @@ cmd_inspect(struct cli_ctx *ctx, int argc, char **argv)
 
     rc =
         cli_parse(ctx, "inspect", NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "inspect", pos, npos, 1, -1,
+                           "an instance ID or NAME is required");
     if (rc != 0)
         goto out;
-    if (npos < 1) {
-        rc = cli_usage(ctx, "inspect", "an instance ID or NAME is required");
-        goto out;
-    }
     for (int i = 0; i < npos; i++) {
         json_t *obj = NULL;
         int status;
@@ -185,11 +172,9 @@ cmd_inspect(struct cli_ctx *ctx, int argc, char **argv)
         if (rc != 0 && status == 404) {
             /* Not an instance: a service of that name is the next best
              * guess, as `docker inspect` looks at every object type. */
-            char *esc = cli_escape(pos[i]);
-            char *spath = xasprintf("/v1/services/%s", esc);
+            char *spath = cli_object_path("services", pos[i], NULL);
             json_t *svc = NULL;
             int sstatus;
-            free(esc);
             if (cli_api(ctx, "GET", spath, NULL, &svc, &sstatus) == 0) {
                 json_decref(obj);
                 obj = svc;
@@ -265,13 +250,11 @@ cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 
     rc =
         cli_parse(ctx, "logs", specs, 0, argc, argv, logs_opt, &o, &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "logs", pos, npos, 1, 1,
+                           "exactly one instance ID or NAME is required");
     if (rc != 0)
         goto out;
-    if (npos != 1) {
-        rc = cli_usage(ctx, "logs",
-                       "exactly one instance ID or NAME is required");
-        goto out;
-    }
     if (cli_connect(ctx) != 0) {
         rc = CLI_EXIT_FAIL;
         goto out;
@@ -292,10 +275,7 @@ cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
     if (got < 0) {
         rc = cli_fail(ctx, "%s", r.error);
     } else if (got == 0 && (r.status < 200 || r.status >= 300)) {
-        char *line = fmt_error_line(r.status, r.body, r.len, "GET", path);
-        fprintf(ctx->err, "%s\n", line);
-        free(line);
-        rc = CLI_EXIT_FAIL;
+        rc = cli_fail_answer(ctx, r.status, r.body, r.len, "GET", path);
     }
 out:
     cli_http_resp_clear(&r);
@@ -351,9 +331,8 @@ kill_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 static int
 kill_service(struct cli_ctx *ctx, const char *name, json_t *body, bool *found)
 {
-    char *esc = cli_escape(name);
-    char *spath = xasprintf("/v1/services/%s", esc);
-    char *ipath = xasprintf("/v1/instances?service=%s", esc);
+    char *spath = cli_object_path("services", name, NULL);
+    char *ipath = cli_list_query(xstrdup("/v1/instances"), "service", name);
     json_t *svc = NULL, *items = NULL;
     int status, rc = CLI_EXIT_FAIL;
     size_t i;
@@ -368,39 +347,47 @@ kill_service(struct cli_ctx *ctx, const char *name, json_t *body, bool *found)
     rc = 0;
     json_array_foreach(items, i, it)
     {
-        const char *id = jstr(it, "id");
+        const char *id = cli_jstr(it, "id");
         json_t *ans = NULL;
-        if (id == NULL || fmt_state_is_final(jstr(it, "state")))
+        if (id == NULL || fmt_state_is_final(cli_jstr(it, "state")))
             continue;
         char *kpath = cli_object_path("instances", id, "/kill");
-        if (cli_api(ctx, "POST", kpath, body, &ans, NULL) == 0) {
-            char *s = fmt_sanitize(jstr(it, "name") ? jstr(it, "name") : id, 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        } else {
+        if (cli_api(ctx, "POST", kpath, body, &ans, NULL) == 0)
+            cli_print_line(ctx,
+                           cli_jstr(it, "name") ? cli_jstr(it, "name") : id);
+        else
             rc = CLI_EXIT_FAIL;
-        }
         json_decref(ans);
         free(kpath);
     }
 out:
     json_decref(svc);
     json_decref(items);
-    free(esc);
     free(spath);
     free(ipath);
     return rc;
 }
 
+/* kill and stop: parses cmd's flags (specs), then signals each NAME;
+ * with services_too a NAME that is no instance may be a service. */
 static int
-signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
-                 long grace, bool services_too, int npos, char **pos)
+signal_instances(struct cli_ctx *ctx, const char *cmd,
+                 const struct arg_spec *specs, const char *need,
+                 bool services_too, int argc, char **argv)
 {
-    json_t *body = json_pack("{s:s}", "signal", sig);
-    int rc = 0;
+    struct kill_opts o = {.cmd = cmd, .sig = "TERM", .grace = -1};
+    json_t *body = NULL;
+    char **pos = NULL;
+    int npos, rc;
 
-    if (grace >= 0)
-        json_object_set_new(body, "grace_seconds", json_integer(grace));
+    rc = cli_parse(ctx, cmd, specs, 0, argc, argv, kill_opt, &o, &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, cmd, pos, npos, 1, -1, need);
+    if (rc != 0)
+        goto out;
+    body = json_pack("{s:s}", "signal", o.sig);
+    if (o.grace >= 0)
+        json_object_set_new(body, "grace_seconds", json_integer(o.grace));
 
     for (int i = 0; i < npos; i++) {
         json_t *ans = NULL;
@@ -408,9 +395,7 @@ signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
         char *path = cli_object_path("instances", pos[i], "/kill");
         int r = cli_api(ctx, "POST", path, body, &ans, &status);
         if (r == 0) {
-            char *s = fmt_sanitize(pos[i], 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
+            cli_print_line(ctx, pos[i]);
         } else if (status == 404 && services_too) {
             bool found;
             if (kill_service(ctx, pos[i], body, &found) != 0) {
@@ -426,8 +411,9 @@ signal_instances(struct cli_ctx *ctx, const char *cmd, const char *sig,
         json_decref(ans);
         free(path);
     }
-    (void)cmd;
+out:
     json_decref(body);
+    free(pos);
     return rc;
 }
 
@@ -439,19 +425,10 @@ cmd_kill(struct cli_ctx *ctx, int argc, char **argv)
         {"grace", 0, true, OPT_GRACE},
         {NULL, 0, false, 0},
     };
-    struct kill_opts o = {.cmd = "kill", .sig = "TERM", .grace = -1};
-    char **pos = NULL;
-    int npos, rc;
 
-    rc = cli_parse(ctx, "kill", specs, 0, argc, argv, kill_opt, &o, &pos,
-                   &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "kill",
-                       "an instance ID, NAME or SERVICE is required");
-    if (rc == 0)
-        rc = signal_instances(ctx, "kill", o.sig, o.grace, true, npos, pos);
-    free(pos);
-    return rc;
+    return signal_instances(ctx, "kill", specs,
+                            "an instance ID, NAME or SERVICE is required", true,
+                            argc, argv);
 }
 
 int
@@ -461,49 +438,26 @@ cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
         {"grace", 0, true, OPT_GRACE},
         {NULL, 0, false, 0},
     };
-    struct kill_opts o = {.cmd = "stop", .sig = "TERM", .grace = -1};
-    char **pos = NULL;
-    int npos, rc;
 
     /* The API's kill TERM is docker's stop: ACPI shutdown, then destroy
      * after the grace period (--grace: docker's --time). */
-    rc = cli_parse(ctx, "stop", specs, 0, argc, argv, kill_opt, &o, &pos,
-                   &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "stop", "an instance ID or NAME is required");
-    if (rc == 0)
-        rc = signal_instances(ctx, "stop", "TERM", o.grace, false, npos, pos);
-    free(pos);
-    return rc;
+    return signal_instances(ctx, "stop", specs,
+                            "an instance ID or NAME is required", false, argc,
+                            argv);
 }
 
-/* One request per argument; prints each argument that succeeded. */
+/* One request per argument, every one tried; prints each argument that
+ * succeeded. */
 static int
 each_instance(struct cli_ctx *ctx, const char *cmd, const char *method,
               const char *suffix, int argc, char **argv)
 {
-    char **pos = NULL;
-    int npos, rc;
+    const struct cli_each e = {.cmd = cmd,
+                               .collection = "instances",
+                               .need = "an instance ID or NAME is required",
+                               .keep_going = true};
 
-    rc = cli_parse(ctx, cmd, NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, cmd, "an instance ID or NAME is required");
-    for (int i = 0; rc != CLI_EXIT_USAGE && rc != CLI_HELP_SHOWN && i < npos;
-         i++) {
-        json_t *ans = NULL;
-        char *path = cli_object_path("instances", pos[i], suffix);
-        if (cli_api(ctx, method, path, NULL, &ans, NULL) == 0) {
-            char *s = fmt_sanitize(pos[i], 0);
-            fprintf(ctx->out, "%s\n", s);
-            free(s);
-        } else {
-            rc = CLI_EXIT_FAIL;
-        }
-        json_decref(ans);
-        free(path);
-    }
-    free(pos);
-    return rc;
+    return cli_each_run(ctx, &e, method, suffix, argc, argv);
 }
 
 int
@@ -530,14 +484,8 @@ cmd_restart(struct cli_ctx *ctx, int argc, char **argv)
 static int
 wait_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
 {
-    long *timeout = st;
-    if (id == OPT_TIMEOUT) {
-        *timeout = cli_parse_duration(val);
-        if (*timeout < 0)
-            return cli_usage(
-                ctx, "wait",
-                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
-    }
+    if (id == OPT_TIMEOUT)
+        return cli_parse_timeout(ctx, "wait", val, st);
     return 0;
 }
 
@@ -568,7 +516,7 @@ wait_one(struct cli_ctx *ctx, const char *id, long timeout_s, int *status)
                 *status = c >= 0 && c <= 255 ? (int)c : CLI_EXIT_FAIL;
                 rc = 0;
             } else {
-                const char *reason = jstr(inst, "reason");
+                const char *reason = cli_jstr(inst, "reason");
                 cli_fail(ctx, "instance %s %s without an exit code%s%s", name,
                          state, reason ? ": " : "", reason ? reason : "");
             }
@@ -605,8 +553,9 @@ cmd_wait(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "wait", specs, 0, argc, argv, wait_opt, &timeout, &pos,
                    &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, "wait", "an instance ID or NAME is required");
+    if (rc == 0)
+        rc = cli_want_args(ctx, "wait", pos, npos, 1, -1,
+                           "an instance ID or NAME is required");
     /* Several instances: every code is printed, the last one is the
      * exit status (docker wait does the same). */
     for (int i = 0; rc == 0 && i < npos; i++) {

@@ -14,6 +14,10 @@
 
 /* Parses a base-10 integer within [min, max]; -1 when it is not one. */
 int cli_parse_int(const char *s, long long min, long long max, long long *out);
+/* A --timeout value ("90s", "5m", "1h") into *seconds; a usage error
+ * naming cmd otherwise. */
+int cli_parse_timeout(struct cli_ctx *ctx, const char *cmd, const char *val,
+                      long *seconds);
 /* "256", "256M", "2G", "1Ti"... into MiB (bare numbers are MiB). */
 int cli_parse_size_mib(const char *s, long long *mib);
 /* Adds "K=V" (or K from the environment) to a JSON object. */
@@ -61,7 +65,9 @@ int cli_list_print(struct cli_ctx *ctx, json_t *items, cli_list_print_fn print);
  * least one; none is a usage error naming need). GET prints the objects
  * as JSON (one, or an array of several); another method prints each
  * answer as JSON with -o json when json_answers is set, else calls done,
- * which prints the line the user sees.
+ * which prints the line the user sees (NULL: the NAME as given). The
+ * first failure ends the run, unless keep_going: then every NAME is
+ * tried and the exit status says one failed.
  */
 struct cli_each {
     const char *cmd;        /* for usage lines */
@@ -69,6 +75,7 @@ struct cli_each {
     const char *need;       /* e.g. "a host NAME is required" */
     bool json_answers;
     void (*done)(struct cli_ctx *ctx, const char *name, json_t *answer);
+    bool keep_going;
 };
 int cli_each_run(struct cli_ctx *ctx, const struct cli_each *e,
                  const char *method, const char *suffix, int argc, char **argv);
@@ -109,6 +116,21 @@ enum {
     CLI_SPEC_STOP_GRACE,
 };
 
+/* Their flags, the same in the option tables of run and services update. */
+/* clang-format off */
+#define CLI_SPEC_ARG_SPECS                                                     \
+    {"cpus", 0, true, CLI_SPEC_CPUS},                                          \
+    {"memory", 'm', true, CLI_SPEC_MEMORY},                                    \
+    {"disk", 0, true, CLI_SPEC_DISK},                                          \
+    {"restart", 0, true, CLI_SPEC_RESTART},                                    \
+    {"constraint", 0, true, CLI_SPEC_CONSTRAINT},                              \
+    {"spread", 0, false, CLI_SPEC_SPREAD},                                     \
+    {"binpack", 0, false, CLI_SPEC_BINPACK},                                   \
+    {"env", 'e', true, CLI_SPEC_ENV},                                          \
+    {"max-per-host", 0, true, CLI_SPEC_MAX_PER_HOST},                          \
+    {"stop-grace", 0, true, CLI_SPEC_STOP_GRACE}
+/* clang-format on */
+
 struct cli_spec {
     json_t *body; /* the request being built */
     json_t *resources;
@@ -120,6 +142,7 @@ struct cli_spec {
 };
 
 void cli_spec_init(struct cli_spec *sp);
+/* Applies one of the options above (id is its CLI_SPEC_*). */
 int cli_spec_opt(struct cli_ctx *ctx, const char *cmd, struct cli_spec *sp,
                  int id, const char *val);
 /* Moves resources/placement/env into body; fill_defaults completes a

@@ -20,44 +20,26 @@
 #define POLL_FIRST_MS 250
 #define POLL_MAX_MS 2000
 
+/* run's own options; the spec options keep their CLI_SPEC_* ids. */
 enum {
-    OPT_NAME = 1,
-    OPT_CPUS,
-    OPT_MEMORY,
-    OPT_DISK,
+    OPT_NAME = 100,
     OPT_REPLICAS,
-    OPT_RESTART,
     OPT_LABEL,
-    OPT_CONSTRAINT,
-    OPT_SPREAD,
-    OPT_BINPACK,
-    OPT_ENV,
     OPT_WAIT,
     OPT_TIMEOUT,
-    OPT_MAX_PER_HOST,
     OPT_LINK,
     OPT_READY_WHEN,
-    OPT_STOP_GRACE,
 };
 
 static const struct arg_spec run_specs[] = {
     {"name", 0, true, OPT_NAME},
-    {"cpus", 0, true, OPT_CPUS},
-    {"memory", 'm', true, OPT_MEMORY},
-    {"disk", 0, true, OPT_DISK},
     {"replicas", 0, true, OPT_REPLICAS},
-    {"restart", 0, true, OPT_RESTART},
     {"label", 'l', true, OPT_LABEL},
-    {"constraint", 0, true, OPT_CONSTRAINT},
-    {"spread", 0, false, OPT_SPREAD},
-    {"binpack", 0, false, OPT_BINPACK},
-    {"env", 'e', true, OPT_ENV},
     {"wait", 'w', false, OPT_WAIT},
     {"timeout", 0, true, OPT_TIMEOUT},
-    {"max-per-host", 0, true, OPT_MAX_PER_HOST},
     {"link", 0, true, OPT_LINK},
     {"ready-when", 0, true, OPT_READY_WHEN},
-    {"stop-grace", 0, true, OPT_STOP_GRACE},
+    CLI_SPEC_ARG_SPECS,
     {NULL, 0, false, 0},
 };
 
@@ -73,6 +55,20 @@ cli_parse_int(const char *s, long long min, long long max, long long *out)
     if (errno != 0 || *end != '\0' || v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+int
+cli_parse_timeout(struct cli_ctx *ctx, const char *cmd, const char *val,
+                  long *seconds)
+{
+    long s = cli_parse_duration(val);
+
+    if (s < 0)
+        return cli_usage(
+            ctx, cmd, "--timeout \"%s\" is not a duration like 90s, 5m or 1h",
+            val);
+    *seconds = s;
     return 0;
 }
 
@@ -300,12 +296,6 @@ cli_poll_sleep(long *delay_ms)
     *delay_ms = *delay_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : *delay_ms * 2;
 }
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
 json_t *
 cli_poll_instance(struct cli_ctx *ctx, const char *path, const char *id,
                   const char **state, const char **name)
@@ -314,8 +304,8 @@ cli_poll_instance(struct cli_ctx *ctx, const char *path, const char *id,
 
     if (cli_api(ctx, "GET", path, NULL, &inst, NULL) != 0)
         return NULL;
-    *state = jstr(inst, "state");
-    *name = jstr(inst, "name") ? jstr(inst, "name") : id;
+    *state = cli_jstr(inst, "state");
+    *name = cli_jstr(inst, "name") ? cli_jstr(inst, "name") : id;
     return inst;
 }
 
@@ -335,8 +325,8 @@ cli_wait_instance_running(struct cli_ctx *ctx, const char *id, long timeout_s,
 
         if (inst == NULL)
             break;
-        const char *reason = jstr(inst, "reason");
-        const char *pending = jstr(inst, "pending_reason");
+        const char *reason = cli_jstr(inst, "reason");
+        const char *pending = cli_jstr(inst, "pending_reason");
         json_t *code = json_object_get(inst, "exit_code");
         state = state ? state : "unknown";
 
@@ -385,9 +375,8 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
 {
     double start = cli_now_mono();
     long delay = POLL_FIRST_MS;
-    char *esc = cli_escape(name);
-    char *spath = xasprintf("/v1/services/%s", esc);
-    char *ipath = xasprintf("/v1/instances?service=%s", esc);
+    char *spath = cli_object_path("services", name, NULL);
+    char *ipath = cli_list_query(xstrdup("/v1/instances"), "service", name);
     int rc = CLI_EXIT_FAIL;
 
     for (;;) {
@@ -408,8 +397,8 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
         json_t *gen = json_object_get(svc, "generation");
         json_array_foreach(items, i, it)
         {
-            const char *st = jstr(it, "state");
-            const char *desired = jstr(it, "desired_state");
+            const char *st = cli_jstr(it, "state");
+            const char *desired = cli_jstr(it, "desired_state");
             json_t *igen = json_object_get(it, "generation");
             bool current = !json_is_integer(gen) || !json_is_integer(igen) ||
                            json_integer_value(gen) == json_integer_value(igen);
@@ -423,12 +412,12 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
                 running++;
             else if (strcmp(st, "failed") == 0 && failure == NULL &&
                      strcmp(desired, "running") == 0)
-                failure =
-                    xasprintf("instance %s failed%s%s", jstr(it, "name"),
-                              jstr(it, "reason") ? ": " : "",
-                              jstr(it, "reason") ? jstr(it, "reason") : "");
-            else if (pending == NULL && jstr(it, "pending_reason") != NULL)
-                pending = jstr(it, "pending_reason");
+                failure = xasprintf(
+                    "instance %s failed%s%s", cli_jstr(it, "name"),
+                    cli_jstr(it, "reason") ? ": " : "",
+                    cli_jstr(it, "reason") ? cli_jstr(it, "reason") : "");
+            else if (pending == NULL && cli_jstr(it, "pending_reason") != NULL)
+                pending = cli_jstr(it, "pending_reason");
         }
         double elapsed = cli_now_mono() - start;
         bool done = running >= want && live <= want;
@@ -457,7 +446,6 @@ cli_wait_service(struct cli_ctx *ctx, const char *name, long timeout_s)
             break;
         cli_poll_sleep(&delay);
     }
-    free(esc);
     free(spath);
     free(ipath);
     return rc;
@@ -509,34 +497,9 @@ run_opt(struct cli_ctx *ctx, void *st, int id, const char *val)
         o->wait = true;
         return 0;
     case OPT_TIMEOUT:
-        o->timeout = cli_parse_duration(val);
-        if (o->timeout < 0)
-            return cli_usage(
-                ctx, "run",
-                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
-        return 0;
-    case OPT_CPUS:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_CPUS, val);
-    case OPT_MEMORY:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_MEMORY, val);
-    case OPT_DISK:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_DISK, val);
-    case OPT_RESTART:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_RESTART, val);
-    case OPT_CONSTRAINT:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_CONSTRAINT, val);
-    case OPT_SPREAD:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_SPREAD, val);
-    case OPT_BINPACK:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_BINPACK, val);
-    case OPT_ENV:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_ENV, val);
-    case OPT_MAX_PER_HOST:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_MAX_PER_HOST, val);
-    case OPT_STOP_GRACE:
-        return cli_spec_opt(ctx, "run", &o->spec, CLI_SPEC_STOP_GRACE, val);
+        return cli_parse_timeout(ctx, "run", val, &o->timeout);
     }
-    return 0;
+    return cli_spec_opt(ctx, "run", &o->spec, id, val);
 }
 
 int
@@ -554,12 +517,11 @@ cli_run_build(struct cli_ctx *ctx, int argc, char **argv, json_t **body,
     /* Stop at IMAGE: what follows belongs to the guest, as in docker run. */
     rc = cli_parse(ctx, "run", run_specs, ARGS_STOP_AT_POSITIONAL, argc, argv,
                    run_opt, &o, &pos, &npos);
+    if (rc == 0)
+        rc =
+            cli_want_args(ctx, "run", pos, npos, 1, -1, "an IMAGE is required");
     if (rc != 0)
         goto out;
-    if (npos < 1) {
-        rc = cli_usage(ctx, "run", "an IMAGE is required");
-        goto out;
-    }
     if ((json_array_size(o.links) > 0 || o.ready_when != NULL) &&
         o.replicas < 0) {
         rc = cli_usage(ctx, "run",
@@ -621,15 +583,13 @@ cmd_run(struct cli_ctx *ctx, int argc, char **argv)
                  &obj, NULL);
     if (rc != 0)
         goto out;
-    const char *id = jstr(obj, "id");
-    const char *name = jstr(obj, "name");
+    const char *id = cli_jstr(obj, "id");
+    const char *name = cli_jstr(obj, "name");
     if (ctx->output != FMT_JSON) {
         /* docker run -d prints the id; a service is addressed by name. */
         const char *show = service || ctx->output == FMT_NAME ? name : id;
-        char *s = fmt_sanitize(show ? show : "", 0);
-        fprintf(ctx->out, "%s\n", s);
+        cli_print_line(ctx, show ? show : "");
         fflush(ctx->out);
-        free(s);
     }
     if (wait) {
         if (service) {

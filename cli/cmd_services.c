@@ -23,12 +23,6 @@ enum {
     OPT_READY_WHEN,
 };
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
 /* ---- scale ----------------------------------------------------------- */
 
 struct wait_opts {
@@ -40,15 +34,10 @@ static int
 wait_opt(struct cli_ctx *ctx, const char *cmd, struct wait_opts *o, int id,
          const char *val)
 {
-    if (id == OPT_WAIT) {
+    if (id == OPT_TIMEOUT)
+        return cli_parse_timeout(ctx, cmd, val, &o->timeout);
+    if (id == OPT_WAIT)
         o->wait = true;
-    } else if (id == OPT_TIMEOUT) {
-        o->timeout = cli_parse_duration(val);
-        if (o->timeout < 0)
-            return cli_usage(
-                ctx, cmd,
-                "--timeout \"%s\" is not a duration like 90s, 5m or 1h", val);
-    }
     return 0;
 }
 
@@ -73,12 +62,11 @@ cmd_scale(struct cli_ctx *ctx, int argc, char **argv)
 
     rc = cli_parse(ctx, "scale", specs, 0, argc, argv, scale_opt, &o, &pos,
                    &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "scale", pos, npos, 1, -1,
+                           "SERVICE=REPLICAS is required");
     if (rc != 0)
         goto out;
-    if (npos < 1) {
-        rc = cli_usage(ctx, "scale", "SERVICE=REPLICAS is required");
-        goto out;
-    }
     /* Check every argument before changing anything. */
     counts = xcalloc((size_t)npos, sizeof(*counts));
     for (int i = 0; i < npos; i++) {
@@ -131,7 +119,7 @@ out:
 static void
 service_done(struct cli_ctx *ctx, const char *name, json_t *svc)
 {
-    const char *st = jstr(svc, "state");
+    const char *st = cli_jstr(svc, "state");
     char *s = fmt_sanitize(name, 0);
 
     fprintf(ctx->out, "%s%s\n", s,
@@ -157,21 +145,12 @@ static const struct arg_spec update_specs[] = {
     {"arg", 0, true, OPT_ARG},
     {"wait", 'w', false, OPT_WAIT},
     {"timeout", 0, true, OPT_TIMEOUT},
-    {"cpus", 0, true, CLI_SPEC_CPUS},
-    {"memory", 'm', true, CLI_SPEC_MEMORY},
-    {"disk", 0, true, CLI_SPEC_DISK},
-    {"restart", 0, true, CLI_SPEC_RESTART},
-    {"constraint", 0, true, CLI_SPEC_CONSTRAINT},
-    {"spread", 0, false, CLI_SPEC_SPREAD},
-    {"binpack", 0, false, CLI_SPEC_BINPACK},
-    {"env", 'e', true, CLI_SPEC_ENV},
-    {"max-per-host", 0, true, CLI_SPEC_MAX_PER_HOST},
     {"label", 'l', true, OPT_LABEL},
     {"no-labels", 0, false, OPT_NO_LABELS},
     {"link", 0, true, OPT_LINK},
     {"unlink", 0, true, OPT_UNLINK},
     {"ready-when", 0, true, OPT_READY_WHEN},
-    {"stop-grace", 0, true, CLI_SPEC_STOP_GRACE},
+    CLI_SPEC_ARG_SPECS,
     {NULL, 0, false, 0},
 };
 
@@ -241,13 +220,11 @@ cli_services_update_build(struct cli_ctx *ctx, int argc, char **argv,
     o.unlink = json_array();
     rc = cli_parse(ctx, "services", update_specs, 0, argc, argv, update_opt, &o,
                    &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, "services", pos, npos, 1, 1,
+                           "update needs exactly one service NAME");
     if (rc != 0)
         goto out;
-    if (npos != 1) {
-        rc =
-            cli_usage(ctx, "services", "update needs exactly one service NAME");
-        goto out;
-    }
     if (json_array_size(o.args) > 0)
         json_object_set(o.spec.body, "args", o.args);
     if (o.no_labels && json_object_size(o.labels) > 0) {
@@ -381,9 +358,11 @@ cmd_services(struct cli_ctx *ctx, int argc, char **argv)
     };
     static const struct cli_list list = {"services", "/v1/services", filters,
                                          fmt_services};
-    static const struct cli_each each = {"services", "services",
-                                         "a service NAME is required", true,
-                                         service_done};
+    static const struct cli_each each = {.cmd = "services",
+                                         .collection = "services",
+                                         .need = "a service NAME is required",
+                                         .json_answers = true,
+                                         .done = service_done};
     static const struct cli_action actions[] = {
         {"rm", "delete", "DELETE", NULL},
         {NULL, NULL, NULL, NULL},

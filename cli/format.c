@@ -20,14 +20,18 @@
 int
 fmt_mode_parse(const char *s)
 {
-    if (s == NULL || *s == '\0' || strcmp(s, "table") == 0)
+    static const char *const names[] = {
+        [FMT_TABLE] = "table",
+        [FMT_WIDE] = "wide",
+        [FMT_JSON] = "json",
+        [FMT_NAME] = "name",
+    };
+
+    if (s == NULL || *s == '\0')
         return FMT_TABLE;
-    if (strcmp(s, "wide") == 0)
-        return FMT_WIDE;
-    if (strcmp(s, "json") == 0)
-        return FMT_JSON;
-    if (strcmp(s, "name") == 0)
-        return FMT_NAME;
+    for (size_t m = 0; m < sizeof(names) / sizeof(names[0]); m++)
+        if (strcmp(s, names[m]) == 0)
+            return (int)m;
     return -1;
 }
 

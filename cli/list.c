@@ -94,12 +94,10 @@ cli_list_run(struct cli_ctx *ctx, const struct cli_list *l, int argc,
     specs[n] = (struct arg_spec){NULL, 0, false, 0};
     rc =
         cli_parse(ctx, l->cmd, specs, 0, argc, argv, list_opt, &s, &pos, &npos);
+    if (rc == 0)
+        rc = cli_want_args(ctx, l->cmd, pos, npos, 0, 0, NULL);
     if (rc != 0)
         goto out;
-    if (npos > 0) {
-        rc = cli_usage(ctx, l->cmd, "unexpected argument \"%s\"", pos[0]);
-        goto out;
-    }
     path = xstrdup(l->route);
     for (int i = 0; i < n; i++) {
         size_t k;
@@ -130,9 +128,10 @@ cli_each_run(struct cli_ctx *ctx, const struct cli_each *e, const char *method,
     int npos, rc;
 
     rc = cli_parse(ctx, e->cmd, NULL, 0, argc, argv, NULL, NULL, &pos, &npos);
-    if (rc == 0 && npos < 1)
-        rc = cli_usage(ctx, e->cmd, "%s", e->need);
-    for (int i = 0; rc == 0 && i < npos; i++) {
+    if (rc == 0)
+        rc = cli_want_args(ctx, e->cmd, pos, npos, 1, -1, e->need);
+    for (int i = 0;
+         (rc == 0 || (rc == CLI_EXIT_FAIL && e->keep_going)) && i < npos; i++) {
         json_t *obj = NULL;
         char *path = cli_object_path(e->collection, pos[i], suffix);
 
@@ -142,8 +141,10 @@ cli_each_run(struct cli_ctx *ctx, const struct cli_each *e, const char *method,
             json_array_append(all, obj);
         else if (e->json_answers && ctx->output == FMT_JSON)
             cli_print_json(ctx, obj);
-        else
+        else if (e->done != NULL)
             e->done(ctx, pos[i], obj);
+        else
+            cli_print_line(ctx, pos[i]);
         json_decref(obj);
         free(path);
     }

@@ -451,8 +451,7 @@ cmd_version(struct cli_ctx *ctx, int argc, char **argv)
     } else {
         fprintf(ctx->out, "Client: cloudctl %s\n", CLOUD_VERSION);
         if (!client_only && ctx->server != NULL && status != 0) {
-            const char *hs =
-                json_string_value(json_object_get(health, "status"));
+            const char *hs = cli_jstr(health, "status");
             char *s = fmt_sanitize(ctx->server, 0);
             fprintf(ctx->out, "Server: %s (healthz: %s)\n", s,
                     rc == 0 ? (hs ? hs : "ok") : "error");
