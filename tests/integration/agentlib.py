@@ -12,6 +12,7 @@ Environment:
 
 import atexit
 import calendar
+import concurrent.futures
 import json
 import os
 import signal
@@ -29,16 +30,28 @@ def ctl_data_dir(cluster):
     return os.path.join(cluster.tmp, "ctl")
 
 
-def issue_cert(cluster, name):
-    """Signs a client certificate for host `name`; returns its directory."""
-    out = os.path.join(cluster.tmp, "agents", name, "pki")
+def issue_cert(cluster, name, out=None, timeout=60):
+    """Signs a client certificate for host `name` into the directory out
+    (default <tmp>/agents/<name>/pki); returns that directory."""
+    if out is None:
+        out = os.path.join(cluster.tmp, "agents", name, "pki")
     r = subprocess.run([cluster.controller_bin, "issue-agent-cert", "--data-dir",
                         ctl_data_dir(cluster), "--name", name, "--out", out],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     if r.returncode != 0:
         raise harness.HarnessError("issue-agent-cert %s failed: %s"
                                    % (name, r.stderr.decode(errors="replace")))
     return out
+
+
+def issue_certs(cluster, names, certs):
+    """Signs a certificate for each host in names into certs/<name> (the
+    layout of cloud-hollow's --certs-dir), two at a time: the machines
+    that run the simulated hosts have 2 cores."""
+    def one(name):
+        issue_cert(cluster, name, out=os.path.join(certs, name), timeout=120)
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        list(ex.map(one, names))
 
 
 class Agent:
