@@ -178,15 +178,23 @@ def read_until_closed(sock, timeout=5.0):
 
 # -- one reconciling controller with one agent (test_lifecycle, test_stop_grace)
 
-def start_with_agent(host, **kw):
-    """Starts a reconciling controller with hello:latest and one agent named
-    host (8 vCPUs, 8 GiB; kw further Agent arguments); returns the Agent
-    once its host is ready."""
-    c = harness.start(reconcile=True)
+def wait_host_ready(host, timeout=30, what=None):
+    """Polls until the API shows host ready (GET /v1/hosts/<host>); what:
+    the words of the timeout's failure, default "host <host> ready"."""
+    def ready():
+        st, _, h = harness.request("GET", "/v1/hosts/" + host)
+        return st == 200 and h["state"] == "ready"
+    harness.poll(ready, timeout, what=what or "host %s ready" % host)
+
+
+def start_with_agent(host, controller_args=(), **kw):
+    """Starts a reconciling controller (more options: controller_args) with
+    hello:latest and one agent named host (8 vCPUs, 8 GiB; kw further Agent
+    arguments); returns the Agent once its host is ready."""
+    c = harness.start(reconcile=True, controller_args=list(controller_args))
     c.add_image("hello", "latest")
     agent = Agent(c, host, cap_vcpus=8, cap_memory=8192, **kw).start()
-    harness.poll(lambda: harness.request("GET", "/v1/hosts/" + host)[2].get("state") == "ready",
-                 30, what="the agent's host to be ready")
+    wait_host_ready(host, what="the agent's host to be ready")
     return agent
 
 

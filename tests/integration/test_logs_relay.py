@@ -248,8 +248,7 @@ class LogsRelayTest(harness.TestCase):
             wait_no_rows()
         finally:
             MODULE.agent.start()
-        poll(lambda: request("GET", "/v1/hosts/" + HOST)[2].get("state") == "ready", 30,
-             what="the agent back")
+        agentlib.wait_host_ready(HOST, what="the agent back")
         poll(lambda: raw_get(B.http_port, "/v1/instances/%s/logs" % inst["id"])[2]
              == b"still here\n", 20, what="logs through B again")
 
