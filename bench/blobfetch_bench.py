@@ -51,7 +51,7 @@ def main():
         port = serving.agent_port
     agent = agentlib.Agent(c, "bb1", cap_vcpus=8, cap_memory=8192, controllers=["127.0.0.1:%d" % port] if port else None,
                            extra=["--cache-dir", cache, "--cache-max-mib", str(a.mib * 4)]).start()
-    poll(lambda: request("GET", "/v1/hosts/bb1")[2].get("state") == "ready", 30, what="agent")
+    agentlib.wait_host_ready("bb1", what="agent")
     st, _, body = request("POST", "/v1/blobs/uploads")
     path = "/v1/blobs/uploads/%s" % body["id"]
     h = hashlib.sha256()

@@ -127,8 +127,7 @@ def main():
     c.add_image("hello", "latest")
     agent = agentlib.Agent(c, "lb1", cap_vcpus=8, cap_memory=8192).start()
     try:
-        poll(lambda: request("GET", "/v1/hosts/lb1")[2].get("state") == "ready", 30,
-             what="agent")
+        agentlib.wait_host_ready("lb1", what="agent")
         b = c.spawn_controller("b", ["-v"], reconcile=False)
         poll(lambda: c.psql("SELECT count(*) FROM agent_links") == "1", 10, what="link")
         st, _, inst = request("POST", "/v1/instances", {

@@ -40,8 +40,8 @@ export CLOUD_ITEST_PG_CONF="fsync = on;synchronous_commit = on;full_page_writes 
 export CLOUD_CONTROLLER=$ctl HOLLOW=$hollow N=$2 H=$3 S=$services
 export PYTHONPATH=$root/tests/integration PYTHONDONTWRITEBYTECODE=1
 exec python3 - <<'PY'
-import concurrent.futures, os, resource, signal, subprocess, sys, threading, time
-import harness
+import os, resource, subprocess, sys, threading, time
+import agentlib, harness
 
 n, nhosts, nsvc = int(os.environ["N"]), int(os.environ["H"]), int(os.environ["S"])
 nsvc = max(nsvc, (n + 9999) // 10000)      # replicas are at most 10,000
@@ -77,16 +77,8 @@ def rss_mib(pid):
 # Certificates, two at a time (the machine has 2 cores).
 certs = os.path.join(c.tmp, "certs")
 names = ["hollow%d" % i for i in range(nhosts)]
-def issue(name):
-    r = subprocess.run([c.controller_bin, "issue-agent-cert", "--data-dir",
-                        os.path.join(c.tmp, "ctl"), "--name", name,
-                        "--out", os.path.join(certs, name)],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
-    if r.returncode != 0:
-        raise harness.HarnessError("issue-agent-cert %s: %s" % (name, r.stderr.decode()))
 t = time.monotonic()
-with concurrent.futures.ThreadPoolExecutor(2) as ex:
-    list(ex.map(issue, names))
+agentlib.issue_certs(c, names, certs)
 t_certs = time.monotonic() - t
 
 def hollow_setup():
@@ -111,11 +103,7 @@ hp = subprocess.Popen([os.environ["HOLLOW"], "--controller", "127.0.0.1:%d" % c.
 
 def stop_all():
     if hp.poll() is None:
-        hp.send_signal(signal.SIGTERM)
-        try:
-            hp.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            hp.kill()
+        harness.terminate(hp, "cloud-hollow")
     c.stop()
 
 def fail(what):

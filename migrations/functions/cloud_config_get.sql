@@ -6,10 +6,7 @@ DECLARE
     s services;
     c service_config;
 BEGIN
-    SELECT * INTO s FROM services WHERE name = p_name;
-    IF NOT FOUND THEN
-        PERFORM cloud_raise('CL404', format('service %s not found', p_name));
-    END IF;
+    s := cloud_service_get(p_name);
     version := coalesce(p_version, s.config_version);
     IF version = 0 THEN
         body := cloud_config_json(s, 0, '{}', NULL);

@@ -9,10 +9,7 @@ DECLARE
     n integer;
     lastv bigint;
 BEGIN
-    SELECT * INTO s FROM services WHERE name = p_name;
-    IF NOT FOUND THEN
-        PERFORM cloud_raise('CL404', format('service %s not found', p_name));
-    END IF;
+    s := cloud_service_get(p_name);
     SELECT coalesce(json_agg(json_build_object('version', x.version,
                                                'created_at', cloud_ts(x.created_at),
                                                'config', x.data) ORDER BY x.version DESC), '[]'),

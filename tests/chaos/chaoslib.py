@@ -8,7 +8,6 @@ session) whose --arrivals file says which instance first reached which host
 wanted running (R) or gone (D).
 """
 
-import concurrent.futures
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
+import agentlib  # noqa: E402
 import harness  # noqa: E402
 from harness import poll  # noqa: E402,F401
 
@@ -62,17 +62,7 @@ class LeaderChaos:
         c = self.c
         certs = os.path.join(c.tmp, "certs")
         names = ["hollow%d" % i for i in range(self.nhosts)]
-
-        def issue(name):
-            r = subprocess.run([c.controller_bin, "issue-agent-cert", "--data-dir",
-                                os.path.join(c.tmp, "ctl"), "--name", name,
-                                "--out", os.path.join(certs, name)],
-                               stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
-            if r.returncode != 0:
-                raise harness.HarnessError("issue-agent-cert %s: %s"
-                                           % (name, r.stderr.decode(errors="replace")))
-        with concurrent.futures.ThreadPoolExecutor(2) as ex:
-            list(ex.map(issue, names))
+        agentlib.issue_certs(c, names, certs)
         self.arrivals = os.path.join(c.tmp, "arrivals")
         self.hollow_log = os.path.join(c.tmp, "hollow.log")
         self._hfh = open(self.hollow_log, "ab")
@@ -93,11 +83,7 @@ class LeaderChaos:
 
     def stop(self):
         if self.hollow is not None and self.hollow.poll() is None:
-            self.hollow.send_signal(signal.SIGTERM)
-            try:
-                self.hollow.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.hollow.kill()
+            harness.terminate(self.hollow, "cloud-hollow")
         if self.hollow is not None:
             self._hfh.close()
         for r in self.replicas.values():

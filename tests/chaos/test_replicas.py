@@ -90,9 +90,7 @@ class ReplicaChaos(unittest.TestCase):
         self.agent = agentlib.Agent(c, "ch1", cap_vcpus=16, cap_memory=16384, controllers=gws,
                                     extra=["--cache-dir", self.cache]).start()
         self.addCleanup(self.agent.stop)
-        poll(lambda: harness.request("GET", "/v1/hosts/ch1")[2].get("state") == "ready"
-             if harness.request("GET", "/v1/hosts/ch1")[0] == 200 else False,
-             30, what="host ch1 ready")
+        agentlib.wait_host_ready("ch1")
         self.blob = os.urandom(300 * 1024)
         self.digest = upload(self.blob, self.ports["r1"])
         image = make_image(self.digest, self.ports["r2"])

@@ -4,13 +4,16 @@ sample image (images/build-sample.sh) registered for an agent's --images
 directory, one cloud-agent per test module, and the module teardown.
 
 Owns STARTED: the pids of the virtlogd/libvirtd that ensure_libvirtd()
-started in this process, the only daemons stop_started() stops.
+started in this process, the only daemons stop_started() stops; and
+NETS_STARTED: the libvirt networks default_network() started, the only
+networks stop_started() destroys.
 Callers run under `flock /tmp/cloud-libvirt.lock`: libvirtd is shared with
 other users of the machine.
 """
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +30,7 @@ from harness import poll, request, unique_name  # noqa: E402
 
 URI = "qemu:///system"
 STARTED = []
+NETS_STARTED = []
 
 
 def have(tool):
@@ -73,14 +77,14 @@ def main():
     unittest.main(module="__main__")
 
 
-def start_module(host, image="sample:e2e"):
+def start_module(host, image="sample:e2e", extra=()):
     """The usual setUpModule: libvirtd, a reconciling controller, the sample
-    image registered as image, and one agent named host; returns the agent
-    (pass it to teardown)."""
+    image registered as image, and one agent named host (extra: more agent
+    options); returns the agent (pass it to teardown)."""
     ensure_libvirtd()
     c = harness.start(reconcile=True)
     images = add_sample_image(c, image)
-    return start_agent(c, host, images=images)
+    return start_agent(c, host, images=images, extra=extra)
 
 
 def ensure_libvirtd():
@@ -95,6 +99,29 @@ def ensure_libvirtd():
             with open(pidfile) as f:
                 STARTED.append(int(f.read().strip()))
     poll(lambda: virsh("version").returncode == 0, 30, what="libvirtd to answer")
+
+
+def default_network(required=False):
+    """libvirt's network "default", active, for an agent's --network:
+    starts it if it is not (stop_started() destroys it then); returns
+    "default", or None when libvirtd has no such network or it cannot be
+    started (said on stderr; with required, a HarnessError instead)."""
+    def active():
+        return re.search(r"Active:\s+yes", virsh("net-info", "default").stdout) is not None
+    if virsh("net-info", "default").returncode != 0:
+        return None
+    if not active():
+        r = virsh("net-start", "default")
+        if r.returncode == 0:
+            NETS_STARTED.append("default")
+        elif not active():
+            why = ("cannot start libvirt's default network (dnsmasq-base installed?): %s"
+                   % r.stderr.strip())
+            if required:
+                raise harness.HarnessError(why)
+            sys.stderr.write("[e2e] %s\n" % why)
+            return None
+    return "default"
 
 
 def add_blob(c, path, images):
@@ -159,7 +186,10 @@ def stop_agent_and_guests(agent):
 
 
 def stop_started():
-    """Sends SIGTERM to the virtlogd/libvirtd that ensure_libvirtd() started."""
+    """Destroys the networks default_network() started, then sends SIGTERM
+    to the virtlogd/libvirtd that ensure_libvirtd() started."""
+    for net in NETS_STARTED:
+        virsh("net-destroy", net)
     for pid in STARTED:
         try:
             os.kill(pid, signal.SIGTERM)

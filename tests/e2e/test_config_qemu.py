@@ -37,7 +37,6 @@ from harness import poll, request, unique_name  # noqa: E402
 IMAGE = "sample:e2e"
 AGENT = None
 NETWORK = None
-NET_STARTED = []
 
 
 def agent_help():
@@ -48,29 +47,15 @@ def agent_help():
 def setUpModule():
     global AGENT, NETWORK
     e2elib.ensure_libvirtd()
-    c = harness.start(reconcile=True)
-    images = e2elib.add_sample_image(c, IMAGE)
-    extra = []
     # Endpoint addresses: libvirt's view of a NIC on the "default" network
     # when the agent can give domains one (--network).
-    if "--network" in agent_help() and virsh("net-info", "default").returncode == 0:
-        if not re.search(r"Active:\s+yes", virsh("net-info", "default").stdout):
-            r = virsh("net-start", "default")
-            if r.returncode != 0:
-                raise harness.HarnessError("cannot start libvirt's default network (dnsmasq-base "
-                                           "installed?): %s" % r.stderr.strip())
-            NET_STARTED.append("default")
-        NETWORK = "default"
-        extra = ["--network", NETWORK]
-    AGENT = e2elib.start_agent(c, "cfg-host", images=images, extra=extra)
+    if "--network" in agent_help():
+        NETWORK = e2elib.default_network(required=True)
+    AGENT = e2elib.start_module("cfg-host", IMAGE, extra=["--network", NETWORK] if NETWORK else [])
 
 
 def tearDownModule():
-    e2elib.stop_agent_and_guests(AGENT)
-    harness.stop()
-    for net in NET_STARTED:
-        virsh("net-destroy", net)
-    e2elib.stop_started()
+    e2elib.teardown(AGENT)
 
 
 def create_service(tc, name, replicas=1, links=(), ports=()):

@@ -50,21 +50,10 @@ NETWORK = None
 def setUpModule():
     global AGENT, NETWORK
     e2elib.ensure_libvirtd()
-    c = harness.start(reconcile=True)
-    images = e2elib.add_sample_image(c, IMAGE)
-    extra = []
-    info = virsh("net-info", "default")
-    if info.returncode == 0:
-        if not re.search(r"Active:\s+yes", info.stdout):
-            r = virsh("net-start", "default")
-            if r.returncode != 0:
-                sys.stderr.write("[e2e] cannot start libvirt network default: %s\n" % r.stderr)
-        if re.search(r"Active:\s+yes", virsh("net-info", "default").stdout):
-            NETWORK = "default"
-            extra = ["--network", NETWORK]
+    NETWORK = e2elib.default_network()
     sys.stderr.write("[e2e] addresses: %s\n" % (
         "agent --network " + NETWORK if NETWORK else "no libvirt network default: not checked"))
-    AGENT = e2elib.start_agent(c, HOST, images=images, extra=extra)
+    AGENT = e2elib.start_module(HOST, IMAGE, extra=["--network", NETWORK] if NETWORK else [])
 
 
 def tearDownModule():

@@ -12,6 +12,7 @@ Environment:
 
 import atexit
 import calendar
+import concurrent.futures
 import json
 import os
 import signal
@@ -29,16 +30,28 @@ def ctl_data_dir(cluster):
     return os.path.join(cluster.tmp, "ctl")
 
 
-def issue_cert(cluster, name):
-    """Signs a client certificate for host `name`; returns its directory."""
-    out = os.path.join(cluster.tmp, "agents", name, "pki")
+def issue_cert(cluster, name, out=None, timeout=60):
+    """Signs a client certificate for host `name` into the directory out
+    (default <tmp>/agents/<name>/pki); returns that directory."""
+    if out is None:
+        out = os.path.join(cluster.tmp, "agents", name, "pki")
     r = subprocess.run([cluster.controller_bin, "issue-agent-cert", "--data-dir",
                         ctl_data_dir(cluster), "--name", name, "--out", out],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     if r.returncode != 0:
         raise harness.HarnessError("issue-agent-cert %s failed: %s"
                                    % (name, r.stderr.decode(errors="replace")))
     return out
+
+
+def issue_certs(cluster, names, certs):
+    """Signs a certificate for each host in names into certs/<name> (the
+    layout of cloud-hollow's --certs-dir), two at a time: the machines
+    that run the simulated hosts have 2 cores."""
+    def one(name):
+        issue_cert(cluster, name, out=os.path.join(certs, name), timeout=120)
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        list(ex.map(one, names))
 
 
 class Agent:
@@ -165,15 +178,23 @@ def read_until_closed(sock, timeout=5.0):
 
 # -- one reconciling controller with one agent (test_lifecycle, test_stop_grace)
 
-def start_with_agent(host, **kw):
-    """Starts a reconciling controller with hello:latest and one agent named
-    host (8 vCPUs, 8 GiB; kw further Agent arguments); returns the Agent
-    once its host is ready."""
-    c = harness.start(reconcile=True)
+def wait_host_ready(host, timeout=30, what=None):
+    """Polls until the API shows host ready (GET /v1/hosts/<host>); what:
+    the words of the timeout's failure, default "host <host> ready"."""
+    def ready():
+        st, _, h = harness.request("GET", "/v1/hosts/" + host)
+        return st == 200 and h["state"] == "ready"
+    harness.poll(ready, timeout, what=what or "host %s ready" % host)
+
+
+def start_with_agent(host, controller_args=(), **kw):
+    """Starts a reconciling controller (more options: controller_args) with
+    hello:latest and one agent named host (8 vCPUs, 8 GiB; kw further Agent
+    arguments); returns the Agent once its host is ready."""
+    c = harness.start(reconcile=True, controller_args=list(controller_args))
     c.add_image("hello", "latest")
     agent = Agent(c, host, cap_vcpus=8, cap_memory=8192, **kw).start()
-    harness.poll(lambda: harness.request("GET", "/v1/hosts/" + host)[2].get("state") == "ready",
-                 30, what="the agent's host to be ready")
+    wait_host_ready(host, what="the agent's host to be ready")
     return agent
 
 

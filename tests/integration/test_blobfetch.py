@@ -43,11 +43,7 @@ def setUpModule():
     CACHE = os.path.join(c.tmp, "agents", "bf1", "cache")
     AGENT = agentlib.Agent(c, "bf1", cap_vcpus=16, cap_memory=16384,
                            extra=["--cache-dir", CACHE, "--cache-max-mib", "1"]).start()
-
-    def ready():
-        st, _, h = request("GET", "/v1/hosts/bf1")
-        return st == 200 and h["state"] == "ready"
-    poll(ready, 30, what="host bf1 ready")
+    agentlib.wait_host_ready("bf1")
 
 
 def tearDownModule():

@@ -55,11 +55,7 @@ def setUpModule():
     AGENT = agentlib.Agent(CLUSTER, "ha1", cap_vcpus=16, cap_memory=16384,
                            controllers=["127.0.0.1:%d" % B.agent_port],
                            extra=["--cache-dir", CACHE]).start()
-
-    def ready():
-        st, _, h = request("GET", "/v1/hosts/ha1")
-        return st == 200 and h["state"] == "ready"
-    poll(ready, 30, what="host ha1 ready (through replica b)")
+    agentlib.wait_host_ready("ha1", what="host ha1 ready (through replica b)")
 
 
 def tearDownModule():

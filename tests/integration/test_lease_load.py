@@ -29,12 +29,8 @@ AGENT = None
 
 def setUpModule():
     global AGENT
-    c = harness.start(reconcile=True,
-                      controller_args=["--lease-seconds", str(LEASE), "--db-pool", "2"])
-    c.add_image("hello", "latest")
-    AGENT = agentlib.Agent(c, HOST, cap_vcpus=8, cap_memory=8192).start()
-    poll(lambda: request("GET", "/v1/hosts/" + HOST)[2].get("state") == "ready", 30,
-         what="the agent's host to be ready")
+    AGENT = agentlib.start_with_agent(
+        HOST, controller_args=["--lease-seconds", str(LEASE), "--db-pool", "2"])
     poll(lambda: psql("SELECT holder FROM leader_lease WHERE expires_at > now()"), 20,
          what="a leader")
 
@@ -167,8 +163,7 @@ class MirrorKept(harness.TestCase):
         c = harness.cluster()
         poll(lambda: lease()[2] and "-%d-" % c.proc.pid in lease()[0], 20,
              what="the restarted controller leads")
-        poll(lambda: request("GET", "/v1/hosts/" + HOST)[2].get("state") == "ready", 30,
-             what="the agent back")
+        agentlib.wait_host_ready(HOST, what="the agent back")
         st, _, one = request("POST", "/v1/instances", {"image": "hello:latest"})
         self.assertEqual(st, 201, one)
         agentlib.wait_instance(one["id"], lambda i: i["state"] == "running", "running")

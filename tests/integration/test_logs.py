@@ -40,13 +40,6 @@ def write_console(inst_id, data, mode="ab"):
     logslib.write_console(MODULE.agent, inst_id, data, mode)
 
 
-def wait_agent_ready():
-    def ready():
-        st, _, h = request("GET", "/v1/hosts/lg1")
-        return st == 200 and h["state"] == "ready"
-    poll(ready, 30, what="host lg1 ready")
-
-
 def run_instance(tc, memory_mib=64):
     body = {"image": IMAGE, "name": unique_name("con"),
             "resources": {"vcpus": 1, "memory_mib": memory_mib, "disk_gib": 0}}
@@ -79,7 +72,7 @@ class LogsTest(harness.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        wait_agent_ready()
+        agentlib.wait_host_ready("lg1")
 
     def test_01_errors(self):
         st, _, body = request("GET", "/v1/instances/zzzzzzzz/logs")
@@ -241,7 +234,7 @@ class LogsTest(harness.TestCase):
             self.assertIn("not connected to any controller", body["error"]["message"])
         finally:
             MODULE.agent.start()
-        wait_agent_ready()
+        agentlib.wait_host_ready("lg1")
         poll(lambda: raw_get("/v1/instances/%s/logs" % inst["id"])[2] == b"still here\n", 20,
              what="logs again after the agent rejoined")
 

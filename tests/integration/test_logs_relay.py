@@ -99,6 +99,24 @@ def Follow(port, path):
     return logslib.Follow(path, port=port)
 
 
+def follow_through_b(tc, first):
+    """A new running instance whose console says first, and a follow of its
+    logs through B that has read it; returns (instance, follow)."""
+    inst = run_instance(tc)
+    write_console(inst["id"], first)
+    fb = Follow(B.http_port, "/v1/instances/%s/logs?follow=true" % inst["id"])
+    fb.wait_for(first)
+    return inst, fb
+
+
+def assert_ended_cleanly(tc, fb, timeout, why):
+    """fb's body ended within timeout seconds (else fails saying why) with
+    its last chunk; closes fb."""
+    tc.assertTrue(fb.ended.wait(timeout), why)
+    tc.assertTrue(fb.clean, "B's body did not end cleanly")
+    fb.close()
+
+
 def relay_rows():
     """(relays, chunk rows) in the database."""
     out = harness.psql("SELECT (SELECT count(*) FROM log_relays) || ' ' || "
@@ -172,10 +190,8 @@ class LogsRelayTest(harness.TestCase):
         # The instance goes: the agent ends the stream, B's body ends too.
         st, _, body = request("DELETE", "/v1/instances/" + inst["id"])
         self.assertIn(st, (200, 202), body)
-        self.assertTrue(fb.ended.wait(30), "the follow through B did not end after delete")
-        self.assertTrue(fb.clean, "B's body did not end cleanly")
+        assert_ended_cleanly(self, fb, 30, "the follow through B did not end after delete")
         fa.close()
-        fb.close()
         wait_no_rows()
 
     def test_03_leaving_b_ends_the_relay_on_a(self):
@@ -218,15 +234,10 @@ class LogsRelayTest(harness.TestCase):
         wait_no_rows()
 
     def test_04_agent_offline_503_on_both(self):
-        inst = run_instance(self)
-        write_console(inst["id"], b"still here\n")
-        fb = Follow(B.http_port, "/v1/instances/%s/logs?follow=true" % inst["id"])
-        fb.wait_for(b"still here\n")
+        inst, fb = follow_through_b(self, b"still here\n")
         MODULE.agent.stop()
         try:
-            self.assertTrue(fb.ended.wait(15), "B's follow did not end with the agent")
-            self.assertTrue(fb.clean, "B's body did not end cleanly")
-            fb.close()
+            assert_ended_cleanly(self, fb, 15, "B's follow did not end with the agent")
             for port in (port_a(), B.http_port):
                 def gone():
                     r = raw_get(port, "/v1/instances/%s/logs" % inst["id"])
@@ -237,8 +248,7 @@ class LogsRelayTest(harness.TestCase):
             wait_no_rows()
         finally:
             MODULE.agent.start()
-        poll(lambda: request("GET", "/v1/hosts/" + HOST)[2].get("state") == "ready", 30,
-             what="the agent back")
+        agentlib.wait_host_ready(HOST, what="the agent back")
         poll(lambda: raw_get(B.http_port, "/v1/instances/%s/logs" % inst["id"])[2]
              == b"still here\n", 20, what="logs through B again")
 
@@ -268,14 +278,9 @@ class LogsRelayTest(harness.TestCase):
         # A stops (SIGTERM: its exit status and leaks checked) while B
         # relays a follow from it: B's body ends cleanly; once the agent
         # has reconnected to the new A, B relays again.
-        inst = run_instance(self)
-        write_console(inst["id"], b"before restart\n")
-        fb = Follow(B.http_port, "/v1/instances/%s/logs?follow=true" % inst["id"])
-        fb.wait_for(b"before restart\n")
+        inst, fb = follow_through_b(self, b"before restart\n")
         harness.cluster().restart_controller()
-        self.assertTrue(fb.ended.wait(15), "B's follow did not end with A")
-        self.assertTrue(fb.clean, "B's body did not end cleanly")
-        fb.close()
+        assert_ended_cleanly(self, fb, 15, "B's follow did not end with A")
         poll(lambda: raw_get(B.http_port, "/v1/instances/%s/logs" % inst["id"])
              == raw_get(port_a(), "/v1/instances/%s/logs" % inst["id"])
              and raw_get(B.http_port, "/v1/instances/%s/logs" % inst["id"])[0] == 200,
@@ -284,10 +289,7 @@ class LogsRelayTest(harness.TestCase):
 
     def test_09_a_killed_during_a_follow_through_b(self):
         # Last: it kills A.
-        inst = run_instance(self)
-        write_console(inst["id"], b"one\n")
-        fb = Follow(B.http_port, "/v1/instances/%s/logs?follow=true" % inst["id"])
-        fb.wait_for(b"one\n")
+        inst, fb = follow_through_b(self, b"one\n")
         write_console(inst["id"], b"two\n")
         fb.wait_for(b"two\n")
         t0 = time.monotonic()
