@@ -61,7 +61,7 @@ hinst_send_status(struct hhost *h, const struct hinst *in)
     Cloud__Agent__InstanceStatus st = CLOUD__AGENT__INSTANCE_STATUS__INIT;
     bool over = in->rep_state == ST_EXITED;
 
-    st.session_epoch = h->epoch;
+    st.session_epoch = h->c.epoch;
     st.id = in->id;
     st.generation = in->generation;
     st.state = in->rep_state;
@@ -96,9 +96,9 @@ report(struct hinst *in, Cloud__Agent__ObservedInstanceState st, int code,
     in->rep_state = st;
     in->rep_code = code;
     in->rep_reason = reason;
-    in->rep_unsent = h->state != HH_READY;
+    in->rep_unsent = h->c.state != CTLCONN_READY;
     log_debug("host %s: instance %s: state %d", h->name, in->id, (int)st);
-    if (h->state == HH_READY)
+    if (h->c.state == CTLCONN_READY)
         hinst_send_status(h, in);
 }
 
@@ -227,7 +227,7 @@ hinst_apply_set(struct hhost *h, uint64_t revision,
         in->desired = s->desired_state;
         in->kill = s->stop_signal == CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_KILL;
     }
-    h->revision = revision;
+    h->c.revision = revision;
     if (h->hw->arrivals != NULL)
         fflush(h->hw->arrivals); /* the benchmark reads it while we run */
     gone = xcalloc(h->insts.len + 1, sizeof(*gone));
