@@ -150,16 +150,11 @@ link_send_status(struct link *l, const struct worker_status *s)
 static void
 link_send_all_status(struct link *l)
 {
-    struct worker_status **gone;
-    size_t i, n = 0;
+    struct worker_status **gone, *s;
+    size_t i = 0, n = 0;
 
     gone = xcalloc(l->status.len + 1, sizeof(*gone));
-    for (i = 0; i < l->status.cap; i++) {
-        struct worker_status *s;
-
-        if (l->status.keys[i] == NULL)
-            continue;
-        s = l->status.vals[i];
+    while ((s = strmap_next(&l->status, &i)) != NULL) {
         link_send_status(l, s);
         if (s->state == WS_REMOVED)
             gone[n++] = s;
@@ -211,6 +206,7 @@ link_send_hello(void *arg)
     Cloud__Agent__HostFacts f = CLOUD__AGENT__HOST_FACTS__INIT;
     Cloud__Agent__Hello__LabelsEntry *lab = NULL, **plab = NULL;
     Cloud__Agent__InstanceRef *refs = NULL;
+    struct worker_status *s;
     size_t i;
 
     h.host_name = (char *)(l->o->name ? l->o->name : "");
@@ -241,12 +237,8 @@ link_send_hello(void *arg)
     h.n_labels = l->nlabels;
     refs = xcalloc(l->status.len + 1, sizeof(*refs));
     h.instances = xcalloc(l->status.len + 1, sizeof(*h.instances));
-    for (i = 0; i < l->status.cap; i++) {
-        struct worker_status *s;
-
-        if (l->status.keys[i] == NULL)
-            continue;
-        s = l->status.vals[i];
+    i = 0;
+    while ((s = strmap_next(&l->status, &i)) != NULL) {
         if (s->state == WS_REMOVED)
             continue;
         ctlconn_hello_ref(&h, &refs[h.n_instances], s->id, s->generation,
@@ -790,6 +782,7 @@ link_run(const struct link_opts *o)
     struct link l;
     char why[512];
     char *cluster_id = NULL, *owner = NULL, *cache_dir = NULL;
+    struct worker_status *s;
     size_t i;
     int rc = 1;
 
@@ -897,9 +890,9 @@ cleanup:
     if (l.base)
         event_base_free(l.base);
     SSL_CTX_free(l.ssl);
-    for (i = 0; i < l.status.cap; i++)
-        if (l.status.keys[i] != NULL)
-            status_free(l.status.vals[i]);
+    i = 0;
+    while ((s = strmap_next(&l.status, &i)) != NULL)
+        status_free(s);
     strmap_fini(&l.status);
     for (i = 0; i < l.nlabels; i++) {
         free(l.labels[i].key);

@@ -59,7 +59,8 @@ send_hello(void *arg)
     Cloud__Agent__HostFacts f = CLOUD__AGENT__HOST_FACTS__INIT;
     Cloud__Agent__InstanceRef *refs;
     char *types[1] = {(char *)o->hypervisor};
-    size_t i;
+    struct hinst *in;
+    size_t i = 0;
 
     hello.host_name = h->name;
     hello.agent_version = (char *)"hollow";
@@ -76,12 +77,7 @@ send_hello(void *arg)
     /* What a restarted agent re-adopts: every instance not removed. */
     refs = xcalloc(h->insts.len + 1, sizeof(*refs));
     hello.instances = xcalloc(h->insts.len + 1, sizeof(*hello.instances));
-    for (i = 0; i < h->insts.cap; i++) {
-        struct hinst *in;
-
-        if (h->insts.keys[i] == NULL)
-            continue;
-        in = h->insts.vals[i];
+    while ((in = strmap_next(&h->insts, &i)) != NULL) {
         if (in->rep_state == 0 || in->phase == HI_REMOVED)
             continue;
         ctlconn_hello_ref(&hello, &refs[hello.n_instances], in->id,
@@ -105,7 +101,8 @@ static void
 on_welcome(void *arg, const Cloud__Agent__Welcome *w)
 {
     struct hhost *h = arg;
-    size_t i;
+    struct hinst *in;
+    size_t i = 0;
 
     h->hw->ready++;
     h->backoff_ms = HH_BACKOFF_MIN_MS;
@@ -113,12 +110,7 @@ on_welcome(void *arg, const Cloud__Agent__Welcome *w)
               ", heartbeat every %u ms",
               h->name, w->host_id, h->c.epoch, h->c.hb_ms);
     /* Every status we hold, again; removed ones are forgotten once sent. */
-    for (i = 0; i < h->insts.cap; i++) {
-        struct hinst *in;
-
-        if (h->insts.keys[i] == NULL)
-            continue;
-        in = h->insts.vals[i];
+    while ((in = strmap_next(&h->insts, &i)) != NULL) {
         if (in->rep_state == 0 ||
             (in->phase == HI_REMOVED && !in->rep_unsent))
             continue;
@@ -258,14 +250,14 @@ hhost_new(struct hollow *hw, const char *name, unsigned first_dial_ms)
 void
 hhost_free(struct hhost *h)
 {
-    size_t i;
+    struct hinst *in;
+    size_t i = 0;
 
     if (h == NULL)
         return;
     ctlconn_fini(&h->c);
-    for (i = 0; i < h->insts.cap; i++)
-        if (h->insts.keys[i] != NULL)
-            hinst_free(h->insts.vals[i]);
+    while ((in = strmap_next(&h->insts, &i)) != NULL)
+        hinst_free(in);
     strmap_fini(&h->insts);
     X509_free(h->cert);
     EVP_PKEY_free(h->key);

@@ -198,17 +198,16 @@ void
 hinst_apply_set(struct hhost *h, uint64_t revision,
           Cloud__Agent__InstanceSpec *const *specs, size_t n)
 {
-    struct hinst **gone;
-    size_t i, ngone = 0;
+    struct hinst **gone, *in;
+    size_t i = 0, ngone = 0;
 
-    for (i = 0; i < h->insts.cap; i++)
-        if (h->insts.keys[i] != NULL)
-            ((struct hinst *)h->insts.vals[i])->in_set = false;
+    while ((in = strmap_next(&h->insts, &i)) != NULL)
+        in->in_set = false;
     for (i = 0; i < n; i++) {
         const Cloud__Agent__InstanceSpec *s = specs[i];
-        struct hinst *in = strmap_get(&h->insts, s->id);
         bool running = s->desired_state == DESIRED_RUNNING;
 
+        in = strmap_get(&h->insts, s->id);
         if (s->id == NULL || s->id[0] == '\0')
             continue;
         if (in == NULL) {
@@ -231,12 +230,8 @@ hinst_apply_set(struct hhost *h, uint64_t revision,
     if (h->hw->arrivals != NULL)
         fflush(h->hw->arrivals); /* the benchmark reads it while we run */
     gone = xcalloc(h->insts.len + 1, sizeof(*gone));
-    for (i = 0; i < h->insts.cap; i++) {
-        struct hinst *in;
-
-        if (h->insts.keys[i] == NULL)
-            continue;
-        in = h->insts.vals[i];
+    i = 0;
+    while ((in = strmap_next(&h->insts, &i)) != NULL) {
         if (!in->in_set)
             gone[ngone++] = in;
         else if (in->desired ==
