@@ -181,39 +181,35 @@ static const struct ctlconn_ops hh_ctlconn_ops = {
 
 /* ---- set-up ------------------------------------------------------------ */
 
+/* Reads h's certificate (cert not NULL) or key from path. 0 or -1 (logged). */
+static int
+read_pem(struct hhost *h, const char *path, X509 **cert, EVP_PKEY **key)
+{
+    char e[256];
+
+    switch (tlsctx_read_pem(path, cert, key)) {
+    case -1:
+        log_warn("host %s: cannot open %s", h->name, path);
+        return -1;
+    case -2:
+        log_warnx("host %s: cannot read the %s %s: %s", h->name,
+                  cert != NULL ? "certificate" : "key", path,
+                  tlsctx_error(e, sizeof(e)));
+        return -1;
+    }
+    return 0;
+}
+
 static int
 load_identity(struct hhost *h, const char *dir)
 {
     char *cert = xasprintf("%s/%s/cert.pem", dir, h->name);
     char *key = xasprintf("%s/%s/key.pem", dir, h->name);
-    char e[256];
-    FILE *f;
     int rc = -1;
 
-    f = fopen(cert, "r");
-    if (f == NULL) {
-        log_warn("host %s: cannot open %s", h->name, cert);
+    if (read_pem(h, cert, &h->cert, NULL) < 0 ||
+        read_pem(h, key, NULL, &h->key) < 0)
         goto cleanup;
-    }
-    h->cert = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (h->cert == NULL) {
-        log_warnx("host %s: cannot read the certificate %s: %s", h->name, cert,
-                  tlsctx_error(e, sizeof(e)));
-        goto cleanup;
-    }
-    f = fopen(key, "r");
-    if (f == NULL) {
-        log_warn("host %s: cannot open %s", h->name, key);
-        goto cleanup;
-    }
-    h->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    if (h->key == NULL) {
-        log_warnx("host %s: cannot read the key %s: %s", h->name, key,
-                  tlsctx_error(e, sizeof(e)));
-        goto cleanup;
-    }
     if (X509_check_private_key(h->cert, h->key) != 1) {
         log_warnx("host %s: %s is not the key of %s", h->name, key, cert);
         goto cleanup;
