@@ -1,9 +1,9 @@
 /*
  * link: the agent daemon's event loop and controller connection (see
- * link.h). Owns the TLS context, the connection (freed from a deferred
- * event, never inside its own callback), the latest status of every
- * instance (re-sent after each Welcome, so a controller that missed
- * reports while the link was down learns them), and the worker.
+ * link.h). Owns the TLS context, the connection and its session (through
+ * ctlconn.h), the latest status of every instance (re-sent after each
+ * Welcome, so a controller that missed reports while the link was down
+ * learns them), and the worker.
  *
  * Connection states: IDLE (waiting to dial) -> CONNECTING (TCP + TLS) ->
  * WELCOME (Hello sent) -> READY.
@@ -30,7 +30,6 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/ssl.h>
@@ -39,18 +38,17 @@
 #include "channel.h"
 #include "blobcache.h"
 #include "conlog.h"
+#include "ctlconn.h"
 #include "ctlist.h"
 #include "dsparts.h"
 #include "fence.h"
 #include "frame.h"
 #include "ident.h"
 #include "log.h"
-#include "netopt.h"
 #include "mem.h"
 #include "monotime.h"
 #include "strmap.h"
 #include "tlsctx.h"
-#include "tlsev.h"
 #include "virt.h"
 #include "worker.h"
 
@@ -62,8 +60,6 @@
 #define LINK_ACK_SILENCE 5
 /* Send times of the last heartbeats, by seq (HeartbeatAck names one). */
 #define LINK_HB_RING 32
-
-enum link_state { L_IDLE = 0, L_CONNECTING, L_WELCOME, L_READY };
 
 struct label {
     char *key, *value;
@@ -80,14 +76,11 @@ struct link {
     size_t nlabels;
     struct worker *worker;
     int efd;
-    struct event *efd_ev, *retry_ev, *hb_ev, *free_ev, *sigint, *sigterm;
-    /* the connection */
-    enum link_state state;
-    struct bufferevent *bev, *dead_bev;
+    struct event *efd_ev, *sigint, *sigterm;
+    /* the connection and its session (ctlconn.h) */
+    struct ctlconn c;
     unsigned backoff_ms;
     char *host_id;
-    uint64_t epoch, revision, highest_leader_epoch, hb_seq;
-    unsigned hb_ms;
     /* Fencing (fence.h): when Hello and each heartbeat went out, and the
      * last HeartbeatAck (0: the controller sends none, Welcome said so). */
     bool acks;
@@ -99,11 +92,8 @@ struct link {
     struct strmap status; /* id -> struct worker_status */
     struct conlog *conlog; /* console log streams (LogRequest) */
     struct blobcache *cache; /* image blobs (blobcache.h); NULL: --images only */
-    struct chset *chans;   /* guest channels (channel.h) */
-    struct dsparts *parts; /* a desired set coming in parts (dsparts.h) */
+    struct chset *chans;     /* guest channels (channel.h) */
 };
-
-static void link_connect(struct link *l);
 
 static void
 status_free(struct worker_status *s)
@@ -119,25 +109,13 @@ status_free(struct worker_status *s)
 
 /* ---- sending ---------------------------------------------------------- */
 
-static int
-link_send(struct link *l, const frame_envelope *env)
-{
-    if (l->bev == NULL)
-        return -1;
-    if (frame_encode_evbuffer(bufferevent_get_output(l->bev), env) < 0) {
-        log_warnx("cannot encode a %s frame", frame_msg_name(env));
-        return -1;
-    }
-    return 0;
-}
-
 static void
 link_send_status(struct link *l, const struct worker_status *s)
 {
     Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
     Cloud__Agent__InstanceStatus st = CLOUD__AGENT__INSTANCE_STATUS__INIT;
 
-    st.session_epoch = l->epoch;
+    st.session_epoch = l->c.epoch;
     st.id = s->id;
     st.generation = s->generation;
     st.state = (Cloud__Agent__ObservedInstanceState)s->state;
@@ -165,23 +143,18 @@ link_send_status(struct link *l, const struct worker_status *s)
     }
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_INSTANCE_STATUS;
     env.instance_status = &st;
-    (void)link_send(l, &env);
+    (void)ctlconn_send(&l->c, &env);
 }
 
 /* Sends every status we hold; forgets removed instances once sent. */
 static void
 link_send_all_status(struct link *l)
 {
-    struct worker_status **gone;
-    size_t i, n = 0;
+    struct worker_status **gone, *s;
+    size_t i = 0, n = 0;
 
     gone = xcalloc(l->status.len + 1, sizeof(*gone));
-    for (i = 0; i < l->status.cap; i++) {
-        struct worker_status *s;
-
-        if (l->status.keys[i] == NULL)
-            continue;
-        s = l->status.vals[i];
+    while ((s = strmap_next(&l->status, &i)) != NULL) {
         link_send_status(l, s);
         if (s->state == WS_REMOVED)
             gone[n++] = s;
@@ -195,34 +168,13 @@ link_send_all_status(struct link *l)
 
 /* ---- connection life cycle ------------------------------------------- */
 
+/* ctlconn: the connection failed or ended. */
 static void
-free_cb(evutil_socket_t fd, short what, void *arg)
+link_lost(void *arg, const char *why)
 {
     struct link *l = arg;
+    unsigned delay = LINK_BACKOFF_MIN_MS;
 
-    (void)fd;
-    (void)what;
-    if (l->dead_bev) {
-        bufferevent_free(l->dead_bev);
-        l->dead_bev = NULL;
-    }
-}
-
-static void
-link_down(struct link *l, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-link_down(struct link *l, const char *fmt, ...)
-{
-    struct timeval tv;
-    char why[512];
-    unsigned jitter, delay = LINK_BACKOFF_MIN_MS;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
     /* The next address at once (after the least back-off); the back-off
      * grows once every address failed in a row. */
     l->failed++;
@@ -241,39 +193,24 @@ link_down(struct link *l, const char *fmt, ...)
         conlog_drop_all(l->conlog);
     if (l->cache)
         blobcache_link_down(l->cache);
-    dsparts_reset(l->parts); /* a partial set belongs to the session */
-    if (l->bev) {
-        bufferevent_disable(l->bev, EV_READ | EV_WRITE);
-        if (l->dead_bev)
-            bufferevent_free(l->dead_bev);
-        l->dead_bev = l->bev; /* freed outside its own callback */
-        l->bev = NULL;
-        event_active(l->free_ev, EV_TIMEOUT, 0);
-    }
-    evtimer_del(l->hb_ev);
-    l->state = L_IDLE;
-    jitter = (unsigned)(random() % (delay / 4 + 1));
-    tv.tv_sec = (delay + jitter) / 1000;
-    tv.tv_usec = ((delay + jitter) % 1000) * 1000;
-    evtimer_add(l->retry_ev, &tv);
+    ctlconn_close(&l->c, delay);
 }
 
+/* ctlconn: TLS is up. */
 static void
-link_send_hello(struct link *l)
+link_send_hello(void *arg)
 {
-    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
+    struct link *l = arg;
     Cloud__Agent__Hello h = CLOUD__AGENT__HELLO__INIT;
     Cloud__Agent__Resources cap = CLOUD__AGENT__RESOURCES__INIT;
     Cloud__Agent__HostFacts f = CLOUD__AGENT__HOST_FACTS__INIT;
     Cloud__Agent__Hello__LabelsEntry *lab = NULL, **plab = NULL;
-    Cloud__Agent__InstanceRef *refs = NULL, **prefs = NULL;
-    size_t i, n = 0;
+    Cloud__Agent__InstanceRef *refs = NULL;
+    struct worker_status *s;
+    size_t i;
 
     h.host_name = (char *)(l->o->name ? l->o->name : "");
     h.agent_version = (char *)l->o->version;
-    h.protocol_version = CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
-    h.highest_leader_epoch = l->highest_leader_epoch;
-    h.desired_set_max = DSPARTS_BYTES_MAX;
     h.heartbeat_acks = true;
     l->hello_ms = mono_ms();
     cap.vcpus = l->o->cap_vcpus ? l->o->cap_vcpus : l->facts.vcpus;
@@ -299,81 +236,49 @@ link_send_hello(struct link *l)
     h.labels = plab;
     h.n_labels = l->nlabels;
     refs = xcalloc(l->status.len + 1, sizeof(*refs));
-    prefs = xcalloc(l->status.len + 1, sizeof(*prefs));
-    for (i = 0; i < l->status.cap; i++) {
-        struct worker_status *s;
-
-        if (l->status.keys[i] == NULL)
-            continue;
-        s = l->status.vals[i];
+    h.instances = xcalloc(l->status.len + 1, sizeof(*h.instances));
+    i = 0;
+    while ((s = strmap_next(&l->status, &i)) != NULL) {
         if (s->state == WS_REMOVED)
             continue;
-        cloud__agent__instance_ref__init(&refs[n]);
-        refs[n].id = s->id;
-        refs[n].generation = s->generation;
-        refs[n].state = (Cloud__Agent__ObservedInstanceState)s->state;
-        prefs[n] = &refs[n];
-        n++;
+        ctlconn_hello_ref(&h, &refs[h.n_instances], s->id, s->generation,
+                          (Cloud__Agent__ObservedInstanceState)s->state);
     }
-    h.instances = prefs;
-    h.n_instances = n;
-    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_HELLO;
-    env.hello = &h;
-    (void)link_send(l, &env);
+    ctlconn_send_hello(&l->c, &h);
     free(lab);
     free(plab);
     free(refs);
-    free(prefs);
+    free(h.instances);
 }
 
+/* ctlconn's heartbeat timer, READY. */
 static void
-hb_cb(evutil_socket_t fd, short what, void *arg)
+on_heartbeat(void *arg)
 {
     struct link *l = arg;
-    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
-    Cloud__Agent__Heartbeat hb = CLOUD__AGENT__HEARTBEAT__INIT;
 
-    (void)fd;
-    (void)what;
-    if (l->state != L_READY)
-        return;
     if (l->acks &&
-        mono_ms() - l->last_ack_ms > (long long)l->hb_ms * LINK_ACK_SILENCE) {
-        link_down(l, "no heartbeat stored for %lld ms",
-                  mono_ms() - l->last_ack_ms);
+        mono_ms() - l->last_ack_ms > (long long)l->c.hb_ms * LINK_ACK_SILENCE) {
+        ctlconn_down(&l->c, "no heartbeat stored for %lld ms",
+                     mono_ms() - l->last_ack_ms);
         return;
     }
     /* A controller without acks: being connected is all we can know. */
     if (!l->acks)
         fence_heard(l->fence, mono_ms());
-    hb.session_epoch = l->epoch;
-    hb.seq = ++l->hb_seq;
-    l->hb_sent[hb.seq % LINK_HB_RING] = mono_ms();
-    hb.applied_revision = l->revision;
-    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT;
-    env.heartbeat = &hb;
-    (void)link_send(l, &env);
+    /* When the heartbeat of the next seq goes out. */
+    l->hb_sent[(l->c.hb_seq + 1) % LINK_HB_RING] = mono_ms();
+    ctlconn_heartbeat(&l->c);
 }
 
+/* ctlconn: the session w names started. */
 static void
-on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
+on_welcome(void *arg, const Cloud__Agent__Welcome *w)
 {
-    struct timeval tv;
+    struct link *l = arg;
 
-    if (l->state != L_WELCOME) {
-        log_warnx("Welcome outside the handshake ignored");
-        return;
-    }
     free(l->host_id);
     l->host_id = xstrdup(w->host_id);
-    l->epoch = w->session_epoch;
-    l->revision = 0;
-    dsparts_reset(l->parts);
-    l->hb_seq = 0;
-    l->hb_ms = w->heartbeat_interval_ms ? w->heartbeat_interval_ms : 2000;
-    if (l->hb_ms < 100)
-        l->hb_ms = 100;
-    l->state = L_READY;
     l->backoff_ms = LINK_BACKOFF_MIN_MS;
     l->failed = 0;
     /* The registration stored a last_seen after our Hello went out. */
@@ -383,16 +288,9 @@ on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
     fence_heard(l->fence, l->hello_ms);
     log_info("registered with %s as host %s, session %" PRIu64
              ", heartbeat every %u ms, fence_after %u ms%s",
-             l->addrs[l->cur].text, l->host_id, l->epoch, l->hb_ms,
+             l->addrs[l->cur].text, l->host_id, l->c.epoch, l->c.hb_ms,
              w->fence_after_ms,
              l->acks ? "" : " (the controller acknowledges no heartbeat)");
-    /* No read timeout any more: the controller sends only on changes. */
-    bufferevent_set_timeouts(l->bev, NULL, NULL);
-    tv.tv_sec = l->hb_ms / 1000;
-    tv.tv_usec = (l->hb_ms % 1000) * 1000;
-    event_del(l->hb_ev);
-    event_assign(l->hb_ev, l->base, -1, EV_PERSIST, hb_cb, l);
-    evtimer_add(l->hb_ev, &tv);
     link_send_all_status(l);
     if (l->cache)
         blobcache_link_up(l->cache);
@@ -402,9 +300,9 @@ on_welcome(struct link *l, const Cloud__Agent__Welcome *w)
 static void
 on_heartbeat_ack(struct link *l, const Cloud__Agent__HeartbeatAck *a)
 {
-    if (l->state != L_READY || a->session_epoch != l->epoch ||
-        a->seq == 0 || a->seq > l->hb_seq ||
-        l->hb_seq - a->seq >= LINK_HB_RING)
+    if (l->c.state != CTLCONN_READY || a->session_epoch != l->c.epoch ||
+        a->seq == 0 || a->seq > l->c.hb_seq ||
+        l->c.hb_seq - a->seq >= LINK_HB_RING)
         return; /* another session's, or too old to date */
     l->last_ack_ms = mono_ms();
     fence_set_after(l->fence, a->fence_after_ms);
@@ -429,8 +327,9 @@ on_fence(void *arg, long long silent_ms, unsigned after_ms)
      * anew then, so the controller learns in one transaction that the host
      * is back and what still runs there (cloud_agent_register), rather than
      * from a heartbeat on a connection that outlived the partition. */
-    if (l->state != L_IDLE)
-        link_down(l, "no controller heard for fence_after; registering again");
+    if (l->c.state != CTLCONN_IDLE)
+        ctlconn_down(&l->c,
+                     "no controller heard for fence_after; registering again");
 }
 
 /* A config map (InstanceSpec.config, ConfigUpdate.config; InstanceSpec.env
@@ -461,7 +360,7 @@ on_config_update(struct link *l, const Cloud__Agent__ConfigUpdate *u)
 {
     json_t *cfg;
 
-    if (l->state != L_READY) {
+    if (l->c.state != CTLCONN_READY) {
         log_warnx("ConfigUpdate before Welcome ignored");
         return;
     }
@@ -481,14 +380,15 @@ on_config_update(struct link *l, const Cloud__Agent__ConfigUpdate *u)
     json_decref(cfg);
 }
 
-/* Hands a whole desired set (revision, instances[0..n)) to the worker. */
+/* ctlconn: a whole desired set, for the worker. */
 static void
-apply_desired(struct link *l, uint64_t revision,
-              Cloud__Agent__InstanceSpec *const *instances, size_t n,
-              size_t nparts)
+apply_desired(void *arg, const struct dsparts_set *set)
 {
+    struct link *l = arg;
+    Cloud__Agent__InstanceSpec *const *instances = set->instances;
+    uint64_t revision = set->revision;
+    size_t i, n = set->n, nparts = set->nenvs;
     struct worker_spec *specs;
-    size_t i;
 
     specs = xcalloc(n + 1, sizeof(*specs));
     for (i = 0; i < n; i++) {
@@ -561,7 +461,7 @@ apply_desired(struct link *l, uint64_t revision,
             w->config_line = chset_config_line(l->chans, s->id);
         }
     }
-    l->revision = revision;
+    l->c.revision = revision;
     if (nparts > 1)
         log_info("desired set revision %" PRIu64 ": %zu instances in %zu parts",
                  revision, n, nparts);
@@ -573,64 +473,6 @@ apply_desired(struct link *l, uint64_t revision,
     worker_set_desired(l->worker, specs, n);
 }
 
-static void
-link_send_error(struct link *l, Cloud__Agent__ErrorCode code, const char *msg)
-{
-    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
-    Cloud__Agent__Error err = CLOUD__AGENT__ERROR__INIT;
-
-    err.code = code;
-    err.message = (char *)msg;
-    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_ERROR;
-    env.error = &err;
-    (void)link_send(l, &env);
-}
-
-/*
- * A DesiredState frame (takes env): the whole set, or one of its parts
- * (dsparts.h), applied once every part is here.
- */
-static void
-on_desired(struct link *l, frame_envelope *env)
-{
-    const Cloud__Agent__DesiredState *d = env->desired_state;
-    struct dsparts_set set;
-    char why[256];
-
-    if (l->state != L_READY || d->session_epoch != l->epoch) {
-        log_warnx("DesiredState for session %" PRIu64 " ignored (ours is %" PRIu64
-                  ")",
-                  d->session_epoch, l->epoch);
-        frame_envelope_free(env);
-        return;
-    }
-    if (d->leader_epoch < l->highest_leader_epoch) {
-        log_warnx("DesiredState from leader epoch %" PRIu64
-                  " refused: epoch %" PRIu64 " was seen",
-                  d->leader_epoch, l->highest_leader_epoch);
-        frame_envelope_free(env);
-        return;
-    }
-    l->highest_leader_epoch = d->leader_epoch;
-    if (d->revision <= l->revision) {
-        frame_envelope_free(env); /* applied already */
-        return;
-    }
-    switch (dsparts_add(l->parts, env, &set, why, sizeof(why))) {
-    case DSPARTS_HELD:
-        return;
-    case DSPARTS_REFUSED:
-        log_warnx("%s", why);
-        link_send_error(l, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
-                        why);
-        return;
-    case DSPARTS_WHOLE:
-        break;
-    }
-    apply_desired(l, set.revision, set.instances, set.n, set.nenvs);
-    dsparts_set_clear(&set);
-}
-
 /* ---- image blobs (blobcache.c) ----------------------------------------- */
 
 static int
@@ -638,9 +480,9 @@ cache_send(void *arg, const frame_envelope *env)
 {
     struct link *l = arg;
 
-    if (l->state != L_READY)
+    if (l->c.state != CTLCONN_READY)
         return -1;
-    return link_send(l, env);
+    return ctlconn_send(&l->c, env);
 }
 
 /* ---- console logs (conlog.c) ------------------------------------------ */
@@ -653,7 +495,7 @@ log_send_chunk(void *arg, uint64_t request_id, const uint8_t *data,
     Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
     Cloud__Agent__LogChunk ch = CLOUD__AGENT__LOG_CHUNK__INIT;
 
-    if (l->state != L_READY)
+    if (l->c.state != CTLCONN_READY)
         return -1;
     ch.request_id = request_id;
     ch.data.data = (uint8_t *)data;
@@ -663,7 +505,7 @@ log_send_chunk(void *arg, uint64_t request_id, const uint8_t *data,
     ch.error = (char *)(error ? error : "");
     env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_LOG_CHUNK;
     env.log_chunk = &ch;
-    return link_send(l, &env);
+    return ctlconn_send(&l->c, &env);
 }
 
 static size_t
@@ -671,9 +513,9 @@ log_backlog(void *arg)
 {
     struct link *l = arg;
 
-    if (l->bev == NULL)
+    if (l->c.bev == NULL)
         return SIZE_MAX;
-    return evbuffer_get_length(bufferevent_get_output(l->bev));
+    return evbuffer_get_length(bufferevent_get_output(l->c.bev));
 }
 
 static void
@@ -681,7 +523,7 @@ on_log_request(struct link *l, const Cloud__Agent__LogRequest *q)
 {
     struct conlog_request req;
 
-    if (l->state != L_READY) {
+    if (l->c.state != CTLCONN_READY) {
         log_warnx("LogRequest before Welcome ignored");
         return;
     }
@@ -699,23 +541,15 @@ on_log_request(struct link *l, const Cloud__Agent__LogRequest *q)
     conlog_start(l->conlog, &req);
 }
 
-/* Handles env; false when it is to be freed, true when it was kept. */
-static bool
-on_message(struct link *l, frame_envelope *env)
+/* ctlconn: a message that is not the session's own. */
+static void
+on_message(void *arg, const frame_envelope *env)
 {
+    struct link *l = arg;
+
     switch (env->msg_case) {
-    case CLOUD__AGENT__ENVELOPE__MSG_WELCOME:
-        on_welcome(l, env->welcome);
-        break;
     case CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT_ACK:
         on_heartbeat_ack(l, env->heartbeat_ack);
-        break;
-    case CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE:
-        on_desired(l, env);
-        return true;
-    case CLOUD__AGENT__ENVELOPE__MSG_ERROR:
-        log_warnx("controller error %d: %.512s", (int)env->error->code,
-                  env->error->message);
         break;
     case CLOUD__AGENT__ENVELOPE__MSG_CONFIG_UPDATE:
         on_config_update(l, env->config_update);
@@ -724,7 +558,7 @@ on_message(struct link *l, frame_envelope *env)
         on_log_request(l, env->log_request);
         break;
     case CLOUD__AGENT__ENVELOPE__MSG_BLOB_CHUNK:
-        if (l->cache != NULL && l->state == L_READY)
+        if (l->cache != NULL && l->c.state == CTLCONN_READY)
             blobcache_on_chunk(l->cache, env->blob_chunk);
         break;
     default:
@@ -732,110 +566,41 @@ on_message(struct link *l, frame_envelope *env)
                  frame_msg_name(env));
         break;
     }
-    return false;
 }
 
+/* ctlconn: time to dial (the first facts from the worker, a redial). */
 static void
-read_cb(struct bufferevent *bev, void *arg)
+link_connect(void *arg)
 {
     struct link *l = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    char err[256];
-
-    while (l->bev == bev) {
-        frame_envelope *env = NULL;
-        enum frame_status st =
-            frame_decode_evbuffer(in, NULL, &env, err, sizeof(err));
-
-        if (st == FRAME_NEED_MORE)
-            break;
-        if (st == FRAME_ERROR) {
-            link_down(l, "bad frame from the controller: %s", err);
-            break;
-        }
-        if (!on_message(l, env))
-            frame_envelope_free(env);
-    }
-}
-
-static void
-event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct link *l = arg;
-    char buf[256] = "";
-
-    if (bev != l->bev)
-        return;
-    if (what & BEV_EVENT_CONNECTED) {
-        struct timeval tv = {LINK_WELCOME_TIMEOUT_S, 0};
-
-        l->state = L_WELCOME;
-        bufferevent_set_timeouts(bev, &tv, NULL);
-        /* Frames are small and latency matters (acks, statuses). */
-        if (netopt_nodelay(bufferevent_getfd(bev)) < 0)
-            log_warn("cannot set TCP_NODELAY on the controller link");
-        link_send_hello(l);
-        return;
-    }
-    tlsev_error(bev, "controller's", buf, sizeof(buf));
-    if (what & BEV_EVENT_TIMEOUT)
-        link_down(l, "no Welcome in time");
-    else if (what & BEV_EVENT_EOF)
-        link_down(l, "the controller closed the connection");
-    else
-        link_down(l, "connection failed: %s",
-                  buf[0] ? buf
-                         : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-}
-
-static void
-link_connect(struct link *l)
-{
     SSL *ssl;
     const struct ctaddr *a = &l->addrs[l->cur];
     int port = (int)strtol(a->port, NULL, 10);
 
     ssl = SSL_new(l->ssl);
     if (ssl == NULL) {
-        link_down(l, "cannot create a TLS session");
+        ctlconn_down(&l->c, "cannot create a TLS session");
         return;
     }
     /* Check the controller's certificate names what we dialled. */
     if (tlsctx_client_host(ssl, a->host) < 0) {
         SSL_free(ssl);
-        link_down(l, "cannot set the controller %s %s to verify",
-                  tlsctx_host_is_ip(a->host) ? "address" : "name", a->host);
+        ctlconn_down(&l->c, "cannot set the controller %s %s to verify",
+                     tlsctx_host_is_ip(a->host) ? "address" : "name", a->host);
         return;
     }
-    l->bev = bufferevent_openssl_socket_new(l->base, -1, ssl,
-                                            BUFFEREVENT_SSL_CONNECTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
-    if (l->bev == NULL) {
-        SSL_free(ssl);
-        link_down(l, "cannot create a TLS bufferevent");
-        return;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(l->bev, 1);
-    bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
-    bufferevent_enable(l->bev, EV_READ | EV_WRITE);
-    l->state = L_CONNECTING;
-    {
-        struct timeval tv = {LINK_WELCOME_TIMEOUT_S, 0};
-
-        bufferevent_set_timeouts(l->bev, &tv, &tv);
-    }
-    if (bufferevent_socket_connect_hostname(l->bev, NULL, AF_UNSPEC, a->host,
-                                            port) < 0)
-        link_down(l, "cannot connect");
+    ctlconn_dial(&l->c, ssl, a->host, port);
 }
 
-static void
-retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    link_connect(arg);
-}
+static const struct ctlconn_ops link_ctlconn_ops = {
+    .dial = link_connect,
+    .connected = link_send_hello,
+    .welcome = on_welcome,
+    .desired = apply_desired,
+    .message = on_message,
+    .down = link_lost,
+    .heartbeat = on_heartbeat,
+};
 
 /* ---- worker results ---------------------------------------------------- */
 
@@ -895,7 +660,7 @@ on_guest_changed(void *arg, const char *id)
     struct link *l = arg;
     struct worker_status *s = strmap_get(&l->status, id);
 
-    if (s != NULL && l->state == L_READY)
+    if (s != NULL && l->c.state == CTLCONN_READY)
         link_send_status(l, s);
 }
 
@@ -935,7 +700,7 @@ efd_cb(evutil_socket_t fd, short what, void *arg)
             status_free(old);
             if (s->state == WS_REMOVED)
                 conlog_instance_gone(l->conlog, s->id);
-            if (l->state == L_READY) {
+            if (l->c.state == CTLCONN_READY) {
                 link_send_status(l, s);
                 if (s->state == WS_REMOVED) {
                     strmap_del(&l->status, s->id);
@@ -1017,6 +782,7 @@ link_run(const struct link_opts *o)
     struct link l;
     char why[512];
     char *cluster_id = NULL, *owner = NULL, *cache_dir = NULL;
+    struct worker_status *s;
     size_t i;
     int rc = 1;
 
@@ -1053,13 +819,11 @@ link_run(const struct link_opts *o)
     if (l.efd < 0)
         fatal("eventfd");
     l.efd_ev = event_new(l.base, l.efd, EV_READ | EV_PERSIST, efd_cb, &l);
-    l.retry_ev = evtimer_new(l.base, retry_cb, &l);
-    l.hb_ev = event_new(l.base, -1, EV_PERSIST, hb_cb, &l);
-    l.free_ev = event_new(l.base, -1, 0, free_cb, &l);
     l.sigint = evsignal_new(l.base, SIGINT, on_signal, l.base);
     l.sigterm = evsignal_new(l.base, SIGTERM, on_signal, l.base);
-    if (l.efd_ev == NULL || l.retry_ev == NULL || l.hb_ev == NULL ||
-        l.free_ev == NULL || l.sigint == NULL || l.sigterm == NULL ||
+    if (l.efd_ev == NULL || l.sigint == NULL || l.sigterm == NULL ||
+        ctlconn_init(&l.c, l.base, &link_ctlconn_ops, &l, "",
+                     LINK_WELCOME_TIMEOUT_S) < 0 ||
         event_add(l.efd_ev, NULL) < 0 || evsignal_add(l.sigint, NULL) < 0 ||
         evsignal_add(l.sigterm, NULL) < 0)
         fatalx("cannot set up the agent's events");
@@ -1074,7 +838,6 @@ link_run(const struct link_opts *o)
 
         l.chans = chset_new(l.base, &cops, &l);
     }
-    l.parts = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX, DSPARTS_MEM_MAX);
     l.fence = fence_new(l.base, o->state_dir, on_fence, &l);
     /*
      * Image blobs come from the controller into the cache. On libvirt's
@@ -1114,20 +877,10 @@ cleanup:
     free(cache_dir);
     conlog_free(l.conlog);
     chset_free(l.chans);
-    dsparts_free(l.parts);
     fence_free(l.fence);
-    if (l.bev)
-        bufferevent_free(l.bev);
-    if (l.dead_bev)
-        bufferevent_free(l.dead_bev);
+    ctlconn_fini(&l.c);
     if (l.efd_ev)
         event_free(l.efd_ev);
-    if (l.retry_ev)
-        event_free(l.retry_ev);
-    if (l.hb_ev)
-        event_free(l.hb_ev);
-    if (l.free_ev)
-        event_free(l.free_ev);
     if (l.sigint)
         event_free(l.sigint);
     if (l.sigterm)
@@ -1137,9 +890,9 @@ cleanup:
     if (l.base)
         event_base_free(l.base);
     SSL_CTX_free(l.ssl);
-    for (i = 0; i < l.status.cap; i++)
-        if (l.status.keys[i] != NULL)
-            status_free(l.status.vals[i]);
+    i = 0;
+    while ((s = strmap_next(&l.status, &i)) != NULL)
+        status_free(s);
     strmap_fini(&l.status);
     for (i = 0; i < l.nlabels; i++) {
         free(l.labels[i].key);

@@ -1167,7 +1167,9 @@ worker_fence(struct worker *w, const char *reason)
 void
 worker_stop(struct worker *w)
 {
-    size_t i;
+    struct winst *in;
+    void *v;
+    size_t i = 0;
 
     if (w == NULL)
         return;
@@ -1178,13 +1180,12 @@ worker_stop(struct worker *w)
     pthread_join(w->thread, NULL);
     conn_drop(w);
     hv_facts_clear(&w->facts);
-    for (i = 0; i < w->insts.cap; i++)
-        if (w->insts.keys[i] != NULL)
-            inst_free(w->insts.vals[i]);
+    while ((in = strmap_next(&w->insts, &i)) != NULL)
+        inst_free(in);
     strmap_fini(&w->insts);
-    for (i = 0; i < w->touched.cap; i++)
-        if (w->touched.keys[i] != NULL)
-            free(w->touched.vals[i]);
+    i = 0;
+    while ((v = strmap_next(&w->touched, &i)) != NULL)
+        free(v);
     strmap_fini(&w->touched);
     if (w->have_new_set) {
         for (i = 0; i < w->nnew; i++)

@@ -12,9 +12,8 @@
  * hypervisor where every start and stop is instant: running; stopping,
  * exited 0 and removed for an ACPI stop; exited 137 for a kill.
  *
- * Host connection states: IDLE (waiting to dial) -> CONNECTING (TCP +
- * TLS) -> WELCOME (Hello sent) -> READY; any failure goes back to IDLE
- * with an exponential back-off.
+ * Host connection states are the agent's (agent/ctlconn.h); any failure
+ * goes back to IDLE with an exponential back-off.
  */
 #ifndef CLOUD_BENCH_HOLLOW_H
 #define CLOUD_BENCH_HOLLOW_H
@@ -26,11 +25,10 @@
 
 #include <openssl/ssl.h>
 
+#include "ctlconn.h"
 #include "frame.h"
 #include "strmap.h"
 
-struct bufferevent;
-struct dsparts;
 struct event;
 struct event_base;
 
@@ -66,8 +64,6 @@ struct hollow {
      * (wall clock, ms) */
     FILE *arrivals;
 };
-
-enum hh_state { HH_IDLE = 0, HH_CONNECTING, HH_WELCOME, HH_READY };
 
 enum hi_phase { HI_NONE = 0, HI_STARTING, HI_RUNNING, HI_DONE, HI_REMOVED };
 
@@ -105,14 +101,10 @@ struct hhost {
     char *name;
     X509 *cert;
     EVP_PKEY *key;
-    enum hh_state state;
-    struct bufferevent *bev, *dead_bev;
-    struct event *retry_ev, *hb_ev, *free_ev;
+    char *prefix;     /* "host NAME: ", of the connection's log lines */
+    struct ctlconn c; /* the connection and its session, as the agent's */
     unsigned backoff_ms;
-    uint64_t epoch, revision, highest_leader_epoch, hb_seq;
-    unsigned hb_ms;
     struct strmap insts; /* id -> struct hinst */
-    struct dsparts *parts;
 };
 
 /*

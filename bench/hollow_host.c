@@ -1,8 +1,8 @@
 /*
  * hollow_host: one simulated host of cloud-hollow (see hollow.h). Owns its
- * client certificate and key, its connection (freed from a deferred event,
- * never inside its own callback, as agent/link.c does), its session, the
- * partial desired set (agent/dsparts.c) and the map of its instances
+ * client certificate and key, its connection and session (agent/ctlconn.c,
+ * as agent/link.c: the partial desired set is agent/dsparts.c's) and the
+ * map of its instances
  * (hollow_inst.c). The last status of each instance is re-sent after every
  * Welcome, so a controller that missed reports while the link was down
  * learns them.
@@ -17,21 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/pem.h>
 
-#include "dsparts.h"
 #include "frame.h"
 #include "log.h"
 #include "mem.h"
-#include "netopt.h"
 #include "strmap.h"
 #include "tlsctx.h"
-#include "tlsev.h"
 
 #define HH_BACKOFF_MIN_MS 500
 #define HH_BACKOFF_MAX_MS 30000
@@ -42,86 +36,34 @@
 void
 hh_send(struct hhost *h, const frame_envelope *env)
 {
-    if (h->bev == NULL)
-        return;
-    if (frame_encode_evbuffer(bufferevent_get_output(h->bev), env) < 0)
-        log_warnx("host %s: cannot encode a %s frame", h->name,
-                  frame_msg_name(env));
+    (void)ctlconn_send(&h->c, env);
 }
 
 /* ---- messages --------------------------------------------------------- */
 
+/* ctlconn: a whole desired set, checked as the agent's link checks it. */
 static void
-send_error(struct hhost *h, const char *msg)
+on_desired(void *arg, const struct dsparts_set *set)
 {
-    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
-    Cloud__Agent__Error err = CLOUD__AGENT__ERROR__INIT;
-
-    err.code = CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED;
-    err.message = (char *)msg;
-    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_ERROR;
-    env.error = &err;
-    hh_send(h, &env);
+    hinst_apply_set(arg, set->revision, set->instances, set->n);
 }
 
-/* Takes env; the checks of agent/link.c on_desired, in its order. */
+/* ctlconn: TLS is up. */
 static void
-on_desired(struct hhost *h, frame_envelope *env)
+send_hello(void *arg)
 {
-    const Cloud__Agent__DesiredState *d = env->desired_state;
-    struct dsparts_set set;
-    char why[256];
-
-    if (h->state != HH_READY || d->session_epoch != h->epoch) {
-        log_warnx("host %s: DesiredState for session %" PRIu64
-                  " ignored (ours is %" PRIu64 ")",
-                  h->name, d->session_epoch, h->epoch);
-        frame_envelope_free(env);
-        return;
-    }
-    if (d->leader_epoch < h->highest_leader_epoch) {
-        log_warnx("host %s: DesiredState from leader epoch %" PRIu64
-                  " refused: epoch %" PRIu64 " was seen",
-                  h->name, d->leader_epoch, h->highest_leader_epoch);
-        frame_envelope_free(env);
-        return;
-    }
-    h->highest_leader_epoch = d->leader_epoch;
-    if (d->revision <= h->revision) {
-        frame_envelope_free(env); /* applied already */
-        return;
-    }
-    switch (dsparts_add(h->parts, env, &set, why, sizeof(why))) {
-    case DSPARTS_HELD:
-        return;
-    case DSPARTS_REFUSED:
-        log_warnx("host %s: %s", h->name, why);
-        send_error(h, why);
-        return;
-    case DSPARTS_WHOLE:
-        break;
-    }
-    hinst_apply_set(h, set.revision, set.instances, set.n);
-    dsparts_set_clear(&set);
-}
-
-static void
-send_hello(struct hhost *h)
-{
+    struct hhost *h = arg;
     const struct hollow_opts *o = h->hw->o;
-    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
     Cloud__Agent__Hello hello = CLOUD__AGENT__HELLO__INIT;
     Cloud__Agent__Resources cap = CLOUD__AGENT__RESOURCES__INIT;
     Cloud__Agent__HostFacts f = CLOUD__AGENT__HOST_FACTS__INIT;
-    Cloud__Agent__InstanceRef *refs, **prefs;
+    Cloud__Agent__InstanceRef *refs;
     char *types[1] = {(char *)o->hypervisor};
-    size_t i, n = 0;
+    struct hinst *in;
+    size_t i = 0;
 
     hello.host_name = h->name;
     hello.agent_version = (char *)"hollow";
-    hello.protocol_version = CLOUD__AGENT__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
-    hello.highest_leader_epoch = h->highest_leader_epoch;
-    hello.desired_set_max = DSPARTS_BYTES_MAX;
     cap.vcpus = o->vcpus;
     cap.memory_mib = o->memory_mib;
     cap.disk_gib = o->disk_gib;
@@ -134,85 +76,41 @@ send_hello(struct hhost *h)
     hello.facts = &f;
     /* What a restarted agent re-adopts: every instance not removed. */
     refs = xcalloc(h->insts.len + 1, sizeof(*refs));
-    prefs = xcalloc(h->insts.len + 1, sizeof(*prefs));
-    for (i = 0; i < h->insts.cap; i++) {
-        struct hinst *in;
-
-        if (h->insts.keys[i] == NULL)
-            continue;
-        in = h->insts.vals[i];
+    hello.instances = xcalloc(h->insts.len + 1, sizeof(*hello.instances));
+    while ((in = strmap_next(&h->insts, &i)) != NULL) {
         if (in->rep_state == 0 || in->phase == HI_REMOVED)
             continue;
-        cloud__agent__instance_ref__init(&refs[n]);
-        refs[n].id = in->id;
-        refs[n].generation = in->generation;
-        refs[n].state = in->rep_state;
-        prefs[n] = &refs[n];
-        n++;
+        ctlconn_hello_ref(&hello, &refs[hello.n_instances], in->id,
+                          in->generation, in->rep_state);
     }
-    hello.instances = prefs;
-    hello.n_instances = n;
-    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_HELLO;
-    env.hello = &hello;
-    hh_send(h, &env);
+    ctlconn_send_hello(&h->c, &hello);
     free(refs);
-    free(prefs);
+    free(hello.instances);
 }
 
 static void
-hb_cb(evutil_socket_t fd, short what, void *arg)
+on_heartbeat(void *arg)
 {
     struct hhost *h = arg;
-    Cloud__Agent__Envelope env = CLOUD__AGENT__ENVELOPE__INIT;
-    Cloud__Agent__Heartbeat hb = CLOUD__AGENT__HEARTBEAT__INIT;
 
-    (void)fd;
-    (void)what;
-    if (h->state != HH_READY)
-        return;
-    hb.session_epoch = h->epoch;
-    hb.seq = ++h->hb_seq;
-    hb.applied_revision = h->revision;
-    env.msg_case = CLOUD__AGENT__ENVELOPE__MSG_HEARTBEAT;
-    env.heartbeat = &hb;
-    hh_send(h, &env);
+    ctlconn_heartbeat(&h->c);
 }
 
+/* ctlconn: the session w names started. */
 static void
-on_welcome(struct hhost *h, const Cloud__Agent__Welcome *w)
+on_welcome(void *arg, const Cloud__Agent__Welcome *w)
 {
-    struct timeval tv;
-    size_t i;
+    struct hhost *h = arg;
+    struct hinst *in;
+    size_t i = 0;
 
-    if (h->state != HH_WELCOME) {
-        log_warnx("host %s: Welcome outside the handshake ignored", h->name);
-        return;
-    }
-    h->epoch = w->session_epoch;
-    h->revision = 0;
-    dsparts_reset(h->parts);
-    h->hb_seq = 0;
-    h->hb_ms = w->heartbeat_interval_ms ? w->heartbeat_interval_ms : 2000;
-    if (h->hb_ms < 100)
-        h->hb_ms = 100;
-    h->state = HH_READY;
     h->hw->ready++;
     h->backoff_ms = HH_BACKOFF_MIN_MS;
     log_debug("host %s: registered as %s, session %" PRIu64
               ", heartbeat every %u ms",
-              h->name, w->host_id, h->epoch, h->hb_ms);
-    bufferevent_set_timeouts(h->bev, NULL, NULL);
-    tv.tv_sec = h->hb_ms / 1000;
-    tv.tv_usec = (h->hb_ms % 1000) * 1000;
-    if (evtimer_add(h->hb_ev, &tv) < 0)
-        fatalx("cannot arm the heartbeat of host %s", h->name);
+              h->name, w->host_id, h->c.epoch, h->c.hb_ms);
     /* Every status we hold, again; removed ones are forgotten once sent. */
-    for (i = 0; i < h->insts.cap; i++) {
-        struct hinst *in;
-
-        if (h->insts.keys[i] == NULL)
-            continue;
-        in = h->insts.vals[i];
+    while ((in = strmap_next(&h->insts, &i)) != NULL) {
         if (in->rep_state == 0 ||
             (in->phase == HI_REMOVED && !in->rep_unsent))
             continue;
@@ -221,140 +119,41 @@ on_welcome(struct hhost *h, const Cloud__Agent__Welcome *w)
     }
 }
 
-/* Handles env; false when it is to be freed, true when it was kept. */
-static bool
-on_message(struct hhost *h, frame_envelope *env)
+/* ctlconn: a message that is not the session's own. */
+static void
+on_message(void *arg, const frame_envelope *env)
 {
-    switch (env->msg_case) {
-    case CLOUD__AGENT__ENVELOPE__MSG_WELCOME:
-        on_welcome(h, env->welcome);
-        break;
-    case CLOUD__AGENT__ENVELOPE__MSG_DESIRED_STATE:
-        on_desired(h, env);
-        return true;
-    case CLOUD__AGENT__ENVELOPE__MSG_ERROR:
-        log_warnx("host %s: controller error %d: %.512s", h->name,
-                  (int)env->error->code, env->error->message);
-        break;
-    default:
-        /* Config updates, log requests, blob chunks: nothing to run them. */
-        log_debug("host %s: %s message ignored", h->name, frame_msg_name(env));
-        break;
-    }
-    return false;
+    struct hhost *h = arg;
+
+    /* Config updates, log requests, blob chunks: nothing to run them. */
+    log_debug("host %s: %s message ignored", h->name, frame_msg_name(env));
 }
 
 /* ---- connection life cycle ------------------------------------------- */
 
+/* ctlconn: the connection failed or ended. */
 static void
-free_cb(evutil_socket_t fd, short what, void *arg)
+hh_lost(void *arg, const char *why)
 {
     struct hhost *h = arg;
 
-    (void)fd;
-    (void)what;
-    if (h->dead_bev != NULL) {
-        bufferevent_free(h->dead_bev);
-        h->dead_bev = NULL;
-    }
-}
-
-static void hh_down(struct hhost *h, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-hh_down(struct hhost *h, const char *fmt, ...)
-{
-    struct timeval tv;
-    char why[512];
-    unsigned ms;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
     log_warnx("host %s: controller %s: %s; retrying in %u ms", h->name,
               h->hw->o->controller, why, h->backoff_ms);
-    dsparts_reset(h->parts);
-    if (h->bev != NULL) {
-        bufferevent_disable(h->bev, EV_READ | EV_WRITE);
-        if (h->dead_bev != NULL)
-            bufferevent_free(h->dead_bev);
-        h->dead_bev = h->bev;
-        h->bev = NULL;
-        event_active(h->free_ev, EV_TIMEOUT, 0);
-    }
-    if (h->state == HH_READY) {
+    if (h->c.state == CTLCONN_READY) {
         h->hw->ready--;
         h->hw->disconnects++;
     }
-    evtimer_del(h->hb_ev);
-    h->state = HH_IDLE;
-    ms = h->backoff_ms + (unsigned)(random() % (h->backoff_ms / 4 + 1));
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    if (evtimer_add(h->retry_ev, &tv) < 0)
-        fatalx("cannot arm the reconnect of host %s", h->name);
+    ctlconn_close(&h->c, h->backoff_ms);
     h->backoff_ms *= 2;
     if (h->backoff_ms > HH_BACKOFF_MAX_MS)
         h->backoff_ms = HH_BACKOFF_MAX_MS;
 }
 
+/* ctlconn: time to dial. */
 static void
-read_cb(struct bufferevent *bev, void *arg)
+hh_connect(void *arg)
 {
     struct hhost *h = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    char err[256];
-
-    while (h->bev == bev) {
-        frame_envelope *env = NULL;
-        enum frame_status st =
-            frame_decode_evbuffer(in, NULL, &env, err, sizeof(err));
-
-        if (st == FRAME_NEED_MORE)
-            break;
-        if (st == FRAME_ERROR) {
-            hh_down(h, "bad frame from the controller: %s", err);
-            break;
-        }
-        if (!on_message(h, env))
-            frame_envelope_free(env);
-    }
-}
-
-static void
-event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct hhost *h = arg;
-    char buf[256] = "";
-
-    if (bev != h->bev)
-        return;
-    if (what & BEV_EVENT_CONNECTED) {
-        struct timeval tv = {HH_WELCOME_TIMEOUT_S, 0};
-
-        h->state = HH_WELCOME;
-        bufferevent_set_timeouts(bev, &tv, NULL);
-        if (netopt_nodelay(bufferevent_getfd(bev)) < 0)
-            log_warn("host %s: cannot set TCP_NODELAY", h->name);
-        send_hello(h);
-        return;
-    }
-    tlsev_error(bev, "controller's", buf, sizeof(buf));
-    if (what & BEV_EVENT_TIMEOUT)
-        hh_down(h, "no Welcome in time");
-    else if (what & BEV_EVENT_EOF)
-        hh_down(h, "the controller closed the connection");
-    else
-        hh_down(h, "connection failed: %s",
-                buf[0] ? buf
-                       : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-}
-
-static void
-hh_connect(struct hhost *h)
-{
     struct hollow *hw = h->hw;
     SSL *ssl = SSL_new(hw->ssl); /* checks the controller's name (main) */
     char e[256];
@@ -363,76 +162,54 @@ hh_connect(struct hhost *h)
         SSL_use_PrivateKey(ssl, h->key) != 1 ||
         (hw->sni && SSL_set_tlsext_host_name(ssl, hw->host) != 1)) {
         SSL_free(ssl);
-        hh_down(h, "cannot set up a TLS session: %s",
-                tlsctx_error(e, sizeof(e)));
+        ctlconn_down(&h->c, "cannot set up a TLS session: %s",
+                     tlsctx_error(e, sizeof(e)));
         return;
     }
-    h->bev = bufferevent_openssl_socket_new(hw->base, -1, ssl,
-                                            BUFFEREVENT_SSL_CONNECTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
-    if (h->bev == NULL) {
-        SSL_free(ssl);
-        hh_down(h, "cannot create a TLS bufferevent");
-        return;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(h->bev, 1);
-    bufferevent_setcb(h->bev, read_cb, NULL, event_cb, h);
-    bufferevent_enable(h->bev, EV_READ | EV_WRITE);
-    h->state = HH_CONNECTING;
-    {
-        struct timeval tv = {HH_WELCOME_TIMEOUT_S, 0};
-
-        bufferevent_set_timeouts(h->bev, &tv, &tv);
-    }
-    if (bufferevent_socket_connect_hostname(
-            h->bev, NULL, AF_UNSPEC, hw->host,
-            (int)strtol(hw->port, NULL, 10)) < 0)
-        hh_down(h, "cannot connect");
+    ctlconn_dial(&h->c, ssl, hw->host, (int)strtol(hw->port, NULL, 10));
 }
 
-static void
-retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    hh_connect(arg);
-}
+static const struct ctlconn_ops hh_ctlconn_ops = {
+    .dial = hh_connect,
+    .connected = send_hello,
+    .welcome = on_welcome,
+    .desired = on_desired,
+    .message = on_message,
+    .down = hh_lost,
+    .heartbeat = on_heartbeat,
+};
 
 /* ---- set-up ------------------------------------------------------------ */
+
+/* Reads h's certificate (cert not NULL) or key from path. 0 or -1 (logged). */
+static int
+read_pem(struct hhost *h, const char *path, X509 **cert, EVP_PKEY **key)
+{
+    char e[256];
+
+    switch (tlsctx_read_pem(path, cert, key)) {
+    case -1:
+        log_warn("host %s: cannot open %s", h->name, path);
+        return -1;
+    case -2:
+        log_warnx("host %s: cannot read the %s %s: %s", h->name,
+                  cert != NULL ? "certificate" : "key", path,
+                  tlsctx_error(e, sizeof(e)));
+        return -1;
+    }
+    return 0;
+}
 
 static int
 load_identity(struct hhost *h, const char *dir)
 {
     char *cert = xasprintf("%s/%s/cert.pem", dir, h->name);
     char *key = xasprintf("%s/%s/key.pem", dir, h->name);
-    char e[256];
-    FILE *f;
     int rc = -1;
 
-    f = fopen(cert, "r");
-    if (f == NULL) {
-        log_warn("host %s: cannot open %s", h->name, cert);
+    if (read_pem(h, cert, &h->cert, NULL) < 0 ||
+        read_pem(h, key, NULL, &h->key) < 0)
         goto cleanup;
-    }
-    h->cert = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (h->cert == NULL) {
-        log_warnx("host %s: cannot read the certificate %s: %s", h->name, cert,
-                  tlsctx_error(e, sizeof(e)));
-        goto cleanup;
-    }
-    f = fopen(key, "r");
-    if (f == NULL) {
-        log_warn("host %s: cannot open %s", h->name, key);
-        goto cleanup;
-    }
-    h->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    if (h->key == NULL) {
-        log_warnx("host %s: cannot read the key %s: %s", h->name, key,
-                  tlsctx_error(e, sizeof(e)));
-        goto cleanup;
-    }
     if (X509_check_private_key(h->cert, h->key) != 1) {
         log_warnx("host %s: %s is not the key of %s", h->name, key, cert);
         goto cleanup;
@@ -449,50 +226,38 @@ struct hhost *
 hhost_new(struct hollow *hw, const char *name, unsigned first_dial_ms)
 {
     struct hhost *h = xcalloc(1, sizeof(*h));
-    struct timeval tv = {first_dial_ms / 1000, (first_dial_ms % 1000) * 1000};
 
     h->hw = hw;
     h->name = xstrdup(name);
+    h->prefix = xasprintf("host %s: ", name);
     h->backoff_ms = HH_BACKOFF_MIN_MS;
     strmap_init(&h->insts);
-    h->parts = dsparts_new(DSPARTS_MAX, DSPARTS_BYTES_MAX, DSPARTS_MEM_MAX);
     if (load_identity(h, hw->o->certs_dir) < 0) {
         hhost_free(h);
         return NULL;
     }
-    h->retry_ev = evtimer_new(hw->base, retry_cb, h);
-    h->hb_ev = event_new(hw->base, -1, EV_PERSIST, hb_cb, h);
-    h->free_ev = event_new(hw->base, -1, 0, free_cb, h);
-    if (h->retry_ev == NULL || h->hb_ev == NULL || h->free_ev == NULL ||
-        evtimer_add(h->retry_ev, &tv) < 0)
+    if (ctlconn_init(&h->c, hw->base, &hh_ctlconn_ops, h, h->prefix,
+                     HH_WELCOME_TIMEOUT_S) < 0)
         fatalx("cannot set up the events of host %s", name);
+    ctlconn_dial_after(&h->c, first_dial_ms);
     return h;
 }
 
 void
 hhost_free(struct hhost *h)
 {
-    size_t i;
+    struct hinst *in;
+    size_t i = 0;
 
     if (h == NULL)
         return;
-    if (h->bev != NULL)
-        bufferevent_free(h->bev);
-    if (h->dead_bev != NULL)
-        bufferevent_free(h->dead_bev);
-    if (h->retry_ev != NULL)
-        event_free(h->retry_ev);
-    if (h->hb_ev != NULL)
-        event_free(h->hb_ev);
-    if (h->free_ev != NULL)
-        event_free(h->free_ev);
-    for (i = 0; i < h->insts.cap; i++)
-        if (h->insts.keys[i] != NULL)
-            hinst_free(h->insts.vals[i]);
+    ctlconn_fini(&h->c);
+    while ((in = strmap_next(&h->insts, &i)) != NULL)
+        hinst_free(in);
     strmap_fini(&h->insts);
-    dsparts_free(h->parts);
     X509_free(h->cert);
     EVP_PKEY_free(h->key);
     free(h->name);
+    free(h->prefix);
     free(h);
 }

@@ -61,7 +61,7 @@ hinst_send_status(struct hhost *h, const struct hinst *in)
     Cloud__Agent__InstanceStatus st = CLOUD__AGENT__INSTANCE_STATUS__INIT;
     bool over = in->rep_state == ST_EXITED;
 
-    st.session_epoch = h->epoch;
+    st.session_epoch = h->c.epoch;
     st.id = in->id;
     st.generation = in->generation;
     st.state = in->rep_state;
@@ -96,9 +96,9 @@ report(struct hinst *in, Cloud__Agent__ObservedInstanceState st, int code,
     in->rep_state = st;
     in->rep_code = code;
     in->rep_reason = reason;
-    in->rep_unsent = h->state != HH_READY;
+    in->rep_unsent = h->c.state != CTLCONN_READY;
     log_debug("host %s: instance %s: state %d", h->name, in->id, (int)st);
-    if (h->state == HH_READY)
+    if (h->c.state == CTLCONN_READY)
         hinst_send_status(h, in);
 }
 
@@ -198,17 +198,16 @@ void
 hinst_apply_set(struct hhost *h, uint64_t revision,
           Cloud__Agent__InstanceSpec *const *specs, size_t n)
 {
-    struct hinst **gone;
-    size_t i, ngone = 0;
+    struct hinst **gone, *in;
+    size_t i = 0, ngone = 0;
 
-    for (i = 0; i < h->insts.cap; i++)
-        if (h->insts.keys[i] != NULL)
-            ((struct hinst *)h->insts.vals[i])->in_set = false;
+    while ((in = strmap_next(&h->insts, &i)) != NULL)
+        in->in_set = false;
     for (i = 0; i < n; i++) {
         const Cloud__Agent__InstanceSpec *s = specs[i];
-        struct hinst *in = strmap_get(&h->insts, s->id);
         bool running = s->desired_state == DESIRED_RUNNING;
 
+        in = strmap_get(&h->insts, s->id);
         if (s->id == NULL || s->id[0] == '\0')
             continue;
         if (in == NULL) {
@@ -227,16 +226,12 @@ hinst_apply_set(struct hhost *h, uint64_t revision,
         in->desired = s->desired_state;
         in->kill = s->stop_signal == CLOUD__AGENT__STOP_SIGNAL__STOP_SIGNAL_KILL;
     }
-    h->revision = revision;
+    h->c.revision = revision;
     if (h->hw->arrivals != NULL)
         fflush(h->hw->arrivals); /* the benchmark reads it while we run */
     gone = xcalloc(h->insts.len + 1, sizeof(*gone));
-    for (i = 0; i < h->insts.cap; i++) {
-        struct hinst *in;
-
-        if (h->insts.keys[i] == NULL)
-            continue;
-        in = h->insts.vals[i];
+    i = 0;
+    while ((in = strmap_next(&h->insts, &i)) != NULL) {
         if (!in->in_set)
             gone[ngone++] = in;
         else if (in->desired ==

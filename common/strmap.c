@@ -131,3 +131,12 @@ strmap_del(struct strmap *m, const char *key)
     }
     return old;
 }
+
+void *
+strmap_next(const struct strmap *m, size_t *pos)
+{
+    for (; *pos < m->cap; (*pos)++)
+        if (m->keys[*pos] != NULL)
+            return m->vals[(*pos)++];
+    return NULL;
+}

@@ -25,5 +25,14 @@ void **strmap_ref(const struct strmap *m, const char *key);
 void *strmap_put(struct strmap *m, const char *key, void *val);
 /* Removes; returns the removed value or NULL. */
 void *strmap_del(struct strmap *m, const char *key);
+/*
+ * The value of the next entry at or after *pos, moving *pos past it; NULL
+ * when there is none. From *pos = 0 it visits every entry once, in no
+ * order, as long as the map does not change meanwhile (a put may grow the
+ * table, a del moves entries back):
+ *     size_t pos = 0;
+ *     while ((v = strmap_next(m, &pos)) != NULL) ...
+ */
+void *strmap_next(const struct strmap *m, size_t *pos);
 
 #endif

@@ -237,19 +237,11 @@ cleanup:
 static int
 pki_read(const char *path, X509 **cert, EVP_PKEY **key)
 {
-    FILE *f = fopen(path, "r");
-    int ok;
-
-    if (f == NULL) {
+    switch (tlsctx_read_pem(path, cert, key)) {
+    case -1:
         log_warn("cannot open %s", path);
         return -1;
-    }
-    if (cert != NULL)
-        ok = (*cert = PEM_read_X509(f, NULL, NULL, NULL)) != NULL;
-    else
-        ok = (*key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) != NULL;
-    fclose(f);
-    if (!ok) {
+    case -2:
         pki_ssl_fail(path);
         return -1;
     }

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,17 +93,30 @@ fail(char *why, size_t whylen, const char *fmt, ...)
         snprintf(why + n, whylen - (size_t)n, ": %s", ossl);
 }
 
+int
+tlsctx_read_pem(const char *path, X509 **cert, EVP_PKEY **key)
+{
+    FILE *f = fopen(path, "r");
+    bool ok;
+
+    if (f == NULL)
+        return -1;
+    if (cert != NULL)
+        ok = (*cert = PEM_read_X509(f, NULL, NULL, NULL)) != NULL;
+    else
+        ok = (*key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) != NULL;
+    fclose(f);
+    return ok ? 0 : -2;
+}
+
 /* Appends the CA certificate of path to the chain the server sends. */
 static int
 add_ca_to_chain(SSL_CTX *ctx, const char *path)
 {
-    FILE *f = fopen(path, "r");
-    X509 *ca = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    X509 *ca = NULL;
     int ok;
 
-    if (f)
-        fclose(f);
-    if (ca == NULL)
+    if (tlsctx_read_pem(path, &ca, NULL) < 0)
         return -1;
     ok = SSL_CTX_add1_chain_cert(ctx, ca);
     X509_free(ca);

@@ -73,6 +73,14 @@ struct tlsctx_opts {
 SSL_CTX *tlsctx_new(const struct tlsctx_opts *o, char *why, size_t whylen);
 
 /*
+ * Reads the first certificate (cert not NULL) or else the private key (key)
+ * of the PEM file path into *cert or *key. Returns 0; -1 when path cannot
+ * be opened (errno says why); -2 when it holds none (tlsctx_error says
+ * why). Nothing is logged: the caller names the file its own way.
+ */
+int tlsctx_read_pem(const char *path, X509 **cert, EVP_PKEY **key);
+
+/*
  * OpenSSL's first queued error as text in buf ("unknown OpenSSL error"
  * when the queue is empty; an operating system error as strerror says it),
  * and the queue cleared. Returns buf.

@@ -46,11 +46,14 @@ expected(int i)
     return present[i] ? &present[i] : NULL;
 }
 
-/* Every key maps to what the reference says, and nothing else is there. */
+/* Every key maps to what the reference says, and nothing else is there;
+ * strmap_next visits each entry once. */
 static void
 check_strmap(struct strmap *m)
 {
-    size_t n = 0;
+    static int seen[NKEYS];
+    size_t n = 0, visited = 0, pos = 0;
+    int *v;
 
     for (int k = 0; k < NKEYS; k++) {
         void **slot = strmap_ref(m, keys[k]);
@@ -65,6 +68,17 @@ check_strmap(struct strmap *m)
         n += (size_t)present[k];
     }
     assert_int_equal(m->len, n);
+    memset(seen, 0, sizeof(seen));
+    while ((v = strmap_next(m, &pos)) != NULL) {
+        int k = (int)(v - present);
+
+        assert_true(k >= 0 && k < NKEYS && present[k]);
+        assert_int_equal(seen[k], 0);
+        seen[k] = 1;
+        visited++;
+    }
+    assert_int_equal(visited, n);
+    assert_null(strmap_next(m, &pos)); /* stays at the end */
 }
 
 static int

@@ -433,6 +433,40 @@ test_error_text(void **state)
     assert_int_equal(ERR_peek_error(), 0);
 }
 
+/* tlsctx_read_pem: a certificate, a key, and the two ways it fails. */
+static void
+test_read_pem(void **state)
+{
+    char *missing = path_of("missing.pem"), *junk = path_of("junk.pem");
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    FILE *f;
+
+    (void)state;
+    assert_int_equal(tlsctx_read_pem(srv_pem, &x, NULL), 0);
+    assert_non_null(x);
+    assert_int_equal(tlsctx_read_pem(srv_key, NULL, &k), 0);
+    assert_non_null(k);
+    assert_int_equal(X509_check_private_key(x, k), 1);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    errno = 0;
+    assert_int_equal(tlsctx_read_pem(missing, &x, NULL), -1);
+    assert_int_equal(errno, ENOENT);
+    f = fopen(junk, "w");
+    assert_non_null(f);
+    fputs("not a PEM file\n", f);
+    fclose(f);
+    x = NULL;
+    assert_int_equal(tlsctx_read_pem(junk, &x, NULL), -2);
+    assert_null(x);
+    /* A key file holds no certificate. */
+    assert_int_equal(tlsctx_read_pem(srv_key, &x, NULL), -2);
+    ERR_clear_error();
+    free(missing);
+    free(junk);
+}
+
 /* ---- tlsev on a real libevent connection ---------------------------- */
 
 struct side {
@@ -568,6 +602,7 @@ main(void)
         cmocka_unit_test(test_errors_name_the_file),
         cmocka_unit_test(test_handshakes),
         cmocka_unit_test(test_error_text),
+        cmocka_unit_test(test_read_pem),
         cmocka_unit_test(test_tlsev_names_the_refused_certificate),
         cmocka_unit_test(test_client_host),
     };
