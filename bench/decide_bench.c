@@ -17,6 +17,7 @@
  * (median, max), microseconds per decision, and the time applying the
  * re-read rows took. Figures only; it fails only when placement stalls.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,18 @@ release_tentative(struct reconciler *r, struct pass *p)
     p->ntent = p->captent = 0;
 }
 
+/* A positive count from the command line, or -1. */
+static int
+count_arg(const char *s)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    return errno || end == s || *end || v < 1 || v > 10000000 ? -1 : (int)v;
+}
+
 static int
 cmp_ll(const void *a, const void *b)
 {
@@ -182,8 +195,8 @@ main(int argc, char **argv)
     size_t npass = 0, cappass = 0;
     char id[64], svc[32];
 
-    if (argc != 4 || (nhosts = atoi(argv[1])) < 1 ||
-        (nsvc = atoi(argv[2])) < 1 || (replicas = atoi(argv[3])) < 1) {
+    if (argc != 4 || (nhosts = count_arg(argv[1])) < 1 ||
+        (nsvc = count_arg(argv[2])) < 1 || (replicas = count_arg(argv[3])) < 1) {
         fprintf(stderr, "usage: decide_bench HOSTS SERVICES REPLICAS\n");
         return 2;
     }

@@ -693,7 +693,7 @@ test_full_pass_carries_candidates(void **state)
         batch_done(f);
         json_array_foreach(ops, k, o) {
             const char *iid = str(o, "id");
-            int n = atoi(iid + 1);
+            int n = (int)strtol(iid + 1, NULL, 10);
             struct ispec s = {.id = iid, .svc = n < 1500 ? "web" : NULL,
                               .gen = 1, .state = "scheduled",
                               .host = str(o, "host"), .exit_code = -1,
