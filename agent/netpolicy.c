@@ -333,14 +333,15 @@ netpolicy_script(const struct netpolicy *p, char *why, size_t whylen)
     return buf;
 }
 
-/* The first line of libnftables' error buffer (the Error: line), and the
- * offending script line it quotes, as one sentence. */
+/* The first Error: line of libnftables' error buffer, as one sentence.
+ * The script line nft quotes under it is left out: for buffer input,
+ * libnftables 1.0.6 quotes the buffer's first line whatever the error's. */
 static void
 np_nft_fail(struct nft_ctx *ctx, char *why, size_t whylen, const char *what)
 {
     const char *e = nft_ctx_get_error_buffer(ctx);
-    const char *nl, *msg, *quote = "", *qend;
-    int mlen, qlen = 0;
+    const char *msg, *nl;
+    int mlen;
 
     if (e == NULL || *e == '\0')
         e = "no error text";
@@ -348,24 +349,12 @@ np_nft_fail(struct nft_ctx *ctx, char *why, size_t whylen, const char *what)
     msg = msg ? msg + 7 : e;
     nl = strchr(msg, '\n');
     mlen = nl ? (int)(nl - msg) : (int)strlen(msg);
-    if (nl) {
-        quote = nl + 1;
-        while (*quote == ' ' || *quote == '\t')
-            quote++;
-        qend = strchr(quote, '\n');
-        qlen = qend ? (int)(qend - quote) : (int)strlen(quote);
-    }
-    if (qlen > 0)
-        np_fail(why, whylen, "network policy: libnftables refused to %s: %.*s (at \"%.*s\")",
-                what, mlen, msg, qlen > 120 ? 120 : qlen, quote);
-    else
-        np_fail(why, whylen, "network policy: libnftables refused to %s: %.*s",
-                what, mlen, msg);
+    np_fail(why, whylen, "network policy: libnftables refused to %s: %.*s",
+            what, mlen > 300 ? 300 : mlen, msg);
 }
 
-/* Runs script as one transaction. */
-static int
-np_run(const char *script, const char *what, char *why, size_t whylen)
+int
+netpolicy_run(const char *script, const char *what, char *why, size_t whylen)
 {
     struct nft_ctx *ctx;
     int rc = -1;
@@ -438,7 +427,7 @@ netpolicy_apply(const struct netpolicy *p, char *why, size_t whylen)
     for (i = 0; i < sizeof(np_sysctls) / sizeof(np_sysctls[0]); i++)
         if (np_sysctl_on(np_sysctls[i], why, whylen) < 0)
             return -1;
-    if (np_run(script, "replace table inet cloud", why, whylen) < 0)
+    if (netpolicy_run(script, "replace table inet cloud", why, whylen) < 0)
         return -1;
     log_debug("table inet cloud: %zu instances on bridge %s", p->ninsts,
               p->bridge);
@@ -449,7 +438,7 @@ int
 netpolicy_remove(char *why, size_t whylen)
 {
     /* The empty add makes the delete succeed when there is no table. */
-    return np_run("table inet " NETPOLICY_TABLE " {}\n"
+    return netpolicy_run("table inet " NETPOLICY_TABLE " {}\n"
                   "delete table inet " NETPOLICY_TABLE "\n",
                   "delete table inet cloud", why, whylen);
 }

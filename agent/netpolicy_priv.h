@@ -14,4 +14,10 @@
  * name, or p is refused. Returns the script (xmalloc'd) or NULL with why. */
 char *netpolicy_script(const struct netpolicy *p, char *why, size_t whylen);
 
+/* Runs script as one libnftables transaction; what names it in why
+ * ("replace table inet cloud"), with the first line of nft's error, as one
+ * sentence. 0 or -1. */
+int netpolicy_run(const char *script, const char *what, char *why,
+                  size_t whylen);
+
 #endif

@@ -289,6 +289,28 @@ test_bad_input_never_reaches_nft(void **state)
     refused(&p, "10.240.4.1", "in host subnet");
 }
 
+/* What libnftables refuses is reported in one line, its error; nothing of
+ * the script is committed. */
+static void
+test_nft_error_one_sentence(void **state)
+{
+    char why[512] = "";
+    char *err = NULL;
+
+    (void)state;
+    assert_int_equal(netpolicy_run("table inet cloudtmp {}\n"
+                                   "table inet cloudtmp { chain c { bogus words } }\n",
+                                   "replace table inet cloud", why, sizeof(why)),
+                     -1);
+    if (strstr(why, "network policy: libnftables refused to replace table inet cloud: ") != why ||
+        strstr(why, "syntax error, unexpected '}'") == NULL)
+        fail_msg("why: \"%s\"", why);
+    assert_null(strchr(why, '\n'));
+    /* The first command of the buffer was not committed either. */
+    assert_null(nft("list table inet cloudtmp", &err));
+    free(err);
+}
+
 /* The script is built from parsed values: what goes in is what was meant. */
 static void
 test_script_text(void **state)
@@ -313,6 +335,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_script_text),
+        cmocka_unit_test(test_nft_error_one_sentence),
         cmocka_unit_test(test_apply_lists_the_policy),
         cmocka_unit_test(test_update_replaces_everything),
         cmocka_unit_test(test_bad_input_never_reaches_nft),
