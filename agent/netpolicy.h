@@ -36,7 +36,10 @@ struct netpolicy {
                                     address in it is filtered, known or not */
     const char *bridge;          /* "cloudbr0": the guests' bridge */
     const char *gateway;         /* this host's address on the bridge,
-                                    "10.240.3.1": the host, always allowed */
+                                    "10.240.3.1". The host is always allowed:
+                                    its own packets never cross the forward
+                                    hook; a forwarded packet claiming this
+                                    source is a spoofing guest: dropped */
     const struct netpolicy_inst *insts;
     size_t ninsts;
 };
