@@ -6,6 +6,8 @@
  *   cloud-agent facts       host facts as JSON (what Hello carries)
  *   cloud-agent boot-once   boot one kernel image through the driver, wait
  *                           for a marker on its console, tear it down
+ *   cloud-agent net policy  replace or delete table inet cloud from a JSON
+ *                           policy (netpolicy_cli.c)
  */
 #define LOG_MODULE "agent"
 
@@ -31,6 +33,7 @@
 #include "link.h"
 #include "log.h"
 #include "mem.h"
+#include "netpolicy.h"
 #include "virt.h"
 
 #ifndef CLOUD_VERSION
@@ -491,6 +494,10 @@ main(int argc, char **argv)
     int ch;
 
     log_init("cloud-agent", LOG_LVL_INFO, -1);
+    /* `net policy` parses its own options (netpolicy_cli.c). */
+    if (argc >= 3 && strcmp(argv[1], "net") == 0 &&
+        strcmp(argv[2], "policy") == 0)
+        return netpolicy_main(argc - 2, argv + 2);
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
         case OPT_CONNECT:

@@ -14,6 +14,8 @@ PKGS=(
   wrk clang libclang-rt-14-dev python3 jq
   etcd-server etcd-client dnsmasq-base
   patroni # scripts/pg_ha.sh: PostgreSQL failover (docs/ha.md)
+  libnftables-dev # agent/netpolicy.c: links are the firewall (docs/network-policy.md)
+  nftables # the nft CLI, to inspect table inet cloud by hand; the code does not run it
 )
 # Node.js may come from elsewhere on a developer machine; Debian's npm only
 # where there is no npm at all.
