@@ -8,19 +8,13 @@
 -- below the broadcast address. The allocators are
 -- cloud_host_subnet_alloc and cloud_rec_place_many.
 ALTER TABLE cluster_settings
-    ADD COLUMN cluster_cidr cidr DEFAULT '10.240.0.0/16' NOT NULL,
+    ADD COLUMN cluster_cidr cidr DEFAULT '10.240.0.0/12' NOT NULL,
     ADD COLUMN host_subnet_prefix integer DEFAULT 24 NOT NULL,
     ADD CONSTRAINT cluster_settings_cluster_cidr_check
         CHECK (family(cluster_cidr) = 4 AND masklen(cluster_cidr) BETWEEN 8 AND 29),
     ADD CONSTRAINT cluster_settings_host_subnet_prefix_check
         CHECK (host_subnet_prefix BETWEEN 16 AND 29
                AND host_subnet_prefix >= masklen(cluster_cidr));
-
--- The host's underlay IPv4 address as its agent's Hello gave it (the
--- overlay's tunnel endpoint); '' until an agent says.
-ALTER TABLE hosts
-    ADD COLUMN underlay_address text DEFAULT '' NOT NULL,
-    ADD CONSTRAINT hosts_underlay_address_check CHECK (length(underlay_address) <= 64);
 
 CREATE TABLE host_subnets (
     host_id text COLLATE pg_catalog."C" NOT NULL
@@ -61,15 +55,3 @@ CREATE TRIGGER hosts_subnet_alloc AFTER INSERT ON hosts
 CREATE TRIGGER instances_address_release AFTER UPDATE OF host_id ON instances
     FOR EACH ROW WHEN (old.host_id IS NOT NULL AND old.host_id IS DISTINCT FROM new.host_id)
     EXECUTE FUNCTION cloud_instance_address_release();
-
--- Endpoints now include scheduled and starting instances (their allocated
--- address): a delete of one of those moves them too.
-DROP TRIGGER instances_endpoints_del ON instances;
-CREATE TRIGGER instances_endpoints_del AFTER DELETE ON instances
-    FOR EACH ROW WHEN (old.state IN ('scheduled', 'starting', 'running'))
-    EXECUTE FUNCTION cloud_instances_endpoints_trigger();
-DROP TRIGGER instances_endpoints_flush_del ON instances;
-CREATE CONSTRAINT TRIGGER instances_endpoints_flush_del AFTER DELETE ON instances
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    WHEN (old.state IN ('scheduled', 'starting', 'running'))
-    EXECUTE FUNCTION cloud_endpoints_flush_trigger();

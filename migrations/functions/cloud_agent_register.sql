@@ -1,9 +1,5 @@
 -- p: {"name","address","vcpus","memory_mib","disk_gib","hypervisor","arch",
---     "labels","running","underlay"}. Returns the host id and the new
--- session epoch. underlay: the host's underlay IPv4 address (Hello's
--- underlay_address), kept when absent. A host without a subnet (a new one,
--- or one the cluster CIDR had no room for) gets one here when it can
--- (cloud_host_subnet_alloc).
+--     "labels","running"}. Returns the host id and the new session epoch.
 --
 -- running: the ids the agent's Hello reports running. A service instance
 -- of this host that liveness marked lost but left wanted running
@@ -24,13 +20,11 @@ BEGIN
     SELECT * INTO h FROM hosts WHERE name = p->>'name' FOR UPDATE;
     IF NOT FOUND THEN
         INSERT INTO hosts (id, name, address, state, labels, cap_vcpus, cap_memory_mib,
-                           cap_disk_gib, hypervisor, arch, session_epoch, last_seen,
-                           underlay_address)
+                           cap_disk_gib, hypervisor, arch, session_epoch, last_seen)
         VALUES (cloud_new_id(), p->>'name', coalesce(p->>'address', ''), 'ready',
                 coalesce(p->'labels', '{}'), (p->>'vcpus')::integer,
                 (p->>'memory_mib')::bigint, (p->>'disk_gib')::bigint,
-                p->>'hypervisor', coalesce(nullif(p->>'arch', ''), 'x86_64'), 1, now(),
-                left(coalesce(p->>'underlay', ''), 64))
+                p->>'hypervisor', coalesce(nullif(p->>'arch', ''), 'x86_64'), 1, now())
         RETURNING * INTO h;
         PERFORM cloud_event('host.registered', 'host', h.id, h.name,
             format('host %s registered: %s vcpus, %s MiB, %s (session 1)',
@@ -44,7 +38,6 @@ BEGIN
                cap_disk_gib = (p->>'disk_gib')::bigint,
                hypervisor = p->>'hypervisor',
                arch = coalesce(nullif(p->>'arch', ''), arch),
-               underlay_address = coalesce(left(nullif(p->>'underlay', ''), 64), underlay_address),
                session_epoch = hosts.session_epoch + 1,
                state = CASE WHEN hosts.state = 'down' THEN 'ready' ELSE hosts.state END,
                last_seen = now(), version = version + 1, updated_at = now()
@@ -54,6 +47,8 @@ BEGIN
                    h.name, h.cap_vcpus, h.cap_memory_mib, h.hypervisor, h.session_epoch,
                    CASE WHEN was = 'down' THEN ', was down' ELSE '' END), 'agent');
     END IF;
+    -- its subnet (IPAM): a new host got one with its row; one the
+    -- cluster CIDR had no room for tries again (docs/network.md)
     PERFORM cloud_host_subnet_alloc(h.id);
     FOR i IN UPDATE instances
                 SET state = 'running', reason = NULL, exit_code = NULL, finished_at = NULL,

@@ -1,7 +1,6 @@
--- The endpoints of the service named p_name as they are now: instances
--- meant to run (and, with ready_when "guest", ready) that have an address:
--- the one IPAM allocated from scheduling on, those the agent reports while
--- running (docs/decisions.md §34). Sorted by addr, then instance id (byte order): stable.
+-- The endpoints of the service named p_name as they are now: running
+-- instances meant to run (and, with ready_when "guest", ready) that have an
+-- address. Sorted by addr, then instance id (byte order): stable.
 CREATE OR REPLACE FUNCTION cloud_endpoints_compute(p_name text) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(jsonb_build_object('instance', x.id, 'name', x.name,
@@ -12,13 +11,9 @@ LANGUAGE sql STABLE AS $$
                    cloud_endpoint_addr(p.address, p.port) AS addr
               FROM services s
               JOIN instances i ON i.service_id = s.id
-             CROSS JOIN LATERAL (SELECT host(ia.address) FROM instance_addresses ia
-                                  WHERE ia.instance_id = i.id
-                                 UNION ALL
-                                 SELECT r FROM jsonb_array_elements_text(i.addresses) r
-                                  WHERE i.state = 'running') a(raw)
+             CROSS JOIN LATERAL jsonb_array_elements_text(i.addresses) a(raw)
              CROSS JOIN LATERAL cloud_endpoint_pairs(a.raw, s.ports) p
-             WHERE s.name = p_name AND i.state IN ('scheduled', 'starting', 'running')
+             WHERE s.name = p_name AND i.state = 'running'
                AND i.desired_state = 'running'
                AND (s.ready_when = 'running' OR i.ready)) x
 $$;

@@ -17,18 +17,7 @@ LANGUAGE sql STABLE AS $$
         'host', (SELECT name FROM hosts WHERE id = i.host_id),
         'exit_code', i.exit_code, 'reason', i.reason,
         'pending_reason', i.pending_reason, 'restart_count', i.restart_count,
-        -- the address IPAM allocated first, then what the agent reports
-        -- (docs/network.md)
-        'addresses', (SELECT coalesce(jsonb_agg(a ORDER BY o), '[]')
-                        FROM (SELECT host(ia.address) AS a, 0 AS o
-                                FROM instance_addresses ia WHERE ia.instance_id = i.id
-                              UNION ALL
-                              SELECT r.a, r.o FROM jsonb_array_elements_text(i.addresses)
-                                                   WITH ORDINALITY r(a, o)
-                               WHERE NOT EXISTS (SELECT 1 FROM instance_addresses ia
-                                                  WHERE ia.instance_id = i.id
-                                                    AND host(ia.address) = r.a)) q),
-        'config_version', i.config_version,
+        'addresses', i.addresses, 'config_version', i.config_version,
         'ready', i.ready, 'version', i.version,
         'created_at', cloud_ts(i.created_at), 'updated_at', cloud_ts(i.updated_at),
         'started_at', cloud_ts(i.started_at), 'finished_at', cloud_ts(i.finished_at),

@@ -1,6 +1,5 @@
 -- Only a change that can move an endpoint costs a recomputation: the row
--- was or is scheduled, starting or running (an allocated address is an
--- endpoint from scheduling on, docs/decisions.md §34). The recomputation itself waits for the commit
+-- was or is running. The recomputation itself waits for the commit
 -- (cloud_endpoints_flush_trigger): here the service's name is only noted,
 -- once per transaction, in the transaction-local setting
 -- cloud.endpoints_dirty (names separated by newlines; a name never holds
@@ -15,12 +14,11 @@ DECLARE
     dirty text := coalesce(current_setting('cloud.endpoints_dirty', true), '');
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        IF OLD.state NOT IN ('scheduled', 'starting', 'running') THEN
+        IF OLD.state <> 'running' THEN
             RETURN NULL;
         END IF;
         ids := ARRAY[OLD.service_id];
-    ELSIF OLD.state NOT IN ('scheduled', 'starting', 'running')
-          AND NEW.state NOT IN ('scheduled', 'starting', 'running') THEN
+    ELSIF OLD.state <> 'running' AND NEW.state <> 'running' THEN
         RETURN NULL;
     ELSIF OLD.service_id IS DISTINCT FROM NEW.service_id THEN
         ids := ARRAY[NEW.service_id, OLD.service_id];
