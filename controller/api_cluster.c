@@ -3,11 +3,15 @@
  * name a store statement and answer with the JSON PostgreSQL built
  * (cloud_settings_json); the write and its event are one SQL function
  * (migrations/functions/cloud_settings_*.sql: down_after and
- * fence_after, events_retention, quotas, blobs).
+ * fence_after, cluster_cidr and host_subnet_prefix, events_retention,
+ * quotas, blobs).
  */
 #define LOG_MODULE "api"
 #include "api_cluster.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +42,10 @@ static const struct setting settings[] = {
      * cloud_settings_patch against the stored values. */
     {NULL, "fence_after_seconds", CLUSTER_FENCE_AFTER_MIN,
      CLUSTER_FENCE_AFTER_MAX},
+    /* IPAM (docs/network.md): a /29 leaves 5 instance addresses after the
+     * network, gateway and broadcast addresses. Must be at least
+     * cluster_cidr's prefix, checked in cloud_settings_patch. */
+    {NULL, "host_subnet_prefix", 16, 29},
     {"events_retention", "max_age_seconds", 60, 315360000},
     {"events_retention", "max_events", 1, 1000000000},
     {"quotas", "services", 0, 1000000000},
@@ -84,6 +92,57 @@ setting_value_ok(struct http_req *r, const struct setting *st,
     return 0;
 }
 
+/* cluster_cidr: an IPv4 network "a.b.c.d/n", n from 8 to 29, without
+ * host bits (the subnets are carved from it; docs/network.md). */
+static int
+cluster_cidr_ok(struct http_req *r, const json_t *v)
+{
+    char buf[32], *slash, *end;
+    struct in_addr a;
+    unsigned long n;
+    uint32_t mask;
+
+    if (!json_is_string(v) || json_string_length(v) >= sizeof(buf)) {
+        http_reply_error(r, 422, "invalid", "cluster_cidr",
+                         "cluster_cidr must be an IPv4 network as a string, "
+                         "e.g. \"10.240.0.0/16\"");
+        return -1;
+    }
+    memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+    slash = strchr(buf, '/');
+    if (slash == NULL) {
+        http_reply_error(r, 422, "invalid", "cluster_cidr",
+                         "cluster_cidr \"%s\" has no prefix length: write "
+                         "it as address/length, e.g. \"10.240.0.0/16\"",
+                         buf);
+        return -1;
+    }
+    *slash = '\0';
+    errno = 0;
+    n = strtoul(slash + 1, &end, 10);
+    if (inet_pton(AF_INET, buf, &a) != 1 || slash[1] < '0' ||
+        slash[1] > '9' || *end != '\0' || errno != 0 || n < 8 || n > 29) {
+        *slash = '/';
+        http_reply_error(r, 422, "invalid", "cluster_cidr",
+                         "cluster_cidr \"%s\" is not an IPv4 network with a "
+                         "prefix length from 8 to 29, e.g. \"10.240.0.0/16\"",
+                         buf);
+        return -1;
+    }
+    mask = n == 0 ? 0 : 0xffffffffu << (32 - n);
+    if ((ntohl(a.s_addr) & ~mask) != 0) {
+        struct in_addr net = {.s_addr = htonl(ntohl(a.s_addr) & mask)};
+        char nbuf[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &net, nbuf, sizeof(nbuf));
+        http_reply_error(r, 422, "invalid", "cluster_cidr",
+                         "cluster_cidr \"%s/%lu\" has host bits set: the "
+                         "network is %s/%lu",
+                         buf, n, nbuf, n);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 settings_check(struct http_req *r, json_t *in)
 {
@@ -91,11 +150,19 @@ settings_check(struct http_req *r, json_t *in)
     json_t *v, *v2;
 
     json_object_foreach(in, key, v) {
-        const struct setting *st = setting_find(NULL, key);
+        const struct setting *st;
+
+        if (strcmp(key, "cluster_cidr") == 0) {
+            if (cluster_cidr_ok(r, v) < 0)
+                return -1;
+            continue;
+        }
+        st = setting_find(NULL, key);
         if (st == NULL) {
             http_reply_error(r, 422, "invalid", key,
                              "unknown field \"%s\": the settings are "
                              "down_after_seconds, fence_after_seconds, "
+                             "cluster_cidr, host_subnet_prefix, "
                              "events_retention, quotas and blobs",
                              key);
             return -1;

@@ -47,6 +47,9 @@ BEGIN
                    h.name, h.cap_vcpus, h.cap_memory_mib, h.hypervisor, h.session_epoch,
                    CASE WHEN was = 'down' THEN ', was down' ELSE '' END), 'agent');
     END IF;
+    -- its subnet (IPAM): a new host got one with its row; one the
+    -- cluster CIDR had no room for tries again (docs/network.md)
+    PERFORM cloud_host_subnet_alloc(h.id);
     FOR i IN UPDATE instances
                 SET state = 'running', reason = NULL, exit_code = NULL, finished_at = NULL,
                     version = version + 1, updated_at = now()

@@ -10,6 +10,7 @@ LANGUAGE sql STABLE AS $$
                                        'memory_mib', coalesce(a.memory_mib, 0),
                                        'disk_gib', coalesce(a.disk_gib, 0)),
         'hypervisor', h.hypervisor, 'arch', h.arch,
+        'subnet', (SELECT hs.subnet::text FROM host_subnets hs WHERE hs.host_id = h.id),
         'session_epoch', h.session_epoch, 'last_seen', cloud_ts(h.last_seen),
         'instances', coalesce(a.n, 0), 'version', h.version,
         'created_at', cloud_ts(h.created_at), 'updated_at', cloud_ts(h.updated_at))

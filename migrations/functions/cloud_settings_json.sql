@@ -5,6 +5,8 @@ CREATE OR REPLACE FUNCTION cloud_settings_json(s cluster_settings) RETURNS json
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('down_after_seconds', s.down_after_seconds,
         'fence_after_seconds', s.fence_after_seconds,
+        'cluster_cidr', s.cluster_cidr::text,
+        'host_subnet_prefix', s.host_subnet_prefix,
         'version', s.version, 'updated_at', cloud_ts(s.updated_at),
         'events_retention', jsonb_build_object(
             'max_age_seconds', s.events_max_age_seconds,

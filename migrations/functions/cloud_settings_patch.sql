@@ -1,6 +1,7 @@
 -- p: the merge patch, validated by the controller (api_cluster.c); the
 -- CHECKs are the last line. An empty patch changes nothing. A change of
--- the top-level settings (down_after_seconds, fence_after_seconds) and
+-- the top-level settings (down_after_seconds, fence_after_seconds,
+-- cluster_cidr, host_subnet_prefix) and
 -- one of the nested settings are one version step but two
 -- controller.settings events (the first names the top-level ones, the
 -- second the nested keys), as before the functions were collapsed.
@@ -40,14 +41,38 @@ BEGIN
             CASE WHEN p ? 'fence_after_seconds' THEN 'fence_after_seconds'
                  ELSE 'down_after_seconds' END);
     END IF;
+    -- IPAM (docs/network.md): the cluster CIDR never changes under
+    -- allocated subnets (no silent renumbering); the host subnet prefix
+    -- applies to subnets allocated from now on.
+    IF coalesce((p->>'cluster_cidr')::cidr, s.cluster_cidr) <> s.cluster_cidr
+       AND EXISTS (SELECT 1 FROM host_subnets) THEN
+        PERFORM cloud_raise('CL409', format(
+            'cluster_cidr cannot change from %s to %s while %s host subnets are allocated '
+            'in it: addresses are never renumbered; delete the hosts first',
+            s.cluster_cidr, (p->>'cluster_cidr')::cidr,
+            (SELECT count(*) FROM host_subnets)));
+    END IF;
+    IF coalesce((p->>'host_subnet_prefix')::integer, s.host_subnet_prefix)
+       < masklen(coalesce((p->>'cluster_cidr')::cidr, s.cluster_cidr)) THEN
+        PERFORM cloud_raise('CL422', format(
+            'host_subnet_prefix (%s) must be at least the prefix length of cluster_cidr (%s)',
+            coalesce((p->>'host_subnet_prefix')::integer, s.host_subnet_prefix),
+            coalesce((p->>'cluster_cidr')::cidr, s.cluster_cidr)),
+            CASE WHEN p ? 'host_subnet_prefix' THEN 'host_subnet_prefix' ELSE 'cluster_cidr' END);
+    END IF;
     IF coalesce((p->>'down_after_seconds')::integer, s.down_after_seconds) = s.down_after_seconds
        AND coalesce((p->>'fence_after_seconds')::integer, s.fence_after_seconds)
-           = s.fence_after_seconds THEN
+           = s.fence_after_seconds
+       AND coalesce((p->>'cluster_cidr')::cidr, s.cluster_cidr) = s.cluster_cidr
+       AND coalesce((p->>'host_subnet_prefix')::integer, s.host_subnet_prefix)
+           = s.host_subnet_prefix THEN
         NULL;
     ELSE
         UPDATE cluster_settings
            SET down_after_seconds = coalesce((p->>'down_after_seconds')::integer, down_after_seconds),
                fence_after_seconds = coalesce((p->>'fence_after_seconds')::integer, fence_after_seconds),
+               cluster_cidr = coalesce((p->>'cluster_cidr')::cidr, cluster_cidr),
+               host_subnet_prefix = coalesce((p->>'host_subnet_prefix')::integer, host_subnet_prefix),
                version = version + 1, updated_at = now()
          WHERE id = 1 RETURNING * INTO n;
         PERFORM cloud_event('controller.settings', 'controller', NULL, 'cluster',
@@ -57,8 +82,18 @@ BEGIN
                                  s.down_after_seconds, n.down_after_seconds) END,
                 CASE WHEN n.fence_after_seconds <> s.fence_after_seconds
                      THEN format('fence_after_seconds %s -> %s',
-                                 s.fence_after_seconds, n.fence_after_seconds) END),
+                                 s.fence_after_seconds, n.fence_after_seconds) END,
+                CASE WHEN n.cluster_cidr <> s.cluster_cidr
+                     THEN format('cluster_cidr %s -> %s', s.cluster_cidr, n.cluster_cidr) END,
+                CASE WHEN n.host_subnet_prefix <> s.host_subnet_prefix
+                     THEN format('host_subnet_prefix %s -> %s',
+                                 s.host_subnet_prefix, n.host_subnet_prefix) END),
             p_actor);
+        -- hosts the old settings left without a subnet get one now
+        PERFORM cloud_host_subnet_alloc(h.id)
+           FROM hosts h
+          WHERE NOT EXISTS (SELECT 1 FROM host_subnets hs WHERE hs.host_id = h.id)
+          ORDER BY h.name;
         s := n;
     END IF;
     n := s;
