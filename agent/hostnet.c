@@ -227,6 +227,20 @@ in4_str(struct in_addr a, char buf[INET_ADDRSTRLEN])
     return buf;
 }
 
+/* An IPv4 nl_addr without its prefix length (nl_addr2str appends it). */
+static const char *
+nl4_str(struct nl_addr *a, char buf[INET_ADDRSTRLEN])
+{
+    struct in_addr in;
+
+    if (a == NULL || nl_addr_get_len(a) != 4) {
+        xstrlcpy(buf, "?", INET_ADDRSTRLEN);
+        return buf;
+    }
+    memcpy(&in, nl_addr_get_binary_addr(a), 4);
+    return in4_str(in, buf);
+}
+
 /* The plan, checked and parsed; peers is allocated (npeers entries). */
 struct plan4 {
     struct cidr4 gateway, subnet, cluster;
@@ -526,8 +540,12 @@ ensure_bridge(struct hn *h, const struct hostnet_plan *p, unsigned mtu,
         l = rtnl_link_bridge_alloc();
         if (l == NULL)
             fatalx("out of memory allocating a bridge");
+        /*
+         * No MTU here: one given at creation is not "set by the user" for
+         * the kernel, which would then raise it to the first port's (a
+         * guest's tap). link_fix sets it below, and there it sticks.
+         */
         rtnl_link_set_name(l, p->bridge);
-        rtnl_link_set_mtu(l, mtu);
         rtnl_link_set_flags(l, IFF_UP);
         err = rtnl_link_add(h->sk, l, NLM_F_CREATE | NLM_F_EXCL);
         rtnl_link_put(l);
@@ -536,7 +554,7 @@ ensure_bridge(struct hn *h, const struct hostnet_plan *p, unsigned mtu,
                     nl_geterror(err));
             return -1;
         }
-        log_info("bridge %s: created, MTU %u", p->bridge, mtu);
+        log_info("bridge %s: created", p->bridge);
         hn_changed(h);
         if (read_links(h) < 0)
             return -1;
@@ -678,7 +696,7 @@ ensure_addr(struct hn *h, const char *kind, const char *name, int ifindex,
          o = nl_cache_get_next(o)) {
         struct rtnl_addr *a = (struct rtnl_addr *)o;
         struct nl_addr *local = rtnl_addr_get_local(a);
-        char buf[64];
+        char buf[INET_ADDRSTRLEN];
 
         if (rtnl_addr_get_ifindex(a) != ifindex ||
             rtnl_addr_get_family(a) != AF_INET)
@@ -688,7 +706,7 @@ ensure_addr(struct hn *h, const char *kind, const char *name, int ifindex,
             have = true;
             continue;
         }
-        nl_addr2str(local, buf, sizeof(buf));
+        nl4_str(local, buf);
         err = rtnl_addr_delete(h->sk, a, 0);
         if (err < 0) {
             hn_fail(h, "%s %s: cannot delete address %s/%d: %s", kind, name,
@@ -827,7 +845,7 @@ remove_stale(struct hn *h, const struct hostnet_plan *p,
              const struct plan4 *q, int vx)
 {
     struct nl_object *o;
-    char buf[64];
+    char buf[64], as[INET_ADDRSTRLEN];
     int err;
 
     for (o = nl_cache_get_first(h->routes); o != NULL;
@@ -845,7 +863,8 @@ remove_stale(struct hn *h, const struct hostnet_plan *p,
                           q->peers[i].subnet.plen;
         if (planned)
             continue;
-        nl_addr2str(d, buf, sizeof(buf));
+        snprintf(buf, sizeof(buf), "%s/%d", nl4_str(d, as),
+                 nl_addr_get_prefixlen(d));
         if ((err = rtnl_route_delete(h->sk, r, 0)) < 0) {
             hn_fail(h, "vxlan %s: cannot delete the route to %s of a peer no longer planned: %s",
                     p->vxlan, buf, nl_geterror(err));
@@ -868,7 +887,7 @@ remove_stale(struct hn *h, const struct hostnet_plan *p,
             if (peer_by_vtep(q, p->npeers, rtnl_neigh_get_dst(n)) != NULL)
                 continue;
             what = "neighbour";
-            nl_addr2str(rtnl_neigh_get_dst(n), buf, sizeof(buf));
+            nl4_str(rtnl_neigh_get_dst(n), buf);
         } else if (fam == AF_BRIDGE) {
             /* Multicast entries are the device's own, not a peer's. */
             if (ll == NULL || nl_addr_get_len(ll) != 6 ||
