@@ -8,6 +8,8 @@
  *                           for a marker on its console, tear it down
  *   cloud-agent net policy  replace or delete table inet cloud from a JSON
  *                           policy (netpolicy_cli.c)
+ *   cloud-agent net apply   make the host network (bridge, VXLAN overlay)
+ *                           match a plan file (netcmd.c, hostnet.c)
  */
 #define LOG_MODULE "agent"
 
@@ -31,6 +33,7 @@
 #include "hv.h"
 #include "join.h"
 #include "link.h"
+#include "netcmd.h"
 #include "log.h"
 #include "mem.h"
 #include "netpolicy.h"
@@ -65,6 +68,7 @@ struct agent_opts {
     unsigned vcpus;
     uint64_t memory_mib;
     long expect_exit; /* -1: do not wait for an exit report */
+    const char *plan; /* net */
 };
 
 static const struct virt_driver *drv = &virt_libvirt_driver;
@@ -88,7 +92,10 @@ usage(FILE *fp)
         "  facts      print host facts as JSON\n"
         "  boot-once  --kernel PATH [--initrd PATH] [--cmdline STR] --log FILE\n"
         "             [--channel SOCK] [--config-file PATH] [--send LINE] [--expect-exit N]\n"
-        "             [--marker STR] [--timeout SEC] [--id ID] [--vcpus N] [--memory MIB]\n");
+        "             [--marker STR] [--timeout SEC] [--id ID] [--vcpus N] [--memory MIB]\n"
+        "  net apply|remove --plan FILE\n"
+        "             make this host's bridge and VXLAN overlay match a JSON\n"
+        "             plan, or delete them (docs/network-overlay.md)\n");
 }
 
 static double
@@ -442,6 +449,7 @@ main(int argc, char **argv)
         OPT_CACHE_DIR,
         OPT_CACHE_MAX_MIB,
         OPT_NETWORK,
+        OPT_PLAN,
     };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -476,6 +484,7 @@ main(int argc, char **argv)
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"cache-max-mib", required_argument, NULL, OPT_CACHE_MAX_MIB},
         {"network", required_argument, NULL, OPT_NETWORK},
+        {"plan", required_argument, NULL, OPT_PLAN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -623,6 +632,9 @@ main(int argc, char **argv)
         case OPT_PKI_DIR:
             o.pki_dir = optarg;
             break;
+        case OPT_PLAN:
+            o.plan = optarg;
+            break;
         case OPT_VERBOSE:
             log_set_level(LOG_LVL_DEBUG);
             break;
@@ -634,6 +646,9 @@ main(int argc, char **argv)
             return 2;
         }
     }
+    /* `net` alone takes a subcommand: net apply|remove. */
+    if (optind == argc - 2 && strcmp(argv[optind], "net") == 0)
+        return netcmd_run(argv[optind + 1], o.plan);
     if (optind != argc - 1) {
         usage(stderr);
         return 2;

@@ -7,6 +7,8 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates curl
   libevent-dev libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
   libjansson-dev libxml2-dev libvirt-dev libcmocka-dev
+  libnl-3-dev libnl-route-3-dev # agent/hostnet.c: the host network over netlink
+  iputils-ping # tests/integration/test_hostnet.py
   postgresql postgresql-contrib
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
   linux-image-amd64 busybox-static cpio
