@@ -18,13 +18,16 @@
 
 #include "link.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +46,7 @@
 #include "dsparts.h"
 #include "fence.h"
 #include "frame.h"
+#include "hostnet.h"
 #include "ident.h"
 #include "log.h"
 #include "mem.h"
@@ -56,6 +60,9 @@
 #define LINK_BACKOFF_MAX_MS 30000
 #define LINK_WELCOME_TIMEOUT_S 15
 #define LINK_MAX_LABELS 64
+/* The host network's devices (hostnet.h, docs/network-overlay.md). */
+#define LINK_BRIDGE "cloudbr0"
+#define LINK_VXLAN "cloudvx0"
 /* Heartbeat intervals without a HeartbeatAck before the link is left. */
 #define LINK_ACK_SILENCE 5
 /* Send times of the last heartbeats, by seq (HeartbeatAck names one). */
@@ -196,6 +203,74 @@ link_lost(void *arg, const char *why)
     ctlconn_close(&l->c, delay);
 }
 
+/* The underlay address Hello gives: --underlay-address, else the local
+ * IPv4 address of the connection to the controller ("" if it has none:
+ * the controller refuses the Hello, and says why). */
+static char *
+link_underlay(struct link *l, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    evutil_socket_t fd = l->c.bev ? bufferevent_getfd(l->c.bev) : -1;
+
+    if (l->o->underlay != NULL) {
+        snprintf(buf, len, "%s", l->o->underlay);
+        return buf;
+    }
+    buf[0] = '\0';
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+        ss.ss_family != AF_INET ||
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf,
+                  (socklen_t)len) == NULL) {
+        log_warnx("host network: the connection to the controller is not "
+                  "IPv4; give --underlay-address");
+        buf[0] = '\0';
+    }
+    return buf;
+}
+
+/* HostNetwork: make the bridge and the overlay match the controller's plan
+ * (hostnet.h; a few netlink round trips, on the loop). */
+static void
+on_host_network(struct link *l, const Cloud__Agent__HostNetwork *hn)
+{
+    struct hostnet_peer *peers;
+    struct hostnet_plan plan;
+    char why[512], underlay[INET_ADDRSTRLEN];
+    int n;
+
+    if (!l->o->host_network)
+        return;
+    if (hn->subnet[0] == '\0' || hn->gateway[0] == '\0') {
+        log_warnx("host network: the controller has no subnet for this host "
+                  "yet (cluster_cidr %s is full); nothing built",
+                  hn->cluster_cidr);
+        return;
+    }
+    peers = xcalloc(hn->n_peers + 1, sizeof(*peers));
+    for (size_t i = 0; i < hn->n_peers; i++) {
+        peers[i].underlay = hn->peers[i]->underlay;
+        peers[i].subnet = hn->peers[i]->subnet;
+    }
+    memset(&plan, 0, sizeof(plan));
+    plan.bridge = LINK_BRIDGE;
+    plan.vxlan = LINK_VXLAN;
+    plan.gateway = hn->gateway;
+    plan.cluster_cidr = hn->cluster_cidr;
+    plan.vni = hn->vni;
+    plan.underlay = link_underlay(l, underlay, sizeof(underlay));
+    plan.peers = peers;
+    plan.npeers = hn->n_peers;
+    n = hostnet_apply(&plan, why, sizeof(why));
+    if (n < 0)
+        log_warnx("host network: %s", why);
+    else if (n > 0)
+        log_info("host network: %s %s, %s over %s, %zu peers: %d changes",
+                 LINK_BRIDGE, hn->gateway, LINK_VXLAN, plan.underlay,
+                 hn->n_peers, n);
+    free(peers);
+}
+
 /* ctlconn: TLS is up. */
 static void
 link_send_hello(void *arg)
@@ -207,11 +282,16 @@ link_send_hello(void *arg)
     Cloud__Agent__Hello__LabelsEntry *lab = NULL, **plab = NULL;
     Cloud__Agent__InstanceRef *refs = NULL;
     struct worker_status *s;
+    char underlay[INET_ADDRSTRLEN];
     size_t i;
 
     h.host_name = (char *)(l->o->name ? l->o->name : "");
     h.agent_version = (char *)l->o->version;
     h.heartbeat_acks = true;
+    if (l->o->host_network) {
+        h.host_network = true;
+        h.underlay_address = link_underlay(l, underlay, sizeof(underlay));
+    }
     l->hello_ms = mono_ms();
     cap.vcpus = l->o->cap_vcpus ? l->o->cap_vcpus : l->facts.vcpus;
     cap.memory_mib =
@@ -556,6 +636,9 @@ on_message(void *arg, const frame_envelope *env)
         break;
     case CLOUD__AGENT__ENVELOPE__MSG_LOG_REQUEST:
         on_log_request(l, env->log_request);
+        break;
+    case CLOUD__AGENT__ENVELOPE__MSG_HOST_NETWORK:
+        on_host_network(l, env->host_network);
         break;
     case CLOUD__AGENT__ENVELOPE__MSG_BLOB_CHUNK:
         if (l->cache != NULL && l->c.state == CTLCONN_READY)

@@ -32,6 +32,11 @@ struct link_opts {
     uint64_t cap_memory_mib;
     /* A libvirt network each domain gets a virtio NIC on; NULL: none. */
     const char *network;
+    /* Build the host network the controller's HostNetwork plans (bridge,
+     * overlay: hostnet.h); its underlay address, NULL: the local address
+     * of the connection to the controller. */
+    int host_network;
+    const char *underlay;
 };
 
 /* Runs until SIGTERM/SIGINT. Returns the process exit code. */

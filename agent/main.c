@@ -14,6 +14,7 @@
 #define LOG_MODULE "agent"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -69,6 +70,8 @@ struct agent_opts {
     uint64_t memory_mib;
     long expect_exit; /* -1: do not wait for an exit report */
     const char *plan; /* net */
+    int host_network;       /* run: build the host network (docs/network.md) */
+    const char *underlay;   /* run: its underlay IPv4 address */
 };
 
 static const struct virt_driver *drv = &virt_libvirt_driver;
@@ -84,8 +87,13 @@ usage(FILE *fp)
         "             [--labels k=v,...] [--images DIR] [--state-dir DIR]\n"
         "             [--cap-vcpus N] [--cap-memory MIB]\n"
         "             [--cache-dir DIR] [--cache-max-mib N] [--network NAME]\n"
+        "             [--host-network [--underlay-address IPV4]]\n"
         "             the agent daemon (--ca, --cert, --key default to the\n"
-        "             files `join` wrote in --pki-dir, <state-dir>/pki)\n"
+        "             files `join` wrote in --pki-dir, <state-dir>/pki;\n"
+        "             --host-network: build the bridge and overlay the\n"
+        "             controller plans, reached by other hosts at\n"
+        "             --underlay-address, default the address this host\n"
+        "             reaches the controller from)\n"
         "  join       --controller HOST:PORT[,...] --token ID.SECRET --ca-pin sha256:HEX\n"
         "             [--pki-dir DIR] [--state-dir DIR]\n"
         "             get a certificate with a join token (cloud-controller join-token create)\n"
@@ -450,6 +458,8 @@ main(int argc, char **argv)
         OPT_CACHE_MAX_MIB,
         OPT_NETWORK,
         OPT_PLAN,
+        OPT_HOST_NETWORK,
+        OPT_UNDERLAY,
     };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -485,6 +495,8 @@ main(int argc, char **argv)
         {"cache-max-mib", required_argument, NULL, OPT_CACHE_MAX_MIB},
         {"network", required_argument, NULL, OPT_NETWORK},
         {"plan", required_argument, NULL, OPT_PLAN},
+        {"host-network", no_argument, NULL, OPT_HOST_NETWORK},
+        {"underlay-address", required_argument, NULL, OPT_UNDERLAY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -601,6 +613,21 @@ main(int argc, char **argv)
         case OPT_CACHE_DIR:
             o.cache_dir = optarg;
             break;
+        case OPT_HOST_NETWORK:
+            o.host_network = 1;
+            break;
+        case OPT_UNDERLAY: {
+            struct in_addr a;
+
+            if (inet_pton(AF_INET, optarg, &a) != 1) {
+                fprintf(stderr,
+                        "cloud-agent: --underlay-address takes an IPv4 address, not %s\n",
+                        optarg);
+                return 2;
+            }
+            o.underlay = optarg;
+            break;
+        }
         case OPT_NETWORK:
             /* A libvirt network name, written into every domain's XML. */
             if (optarg[0] == '\0' || strlen(optarg) > DOMXML_ID_MAX ||
@@ -669,6 +696,11 @@ main(int argc, char **argv)
         free(def);
         return rc;
     }
+    if (strcmp(cmd, "run") == 0 && o.underlay != NULL && !o.host_network) {
+        fprintf(stderr, "cloud-agent: --underlay-address is the address of "
+                        "the host network: give --host-network too\n");
+        return 2;
+    }
     if (strcmp(cmd, "run") == 0) {
         /* Without --ca/--cert/--key: what `cloud-agent join` wrote. */
         char *pki = o.pki_dir ? xstrdup(o.pki_dir)
@@ -702,6 +734,8 @@ main(int argc, char **argv)
             .cache_dir = o.cache_dir,
             .cache_max_mib = o.cache_max_mib,
             .network = o.network,
+            .host_network = o.host_network,
+            .underlay = o.underlay,
         };
 
         rc = link_run(&lo);

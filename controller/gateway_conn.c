@@ -315,6 +315,7 @@ on_registered(const PGresult *res, const struct db_error *err, void *arg)
     bufferevent_enable(c->bev, EV_READ);
     c->dirty = 1;
     gw_kick(gw);
+    gw_net_send(c);
 
 done:
     conn_unref(c);
@@ -326,6 +327,7 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
     const char *hv;
     const char *vals[1];
     json_t *p, *labels, *running;
+    struct in_addr ua;
     char *js;
     size_t i;
 
@@ -381,12 +383,25 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
             gw_id_ok(ref->id))
             json_array_append_new(running, json_string(ref->id));
     }
-    p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:o}", "name", c->name,
+    /* The overlay's tunnel end: an IPv4 address, or none from an agent
+     * that does not build the host network (docs/network.md). */
+    if (h->host_network ? inet_pton(AF_INET, h->underlay_address, &ua) != 1
+                        : h->underlay_address[0] != '\0') {
+        json_decref(labels);
+        json_decref(running);
+        conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                        "Hello.underlay_address must be the IPv4 address of "
+                        "a host that builds the host network, and empty "
+                        "otherwise");
+        conn_shutdown(c, "bad underlay address %.64s", h->underlay_address);
+        return;
+    }
+    p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:o, s:s}", "name", c->name,
                   "address", c->addr, "vcpus", (json_int_t)h->capacity->vcpus,
                   "memory_mib", (json_int_t)h->capacity->memory_mib,
                   "disk_gib", (json_int_t)h->capacity->disk_gib,
                   "hypervisor", hv, "arch", h->facts->arch, "labels", labels,
-                  "running", running);
+                  "running", running, "underlay", h->underlay_address);
     if (p == NULL) {
         /* Not UTF-8: jansson refuses the string. */
         conn_send_error(c, CLOUD__AGENT__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
@@ -404,6 +419,7 @@ conn_on_hello(struct gw_conn *c, const Cloud__Agent__Hello *h)
              h->capacity->memory_mib, h->n_instances);
     c->set_max = h->desired_set_max;
     c->hb_acks = h->heartbeat_acks;
+    c->hostnet = h->host_network;
     c->state = GW_REGISTERING;
     bufferevent_disable(c->bev, EV_READ);
     vals[0] = js;

@@ -595,6 +595,12 @@ gw_on_event(void *arg, long long id, const char *type, const char *object,
     if (object != NULL && type != NULL && strcmp(object, "host") == 0 &&
         strcmp(type, "host.cert_revoked") == 0)
         join_refresh(gw->join);
+    /* a host joined, came back or got a subnet: the overlay's peers */
+    if (!gw->closed && object != NULL && type != NULL &&
+        strcmp(object, "host") == 0 &&
+        (strcmp(type, "host.registered") == 0 ||
+         strcmp(type, "host.network") == 0))
+        gw_net_changed(gw);
     if (!gw->closed && object != NULL && object_id != NULL &&
         strcmp(object, "config") == 0 && gw_id_ok(object_id)) {
         cfg_note(gw, object_id); /* config events (gateway_config.h) */

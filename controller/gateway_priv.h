@@ -93,6 +93,9 @@ struct gw_conn {
     int nlogs; /* console log streams through this agent */
     struct gwblobs *blobs; /* blob downloads (gateway_blobs.c), or NULL */
     int cfg_stale; /* ConfigUpdates pushed: the set is re-read later */
+    /* Hello.host_network: HostNetwork wanted (gateway_net.c) */
+    int hostnet;
+    int net_inflight, net_dirty;
 };
 
 /* A console log stream (gateway_log_open). */
@@ -184,6 +187,14 @@ void gw_on_event_row(void *arg, long long id, const char *type,
 void gw_on_reconnect(void *arg);
 void gw_kick_cb(evutil_socket_t fd, short what, void *arg);
 void gw_resync_cb(evutil_socket_t fd, short what, void *arg);
+
+/* ---- gateway_net.c ---- */
+
+/* Sends c its HostNetwork (read anew) if its Hello asked for one. */
+void gw_net_send(struct gw_conn *c);
+/* A host registered or was given a subnet: every agent that builds the
+ * host network gets its HostNetwork again. */
+void gw_net_changed(struct gateway *gw);
 
 /* ---- gateway_logs.c ---- */
 

@@ -253,6 +253,20 @@ const struct db_stmt store_stmts[ST__COUNT] = {
                            "SELECT DISTINCT host_id FROM instances "
                            "WHERE id = ANY($1::text[]) AND host_id IS NOT NULL",
                            1, 1},
+    [ST_HOST_NETWORK] = {"host_network",
+                         "SELECT s.cluster_cidr::text, "
+                         "coalesce(hs.subnet::text, ''), "
+                         "coalesce(host(set_masklen(hs.subnet::inet, 32) + 1) "
+                         "|| '/' || masklen(hs.subnet), ''), "
+                         "coalesce((SELECT string_agg(h.id || ' ' || "
+                         "h.underlay_address || ' ' || p.subnet::text, "
+                         "E'\\n' ORDER BY h.id) FROM hosts h "
+                         "JOIN host_subnets p ON p.host_id = h.id "
+                         "WHERE h.id <> $1 AND h.underlay_address <> ''), '') "
+                         "FROM cluster_settings s "
+                         "LEFT JOIN host_subnets hs ON hs.host_id = $1 "
+                         "WHERE s.id = 1",
+                         1, HOST_NETWORK__NCOLS},
     /* end of agent gateway statements */
     /* agent enrolment and certificate revocation (join.c) */
     [ST_JOIN_TOKEN_CREATE] = {"join_token_create",

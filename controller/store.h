@@ -47,6 +47,7 @@ enum store_stmt {
     ST_AGENT_STATUS,
     ST_AGENT_DESIRED,
     ST_AGENT_HOSTS_OF,
+    ST_HOST_NETWORK,
     /* end of agent gateway statements */
     /* agent enrolment and certificate revocation (join.c) */
     ST_JOIN_TOKEN_CREATE,
@@ -257,6 +258,16 @@ enum {
     AGENT_HEARTBEATS__NCOLS
 };
 enum { AGENT_STATUS_IDX, AGENT_STATUS_REFUSED, AGENT_STATUS__NCOLS };
+/* ST_HOST_NETWORK: the HostNetwork of host $1 (gateway_net.c); peers are
+ * lines "host_id underlay subnet" (ids [A-Za-z0-9_-], an IPv4 address, a
+ * CIDR: no spaces). */
+enum {
+    HOST_NETWORK_CLUSTER_CIDR,
+    HOST_NETWORK_SUBNET,
+    HOST_NETWORK_GATEWAY,
+    HOST_NETWORK_PEERS,
+    HOST_NETWORK__NCOLS
+};
 enum {
     AGENT_DESIRED_ID,
     AGENT_DESIRED_NAME,

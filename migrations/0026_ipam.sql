@@ -51,7 +51,10 @@ CREATE INDEX instance_addresses_host ON instance_addresses (host_id, address);
 CREATE TRIGGER hosts_subnet_alloc AFTER INSERT ON hosts
     FOR EACH ROW EXECUTE FUNCTION cloud_hosts_subnet_trigger();
 -- An instance that leaves its host (a restart elsewhere, a rerun) gives
--- its address back; deleting the instance does by the foreign key.
-CREATE TRIGGER instances_address_release AFTER UPDATE OF host_id ON instances
+-- its address back; deleting the instance does by the foreign key. Not
+-- "UPDATE OF host_id": that fires only when the statement names the
+-- column, and the instances_restart trigger clears host_id in a BEFORE
+-- trigger of an UPDATE that names state.
+CREATE TRIGGER instances_address_release AFTER UPDATE ON instances
     FOR EACH ROW WHEN (old.host_id IS NOT NULL AND old.host_id IS DISTINCT FROM new.host_id)
     EXECUTE FUNCTION cloud_instance_address_release();

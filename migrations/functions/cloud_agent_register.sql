@@ -1,5 +1,7 @@
 -- p: {"name","address","vcpus","memory_mib","disk_gib","hypervisor","arch",
---     "labels","running"}. Returns the host id and the new session epoch.
+--     "labels","running","underlay"}. Returns the host id and the new
+-- session epoch. underlay: Hello.underlay_address, "" from an agent that
+-- does not build the host network (docs/network.md).
 --
 -- running: the ids the agent's Hello reports running. A service instance
 -- of this host that liveness marked lost but left wanted running
@@ -20,11 +22,13 @@ BEGIN
     SELECT * INTO h FROM hosts WHERE name = p->>'name' FOR UPDATE;
     IF NOT FOUND THEN
         INSERT INTO hosts (id, name, address, state, labels, cap_vcpus, cap_memory_mib,
-                           cap_disk_gib, hypervisor, arch, session_epoch, last_seen)
+                           cap_disk_gib, hypervisor, arch, session_epoch, last_seen,
+                           underlay_address)
         VALUES (cloud_new_id(), p->>'name', coalesce(p->>'address', ''), 'ready',
                 coalesce(p->'labels', '{}'), (p->>'vcpus')::integer,
                 (p->>'memory_mib')::bigint, (p->>'disk_gib')::bigint,
-                p->>'hypervisor', coalesce(nullif(p->>'arch', ''), 'x86_64'), 1, now())
+                p->>'hypervisor', coalesce(nullif(p->>'arch', ''), 'x86_64'), 1, now(),
+                coalesce(p->>'underlay', ''))
         RETURNING * INTO h;
         PERFORM cloud_event('host.registered', 'host', h.id, h.name,
             format('host %s registered: %s vcpus, %s MiB, %s (session 1)',
@@ -38,6 +42,7 @@ BEGIN
                cap_disk_gib = (p->>'disk_gib')::bigint,
                hypervisor = p->>'hypervisor',
                arch = coalesce(nullif(p->>'arch', ''), arch),
+               underlay_address = coalesce(p->>'underlay', ''),
                session_epoch = hosts.session_epoch + 1,
                state = CASE WHEN hosts.state = 'down' THEN 'ready' ELSE hosts.state END,
                last_seen = now(), version = version + 1, updated_at = now()

@@ -11,6 +11,7 @@ LANGUAGE sql STABLE AS $$
                                        'disk_gib', coalesce(a.disk_gib, 0)),
         'hypervisor', h.hypervisor, 'arch', h.arch,
         'subnet', (SELECT hs.subnet::text FROM host_subnets hs WHERE hs.host_id = h.id),
+        'underlay_address', h.underlay_address,
         'session_epoch', h.session_epoch, 'last_seen', cloud_ts(h.last_seen),
         'instances', coalesce(a.n, 0), 'version', h.version,
         'created_at', cloud_ts(h.created_at), 'updated_at', cloud_ts(h.updated_at))

@@ -1127,7 +1127,8 @@ class EventTests(harness.TestCase):
         types = [e["type"] for e in items if e.get("object_id") == inst["id"]]
         self.assertEqual(types, ["instance.created", "instance.killed", "instance.deleted"])
         host_types = [e["type"] for e in items if e["object"] == "host" and e["name"] == name]
-        self.assertEqual(host_types, ["host.cordoned", "host.uncordoned"])
+        # host.network: the new host's subnet (IPAM, docs/network.md)
+        self.assertEqual(host_types, ["host.network", "host.cordoned", "host.uncordoned"])
 
     def test_list_pagination(self):
         since = last_event_id(self)

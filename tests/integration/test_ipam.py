@@ -152,7 +152,24 @@ class Test03Addresses(unittest.TestCase):
         poll(lambda: sql("SELECT count(*) FROM instance_addresses WHERE host(address) = '%s'"
                          % addr).strip() == "0", 30, what="the address released")
 
-    def test_03_second_holder_refused_by_constraint(self):
+    def test_03_restart_gives_the_address_back_and_takes_one_again(self):
+        # A restart ends the run (the instances_restart trigger clears
+        # host_id before the row is written): the address goes back, and
+        # the new placement takes one.
+        inst = run(self)
+        wait_address(inst["id"])
+        poll(lambda: request("GET", "/v1/instances/%s" % inst["id"])[2]["state"] == "running",
+             30, what="%s running" % inst["name"])
+        st, _, body = request("POST", "/v1/instances/%s/restart" % inst["id"])
+        self.assertEqual(st, 202, body)
+        poll(lambda: (lambda i: i["state"] == "running" and i["restart_count"] == 1)(
+                 request("GET", "/v1/instances/%s" % inst["id"])[2]),
+             60, what="%s running again" % inst["name"])
+        self.assertNotEqual(wait_address(inst["id"]), "")
+        self.assertEqual(sql("SELECT count(*) FROM instance_addresses WHERE instance_id = '%s'"
+                             % inst["id"]).strip(), "1")
+
+    def test_04_second_holder_refused_by_constraint(self):
         inst = run(self)
         addr = wait_address(inst["id"])
         row = sql("SELECT host_id, subnet FROM instance_addresses WHERE instance_id = '%s'"

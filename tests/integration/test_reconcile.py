@@ -209,7 +209,12 @@ class ReconcileTests(harness.TestCase):
         for x in got:
             ev = events("type = 'instance.scheduled' AND object_id = '%s'" % x[0])
             self.assertEqual(len(ev), 1, ev)
-            self.assertEqual(ev[0][3], "instance %s scheduled on %s" % (x[1], x[4]))
+            # with the address IPAM gave it in the host's subnet
+            addr = harness.psql("SELECT host(address) FROM instance_addresses "
+                                "WHERE instance_id = '%s'" % x[0])
+            self.assertTrue(addr, "instance %s has no address" % x[1])
+            self.assertEqual(ev[0][3], "instance %s scheduled on %s, address %s"
+                             % (x[1], x[4], addr))
             self.assertTrue(ev[0][4].startswith("reconciler/"), ev)
         created = events("type = 'instance.created' AND name LIKE '%s-%%'" % svc["name"])
         self.assertIn("wants 3 replicas", created[0][3])
