@@ -8,8 +8,8 @@
 -- below the broadcast address. The allocators are
 -- cloud_host_subnet_alloc and cloud_rec_place_many.
 ALTER TABLE cluster_settings
-    ADD COLUMN cluster_cidr cidr DEFAULT '10.240.0.0/12' NOT NULL,
-    ADD COLUMN host_subnet_prefix integer DEFAULT 24 NOT NULL,
+    ADD COLUMN cluster_cidr cidr DEFAULT '10.128.0.0/9' NOT NULL,
+    ADD COLUMN host_subnet_prefix integer DEFAULT 22 NOT NULL,
     ADD CONSTRAINT cluster_settings_cluster_cidr_check
         CHECK (family(cluster_cidr) = 4 AND masklen(cluster_cidr) BETWEEN 8 AND 29),
     ADD CONSTRAINT cluster_settings_host_subnet_prefix_check
