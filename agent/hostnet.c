@@ -911,6 +911,36 @@ remove_stale(struct hn *h, const struct hostnet_plan *p,
     return 0;
 }
 
+/* A permanent neighbour on the VXLAN device vx: mac at IPv4 dst (the
+ * peer's VTEP), or with fdb the bridge FDB entry sending mac to dst (the
+ * peer's underlay address). Returns libnl's error, < 0 on failure. */
+static int
+neigh_put(struct hn *h, int vx, const uint8_t mac[6], struct in_addr dst4,
+          int fdb)
+{
+    struct rtnl_neigh *n = rtnl_neigh_alloc();
+    struct nl_addr *ll = nlmac(mac), *dst = nladdr4(dst4, 32);
+    int err;
+
+    if (n == NULL)
+        fatalx("out of memory allocating a neighbour");
+    rtnl_neigh_set_ifindex(n, vx);
+    rtnl_neigh_set_lladdr(n, ll);
+    /* The dst first: libnl refuses an IPv4 dst on an AF_BRIDGE neigh. */
+    err = rtnl_neigh_set_dst(n, dst);
+    if (fdb) {
+        rtnl_neigh_set_family(n, AF_BRIDGE);
+        rtnl_neigh_set_flags(n, NTF_SELF);
+    }
+    rtnl_neigh_set_state(n, NUD_PERMANENT);
+    if (err >= 0)
+        err = rtnl_neigh_add(h->sk, n, NLM_F_CREATE | NLM_F_REPLACE);
+    nl_addr_put(ll);
+    nl_addr_put(dst);
+    rtnl_neigh_put(n);
+    return err;
+}
+
 /* The FDB entry (MAC -> underlay), neighbour (vtep -> MAC) and route. */
 static int
 ensure_peer(struct hn *h, const struct hostnet_plan *p, const struct peer4 *pe,
@@ -941,23 +971,7 @@ ensure_peer(struct hn *h, const struct hostnet_plan *p, const struct peer4 *pe,
     in4_str(pe->vtep, vs);
     mac_str(pe->mac, ms);
     if (!fdb_ok) {
-        struct rtnl_neigh *n = rtnl_neigh_alloc();
-        struct nl_addr *ll = nlmac(pe->mac), *dst = nladdr4(pe->underlay, 32);
-
-        if (n == NULL)
-            fatalx("out of memory allocating a neighbour");
-        rtnl_neigh_set_ifindex(n, vx);
-        rtnl_neigh_set_lladdr(n, ll);
-        /* The dst first: libnl refuses an IPv4 dst on an AF_BRIDGE neigh. */
-        err = rtnl_neigh_set_dst(n, dst);
-        rtnl_neigh_set_family(n, AF_BRIDGE);
-        rtnl_neigh_set_state(n, NUD_PERMANENT);
-        rtnl_neigh_set_flags(n, NTF_SELF);
-        if (err >= 0)
-            err = rtnl_neigh_add(h->sk, n, NLM_F_CREATE | NLM_F_REPLACE);
-        nl_addr_put(ll);
-        nl_addr_put(dst);
-        rtnl_neigh_put(n);
+        err = neigh_put(h, vx, pe->mac, pe->underlay, 1);
         if (err < 0) {
             hn_fail(h, "vxlan %s: cannot set the FDB entry %s dst %s of peer %s: %s",
                     p->vxlan, ms, us, pe->subnet_s, nl_geterror(err));
@@ -968,20 +982,7 @@ ensure_peer(struct hn *h, const struct hostnet_plan *p, const struct peer4 *pe,
         hn_changed(h);
     }
     if (!neigh_ok) {
-        struct rtnl_neigh *n = rtnl_neigh_alloc();
-        struct nl_addr *ll = nlmac(pe->mac), *dst = nladdr4(pe->vtep, 32);
-
-        if (n == NULL)
-            fatalx("out of memory allocating a neighbour");
-        rtnl_neigh_set_ifindex(n, vx);
-        rtnl_neigh_set_lladdr(n, ll);
-        err = rtnl_neigh_set_dst(n, dst);
-        rtnl_neigh_set_state(n, NUD_PERMANENT);
-        if (err >= 0)
-            err = rtnl_neigh_add(h->sk, n, NLM_F_CREATE | NLM_F_REPLACE);
-        nl_addr_put(ll);
-        nl_addr_put(dst);
-        rtnl_neigh_put(n);
+        err = neigh_put(h, vx, pe->mac, pe->vtep, 0);
         if (err < 0) {
             hn_fail(h, "vxlan %s: cannot set the neighbour %s lladdr %s of peer %s: %s",
                     p->vxlan, vs, ms, pe->subnet_s, nl_geterror(err));

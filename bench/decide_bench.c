@@ -27,6 +27,7 @@
 #include <libpq-fe.h>
 
 #include "mem.h"
+#include "pgrow.h"
 #include "reconcile_priv.h"
 #include "store.h"
 
@@ -45,23 +46,10 @@ now_us(void)
 static PGresult *
 row(int n, const char *const *v)
 {
-    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-    PGresAttDesc att[32];
+    PGresult *res = pgrow_make(n, v);
 
-    if (res == NULL || n > 32)
+    if (res == NULL)
         abort();
-    memset(att, 0, sizeof(att));
-    for (int k = 0; k < n; k++) {
-        att[k].name = (char *)"c";
-        att[k].typid = 25;
-        att[k].typlen = -1;
-        att[k].atttypmod = -1;
-    }
-    if (!PQsetResultAttrs(res, n, att))
-        abort();
-    for (int k = 0; k < n; k++)
-        if (!PQsetvalue(res, 0, k, (char *)v[k], v[k] ? (int)strlen(v[k]) : -1))
-            abort();
     return res;
 }
 

@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 
 #include "mem.h"
+#include "pgrow.h"
 #include "reconcile_priv.h"
 #include "store.h"
 
@@ -79,22 +80,9 @@ teardown(void **state)
 static PGresult *
 row(int n, const char *const *v)
 {
-    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-    PGresAttDesc att[32];
+    PGresult *res = pgrow_make(n, v);
 
     assert_non_null(res);
-    assert_true(n <= 32);
-    memset(att, 0, sizeof(att));
-    for (int k = 0; k < n; k++) {
-        att[k].name = (char *)"c";
-        att[k].typid = 25; /* text */
-        att[k].typlen = -1;
-        att[k].atttypmod = -1;
-    }
-    assert_true(PQsetResultAttrs(res, n, att));
-    for (int k = 0; k < n; k++)
-        assert_true(PQsetvalue(res, 0, k, (char *)v[k],
-                               v[k] ? (int)strlen(v[k]) : -1));
     return res;
 }
 
