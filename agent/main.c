@@ -81,7 +81,8 @@ usage(FILE *fp)
 {
     fprintf(
         fp,
-        "usage: cloud-agent [--connect URI] [--hypervisor qemu|kvm|test] [--name NAME] COMMAND\n"
+        "usage: cloud-agent [--connect URI] [--hypervisor qemu|kvm|test] [--name NAME]\n"
+        "                   [--log-format json|text] [--verbose] COMMAND\n"
         "commands:\n"
         "  run        --controller HOST:PORT[,HOST:PORT...] --ca FILE --cert FILE --key FILE\n"
         "             [--labels k=v,...] [--images DIR] [--state-dir DIR]\n"
@@ -103,7 +104,11 @@ usage(FILE *fp)
         "             [--marker STR] [--timeout SEC] [--id ID] [--vcpus N] [--memory MIB]\n"
         "  net apply|remove --plan FILE\n"
         "             make this host's bridge and VXLAN overlay match a JSON\n"
-        "             plan, or delete them (docs/network-overlay.md)\n");
+        "             plan, or delete them (docs/network-overlay.md)\n"
+        "options:\n"
+        "  --log-format json|text  log lines on stderr: one JSON object each, or\n"
+        "             readable text (time, level, module, message); default:\n"
+        "             text on a terminal, JSON otherwise\n");
 }
 
 static double
@@ -460,6 +465,7 @@ main(int argc, char **argv)
         OPT_PLAN,
         OPT_HOST_NETWORK,
         OPT_UNDERLAY,
+        OPT_LOG_FORMAT,
     };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -497,6 +503,7 @@ main(int argc, char **argv)
         {"plan", required_argument, NULL, OPT_PLAN},
         {"host-network", no_argument, NULL, OPT_HOST_NETWORK},
         {"underlay-address", required_argument, NULL, OPT_UNDERLAY},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -665,6 +672,18 @@ main(int argc, char **argv)
         case OPT_VERBOSE:
             log_set_level(LOG_LVL_DEBUG);
             break;
+        case OPT_LOG_FORMAT: {
+            int json;
+
+            if (log_format_parse(optarg, &json) < 0 || json < 0) {
+                fprintf(stderr, "cloud-agent: --log-format must be json or "
+                                "text, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            log_set_json(json);
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;

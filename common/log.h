@@ -10,9 +10,17 @@
 
 enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
 
-/* Sets the program name and minimum level; json < 0 means "auto" (not a TTY). */
+/*
+ * Sets the program name and minimum level; json < 0 means "auto": JSON
+ * unless stderr is a terminal, where lines are text (log_format_text).
+ */
 void log_init(const char *progname, enum log_level min, int json);
 void log_set_level(enum log_level min);
+/* Forces the format after log_init: 1 JSON, 0 text, < 0 auto again. */
+void log_set_json(int json);
+/* "json" -> 1, "text" -> 0, "auto" -> -1 into *json; else -1 (nothing said:
+ * the caller names its option in the error). */
+int log_format_parse(const char *s, int *json);
 
 #define CLOUD_PRINTF(a, b) __attribute__((format(printf, a, b)))
 

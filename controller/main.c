@@ -144,6 +144,12 @@ usage(FILE *f)
             "an agent its Hello\n"
             "                       or JoinRequest, within S seconds of "
             "connecting (default 20)\n"
+            "  --log-format json|text\n"
+            "                       log lines on stderr: one JSON object "
+            "each, or readable\n"
+            "                       text (time, level, module, message); "
+            "default: text on a\n"
+            "                       terminal, JSON otherwise\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
             DEFAULT_LISTEN, HTTP_MAX_CONNS_PER_ADDR, HTTP_ANON_RATE,
@@ -214,6 +220,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"load-page", required_argument, NULL, 'P'},
         {"no-reconcile", no_argument, NULL, 'N'},
         {"verbose", no_argument, NULL, 'v'},
+        {"log-format", required_argument, NULL, 'F'},
         {"request-timeout", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -272,6 +279,18 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'P': o->load_page = int_opt("--load-page", optarg, 1, 1000000); break;
         case 'N': o->no_reconcile = 1; break;
         case 'v': o->verbose = 1; break;
+        case 'F': {
+            int json;
+
+            if (log_format_parse(optarg, &json) < 0 || json < 0) {
+                fprintf(stderr, "cloud-controller: --log-format must be json "
+                                "or text, not \"%s\"\n",
+                        optarg);
+                exit(2);
+            }
+            log_set_json(json);
+            break;
+        }
         case 'T':
             o->request_timeout = int_opt("--request-timeout", optarg, 1, 3600);
             break;
