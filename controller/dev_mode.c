@@ -2,7 +2,12 @@
  * dev_mode: local agent, libvirt and sample image for the dev cluster (see
  * dev_mode.h). Children are started with fork/execv and argument vectors;
  * no shell ever sees a path. Runs before the event loop starts, except
- * dev_mode_stop, which runs after it ends, so blocking here is fine.
+ * dev_mode_stop, which runs after it ends, so blocking there is fine, and
+ * the supervision of the local agent, which runs on the loop and never
+ * blocks (waitpid WNOHANG, fork and execv).
+ *
+ * The local agent:  running --(ends: SIGCHLD, reaped)--> down
+ *                   down --(back-off timer)--> running (restarted)
  */
 #define LOG_MODULE "dev"
 #include "dev_mode.h"
@@ -19,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <openssl/evp.h>
@@ -28,6 +34,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "mem.h"
+#include "monotime.h"
 #include "pki.h"
 
 #define AGENT_STOP_SECS 10
@@ -112,12 +119,17 @@ dev_mode_find(const char *rel, const char *fallback)
 }
 
 int
-dev_mode_libvirt(struct dev_mode *d, const char *agent_bin)
+dev_mode_libvirt(struct dev_mode *d, const char *agent_bin, const char *uri)
 {
     char *probe[] = {(char *)agent_bin, "--connect", "qemu:///system",
                      "facts", NULL};
 
     memset(d, 0, sizeof(*d));
+    if (uri != NULL) {
+        d->uri = xstrdup(uri);
+        log_info("local agent: libvirt %s (--agent-connect)", uri);
+        return 0;
+    }
     if (access("/usr/sbin/libvirtd", X_OK) == 0 && geteuid() == 0) {
         if (!alive("/run/virtlogd.pid")) {
             char *argv[] = {"/usr/sbin/virtlogd", "-d", NULL};
@@ -159,16 +171,17 @@ dev_mode_libvirt(struct dev_mode *d, const char *agent_bin)
     return 0;
 }
 
-int
-dev_mode_start_agent(struct dev_mode *d, const char *agent_bin,
-                     const char *data_dir, const char *gateway)
+/* Forks and execs the local agent as d says; its output goes to
+ * d->agent_log. Never blocks: it runs on the loop for restarts. */
+static int
+spawn_agent(struct dev_mode *d)
 {
-    char host[256], vcpus[24];
-    char *pki = xasprintf("%s/agent-pki", data_dir);
+    char vcpus[24];
+    char *pki = xasprintf("%s/agent-pki", d->data_dir);
     char *ca = xasprintf("%s/ca.pem", pki), *cert = xasprintf("%s/cert.pem", pki);
     char *key = xasprintf("%s/key.pem", pki);
-    char *images = xasprintf("%s/blobs/sha256", data_dir);
-    char *state = xasprintf("%s/agent", data_dir);
+    char *images = xasprintf("%s/blobs/sha256", d->data_dir);
+    char *state = xasprintf("%s/agent", d->data_dir);
     int rc = -1;
     pid_t pid;
 
@@ -179,22 +192,14 @@ dev_mode_start_agent(struct dev_mode *d, const char *agent_bin,
              4 * (sysconf(_SC_NPROCESSORS_ONLN) > 0
                       ? sysconf(_SC_NPROCESSORS_ONLN)
                       : 1));
-    if (gethostname(host, sizeof(host)) < 0 || pki_name_valid(host) < 0)
-        snprintf(host, sizeof(host), "localhost");
-    for (char *p = host; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    if (pki_issue_agent(data_dir, host, pki) < 0)
-        goto out;
-    d->agent_log = xasprintf("%s/agent.log", data_dir);
     pid = fork();
     if (pid < 0) {
-        log_warn("fork");
+        log_warn("cannot start the local agent: fork");
         goto out;
     }
     if (pid == 0) {
-        char *argv[] = {(char *)agent_bin, "--connect", d->uri, "--name", host,
-                        "run", "--controller", (char *)gateway, "--ca", ca,
+        char *argv[] = {d->agent_bin, "--connect", d->uri, "--name", d->host,
+                        "run", "--controller", d->gateway, "--ca", ca,
                         "--cert", cert, "--key", key, "--images", images,
                         "--state-dir", state, "--labels", "dev=true",
                         "--cap-vcpus", vcpus, NULL, NULL, NULL};
@@ -209,13 +214,22 @@ dev_mode_start_agent(struct dev_mode *d, const char *agent_bin,
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
+        /* The controller's sockets (API, gateway, database, the event
+         * loop's signal pipe) are not the agent's to hold: a restarted
+         * agent that outlived the controller would keep its ports. */
+        close_range(3, ~0U, 0);
         setpgid(0, 0);
-        execv(agent_bin, argv);
+        execv(d->agent_bin, argv);
         _exit(127);
     }
     d->agent_pid = pid;
-    log_info("local agent %s started (pid %d, log %s)", host, (int)pid,
-             d->agent_log);
+    d->agent_started_ms = mono_ms();
+    if (d->restarts == 0)
+        log_info("local agent %s started (pid %d, log %s)", d->host, (int)pid,
+                 d->agent_log);
+    else
+        log_info("local agent %s restarted (pid %d, restart %u, log %s)",
+                 d->host, (int)pid, d->restarts, d->agent_log);
     rc = 0;
 out:
     free(pki);
@@ -225,6 +239,128 @@ out:
     free(images);
     free(state);
     return rc;
+}
+
+int
+dev_mode_start_agent(struct dev_mode *d, const char *agent_bin,
+                     const char *data_dir, const char *gateway)
+{
+    char host[256];
+    char *pki = xasprintf("%s/agent-pki", data_dir);
+    int rc = -1;
+
+    if (gethostname(host, sizeof(host)) < 0 || pki_name_valid(host) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    for (char *p = host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    if (pki_issue_agent(data_dir, host, pki) < 0)
+        goto out;
+    d->agent_log = xasprintf("%s/agent.log", data_dir);
+    d->agent_bin = xstrdup(agent_bin);
+    d->data_dir = xstrdup(data_dir);
+    d->gateway = xstrdup(gateway);
+    d->host = xstrdup(host);
+    d->backoff_s = DEV_AGENT_BACKOFF_MIN_S;
+    rc = spawn_agent(d);
+out:
+    free(pki);
+    return rc;
+}
+
+/* Says how a child ended: "exited with status 1", "was killed by signal 9
+ * (SIGKILL)". */
+static void
+describe_status(int st, char *buf, size_t cap)
+{
+    if (WIFEXITED(st)) {
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(st));
+    } else if (WIFSIGNALED(st)) {
+        const char *abbrev = sigabbrev_np(WTERMSIG(st));
+
+        snprintf(buf, cap, "was killed by signal %d (SIG%s)%s", WTERMSIG(st),
+                 abbrev ? abbrev : "?",
+                 WCOREDUMP(st) ? ", core dumped" : "");
+    } else {
+        snprintf(buf, cap, "ended with wait status 0x%x", (unsigned)st);
+    }
+}
+
+static void
+schedule_restart(struct dev_mode *d, const char *why)
+{
+    struct timeval tv = {.tv_sec = (time_t)d->backoff_s, .tv_usec = 0};
+
+    log_warnx("local agent %s; restarting it in %u s", why, d->backoff_s);
+    if (event_add(d->restart, &tv) < 0)
+        log_errx("cannot arm the local agent's restart timer: it stays down");
+    d->backoff_s *= 2;
+    if (d->backoff_s > DEV_AGENT_BACKOFF_MAX_S)
+        d->backoff_s = DEV_AGENT_BACKOFF_MAX_S;
+}
+
+/* SIGCHLD (libevent runs this on the loop, not in the handler): reaps the
+ * local agent if it was it that ended. Other children (run_wait's) are
+ * waited for by pid where they are started, before the loop. */
+static void
+on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+    struct dev_mode *d = arg;
+    char how[96], why[192];
+    long long ran_ms;
+    pid_t pid = d->agent_pid, r;
+    int st = 0;
+
+    (void)sig;
+    (void)what;
+    if (pid <= 0)
+        return;
+    while ((r = waitpid(pid, &st, WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        return; /* another child */
+    if (r < 0) {
+        /* ECHILD: reaped elsewhere, which nothing here does; it is gone. */
+        snprintf(how, sizeof(how), "ended (waitpid: %s)", strerror(errno));
+    } else {
+        describe_status(st, how, sizeof(how));
+    }
+    ran_ms = mono_ms() - d->agent_started_ms;
+    d->agent_pid = 0;
+    /* An agent that ran a while gets a quick restart again. */
+    if (ran_ms >= DEV_AGENT_STABLE_S * 1000LL)
+        d->backoff_s = DEV_AGENT_BACKOFF_MIN_S;
+    snprintf(why, sizeof(why), "(pid %d) %s after running %lld s", (int)pid,
+             how, ran_ms / 1000);
+    schedule_restart(d, why);
+}
+
+static void
+on_restart(evutil_socket_t fd, short what, void *arg)
+{
+    struct dev_mode *d = arg;
+
+    (void)fd;
+    (void)what;
+    d->restarts++;
+    if (spawn_agent(d) < 0)
+        schedule_restart(d, "did not start");
+}
+
+int
+dev_mode_supervise(struct dev_mode *d, struct event_base *base)
+{
+    d->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, d);
+    d->restart = evtimer_new(base, on_restart, d);
+    if (d->sigchld == NULL || d->restart == NULL ||
+        evsignal_add(d->sigchld, NULL) < 0) {
+        log_errx("cannot watch the local agent (SIGCHLD): it will not be "
+                 "restarted if it ends");
+        return -1;
+    }
+    /* It may have ended before the handler was in place. */
+    on_sigchld(SIGCHLD, EV_SIGNAL, d);
+    return 0;
 }
 
 /* sha256:<hex> of a file, or -1. */
@@ -501,11 +637,20 @@ stop_pid(pid_t pid, const char *what, int reap)
 void
 dev_mode_stop(struct dev_mode *d)
 {
+    /* No restart from here on; the agent is reaped by stop_pid. */
+    if (d->sigchld)
+        event_free(d->sigchld);
+    if (d->restart)
+        event_free(d->restart);
     stop_pid(d->agent_pid, "local agent", 1);
     stop_pid(d->libvirtd_pid, "libvirtd", 0);
     stop_pid(d->virtlogd_pid, "virtlogd", 0);
     free(d->uri);
     free(d->network);
     free(d->agent_log);
+    free(d->agent_bin);
+    free(d->data_dir);
+    free(d->gateway);
+    free(d->host);
     memset(d, 0, sizeof(*d));
 }

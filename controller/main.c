@@ -57,6 +57,7 @@ struct opts {
     int ncors;
     int insecure_http;
     const char *agent_bin;     /* dev: the local agent's binary */
+    const char *agent_connect; /* dev: its libvirt URI, else probed */
     const char *sample_script; /* dev: images/build-sample.sh */
     int no_local_agent;
     int no_sample;
@@ -130,7 +131,15 @@ usage(FILE *f)
             "../agent/cloud-agent beside this binary)\n"
             "  --sample-script FILE dev: the sample image builder (default: "
             "images/build-sample.sh of the source tree)\n"
-            "  --no-local-agent     dev: start no local agent\n"
+            "  --agent-connect URI  dev: the local agent's libvirt URI, e.g. "
+            "test:///default\n"
+            "                       (default: qemu:///system when it "
+            "answers, starting libvirtd\n"
+            "                       as root, else test:///default)\n"
+            "  --no-local-agent     dev: start no local agent (the one "
+            "started is restarted\n"
+            "                       whenever it ends, after 1 s doubling "
+            "to 30 s)\n"
             "  --no-sample-image    dev: do not build the sample image\n"
             "  --agent-listen ADDR:PORT  agent gateway (mTLS) address "
             "(default " GATEWAY_DEFAULT_LISTEN "), or none\n"
@@ -212,6 +221,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         {"insecure-http", no_argument, NULL, 'I'},
         {"cors-origin", required_argument, NULL, 'O'},
         {"agent-bin", required_argument, NULL, 'G'},
+        {"agent-connect", required_argument, NULL, 'U'},
         {"sample-script", required_argument, NULL, 'S'},
         {"no-local-agent", no_argument, NULL, 'Q'},
         {"no-sample-image", no_argument, NULL, 'Y'},
@@ -265,6 +275,16 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'K': o->tls_key = optarg; break;
         case 'I': o->insecure_http = 1; break;
         case 'G': o->agent_bin = optarg; break;
+        case 'U':
+            if (optarg[0] == '\0' || strstr(optarg, ":///") == NULL) {
+                fprintf(stderr, "cloud-controller: --agent-connect takes a "
+                                "libvirt URI such as test:///default or "
+                                "qemu:///system, not \"%s\"\n",
+                        optarg);
+                exit(2);
+            }
+            o->agent_connect = optarg;
+            break;
         case 'S': o->sample_script = optarg; break;
         case 'Q': o->no_local_agent = 1; break;
         case 'Y': o->no_sample = 1; break;
@@ -748,10 +768,12 @@ run(struct opts *o)
             log_warnx("no cloud-agent at %s (--agent-bin): no local agent",
                       agent_bin);
         } else if (strcmp(o->agent_listen, "none") == 0 ||
-                   dev_mode_libvirt(&dm, agent_bin) < 0 ||
+                   dev_mode_libvirt(&dm, agent_bin, o->agent_connect) < 0 ||
                    dev_mode_start_agent(&dm, agent_bin, data_dir,
                                         o->agent_listen) < 0) {
             log_warnx("no local agent: instances stay pending");
+        } else {
+            dev_mode_supervise(&dm, app.base); /* logs if it cannot */
         }
     }
     if (o->dev) {
@@ -807,9 +829,9 @@ out:
     pki_paths_clear(&pki);
     watch_free(app.watch);
     cache_free(app.cache);
+    dev_mode_stop(&dm); /* its events are on app.base */
     if (app.base)
         event_base_free(app.base);
-    dev_mode_stop(&dm);
     dev_pg_stop(&pg);
     free(agent_bin);
     free(script);
