@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -133,6 +134,127 @@ mkdir_owned(const char *dir)
     return 0;
 }
 
+/* Which of u, g, o must gain x for pw on st: the class pw falls in. */
+static const char *
+perm_class(const struct stat *st, const struct passwd *pw)
+{
+    struct group *gr;
+
+    if (st->st_uid == pw->pw_uid)
+        return "u";
+    if (st->st_gid == pw->pw_gid)
+        return "g";
+    gr = getgrgid(st->st_gid);
+    for (char **m = gr ? gr->gr_mem : NULL; m && *m; m++)
+        if (strcmp(*m, pw->pw_name) == 0)
+            return "g";
+    return "o";
+}
+
+/*
+ * As root the cluster runs as pw (postgres): every directory from / down to
+ * the cluster must let that user search it, and the cluster be writable by
+ * it, or initdb fails with the cause only in its log. A child takes pw's
+ * ids and asks access(), so the answer is that user's exactly (groups and
+ * ACLs included); it reports how long the prefix of dir that fails is.
+ * Returns 0 when pw can reach dir, else -1 after saying which directory is
+ * closed to it and how to open it.
+ */
+static int
+check_owner_reach(const char *dir, const struct passwd *pw)
+{
+    struct { int how; size_t len; } r = {0, 0};
+    char path[PATH_MAX], *bad = NULL, owner[64];
+    struct passwd *opw;
+    struct stat st;
+    int fds[2] = {-1, -1}, status, rc = -1;
+    pid_t pid;
+
+    if (realpath(dir, path) == NULL) {
+        log_warn("cannot resolve %s", dir);
+        return -1;
+    }
+    if (pipe(fds) < 0) {
+        log_warn("pipe");
+        goto out;
+    }
+    pid = fork();
+    if (pid < 0) {
+        log_warn("fork");
+        goto out;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+            setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+            _exit(3);
+        /* "/", "/a", "/a/b", ... and dir itself: each needs x. */
+        if (access("/", X_OK) < 0 && errno == EACCES) {
+            r.how = 1;
+            r.len = 1;
+        }
+        for (size_t i = 1; r.how == 0 && path[i - 1] != '\0'; i++) {
+            char save = path[i];
+
+            if (save != '/' && save != '\0')
+                continue;
+            path[i] = '\0';
+            if (access(path, X_OK) < 0 && errno == EACCES) {
+                r.how = 1;
+                r.len = i;
+            }
+            path[i] = save;
+        }
+        if (r.how == 0 && access(path, W_OK) < 0 && errno == EACCES) {
+            r.how = 2;
+            r.len = strlen(path);
+        }
+        if (write(fds[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
+            _exit(4);
+        _exit(0);
+    }
+    close(fds[1]);
+    fds[1] = -1;
+    if (read(fds[0], &r, sizeof(r)) != (ssize_t)sizeof(r))
+        r.how = -1;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            break;
+    if (r.how < 0 || r.len > strlen(path)) {
+        log_errx("cannot check whether user %s can reach %s (could not take "
+                 "its user and group ids)",
+                 pw->pw_name, path);
+        goto out;
+    }
+    if (r.how == 0) {
+        rc = 0;
+        goto out;
+    }
+    bad = xstrndup(path, r.len);
+    if (stat(bad, &st) < 0) {
+        log_warn("cannot stat %s", bad);
+        goto out;
+    }
+    opw = getpwuid(st.st_uid);
+    if (opw != NULL)
+        snprintf(owner, sizeof(owner), "%s", opw->pw_name);
+    else
+        snprintf(owner, sizeof(owner), "%u", (unsigned)st.st_uid);
+    log_errx("%s is not %s by user %s (mode %04o, owner %s), so the private "
+             "PostgreSQL cannot reach %s; use a --data-dir that user can "
+             "reach (the default /var/lib/cloud/dev), or chmod %s+%s %s",
+             bad, r.how == 1 ? "searchable" : "writable", pw->pw_name,
+             (unsigned)(st.st_mode & 07777), owner, dir, perm_class(&st, pw),
+             r.how == 1 ? "x" : "w", bad);
+out:
+    if (fds[0] >= 0)
+        close(fds[0]);
+    if (fds[1] >= 0)
+        close(fds[1]);
+    free(bad);
+    return rc;
+}
+
 static int
 create_database(struct dev_pg *pg)
 {
@@ -204,6 +326,8 @@ dev_pg_start(struct dev_pg *pg, const char *datadir)
             goto out;
         }
         close(fd);
+        if (check_owner_reach(pg->dir, pw) < 0)
+            goto out;
     }
     if (access(ver, F_OK) != 0) {
         char *argv[] = {initdb, "-D", pg->dir, "-U", "postgres",

@@ -1,11 +1,16 @@
 """`cloud-controller --dev` (issue 16): the dev cluster supervises the local
-agent it starts.
+agent it starts, and says what to do when its PostgreSQL cannot reach the
+data directory.
 
 Supervision: the local agent is killed with SIGKILL twice; each time the
 controller reaps it (no zombie), logs how it ended, restarts it after the
 back-off (1 s, then 2 s) and the host registers again and is ready. The
 agent uses libvirt's test driver (--agent-connect test:///default), so no
 libvirtd is started and the test runs beside the QEMU ones.
+
+The data directory: as root, a --data-dir under a mktemp -d folder (0700,
+closed to the postgres user) fails at once with one line naming that folder
+and the chmod that opens it, before initdb runs.
 
 Environment: CLOUD_CONTROLLER, CLOUD_AGENT (set by ctest). Runs as root
 (CI does): dev mode's PostgreSQL then runs as the postgres user.
@@ -198,6 +203,47 @@ class TestSupervisedAgent(DevModeBase):
         self.assertIsNotNone(self.find(r"^local agent stopped$", i))
         self.assertIsNone(self.find(r"restarting it in", i))
         self.assertLess(time.monotonic() - started, 60)
+
+
+class TestDataDirClosedToPostgres(DevModeBase):
+    def test_unreachable_data_dir_is_named_with_the_fix(self):
+        closed = tempfile.mkdtemp(dir=self.tmp)  # mode 0700, owner root
+        os.chmod(self.tmp, 0o755)
+        self.assertEqual(os.stat(closed).st_mode & 0o777, 0o700)
+        data = os.path.join(closed, "dev")
+        t0 = time.monotonic()
+        r = subprocess.run(
+            [CONTROLLER, "--dev", "--data-dir", data, "--listen", "127.0.0.1:%d" % free_port(),
+             "--agent-listen", "none", "--no-sample-image"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=self.env(),
+            timeout=30, preexec_fn=_die_with_parent)
+        self.assertNotEqual(r.returncode, 0, r.stderr)
+        self.assertLess(time.monotonic() - t0, 10)
+        errors = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+        errors = [e for e in errors if e["level"] == "error"]
+        self.assertEqual(len(errors), 1, r.stderr)
+        self.assertEqual(
+            errors[0]["msg"],
+            "%s is not searchable by user postgres (mode 0700, owner root), so the private "
+            "PostgreSQL cannot reach %s/pg; use a --data-dir that user can reach (the default "
+            "/var/lib/cloud/dev), or chmod o+x %s" % (closed, data, closed))
+        # said before initdb ran: no cluster was made
+        self.assertFalse(os.path.exists(os.path.join(data, "pg", "PG_VERSION")))
+
+        # The fix it names works: with o+x the same run gets past the check
+        # and initdb (it then stops, as meant, on an API port already taken).
+        os.chmod(closed, 0o701)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            r = subprocess.run(
+                [CONTROLLER, "--dev", "--data-dir", data,
+                 "--listen", "127.0.0.1:%d" % s.getsockname()[1],
+                 "--agent-listen", "none", "--no-sample-image"],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, env=self.env(),
+                timeout=60, preexec_fn=_die_with_parent)
+        self.assertNotIn("is not searchable", r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(data, "pg", "PG_VERSION")), r.stderr)
 
 
 if __name__ == "__main__":
