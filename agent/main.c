@@ -675,7 +675,7 @@ main(int argc, char **argv)
         case OPT_LOG_FORMAT: {
             int json;
 
-            if (log_format_parse(optarg, &json) < 0 || json < 0) {
+            if (log_format_parse(optarg, &json) < 0) {
                 fprintf(stderr, "cloud-agent: --log-format must be json or "
                                 "text, not \"%s\"\n",
                         optarg);

@@ -58,8 +58,6 @@ log_format_parse(const char *s, int *json)
         *json = 1;
     else if (strcmp(s, "text") == 0)
         *json = 0;
-    else if (strcmp(s, "auto") == 0)
-        *json = -1;
     else
         return -1;
     return 0;

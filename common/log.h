@@ -18,8 +18,8 @@ void log_init(const char *progname, enum log_level min, int json);
 void log_set_level(enum log_level min);
 /* Forces the format after log_init: 1 JSON, 0 text, < 0 auto again. */
 void log_set_json(int json);
-/* "json" -> 1, "text" -> 0, "auto" -> -1 into *json; else -1 (nothing said:
- * the caller names its option in the error). */
+/* "json" -> 1, "text" -> 0 into *json; else -1 (nothing said: the caller
+ * names its option in the error). */
 int log_format_parse(const char *s, int *json);
 
 #define CLOUD_PRINTF(a, b) __attribute__((format(printf, a, b)))

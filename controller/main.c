@@ -302,7 +302,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'F': {
             int json;
 
-            if (log_format_parse(optarg, &json) < 0 || json < 0) {
+            if (log_format_parse(optarg, &json) < 0) {
                 fprintf(stderr, "cloud-controller: --log-format must be json "
                                 "or text, not \"%s\"\n",
                         optarg);
