@@ -31,6 +31,7 @@
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
+#include "notify.h" /* systemd readiness */
 #include "pki.h" /* agent gateway */
 #include "reconcile.h"
 #include "retention.h"
@@ -89,7 +90,7 @@ usage(FILE *f)
             "       cloud-controller join-token list [--db URL]\n"
             "       cloud-controller cert revoke SERIAL|--host NAME [--db URL]\n"
             "       cloud-controller cert list [--db URL]\n"
-            "       cloud-controller version\n"
+            "       cloud-controller version | --version\n"
             "\n"
             "options:\n"
             "  --listen ADDR:PORT   API address (default %s)\n"
@@ -364,6 +365,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
     struct timeval wait = {RELEASE_WAIT_S, 0};
 
     (void)what;
+    notify_stopping();
     if (stopping++ || app->reconciler == NULL) {
         log_info("signal %d: shutting down", (int)sig);
         event_base_loopexit(app->base, NULL);
@@ -547,6 +549,7 @@ run(struct opts *o)
     struct retention *retention = NULL;
     struct event *sigint = NULL, *sigterm = NULL;
     struct gateway *gw = NULL; /* agent gateway */
+    struct notify *notifier = NULL; /* systemd readiness */
     struct pki_paths pki = {0};
     char *host = NULL, *data_dir = NULL, *url = NULL, *admin = NULL;
     unsigned short port = 0, bound = 0;
@@ -714,6 +717,7 @@ run(struct opts *o)
         goto out;
     url = xasprintf("%s://%s:%u", tls ? "https" : "http", host, bound);
     log_info("listening on %s", url);
+    notifier = notify_new(&app, url);
 
     sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
     sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
@@ -768,6 +772,7 @@ out:
         event_free(sigint);
     if (sigterm)
         event_free(sigterm);
+    notify_free(notifier);
     http_server_free(srv);
     retention_free(retention);
     /* [reconciler shutdown goes here] */
@@ -818,7 +823,8 @@ main(int argc, char **argv)
      * own target_session_attrs still takes precedence (docs/ha.md). */
     if (setenv("PGTARGETSESSIONATTRS", "read-write", 0) < 0)
         fatal("setenv");
-    if (argc > 1 && strcmp(argv[1], "version") == 0) {
+    if (argc > 1 && (strcmp(argv[1], "version") == 0 ||
+                     strcmp(argv[1], "--version") == 0)) {
         printf("cloud-controller %s (schema %d)\n", CLOUD_VERSION,
                migrate_latest());
         return 0;
