@@ -39,6 +39,17 @@
 #include "tlsctx.h"
 
 #define CLOUD_VERSION "0.1.0"
+/* Where cmake --install puts them (controller/CMakeLists.txt): relative to
+ * the installed binary's directory (right under any --prefix and DESTDIR),
+ * else at the configured prefix. A build tree's copies come first. */
+#ifndef CLOUD_INSTALLED_AGENT
+#define CLOUD_INSTALLED_AGENT "/usr/bin/cloud-agent"
+#define CLOUD_INSTALLED_AGENT_REL "cloud-agent"
+#endif
+#ifndef CLOUD_INSTALLED_SAMPLE_SCRIPT
+#define CLOUD_INSTALLED_SAMPLE_SCRIPT "/usr/libexec/cloud/build-sample.sh"
+#define CLOUD_INSTALLED_SAMPLE_SCRIPT_REL "../libexec/cloud/build-sample.sh"
+#endif
 #define DEFAULT_LISTEN "127.0.0.1:7070"
 
 struct opts {
@@ -128,9 +139,13 @@ usage(FILE *f)
             "  --cors-origin ORIGIN allow a dashboard origin (repeatable; "
             "none by default)\n"
             "  --agent-bin FILE     dev: the local agent (default: "
-            "../agent/cloud-agent beside this binary)\n"
+            "../agent/cloud-agent beside this binary,\n"
+            "                       else the installed " CLOUD_INSTALLED_AGENT
+            ")\n"
             "  --sample-script FILE dev: the sample image builder (default: "
-            "images/build-sample.sh of the source tree)\n"
+            "images/build-sample.sh of the source\n"
+            "                       tree, else the installed "
+            CLOUD_INSTALLED_SAMPLE_SCRIPT ")\n"
             "  --no-local-agent     dev: start no local agent\n"
             "  --no-sample-image    dev: do not build the sample image\n"
             "  --agent-listen ADDR:PORT  agent gateway (mTLS) address "
@@ -280,6 +295,15 @@ parse_opts(int argc, char **argv, struct opts *o)
         default: usage(stderr); exit(2);
         }
     }
+}
+
+/* A file of the build tree beside this binary, else an installed one. */
+static char *
+find_file(const char *build_rel, const char *inst_rel, const char *inst_abs)
+{
+    char *p = dev_mode_find(build_rel, NULL);
+
+    return p ? p : dev_mode_find(inst_rel, inst_abs);
 }
 
 static int
@@ -636,14 +660,20 @@ run(struct opts *o)
     if (o->dev && !o->no_sample) {
         script = o->sample_script
                      ? xstrdup(o->sample_script)
-                     : dev_mode_find("../../images/build-sample.sh", NULL);
-        if (script == NULL)
-            log_warnx("no images/build-sample.sh found (--sample-script): "
-                      "no sample image");
-        else if (fsutil_mkdir_p(data_dir, 0755) == 0 &&
-                 (blobs_ready_dir(data_dir) < 0 ||
-                  dev_mode_sample_image(script, data_dir, o->db) < 0))
+                     : find_file("../../images/build-sample.sh",
+                                 CLOUD_INSTALLED_SAMPLE_SCRIPT_REL,
+                                 CLOUD_INSTALLED_SAMPLE_SCRIPT);
+        if (access(script, R_OK) != 0) {
+            log_warn("no sample image builder at %s (--sample-script): no "
+                     "sample image",
+                     script);
+            free(script);
+            script = NULL;
+        } else if (fsutil_mkdir_p(data_dir, 0755) == 0 &&
+                   (blobs_ready_dir(data_dir) < 0 ||
+                    dev_mode_sample_image(script, data_dir, o->db) < 0)) {
             log_warnx("continuing without the sample image");
+        }
     }
 
     app.schema_version = migrate_latest();
@@ -727,8 +757,9 @@ run(struct opts *o)
 
     if (o->dev && !o->no_local_agent) {
         agent_bin = o->agent_bin ? xstrdup(o->agent_bin)
-                                 : dev_mode_find("../agent/cloud-agent",
-                                                 "/usr/bin/cloud-agent");
+                                 : find_file("../agent/cloud-agent",
+                                             CLOUD_INSTALLED_AGENT_REL,
+                                             CLOUD_INSTALLED_AGENT);
         if (access(agent_bin, X_OK) != 0) {
             log_warnx("no cloud-agent at %s (--agent-bin): no local agent",
                       agent_bin);
