@@ -37,6 +37,7 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <systemd/sd-daemon.h>
 
 #include "channel.h"
 #include "blobcache.h"
@@ -371,6 +372,10 @@ on_welcome(void *arg, const Cloud__Agent__Welcome *w)
              l->addrs[l->cur].text, l->host_id, l->c.epoch, l->c.hb_ms,
              w->fence_after_ms,
              l->acks ? "" : " (the controller acknowledges no heartbeat)");
+    /* systemd's view (a no-op without NOTIFY_SOCKET): readiness came at
+     * start, registration is only status (docs/install.md). */
+    (void)sd_notifyf(0, "STATUS=registered with %s as host %s",
+                     l->addrs[l->cur].text, l->host_id);
     link_send_all_status(l);
     if (l->cache)
         blobcache_link_up(l->cache);
@@ -848,6 +853,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     log_info("signal %d: stopping (guests keep running)", (int)sig);
+    (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping (guests keep running)");
     event_base_loopexit(arg, NULL);
 }
 
@@ -951,6 +957,13 @@ link_run(const struct link_opts *o)
         blobcache_set_kick(l.cache, worker_kick_cb, l.worker);
     log_info("cloud-agent %s: libvirt %s, controller %s", o->version, o->uri,
              o->controller);
+    /*
+     * Ready for systemd (Type=notify) once running, not once registered:
+     * the agent keeps its guests and its fence clock whether or not a
+     * controller answers, and a start that waited for one would fail the
+     * unit (and restart it) while controllers are down.
+     */
+    (void)sd_notifyf(0, "READY=1\nSTATUS=connecting to %s", o->controller);
     event_base_dispatch(l.base);
     rc = 0;
 

@@ -105,6 +105,7 @@ usage(FILE *fp)
         "  net apply|remove --plan FILE\n"
         "             make this host's bridge and VXLAN overlay match a JSON\n"
         "             plan, or delete them (docs/network-overlay.md)\n"
+        "  version    print the version (also --version)\n"
         "options:\n"
         "  --log-format json|text  log lines on stderr: one JSON object each, or\n"
         "             readable text (time, level, module, message); default:\n"
@@ -522,6 +523,11 @@ main(int argc, char **argv)
     int ch;
 
     log_init("cloud-agent", LOG_LVL_INFO, -1);
+    if (argc == 2 && (strcmp(argv[1], "version") == 0 ||
+                      strcmp(argv[1], "--version") == 0)) {
+        printf("cloud-agent %s\n", CLOUD_VERSION);
+        return 0;
+    }
     /* `net policy` parses its own options (netpolicy_cli.c). */
     if (argc >= 3 && strcmp(argv[1], "net") == 0 &&
         strcmp(argv[2], "policy") == 0)

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
+#include "notify.h" /* systemd readiness */
 #include "pki.h" /* agent gateway */
 #include "reconcile.h"
 #include "retention.h"
@@ -38,6 +39,17 @@
 #include "tlsctx.h"
 
 #define CLOUD_VERSION "0.1.0"
+/* Where cmake --install puts them (controller/CMakeLists.txt): relative to
+ * the installed binary's directory (right under any --prefix and DESTDIR),
+ * else at the configured prefix. A build tree's copies come first. */
+#ifndef CLOUD_INSTALLED_AGENT
+#define CLOUD_INSTALLED_AGENT "/usr/bin/cloud-agent"
+#define CLOUD_INSTALLED_AGENT_REL "cloud-agent"
+#endif
+#ifndef CLOUD_INSTALLED_SAMPLE_SCRIPT
+#define CLOUD_INSTALLED_SAMPLE_SCRIPT "/usr/libexec/cloud/build-sample.sh"
+#define CLOUD_INSTALLED_SAMPLE_SCRIPT_REL "../libexec/cloud/build-sample.sh"
+#endif
 #define DEFAULT_LISTEN "127.0.0.1:7070"
 
 struct opts {
@@ -90,7 +102,7 @@ usage(FILE *f)
             "       cloud-controller join-token list [--db URL]\n"
             "       cloud-controller cert revoke SERIAL|--host NAME [--db URL]\n"
             "       cloud-controller cert list [--db URL]\n"
-            "       cloud-controller version\n"
+            "       cloud-controller version | --version\n"
             "\n"
             "options:\n"
             "  --listen ADDR:PORT   API address (default %s)\n"
@@ -128,9 +140,13 @@ usage(FILE *f)
             "  --cors-origin ORIGIN allow a dashboard origin (repeatable; "
             "none by default)\n"
             "  --agent-bin FILE     dev: the local agent (default: "
-            "../agent/cloud-agent beside this binary)\n"
+            "../agent/cloud-agent beside this binary,\n"
+            "                       else the installed " CLOUD_INSTALLED_AGENT
+            ")\n"
             "  --sample-script FILE dev: the sample image builder (default: "
-            "images/build-sample.sh of the source tree)\n"
+            "images/build-sample.sh of the source\n"
+            "                       tree, else the installed "
+            CLOUD_INSTALLED_SAMPLE_SCRIPT ")\n"
             "  --agent-connect URI  dev: the local agent's libvirt URI, e.g. "
             "test:///default\n"
             "                       (default: qemu:///system when it "
@@ -320,6 +336,15 @@ parse_opts(int argc, char **argv, struct opts *o)
     }
 }
 
+/* A file of the build tree beside this binary, else an installed one. */
+static char *
+find_file(const char *build_rel, const char *inst_rel, const char *inst_abs)
+{
+    char *p = dev_mode_find(build_rel, NULL);
+
+    return p ? p : dev_mode_find(inst_rel, inst_abs);
+}
+
 static int
 split_listen(const char *s, char **host, unsigned short *port)
 {
@@ -403,6 +428,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
     struct timeval wait = {RELEASE_WAIT_S, 0};
 
     (void)what;
+    notify_stopping();
     if (stopping++ || app->reconciler == NULL) {
         log_info("signal %d: shutting down", (int)sig);
         event_base_loopexit(app->base, NULL);
@@ -586,6 +612,7 @@ run(struct opts *o)
     struct retention *retention = NULL;
     struct event *sigint = NULL, *sigterm = NULL;
     struct gateway *gw = NULL; /* agent gateway */
+    struct notify *notifier = NULL; /* systemd readiness */
     struct pki_paths pki = {0};
     char *host = NULL, *data_dir = NULL, *url = NULL, *admin = NULL;
     unsigned short port = 0, bound = 0;
@@ -672,14 +699,20 @@ run(struct opts *o)
     if (o->dev && !o->no_sample) {
         script = o->sample_script
                      ? xstrdup(o->sample_script)
-                     : dev_mode_find("../../images/build-sample.sh", NULL);
-        if (script == NULL)
-            log_warnx("no images/build-sample.sh found (--sample-script): "
-                      "no sample image");
-        else if (fsutil_mkdir_p(data_dir, 0755) == 0 &&
-                 (blobs_ready_dir(data_dir) < 0 ||
-                  dev_mode_sample_image(script, data_dir, o->db) < 0))
+                     : find_file("../../images/build-sample.sh",
+                                 CLOUD_INSTALLED_SAMPLE_SCRIPT_REL,
+                                 CLOUD_INSTALLED_SAMPLE_SCRIPT);
+        if (access(script, R_OK) != 0) {
+            log_warn("no sample image builder at %s (--sample-script): no "
+                     "sample image",
+                     script);
+            free(script);
+            script = NULL;
+        } else if (fsutil_mkdir_p(data_dir, 0755) == 0 &&
+                   (blobs_ready_dir(data_dir) < 0 ||
+                    dev_mode_sample_image(script, data_dir, o->db) < 0)) {
             log_warnx("continuing without the sample image");
+        }
     }
 
     app.schema_version = migrate_latest();
@@ -753,6 +786,7 @@ run(struct opts *o)
         goto out;
     url = xasprintf("%s://%s:%u", tls ? "https" : "http", host, bound);
     log_info("listening on %s", url);
+    notifier = notify_new(&app, url);
 
     sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
     sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
@@ -762,8 +796,9 @@ run(struct opts *o)
 
     if (o->dev && !o->no_local_agent) {
         agent_bin = o->agent_bin ? xstrdup(o->agent_bin)
-                                 : dev_mode_find("../agent/cloud-agent",
-                                                 "/usr/bin/cloud-agent");
+                                 : find_file("../agent/cloud-agent",
+                                             CLOUD_INSTALLED_AGENT_REL,
+                                             CLOUD_INSTALLED_AGENT);
         if (access(agent_bin, X_OK) != 0) {
             log_warnx("no cloud-agent at %s (--agent-bin): no local agent",
                       agent_bin);
@@ -809,6 +844,7 @@ out:
         event_free(sigint);
     if (sigterm)
         event_free(sigterm);
+    notify_free(notifier);
     http_server_free(srv);
     retention_free(retention);
     /* [reconciler shutdown goes here] */
@@ -859,7 +895,8 @@ main(int argc, char **argv)
      * own target_session_attrs still takes precedence (docs/ha.md). */
     if (setenv("PGTARGETSESSIONATTRS", "read-write", 0) < 0)
         fatal("setenv");
-    if (argc > 1 && strcmp(argv[1], "version") == 0) {
+    if (argc > 1 && (strcmp(argv[1], "version") == 0 ||
+                     strcmp(argv[1], "--version") == 0)) {
         printf("cloud-controller %s (schema %d)\n", CLOUD_VERSION,
                migrate_latest());
         return 0;

@@ -18,6 +18,8 @@ PKGS=(
   patroni # scripts/pg_ha.sh: PostgreSQL failover (docs/ha.md)
   libnftables-dev # agent/netpolicy.c: links are the firewall (docs/network-policy.md)
   nftables # the nft CLI, to inspect table inet cloud by hand; the code does not run it
+  libsystemd-dev # sd_notify: Type=notify readiness of the units (packaging/systemd)
+  systemd # systemd-analyze verify on the units (tests/packaging)
 )
 # Node.js may come from elsewhere on a developer machine; Debian's npm only
 # where there is no npm at all.

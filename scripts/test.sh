@@ -3,7 +3,7 @@
 # warnings as errors, runs the unit and integration tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer, runs the libFuzzer targets
 # (scripts/fuzz.sh, CLOUD_FUZZ_SECONDS each, default 60), then the whole suite (unit,
-# integration, lint, e2e, benchmark smoke runs) in the normal build; gcc
+# integration, lint, packaging, e2e, benchmark smoke runs) in the normal build; gcc
 # Release and clang Debug/Release are compiled as well. The
 # output ends with ctest's summary line.
 set -uo pipefail
