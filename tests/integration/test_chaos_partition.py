@@ -28,12 +28,12 @@ veth and /etc/netns/<ns> are removed even when the test fails.
 import os
 import shutil
 import socket
-import subprocess
 import time
 import unittest
 
 import agentlib
 import harness
+from netnslib import forget_host, ip, name_host
 from harness import poll, request, unique_name
 
 IMAGE = "hello:latest"
@@ -45,12 +45,6 @@ ROOT_IP, NS_IP = NET + ".1", NET + ".2"
 HOSTNAME = socket.gethostname()
 C = REPLICA = AGENT = SPARE = None
 
-
-def ip(*args, check=True):
-    r = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=30)
-    if check and r.returncode != 0:
-        raise harness.HarnessError("ip %s failed: %s" % (" ".join(args), r.stderr.strip()))
-    return r
 
 
 def net_up():
@@ -64,17 +58,14 @@ def net_up():
     ip("-n", NS, "addr", "add", NS_IP + "/30", "dev", VNS)
     ip("-n", NS, "link", "set", VNS, "up")
     ip("-n", NS, "link", "set", "lo", "up")
-    # `ip netns exec` mounts /etc/netns/<ns>/hosts over /etc/hosts.
-    os.makedirs("/etc/netns/" + NS, exist_ok=True)
-    with open("/etc/netns/%s/hosts" % NS, "w") as f:
-        f.write("127.0.0.1 localhost\n%s %s\n" % (ROOT_IP, HOSTNAME))
+    name_host(NS, ROOT_IP, HOSTNAME)
 
 
 def net_down():
     if shutil.which("ip") is not None:
         ip("link", "del", VROOT, check=False)
         ip("netns", "del", NS, check=False)
-    shutil.rmtree("/etc/netns/" + NS, ignore_errors=True)
+    forget_host(NS)
 
 
 def setUpModule():

@@ -27,6 +27,7 @@ import unittest
 
 import agentlib
 import harness
+from netnslib import forget_host, ip, name_host
 from harness import poll, request
 
 TAG = os.getpid() % 100000
@@ -44,12 +45,6 @@ def ns(h):
     return "hn%s%d" % (h, TAG)
 
 
-def ip(*args, check=True):
-    r = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=30)
-    if check and r.returncode != 0:
-        raise harness.HarnessError("ip %s failed: %s" % (" ".join(args), r.stderr.strip()))
-    return r
-
 
 def host_up(h):
     n, vr, vn = ns(h), "hr%s%d" % (h, TAG), "hv%s%d" % (h, TAG)
@@ -61,11 +56,7 @@ def host_up(h):
     ip("-n", n, "addr", "add", "%s.%d/24" % (NET, HOSTS[h]), "dev", vn)
     ip("-n", n, "link", "set", vn, "up")
     ip("-n", n, "link", "set", "lo", "up")
-    # `ip netns exec` mounts /etc/netns/<ns>/hosts over /etc/hosts: the
-    # gateway's certificate names this machine's host name.
-    os.makedirs("/etc/netns/" + n, exist_ok=True)
-    with open("/etc/netns/%s/hosts" % n, "w") as f:
-        f.write("127.0.0.1 localhost\n%s %s\n" % (SW_IP, HOSTNAME))
+    name_host(n, SW_IP, HOSTNAME)
 
 
 def net_up():
@@ -82,7 +73,7 @@ def net_down():
     for h in HOSTS:
         ip("link", "del", "hr%s%d" % (h, TAG), check=False)
         ip("netns", "del", ns(h), check=False)
-        shutil.rmtree("/etc/netns/" + ns(h), ignore_errors=True)
+        forget_host(ns(h))
     ip("link", "del", SW, check=False)
 
 
