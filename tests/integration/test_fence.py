@@ -138,6 +138,10 @@ class FenceTest(harness.TestCase):
             for iid in stop_ids:
                 self.assertTrue(any(m.startswith("instance %s: fenced" % iid) for m in msgs), iid)
             self.assertFalse(any(keep_before["id"] in m and "fenced" in m for m in msgs))
+            # The record is written on the worker's next turn, after the
+            # log lines: wait for it to name the fence of both.
+            poll(lambda: all("fenced" in e for e in read_json(record)["instances"]), 5,
+                 what="the fence record noting both fences")
             rec = {e["id"]: e for e in read_json(record)["instances"]}
             self.assertEqual(sorted(rec), stop_ids)
             self.assertTrue(all("fenced: no controller heard" in e["fenced"] for e in rec.values()),
