@@ -1,7 +1,10 @@
 """systemd readiness (packaging/systemd/cloud-controller.service,
 Type=notify): the controller sends READY=1 to NOTIFY_SOCKET once GET
 /readyz answers 200, exactly once, from its own pid, and STOPPING=1 when
-SIGTERM starts its shutdown (controller/notify.c, docs/install.md).
+SIGTERM starts its shutdown (controller/notify.c, docs/install.md). The
+agent (cloud-agent.service) is ready once it runs, before any controller
+answers (it must keep its guests while none does), and sends STOPPING=1
+on SIGTERM.
 
 The socket is a unix datagram socket like systemd's, with SO_PASSCRED so
 the kernel says which process sent each message.
@@ -15,6 +18,7 @@ import subprocess
 import time
 import unittest
 
+import agentlib
 import harness
 
 READY_WAIT_S = 30.0
@@ -117,6 +121,33 @@ class ControllerNotify(unittest.TestCase):
         seen = self.wait_for("STOPPING=1", time.monotonic() + 10)
         self.assertFalse([m for m in seen if "READY=1" in m[1]], seen)
         self.assertEqual(self.proc.wait(timeout=15), 0, self.log_tail())
+
+
+class AgentNotify(unittest.TestCase):
+    def test_ready_while_no_controller_answers_then_stopping(self):
+        c = harness.cluster()
+        self.notify = NotifySocket(os.path.join(c.tmp, "agent-notify.sock"))
+        self.addCleanup(self.notify.close)
+        # Its controller is not up yet: the agent is ready all the same.
+        port = harness.free_port()
+        agent = agentlib.Agent(c, "sdn-agent", cap_vcpus=2, cap_memory=2048,
+                               controllers=["127.0.0.1:%d" % port],
+                               env={"NOTIFY_SOCKET": self.notify.path}).start()
+        self.addCleanup(agent.stop)
+        m = self.notify.recv(READY_WAIT_S)
+        self.assertIsNotNone(m, "no READY=1 from the agent; log:\n%s" % agent.messages()[-20:])
+        pid, lines = m
+        self.assertEqual(pid, agent.proc.pid)
+        self.assertIn("READY=1", lines)
+        self.assertIn("STATUS=connecting to 127.0.0.1:%d" % port, lines)
+        agent.proc.send_signal(15)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            m = self.notify.recv(deadline - time.monotonic())
+            self.assertIsNotNone(m, "no STOPPING=1 from the agent")
+            if "STOPPING=1" in m[1]:
+                break
+        self.assertEqual(m[0], agent.proc.pid)
 
 
 if __name__ == "__main__":
