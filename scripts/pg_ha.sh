@@ -212,6 +212,23 @@ members() {
   return 1
 }
 
+# On a start that timed out: the last lines of the Patroni log of each
+# member that is not up, and whether its Patroni still runs, on stderr (a
+# test's temporary directory is gone by the time anyone reads it).
+not_ready_logs() {
+  local name pid
+  for name in "${MEMBERS[@]}"; do
+    grep -qE "^$name [a-z_]+ (running|streaming) " <<<"$1" && continue
+    pid=$(pid_of "$DIR/$name/patroni.pid")
+    if alive "$pid"; then
+      echo "pg_ha: member $name not up; its Patroni (pid $pid) runs; last lines of its log:" >&2
+    else
+      echo "pg_ha: member $name not up; its Patroni is not running; last lines of its log:" >&2
+    fi
+    tail -n 25 "$DIR/$name/patroni.log" 2>/dev/null | sed 's/^/  /' >&2
+  done
+}
+
 # Ready: a running leader, a synchronous standby, every member up (a
 # replica's state is "running" in Patroni 3.0.2, "streaming" from 3.0.4).
 wait_ready() {
@@ -223,7 +240,10 @@ wait_ready() {
        grep -qE ' sync_standby (running|streaming) ' <<<"$m"; then
       return 0
     fi
-    [ $SECONDS -lt $deadline ] || die "cluster not ready within ${READY_TIMEOUT}s; members: ${m:-none answer}; logs under $DIR"
+    if [ $SECONDS -ge $deadline ]; then
+      not_ready_logs "$m"
+      die "cluster not ready within ${READY_TIMEOUT}s; members: ${m:-none answer}; logs under $DIR"
+    fi
     sleep 0.5
   done
 }
